@@ -1,0 +1,176 @@
+/**
+ * @module attestors/workload/unix
+ *
+ * The `unix` workload attestor: selectors from what the kernel says about a process.
+ *
+ * Threat: a workload claiming to be another. Every fact comes from /proc for the pid the
+ * kernel reported on the Workload API socket (SO_PEERCRED), never from the request:
+ * effective uid/gid and supplementary groups from /proc/<pid>/status, the executable
+ * from the /proc/<pid>/exe link, and its hash read *through* that link, so a binary
+ * replaced on disk after exec is not what gets hashed. The caller that connected may
+ * exit and its pid be reused while we read; the Workload API endpoint re-checks the
+ * process start time after attestation (see agent/peercred) and discards the result
+ * if the process changed.
+ *
+ * Names (`unix:user`, `unix:group`) come from /etc/passwd and /etc/group: users known
+ * only to other NSS sources (LDAP, sssd) get uid/gid selectors but no name selectors.
+ */
+import { createHash } from 'node:crypto';
+import { open, readFile, readlink } from 'node:fs/promises';
+import { MayflyError } from '../../../spiffe/errors.js';
+import type { WorkloadAttestor, WorkloadSelector } from '../attestor.js';
+
+export interface UnixAttestorConfig {
+  /** Also emit `unix:path` and `unix:sha256` (SPIRE's `discover_workload_path`). Default false. */
+  discoverWorkloadPath?: boolean;
+  /**
+   * Largest executable hashed for `unix:sha256`, in bytes (SPIRE's `workload_size_limit`).
+   * Default 256 MiB; 0 = no limit; negative = never hash. A larger binary fails attestation,
+   * since silently dropping a selector could let a narrower entry match.
+   */
+  workloadSizeLimit?: number;
+  /** Root of the proc filesystem and of /etc (tests point these at fixtures). */
+  procRoot?: string;
+  etcRoot?: string;
+}
+
+const DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024;
+
+interface ProcStatus {
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
+function attestationFailed(pid: number, why: string, cause?: unknown): MayflyError {
+  return new MayflyError('ERR_ATTESTATION_FAILED', `unix attestor: process ${pid}: ${why}`, { cause });
+}
+
+/** Parses the Uid/Gid/Groups lines of /proc/<pid>/status; uses the *effective* ids, as SPIRE does. */
+export function parseProcStatus(text: string): ProcStatus {
+  let uid: number | undefined;
+  let gid: number | undefined;
+  let groups: number[] = [];
+  for (const line of text.split('\n')) {
+    const tab = line.indexOf(':');
+    if (tab < 0) continue;
+    const key = line.slice(0, tab);
+    const fields = line.slice(tab + 1).trim().split(/\s+/).filter((f) => f !== '');
+    if (key === 'Uid') uid = Number(fields[1] ?? fields[0]);
+    else if (key === 'Gid') gid = Number(fields[1] ?? fields[0]);
+    else if (key === 'Groups') groups = fields.map(Number);
+  }
+  if (uid === undefined || gid === undefined || !Number.isInteger(uid) || !Number.isInteger(gid) || groups.some((g) => !Number.isInteger(g))) {
+    throw new TypeError('status file has no valid Uid/Gid lines');
+  }
+  return { uid, gid, groups };
+}
+
+/** id → name from a passwd or group file (name:x:id:...). First entry wins, like getpwuid. */
+export function parseIdNames(text: string): Map<number, string> {
+  const names = new Map<number, string>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const parts = line.split(':');
+    const id = Number(parts[2]);
+    if (parts[0] && Number.isInteger(id) && !names.has(id)) names.set(id, parts[0]);
+  }
+  return names;
+}
+
+export class UnixWorkloadAttestor implements WorkloadAttestor {
+  readonly name = 'unix';
+  readonly #discoverPath: boolean;
+  readonly #sizeLimit: number;
+  readonly #proc: string;
+  readonly #etc: string;
+
+  constructor(config: UnixAttestorConfig = {}) {
+    this.#discoverPath = config.discoverWorkloadPath ?? false;
+    this.#sizeLimit = config.workloadSizeLimit ?? DEFAULT_SIZE_LIMIT;
+    this.#proc = config.procRoot ?? '/proc';
+    this.#etc = config.etcRoot ?? '/etc';
+  }
+
+  async attest(pid: number): Promise<WorkloadSelector[]> {
+    if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid must be a positive integer, got ${pid}`);
+    let status: ProcStatus;
+    try {
+      status = parseProcStatus(await readFile(`${this.#proc}/${pid}/status`, 'utf8'));
+    } catch (cause) {
+      throw attestationFailed(pid, 'cannot read its status (has it exited?)', cause);
+    }
+    const [users, groups] = await Promise.all([this.#names('passwd'), this.#names('group')]);
+    const out: WorkloadSelector[] = [];
+    const add = (value: string): void => {
+      out.push({ type: 'unix', value });
+    };
+    add(`uid:${status.uid}`);
+    const user = users.get(status.uid);
+    if (user !== undefined) add(`user:${user}`);
+    add(`gid:${status.gid}`);
+    const group = groups.get(status.gid);
+    if (group !== undefined) add(`group:${group}`);
+    for (const g of status.groups) {
+      add(`supplementary_gid:${g}`);
+      const name = groups.get(g);
+      if (name !== undefined) add(`supplementary_group:${name}`);
+    }
+    if (this.#discoverPath) out.push(...(await this.#pathSelectors(pid)));
+    return out;
+  }
+
+  async #names(file: 'passwd' | 'group'): Promise<Map<number, string>> {
+    try {
+      return parseIdNames(await readFile(`${this.#etc}/${file}`, 'utf8'));
+    } catch {
+      return new Map();
+    }
+  }
+
+  async #pathSelectors(pid: number): Promise<WorkloadSelector[]> {
+    const exeLink = `${this.#proc}/${pid}/exe`;
+    let path: string;
+    try {
+      path = await readlink(exeLink);
+    } catch (cause) {
+      throw attestationFailed(pid, 'cannot read its executable path (the agent needs permission to read /proc/<pid>/exe)', cause);
+    }
+    const out: WorkloadSelector[] = [{ type: 'unix', value: `path:${path}` }];
+    if (this.#sizeLimit < 0) return out;
+    out.push({ type: 'unix', value: `sha256:${await this.#hash(pid, exeLink)}` });
+    return out;
+  }
+
+  /** Hashes the executable through the /proc link, refusing to read past the size limit. */
+  async #hash(pid: number, exeLink: string): Promise<string> {
+    let fh;
+    try {
+      fh = await open(exeLink, 'r');
+    } catch (cause) {
+      throw attestationFailed(pid, 'cannot open its executable to hash it', cause);
+    }
+    try {
+      const { size } = await fh.stat();
+      if (this.#sizeLimit > 0 && size > this.#sizeLimit) {
+        throw attestationFailed(pid, `executable is ${size} bytes, over the ${this.#sizeLimit}-byte hashing limit (raise workload_size_limit)`);
+      }
+      const hash = createHash('sha256');
+      const buf = Buffer.allocUnsafe(1 << 20);
+      let total = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        total += bytesRead;
+        // The file may grow while we read it: the limit holds for the bytes actually hashed.
+        if (this.#sizeLimit > 0 && total > this.#sizeLimit) {
+          throw attestationFailed(pid, `executable grew past the ${this.#sizeLimit}-byte hashing limit while being hashed`);
+        }
+        hash.update(buf.subarray(0, bytesRead));
+      }
+      return hash.digest('hex');
+    } finally {
+      await fh.close();
+    }
+  }
+}

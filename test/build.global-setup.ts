@@ -1,0 +1,22 @@
+/**
+ * Compiles src/ to dist/ once before the suite, so tests that spawn real processes
+ * (CLI binaries, servers and agents killed with SIGKILL, child writers) run exactly
+ * what `npm run build` ships rather than a test-only transpilation.
+ *
+ * Type errors do not stop the build here (tsc still emits): `npm test` type-checks
+ * the whole tree in its own step before vitest starts, and fails there.
+ */
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export default function setup(): void {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) {
+    process.stderr.write(`build.global-setup: tsc reported problems (npm test's typecheck step fails on them):\n${r.stdout}${r.stderr}`.slice(0, 4000));
+  }
+}
