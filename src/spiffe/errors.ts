@@ -83,6 +83,15 @@ export type ErrorCode =
   | 'ERR_SELECTOR_INVALID'
   | 'ERR_ENTRY_INVALID'
   | 'ERR_CONFIG_INVALID'
+  // Agent (node attestation client, entry sync, SVID cache)
+  | 'ERR_AGENT_SVID_EXPIRED'
+  | 'ERR_AGENT_NOT_READY'
+  | 'ERR_AGENT_SERVER_CALL'
+  | 'ERR_AGENT_STATE_INVALID'
+  // Server API requests (mapped to gRPC statuses in src/server/status.ts)
+  | 'ERR_UNAUTHENTICATED'
+  | 'ERR_REQUEST_INVALID'
+  | 'ERR_REQUEST_TOO_LARGE'
   // Workload API client (SDK) and command line
   | 'ERR_WORKLOAD_API_ENDPOINT'
   | 'ERR_WORKLOAD_API_CALL'

@@ -1,0 +1,39 @@
+/**
+ * @module bench
+ *
+ * `npm run bench`: every benchmark suite, printed as rates and ratios against a baseline
+ * measured in the same run. Add a suite by appending it to `suites`.
+ */
+import { pathToFileURL } from 'node:url';
+import { benchJwt } from './jwt.js';
+import { benchX509 } from './x509.js';
+
+export interface BenchLine {
+  name: string;
+  perSecond: number;
+  baseline: number;
+  ratio: number;
+  /** what `baseline` measured (defaults to the raw ECDSA P-256 sign rate) */
+  baselineName?: string;
+}
+
+const suites: Array<[string, () => Promise<BenchLine[]>]> = [['jwt', benchJwt], ['x509', benchX509]];
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+export function formatLine(r: BenchLine): string {
+  return `${r.name}: ${fmt(r.perSecond)}/s  (ratio ${r.ratio.toFixed(2)} vs ${r.baselineName ?? 'raw ECDSA P-256 sign'} ${fmt(r.baseline)}/s)`;
+}
+
+export async function main(): Promise<void> {
+  for (const [, run] of suites) {
+    for (const line of await run()) console.log(formatLine(line));
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}

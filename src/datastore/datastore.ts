@@ -1,0 +1,176 @@
+/**
+ * @module datastore/datastore
+ *
+ * The server's storage, as one interface: registration entries, attested agents, join
+ * tokens, trust bundles and the CA's journal. Implementations (`level`, later `postgres`)
+ * pass the same conformance suite (`conformance.ts`); consumers that need less may
+ * declare a smaller interface with `Pick<Datastore, ...>`.
+ *
+ * Conventions shared by every implementation:
+ * - Times are integer unix seconds.
+ * - `get*` returns `undefined` when the record does not exist; update and delete throw
+ *   `ERR_DATASTORE_NOT_FOUND`.
+ * - Every acknowledged write is durable (it survives the process being killed).
+ * - Bad input throws a MayflyError (`ERR_ENTRY_INVALID`, `ERR_SELECTOR_INVALID`,
+ *   `ERR_DATASTORE_INVALID`); nothing invalid is ever stored.
+ * - Listing is keyset-paged in key order: a listing that runs to the end returns every
+ *   record that existed throughout it exactly once. `pageSize` defaults to 500 and must be
+ *   an integer from 1 to 1000, otherwise `ERR_DATASTORE_INVALID` (an API that receives the
+ *   protobuf default 0 passes `undefined`). `nextPageToken` is '' on the last page; it
+ *   may be non-empty on a page that happens to end exactly at the last record, in which
+ *   case the next page is empty. Page tokens are opaque.
+ * - After `close()` every call throws `ERR_DATASTORE_UNAVAILABLE`.
+ */
+import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
+import type { Selector } from '../registration/selector.js';
+import type { MayflyError } from '../spiffe/errors.js';
+
+export type { EntryInput, RegistrationEntry } from '../registration/entry.js';
+export type { Selector } from '../registration/selector.js';
+
+/**
+ * How a set filter compares a record's set S with the query's set Q:
+ * - exact: S equals Q;
+ * - subset: S ⊆ Q (S non-empty) — "entries a caller with selectors Q may have";
+ * - superset: S ⊇ Q;
+ * - any: S ∩ Q non-empty.
+ */
+export type SetMatch = 'exact' | 'subset' | 'superset' | 'any';
+
+export interface ListEntriesQuery {
+  bySpiffeId?: string;
+  byParentId?: string;
+  /** 1..256 selectors. */
+  bySelectors?: { selectors: readonly Selector[]; match: SetMatch };
+  /** 1..256 bare trust domain names. */
+  byFederatesWith?: { trustDomains: readonly string[]; match: SetMatch };
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** '' when there are no more pages. */
+  nextPageToken: string;
+}
+
+/** The outcome of one item of `createEntries`, in input order. */
+export type CreateEntryResult = { entry: RegistrationEntry; error?: undefined } | { entry?: undefined; error: MayflyError };
+
+/** An agent that has attested to the server. */
+export interface AttestedAgent {
+  /** The agent's SPIFFE ID (the key). */
+  readonly spiffeId: string;
+  /** The node attestor that vouched for it, e.g. `join_token`, `k8s_psat`. */
+  readonly attestationType: string;
+  /** Serial number of the agent's current SVID (hex), '' when none (e.g. banned). */
+  readonly serialNumber: string;
+  /** When the agent's current SVID expires. */
+  readonly certNotAfter: number;
+  /** Node selectors produced at attestation. */
+  readonly selectors: readonly Selector[];
+  readonly banned: boolean;
+  /** Whether the agent may attest again with the same identity (false for join tokens). */
+  readonly canReattest: boolean;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export type NewAgent = Omit<AttestedAgent, 'createdAt' | 'updatedAt' | 'banned' | 'canReattest' | 'selectors'> & {
+  selectors?: readonly Selector[];
+  banned?: boolean;
+  canReattest?: boolean;
+};
+
+export type AgentUpdate = Partial<Pick<AttestedAgent, 'attestationType' | 'serialNumber' | 'certNotAfter' | 'selectors' | 'banned' | 'canReattest'>>;
+
+export interface ListAgentsQuery {
+  byBanned?: boolean;
+  /** Only agents whose certNotAfter < this. */
+  byExpiredBefore?: number;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+export interface JoinToken {
+  readonly token: string;
+  /** The token is invalid at and after this time. */
+  readonly expiresAt: number;
+  readonly createdAt: number;
+}
+
+export interface StoredBundle {
+  /** Bare trust domain name. */
+  readonly trustDomain: string;
+  /** The SPIFFE bundle JSON text, stored as given (the datastore does not parse it). */
+  readonly bundle: string;
+  readonly sequence: number;
+  readonly updatedAt: number;
+}
+
+export interface Datastore {
+  // ---- registration entries ----
+  /** Stores a new entry (revision 0). `ERR_DATASTORE_ALREADY_EXISTS` when an entry with the same id, or the same (parentId, spiffeId, selectors), exists; the error's `existingEntryId` names it. */
+  createEntry(input: EntryInput): Promise<RegistrationEntry>;
+  /** Creates many entries; each item succeeds or fails on its own, results in input order. At most 10,000 items per call. */
+  createEntries(inputs: readonly EntryInput[]): Promise<CreateEntryResult[]>;
+  getEntry(entryId: string): Promise<RegistrationEntry | undefined>;
+  /**
+   * Replaces the entry `input.entryId` with `input` if its stored revision is still
+   * `expectedRevision` (else `ERR_DATASTORE_CONFLICT`). The revision is bumped, createdAt
+   * kept. `ERR_DATASTORE_ALREADY_EXISTS` when the new fields collide with another entry.
+   */
+  updateEntry(input: EntryInput & { entryId: string }, opts: { expectedRevision: number }): Promise<RegistrationEntry>;
+  /** Deletes and returns the entry. */
+  deleteEntry(entryId: string): Promise<RegistrationEntry>;
+  /** Filters are ANDed; results in ascending entryId order. */
+  listEntries(query?: ListEntriesQuery): Promise<Page<RegistrationEntry>>;
+  countEntries(): Promise<number>;
+  /** Every entry whose parentId is one of `parentIds` (1..1024 of them), in no particular order. For the authorised-entry computation. */
+  listEntriesForParents(parentIds: readonly string[]): Promise<RegistrationEntry[]>;
+
+  // ---- attested agents ----
+  /** `ERR_DATASTORE_ALREADY_EXISTS` when the SPIFFE ID is already recorded. */
+  createAgent(agent: NewAgent): Promise<AttestedAgent>;
+  getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
+  updateAgent(spiffeId: string, update: AgentUpdate): Promise<AttestedAgent>;
+  /** Results in ascending SPIFFE ID order. */
+  listAgents(query?: ListAgentsQuery): Promise<Page<AttestedAgent>>;
+  /** Evicts (forgets) the agent, which must attest again. */
+  deleteAgent(spiffeId: string): Promise<AttestedAgent>;
+  countAgents(): Promise<number>;
+  /**
+   * Deletes agents whose certNotAfter < `before`; returns how many. Banned agents are
+   * kept unless `includeBanned`, because deleting the record would lift the ban.
+   */
+  purgeExpiredAgents(before: number, opts?: { includeBanned?: boolean }): Promise<number>;
+
+  // ---- join tokens ----
+  /** `ERR_DATASTORE_ALREADY_EXISTS` when the token exists. */
+  createJoinToken(token: { token: string; expiresAt: number }): Promise<JoinToken>;
+  /**
+   * Deletes and returns the token if it exists and `now < expiresAt`. Unknown, already
+   * consumed and expired tokens all throw `ERR_JOIN_TOKEN_INVALID` (the same message, so
+   * the caller learns nothing). Of concurrent consumes of one token exactly one succeeds.
+   */
+  consumeJoinToken(token: string, now: number): Promise<JoinToken>;
+  /** Deletes tokens with expiresAt <= `before`; returns how many. */
+  purgeExpiredJoinTokens(before: number): Promise<number>;
+
+  // ---- bundles ----
+  getBundle(trustDomain: string): Promise<StoredBundle | undefined>;
+  /** Creates or replaces the bundle of `trustDomain`. The bundle text is at most 4 MiB. */
+  setBundle(bundle: { trustDomain: string; bundle: string; sequence: number }): Promise<StoredBundle>;
+  /** In ascending trust domain order. */
+  listBundles(): Promise<StoredBundle[]>;
+  /** `ERR_DATASTORE_CONFLICT` while any entry federates with `trustDomain` (nothing is dissociated silently). */
+  deleteBundle(trustDomain: string): Promise<void>;
+
+  // ---- CA journal ----
+  getCaJournal(): Promise<Uint8Array | undefined>;
+  /** Replaces the journal; at most 16 MiB. */
+  setCaJournal(bytes: Uint8Array): Promise<void>;
+
+  /** Waits for writes in flight, then releases the store. Idempotent. */
+  close(): Promise<void>;
+}

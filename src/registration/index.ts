@@ -1,0 +1,7 @@
+/**
+ * @module registration
+ *
+ * Registration entries and selectors: the model and its validation.
+ */
+export * from './selector.js';
+export * from './entry.js';

@@ -1,0 +1,66 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { isMayflyError } from '../errors.js';
+import { exportSpkiDer, generateKeyPair } from '../keys.js';
+import { createCsr, MAX_CSR_BYTES, parseCsr } from './csr.js';
+import { readChildren, readTlv, seq, type Tlv } from './der.js';
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return isMayflyError(err) ? err.code : `not a MayflyError: ${String(err)}`;
+  }
+}
+
+describe('parseCsr', () => {
+  it.each(['ec-p256', 'ec-p384', 'rsa-2048'] as const)('returns the key of a %s CSR', (type) => {
+    const k = generateKeyPair(type);
+    const parsed = parseCsr(createCsr({ privateKey: k.privateKey, uri: 'spiffe://example.org/x', requestCa: true, commonName: 'x' }));
+    expect(parsed.keyType).toBe(type);
+    expect(parsed.spki.equals(exportSpkiDer(k.publicKey))).toBe(true);
+  });
+
+  it('rejects a CSR whose signature does not verify (no proof of possession)', () => {
+    const k = generateKeyPair();
+    expect(code(() => parseCsr(createCsr({ privateKey: k.privateKey, corruptSignature: true })))).toBe('ERR_CSR_INVALID');
+  });
+
+  it('rejects a CSR whose signature was made by another key', () => {
+    const a = createCsr({ privateKey: generateKeyPair().privateKey });
+    const b = createCsr({ privateKey: generateKeyPair().privateKey });
+    // a's request info and algorithm with b's signature: well formed, wrong signer.
+    const [criA, algA] = readChildren(a, readTlv(a, 0)) as [Tlv, Tlv, Tlv];
+    const sigB = (readChildren(b, readTlv(b, 0)) as [Tlv, Tlv, Tlv])[2];
+    const spliced = seq(a.subarray(criA.start, criA.end), a.subarray(algA.start, algA.end), b.subarray(sigB.start, sigB.end));
+    expect(code(() => parseCsr(spliced))).toBe('ERR_CSR_INVALID');
+    // The same splice with a's own signature is accepted, so the rejection above is the signature's.
+    const sigA = (readChildren(a, readTlv(a, 0)) as [Tlv, Tlv, Tlv])[2];
+    expect(code(() => parseCsr(seq(a.subarray(criA.start, criA.end), a.subarray(algA.start, algA.end), a.subarray(sigA.start, sigA.end))))).toBeUndefined();
+  });
+
+  it('rejects weak and unsupported keys', () => {
+    expect(code(() => parseCsr(createCsr({ privateKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey })))).toBe('ERR_CSR_INVALID');
+    expect(code(() => parseCsr(createCsr({ privateKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey })))).toBe('ERR_CSR_INVALID');
+  });
+
+  it('rejects garbage, trailing bytes, empty and oversized input', () => {
+    const good = createCsr({ privateKey: generateKeyPair().privateKey });
+    expect(code(() => parseCsr(Buffer.from('hello')))).toBe('ERR_CSR_INVALID');
+    expect(code(() => parseCsr(Buffer.concat([good, Buffer.from([0])])))).toBe('ERR_CSR_INVALID');
+    expect(code(() => parseCsr(good.subarray(0, good.length - 1)))).toBe('ERR_CSR_INVALID');
+    expect(code(() => parseCsr(Buffer.alloc(0)))).toBe('ERR_CSR_INVALID');
+    expect(code(() => parseCsr(Buffer.alloc(MAX_CSR_BYTES + 1, 0x30)))).toBe('ERR_CSR_INVALID');
+  });
+
+  it('is checked against openssl', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const der = createCsr({ privateKey: generateKeyPair().privateKey, uri: 'spiffe://example.org/x' });
+    const good = spawnSync('openssl', ['req', '-inform', 'DER', '-verify', '-noout'], { input: der });
+    expect(good.status).toBe(0);
+    expect(`${good.stdout}${good.stderr}`).toMatch(/verify OK/i);
+    const bad = spawnSync('openssl', ['req', '-inform', 'DER', '-verify', '-noout'], { input: createCsr({ privateKey: generateKeyPair().privateKey, corruptSignature: true }) });
+    expect(`${bad.stdout}${bad.stderr}`).not.toMatch(/verify OK/i);
+  });
+});

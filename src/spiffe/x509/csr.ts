@@ -1,0 +1,171 @@
+/**
+ * @module spiffe/x509/csr
+ *
+ * PKCS#10 certificate signing requests: `parseCsr` reads one from DER and checks its
+ * self-signature (the requester's proof that it holds the private key); `createCsr` builds
+ * one (for agents, and for tests that need odd requests).
+ *
+ * Threat: a signer that trusts what a CSR says. A CSR is only ever used for two things:
+ * its public key, and the proof that the requester holds the matching private key. Its
+ * subject, SANs and requested extensions (a different SPIFFE ID, cA=true ...) are parsed
+ * past and never returned, so no caller can copy them into a certificate by mistake. A
+ * CSR whose signature does not verify, or whose key is weak or of an unsupported type
+ * (RSA < 2048 bits, curves other than P-256/P-384, Ed25519), is rejected with
+ * `ERR_CSR_INVALID`. Input is bounded (64 KiB) and read with the strict DER reader, so
+ * the bytes whose signature is checked are exactly the bytes the key is read from.
+ */
+import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { CertificationRequest } from '@peculiar/asn1-csr';
+import { X509SvidError } from '../errors.js';
+import { keyTypeOf, type KeyType } from '../keys.js';
+import { DerError, readChildren, readTlv, seq, set, tlv, oid, bitString, NULL_DER, TAG, octetString, TRUE_DER } from './der.js';
+import { encodeName, OID, sanValue, basicConstraintsValue } from './build.js';
+
+/** The largest CSR accepted (bytes). Real ones are well under 2 KiB. */
+export const MAX_CSR_BYTES = 64 * 1024;
+
+export interface ParsedCsr {
+  /** SubjectPublicKeyInfo DER, exactly as in the request. */
+  readonly spki: Buffer;
+  readonly publicKey: KeyObject;
+  readonly keyType: KeyType;
+}
+
+const CSR_SIG_ALGS: Record<string, { hash: string; key: 'ec' | 'rsa' }> = {
+  [OID.ecdsaWithSha256]: { hash: 'sha256', key: 'ec' },
+  [OID.ecdsaWithSha384]: { hash: 'sha384', key: 'ec' },
+  [OID.ecdsaWithSha512]: { hash: 'sha512', key: 'ec' },
+  [OID.sha256WithRsa]: { hash: 'sha256', key: 'rsa' },
+  [OID.sha384WithRsa]: { hash: 'sha384', key: 'rsa' },
+  [OID.sha512WithRsa]: { hash: 'sha512', key: 'rsa' },
+};
+
+function bad(why: string, cause?: unknown): never {
+  throw new X509SvidError('ERR_CSR_INVALID', `invalid certificate signing request: ${why}`, cause === undefined ? undefined : { cause });
+}
+
+function decodeOidBody(buf: Uint8Array): string {
+  const arcs: number[] = [];
+  let v = 0;
+  for (let i = 0; i < buf.length; i++) {
+    const b = buf[i] as number;
+    v = v * 128 + (b & 0x7f);
+    if ((b & 0x80) === 0) {
+      if (arcs.length === 0) arcs.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+      else arcs.push(v);
+      v = 0;
+    }
+  }
+  return arcs.join('.');
+}
+
+/**
+ * Parses a PKCS#10 CSR (DER) and verifies its self-signature. Returns only the public
+ * key; everything else the CSR asks for is ignored by design.
+ */
+export function parseCsr(der: Uint8Array): ParsedCsr {
+  if (!(der instanceof Uint8Array)) throw new TypeError('CSR must be DER bytes (Uint8Array)');
+  if (der.length === 0) bad('it is empty');
+  if (der.length > MAX_CSR_BYTES) bad(`it is ${der.length} bytes; the limit is ${MAX_CSR_BYTES}`);
+  let cri: Buffer, algOid: string, signature: Buffer, spki: Buffer;
+  try {
+    const outer = readTlv(der, 0);
+    if (outer.tag !== TAG.SEQUENCE || outer.end !== der.length) bad('not a single DER SEQUENCE');
+    const parts = readChildren(der, outer);
+    if (parts.length !== 3) bad('expected certificationRequestInfo, signatureAlgorithm and signature');
+    const [criT, algT, sigT] = parts as [typeof outer, typeof outer, typeof outer];
+    if (criT.tag !== TAG.SEQUENCE || algT.tag !== TAG.SEQUENCE || sigT.tag !== TAG.BIT_STRING) bad('wrong field types');
+    cri = Buffer.from(der.subarray(criT.start, criT.end));
+    const algParts = readChildren(der, algT);
+    const algOidT = algParts[0];
+    if (algOidT === undefined || algOidT.tag !== TAG.OID) bad('signatureAlgorithm has no OID');
+    algOid = decodeOidBody(der.subarray(algOidT.contentStart, algOidT.end));
+    if (der[sigT.contentStart] !== 0) bad('signature BIT STRING has unused bits');
+    signature = Buffer.from(der.subarray(sigT.contentStart + 1, sigT.end));
+    const criParts = readChildren(der, criT);
+    if (criParts.length < 3) bad('certificationRequestInfo is too short');
+    const [verT, , spkiT] = criParts as [typeof outer, typeof outer, typeof outer];
+    if (verT.tag !== TAG.INTEGER || verT.end - verT.contentStart !== 1 || der[verT.contentStart] !== 0) bad('version must be 0 (v1)');
+    if (spkiT.tag !== TAG.SEQUENCE) bad('subjectPublicKeyInfo is not a SEQUENCE');
+    spki = Buffer.from(der.subarray(spkiT.start, spkiT.end));
+    // A second, independent parse of the whole structure: anything @peculiar rejects is
+    // not a CSR we want to reason about.
+    AsnConvert.parse(Buffer.from(der), CertificationRequest);
+  } catch (err) {
+    if (err instanceof X509SvidError) throw err;
+    bad(err instanceof DerError ? `malformed DER (${err.message})` : 'malformed structure', err);
+  }
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch (cause) {
+    bad('its public key cannot be read', cause);
+  }
+  let keyType: KeyType;
+  try {
+    keyType = keyTypeOf(publicKey);
+  } catch (err) {
+    bad(`its key is not acceptable: ${(err as Error).message}`, err);
+  }
+  const alg = CSR_SIG_ALGS[algOid];
+  if (alg === undefined) bad(`signature algorithm ${algOid} is not supported (use ECDSA or RSA PKCS#1 v1.5 with SHA-2)`);
+  if (alg.key !== publicKey.asymmetricKeyType) bad(`signature algorithm ${algOid} does not fit a ${publicKey.asymmetricKeyType} key`);
+  let ok: boolean;
+  try {
+    ok = verify(alg.hash, cri, publicKey, signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) bad('its signature does not verify with its own public key (no proof of possession)');
+  return { spki, publicKey, keyType };
+}
+
+export interface CreateCsrOptions {
+  privateKey: KeyObject;
+  /** Optional URI SAN to request (servers ignore it; for tests and interop). */
+  uri?: string;
+  dnsNames?: readonly string[];
+  /** Request basicConstraints cA=true (servers ignore it; for tests). */
+  requestCa?: boolean;
+  commonName?: string;
+  /** Corrupt the signature (for tests). */
+  corruptSignature?: boolean;
+}
+
+/** Builds a PKCS#10 CSR (DER) signed with `privateKey` (EC or RSA of any size). */
+export function createCsr(opts: CreateCsrOptions): Buffer {
+  const key = opts.privateKey;
+  if (key.type !== 'private') throw new TypeError('createCsr needs a private KeyObject');
+  // Exported directly (not via spkiFromKeyObject): tests need CSRs for keys we refuse.
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const exts: Buffer[] = [];
+  if (opts.uri !== undefined || (opts.dnsNames?.length ?? 0) > 0) {
+    exts.push(seq(oid(OID.subjectAltName), octetString(sanValue(opts.uri === undefined ? [] : [opts.uri], opts.dnsNames ?? []))));
+  }
+  if (opts.requestCa) exts.push(seq(oid(OID.basicConstraints), TRUE_DER, octetString(basicConstraintsValue(true))));
+  const attrs = exts.length > 0 ? [seq(oid('1.2.840.113549.1.9.14'), set(seq(...exts)))] : [];
+  const subject = encodeName(opts.commonName === undefined ? undefined : { commonName: opts.commonName });
+  const cri = seq(tlv(TAG.INTEGER, Buffer.from([0])), subject, spki, tlv(0xa0, ...attrs));
+  let algDer: Buffer;
+  let hash: string;
+  if (key.asymmetricKeyType === 'rsa') {
+    algDer = seq(oid(OID.sha256WithRsa), NULL_DER);
+    hash = 'sha256';
+  } else if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    hash = curve === 'secp384r1' ? 'sha384' : 'sha256';
+    algDer = seq(oid(hash === 'sha384' ? OID.ecdsaWithSha384 : OID.ecdsaWithSha256));
+  } else {
+    throw new TypeError(`createCsr supports EC and RSA keys, not ${key.asymmetricKeyType ?? 'unknown'}`);
+  }
+  let sig: Buffer = sign(hash, cri, key);
+  if (opts.corruptSignature) sig = flipLast(sig);
+  return seq(cri, algDer, bitString(sig));
+}
+
+function flipLast(sig: Buffer): Buffer {
+  const out = Buffer.from(sig);
+  out[out.length - 1] = (out[out.length - 1] as number) ^ 0x01;
+  return out;
+}
