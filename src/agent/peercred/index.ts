@@ -1,0 +1,35 @@
+/**
+ * @module agent/peercred
+ *
+ * Peer credentials of Unix socket connections, per platform. Only Linux is supported
+ * (`SO_PEERCRED` and `/proc`); elsewhere every function throws a clear error rather than
+ * letting a workload be served without knowing who it is.
+ *
+ * See `peercred.linux.ts` for the threats (caller lying, PID reuse) this stops.
+ */
+import type { Socket } from 'node:net';
+import { MayflyError } from '../../spiffe/errors.js';
+import * as linux from './peercred.linux.js';
+import type { PeerCredentials } from './types.js';
+
+export type { PeerCredentials } from './types.js';
+export type { ProcOptions } from './peercred.linux.js';
+
+function unsupported(): never {
+  throw new MayflyError(
+    'ERR_PEER_CREDENTIALS',
+    `peer credentials are only implemented on Linux (this is ${process.platform}); the Workload API cannot attest callers here`,
+  );
+}
+
+/** Kernel-reported pid/uid/gid of `socket`'s peer plus its process start time; read at accept. */
+export async function readPeerCredentials(socket: Socket, options?: linux.ProcOptions): Promise<PeerCredentials> {
+  if (process.platform !== 'linux') unsupported();
+  return linux.readPeerCredentials(socket, options);
+}
+
+/** PID-reuse guard: the process that connected still holds its pid. */
+export async function isSameProcess(cred: PeerCredentials, options?: linux.ProcOptions): Promise<boolean> {
+  if (process.platform !== 'linux') unsupported();
+  return linux.isSameProcess(cred, options);
+}

@@ -1,0 +1,145 @@
+/**
+ * @module agent/peercred/peercred.linux
+ *
+ * Peer credentials of a Unix socket connection on Linux: `getsockopt(SO_PEERCRED)` through
+ * koffi (Node has no API for it), plus the peer process's start time from `/proc`.
+ *
+ * Threats:
+ * - A caller lying about who it is. Credentials come from the kernel (`SO_PEERCRED`
+ *   records the connecting process's pid/uid/gid at `connect()`), never from anything the
+ *   caller sends over the connection.
+ * - PID reuse. Workload attestation reads `/proc/<pid>` *after* accept; if the caller
+ *   exits in between and another process is given its pid, attestation would describe the
+ *   newcomer and hand it the caller's identity (or the reverse). So at accept we also
+ *   record the process start time, and `isSameProcess` checks, after attestation, that the
+ *   pid still belongs to a live process started at that same instant. This narrows the
+ *   window to the time between that check and the reply; it does not close it (a pidfd
+ *   taken at accept would, but Node cannot obtain one for a socket peer).
+ */
+import { readFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import koffi from 'koffi';
+import { MayflyError } from '../../spiffe/errors.js';
+import type { PeerCredentials } from './types.js';
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+/** `struct ucred { pid_t pid; uid_t uid; gid_t gid; }`: three 32-bit fields. */
+const UCRED_SIZE = 12;
+
+type GetSockOpt = (fd: number, level: number, name: number, optval: Buffer, optlen: number[]) => number;
+
+let getsockopt: GetSockOpt | undefined;
+
+/** Binds libc's getsockopt on first use, so merely importing this module loads nothing. */
+function libcGetsockopt(): GetSockOpt {
+  if (getsockopt === undefined) {
+    // `load(null)` opens the running process itself: Node is linked against libc, so the
+    // symbol is found whether that libc is glibc or musl, without guessing a file name.
+    const self = koffi.load(null);
+    const fn = self.func('int getsockopt(int, int, int, _Inout_ void *optval, _Inout_ uint32_t *optlen)');
+    getsockopt = (fd, level, name, optval, optlen) => fn(fd, level, name, optval, optlen) as number;
+  }
+  return getsockopt;
+}
+
+function fail(message: string, cause?: unknown): never {
+  throw new MayflyError('ERR_PEER_CREDENTIALS', message, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * The file descriptor behind an accepted `net.Socket`.
+ *
+ * Node does not expose it publicly; `socket._handle` is libuv's pipe/TCP wrap and its `fd`
+ * getter returns the descriptor (or -1 once closed). This is the one place in Mayfly that
+ * touches that internal, checked with a type guard so that a Node change surfaces as a
+ * clear refusal rather than a call into libc with garbage.
+ */
+export function socketFd(socket: Socket): number {
+  const handle: unknown = (socket as unknown as { _handle?: unknown })._handle;
+  if (typeof handle === 'object' && handle !== null && 'fd' in handle) {
+    const fd: unknown = handle.fd;
+    if (typeof fd === 'number' && Number.isInteger(fd) && fd >= 0) return fd;
+  }
+  return fail('cannot read peer credentials: the socket has no open file descriptor (closed, or not an OS socket)');
+}
+
+/**
+ * Parses `/proc/<pid>/stat`. Field 2 (`comm`) is the executable name in parentheses and
+ * may itself contain spaces and ')' (a process may name itself anything), so fields are
+ * counted from after the LAST ')'. Returns the state letter (field 3) and start time
+ * (field 22).
+ */
+export function parseProcStat(stat: string): { state: string; startTime: number } {
+  const close = stat.lastIndexOf(')');
+  if (close < 0) fail('malformed /proc stat: no closing parenthesis after the command name');
+  const rest = stat.slice(close + 1).trim().split(' ');
+  // rest[0] is field 3, so field N is rest[N - 3].
+  const state = rest[0];
+  const start = rest[22 - 3];
+  if (state === undefined || start === undefined || !/^\d+$/.test(start)) {
+    fail('malformed /proc stat: missing state or start time field');
+  }
+  const startTime = Number(start);
+  if (!Number.isSafeInteger(startTime)) fail('malformed /proc stat: start time out of range');
+  return { state, startTime };
+}
+
+/** Reads a process's stat line; undefined when there is no such process. */
+async function readStat(pid: number, procRoot: string): Promise<{ state: string; startTime: number } | undefined> {
+  let text: string;
+  try {
+    text = await readFile(`${procRoot}/${pid}/stat`, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return undefined;
+    throw err;
+  }
+  return parseProcStat(text);
+}
+
+/** Options shared by the functions below; `procRoot` lets tests point at a fake /proc. */
+export interface ProcOptions {
+  /** Where procfs is mounted (default `/proc`). */
+  procRoot?: string;
+}
+
+/** pid/uid/gid the kernel recorded for the peer of `socket`, without the start time. */
+export function readUcred(socket: Socket): { pid: number; uid: number; gid: number } {
+  const fd = socketFd(socket);
+  const buf = Buffer.alloc(UCRED_SIZE);
+  const len = [UCRED_SIZE];
+  const rc = libcGetsockopt()(fd, SOL_SOCKET, SO_PEERCRED, buf, len);
+  if (rc !== 0) fail(`getsockopt(SO_PEERCRED) failed (errno ${koffi.errno()}); is this a Unix domain socket?`);
+  if (len[0] !== UCRED_SIZE) fail(`getsockopt(SO_PEERCRED) returned ${len[0]} bytes, expected ${UCRED_SIZE}`);
+  const pid = buf.readInt32LE(0);
+  // The kernel reports pid 0 when it holds no credentials for the peer (e.g. not a Unix
+  // socket, or a socketpair across namespaces): nothing to attest, so refuse.
+  if (pid <= 0) fail('the kernel reported no peer process for this socket (pid 0); refusing the connection');
+  return { pid, uid: buf.readUInt32LE(4), gid: buf.readUInt32LE(8) };
+}
+
+/**
+ * Reads the peer's credentials from the kernel and the peer process's start time.
+ * Call it at accept. Throws `MayflyError('ERR_PEER_CREDENTIALS')` when they cannot be
+ * read, including when the peer has already exited (no process left to attest).
+ */
+export async function readPeerCredentials(socket: Socket, options: ProcOptions = {}): Promise<PeerCredentials> {
+  const { pid, uid, gid } = readUcred(socket);
+  const stat = await readStat(pid, options.procRoot ?? '/proc');
+  if (stat === undefined || stat.state === 'Z' || stat.state === 'X') {
+    fail(`peer process ${pid} exited before its credentials could be recorded`);
+  }
+  return { pid, uid, gid, startTime: stat.startTime };
+}
+
+/**
+ * PID-reuse guard: true when `cred.pid` still names a live (not zombie) process that
+ * started at `cred.startTime`, i.e. the process that connected. Run it after attestation.
+ */
+export async function isSameProcess(cred: PeerCredentials, options: ProcOptions = {}): Promise<boolean> {
+  const stat = await readStat(cred.pid, options.procRoot ?? '/proc');
+  if (stat === undefined) return false;
+  if (stat.state === 'Z' || stat.state === 'X') return false;
+  return stat.startTime === cred.startTime;
+}

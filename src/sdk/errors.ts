@@ -1,0 +1,69 @@
+/**
+ * @module sdk/errors
+ *
+ * Errors of the Workload API client. A failed call keeps the gRPC status code so callers
+ * (and the sources' retry policy) can branch on it; the message says what to do.
+ */
+import { status } from '@grpc/grpc-js';
+import { MayflyError, type ErrorCode } from '../spiffe/errors.js';
+
+/** A bad `SPIFFE_ENDPOINT_SOCKET` / address option. */
+export class EndpointError extends MayflyError {
+  constructor(message: string) {
+    super('ERR_WORKLOAD_API_ENDPOINT', message);
+  }
+}
+
+/** A Workload API call that failed (gRPC status) or returned data that does not hold up. */
+export class WorkloadApiError extends MayflyError {
+  /** The gRPC status code for ERR_WORKLOAD_API_CALL; undefined for a malformed response. */
+  readonly grpcCode?: status;
+
+  constructor(code: Extract<ErrorCode, 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE'>, message: string, options?: { cause?: unknown; grpcCode?: status }) {
+    super(code, message, options);
+    if (options?.grpcCode !== undefined) this.grpcCode = options.grpcCode;
+  }
+}
+
+/** A TLS peer whose SVID failed SPIFFE verification or whose SPIFFE ID the authorizer refused. */
+export class PeerAuthorizationError extends MayflyError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_PEER_UNAUTHORIZED', message, options);
+  }
+}
+
+interface GrpcLikeError {
+  code?: unknown;
+  details?: unknown;
+  message?: unknown;
+}
+
+/** Operator-facing advice for a gRPC status from the Workload API. */
+function advice(code: status, details: string, method: string): string {
+  switch (code) {
+    case status.PERMISSION_DENIED:
+      return `no identity issued for this workload: check its registration entry selectors (${method}: ${details})`;
+    case status.UNAVAILABLE:
+      return `the Workload API is unavailable: is the agent running and is the socket path right? (${method}: ${details})`;
+    case status.INVALID_ARGUMENT:
+      return `the agent rejected the request as invalid (${method}: ${details})`;
+    case status.DEADLINE_EXCEEDED:
+      return `the Workload API did not answer in time (${method}: ${details})`;
+    case status.UNIMPLEMENTED:
+      return `the agent does not implement ${method}`;
+    default:
+      return `${method} failed with ${status[code] ?? code}: ${details}`;
+  }
+}
+
+/** Wraps a grpc-js error (a `ServiceError`) as a WorkloadApiError; passes MayflyErrors through. */
+export function toWorkloadApiError(err: unknown, method: string): MayflyError {
+  if (err instanceof MayflyError) return err;
+  const e = (err ?? {}) as GrpcLikeError;
+  if (typeof e.code === 'number') {
+    const code = e.code as status;
+    const details = typeof e.details === 'string' && e.details !== '' ? e.details : String(e.message ?? '');
+    return new WorkloadApiError('ERR_WORKLOAD_API_CALL', advice(code, details, method), { cause: err, grpcCode: code });
+  }
+  return new WorkloadApiError('ERR_WORKLOAD_API_CALL', `${method} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}

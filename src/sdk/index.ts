@@ -1,0 +1,15 @@
+/**
+ * @module sdk
+ *
+ * Mayfly's Node SDK: a Workload API client for any SPIFFE agent, long-lived X.509/JWT/
+ * bundle sources, and SPIFFE mTLS helpers for node:tls and node:https.
+ */
+export { WorkloadApiClient, backoffDelay, isRetryable, type BackoffConfig, type CallOptions, type CancelWatch, type WatchErrorHandler, type WorkloadApiClientConfig } from './client.js';
+export { ENDPOINT_ENV, parseEndpointAddress, resolveEndpoint, type EndpointOptions, type ResolvedEndpoint } from './endpoint.js';
+export { EndpointError, PeerAuthorizationError, WorkloadApiError } from './errors.js';
+export { x509SvidPem, type JwtSvid, type ValidatedJwtSvid, type X509Context, type X509Svid } from './model.js';
+export { BundleSource, JwtSource, X509Source, type CreateSourceOptions, type SourceConfig, type X509SourceConfig } from './sources.js';
+export {
+  authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, createClientTlsOptions, createServerTlsOptions, createSpiffeHttpsServer,
+  createSpiffeTlsServer, guardTlsServer, peerSpiffeId, PEER_REJECTED_EVENT, verifyPeer, type Authorizer, type SpiffeTlsOptions, type X509SvidSourceLike,
+} from './tls.js';

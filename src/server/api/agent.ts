@@ -1,0 +1,158 @@
+/**
+ * @module server/api/agent
+ *
+ * The `Agent` service: node attestation (AttestAgent), agent SVID renewal (RenewAgent),
+ * join tokens, and the admin calls that list, ban, evict and purge agents.
+ *
+ * Threats: a node claiming an identity its evidence does not support (attestors judge the
+ * evidence; the agent ID comes from the attestor, the CSR gives only a key); a banned
+ * agent coming back (a banned record stays and blocks re-attestation under that ID, and
+ * every RPC of a banned agent is refused by server/auth); a CSR that fails proof of
+ * possession burning a join token (the CSR is checked before the token is consumed).
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { ListAgentsQuery } from '../../datastore/datastore.js';
+import { generateJoinToken, joinTokenSelector } from '../../attestors/node/join_token/join_token.js';
+import { validateEntry } from '../../registration/entry.js';
+import { MayflyError } from '../../spiffe/errors.js';
+import { SpiffeId } from '../../spiffe/id.js';
+import { parseCsr } from '../../spiffe/x509/csr.js';
+import { isAgentId, type Transport } from '../auth.js';
+import { nowSeconds, pageSizeFromWire, pageTokenFromWire, unary, type ApiContext } from '../context.js';
+import { agentToWire, bundleToWire, type WireAgent } from '../messages.js';
+import { badRequest, denied, notFound } from '../status.js';
+import { csrFromWire, issueX509Svid } from './issue.js';
+
+function agentIdFromWire(ctx: ApiContext, id: string | undefined): string {
+  if (typeof id !== 'string' || id === '') throw badRequest('agent id is missing');
+  const parsed = SpiffeId.parse(id);
+  if (!parsed.memberOf(ctx.trustDomain) || !isAgentId(parsed)) throw badRequest(`${id} is not an agent SPIFFE ID of ${ctx.trustDomain.name}`);
+  return parsed.toString();
+}
+
+interface ListAgentsRequest {
+  filter: { by_banned: 'BAN_FILTER_ANY' | 'BAN_FILTER_BANNED' | 'BAN_FILTER_NOT_BANNED'; by_expired_before: number } | null;
+  page_size: number;
+  page_token: string;
+}
+
+interface AttestAgentRequest {
+  attestation_data: { type: string; payload: Buffer } | null;
+  csr: Buffer;
+}
+
+export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
+  const changed = (agentId: string): void => ctx.hub.publish({ kind: 'agent', agentId });
+  return {
+    CountAgents: unary(ctx, t, 'CountAgents', 'admin', async () => ({ count: await ctx.ds.countAgents() })),
+
+    ListAgents: unary<ListAgentsRequest, unknown>(ctx, t, 'ListAgents', 'admin', async (req) => {
+      const q: ListAgentsQuery = {};
+      const f = req.filter;
+      if (f?.by_banned === 'BAN_FILTER_BANNED') q.byBanned = true;
+      else if (f?.by_banned === 'BAN_FILTER_NOT_BANNED') q.byBanned = false;
+      if (f && f.by_expired_before !== 0) {
+        if (!Number.isSafeInteger(f.by_expired_before) || f.by_expired_before < 0) throw badRequest('filter.by_expired_before must be a non-negative time');
+        q.byExpiredBefore = f.by_expired_before;
+      }
+      const pageSize = pageSizeFromWire(ctx, req.page_size);
+      if (pageSize !== undefined) q.pageSize = pageSize;
+      const pageToken = pageTokenFromWire(req.page_token);
+      if (pageToken !== undefined) q.pageToken = pageToken;
+      const page = await ctx.ds.listAgents(q);
+      return { agents: page.items.map(agentToWire), next_page_token: page.nextPageToken };
+    }),
+
+    GetAgent: unary<{ id: string }, WireAgent>(ctx, t, 'GetAgent', 'admin', async (req) => {
+      const id = agentIdFromWire(ctx, req.id);
+      const a = await ctx.ds.getAgent(id);
+      if (a === undefined) throw notFound(`no agent ${id}`);
+      return agentToWire(a);
+    }),
+
+    BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req) => {
+      const id = agentIdFromWire(ctx, req.id);
+      // The serial is cleared too, so no SVID of the agent matches its record any more.
+      await ctx.ds.updateAgent(id, { banned: true, serialNumber: '' });
+      ctx.logger.info({ agentId: id }, 'agent banned');
+      changed(id);
+      return {};
+    }),
+
+    DeleteAgent: unary<{ id: string }, object>(ctx, t, 'DeleteAgent', 'admin', async (req) => {
+      const id = agentIdFromWire(ctx, req.id);
+      await ctx.ds.deleteAgent(id);
+      ctx.logger.info({ agentId: id }, 'agent evicted');
+      changed(id);
+      return {};
+    }),
+
+    PurgeExpiredAgents: unary<{ expired_before: number; include_banned: boolean }, unknown>(ctx, t, 'PurgeExpiredAgents', 'admin', async (req) => {
+      const before = req.expired_before === 0 ? nowSeconds(ctx) : req.expired_before;
+      if (!Number.isSafeInteger(before) || before < 0) throw badRequest('expired_before must be a non-negative time');
+      const purged = await ctx.ds.purgeExpiredAgents(before, { includeBanned: req.include_banned });
+      if (purged > 0) ctx.hub.publish({ kind: 'entries' });
+      return { purged };
+    }),
+
+    CreateJoinToken: unary<{ ttl: number; agent_id: string }, unknown>(ctx, t, 'CreateJoinToken', 'admin', async (req) => {
+      const ttl = req.ttl;
+      if (!Number.isInteger(ttl) || ttl <= 0 || ttl > ctx.limits.maxJoinTokenTtl) {
+        throw badRequest(`ttl must be from 1 to ${ctx.limits.maxJoinTokenTtl} seconds; got ${ttl}`);
+      }
+      const token = generateJoinToken();
+      let alias: ReturnType<typeof validateEntry> | undefined;
+      if (req.agent_id !== '') {
+        alias = validateEntry(
+          { spiffeId: req.agent_id, parentId: ctx.serverId.toString(), selectors: [joinTokenSelector(token)] },
+          { trustDomain: ctx.trustDomain },
+        );
+      }
+      const expiresAt = nowSeconds(ctx) + ttl;
+      await ctx.ds.createJoinToken({ token, expiresAt });
+      if (alias !== undefined) {
+        await ctx.ds.createEntry(alias);
+        ctx.hub.publish({ kind: 'entries' });
+      }
+      return { value: token, expires_at: expiresAt };
+    }),
+
+    AttestAgent: unary<AttestAgentRequest, unknown>(ctx, t, 'AttestAgent', 'attest', async (req) => {
+      const data = req.attestation_data;
+      if (data === null || data === undefined || data.type === '') throw badRequest('attestation_data.type is missing');
+      const attestor = ctx.attestors.get(data.type);
+      if (attestor === undefined) throw badRequest(`node attestor ${JSON.stringify(data.type.slice(0, 64))} is not enabled on this server`);
+      // Proof of possession first: a broken CSR must not consume single-use evidence.
+      parseCsr(csrFromWire(req.csr));
+      const result = await attestor.attest(data.payload ?? Buffer.alloc(0), { trustDomain: ctx.trustDomain, now: ctx.now() });
+      const agentId = result.agentId.toString();
+      if (!result.agentId.memberOf(ctx.trustDomain) || !isAgentId(result.agentId)) {
+        throw new MayflyError('ERR_ATTESTATION_FAILED', `attestor ${attestor.type} produced ${agentId}, which is not an agent ID of ${ctx.trustDomain.name}`);
+      }
+      const existing = await ctx.ds.getAgent(agentId);
+      if (existing?.banned) throw denied(`agent ${agentId} is banned`);
+      if (existing !== undefined && !existing.canReattest) throw denied(`agent ${agentId} has already attested and may not attest again`);
+      const issued = await issueX509Svid(ctx, { spiffeId: result.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
+      const record = {
+        attestationType: attestor.type,
+        serialNumber: issued.serialHex,
+        certNotAfter: issued.notAfter,
+        selectors: result.selectors,
+        canReattest: result.canReattest,
+      };
+      if (existing === undefined) await ctx.ds.createAgent({ spiffeId: agentId, ...record });
+      else await ctx.ds.updateAgent(agentId, record);
+      ctx.logger.info({ agentId, attestationType: attestor.type }, 'agent attested');
+      changed(agentId);
+      return { svid: issued.wire, bundle: bundleToWire(ctx.ca.getBundle()) };
+    }),
+
+    RenewAgent: unary<{ csr: Buffer }, unknown>(ctx, t, 'RenewAgent', 'agent', async (req, caller) => {
+      if (caller.kind !== 'agent') throw denied('RenewAgent is for attested agents only');
+      const issued = await issueX509Svid(ctx, { spiffeId: caller.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
+      await ctx.ds.updateAgent(caller.agentId.toString(), { serialNumber: issued.serialHex, certNotAfter: issued.notAfter });
+      changed(caller.agentId.toString());
+      return { svid: issued.wire };
+    }),
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * @module server/api/agentsync
+ *
+ * The `AgentSync` service: `SubscribeAuthorizedEntries` streams, to each agent, the full
+ * set of entries it is authorised for, the server's bundle and the federated bundles
+ * those entries need: once at once, then again whenever that content changes. Changes
+ * arrive as notices on the change hub (entry, bundle, agent writes) and from the CA
+ * (rotation); a burst of notices is coalesced (50 ms by default) into one recomputation,
+ * and an unchanged result is not resent. This is how changes reach agents without polling.
+ *
+ * Threat: an agent that keeps receiving after it lost its standing. Every recomputation
+ * first re-reads the agent record: a banned agent's stream ends with PERMISSION_DENIED,
+ * an evicted agent's with UNAUTHENTICATED.
+ */
+import { createHash } from 'node:crypto';
+import { status as GrpcStatus, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { TrustDomain } from '../../spiffe/id.js';
+import type { Bundle } from '../../spiffe/bundle/bundle.js';
+import type { Transport } from '../auth.js';
+import { authorizedEntries } from '../authorized.js';
+import { serverStream, type ApiContext } from '../context.js';
+import { bundleToWire, entryToWire, storedBundleToBundle, type WireBundle, type WireEntry } from '../messages.js';
+import { denied, toServiceError, unauthenticated } from '../status.js';
+
+interface AuthorizedEntriesUpdate {
+  entries: WireEntry[];
+  bundle: WireBundle;
+  federated_bundles: WireBundle[];
+  sequence: number;
+}
+
+/** Live authorised-entry streams; `closeAll` ends them (server shutdown). */
+export class AgentSyncStreams {
+  readonly #closers = new Set<() => void>();
+
+  add(close: () => void): () => void {
+    this.#closers.add(close);
+    return () => this.#closers.delete(close);
+  }
+
+  closeAll(): void {
+    for (const c of [...this.#closers]) c();
+  }
+
+  get size(): number {
+    return this.#closers.size;
+  }
+}
+
+function fingerprint(u: Omit<AuthorizedEntriesUpdate, 'sequence'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify(u, (_k, v: unknown) => (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString('base64') : v)))
+    .digest('hex');
+}
+
+async function federatedBundles(ctx: ApiContext, names: Set<string>): Promise<WireBundle[]> {
+  const out: WireBundle[] = [];
+  for (const name of [...names].sort()) {
+    const stored = await ctx.ds.getBundle(name);
+    if (stored === undefined) continue;
+    let b: Bundle;
+    try {
+      b = storedBundleToBundle(stored);
+    } catch (err) {
+      ctx.logger.warn({ trustDomain: name, err }, 'stored federated bundle does not parse; not sent to agents');
+      continue;
+    }
+    if (b.trustDomain.equals(TrustDomain.parse(name))) out.push(bundleToWire(b));
+  }
+  return out;
+}
+
+export function agentSyncService(ctx: ApiContext, t: Transport, streams: AgentSyncStreams): UntypedServiceImplementation {
+  return {
+    SubscribeAuthorizedEntries: serverStream<object, AuthorizedEntriesUpdate>(ctx, t, 'SubscribeAuthorizedEntries', 'agent', async (_req, caller, call) => {
+      if (caller.kind !== 'agent') throw denied('SubscribeAuthorizedEntries is for attested agents only');
+      const agentId = caller.agentId.toString();
+      new Subscription(ctx, agentId, call, streams).start();
+    }),
+  };
+}
+
+class Subscription {
+  #lastKey = '';
+  #sequence = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #pending = false;
+  #closed = false;
+  readonly #cleanups: (() => void)[] = [];
+
+  constructor(
+    private readonly ctx: ApiContext,
+    private readonly agentId: string,
+    private readonly call: ServerWritableStream<object, AuthorizedEntriesUpdate>,
+    private readonly streams: AgentSyncStreams,
+  ) {}
+
+  start(): void {
+    const { ctx } = this;
+    this.#cleanups.push(
+      ctx.hub.subscribe((topic) => {
+        if (topic.kind === 'agent' && topic.agentId !== this.agentId) return;
+        this.#schedule();
+      }),
+      ctx.ca.onEvent(() => this.#schedule()),
+      this.streams.add(() => this.#finish()),
+    );
+    const gone = (): void => this.#cleanup();
+    this.call.on('cancelled', gone);
+    this.call.on('close', gone);
+    this.call.on('finish', gone);
+    void this.#run();
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#run();
+    }, this.ctx.limits.syncCoalesceMs);
+  }
+
+  async #run(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#running) {
+      this.#pending = true;
+      return;
+    }
+    this.#running = true;
+    try {
+      await this.#computeAndSend();
+    } catch (err) {
+      this.#finish(err);
+    } finally {
+      this.#running = false;
+      if (this.#pending && !this.#closed) {
+        this.#pending = false;
+        this.#schedule();
+      }
+    }
+  }
+
+  async #computeAndSend(): Promise<void> {
+    const { ctx } = this;
+    const agent = await ctx.ds.getAgent(this.agentId);
+    if (agent === undefined) throw unauthenticated(`agent ${this.agentId} was evicted; attest again`);
+    if (agent.banned) throw denied(`agent ${this.agentId} is banned`);
+    const entries = await authorizedEntries(ctx, agent);
+    const feds = new Set<string>();
+    for (const e of entries) for (const f of e.federatesWith) feds.add(f);
+    const update = {
+      entries: entries.map(entryToWire),
+      bundle: bundleToWire(ctx.ca.getBundle()),
+      federated_bundles: await federatedBundles(ctx, feds),
+    };
+    if (this.#closed) return;
+    const key = fingerprint(update);
+    if (key === this.#lastKey) return;
+    this.#lastKey = key;
+    this.#sequence += 1;
+    this.call.write({ ...update, sequence: this.#sequence });
+  }
+
+  /** Ends the stream with `err`'s status, or UNAVAILABLE when the server shuts down. */
+  #finish(err?: unknown): void {
+    if (this.#closed) return;
+    this.#cleanup();
+    // Shutdown ends with UNAVAILABLE: the agent should reconnect (to this or another server).
+    this.call.emit('error', err === undefined ? { code: GrpcStatus.UNAVAILABLE, details: 'server is shutting down; reconnect' } : toServiceError(err));
+  }
+
+  #cleanup(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const c of this.#cleanups.splice(0)) c();
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * @module server/api/entry
+ *
+ * The `Entry` service: registration entry CRUD for admins. Every entry is validated with
+ * the server's trust domain (`validateEntry`) before the datastore sees it, so entries
+ * outside the trust domain or over the size bounds are refused with INVALID_ARGUMENT and
+ * never stored. Each successful write is announced on the change hub, which is what makes
+ * the agents' authorised-entry streams move.
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { ListEntriesQuery } from '../../datastore/datastore.js';
+import { entryIdProblem, validateEntry } from '../../registration/entry.js';
+import { validateSelector } from '../../registration/selector.js';
+import { SpiffeId, TrustDomain } from '../../spiffe/id.js';
+import type { Transport } from '../auth.js';
+import { checkBatch, pageSizeFromWire, pageTokenFromWire, unary, type ApiContext } from '../context.js';
+import { entryFromWire, entryToWire, matchFromWire, type WireEntry, type WireMatch, type WireSelector } from '../messages.js';
+import { badRequest, itemStatusOf, notFound, OK_STATUS, type ItemStatus } from '../status.js';
+
+interface ListEntriesRequest {
+  filter: {
+    by_spiffe_id: string;
+    by_parent_id: string;
+    by_selectors: { selectors: WireSelector[]; match: WireMatch } | null;
+    by_federates_with: { trust_domains: string[]; match: WireMatch } | null;
+  } | null;
+  page_size: number;
+  page_token: string;
+}
+
+const MAX_FILTER_ITEMS = 256;
+
+function idFilter(v: string | undefined, what: string): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  try {
+    return SpiffeId.parse(v).toString();
+  } catch (err) {
+    throw badRequest(`${what}: ${(err as Error).message}`);
+  }
+}
+
+function entryIdFromWire(id: string | undefined): string {
+  const p = entryIdProblem(id);
+  if (p !== undefined) throw badRequest(`entry id ${p}`);
+  return id as string;
+}
+
+export function listEntriesQuery(ctx: ApiContext, req: ListEntriesRequest): ListEntriesQuery {
+  const q: ListEntriesQuery = {};
+  const f = req.filter;
+  const bySpiffeId = idFilter(f?.by_spiffe_id, 'filter.by_spiffe_id');
+  if (bySpiffeId !== undefined) q.bySpiffeId = bySpiffeId;
+  const byParentId = idFilter(f?.by_parent_id, 'filter.by_parent_id');
+  if (byParentId !== undefined) q.byParentId = byParentId;
+  const sels = f?.by_selectors?.selectors ?? [];
+  if (sels.length > 0) {
+    if (sels.length > MAX_FILTER_ITEMS) throw badRequest(`filter.by_selectors holds ${sels.length} selectors; the limit is ${MAX_FILTER_ITEMS}`);
+    q.bySelectors = { selectors: sels.map((s) => validateSelector(s)), match: matchFromWire(f?.by_selectors?.match) };
+  }
+  const tds = f?.by_federates_with?.trust_domains ?? [];
+  if (tds.length > 0) {
+    if (tds.length > MAX_FILTER_ITEMS) throw badRequest(`filter.by_federates_with holds ${tds.length} trust domains; the limit is ${MAX_FILTER_ITEMS}`);
+    q.byFederatesWith = { trustDomains: tds.map((t) => TrustDomain.parse(t).name), match: matchFromWire(f?.by_federates_with?.match) };
+  }
+  const pageSize = pageSizeFromWire(ctx, req.page_size);
+  if (pageSize !== undefined) q.pageSize = pageSize;
+  const pageToken = pageTokenFromWire(req.page_token);
+  if (pageToken !== undefined) q.pageToken = pageToken;
+  return q;
+}
+
+export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
+  const changed = (): void => ctx.hub.publish({ kind: 'entries' });
+  return {
+    CountEntries: unary(ctx, t, 'CountEntries', 'admin', async () => ({ count: await ctx.ds.countEntries() })),
+
+    ListEntries: unary<ListEntriesRequest, unknown>(ctx, t, 'ListEntries', 'admin', async (req) => {
+      const page = await ctx.ds.listEntries(listEntriesQuery(ctx, req));
+      return { entries: page.items.map(entryToWire), next_page_token: page.nextPageToken };
+    }),
+
+    GetEntry: unary<{ id: string }, WireEntry>(ctx, t, 'GetEntry', 'admin', async (req) => {
+      const id = entryIdFromWire(req.id);
+      const e = await ctx.ds.getEntry(id);
+      if (e === undefined) throw notFound(`no entry with id ${id}`);
+      return entryToWire(e);
+    }),
+
+    BatchCreateEntry: unary<{ entries: WireEntry[] }, unknown>(ctx, t, 'BatchCreateEntry', 'admin', async (req) => {
+      const list = req.entries ?? [];
+      checkBatch(ctx, list.length, 'entries');
+      const results: { status: ItemStatus; entry: WireEntry | null }[] = [];
+      let any = false;
+      for (const w of list) {
+        try {
+          const valid = validateEntry(entryFromWire(w), { trustDomain: ctx.trustDomain });
+          const stored = await ctx.ds.createEntry(valid);
+          results.push({ status: OK_STATUS, entry: entryToWire(stored) });
+          any = true;
+        } catch (err) {
+          results.push({ status: itemStatusOf(err), entry: null });
+        }
+      }
+      if (any) changed();
+      return { results };
+    }),
+
+    BatchUpdateEntry: unary<{ entries: WireEntry[] }, unknown>(ctx, t, 'BatchUpdateEntry', 'admin', async (req) => {
+      const list = req.entries ?? [];
+      checkBatch(ctx, list.length, 'entries');
+      const results: { status: ItemStatus; entry: WireEntry | null }[] = [];
+      let any = false;
+      for (const w of list) {
+        try {
+          const entryId = entryIdFromWire(w?.id);
+          const valid = validateEntry({ ...entryFromWire(w), entryId }, { trustDomain: ctx.trustDomain });
+          const revision = w.revision ?? 0;
+          if (!Number.isSafeInteger(revision) || revision < 0) throw badRequest('revision must be a non-negative integer');
+          const stored = await ctx.ds.updateEntry({ ...valid, entryId }, { expectedRevision: revision });
+          results.push({ status: OK_STATUS, entry: entryToWire(stored) });
+          any = true;
+        } catch (err) {
+          results.push({ status: itemStatusOf(err), entry: null });
+        }
+      }
+      if (any) changed();
+      return { results };
+    }),
+
+    BatchDeleteEntry: unary<{ ids: string[] }, unknown>(ctx, t, 'BatchDeleteEntry', 'admin', async (req) => {
+      const ids = req.ids ?? [];
+      checkBatch(ctx, ids.length, 'ids');
+      const results: { status: ItemStatus; id: string }[] = [];
+      let any = false;
+      for (const raw of ids) {
+        try {
+          const id = entryIdFromWire(raw);
+          await ctx.ds.deleteEntry(id);
+          results.push({ status: OK_STATUS, id });
+          any = true;
+        } catch (err) {
+          results.push({ status: itemStatusOf(err), id: typeof raw === 'string' ? raw.slice(0, 255) : '' });
+        }
+      }
+      if (any) changed();
+      return { results };
+    }),
+  };
+}

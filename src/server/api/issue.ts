@@ -1,0 +1,41 @@
+/**
+ * @module server/api/issue
+ *
+ * The one path from a CSR to an X509-SVID. The CSR contributes only its public key, after
+ * its self-signature (proof of possession) and key strength are checked; the SPIFFE ID,
+ * DNS names and lifetime are the caller's arguments (taken from an entry or an admin
+ * request), never from the CSR.
+ */
+import { parseCsr } from '../../spiffe/x509/csr.js';
+import { parseCertificate } from '../../spiffe/x509/parse.js';
+import type { SpiffeId } from '../../spiffe/id.js';
+import type { ApiContext } from '../context.js';
+import type { WireX509Svid } from '../messages.js';
+import { badRequest } from '../status.js';
+
+export interface IssuedX509Svid {
+  wire: WireX509Svid;
+  serialHex: string;
+  notAfter: number;
+}
+
+export function csrFromWire(csr: Buffer | undefined): Buffer {
+  if (!(csr instanceof Uint8Array) || csr.length === 0) throw badRequest('csr is missing');
+  return csr;
+}
+
+export async function issueX509Svid(
+  ctx: ApiContext,
+  req: { spiffeId: SpiffeId; csr: Buffer | undefined; ttlSeconds: number; dnsNames?: readonly string[] },
+): Promise<IssuedX509Svid> {
+  const { spki } = parseCsr(csrFromWire(req.csr));
+  const chain = ctx.ca.signX509Svid({ spiffeId: req.spiffeId, publicKeySpki: spki, ttlSeconds: req.ttlSeconds, dnsNames: req.dnsNames ?? [] }).certificates;
+  ctx.noteChain(chain);
+  const leaf = parseCertificate(chain[0] as Buffer);
+  const notAfter = Math.floor(leaf.notAfter.getTime() / 1000);
+  return {
+    wire: { spiffe_id: req.spiffeId.toString(), cert_chain: chain, expires_at: notAfter, serial_number: leaf.serialHex },
+    serialHex: leaf.serialHex,
+    notAfter,
+  };
+}

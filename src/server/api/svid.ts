@@ -1,0 +1,112 @@
+/**
+ * @module server/api/svid
+ *
+ * The `SVID` service: admins mint SVIDs for any SPIFFE ID of the trust domain; agents get
+ * SVIDs only for entries they are authorised for (server/authorized), and the identity,
+ * DNS names and lifetime always come from the entry. A CSR asking for another SPIFFE ID
+ * or for cA=true changes nothing: only its public key is used (server/api/issue).
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { dnsNameProblem, MAX_ENTRY_DNS_NAMES, MAX_ENTRY_TTL_SECONDS, type RegistrationEntry } from '../../registration/entry.js';
+import { SpiffeId } from '../../spiffe/id.js';
+import type { Transport } from '../auth.js';
+import { authorizedEntries } from '../authorized.js';
+import { checkBatch, unary, type ApiContext } from '../context.js';
+import type { WireJwtSvid, WireX509Svid } from '../messages.js';
+import { badRequest, denied, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
+import { issueX509Svid } from './issue.js';
+
+const MAX_AUDIENCE_LENGTH = 1024;
+
+function workloadIdFromWire(ctx: ApiContext, id: string | undefined): SpiffeId {
+  if (typeof id !== 'string' || id === '') throw badRequest('spiffe_id is missing');
+  const parsed = SpiffeId.parseWorkload(id);
+  if (!parsed.memberOf(ctx.trustDomain)) throw badRequest(`${id} is not in the trust domain ${ctx.trustDomain.name}`);
+  return parsed;
+}
+
+function ttlFromWire(ttl: number | undefined, fallback: number): number {
+  if (ttl === undefined || ttl === 0) return fallback;
+  if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_ENTRY_TTL_SECONDS) throw badRequest(`ttl must be from 0 to ${MAX_ENTRY_TTL_SECONDS} seconds`);
+  return ttl;
+}
+
+function audienceFromWire(ctx: ApiContext, aud: string[] | undefined): string[] {
+  const list = aud ?? [];
+  if (list.length === 0) throw badRequest('audience must hold at least one value');
+  if (list.length > ctx.limits.maxAudiences) throw badRequest(`audience holds ${list.length} values; the limit is ${ctx.limits.maxAudiences}`);
+  for (const a of list) {
+    if (typeof a !== 'string' || a === '' || a.length > MAX_AUDIENCE_LENGTH) throw badRequest(`every audience must be 1..${MAX_AUDIENCE_LENGTH} characters`);
+  }
+  return list;
+}
+
+async function jwtSvid(ctx: ApiContext, spiffeId: SpiffeId, audience: string[], ttlSeconds: number): Promise<WireJwtSvid> {
+  const { token, expiresAt } = ctx.ca.signJwtSvid({ spiffeId, audience, ttlSeconds });
+  const exp = Math.floor(expiresAt.getTime() / 1000);
+  const iat = Math.floor(ctx.now().getTime() / 1000);
+  return { spiffe_id: spiffeId.toString(), token, expires_at: exp, issued_at: iat };
+}
+
+async function authorizedEntryMap(ctx: ApiContext, agent: Parameters<typeof authorizedEntries>[1]): Promise<Map<string, RegistrationEntry>> {
+  return new Map((await authorizedEntries(ctx, agent)).map((e) => [e.entryId, e]));
+}
+
+function notAuthorized(entryId: unknown): Error {
+  const shown = typeof entryId === 'string' ? JSON.stringify(entryId.slice(0, 255)) : 'given';
+  // The same answer whether the entry exists or not: an agent learns nothing about others' entries.
+  return denied(`entry ${shown} is not authorised for this agent`);
+}
+
+export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
+  return {
+    MintX509SVID: unary<{ csr: Buffer; spiffe_id: string; ttl: number; dns_names: string[] }, unknown>(ctx, t, 'MintX509SVID', 'admin', async (req) => {
+      const spiffeId = workloadIdFromWire(ctx, req.spiffe_id);
+      const dns = req.dns_names ?? [];
+      if (dns.length > MAX_ENTRY_DNS_NAMES) throw badRequest(`dns_names holds ${dns.length} names; the limit is ${MAX_ENTRY_DNS_NAMES}`);
+      for (const [i, d] of dns.entries()) {
+        const p = dnsNameProblem(d);
+        if (p !== undefined) throw badRequest(`dns_names[${i}] ${p}`);
+      }
+      const issued = await issueX509Svid(ctx, { spiffeId, csr: req.csr, ttlSeconds: ttlFromWire(req.ttl, ctx.limits.defaultX509SvidTtl), dnsNames: dns });
+      return { svid: issued.wire };
+    }),
+
+    MintJWTSVID: unary<{ spiffe_id: string; audience: string[]; ttl: number }, unknown>(ctx, t, 'MintJWTSVID', 'admin', async (req) => {
+      const spiffeId = workloadIdFromWire(ctx, req.spiffe_id);
+      return { svid: await jwtSvid(ctx, spiffeId, audienceFromWire(ctx, req.audience), ttlFromWire(req.ttl, ctx.limits.defaultJwtSvidTtl)) };
+    }),
+
+    BatchNewX509SVID: unary<{ params: { entry_id: string; csr: Buffer }[] }, unknown>(ctx, t, 'BatchNewX509SVID', 'agent', async (req, caller) => {
+      if (caller.kind !== 'agent') throw denied('BatchNewX509SVID is for attested agents only');
+      const params = req.params ?? [];
+      checkBatch(ctx, params.length, 'params');
+      const allowed = await authorizedEntryMap(ctx, caller.agent);
+      const results: { status: ItemStatus; svid: WireX509Svid | null }[] = [];
+      for (const p of params) {
+        try {
+          const entry = allowed.get(p?.entry_id);
+          if (entry === undefined) throw notAuthorized(p?.entry_id);
+          const issued = await issueX509Svid(ctx, {
+            spiffeId: SpiffeId.parse(entry.spiffeId),
+            csr: p.csr,
+            ttlSeconds: entry.x509SvidTtl || ctx.limits.defaultX509SvidTtl,
+            dnsNames: entry.dnsNames,
+          });
+          results.push({ status: OK_STATUS, svid: issued.wire });
+        } catch (err) {
+          results.push({ status: itemStatusOf(err), svid: null });
+        }
+      }
+      return { results };
+    }),
+
+    NewJWTSVID: unary<{ entry_id: string; audience: string[] }, unknown>(ctx, t, 'NewJWTSVID', 'agent', async (req, caller) => {
+      if (caller.kind !== 'agent') throw denied('NewJWTSVID is for attested agents only');
+      const audience = audienceFromWire(ctx, req.audience);
+      const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
+      if (entry === undefined) throw notAuthorized(req.entry_id);
+      return { svid: await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl) };
+    }),
+  };
+}

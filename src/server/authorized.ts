@@ -1,0 +1,64 @@
+/**
+ * @module server/authorized
+ *
+ * Which registration entries an agent may hold SVIDs for: the entries parented by the
+ * agent's own SPIFFE ID or by a node alias it belongs to (an entry parented by the server
+ * whose selectors are all among the agent's node selectors), and, recursively, the entries
+ * parented by those entries' SPIFFE IDs (nested and downstream workloads). Expired entries
+ * are left out.
+ *
+ * Threat: an agent obtaining an identity that is not its to hand out. Every SVID an agent
+ * asks for is checked against this set, computed from the datastore at the time of the
+ * request; nothing the agent sends widens it.
+ */
+import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js';
+import type { ApiContext } from './context.js';
+import { nowSeconds } from './context.js';
+
+/** Upper bound on the authorised set (guards against a runaway entry graph). */
+export const MAX_AUTHORIZED_ENTRIES = 100_000;
+const MAX_PARENTS_PER_QUERY = 1024;
+
+/** The SPIFFE IDs of the node-alias entries `agent` belongs to. */
+export async function nodeAliasesOf(ctx: ApiContext, agent: AttestedAgent): Promise<string[]> {
+  if (agent.selectors.length === 0) return [];
+  const now = nowSeconds(ctx);
+  const out = new Set<string>();
+  let pageToken: string | undefined;
+  do {
+    const page = await ctx.ds.listEntries({
+      byParentId: ctx.serverId.toString(),
+      bySelectors: { selectors: agent.selectors.slice(0, 256), match: 'subset' },
+      pageSize: 1000,
+      pageToken,
+    });
+    for (const e of page.items) if (e.expiresAt === 0 || e.expiresAt > now) out.add(e.spiffeId);
+    pageToken = page.nextPageToken === '' ? undefined : page.nextPageToken;
+  } while (pageToken !== undefined);
+  return [...out];
+}
+
+/** Every entry `agent` is authorised for, sorted by entry ID. */
+export async function authorizedEntries(ctx: ApiContext, agent: AttestedAgent): Promise<RegistrationEntry[]> {
+  const now = nowSeconds(ctx);
+  const byId = new Map<string, RegistrationEntry>();
+  const usedParents = new Set<string>();
+  let frontier = [agent.spiffeId, ...(await nodeAliasesOf(ctx, agent))];
+  while (frontier.length > 0) {
+    const next: string[] = [];
+    for (let i = 0; i < frontier.length; i += MAX_PARENTS_PER_QUERY) {
+      const parents = frontier.slice(i, i + MAX_PARENTS_PER_QUERY).filter((p) => !usedParents.has(p));
+      if (parents.length === 0) continue;
+      for (const p of parents) usedParents.add(p);
+      for (const e of await ctx.ds.listEntriesForParents(parents)) {
+        if (byId.has(e.entryId)) continue;
+        if (e.expiresAt !== 0 && e.expiresAt <= now) continue;
+        byId.set(e.entryId, e);
+        if (byId.size > MAX_AUTHORIZED_ENTRIES) throw new Error(`agent ${agent.spiffeId} is authorised for more than ${MAX_AUTHORIZED_ENTRIES} entries`);
+        if (!usedParents.has(e.spiffeId)) next.push(e.spiffeId);
+      }
+    }
+    frontier = next;
+  }
+  return [...byId.values()].sort((a, b) => (a.entryId < b.entryId ? -1 : a.entryId > b.entryId ? 1 : 0));
+}

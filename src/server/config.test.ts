@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import { parseDurationSeconds, resolveServerConfig, DEFAULT_SOCKET_PATH } from './config.js';
+import { parseConfigText, parseHcl } from './hcl.js';
+
+const SPIRE_CONF = `
+# SPIRE's sample server.conf, near verbatim
+server {
+    bind_address = "0.0.0.0"
+    bind_port = "8081"
+    socket_path = "/tmp/spire-server/private/api.sock"
+    trust_domain = "example.org"
+    data_dir = "./data/server"
+    log_level = "DEBUG"
+    ca_ttl = "168h"
+    default_x509_svid_ttl = "48h"
+    default_jwt_svid_ttl = "5m"
+    ca_key_type = "ec-p384"
+    jwt_key_type = "rsa-2048"
+    ca_subject {
+        country = ["US"],
+        organization = ["SPIFFE"],
+        common_name = "",
+    }
+}
+
+plugins {
+    DataStore "sql" {
+        plugin_data {
+            database_type = "sqlite3"
+            connection_string = "./data/server/datastore.sqlite3"
+        }
+    }
+    NodeAttestor "join_token" {
+        plugin_data {
+        }
+    }
+    KeyManager "disk" {
+        plugin_data {
+            keys_path = "./data/server/keys.json"
+        }
+    }
+    /* an upstream CA */
+    UpstreamAuthority "disk" {
+        plugin_data {
+            key_file_path = "./conf/server/dummy_upstream_ca.key"
+            cert_file_path = "./conf/server/dummy_upstream_ca.crt"
+        }
+    }
+}
+
+health_checks {
+    listener_enabled = true
+    bind_address = "0.0.0.0"
+    bind_port = "8080"
+    live_path = "/live"
+    ready_path = "/ready"
+}
+`;
+
+describe('HCL subset', () => {
+  it('parses blocks, labels, lists, numbers, booleans and comments into one tree', () => {
+    const t = parseHcl('a = 1\nb = true // c\nc = [1, "x", [2]]\nblk "l1" "l2" { k = -2.5e1 }\nobj = { x = "y" }');
+    expect(t).toEqual({ a: 1, b: true, c: [1, 'x', [2]], blk: { l1: { l2: { k: -25 } } }, obj: { x: 'y' } });
+  });
+
+  it('merges labelled blocks of one kind and refuses a key set twice', () => {
+    expect(parseHcl('N "a" {}\nN "b" { x = 1 }')).toEqual({ N: { a: {}, b: { x: 1 } } });
+    expect(() => parseHcl('a = 1\na = 2')).toThrow(/line 2.*a is set twice/);
+    expect(() => parseHcl('N "a" {}\nN "a" {}')).toThrow(/set twice/);
+  });
+
+  it('names the line and column of syntax errors, and refuses interpolation and heredocs', () => {
+    expect(() => parseHcl('server {\n  x = \n}')).toThrow(/line 3, column 1/);
+    expect(() => parseHcl('a = "x')).toThrow(/unterminated string/);
+    expect(() => parseHcl('a = "${env.X}"')).toThrow(/interpolation/);
+    expect(() => parseHcl('a = <<EOF\nx\nEOF')).toThrow(/heredocs/);
+    expect(() => parseHcl('a = bare')).toThrow(/bare word/);
+    expect(() => parseHcl('server {')).toThrow(/missing '}'/);
+  });
+
+  it('bounds nesting depth and size', () => {
+    expect(() => parseHcl('a = ' + '['.repeat(100) + ']'.repeat(100))).toThrow(/nested too deeply/);
+    expect(() => parseHcl('#'.repeat(1024 * 1024 + 1))).toThrow(/larger than/);
+  });
+
+  it('reads JSON configs into the same shape', () => {
+    expect(parseConfigText('{"server": {"trust_domain": "a.test"}}')).toEqual({ server: { trust_domain: 'a.test' } });
+    expect(() => parseConfigText('{"server": ')).toThrow(/not valid JSON/);
+  });
+});
+
+describe('server configuration', () => {
+  it('runs with no file at all on safe defaults', () => {
+    const s = resolveServerConfig(undefined);
+    expect(s).toMatchObject({ trustDomain: 'example.org', dataDir: './.mayfly/server', socketPath: DEFAULT_SOCKET_PATH, bindAddress: '127.0.0.1', bindPort: 8081 });
+    expect(s.metrics).toEqual({ enabled: true, host: '127.0.0.1', port: 9988 });
+    expect(s.health.enabled).toBe(false);
+  });
+
+  it("accepts SPIRE's sample server.conf and maps every core key", () => {
+    const s = resolveServerConfig(parseHcl(SPIRE_CONF));
+    expect(s).toMatchObject({
+      trustDomain: 'example.org',
+      bindAddress: '0.0.0.0',
+      bindPort: 8081,
+      dataDir: './data/server',
+      logLevel: 'debug',
+      caTtlSeconds: 168 * 3600,
+      defaultX509SvidTtl: 48 * 3600,
+      defaultJwtSvidTtl: 300,
+      caKeyType: 'ec-p384',
+      jwtKeyType: 'rsa-2048',
+      caSubject: { country: 'US', organization: 'SPIFFE' },
+      datastorePath: 'data/server/datastore',
+      keyManager: { kind: 'disk', dataDir: './data/server' },
+      upstream: { certFile: './conf/server/dummy_upstream_ca.crt', keyFile: './conf/server/dummy_upstream_ca.key' },
+      nodeAttestors: ['join_token'],
+      health: { enabled: true, host: '0.0.0.0', port: 8080, livePath: '/live', readyPath: '/ready' },
+    });
+    expect(s.notices.join()).toMatch(/connection_string is not used/);
+  });
+
+  it('lets flags override the file', () => {
+    const s = resolveServerConfig(parseHcl(SPIRE_CONF), { trustDomain: 'other.test', bindPort: 0, socketPath: '/x.sock', logLevel: 'WARN' });
+    expect(s).toMatchObject({ trustDomain: 'other.test', bindPort: 0, socketPath: '/x.sock', logLevel: 'warn' });
+  });
+
+  it('reports every unknown key and bad value together, by name', () => {
+    const bad = parseHcl(`
+      server { bind_prot = 1 trust_domain = "Bad Domain" ca_ttl = "-1h" ca_key_type = "rsa-512" }
+      plugins { DataStore "postgres" {} KeyManager "disk" { plugin_data { keys_path = "k" extra = 1 } } }
+      health_checks { bind_port = "99999" }
+      extra_block { }`);
+    let message = '';
+    try {
+      resolveServerConfig(bad);
+    } catch (err) {
+      message = (err as Error).message;
+      expect((err as { code?: string }).code).toBe('ERR_CONFIG_INVALID');
+    }
+    for (const part of ['server.bind_prot', 'extra_block', 'trust_domain', 'server.ca_ttl', 'ca_key_type', 'DataStore', 'plugin_data.extra', 'health_checks.bind_port']) {
+      expect(message).toContain(part);
+    }
+    expect(message).not.toContain('\n');
+  });
+
+  it('parses Go durations and whole seconds only', () => {
+    expect(parseDurationSeconds('1h30m')).toBe(5400);
+    expect(parseDurationSeconds('90s')).toBe(90);
+    expect(parseDurationSeconds('600')).toBe(600);
+    expect(parseDurationSeconds(42)).toBe(42);
+    expect(parseDurationSeconds('-5m')).toBe(-300);
+    expect(parseDurationSeconds('1500ms')).toBeUndefined();
+    expect(parseDurationSeconds('1d')).toBeUndefined();
+    expect(parseDurationSeconds('h')).toBeUndefined();
+  });
+});

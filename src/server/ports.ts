@@ -1,0 +1,62 @@
+/**
+ * @module server/ports
+ *
+ * What the server API consumes from the rest of Mayfly, declared here by the consumer
+ * (SPIRE style) with only the calls it makes, so a hand-written fake or an adapter over a
+ * different implementation fits.
+ */
+import type { ServerCa } from '../ca/server-ca.js';
+import type { Datastore } from '../datastore/datastore.js';
+
+/** The datastore calls the server API makes. */
+export type ServerDatastore = Pick<
+  Datastore,
+  | 'createEntry'
+  | 'createEntries'
+  | 'getEntry'
+  | 'updateEntry'
+  | 'deleteEntry'
+  | 'listEntries'
+  | 'countEntries'
+  | 'listEntriesForParents'
+  | 'createAgent'
+  | 'getAgent'
+  | 'updateAgent'
+  | 'listAgents'
+  | 'deleteAgent'
+  | 'countAgents'
+  | 'purgeExpiredAgents'
+  | 'createJoinToken'
+  | 'consumeJoinToken'
+  | 'getBundle'
+  | 'setBundle'
+  | 'listBundles'
+  | 'deleteBundle'
+>;
+
+/**
+ * The CA calls the server API makes: a subset of `ca/server-ca`'s ServerCa. The SPIFFE ID,
+ * DNS names and lifetime of an SVID are exactly the arguments; the CA never sees a CSR.
+ */
+export type ServerApiCa = Pick<
+  ServerCa,
+  | 'trustDomain'
+  | 'signX509Svid'
+  | 'signJwtSvid'
+  | 'getBundle'
+  | 'onEvent'
+  | 'authorityState'
+  | 'prepareAuthority'
+  | 'activateAuthority'
+  | 'taintAuthority'
+  | 'revokeAuthority'
+>;
+
+/** pino-compatible logger (fields first). */
+export interface ServerLogger {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+export const SILENT_LOGGER: ServerLogger = { info() {}, warn() {}, error() {} };

@@ -1,0 +1,88 @@
+/**
+ * @module server/status
+ *
+ * The one place where Mayfly error codes become gRPC status codes. Every handler's
+ * failure passes through `toServiceError`, so an unexpected exception becomes INTERNAL
+ * with a generic message (the detail goes to the log, never to the caller) instead of
+ * crashing the process or leaking internals.
+ */
+import { status as GrpcStatus, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { isMayflyError, MayflyError, type ErrorCode } from '../spiffe/errors.js';
+
+const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
+  ERR_DATASTORE_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ERR_CA_AUTHORITY_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ERR_DATASTORE_ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
+  ERR_DATASTORE_CONFLICT: GrpcStatus.FAILED_PRECONDITION,
+  ERR_CA_AUTHORITY_STATE: GrpcStatus.FAILED_PRECONDITION,
+  ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
+  ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
+  ERR_AGENT_BANNED: GrpcStatus.PERMISSION_DENIED,
+  ERR_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  ERR_AGENT_UNKNOWN: GrpcStatus.UNAUTHENTICATED,
+  ERR_ATTESTATION_FAILED: GrpcStatus.PERMISSION_DENIED,
+  ERR_JOIN_TOKEN_INVALID: GrpcStatus.PERMISSION_DENIED,
+  ERR_REQUEST_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+};
+
+/** The gRPC status for an error thrown by a handler. */
+export function grpcCodeOf(err: unknown): GrpcStatus {
+  if (!(err instanceof MayflyError)) return GrpcStatus.INTERNAL;
+  const mapped = BY_CODE[err.code];
+  if (mapped !== undefined) return mapped;
+  // Everything else a MayflyError reports is bad data from the caller: a malformed SPIFFE
+  // ID, selector, entry, CSR, key, bundle or token.
+  return GrpcStatus.INVALID_ARGUMENT;
+}
+
+/** Message safe to return to a caller. */
+export function publicMessageOf(err: unknown): string {
+  if (err instanceof MayflyError) return err.message.length > 1024 ? `${err.message.slice(0, 1021)}...` : err.message;
+  return 'internal error; see the server log';
+}
+
+/** A grpc-js ServiceError for `err`. */
+export function toServiceError(err: unknown): ServiceError {
+  const code = grpcCodeOf(err);
+  const e = new Error(publicMessageOf(err)) as ServiceError;
+  e.code = code;
+  e.details = e.message;
+  e.metadata = new Metadata();
+  return e;
+}
+
+/** A per-item batch status `{ code, message }`; code 0 = OK. */
+export interface ItemStatus {
+  code: number;
+  message: string;
+}
+
+export const OK_STATUS: ItemStatus = { code: GrpcStatus.OK, message: 'OK' };
+
+export function itemStatusOf(err: unknown): ItemStatus {
+  return { code: grpcCodeOf(err), message: publicMessageOf(err) };
+}
+
+/** Shorthand for throwing request errors. */
+export function badRequest(message: string): MayflyError {
+  return new MayflyError('ERR_REQUEST_INVALID', message);
+}
+
+export function tooLarge(message: string): MayflyError {
+  return new MayflyError('ERR_REQUEST_TOO_LARGE', message);
+}
+
+export function notFound(message: string): MayflyError {
+  return new MayflyError('ERR_DATASTORE_NOT_FOUND', message);
+}
+
+export function denied(message: string): MayflyError {
+  return new MayflyError('ERR_PERMISSION_DENIED', message);
+}
+
+export function unauthenticated(message: string): MayflyError {
+  return new MayflyError('ERR_UNAUTHENTICATED', message);
+}
+
+export { isMayflyError };

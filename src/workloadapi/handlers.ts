@@ -1,0 +1,326 @@
+/**
+ * @module workloadapi/handlers
+ *
+ * The five Workload API RPCs. Each call is checked in this order, as SPIRE does: the
+ * security header (INVALID_ARGUMENT), the request's own arguments (INVALID_ARGUMENT),
+ * attestation of the connection's caller (UNAVAILABLE), the PID-reuse guard
+ * (UNAVAILABLE), then entitlement (PERMISSION_DENIED).
+ *
+ * Threats: a web page or SSRF-able proxy relaying requests to the socket (stopped by the
+ * header, which such relays cannot set); one process obtaining another's identity because
+ * its pid was reused during attestation (stopped by the guard); a caller choosing whose
+ * identity it gets (it never can: the identity depends only on the kernel-reported
+ * credentials of its own connection).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { SpiffeId } from '../spiffe/id.js';
+import type {
+  JWTBundlesResponse,
+  JWTSVIDRequest,
+  JWTSVIDResponse,
+  ValidateJWTSVIDRequest,
+  ValidateJWTSVIDResponse,
+  X509BundlesResponse,
+  X509SVIDResponse,
+} from './messages.js';
+import type {
+  PeerCredentials,
+  PeerCredentialSource,
+  Selector,
+  ValidateJwtSvid,
+  WorkloadIdentities,
+  WorkloadUpdate,
+} from './identities.js';
+import { SECURITY_HEADER, workloadServiceDefinition } from './proto.js';
+import { toStruct } from './struct.js';
+
+/** pino-compatible logging, the two levels the endpoint uses. */
+export interface EndpointLogger {
+  debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/** The parts of any server call (unary or stream) the checks read. */
+export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata' | 'getPeer'>;
+
+/** A gRPC status to end a call with. */
+export class RpcError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+  toStatus(): Partial<grpc.StatusObject> {
+    return { code: this.code, details: this.message };
+  }
+}
+
+function asStatus(err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof RpcError) return err.toStatus();
+  return { code: grpc.status.INTERNAL, details: 'internal error' };
+}
+
+/** What the handlers need from the endpoint. */
+export interface HandlerContext {
+  identities: WorkloadIdentities;
+  validateJwtSvid: ValidateJwtSvid;
+  peerCredentials: PeerCredentialSource;
+  /** The credentials recorded at accept for the connection a call arrived on. */
+  credentialsOf(call: SurfaceCall): PeerCredentials | undefined;
+  logger: EndpointLogger;
+}
+
+/** Rejects a call whose metadata lacks exactly one `workload.spiffe.io: true`. */
+export function checkSecurityHeader(call: SurfaceCall): void {
+  const values = call.metadata.get(SECURITY_HEADER);
+  if (values.length !== 1 || values[0] !== 'true') {
+    throw new RpcError(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
+  }
+}
+
+/** Attests the call's caller and runs the PID-reuse guard; returns its selectors. */
+async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): Promise<Selector[]> {
+  const cred = ctx.credentialsOf(call);
+  if (cred === undefined) {
+    // Every injected connection is registered before injection, so this means the
+    // mapping from call to connection broke (e.g. a grpc-js change): fail closed.
+    ctx.logger.warn({ method, peer: call.getPeer() }, 'call not mapped to any accepted connection; refusing');
+    throw new RpcError(grpc.status.UNAVAILABLE, 'caller credentials unknown');
+  }
+  let selectors: Selector[];
+  try {
+    selectors = await ctx.identities.attest(cred);
+  } catch (err) {
+    ctx.logger.warn({ method, pid: cred.pid, uid: cred.uid, err }, 'workload attestation failed');
+    throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed');
+  }
+  let same: boolean;
+  try {
+    same = await ctx.peerCredentials.isSameProcess(cred);
+  } catch (err) {
+    ctx.logger.warn({ method, pid: cred.pid, err }, 'PID-reuse check failed');
+    same = false;
+  }
+  if (!same) {
+    ctx.logger.warn(
+      { method, pid: cred.pid, uid: cred.uid },
+      'caller exited or its pid now belongs to another process (PID reuse); discarding attestation',
+    );
+    throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed: caller process changed during attestation');
+  }
+  return selectors;
+}
+
+function noIdentity(): RpcError {
+  return new RpcError(grpc.status.PERMISSION_DENIED, 'no identity issued');
+}
+
+function concat(buffers: readonly Buffer[]): Buffer {
+  return buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers);
+}
+
+export function x509SvidResponse(u: WorkloadUpdate): X509SVIDResponse {
+  const federated: Record<string, Buffer> = {};
+  for (const [td, b] of u.federatedBundles) federated[td] = b.x509Authorities;
+  return {
+    svids: u.identities.map((id) => ({
+      spiffe_id: id.spiffeId,
+      x509_svid: concat(id.certificates),
+      x509_svid_key: id.privateKeyPkcs8,
+      bundle: u.bundle.x509Authorities,
+      hint: id.hint ?? '',
+    })),
+    crl: [...(u.crl ?? [])],
+    federated_bundles: federated,
+  };
+}
+
+export function x509BundlesResponse(u: WorkloadUpdate): X509BundlesResponse {
+  const bundles: Record<string, Buffer> = { [u.bundle.trustDomain]: u.bundle.x509Authorities };
+  for (const [td, b] of u.federatedBundles) bundles[td] = b.x509Authorities;
+  return { crl: [...(u.crl ?? [])], bundles };
+}
+
+export function jwtBundlesResponse(u: WorkloadUpdate): JWTBundlesResponse {
+  const bundles: Record<string, Buffer> = { [u.bundle.trustDomain]: u.bundle.jwks };
+  for (const [td, b] of u.federatedBundles) bundles[td] = b.jwks;
+  return { bundles };
+}
+
+/**
+ * Runs a server stream: subscribes to the caller's state, sends the first message at
+ * once and the full state again on every change, skips a message byte-identical to the
+ * previous one, and ends with PERMISSION_DENIED when the caller has (or comes to have) no
+ * identity. A slow reader holds at most one pending message: newer state replaces it,
+ * since every message is the full state.
+ */
+function serveStream<T>(
+  ctx: HandlerContext,
+  call: grpc.ServerWritableStream<unknown, T>,
+  method: string,
+  build: (u: WorkloadUpdate) => T,
+): void {
+  const serialize = workloadServiceDefinition()[method]?.responseSerialize as ((m: T) => Buffer) | undefined;
+  if (serialize === undefined) throw new Error(`no serializer for ${method}`);
+  let done = false;
+  let unsubscribe: (() => void) | undefined;
+  let last: Buffer | undefined;
+  let blocked = false;
+  let pending: T | undefined;
+
+  const finish = (status?: Partial<grpc.StatusObject>): void => {
+    if (done) return;
+    done = true;
+    unsubscribe?.();
+    unsubscribe = undefined;
+    pending = undefined;
+    if (status !== undefined && !call.destroyed) call.emit('error', status);
+  };
+  const send = (msg: T): void => {
+    if (blocked) {
+      pending = msg;
+      return;
+    }
+    blocked = !call.write(msg);
+  };
+  const onUpdate = (u: WorkloadUpdate): void => {
+    if (done) return;
+    if (u.identities.length === 0) {
+      finish(noIdentity().toStatus());
+      return;
+    }
+    let msg: T;
+    let bytes: Buffer;
+    try {
+      msg = build(u);
+      bytes = serialize(msg);
+    } catch (err) {
+      ctx.logger.warn({ method, err }, 'cannot encode workload update');
+      finish({ code: grpc.status.INTERNAL, details: 'internal error' });
+      return;
+    }
+    if (last !== undefined && last.equals(bytes)) return;
+    last = bytes;
+    send(msg);
+  };
+
+  call.on('drain', () => {
+    blocked = false;
+    if (pending !== undefined && !done) {
+      const msg = pending;
+      pending = undefined;
+      send(msg);
+    }
+  });
+  call.once('cancelled', () => finish());
+  call.once('close', () => finish());
+
+  void (async () => {
+    checkSecurityHeader(call);
+    const selectors = await attest(ctx, call, method);
+    if (done || call.cancelled) return;
+    try {
+      unsubscribe = ctx.identities.subscribe(selectors, onUpdate);
+    } catch (err) {
+      ctx.logger.warn({ method, err }, 'subscribing to workload updates failed');
+      throw new RpcError(grpc.status.UNAVAILABLE, 'agent not ready');
+    }
+    // The first update may have arrived (and ended the call) inside subscribe().
+    if (done) {
+      unsubscribe();
+      unsubscribe = undefined;
+    }
+  })().catch((err: unknown) => finish(asStatus(err)));
+}
+
+/** Runs a unary handler, turning thrown RpcErrors into statuses. */
+function serveUnary<Req, Res>(
+  call: grpc.ServerUnaryCall<Req, Res>,
+  callback: grpc.sendUnaryData<Res>,
+  run: () => Promise<Res>,
+): void {
+  run().then(
+    (res) => callback(null, res),
+    (err: unknown) => callback(asStatus(err) as grpc.ServiceError),
+  );
+}
+
+/** The service implementation for `server.addService(workloadServiceDefinition(), …)`. */
+export function workloadHandlers(ctx: HandlerContext): grpc.UntypedServiceImplementation {
+  return {
+    FetchX509SVID(call: grpc.ServerWritableStream<unknown, X509SVIDResponse>) {
+      serveStream(ctx, call, 'FetchX509SVID', x509SvidResponse);
+    },
+
+    FetchX509Bundles(call: grpc.ServerWritableStream<unknown, X509BundlesResponse>) {
+      serveStream(ctx, call, 'FetchX509Bundles', x509BundlesResponse);
+    },
+
+    FetchJWTBundles(call: grpc.ServerWritableStream<unknown, JWTBundlesResponse>) {
+      serveStream(ctx, call, 'FetchJWTBundles', jwtBundlesResponse);
+    },
+
+    FetchJWTSVID(call: grpc.ServerUnaryCall<JWTSVIDRequest, JWTSVIDResponse>, callback: grpc.sendUnaryData<JWTSVIDResponse>) {
+      serveUnary(call, callback, async () => {
+        checkSecurityHeader(call);
+        const audience = (call.request.audience ?? []).filter((a) => a !== '');
+        if (audience.length === 0) throw new RpcError(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+        const wanted = call.request.spiffe_id ?? '';
+        if (wanted !== '') {
+          try {
+            SpiffeId.parse(wanted);
+          } catch (err) {
+            throw new RpcError(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
+          }
+        }
+        const selectors = await attest(ctx, call, 'FetchJWTSVID');
+        let issued;
+        try {
+          issued = await ctx.identities.fetchJwtSvid(selectors, wanted === '' ? { audience } : { audience, spiffeId: wanted });
+        } catch (err) {
+          ctx.logger.warn({ method: 'FetchJWTSVID', err }, 'minting JWT-SVID failed');
+          throw new RpcError(grpc.status.UNAVAILABLE, 'could not fetch JWT-SVID');
+        }
+        // Never hand out an identity other than the one asked for, whatever the cache did.
+        const svids = wanted === '' ? issued : issued.filter((s) => s.spiffeId === wanted);
+        if (svids.length === 0) {
+          if (wanted !== '') {
+            throw new RpcError(grpc.status.PERMISSION_DENIED, `caller is not entitled to SPIFFE ID ${JSON.stringify(wanted)}`);
+          }
+          throw noIdentity();
+        }
+        return { svids: svids.map((s) => ({ spiffe_id: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) };
+      });
+    },
+
+    ValidateJWTSVID(
+      call: grpc.ServerUnaryCall<ValidateJWTSVIDRequest, ValidateJWTSVIDResponse>,
+      callback: grpc.sendUnaryData<ValidateJWTSVIDResponse>,
+    ) {
+      serveUnary(call, callback, async () => {
+        checkSecurityHeader(call);
+        const { audience, svid } = call.request;
+        if (!audience) throw new RpcError(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+        if (!svid) throw new RpcError(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
+        // Validation needs no identity, but the caller is still attested (and guarded)
+        // like every other call, so only attestable local processes use the agent.
+        await attest(ctx, call, 'ValidateJWTSVID');
+        let result;
+        try {
+          result = await ctx.validateJwtSvid(svid, audience);
+        } catch (err) {
+          throw new RpcError(grpc.status.INVALID_ARGUMENT, `JWT-SVID is not valid: ${(err as Error).message ?? String(err)}`);
+        }
+        let claims;
+        try {
+          claims = toStruct(result.claims);
+        } catch (err) {
+          ctx.logger.warn({ method: 'ValidateJWTSVID', err }, 'cannot encode JWT claims');
+          throw new RpcError(grpc.status.INTERNAL, 'cannot encode JWT claims');
+        }
+        return { spiffe_id: result.spiffeId, claims };
+      });
+    },
+  };
+}
