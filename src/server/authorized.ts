@@ -21,9 +21,15 @@ const MAX_PARENTS_PER_QUERY = 1024;
 
 /** The SPIFFE IDs of the node-alias entries `agent` belongs to. */
 export async function nodeAliasesOf(ctx: ApiContext, agent: AttestedAgent): Promise<string[]> {
-  if (agent.selectors.length === 0) return [];
+  return (await nodeAliasesWithExpiry(ctx, agent)).ids;
+}
+
+/** Node aliases of `agent`, and the earliest expiry among them (0 = none expires). */
+async function nodeAliasesWithExpiry(ctx: ApiContext, agent: AttestedAgent): Promise<{ ids: string[]; firstExpiry: number }> {
+  if (agent.selectors.length === 0) return { ids: [], firstExpiry: 0 };
   const now = nowSeconds(ctx);
   const out = new Set<string>();
+  let firstExpiry = 0;
   let pageToken: string | undefined;
   do {
     const page = await ctx.ds.listEntries({
@@ -32,18 +38,40 @@ export async function nodeAliasesOf(ctx: ApiContext, agent: AttestedAgent): Prom
       pageSize: 1000,
       pageToken,
     });
-    for (const e of page.items) if (e.expiresAt === 0 || e.expiresAt > now) out.add(e.spiffeId);
+    for (const e of page.items) {
+      if (e.expiresAt !== 0 && e.expiresAt <= now) continue;
+      out.add(e.spiffeId);
+      firstExpiry = earlier(firstExpiry, e.expiresAt);
+    }
     pageToken = page.nextPageToken === '' ? undefined : page.nextPageToken;
   } while (pageToken !== undefined);
-  return [...out];
+  return { ids: [...out], firstExpiry };
+}
+
+/** The earlier of two expiry times where 0 means never. */
+function earlier(a: number, b: number): number {
+  if (a === 0) return b;
+  if (b === 0) return a;
+  return Math.min(a, b);
 }
 
 /** Every entry `agent` is authorised for, sorted by entry ID. */
 export async function authorizedEntries(ctx: ApiContext, agent: AttestedAgent): Promise<RegistrationEntry[]> {
+  return (await authorizedEntrySet(ctx, agent)).entries;
+}
+
+/**
+ * Every entry `agent` is authorised for (sorted by entry ID), and `validUntil`: the first
+ * second (Unix) at which an entry or node alias behind the set expires, so a copy of the
+ * set is stale from then on even without a change notice (0 = nothing expires).
+ */
+export async function authorizedEntrySet(ctx: ApiContext, agent: AttestedAgent): Promise<{ entries: RegistrationEntry[]; validUntil: number }> {
   const now = nowSeconds(ctx);
   const byId = new Map<string, RegistrationEntry>();
   const usedParents = new Set<string>();
-  let frontier = [agent.spiffeId, ...(await nodeAliasesOf(ctx, agent))];
+  const aliases = await nodeAliasesWithExpiry(ctx, agent);
+  let validUntil = aliases.firstExpiry;
+  let frontier = [agent.spiffeId, ...aliases.ids];
   while (frontier.length > 0) {
     const next: string[] = [];
     for (let i = 0; i < frontier.length; i += MAX_PARENTS_PER_QUERY) {
@@ -54,11 +82,13 @@ export async function authorizedEntries(ctx: ApiContext, agent: AttestedAgent): 
         if (byId.has(e.entryId)) continue;
         if (e.expiresAt !== 0 && e.expiresAt <= now) continue;
         byId.set(e.entryId, e);
+        validUntil = earlier(validUntil, e.expiresAt);
         if (byId.size > MAX_AUTHORIZED_ENTRIES) throw new Error(`agent ${agent.spiffeId} is authorised for more than ${MAX_AUTHORIZED_ENTRIES} entries`);
         if (!usedParents.has(e.spiffeId)) next.push(e.spiffeId);
       }
     }
     frontier = next;
   }
-  return [...byId.values()].sort((a, b) => (a.entryId < b.entryId ? -1 : a.entryId > b.entryId ? 1 : 0));
+  const entries = [...byId.values()].sort((a, b) => (a.entryId < b.entryId ? -1 : a.entryId > b.entryId ? 1 : 0));
+  return { entries, validUntil };
 }

@@ -10,6 +10,8 @@ import type { handleServerStreamingCall, handleUnaryCall, sendUnaryData, ServerU
 import type { NodeAttestor } from '../attestors/node/attestor.js';
 import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { authenticate, authorize, type Caller, type Policy, type Transport } from './auth.js';
+import type { AuthorizedEntryCache } from './authorized-cache.js';
+import type { CsrParser } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
 import type { ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 import { badRequest, grpcCodeOf, toServiceError, tooLarge } from './status.js';
@@ -60,6 +62,10 @@ export interface ApiContext {
   intermediates(): readonly Buffer[];
   /** Remembers the intermediates of a chain the CA returned. */
   noteChain(chain: readonly Buffer[]): void;
+  /** Where batch signing checks its CSRs (server/csr-pool); inline when absent. */
+  readonly csrParser?: CsrParser;
+  /** Per-agent copies of the authorised-entry set (server/authorized-cache); recomputed per call when absent. */
+  readonly authorizedCache?: AuthorizedEntryCache;
 }
 
 export function nowSeconds(ctx: ApiContext): number {

@@ -153,7 +153,7 @@ export class ServerRunner {
         datastore = false;
       }
     }
-    let ca = false;
+    let ca: boolean;
     try {
       ca = this.#ca?.authorityState('x509').active !== undefined;
     } catch {

@@ -1,0 +1,126 @@
+/**
+ * @module cli/server-agent
+ *
+ * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`.
+ */
+import { Option, type Command } from 'commander';
+import { formatSelector } from '../registration/selector.js';
+import type { WireAgent } from '../server/messages.js';
+import { CliUsageError } from './flags.js';
+import { emit } from './output.js';
+import { clientCommand, fields, secondsArg, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
+
+export function agentText(a: WireAgent): string {
+  const rows: [string, string | number | boolean | undefined][] = [
+    ['SPIFFE ID', a.id],
+    ['Attestation type', a.attestation_type],
+    ['Expiration time', timeText(a.x509svid_expires_at) ?? 'none'],
+    ['Serial number', a.x509svid_serial_number || 'none'],
+    ['Can re-attest', a.can_reattest],
+    ['Banned', a.banned],
+  ];
+  for (const s of a.selectors) rows.push(['Selector', formatSelector(s)]);
+  return fields(rows, 18);
+}
+
+async function listAgents(ctx: CommandContext, filter: Record<string, unknown>): Promise<WireAgent[]> {
+  const out: WireAgent[] = [];
+  let token = '';
+  for (let pages = 0; pages < 100_000; pages++) {
+    const res = await ctx.call<{ agents: WireAgent[]; next_page_token: string }>('Agent', 'ListAgents', { filter, page_size: 1000, page_token: token });
+    out.push(...res.agents);
+    token = res.next_page_token;
+    if (token === '') break;
+  }
+  return out;
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function agentIdOf(cmd: Command): string {
+  return spiffeIdArg(cmd.opts<{ spiffeId?: string }>().spiffeId, '-spiffeID', { required: true }) as string;
+}
+
+export function addAgentCommands(program: Command): void {
+  const agent = program.command('agent').description('attested agents');
+
+  clientCommand(agent.command('list').description('list attested agents')).action(async (_o: unknown, cmd: Command) => {
+    await withServer(cmd, async (ctx) => {
+      const agents = await listAgents(ctx, {});
+      emit(ctx.io, ctx.format, {
+        json: { agents },
+        text: () => (agents.length === 0 ? 'No attested agents found' : [`Found ${plural(agents.length, 'attested agent', 'attested agents')}:`, ...agents.map(agentText)].join('\n\n')),
+      });
+    });
+  });
+
+  clientCommand(agent.command('show').description('show one attested agent'))
+    .option('--spiffe-id <id>', "the agent's SPIFFE ID")
+    .action(async (_o: unknown, cmd: Command) => {
+      const id = agentIdOf(cmd);
+      await withServer(cmd, async (ctx) => {
+        const a = await ctx.call<WireAgent>('Agent', 'GetAgent', { id });
+        emit(ctx.io, ctx.format, { json: a, text: `Found an attested agent given its SPIFFE ID\n\n${agentText(a)}` });
+      });
+    });
+
+  for (const [name, method, done, about] of [
+    ['ban', 'BanAgent', 'Agent banned successfully', 'ban an agent: it may not attest again under this ID until evicted'],
+    ['evict', 'DeleteAgent', 'Agent evicted successfully', 'evict an agent: it must attest again'],
+  ] as const) {
+    clientCommand(agent.command(name).description(about))
+      .option('--spiffe-id <id>', "the agent's SPIFFE ID")
+      .action(async (_o: unknown, cmd: Command) => {
+        const id = agentIdOf(cmd);
+        await withServer(cmd, async (ctx) => {
+          await ctx.call('Agent', method, { id });
+          emit(ctx.io, ctx.format, { json: { id }, text: done });
+        });
+      });
+  }
+
+  clientCommand(agent.command('purge').description('remove agents whose SVID expired long ago'))
+    .addOption(new Option('--expired-for <duration>', 'only agents whose SVID expired at least this long ago').default('720h'))
+    .option('--dry-run', 'list what would be purged, purge nothing')
+    .action(async (_o: unknown, cmd: Command) => {
+      const o = cmd.opts<{ expiredFor: string; dryRun?: boolean }>();
+      const forSeconds = secondsArg(o.expiredFor, '-expiredFor', { allowZero: true }) as number;
+      const before = Math.floor(Date.now() / 1000) - forSeconds;
+      await withServer(cmd, async (ctx) => {
+        if (o.dryRun) {
+          const agents = await listAgents(ctx, { by_expired_before: Math.max(1, before) });
+          emit(ctx.io, ctx.format, {
+            json: { expired_agents: agents.map((a) => a.id), purged: 0 },
+            text: () => [`Found ${plural(agents.length, 'expired agent', 'expired agents')}`, ...agents.map((a) => `  ${a.id}`)].join('\n'),
+          });
+          return;
+        }
+        const res = await ctx.call<{ purged: number }>('Agent', 'PurgeExpiredAgents', { expired_before: Math.max(1, before), include_banned: false });
+        emit(ctx.io, ctx.format, { json: res, text: `Purged ${plural(res.purged, 'expired agent', 'expired agents')}` });
+      });
+    });
+
+  clientCommand(agent.command('count').description('count attested agents')).action(async (_o: unknown, cmd: Command) => {
+    await withServer(cmd, async (ctx) => {
+      const res = await ctx.call<{ count: number }>('Agent', 'CountAgents', {});
+      emit(ctx.io, ctx.format, { json: res, text: plural(res.count, 'attested agent', 'attested agents') });
+    });
+  });
+
+  const token = program.command('token').description('join tokens');
+  clientCommand(token.command('generate').description('generate a join token for an agent to attest with'))
+    .option('--spiffe-id <id>', 'also give the agent this SPIFFE ID (a node-alias entry)')
+    .addOption(new Option('--ttl <seconds>', 'how long the token is valid').default('600'))
+    .action(async (_o: unknown, cmd: Command) => {
+      const o = cmd.opts<{ spiffeId?: string; ttl: string }>();
+      const agentId = spiffeIdArg(o.spiffeId, '-spiffeID') ?? '';
+      const ttl = secondsArg(o.ttl, '-ttl');
+      if (ttl === undefined) throw new CliUsageError('-ttl is required');
+      await withServer(cmd, async (ctx) => {
+        const res = await ctx.call<{ value: string; expires_at: number }>('Agent', 'CreateJoinToken', { ttl, agent_id: agentId });
+        emit(ctx.io, ctx.format, { json: res, text: `Token: ${res.value}` });
+      });
+    });
+}

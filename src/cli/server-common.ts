@@ -1,0 +1,176 @@
+/**
+ * @module cli/server-common
+ *
+ * What every `mayfly-server` client command shares: the admin socket connection, turning
+ * gRPC failures into one line an operator can act on, and local checks of SPIFFE IDs,
+ * selectors, TTLs and durations, so a malformed value is refused before any call with the
+ * rule it breaks.
+ */
+import { stat } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
+import type { Client, ServiceError } from '@grpc/grpc-js';
+import { parseSelector, type Selector } from '../registration/selector.js';
+import { SpiffeId, TrustDomain } from '../spiffe/id.js';
+import { DEFAULT_SOCKET_PATH, parseDurationSeconds } from '../server/config.js';
+import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
+import type { ServerApiService } from '../server/proto.js';
+import { grpcCodeName } from '../server/observability.js';
+import { CliUsageError, ioOf, type CliIo } from './flags.js';
+import { withOutputOption, type OutputFormat } from './output.js';
+
+export { DEFAULT_SOCKET_PATH };
+
+/** Extra SPIRE spellings the server commands use, on top of cli/flags' SPIRE_FLAGS. */
+export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
+  ['revision', 'revision'],
+  ['mode', 'mode'],
+  ['expiredFor', 'expired-for'],
+  ['dryRun', 'dry-run'],
+  ['includeNonExpired', 'include-non-expired'],
+  ['metricsPort', 'metrics-port'],
+  ['metricsAddress', 'metrics-address'],
+]);
+
+export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** Adds `-socketPath` (default: the server's default admin socket) and `-output`. */
+export function clientCommand(cmd: Command): Command {
+  cmd.addOption(new Option('--socket-path <path>', "path to the server's admin socket").default(DEFAULT_SOCKET_PATH));
+  return withOutputOption(cmd);
+}
+
+export interface CommandContext {
+  io: CliIo;
+  format: OutputFormat;
+  socketPath: string;
+  /** Calls `service.method(request)` on the admin socket. */
+  call<Res>(service: ServerApiService, method: string, request: unknown): Promise<Res>;
+}
+
+const UNREACHABLE = (path: string): string => `cannot reach the server's admin socket at ${path}: is \`mayfly-server run\` running?`;
+
+/** One line for a failed call: unreachable server, permission, or the server's message. */
+export function describeCallError(err: unknown, socketPath: string): Error {
+  const e = err as Partial<ServiceError>;
+  if (typeof e?.code === 'number') {
+    const details = String(e.details ?? e.message ?? '');
+    if (e.code === 14 /* UNAVAILABLE */) {
+      if (/EACCES|EPERM/.test(details)) return new Error(`permission denied on the server's admin socket at ${socketPath}: run as the server's user or a member of its group`);
+      if (/ENOENT|ECONNREFUSED|No connection established|Connection dropped|ENOTSOCK/i.test(details)) return new Error(UNREACHABLE(socketPath));
+    }
+    if (e.code === 4 /* DEADLINE_EXCEEDED */) return new Error(`the server at ${socketPath} did not answer in time`);
+    return new Error(`${details || grpcCodeName(e.code)} (${grpcCodeName(e.code)})`);
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Runs `fn` with an open admin socket connection, closing it after. */
+export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
+  const opts = cmd.opts<{ socketPath?: string; output?: OutputFormat }>();
+  const socketPath = opts.socketPath ?? DEFAULT_SOCKET_PATH;
+  try {
+    const st = await stat(socketPath);
+    if (!st.isSocket()) throw new CliUsageError(`${socketPath} is not a socket: check -socketPath`);
+  } catch (err) {
+    if (err instanceof CliUsageError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') throw new Error(`permission denied on the server's admin socket at ${socketPath}: run as the server's user or a member of its group`, { cause: err });
+    throw new Error(UNREACHABLE(socketPath), { cause: err });
+  }
+  let clients: ServerApiClients | undefined;
+  const ctx: CommandContext = {
+    io: ioOf(cmd),
+    format: opts.output ?? 'pretty',
+    socketPath,
+    call: async <Res>(service: ServerApiService, method: string, request: unknown): Promise<Res> => {
+      clients ??= adminSocketClients(socketPath);
+      try {
+        return await unaryCall<Res>(clients[service] as Client, method, request, { deadlineMs: 30_000 });
+      } catch (err) {
+        throw describeCallError(err, socketPath);
+      }
+    },
+  };
+  try {
+    return await fn(ctx);
+  } finally {
+    clients?.close();
+  }
+}
+
+// ---------------------------------------------------------------- local checks
+
+/** A SPIFFE ID from flag `flag`; CliUsageError naming the rule it breaks. */
+export function spiffeIdArg(value: string | undefined, flag: string, opts: { required?: boolean } = {}): string | undefined {
+  if (value === undefined || value === '') {
+    if (opts.required) throw new CliUsageError(`${flag} is required`);
+    return undefined;
+  }
+  try {
+    return SpiffeId.parse(value).toString();
+  } catch (err) {
+    throw new CliUsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** A trust domain from `example.org` or `spiffe://example.org`. */
+export function trustDomainArg(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new CliUsageError(`${flag} is required`);
+  try {
+    return TrustDomain.parse(value).name;
+  } catch (err) {
+    throw new CliUsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+export function selectorArgs(values: readonly string[] | undefined, flag = '-selector'): Selector[] {
+  return (values ?? []).map((v) => {
+    try {
+      return parseSelector(v);
+    } catch (err) {
+      throw new CliUsageError(`${flag}: ${(err as Error).message}`);
+    }
+  });
+}
+
+/** Seconds from `3600`, `1h` or `90s`; CliUsageError on anything else or on a negative value. */
+export function secondsArg(value: string | undefined, flag: string, opts: { allowZero?: boolean } = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = parseDurationSeconds(value);
+  if (n === undefined) throw new CliUsageError(`${flag} must be a whole number of seconds or a duration such as "1h" or "90s"; got ${JSON.stringify(value)}`);
+  if (n < 0 || (n === 0 && !opts.allowZero)) throw new CliUsageError(`${flag} must be positive; got ${JSON.stringify(value)}`);
+  if (n > 2_147_483_647) throw new CliUsageError(`${flag} is too large`);
+  return n;
+}
+
+/** A non-negative integer (e.g. an expiry time in unix seconds). */
+export function integerArg(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(value)) throw new CliUsageError(`${flag} must be a non-negative integer; got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+export function choiceArg<T extends string>(value: string | undefined, flag: string, choices: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(value)) throw new CliUsageError(`${flag} must be one of ${choices.join(', ')}; got ${JSON.stringify(value)}`);
+  return value as T;
+}
+
+/** `2025-01-02T03:04:05Z` for unix seconds (0 → undefined). */
+export function timeText(unixSeconds: number | undefined): string | undefined {
+  if (unixSeconds === undefined || unixSeconds === 0) return undefined;
+  return new Date(unixSeconds * 1000).toISOString().replace(/\.000Z$/, 'Z');
+}
+
+/** Lines `Label : value` with the labels padded to one width (SPIRE's layout). */
+export function fields(rows: readonly (readonly [string, string | number | boolean | undefined])[], width = 17): string {
+  return rows
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k.padEnd(width)}: ${String(v)}`)
+    .join('\n');
+}
+
+/** An operation failed on the server for one item of a batch. */
+export function itemFailed(what: string, status: { code: number; message: string } | undefined): Error {
+  return new Error(`${what}: ${status?.message ?? 'no status'} (${grpcCodeName(status?.code ?? 2)})`);
+}

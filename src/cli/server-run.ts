@@ -1,0 +1,169 @@
+/**
+ * @module cli/server-run
+ *
+ * `mayfly-server run`, `validate` and `healthcheck`.
+ *
+ * `run` works with no arguments (see server/config for the defaults), reads `-config FILE`
+ * (SPIRE's server.conf keys, HCL or JSON), and lets flags override the file. Logs are JSON
+ * lines on stderr. SIGTERM or SIGINT drains (readiness off, no new calls, calls in flight
+ * finish, datastore closed) and exits 0; a second signal exits 1 at once.
+ */
+import type { Command } from 'commander';
+import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
+import { ConfigError, loadConfigFile, resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
+import type { HclObject } from '../server/hcl.js';
+import { parseConfigText } from '../server/hcl.js';
+import { createServerLogger } from '../server/observability.js';
+import { ServerRunner } from '../server/runner.js';
+import { CliUsageError, ioOf } from './flags.js';
+import { emit, withOutputOption, type OutputFormat } from './output.js';
+import { clientCommand, withServer } from './server-common.js';
+import { readFile } from 'node:fs/promises';
+
+interface RunFlags {
+  config?: string;
+  expandEnv?: boolean;
+  trustDomain?: string;
+  dataDir?: string;
+  socketPath?: string;
+  bindAddress?: string;
+  serverPort?: string;
+  logLevel?: string;
+  metricsPort?: string;
+}
+
+/** `$VAR` and `${VAR}` replaced from the environment (SPIRE's -expandEnv); unset → empty. */
+export function expandEnv(text: string, env: NodeJS.ProcessEnv): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, a: string | undefined, b: string | undefined) => env[(a ?? b) as string] ?? '');
+}
+
+async function readConfig(path: string, expand: boolean, env: NodeJS.ProcessEnv): Promise<HclObject> {
+  if (!expand) return loadConfigFile(path);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    return parseConfigText(expandEnv(text, env));
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+function portFlag(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) throw new CliUsageError(`${flag} must be a port number from 0 to 65535; got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+async function settingsFrom(o: RunFlags, env: NodeJS.ProcessEnv): Promise<ServerSettings> {
+  const file = o.config === undefined ? undefined : await readConfig(o.config, o.expandEnv ?? false, env);
+  const overrides: ServerOverrides = {};
+  if (o.trustDomain !== undefined) overrides.trustDomain = o.trustDomain;
+  if (o.dataDir !== undefined) overrides.dataDir = o.dataDir;
+  if (o.socketPath !== undefined) overrides.socketPath = o.socketPath;
+  if (o.bindAddress !== undefined) overrides.bindAddress = o.bindAddress;
+  const port = portFlag(o.serverPort, '-serverPort');
+  if (port !== undefined) overrides.bindPort = port;
+  if (o.logLevel !== undefined) overrides.logLevel = o.logLevel;
+  const settings = resolveServerConfig(file, overrides);
+  const metricsPort = portFlag(o.metricsPort, '-metricsPort');
+  if (metricsPort !== undefined) settings.metrics = { ...settings.metrics, enabled: true, port: metricsPort };
+  return settings;
+}
+
+function friendlyStartError(err: unknown, s: ServerSettings): Error {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/No address added/i.test(msg)) return new Error(`cannot listen on ${s.bindAddress}:${s.bindPort}: the address is in use or not available (set bind_port / -serverPort)`);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') return new Error(`cannot start the metrics/health listener: ${msg}`);
+  return err instanceof Error ? err : new Error(msg);
+}
+
+function runOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', "configuration file (SPIRE server.conf keys, HCL or JSON)")
+    .option('--expand-env', 'expand $VAR and ${VAR} in the config file')
+    .option('--trust-domain <name>', 'trust domain (default example.org)')
+    .option('--data-dir <dir>', 'data directory (default ./.mayfly/server)')
+    .option('--socket-path <path>', 'admin socket path (default /tmp/mayfly-server/private/api.sock)')
+    .option('--bind-address <ip>', 'address of the agent API (default 127.0.0.1)')
+    .option('--server-port <port>', 'port of the agent API (default 8081)')
+    .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
+    .option('--metrics-port <port>', 'port of the /metrics, /live and /ready listener (default 9988)');
+}
+
+export function addRunCommands(program: Command): void {
+  runOptions(program.command('run').description('run the server')).action(async (_o: unknown, cmd: Command) => {
+    const io = ioOf(cmd);
+    const settings = await settingsFrom(cmd.opts<RunFlags>(), io.env);
+    const logger = createServerLogger(settings.logLevel);
+    const runner = new ServerRunner({ settings, logger });
+    try {
+      await runner.start();
+    } catch (err) {
+      logger.flush();
+      throw friendlyStartError(err, settings);
+    }
+    await new Promise<void>((done) => {
+      let stopping = false;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (stopping) {
+          logger.warn({ signal }, 'second signal: exiting without draining');
+          process.exit(1);
+        }
+        stopping = true;
+        logger.info({ signal }, 'draining: no new calls, waiting for calls in flight');
+        runner
+          .stop()
+          .then(() => logger.info({}, 'server stopped'))
+          .catch((err: unknown) => {
+            logger.error({ err }, 'error while stopping');
+            process.exitCode = 1;
+          })
+          .finally(() => {
+            process.off('SIGTERM', onSignal);
+            process.off('SIGINT', onSignal);
+            // Anything still holding the event loop (a stuck client connection) gets a short grace.
+            setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+            done();
+          });
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+  });
+
+  const validate = program.command('validate').description('check a configuration file; exit 1 on any problem');
+  withOutputOption(runOptions(validate)).action(async (_o: unknown, cmd: Command) => {
+    const o = cmd.opts<RunFlags & { output: OutputFormat }>();
+    const io = ioOf(cmd);
+    if (o.config === undefined) throw new CliUsageError('-config is required');
+    const settings = await settingsFrom(o, io.env);
+    if (settings.upstream !== undefined) {
+      try {
+        loadDiskUpstreamAuthority(settings.upstream);
+      } catch (err) {
+        throw new ConfigError(`invalid configuration: UpstreamAuthority "disk": ${(err as Error).message}`);
+      }
+    }
+    emit(io, o.output, { json: { valid: true, notices: settings.notices }, text: 'Configuration is valid.' });
+  });
+
+  clientCommand(program.command('healthcheck').description("check the server's health over the admin socket"))
+    .option('--shallow', 'only check that the server answers')
+    .option('--verbose', 'say what is being checked')
+    .action(async (_o: unknown, cmd: Command) => {
+      const o = cmd.opts<{ shallow?: boolean; verbose?: boolean }>();
+      await withServer(cmd, async (ctx) => {
+        if (o.verbose && ctx.format === 'pretty') ctx.io.out('Checking server health...\n');
+        const res = await ctx.call<{ status: string }>('Health', 'Check', {});
+        const healthy = res.status === 'SERVING' || o.shallow === true;
+        if (!healthy) throw new Error(`Server is unhealthy: status ${res.status}`);
+        emit(ctx.io, ctx.format, { json: { healthy: true, status: res.status }, text: o.shallow ? 'Server is live.' : 'Server is healthy.' });
+      });
+    });
+}

@@ -1,0 +1,143 @@
+/**
+ * @module cli/server-svid
+ *
+ * `mayfly-server x509 mint`, `jwt mint` and `localauthority x509|jwt show|prepare|activate|taint|revoke`.
+ *
+ * `x509 mint` makes the key pair here and sends only a CSR: the private key never leaves
+ * this process, and with `-write DIR` it is written with mode 0600 (files are replaced
+ * atomically, so a reader never sees half a key).
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { exportPkcs8Pem, generateKeyPair } from '../spiffe/keys.js';
+import { createCsr } from '../spiffe/x509/csr.js';
+import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import type { WireBundle, WireJwtSvid, WireX509Svid } from '../server/messages.js';
+import { CliUsageError } from './flags.js';
+import { emit } from './output.js';
+import { clientCommand, collect, fields, secondsArg, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
+
+async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, data, { mode, flag: 'w' });
+  await rename(tmp, path);
+}
+
+export function addSvidCommands(program: Command): void {
+  const x509 = program.command('x509').description('X509-SVIDs');
+  clientCommand(x509.command('mint').description('mint an X509-SVID (the key is made locally)'))
+    .option('--spiffe-id <id>', 'SPIFFE ID of the SVID')
+    .option('--ttl <duration>', 'lifetime (e.g. 1h; default: the server default)')
+    .option('--dns <name>', 'DNS SAN (repeatable)', collect)
+    .option('--write <dir>', 'write svid.pem, key.pem (0600) and bundle.pem to this directory')
+    .action(async (_o: unknown, cmd: Command) => {
+      const o = cmd.opts<{ spiffeId?: string; ttl?: string; dns?: string[]; write?: string }>();
+      const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { required: true }) as string;
+      const ttl = secondsArg(o.ttl, '-ttl') ?? 0;
+      const key = generateKeyPair('ec-p256');
+      const csr = createCsr({ privateKey: key.privateKey });
+      await withServer(cmd, async (ctx) => {
+        const res = await ctx.call<{ svid: WireX509Svid }>('SVID', 'MintX509SVID', { csr, spiffe_id: spiffeId, ttl, dns_names: o.dns ?? [] });
+        const bundle = await ctx.call<WireBundle>('Bundle', 'GetBundle', {});
+        const svidPem = pemEncodeCertificates(res.svid.cert_chain);
+        const keyPem = exportPkcs8Pem(key.privateKey);
+        const bundlePem = pemEncodeCertificates(bundle.x509_authorities);
+        const info = { spiffe_id: res.svid.spiffe_id, expires_at: res.svid.expires_at, serial_number: res.svid.serial_number };
+        if (o.write !== undefined) {
+          await mkdir(o.write, { recursive: true, mode: 0o755 });
+          const paths = { svid: join(o.write, 'svid.pem'), key: join(o.write, 'key.pem'), bundle: join(o.write, 'bundle.pem') };
+          await writeAtomic(paths.svid, svidPem, 0o644);
+          await writeAtomic(paths.key, keyPem, 0o600);
+          await writeAtomic(paths.bundle, bundlePem, 0o644);
+          emit(ctx.io, ctx.format, {
+            json: { ...info, files: paths },
+            text: [`X509-SVID written to ${paths.svid}`, `Private key written to ${paths.key}`, `Root CAs written to ${paths.bundle}`].join('\n'),
+          });
+          return;
+        }
+        emit(ctx.io, ctx.format, {
+          json: { ...info, svid_pem: svidPem, private_key_pem: keyPem, bundle_pem: bundlePem },
+          text: `X509-SVID:\n${svidPem}\nPrivate key:\n${keyPem}\nRoot CAs:\n${bundlePem}`,
+        });
+      });
+    });
+
+  const jwt = program.command('jwt').description('JWT-SVIDs');
+  clientCommand(jwt.command('mint').description('mint a JWT-SVID'))
+    .option('--spiffe-id <id>', 'SPIFFE ID of the SVID')
+    .option('--audience <aud>', 'audience (repeatable, at least one)', collect)
+    .option('--ttl <duration>', 'lifetime (e.g. 5m; default: the server default)')
+    .option('--write <file>', 'write the token to this file (0600)')
+    .action(async (_o: unknown, cmd: Command) => {
+      const o = cmd.opts<{ spiffeId?: string; audience?: string[]; ttl?: string; write?: string }>();
+      const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { required: true }) as string;
+      const audience = o.audience ?? [];
+      if (audience.length === 0) throw new CliUsageError('at least one -audience is required');
+      const ttl = secondsArg(o.ttl, '-ttl') ?? 0;
+      await withServer(cmd, async (ctx) => {
+        const res = await ctx.call<{ svid: WireJwtSvid }>('SVID', 'MintJWTSVID', { spiffe_id: spiffeId, audience, ttl });
+        if (o.write !== undefined) {
+          await writeAtomic(o.write, `${res.svid.token}\n`, 0o600);
+          emit(ctx.io, ctx.format, { json: { ...res.svid, token: undefined, file: o.write }, text: `JWT-SVID written to ${o.write}` });
+          return;
+        }
+        emit(ctx.io, ctx.format, { json: res.svid, text: res.svid.token });
+      });
+    });
+
+  addAuthorityCommands(program);
+}
+
+interface AuthorityStateWire {
+  authority_id: string;
+  expires_at: number;
+}
+
+function slotText(label: string, kindName: string, s: AuthorityStateWire | null | undefined): string {
+  if (s === null || s === undefined || s.authority_id === '') return `${label} ${kindName} authority:\n  No ${label.toLowerCase()} ${kindName} authority found`;
+  return `${label} ${kindName} authority:\n${fields([['  Authority ID', s.authority_id], ['  Expires at', timeText(s.expires_at)]], 15)}`;
+}
+
+function addAuthorityCommands(program: Command): void {
+  const la = program.command('localauthority').description("the CA's own X.509 and JWT authorities");
+  for (const [kind, label, kindName] of [['x509', 'X509', 'X.509'], ['jwt', 'JWT', 'JWT']] as const) {
+    const group = la.command(kind).description(`${kindName} authorities`);
+    clientCommand(group.command('show').description(`show the active, prepared and old ${kindName} authorities`)).action(async (_o: unknown, cmd: Command) => {
+      await withServer(cmd, async (ctx) => {
+        const res = await ctx.call<{ active: AuthorityStateWire | null; prepared: AuthorityStateWire | null; old: AuthorityStateWire | null }>(
+          'LocalAuthority',
+          `Get${label}AuthorityState`,
+          {},
+        );
+        emit(ctx.io, ctx.format, {
+          json: res,
+          text: () => [slotText('Active', kindName, res.active), slotText('Prepared', kindName, res.prepared), slotText('Old', kindName, res.old)].join('\n\n'),
+        });
+      });
+    });
+    clientCommand(group.command('prepare').description(`prepare a new ${kindName} authority`)).action(async (_o: unknown, cmd: Command) => {
+      await withServer(cmd, async (ctx) => {
+        const res = await ctx.call<{ authority: AuthorityStateWire }>('LocalAuthority', `Prepare${label}Authority`, {});
+        emit(ctx.io, ctx.format, { json: res, text: slotText('Prepared', kindName, res.authority) });
+      });
+    });
+    for (const [op, done] of [
+      ['activate', 'Activated'],
+      ['taint', 'Tainted'],
+      ['revoke', 'Revoked'],
+    ] as const) {
+      clientCommand(group.command(op).description(`${op} a ${kindName} authority`))
+        .option('--authority-id <id>', 'the authority (see show)')
+        .action(async (_o: unknown, cmd: Command) => {
+          const id = cmd.opts<{ authorityId?: string }>().authorityId;
+          if (id === undefined || id === '') throw new CliUsageError('-authorityID is required');
+          await withServer(cmd, async (ctx: CommandContext) => {
+            const method = `${op[0]?.toUpperCase()}${op.slice(1)}${label}Authority`;
+            const res = await ctx.call<{ authority: AuthorityStateWire }>('LocalAuthority', method, { authority_id: id });
+            emit(ctx.io, ctx.format, { json: res, text: slotText(done, kindName, res.authority) });
+          });
+        });
+    }
+  }
+}

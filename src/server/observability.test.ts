@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
+import { grpcCodeName, HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
+
+describe('HttpEndpoints', () => {
+  it('answers /ready with 503 and the failing checks until every check passes, and serves nothing else', async () => {
+    let state: Readiness = { ready: false, checks: { datastore: true, ca: false, listeners: true } };
+    const metrics = new ServerMetrics({ processMetrics: false, datastore: { countEntries: async () => 7, countAgents: async () => 2, listBundles: async () => [] } });
+    const http = new HttpEndpoints({ host: '127.0.0.1', port: 0, metrics, ready: () => state });
+    await http.start();
+    try {
+      const base = `http://127.0.0.1:${http.port}`;
+      const notReady = await fetch(`${base}/ready`);
+      expect(notReady.status).toBe(503);
+      expect(await notReady.json()).toEqual(state);
+      state = { ready: true, checks: { datastore: true, ca: true, listeners: true } };
+      expect((await fetch(`${base}/ready`)).status).toBe(200);
+      expect((await fetch(`${base}/live`)).status).toBe(200);
+      expect((await fetch(`${base}/other`)).status).toBe(404);
+      expect((await fetch(`${base}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
+      const text = await (await fetch(`${base}/metrics`)).text();
+      expect(text).toMatch(/^mayfly_entries 7$/m);
+      expect(text).toMatch(/^mayfly_agents 2$/m);
+      expect(text).toMatch(/^mayfly_svids_signed_total\{type="x509"\} 0$/m);
+    } finally {
+      await http.stop();
+    }
+  });
+
+  it('names gRPC status codes', () => {
+    expect(grpcCodeName(status.OK)).toBe('OK');
+    expect(grpcCodeName(status.FAILED_PRECONDITION)).toBe('FAILED_PRECONDITION');
+    expect(grpcCodeName(99)).toBe('99');
+  });
+});
