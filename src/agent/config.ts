@@ -1,0 +1,137 @@
+/**
+ * @module agent/config
+ *
+ * `mayfly-agent run` settings: built-in defaults, then a config file with the core keys of
+ * SPIRE's agent.conf (HCL or JSON), then flags. Unknown keys are errors, all reported at
+ * once, so a typo never silently falls back to a default.
+ */
+import { ConfigError, type HclObject, type HclValue } from '../server/hcl.js';
+import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, type LogLevel } from '../server/config.js';
+import { DEFAULT_SOCKET_PATH } from './agent.js';
+
+export const DEFAULT_AGENT_DATA_DIR = './.mayfly/agent';
+export const DEFAULT_SERVER_ADDRESS = '127.0.0.1';
+
+export interface AgentSettings {
+  trustDomain: string;
+  dataDir: string;
+  socketPath: string;
+  serverAddress: string;
+  serverPort: number;
+  logLevel: LogLevel;
+  joinToken?: string;
+  trustBundlePath?: string;
+  insecureBootstrap: boolean;
+  unix: { discoverWorkloadPath: boolean; workloadSizeLimit?: number };
+}
+
+export type AgentOverrides = Partial<Omit<AgentSettings, 'unix'>>;
+
+const AGENT_KEYS = new Set([
+  'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
+  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format',
+]);
+const PLUGIN_KINDS = new Set(['NodeAttestor', 'KeyManager', 'WorkloadAttestor']);
+
+function isObject(v: HclValue | undefined): v is HclObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error' };
+
+export function parseLogLevel(v: string): LogLevel | undefined {
+  return LEVELS[v.toLowerCase()];
+}
+
+/** Resolves the agent's settings; throws ConfigError listing every problem found. */
+export function resolveAgentConfig(file: HclObject | undefined, overrides: AgentOverrides = {}): AgentSettings {
+  const problems: string[] = [];
+  const s: AgentSettings = {
+    trustDomain: DEFAULT_TRUST_DOMAIN,
+    dataDir: DEFAULT_AGENT_DATA_DIR,
+    socketPath: DEFAULT_SOCKET_PATH,
+    serverAddress: DEFAULT_SERVER_ADDRESS,
+    serverPort: DEFAULT_BIND_PORT,
+    logLevel: 'info',
+    insecureBootstrap: false,
+    unix: { discoverWorkloadPath: false },
+  };
+  const str = (o: HclObject, k: string, where: string): string | undefined => {
+    const v = o[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '') problems.push(`${where}.${k} must be a non-empty string`);
+    else return v;
+    return undefined;
+  };
+  for (const key of Object.keys(file ?? {})) {
+    if (key !== 'agent' && key !== 'plugins') problems.push(`unknown top-level block ${JSON.stringify(key)} (expected agent, plugins)`);
+  }
+  const agent = file?.agent;
+  if (agent !== undefined && !isObject(agent)) problems.push('agent must be a block');
+  if (isObject(agent)) {
+    for (const k of Object.keys(agent)) if (!AGENT_KEYS.has(k)) problems.push(`unknown key agent.${k}`);
+    s.trustDomain = str(agent, 'trust_domain', 'agent') ?? s.trustDomain;
+    s.dataDir = str(agent, 'data_dir', 'agent') ?? s.dataDir;
+    s.socketPath = str(agent, 'socket_path', 'agent') ?? s.socketPath;
+    s.serverAddress = str(agent, 'server_address', 'agent') ?? s.serverAddress;
+    const bundle = str(agent, 'trust_bundle_path', 'agent');
+    if (bundle !== undefined) s.trustBundlePath = bundle;
+    const token = str(agent, 'join_token', 'agent');
+    if (token !== undefined) s.joinToken = token;
+    const port = agent.server_port;
+    if (port !== undefined) {
+      const n = typeof port === 'string' ? Number(port) : port;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) problems.push('agent.server_port must be a port number from 1 to 65535');
+      else s.serverPort = n;
+    }
+    const level = str(agent, 'log_level', 'agent');
+    if (level !== undefined) {
+      const l = parseLogLevel(level);
+      if (l === undefined) problems.push(`agent.log_level ${JSON.stringify(level)} is not one of DEBUG, INFO, WARN, ERROR`);
+      else s.logLevel = l;
+    }
+    const insecure = agent.insecure_bootstrap;
+    if (insecure !== undefined) {
+      if (typeof insecure !== 'boolean') problems.push('agent.insecure_bootstrap must be true or false');
+      else s.insecureBootstrap = insecure;
+    }
+  }
+  const plugins = file?.plugins;
+  if (plugins !== undefined && !isObject(plugins)) problems.push('plugins must be a block');
+  if (isObject(plugins)) {
+    for (const [kind, byName] of Object.entries(plugins)) {
+      if (!PLUGIN_KINDS.has(kind)) {
+        problems.push(`unknown plugin kind ${JSON.stringify(kind)} (Mayfly's agent has ${[...PLUGIN_KINDS].join(', ')})`);
+        continue;
+      }
+      if (!isObject(byName)) continue;
+      for (const [name, body] of Object.entries(byName)) {
+        const known = (kind === 'NodeAttestor' && name === 'join_token') || (kind === 'KeyManager' && (name === 'disk' || name === 'memory')) || (kind === 'WorkloadAttestor' && name === 'unix');
+        if (!known) {
+          problems.push(`plugin ${kind} ${JSON.stringify(name)} is not built in`);
+          continue;
+        }
+        if (kind === 'WorkloadAttestor' && isObject(body) && isObject(body.plugin_data)) {
+          const d = body.plugin_data;
+          for (const k of Object.keys(d)) {
+            if (k !== 'discover_workload_path' && k !== 'workload_size_limit') problems.push(`unknown key WorkloadAttestor "unix" plugin_data.${k}`);
+          }
+          if (d.discover_workload_path !== undefined) {
+            if (typeof d.discover_workload_path !== 'boolean') problems.push('discover_workload_path must be true or false');
+            else s.unix.discoverWorkloadPath = d.discover_workload_path;
+          }
+          if (d.workload_size_limit !== undefined) {
+            if (typeof d.workload_size_limit !== 'number' || !Number.isInteger(d.workload_size_limit)) problems.push('workload_size_limit must be an integer (bytes)');
+            else s.unix.workloadSizeLimit = d.workload_size_limit;
+          }
+        }
+      }
+    }
+  }
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  }
+  if (s.insecureBootstrap && s.trustBundlePath !== undefined) problems.push('set either trust_bundle_path (-trustBundle) or insecure_bootstrap (-insecureBootstrap), not both');
+  if (problems.length > 0) throw new ConfigError(`invalid agent configuration: ${problems.join('; ')}`);
+  return s;
+}

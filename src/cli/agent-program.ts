@@ -1,0 +1,23 @@
+/**
+ * @module cli/agent-program
+ *
+ * The `mayfly-agent` command tree: `run`, `healthcheck` and the `api` client commands.
+ * SPIRE's flag spellings and `--kebab-case` both work; every failure is one `Error: ...`
+ * line on stderr and a non-zero exit code.
+ */
+import type { Command } from 'commander';
+import { createProgram, type CliIo } from './flags.js';
+import { registerAgentApiCommands } from './agent-api.js';
+import { addAgentRunCommands } from './agent-run.js';
+
+export function buildAgentProgram(io?: Partial<CliIo>): Command {
+  const program = createProgram({
+    name: 'mayfly-agent',
+    description: 'Mayfly agent: node attestation and the SPIFFE Workload API',
+    version: '0.1.0',
+    ...(io ? { io } : {}),
+  });
+  addAgentRunCommands(program);
+  registerAgentApiCommands(program);
+  return program;
+}

@@ -1,0 +1,145 @@
+/**
+ * @module cli/agent-run
+ *
+ * `mayfly-agent run` and `mayfly-agent healthcheck`.
+ *
+ * `run` attests with `-joinToken` (first start) or the agent SVID kept in the data
+ * directory (later starts), then serves the Workload API until SIGTERM/SIGINT, which
+ * drains and exits 0. If the agent SVID expires and cannot be renewed, the agent logs why
+ * and exits 1 (join tokens cannot re-attest: the operator must issue a new one).
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { MayflyAgent } from '../agent/agent.js';
+import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
+import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
+import { parseConfigText } from '../server/hcl.js';
+import { createServerLogger } from '../server/observability.js';
+import { status } from '@grpc/grpc-js';
+import { WorkloadApiClient } from '../sdk/client.js';
+import { WorkloadApiError } from '../sdk/errors.js';
+import { CliUsageError, ioOf } from './flags.js';
+import { DEFAULT_AGENT_SOCKET_PATH } from './agent-api.js';
+
+interface RunFlags {
+  config?: string;
+  trustDomain?: string;
+  dataDir?: string;
+  socketPath?: string;
+  serverAddress?: string;
+  serverPort?: string;
+  joinToken?: string;
+  trustBundle?: string;
+  insecureBootstrap?: boolean;
+  logLevel?: string;
+}
+
+async function settingsFrom(o: RunFlags): Promise<AgentSettings> {
+  let file;
+  if (o.config !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(o.config, 'utf8');
+    } catch (err) {
+      throw new CliUsageError(`cannot read config file ${o.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    file = parseConfigText(text);
+  }
+  const overrides: AgentOverrides = {};
+  if (o.trustDomain !== undefined) overrides.trustDomain = o.trustDomain;
+  if (o.dataDir !== undefined) overrides.dataDir = o.dataDir;
+  if (o.socketPath !== undefined) overrides.socketPath = o.socketPath;
+  if (o.serverAddress !== undefined) overrides.serverAddress = o.serverAddress;
+  if (o.serverPort !== undefined) {
+    if (!/^\d{1,5}$/.test(o.serverPort) || Number(o.serverPort) < 1 || Number(o.serverPort) > 65535) {
+      throw new CliUsageError(`-serverPort must be a port number from 1 to 65535; got ${JSON.stringify(o.serverPort)}`);
+    }
+    overrides.serverPort = Number(o.serverPort);
+  }
+  if (o.joinToken !== undefined) overrides.joinToken = o.joinToken;
+  if (o.trustBundle !== undefined) overrides.trustBundlePath = o.trustBundle;
+  if (o.insecureBootstrap) overrides.insecureBootstrap = true;
+  if (o.logLevel !== undefined) {
+    const level = parseLogLevel(o.logLevel);
+    if (level === undefined) throw new CliUsageError(`-logLevel must be DEBUG, INFO, WARN or ERROR; got ${JSON.stringify(o.logLevel)}`);
+    overrides.logLevel = level;
+  }
+  return resolveAgentConfig(file, overrides);
+}
+
+export function addAgentRunCommands(program: Command): void {
+  program
+    .command('run')
+    .description('run the agent: attest to the server and serve the SPIFFE Workload API')
+    .option('--config <file>', 'configuration file (SPIRE agent.conf keys, HCL or JSON)')
+    .option('--trust-domain <name>', 'trust domain (default example.org)')
+    .option('--data-dir <dir>', 'data directory for the agent SVID and bundle (default ./.mayfly/agent)')
+    .option('--socket-path <path>', `Workload API socket (default ${DEFAULT_AGENT_SOCKET_PATH})`)
+    .option('--server-address <host>', 'server address (default 127.0.0.1)')
+    .option('--server-port <port>', 'server port (default 8081)')
+    .option('--join-token <token>', 'join token for the first attestation')
+    .option('--trust-bundle <file>', "PEM file with the server trust domain's roots (bootstrap trust)")
+    .option('--insecure-bootstrap', 'trust the server on first use instead of a trust bundle (try-outs only)')
+    .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
+    .action(async (_o: unknown, cmd: Command) => {
+      const s = await settingsFrom(cmd.opts<RunFlags>());
+      const logger = createServerLogger(s.logLevel);
+      let fatal: Error | undefined;
+      let wake: (() => void) | undefined;
+      const agent = new MayflyAgent({
+        serverAddress: `${s.serverAddress}:${s.serverPort}`,
+        trustDomain: s.trustDomain,
+        dataDir: s.dataDir,
+        socketPath: s.socketPath,
+        ...(s.joinToken !== undefined ? { joinToken: s.joinToken } : {}),
+        ...(s.trustBundlePath !== undefined ? { trustBundlePath: s.trustBundlePath } : {}),
+        insecureBootstrap: s.insecureBootstrap,
+        workloadAttestors: [new UnixWorkloadAttestor(s.unix)],
+        logger,
+        onFatal: (err) => {
+          fatal = err;
+          wake?.();
+        },
+      });
+      await agent.start();
+      logger.info({ socketPath: s.socketPath, server: `${s.serverAddress}:${s.serverPort}` }, 'agent started');
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        const onSignal = (signal: NodeJS.Signals): void => {
+          logger.info({ signal }, 'draining: closing the Workload API and the server stream');
+          resolve();
+        };
+        process.once('SIGTERM', onSignal);
+        process.once('SIGINT', onSignal);
+      });
+      await agent.stop();
+      logger.flush();
+      if (fatal) throw fatal;
+      // A stuck connection must not keep a stopped agent alive.
+      setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+    });
+
+  program
+    .command('healthcheck')
+    .description("check that the agent's Workload API answers (exit 0 when it does)")
+    .option('--socket-path <path>', `Workload API socket (default ${DEFAULT_AGENT_SOCKET_PATH})`)
+    .option('--shallow', 'accepted for SPIRE compatibility; the check is always the same')
+    .option('--verbose', 'print what was checked')
+    .action(async (o: { socketPath?: string; verbose?: boolean }, cmd: Command) => {
+      const io = ioOf(cmd);
+      const socketPath = o.socketPath ?? DEFAULT_AGENT_SOCKET_PATH;
+      const client = new WorkloadApiClient({ socketPath, timeoutMs: 3000 });
+      try {
+        await client.fetchX509Bundles();
+      } catch (err) {
+        // A caller with no registration entry is refused, but a refusal proves the agent
+        // attested us and answered: that is a healthy agent.
+        if (!(err instanceof WorkloadApiError && err.grpcCode === status.PERMISSION_DENIED)) {
+          throw new Error(`agent is unhealthy: ${(err as Error).message}`, { cause: err });
+        }
+      } finally {
+        client.close();
+      }
+      io.out(o.verbose ? `Agent is healthy (Workload API at ${socketPath} answered).\n` : 'Agent is healthy.\n');
+    });
+}
