@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
-import { exportSpkiDer, generateKeyPair } from '../spiffe/keys.js';
+import { exportPkcs8Pem, exportSpkiDer, generateKeyPair } from '../spiffe/keys.js';
+import { makeHostileCert } from '../spiffe/x509/testing.js';
 import { validateJwtSvid } from '../spiffe/jwt/index.js';
 import { parseCertificate, pemEncodeCertificates, verifyX509Svid } from '../spiffe/x509/index.js';
 import type { CaEvent } from './authority.js';
@@ -539,5 +540,30 @@ describe('ServerCa: upstream authority from disk', () => {
     expect(() => loadDiskUpstreamAuthority({ certFile: op.certFile, keyFile: op.keyFile, bundleFile: other.bundleFile, now: clock.now })).toThrow(/does not lead to any root/);
     expect(() => loadDiskUpstreamAuthority({ certFile: op.certFile, keyFile: op.keyFile, now: () => new Date(clock.ms + 30 * 86400_000) })).toThrow(/valid from/);
     expect(loadDiskUpstreamAuthority({ certFile: op.certFile, keyFile: op.keyFile, now: clock.now }).roots).toHaveLength(1);
+  });
+
+  it('refuses an upstream certificate that is not a CA, or a CA without keyUsage keyCertSign', () => {
+    const clock = new TestClock();
+    const cases: Array<[string, Parameters<typeof makeHostileCert>[0]]> = [
+      ['not a CA', { isCA: false, keyUsage: [0] }],
+      // Our verifier (like go-spiffe) requires keyCertSign: without keyUsage nothing minted under it verifies.
+      ['CA without keyUsage', { isCA: true, keyUsage: null }],
+      ['CA without keyCertSign', { isCA: true, keyUsage: [0] }],
+    ];
+    for (const [name, opts] of cases) {
+      const key = generateKeyPair('ec-p256');
+      const { certificate } = makeHostileCert({ ...opts, key, subject: { commonName: `upstream ${name}` }, notBefore: new Date(clock.ms - 3600_000), notAfter: new Date(clock.ms + 86400_000) });
+      const certFile = join(dir, 'bad-upstream.pem');
+      const keyFile = join(dir, 'bad-upstream.key');
+      writeFileSync(certFile, pemEncodeCertificates([certificate]));
+      writeFileSync(keyFile, exportPkcs8Pem(key.privateKey), { mode: 0o600 });
+      let code: string | undefined;
+      try {
+        loadDiskUpstreamAuthority({ certFile, keyFile, now: clock.now });
+      } catch (e) {
+        code = (e as { code?: string }).code;
+      }
+      expect(code, name).toBe('ERR_CA_UPSTREAM_INVALID');
+    }
   });
 });

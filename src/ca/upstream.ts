@@ -104,7 +104,9 @@ export function loadDiskUpstreamAuthority(config: DiskUpstreamAuthorityConfig): 
   }
 
   for (const [i, c] of chain.entries()) {
-    if (!c.isCA || (c.keyUsage !== undefined && !c.keyUsage.keyCertSign)) {
+    // keyUsage is required, not just "keyCertSign if present": the X.509-SVID verifier (ours
+    // and go-spiffe's) refuses a signing certificate without it, so nothing minted would verify.
+    if (!c.isCA || !c.keyUsage?.keyCertSign) {
       throw new UpstreamAuthorityError('ERR_CA_UPSTREAM_INVALID', `certificate #${i + 1} in ${config.certFile} is not a CA certificate (needs basicConstraints cA=true and keyCertSign)`);
     }
     if (now < c.notBefore || now >= c.notAfter) {

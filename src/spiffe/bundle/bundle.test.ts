@@ -4,6 +4,7 @@ import { generateKeyPairSync, KeyObject, webcrypto, X509Certificate } from 'node
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isMayflyError, type ErrorCode } from '../errors.js';
 import { TrustDomain } from '../id.js';
+import { makeHostileCert } from '../x509/testing.js';
 import { Bundle, BundleSet, bundleFromX509Der, bundleFromX509Pem, MAX_BUNDLE_BYTES, parseBundle, parseJwtBundleJwks, type SpiffeJwk } from './index.js';
 
 const td = TrustDomain.parse('example.org');
@@ -253,6 +254,15 @@ describe('parseBundle refuses hostile documents', () => {
       expectCode(() => parseBundle(json, td), code);
     });
   }
+
+  it('refuses a root that Node parses but the X.509-SVID verifier cannot (negative serial)', () => {
+    // Accepted, it would make every later verifyX509Svid against this bundle fail.
+    const negative = makeHostileCert({ isCA: true, serial: Buffer.from([0xff, 0x01]), subject: { commonName: 'negative serial root' } }).certificate;
+    expect(() => new X509Certificate(negative)).not.toThrow();
+    const json = new Bundle({ trustDomain: td, x509Authorities: [ecRoot, negative] }).toJson();
+    expectCode(() => parseBundle(json, td), 'ERR_BUNDLE_KEY_INVALID');
+    expectCode(() => bundleFromX509Der(td, Buffer.concat([ecRoot, negative])), 'ERR_BUNDLE_MALFORMED');
+  });
 
   it('refuses a huge document before parsing it', () => {
     const huge = '{"keys":[' + ' '.repeat(MAX_BUNDLE_BYTES) + ']}';

@@ -18,6 +18,7 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { BundleError } from '../errors.js';
 import type { TrustDomain } from '../id.js';
+import { parseCertificate } from '../x509/parse.js';
 import { Bundle } from './bundle.js';
 import { jwtAuthorityProblem, magnitude, PRIVATE_JWK_MEMBERS, publicJwkParams } from './jwk.js';
 
@@ -121,6 +122,13 @@ function x509Authority(jwk: Record<string, unknown>, i: number): Buffer {
     badKey(i, '"x5c" does not hold a DER certificate', cause);
   }
   if (cert.raw.length !== der.length) badKey(i, '"x5c" holds trailing bytes after the certificate');
+  // Node's parser is lenient (negative serials, BER); our verifier is not. A root only Node
+  // accepts would make every later verification against this bundle fail, so refuse it now.
+  try {
+    parseCertificate(der);
+  } catch (cause) {
+    badKey(i, `"x5c" holds a certificate the X.509-SVID verifier cannot use: ${(cause as Error).message}`, cause);
+  }
   // The JWK's own key parameters must describe the certificate's key: otherwise a consumer
   // reading the JWK and one reading the certificate would trust different keys.
   const want = publicJwkParams(cert.publicKey) as Record<string, string | undefined>;

@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { BundleError } from '../errors.js';
 import type { TrustDomain } from '../id.js';
+import { parseCertificate } from '../x509/parse.js';
 import { parsePemCertificates, splitDerCertificates } from '../x509/pem.js';
 import { Bundle } from './bundle.js';
 
@@ -13,6 +14,8 @@ function toBundle(trustDomain: TrustDomain, certs: Buffer[]): Bundle {
   certs.forEach((der, i) => {
     try {
       new X509Certificate(der);
+      // Strict too: a root the verifier cannot parse would fail every verification later.
+      parseCertificate(der);
     } catch (cause) {
       throw new BundleError('ERR_BUNDLE_MALFORMED', `trust bundle rejected: certificate #${i + 1} cannot be parsed`, { cause });
     }

@@ -58,9 +58,16 @@ function decodeJsonObject(part: string, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/**
+ * Largest NumericDate accepted (seconds): the edge of what a JS Date holds (±8.64e15 ms).
+ * Beyond it `new Date(v * 1000)` is Invalid Date, and formatting one throws a RangeError.
+ */
+export const MAX_NUMERIC_DATE = 8.64e12;
+
 function checkNumericDate(claims: Record<string, unknown>, name: string): void {
   const v = claims[name];
   if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v))) jwtFail('ERR_JWT_CLAIM_INVALID', `"${name}" must be a NumericDate (a number of seconds)`);
+  if (typeof v === 'number' && Math.abs(v) > MAX_NUMERIC_DATE) jwtFail('ERR_JWT_CLAIM_INVALID', `"${name}" is ${v}, outside the range of dates (±${MAX_NUMERIC_DATE} seconds)`);
 }
 
 /** The `aud` claim as a list, checked for shape. */

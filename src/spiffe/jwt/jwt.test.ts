@@ -198,6 +198,11 @@ describe('validateJwtSvid rejects hostile tokens with a stable code', () => {
     ['aud holding a number', () => craft(goodHeader, { ...goodClaims(), aud: ['svc-a', 7] }), 'ERR_JWT_CLAIM_INVALID'],
     ['exp a string', () => craft(goodHeader, { ...goodClaims(), exp: String(NOW_S + 300) }), 'ERR_JWT_CLAIM_INVALID'],
     ['nbf a string', () => craft(goodHeader, { ...goodClaims(), nbf: 'soon' }), 'ERR_JWT_CLAIM_INVALID'],
+    // Signed by a bundle key, yet must not crash formatting an out-of-range Date.
+    ['nbf far beyond the Date range', () => craft(goodHeader, { ...goodClaims(), nbf: 1e300 }), 'ERR_JWT_CLAIM_INVALID'],
+    ['iat far beyond the Date range', () => craft(goodHeader, { ...goodClaims(), iat: 1e300 }), 'ERR_JWT_CLAIM_INVALID'],
+    ['exp far before the Date range', () => craft(goodHeader, { ...goodClaims(), exp: -1e300 }), 'ERR_JWT_CLAIM_INVALID'],
+    ['exp beyond the Date range (expiry would be Invalid Date)', () => craft(goodHeader, { ...goodClaims(), exp: 1e16 }), 'ERR_JWT_CLAIM_INVALID'],
     ['sub in a trust domain with no bundle', () => craft(goodHeader, { ...goodClaims(), sub: 'spiffe://unknown.org/x' }), 'ERR_JWT_NO_BUNDLE'],
     ['wrong audience', () => craft(goodHeader, { ...goodClaims(), aud: ['svc-b'] }), 'ERR_JWT_AUDIENCE'],
     ['audience as a prefix', () => craft(goodHeader, { ...goodClaims(), aud: 'svc-a-evil' }), 'ERR_JWT_AUDIENCE'],

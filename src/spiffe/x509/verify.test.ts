@@ -167,6 +167,20 @@ describe('verifyX509Svid: hostile input', () => {
     expectCode(() => verifyX509Svid([certificate, inter.certificate], { trustDomain: r.trustDomain, x509Authorities: [r.certificate] }), 'ERR_X509_CHAIN_INVALID', /pathLenConstraint 0/);
   });
 
+  it('a chain of look-alike CA certificates is given up on after a bounded number of candidate issuers', () => {
+    // Eight CA certificates sharing one name and key all "issue" each other, so an
+    // unbounded depth-first search tries every ordering of them (8! paths, ~1 s; 12 of
+    // them would take hours and freeze the process verifying a TLS peer).
+    const k = generateKeyPair('ec-p256');
+    const lookalikes = Array.from({ length: 8 }, () => makeHostileCert({ key: k, isCA: true, subject: { commonName: 'look-alike' } }).certificate);
+    const leaf = makeHostileCert({ issuer: { certificate: lookalikes[0] as Buffer, privateKey: k.privateKey }, uris: ['spiffe://example.org/a'] }).certificate;
+    expectCode(() => verifyX509Svid([leaf, ...lookalikes], bundle), 'ERR_X509_CHAIN_INVALID', /gave up building a path after 100 candidate issuers/);
+    // A real chain padded with the same look-alikes still verifies.
+    const inter = makeTestCa({ upstream: root });
+    const good = makeTestSvid(inter).certificate;
+    expect(verifyX509Svid([good, ...lookalikes, inter.certificate], bundle).spiffeId.path).toBe('/workload');
+  });
+
   it('negative serial', () => expectCode(() => verifyX509Svid(leafChain(root, { serial: Buffer.from([0xff, 0x01]) }), bundle), 'ERR_X509_MALFORMED', /negative/));
   it('zero serial and non-minimal serial', () => {
     expectCode(() => verifyX509Svid(leafChain(root, { serial: Buffer.from([0]) }), bundle), 'ERR_X509_MALFORMED', /zero/);

@@ -31,6 +31,12 @@ export interface VerifiedX509Svid {
 
 /** Longest path (certificates, leaf and anchor included) we try to build. */
 const MAX_PATH = 10;
+/**
+ * Most candidate issuers (each a signature check) one verification may try, as Go's
+ * maxChainSignatureChecks. Without it, a peer presenting a dozen CA certificates with the
+ * same name and key makes the depth-first search try every ordering of them (n! paths).
+ */
+export const MAX_ISSUER_CHECKS = 100;
 
 const SIG_ALGS: Record<string, { hash: string | null; key: 'ec' | 'rsa' | 'ed25519' }> = {
   [OID.ecdsaWithSha256]: { hash: 'sha256', key: 'ec' },
@@ -194,9 +200,17 @@ export function verifyX509Svid(chain: readonly Uint8Array[], bundle: X509BundleI
     if (!(e instanceof X509SvidError)) throw e;
     firstError ??= e;
   };
+  let checks = 0;
+  let gaveUp = false;
+  const tooMuchWork = (): X509SvidError => new X509SvidError('ERR_X509_CHAIN_INVALID', `gave up building a path after ${MAX_ISSUER_CHECKS} candidate issuers; the chain holds too many look-alike CA certificates`);
 
   /** Checks `ca` as the issuer of path[path.length-1]; throws on failure. */
   const acceptIssuer = (ca: ParsedCertificate, path: ParsedCertificate[], what: string): void => {
+    if (checks >= MAX_ISSUER_CHECKS) {
+      gaveUp = true;
+      throw tooMuchWork();
+    }
+    checks++;
     checkSigningCert(ca, what);
     checkValidity(ca, now, what);
     if (ca.pathLen !== undefined) {
@@ -213,6 +227,7 @@ export function verifyX509Svid(chain: readonly Uint8Array[], bundle: X509BundleI
   };
 
   const extend = (path: ParsedCertificate[]): ParsedCertificate[] | undefined => {
+    if (gaveUp) return undefined;
     const cur = path[path.length - 1] as ParsedCertificate;
     for (const a of anchors) {
       if (!mayHaveIssued(a, cur)) continue;
@@ -243,6 +258,7 @@ export function verifyX509Svid(chain: readonly Uint8Array[], bundle: X509BundleI
 
   const path = extend([leaf]);
   if (!path) {
+    if (gaveUp) throw tooMuchWork();
     throw firstError ?? new X509SvidError('ERR_X509_NO_TRUST', `the leaf ${id} does not chain to any X.509 authority in the bundle of ${bundle.trustDomain.name}`);
   }
   return { spiffeId: id, chain: path.map((c) => Buffer.from(c.der)) };
