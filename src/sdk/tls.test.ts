@@ -197,6 +197,33 @@ describe('SPIFFE mTLS', () => {
     expect(err.code).toBe('ERR_PEER_UNAUTHORIZED');
   });
 
+  it('https requests with different identities or authorizers never share a pooled socket', async () => {
+    const srv = await workload(td, td.svid('/api'));
+    const web = await workload(td, td.svid('/web'));
+    const intruder = await workload(td, td.svid('/intruder'));
+    const s = createSpiffeHttpsServer(srv.source, { authorize: authorizeId('spiffe://example.org/web') }, (req, res) => {
+      res.end(`hi ${peerSpiffeId(req.socket as tls.TLSSocket)}`);
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => { s.closeAllConnections(); s.close(r); }));
+    const port = (s.address() as AddressInfo).port;
+    const get = (options: ReturnType<typeof createClientTlsOptions>): Promise<string | (Error & { code?: string })> =>
+      new Promise((resolve) => {
+        https.get({ host: '127.0.0.1', port, path: '/', ...options }, (res) => {
+          let b = '';
+          res.on('data', (d: Buffer) => (b += d.toString()));
+          res.on('end', () => resolve(b));
+        }).on('error', resolve);
+      });
+    // A keep-alive request as the authorised workload leaves a pooled socket behind...
+    expect(await get(createClientTlsOptions(web.source, { authorize: authorizeId('spiffe://example.org/api') }))).toBe('hi spiffe://example.org/web');
+    // ...which another identity must not inherit: it handshakes itself and is refused.
+    expect(await get(createClientTlsOptions(intruder.source, { authorize: authorizeId('spiffe://example.org/api') }))).toBeInstanceOf(Error);
+    // ...nor may a request that authorises another server ID skip its check.
+    const other = await get(createClientTlsOptions(web.source, { authorize: authorizeId('spiffe://example.org/other') }));
+    expect((other as Error & { code?: string }).code).toBe('ERR_PEER_UNAUTHORIZED');
+  });
+
   it('requires an authorizer', async () => {
     const w = await workload(td, td.svid('/x'));
     expect(() => createClientTlsOptions(w.source, {} as { authorize: Authorizer })).toThrow(/an authorizer is required/);

@@ -168,12 +168,12 @@ function contextGetter(source: X509SvidSourceLike, server: boolean): () => tls.S
  * server whose X509-SVID verifies and passes `authorize`. `secureContext` is a getter, so
  * each new connection uses the SVID current at that moment.
  */
-export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions): tls.ConnectionOptions & https.AgentOptions {
+export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions): tls.ConnectionOptions & https.AgentOptions & { agent?: https.Agent } {
   checkOptions(opts);
   const current = contextGetter(source, false);
   current(); // fail now, not at the first connection, when the source has nothing yet
   const now = opts.now ?? (() => new Date());
-  const options: tls.ConnectionOptions & https.AgentOptions = {
+  const options: tls.ConnectionOptions & https.AgentOptions & { agent?: https.Agent } = {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     // Resumed sessions skip checkServerIdentity in Node: no client session cache.
@@ -188,6 +188,12 @@ export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeT
     },
   };
   Object.defineProperty(options, 'secureContext', { get: current, enumerable: true, configurable: true });
+  // Node's https.Agent pools sockets by host, port and some TLS options, but not by
+  // secureContext or checkServerIdentity. With the shared global agent, a request meant to
+  // present another SVID, or to authorise another server ID, would silently reuse a socket
+  // authenticated for the first one. A private agent per options object keeps each pool to
+  // one (client identity, server authorizer) pair.
+  options.agent = new https.Agent({ keepAlive: true, maxCachedSessions: 0 });
   return options;
 }
 

@@ -138,6 +138,9 @@ export class WorkloadApiEndpoint {
         // none, and no remotePort): our token becomes the call's peer string.
         Object.defineProperty(socket, 'remoteAddress', { value: token, configurable: true, enumerable: true });
         this.injector.injectConnection(socket);
+        // Accepted with pauseOnConnect: http2 reads nothing from a paused socket, so the
+        // caller's requests would never be seen without this.
+        socket.resume();
       },
       (err: unknown) => {
         this.logger.warn({ err }, 'refusing Workload API connection: peer credentials unavailable');

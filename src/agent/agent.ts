@@ -1,0 +1,254 @@
+/**
+ * @module agent/agent
+ *
+ * `MayflyAgent`: node attestation (or the stored agent SVID), entry sync by push, the SVID
+ * cache, and the SPIFFE Workload API endpoint on a Unix socket, wired together.
+ *
+ * Data path: server push stream → `SvidCache.applyUpdate` → CSRs to the server (batched)
+ * → cache → Workload API streams of every attested caller whose selectors match. The
+ * Workload API never waits for the server except for a first JWT-SVID mint.
+ *
+ * States: `stopped` → `starting` → `syncing` (endpoint up, waiting for the first entry
+ * set; callers get UNAVAILABLE) → `ready`; `failed` when the agent SVID expired and cannot
+ * be renewed (cached workload SVIDs are still served until they expire; the CLI should exit
+ * non-zero on `onFatal`).
+ */
+import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
+import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
+import { MayflyError } from '../spiffe/errors.js';
+import { TrustDomain } from '../spiffe/id.js';
+import { validateJwtSvid } from '../spiffe/jwt/validate.js';
+import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
+import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
+import { AgentIdentity, type AgentSvid } from './attestation.js';
+import { SvidCache } from './cache.js';
+import { SystemScheduler, type Scheduler } from './clock.js';
+import { grpcServerClientFactory } from './grpc-client.js';
+import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
+import { isSameProcess, readPeerCredentials } from './peercred/index.js';
+import type { ServerClientFactory } from './server-client.js';
+import { AgentStateStore } from './store.js';
+import { EntrySync } from './sync.js';
+
+export const DEFAULT_SOCKET_PATH = '/tmp/mayfly-agent/public/api.sock';
+
+export interface MayflyAgentConfig {
+  /** `host:port` of the server's TCP endpoint. */
+  serverAddress: string;
+  trustDomain: string;
+  /** Holds agent-svid.pem, agent-key.pem, bundle.pem (0700 / 0600). */
+  dataDir: string;
+  /** Workload API socket (default /tmp/mayfly-agent/public/api.sock). */
+  socketPath?: string;
+  /** Single-use token for the first attestation (not needed once an agent SVID is stored). */
+  joinToken?: string;
+  /** PEM roots of the server's trust domain, to authenticate the server at first attestation. */
+  trustBundlePath?: string;
+  /** Trust on first use instead of trustBundlePath (logs a loud warning). */
+  insecureBootstrap?: boolean;
+  /** Default: the unix attestor. */
+  workloadAttestors?: readonly WorkloadAttestor[];
+  logger?: AgentLogger;
+  now?: () => Date;
+  /** Timers (default: real time over `now`); tests pass a ManualScheduler. */
+  scheduler?: Scheduler;
+  /** Uniform [0, 1) for jitter (tests pin it). */
+  random?: () => number;
+  /** How to reach the server (default: grpc-js over TCP + TLS). */
+  serverClientFactory?: ServerClientFactory;
+  /** Peer credentials of Workload API callers (default: SO_PEERCRED, Linux). */
+  peerCredentials?: PeerCredentialSource;
+  /** Called once when the agent can no longer get SVIDs (agent SVID expired). */
+  onFatal?: (err: MayflyError) => void;
+}
+
+export type AgentState = 'stopped' | 'starting' | 'syncing' | 'ready' | 'failed' | 'stopping';
+
+export class MayflyAgent {
+  readonly trustDomain: TrustDomain;
+  readonly socketPath: string;
+  readonly #cfg: MayflyAgentConfig;
+  readonly #log: AgentLogger;
+  readonly #sched: Scheduler;
+  #state: AgentState = 'stopped';
+  #identity: AgentIdentity | undefined;
+  #cache: SvidCache | undefined;
+  #sync: EntrySync | undefined;
+  #endpoint: WorkloadApiEndpoint | undefined;
+  #lastError: MayflyError | undefined;
+  readonly #readyWaiters = new Set<() => void>();
+
+  constructor(cfg: MayflyAgentConfig) {
+    if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyAgent needs a config object');
+    if (typeof cfg.serverAddress !== 'string' || cfg.serverAddress === '') throw new TypeError('serverAddress is required (host:port)');
+    if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') throw new TypeError('dataDir is required');
+    this.#cfg = cfg;
+    this.trustDomain = TrustDomain.parse(cfg.trustDomain);
+    this.socketPath = cfg.socketPath ?? DEFAULT_SOCKET_PATH;
+    this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
+    this.#sched = cfg.scheduler ?? new SystemScheduler(cfg.now === undefined ? {} : { now: cfg.now });
+  }
+
+  get state(): AgentState {
+    return this.#state;
+  }
+
+  /** True once the first authorised-entry set arrived (workloads can be served). */
+  get ready(): boolean {
+    return this.#state === 'ready' || (this.#state === 'failed' && this.#cache?.ready === true);
+  }
+
+  get lastError(): MayflyError | undefined {
+    return this.#lastError;
+  }
+
+  /** The agent's SVID (after start). */
+  get agentSvid(): AgentSvid | undefined {
+    try {
+      return this.#identity?.svid;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The cache (diagnostics and tests). */
+  get cache(): SvidCache | undefined {
+    return this.#cache;
+  }
+
+  /** The entry sync (diagnostics and tests). */
+  get sync(): EntrySync | undefined {
+    return this.#sync;
+  }
+
+  /**
+   * Attests (or resumes), opens the entry stream and the Workload API socket. Resolves
+   * once the socket listens; use `whenReady()` to wait for the first entry set.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== 'stopped') throw new TypeError(`cannot start an agent that is ${this.#state}`);
+    this.#state = 'starting';
+    try {
+      await this.#start();
+    } catch (err) {
+      this.#state = 'stopped';
+      await this.#teardown();
+      throw err;
+    }
+  }
+
+  async #start(): Promise<void> {
+    const cfg = this.#cfg;
+    const connect = cfg.serverClientFactory ?? grpcServerClientFactory({ address: cfg.serverAddress, trustDomain: this.trustDomain });
+    const random = cfg.random ?? Math.random;
+    const identity = new AgentIdentity({
+      trustDomain: this.trustDomain,
+      store: new AgentStateStore({ dataDir: cfg.dataDir }),
+      connect,
+      scheduler: this.#sched,
+      logger: this.#log,
+      random,
+      ...(cfg.joinToken !== undefined ? { joinToken: cfg.joinToken } : {}),
+      ...(cfg.trustBundlePath !== undefined ? { trustBundlePath: cfg.trustBundlePath } : {}),
+      ...(cfg.insecureBootstrap !== undefined ? { insecureBootstrap: cfg.insecureBootstrap } : {}),
+    });
+    this.#identity = identity;
+    await identity.init();
+
+    // The cache signs through the sync's current client (swapped on agent SVID renewal).
+    const cache = new SvidCache({
+      trustDomain: this.trustDomain,
+      issuer: { newX509Svids: (b) => sync.newX509Svids(b), newJwtSvid: (e, a) => sync.newJwtSvid(e, a) },
+      workloadAttestors: cfg.workloadAttestors ?? [new UnixWorkloadAttestor()],
+      scheduler: this.#sched,
+      logger: this.#log,
+      random,
+    });
+    const sync = new EntrySync({
+      connect: () => connect(identity.credentials()),
+      onUpdate: (u) => {
+        identity.updateRoots(u.bundle.x509Authorities);
+        cache.applyUpdate(u);
+        if (cache.ready && this.#state === 'syncing') {
+          this.#state = 'ready';
+          this.#log.info({ entries: cache.entryCount }, 'agent ready');
+          for (const w of [...this.#readyWaiters]) w();
+        }
+      },
+      scheduler: this.#sched,
+      logger: this.#log,
+      random,
+    });
+    this.#sync = sync;
+    this.#cache = cache;
+
+    identity.startRenewal({
+      onRenewed: () => sync.reconnect(),
+      onExpired: (err) => this.#fail(err),
+    });
+
+    const validate: ValidateJwtSvid = async (token, audience) => {
+      const v = validateJwtSvid(token, { audience, bundles: cache.bundles(), now: this.#sched.now() });
+      return { spiffeId: v.spiffeId.toString(), claims: v.claims };
+    };
+    this.#endpoint = new WorkloadApiEndpoint({
+      socketPath: this.socketPath,
+      identities: cache,
+      validateJwtSvid: validate,
+      peerCredentials: cfg.peerCredentials ?? { read: (s) => readPeerCredentials(s), isSameProcess: (c) => isSameProcess(c) },
+      logger: this.#log,
+    });
+    this.#state = 'syncing';
+    sync.start();
+    await this.#endpoint.start();
+    this.#log.info({ socketPath: this.socketPath, spiffeId: identity.svid.spiffeId }, 'Workload API listening');
+  }
+
+  #fail(err: MayflyError): void {
+    if (this.#state === 'stopping' || this.#state === 'stopped') return;
+    this.#lastError = err;
+    this.#state = 'failed';
+    this.#sync?.stop();
+    this.#log.error({ code: err.code }, err.message);
+    try {
+      this.#cfg.onFatal?.(err);
+    } catch (e) {
+      this.#log.warn({ err: e }, 'onFatal handler threw');
+    }
+  }
+
+  /** Resolves when the agent is ready (first entry set applied); rejects after `timeoutMs`. */
+  whenReady(timeoutMs = 30_000): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#readyWaiters.delete(done);
+        reject(new MayflyError('ERR_AGENT_NOT_READY', `agent not ready after ${timeoutMs} ms (state ${this.#state})`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#readyWaiters.delete(done);
+        resolve();
+      };
+      this.#readyWaiters.add(done);
+    });
+  }
+
+  /** Stops renewals and the stream, closes the Workload API (ending its calls) and removes its socket. */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    this.#state = 'stopping';
+    await this.#teardown();
+    this.#state = 'stopped';
+  }
+
+  async #teardown(): Promise<void> {
+    this.#identity?.stop();
+    this.#sync?.stop();
+    this.#cache?.close();
+    const endpoint = this.#endpoint;
+    this.#endpoint = undefined;
+    await endpoint?.close();
+    await this.#cache?.settled();
+  }
+}

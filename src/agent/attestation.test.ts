@@ -1,0 +1,160 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TrustDomain } from '../spiffe/id.js';
+import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import { AgentIdentity } from './attestation.js';
+import type { AgentLogger } from './logger.js';
+import { GrpcCode, ServerCallError, type ServerClient } from './server-client.js';
+import { AgentStateStore } from './store.js';
+import { EntrySync } from './sync.js';
+import { FakeServer, ManualScheduler } from './testing.js';
+
+const td = TrustDomain.parse('example.org');
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function recorder(): { logger: AgentLogger; lines: string[] } {
+  const lines: string[] = [];
+  const rec = (lvl: string) => (_f: object, m: string): void => void lines.push(`${lvl}: ${m}`);
+  return { lines, logger: { debug: rec('debug'), info: rec('info'), warn: rec('warn'), error: rec('error') } };
+}
+
+function setup(opts: { tokens?: string[]; agentTtl?: number } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'mayfly-agent-id-'));
+  dirs.push(dir);
+  const sched = new ManualScheduler();
+  const server = new FakeServer({ scheduler: sched, joinTokens: opts.tokens ?? ['tok-1'], agentTtlSeconds: opts.agentTtl ?? 3600 });
+  const bundlePath = join(dir, 'roots.pem');
+  writeFileSync(bundlePath, pemEncodeCertificates([server.ca.certificate]));
+  const rec = recorder();
+  const make = (extra: { joinToken?: string; insecureBootstrap?: boolean; trustBundlePath?: string } = {}) =>
+    new AgentIdentity({
+      trustDomain: td,
+      store: new AgentStateStore({ dataDir: join(dir, 'data') }),
+      connect: (c) => server.client(c),
+      scheduler: sched,
+      logger: rec.logger,
+      random: () => 0.5,
+      ...extra,
+    });
+  return { dir, sched, server, bundlePath, make, rec };
+}
+
+describe('AgentIdentity', () => {
+  it('attests with a join token, verifying the server with the trust bundle, and stores SVID, key and bundle privately', async () => {
+    const { dir, server, bundlePath, make } = setup();
+    const id = make({ joinToken: 'tok-1', trustBundlePath: bundlePath });
+    const svid = await id.init();
+    expect(svid.spiffeId).toBe('spiffe://example.org/spire/agent/join_token/tok-1');
+    expect(server.clientCredentials[0]).toMatchObject({ mode: 'bootstrap' });
+    expect(statSync(join(dir, 'data')).mode & 0o777).toBe(0o700);
+    for (const f of ['agent-svid.pem', 'agent-key.pem', 'bundle.pem']) expect(statSync(join(dir, 'data', f)).mode & 0o777).toBe(0o600);
+    expect(id.credentials()).toMatchObject({ mode: 'agent' });
+  });
+
+  it('restarts from the stored SVID without a token and without calling the server', async () => {
+    const { server, bundlePath, make } = setup();
+    const first = await make({ joinToken: 'tok-1', trustBundlePath: bundlePath }).init();
+    const n = server.clientCredentials.length;
+    const again = await make().init();
+    expect(again.serialHex).toBe(first.serialHex);
+    expect(server.clientCredentials.length).toBe(n);
+  });
+
+  it('refuses to attest without a way to authenticate the server, and warns loudly with insecureBootstrap', async () => {
+    const { make, server, rec } = setup();
+    await expect(make({ joinToken: 'tok-1' }).init()).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+    await make({ joinToken: 'tok-1', insecureBootstrap: true }).init();
+    expect(server.clientCredentials.at(-1)).toEqual({ mode: 'insecure-bootstrap' });
+    expect(rec.lines.some((l) => l.startsWith('warn: INSECURE BOOTSTRAP'))).toBe(true);
+  });
+
+  it('renews at half-life with a fresh key and persists the new SVID', async () => {
+    const { sched, server, bundlePath, make } = setup();
+    const id = make({ joinToken: 'tok-1', trustBundlePath: bundlePath });
+    const first = await id.init();
+    const renewed: string[] = [];
+    id.startRenewal({ onRenewed: (s) => renewed.push(s.serialHex), onExpired: () => {} });
+    sched.set(new Date(first.notBefore.getTime() + (first.notAfter.getTime() - first.notBefore.getTime()) / 2 - 1000));
+    expect(server.renewals).toHaveLength(0);
+    sched.advance(1000);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(server.renewals).toHaveLength(1);
+    expect(renewed).toHaveLength(1);
+    expect(id.svid.serialHex).not.toBe(first.serialHex);
+    expect(id.svid.privateKey.equals(first.privateKey)).toBe(false);
+    expect((await make().init()).serialHex).toBe(id.svid.serialHex);
+    id.stop();
+  });
+
+  it('reports an agent SVID that expired while the server was away, plainly', async () => {
+    const { sched, server, bundlePath, make, rec } = setup({ agentTtl: 600 });
+    const id = make({ joinToken: 'tok-1', trustBundlePath: bundlePath });
+    const svid = await id.init();
+    server.setAvailable(false);
+    const fatal: Error[] = [];
+    id.startRenewal({ onRenewed: () => {}, onExpired: (e) => fatal.push(e) });
+    for (let i = 0; i < 40 && fatal.length === 0; i++) {
+      sched.advance(30_000);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(fatal[0]?.message).toBe(`agent SVID expired at ${svid.notAfter.toISOString()}; re-attest with a new join token (start the agent with --join-token)`);
+    expect(rec.lines).toContain(`error: ${fatal[0]?.message}`);
+    // And on restart, without a (new) token, the agent refuses to start with the same words.
+    await expect(make().init()).rejects.toMatchObject({ code: 'ERR_AGENT_SVID_EXPIRED', message: fatal[0]?.message });
+  });
+});
+
+describe('EntrySync', () => {
+  it('reconnects with growing, jittered backoff (1 s … 30 s) while the server is away, and resets after an update', async () => {
+    const sched = new ManualScheduler();
+    const server = new FakeServer({ scheduler: sched });
+    const updates: number[] = [];
+    let client: ServerClient | undefined;
+    const sync = new EntrySync({
+      connect: () => (client = server.client({ mode: 'agent', roots: [], certChain: [], privateKey: server.ca.key.privateKey })),
+      onUpdate: (u) => updates.push(u.sequence),
+      scheduler: sched,
+      random: () => 0.999,
+    });
+    sync.start();
+    await new Promise((r) => setTimeout(r, 1));
+    expect(sync.state).toBe('streaming');
+    expect(updates).toHaveLength(1);
+    server.setAvailable(false);
+    expect(sync.state).toBe('backoff');
+    const delays: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const before = sched.now().getTime();
+      const next = sched.nextTimer;
+      if (next === undefined) throw new Error('no retry scheduled');
+      delays.push(next.getTime() - before);
+      sched.set(next);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    const caps = [1000, 2000, 4000, 8000, 16000, 30000, 30000];
+    delays.forEach((d, i) => {
+      const cap = caps[i] as number;
+      expect(d).toBeLessThanOrEqual(cap);
+      expect(d).toBeGreaterThanOrEqual(Math.max(1000, cap / 2));
+      expect(d).toBeGreaterThan(cap * 0.99); // random() = 0.999 puts it at the top of [cap/2, cap]
+    });
+    server.setAvailable(true);
+    sched.set(sched.nextTimer as Date);
+    await new Promise((r) => setTimeout(r, 1));
+    expect(sync.state).toBe('streaming');
+    server.setEntries([]);
+    expect(updates.length).toBeGreaterThanOrEqual(3);
+    expect(client).toBeDefined();
+    // An update resets the backoff: the next loss waits ~1 s again.
+    server.setAvailable(false);
+    expect((sched.nextTimer as Date).getTime() - sched.now().getTime()).toBe(1000);
+    sync.stop();
+    expect(sched.pendingTimers).toBe(0);
+    expect(new ServerCallError(GrpcCode.UNAVAILABLE, 'x').code).toBe('ERR_AGENT_SERVER_CALL');
+  });
+});

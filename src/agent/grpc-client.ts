@@ -1,0 +1,304 @@
+/**
+ * @module agent/grpc-client
+ *
+ * `ServerClient` over the Mayfly server API (`proto/server.proto`) with grpc-js, TCP + TLS.
+ *
+ * Threat: an agent talking to an impostor server (which could hand it a rogue bundle and
+ * rogue SVIDs for every workload on the node). The server's certificate must chain to the
+ * trust domain's roots (verified by TLS) and carry exactly the SPIFFE ID
+ * `spiffe://<td>/spire/server` (host names mean nothing in SPIFFE, so this replaces the
+ * host name check). The only exception is the operator's explicit `insecure-bootstrap`
+ * mode, used for the first attestation only, whose answer then becomes the trust anchor.
+ * Everything decoded from the wire is shape-checked before it reaches the cache.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { KeyObject } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type { RegistrationEntry } from '../registration/entry.js';
+import { Bundle } from '../spiffe/bundle/bundle.js';
+import { TrustDomain } from '../spiffe/id.js';
+import { importSpki } from '../spiffe/keys.js';
+import { parseCertificate } from '../spiffe/x509/parse.js';
+import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import {
+  GrpcCode,
+  ServerCallError,
+  type AttestResult,
+  type AuthorizedUpdate,
+  type IssuedJwtSvidWire,
+  type IssuedX509Svid,
+  type NewX509SvidResult,
+  type ServerClient,
+  type ServerClientCredentials,
+  type ServerClientFactory,
+} from './server-client.js';
+
+const PACKAGE = 'mayfly.server.v1';
+
+function protoFile(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'proto', 'server.proto');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  throw new Error('cannot find proto/server.proto above the agent module; is the package installed completely?');
+}
+
+let cachedDef: PackageDefinition | undefined;
+type Ctor = grpc.ServiceClientConstructor;
+let ctors: { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } | undefined;
+
+function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } {
+  if (ctors === undefined) {
+    cachedDef ??= loadSync(protoFile(), { keepCase: true, longs: Number, bytes: Buffer, enums: String, defaults: true, oneofs: true });
+    const pkg = (grpc.loadPackageDefinition(cachedDef) as unknown as { mayfly: { server: { v1: Record<string, Ctor> } } }).mayfly.server.v1;
+    const get = (n: string): Ctor => {
+      const c = pkg[n];
+      if (c === undefined) throw new Error(`proto/server.proto has no service ${PACKAGE}.${n}`);
+      return c;
+    };
+    ctors = { Agent: get('Agent'), SVID: get('SVID'), AgentSync: get('AgentSync') };
+  }
+  return ctors;
+}
+
+// ------------------------------------------------------------------ wire shapes
+
+interface WireX509Svid { spiffe_id: string; cert_chain: Buffer[]; expires_at: number }
+interface WireJwtAuthority { key_id: string; public_key: Buffer }
+interface WireBundle { trust_domain: string; x509_authorities: Buffer[]; jwt_authorities: WireJwtAuthority[]; refresh_hint: number; sequence_number: number }
+interface WireEntry {
+  id: string; spiffe_id: string; parent_id: string; selectors: { type: string; value: string }[];
+  x509_svid_ttl: number; jwt_svid_ttl: number; dns_names: string[]; federates_with: string[];
+  admin: boolean; downstream: boolean; hint: string; expires_at: number; revision: number; created_at: number;
+}
+
+function bad(what: string, cause?: unknown): ServerCallError {
+  return new ServerCallError(GrpcCode.UNAVAILABLE, `server sent a malformed ${what}`, cause === undefined ? undefined : { cause });
+}
+
+function arr<T>(v: T[] | undefined | null): T[] {
+  return Array.isArray(v) ? v : [];
+}
+
+function x509FromWire(w: WireX509Svid | null | undefined): IssuedX509Svid {
+  const chain = arr(w?.cert_chain);
+  if (w === null || w === undefined || typeof w.spiffe_id !== 'string' || chain.length === 0 || !chain.every((c) => Buffer.isBuffer(c))) throw bad('X509-SVID');
+  return { spiffeId: w.spiffe_id, certChain: chain, expiresAt: Number(w.expires_at ?? 0) };
+}
+
+/** A bundle from the wire; every certificate and key is checked by `Bundle`. */
+export function bundleFromWire(w: WireBundle | null | undefined): Bundle {
+  if (w === null || w === undefined) throw bad('bundle (missing)');
+  try {
+    const jwt = new Map<string, KeyObject>();
+    for (const a of arr(w.jwt_authorities)) jwt.set(a.key_id, importSpki(a.public_key));
+    return new Bundle({
+      trustDomain: TrustDomain.parse(w.trust_domain),
+      x509Authorities: arr(w.x509_authorities),
+      jwtAuthorities: jwt,
+      sequence: Number(w.sequence_number ?? 0),
+      refreshHintSeconds: Number(w.refresh_hint ?? 0),
+    });
+  } catch (err) {
+    throw bad(`bundle for ${String(w.trust_domain)}`, err);
+  }
+}
+
+function entryFromWire(w: WireEntry): RegistrationEntry {
+  if (typeof w?.id !== 'string' || w.id === '' || typeof w.spiffe_id !== 'string') throw bad('registration entry');
+  return {
+    entryId: w.id,
+    spiffeId: w.spiffe_id,
+    parentId: w.parent_id ?? '',
+    selectors: arr(w.selectors).map((s) => ({ type: String(s.type), value: String(s.value) })),
+    x509SvidTtl: Number(w.x509_svid_ttl ?? 0),
+    jwtSvidTtl: Number(w.jwt_svid_ttl ?? 0),
+    dnsNames: arr(w.dns_names).map(String),
+    federatesWith: arr(w.federates_with).map(String),
+    admin: Boolean(w.admin),
+    downstream: Boolean(w.downstream),
+    hint: w.hint ?? '',
+    expiresAt: Number(w.expires_at ?? 0),
+    revision: Number(w.revision ?? 0),
+    createdAt: Number(w.created_at ?? 0),
+  };
+}
+
+function callError(err: grpc.ServiceError | Error): ServerCallError {
+  if (err instanceof ServerCallError) return err;
+  const code = typeof (err as grpc.ServiceError).code === 'number' ? (err as grpc.ServiceError).code : GrpcCode.UNAVAILABLE;
+  const details = (err as grpc.ServiceError).details ?? err.message;
+  return new ServerCallError(code, `server call failed (${grpc.status[code] ?? code}): ${details}`, { cause: err });
+}
+
+// ------------------------------------------------------------------ client
+
+export interface GrpcServerClientConfig {
+  /** `host:port` of the server's TCP endpoint. */
+  address: string;
+  trustDomain: TrustDomain;
+  credentials: ServerClientCredentials;
+  /** Deadline of unary calls (ms, default 30 s). */
+  callTimeoutMs?: number;
+}
+
+function channelCredentials(td: TrustDomain, c: ServerClientCredentials): grpc.ChannelCredentials {
+  if (c.mode === 'insecure-bootstrap') {
+    return grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false, checkServerIdentity: () => undefined });
+  }
+  const expected = td.idWithPath('/spire/server').toString();
+  const roots = Buffer.from(pemEncodeCertificates(c.roots));
+  const key = c.mode === 'agent' ? Buffer.from(c.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : null;
+  const chain = c.mode === 'agent' ? Buffer.from(pemEncodeCertificates(c.certChain)) : null;
+  return grpc.credentials.createSsl(roots, key, chain, {
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+      try {
+        const uris = parseCertificate(cert.raw).uriSans;
+        if (uris.length === 1 && uris[0] === expected) return undefined;
+        return new Error(`the server presented ${uris.join(', ') || 'no SPIFFE ID'}; expected ${expected}`);
+      } catch (err) {
+        return err as Error;
+      }
+    },
+  });
+}
+
+type Unary = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+
+export class GrpcServerClient implements ServerClient {
+  readonly #agent: grpc.Client;
+  readonly #svid: grpc.Client;
+  readonly #sync: grpc.Client;
+  readonly #channel: grpc.Channel;
+  readonly #timeout: number;
+
+  constructor(cfg: GrpcServerClientConfig) {
+    const creds = channelCredentials(cfg.trustDomain, cfg.credentials);
+    const options: grpc.ChannelOptions = {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // Notice a server that vanished without closing the connection (the push stream is idle otherwise).
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      // Reconnection pacing is the agent's (see sync.ts), not the channel's.
+      'grpc.initial_reconnect_backoff_ms': 1000,
+      'grpc.max_reconnect_backoff_ms': 30_000,
+      // The server is identified by its SPIFFE ID (checkServerIdentity), not a host name; a
+      // fixed TLS server name also avoids sending an IP address as SNI (RFC 6066).
+      'grpc.ssl_target_name_override': `mayfly-server.${cfg.trustDomain.name}`,
+      'grpc.default_authority': cfg.address,
+    };
+    this.#channel = new grpc.Channel(cfg.address, creds, options);
+    const c = constructors();
+    const opts = { ...options, channelOverride: this.#channel };
+    this.#agent = new c.Agent(cfg.address, creds, opts);
+    this.#svid = new c.SVID(cfg.address, creds, opts);
+    this.#sync = new c.AgentSync(cfg.address, creds, opts);
+    this.#timeout = cfg.callTimeoutMs ?? 30_000;
+  }
+
+  #unary<T>(client: grpc.Client, method: string, req: unknown): Promise<T> {
+    const fn = (client as unknown as Record<string, Unary>)[method];
+    if (typeof fn !== 'function') return Promise.reject(new TypeError(`no RPC ${method}`));
+    return new Promise<T>((resolve, reject) => {
+      fn.call(client, req, { deadline: Date.now() + this.#timeout }, (err, res) => (err ? reject(callError(err)) : resolve(res as T)));
+    });
+  }
+
+  async attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult> {
+    const res = await this.#unary<{ svid: WireX509Svid; bundle: WireBundle }>(this.#agent, 'AttestAgent', {
+      attestation_data: { type: req.type, payload: req.payload },
+      csr: req.csr,
+    });
+    return { svid: x509FromWire(res.svid), bundle: bundleFromWire(res.bundle) };
+  }
+
+  async renewAgent(csr: Buffer): Promise<IssuedX509Svid> {
+    const res = await this.#unary<{ svid: WireX509Svid }>(this.#agent, 'RenewAgent', { csr });
+    return x509FromWire(res.svid);
+  }
+
+  async newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]> {
+    const res = await this.#unary<{ results: { status: { code: number; message: string } | null; svid: WireX509Svid | null }[] }>(
+      this.#svid, 'BatchNewX509SVID', { params: batch.map((b) => ({ entry_id: b.entryId, csr: b.csr })) },
+    );
+    const results = arr(res.results);
+    if (results.length !== batch.length) throw bad(`BatchNewX509SVID answer (${results.length} results for ${batch.length} requests)`);
+    return results.map((r, i): NewX509SvidResult => {
+      const entryId = (batch[i] as { entryId: string }).entryId;
+      const code = r.status?.code ?? 0;
+      if (code !== 0 || r.svid === null || r.svid === undefined) {
+        return { entryId, ok: false, code: code === 0 ? GrpcCode.UNAVAILABLE : code, message: r.status?.message ?? 'no SVID returned' };
+      }
+      return { entryId, ok: true, svid: x509FromWire(r.svid) };
+    });
+  }
+
+  async newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire> {
+    const res = await this.#unary<{ svid: { spiffe_id: string; token: string; expires_at: number; issued_at: number } | null }>(
+      this.#svid, 'NewJWTSVID', { entry_id: entryId, audience: [...audience] },
+    );
+    const s = res.svid;
+    if (s === null || s === undefined || typeof s.token !== 'string' || s.token === '') throw bad('JWT-SVID');
+    return { spiffeId: s.spiffe_id, token: s.token, expiresAt: Number(s.expires_at), issuedAt: Number(s.issued_at) };
+  }
+
+  subscribe(onUpdate: (u: AuthorizedUpdate) => void, onError: (err: ServerCallError) => void): () => void {
+    const fn = (this.#sync as unknown as Record<string, (req: unknown, opts: grpc.CallOptions) => grpc.ClientReadableStream<unknown>>).SubscribeAuthorizedEntries;
+    if (fn === undefined) throw new TypeError('no RPC SubscribeAuthorizedEntries');
+    const stream = fn.call(this.#sync, {}, {});
+    let ended = false;
+    const end = (err: ServerCallError): void => {
+      if (ended) return;
+      ended = true;
+      onError(err);
+    };
+    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number }) => {
+      if (ended) return;
+      let u: AuthorizedUpdate;
+      try {
+        u = {
+          entries: arr(msg.entries).map(entryFromWire),
+          bundle: bundleFromWire(msg.bundle),
+          federatedBundles: arr(msg.federated_bundles).map(bundleFromWire),
+          sequence: Number(msg.sequence ?? 0),
+        };
+      } catch (err) {
+        stream.cancel();
+        end(err instanceof ServerCallError ? err : bad('authorised-entry update', err));
+        return;
+      }
+      onUpdate(u);
+    });
+    stream.on('error', (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.CANCELLED && ended) return;
+      end(callError(err));
+    });
+    stream.on('end', () => end(new ServerCallError(GrpcCode.UNAVAILABLE, 'the server ended the authorised-entry stream')));
+    return () => {
+      if (ended) return;
+      ended = true;
+      stream.cancel();
+    };
+  }
+
+  close(): void {
+    this.#agent.close();
+    this.#svid.close();
+    this.#sync.close();
+    this.#channel.close();
+  }
+}
+
+/** A factory creating grpc-js clients for the server at `address`. */
+export function grpcServerClientFactory(cfg: { address: string; trustDomain: TrustDomain; callTimeoutMs?: number }): ServerClientFactory {
+  return (credentials) => new GrpcServerClient({ ...cfg, credentials });
+}

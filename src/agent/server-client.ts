@@ -1,0 +1,104 @@
+/**
+ * @module agent/server-client
+ *
+ * What the agent needs from the Mayfly server, declared by the agent (the consumer) with
+ * only the calls it makes: node attestation, agent SVID renewal, batched X509-SVID
+ * signing, JWT-SVID minting and the authorised-entry push stream. `grpc-client.ts`
+ * implements it over the server API (TCP + mTLS); `testing.ts` has a hand-written fake.
+ *
+ * A client is bound to one set of TLS credentials (grpc-js channels cannot change their
+ * client certificate), so the agent asks a `ServerClientFactory` for a new client whenever
+ * its agent SVID or its view of the server's roots changes.
+ */
+import type { KeyObject } from 'node:crypto';
+import type { RegistrationEntry } from '../registration/entry.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
+import { MayflyError } from '../spiffe/errors.js';
+
+/** An X509-SVID as the server returns it (the key stays with the agent). */
+export interface IssuedX509Svid {
+  readonly spiffeId: string;
+  /** DER: leaf first, then intermediates, never the root. */
+  readonly certChain: readonly Buffer[];
+  /** Unix seconds. */
+  readonly expiresAt: number;
+}
+
+export interface IssuedJwtSvidWire {
+  readonly spiffeId: string;
+  readonly token: string;
+  /** Unix seconds. */
+  readonly expiresAt: number;
+  readonly issuedAt: number;
+}
+
+/** One item of a BatchNewX509SVID answer, in request order. */
+export type NewX509SvidResult =
+  | { readonly entryId: string; readonly ok: true; readonly svid: IssuedX509Svid }
+  | { readonly entryId: string; readonly ok: false; readonly code: number; readonly message: string };
+
+/** The full authorised state pushed by the server: sent at once, then on every change. */
+export interface AuthorizedUpdate {
+  readonly entries: readonly RegistrationEntry[];
+  /** The server trust domain's bundle. */
+  readonly bundle: Bundle;
+  /** Bundles of trust domains the entries federate with (those the server knows). */
+  readonly federatedBundles: readonly Bundle[];
+  readonly sequence: number;
+}
+
+export interface AttestResult {
+  readonly svid: IssuedX509Svid;
+  readonly bundle: Bundle;
+}
+
+/** The server calls the agent makes. Failures reject with `ServerCallError`. */
+export interface ServerClient {
+  /** Agent.AttestAgent: attestation evidence + CSR → agent SVID and the trust domain's bundle. */
+  attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult>;
+  /** Agent.RenewAgent: a CSR for a fresh key → the new agent SVID. */
+  renewAgent(csr: Buffer): Promise<IssuedX509Svid>;
+  /** SVID.BatchNewX509SVID: one result per request item, in order. */
+  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]>;
+  /** SVID.NewJWTSVID. */
+  newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire>;
+  /**
+   * AgentSync.SubscribeAuthorizedEntries. `onError` is called once when the stream ends
+   * for any reason other than cancellation (server gone, stream closed by the server).
+   * Returns the cancel function.
+   */
+  subscribe(onUpdate: (u: AuthorizedUpdate) => void, onError: (err: ServerCallError) => void): () => void;
+  /** Closes the channel; calls in flight fail. */
+  close(): void;
+}
+
+/** How the client authenticates the server and itself. */
+export type ServerClientCredentials =
+  /** Trust-on-first-use: the server's certificate is not verified (first attestation only). */
+  | { readonly mode: 'insecure-bootstrap' }
+  /** Verify the server against `roots`; no client certificate (attestation). */
+  | { readonly mode: 'bootstrap'; readonly roots: readonly Buffer[] }
+  /** mTLS with the agent SVID. */
+  | { readonly mode: 'agent'; readonly roots: readonly Buffer[]; readonly certChain: readonly Buffer[]; readonly privateKey: KeyObject };
+
+export type ServerClientFactory = (creds: ServerClientCredentials) => ServerClient;
+
+/** gRPC status codes the agent branches on (numeric, as on the wire). */
+export const GrpcCode = {
+  OK: 0,
+  CANCELLED: 1,
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** A failed server call, with the gRPC status code it ended with. */
+export class ServerCallError extends MayflyError {
+  readonly grpcCode: number;
+  constructor(grpcCode: number, message: string, options?: { cause?: unknown }) {
+    super('ERR_AGENT_SERVER_CALL', message, options);
+    this.grpcCode = grpcCode;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * @module agent/sync
+ *
+ * Entry sync by push: keeps one AgentSync.SubscribeAuthorizedEntries stream open to the
+ * server and feeds every update to the cache. When the stream ends (server stopped,
+ * unreachable, restarted) it subscribes again after a backoff of 1 s doubling to 30 s,
+ * with jitter, and resets the backoff once an update arrives. No polling: between
+ * changes the stream is idle.
+ *
+ * It also owns the current `ServerClient` (one per set of TLS credentials) and routes the
+ * cache's signing calls through it, so an agent SVID renewal swaps every call over to the
+ * new certificate at once (the server refuses a superseded agent SVID).
+ */
+import type { SvidIssuer } from './cache.js';
+import { Backoff, type Scheduler } from './clock.js';
+import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
+import {
+  GrpcCode,
+  ServerCallError,
+  type AuthorizedUpdate,
+  type IssuedJwtSvidWire,
+  type NewX509SvidResult,
+  type ServerClient,
+} from './server-client.js';
+
+export interface EntrySyncConfig {
+  /** A new client for the agent's current credentials. */
+  connect: () => ServerClient;
+  onUpdate: (u: AuthorizedUpdate) => void;
+  scheduler: Scheduler;
+  logger?: AgentLogger;
+  random?: () => number;
+}
+
+export type SyncState = 'idle' | 'connecting' | 'streaming' | 'backoff' | 'stopped';
+
+export class EntrySync implements SvidIssuer {
+  readonly #cfg: EntrySyncConfig;
+  readonly #log: AgentLogger;
+  readonly #backoff: Backoff;
+  #client: ServerClient | undefined;
+  #cancelStream: (() => void) | undefined;
+  #cancelRetry: (() => void) | undefined;
+  #state: SyncState = 'idle';
+  #generation = 0;
+  /** Number of times a stream was (re)opened (tests, metrics). */
+  subscriptions = 0;
+
+  constructor(cfg: EntrySyncConfig) {
+    this.#cfg = cfg;
+    this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
+    this.#backoff = new Backoff({ random: cfg.random ?? Math.random });
+  }
+
+  get state(): SyncState {
+    return this.#state;
+  }
+
+  start(): void {
+    if (this.#state !== 'idle') throw new TypeError('entry sync already started');
+    this.#subscribe();
+  }
+
+  /** Drops the current client and stream and starts over with fresh credentials (after renewal). */
+  reconnect(): void {
+    if (this.#state === 'stopped') return;
+    this.#teardown();
+    this.#backoff.reset();
+    this.#subscribe();
+  }
+
+  #teardown(): void {
+    this.#generation++;
+    this.#cancelRetry?.();
+    this.#cancelRetry = undefined;
+    this.#cancelStream?.();
+    this.#cancelStream = undefined;
+    this.#client?.close();
+    this.#client = undefined;
+  }
+
+  #currentClient(): ServerClient {
+    this.#client ??= this.#cfg.connect();
+    return this.#client;
+  }
+
+  #subscribe(): void {
+    if (this.#state === 'stopped') return;
+    const gen = ++this.#generation;
+    this.#state = 'connecting';
+    this.subscriptions++;
+    let client: ServerClient;
+    try {
+      client = this.#currentClient();
+    } catch (err) {
+      this.#onStreamError(gen, err instanceof ServerCallError ? err : new ServerCallError(GrpcCode.UNAVAILABLE, (err as Error).message, { cause: err }));
+      return;
+    }
+    this.#cancelStream = client.subscribe(
+      (u) => {
+        if (gen !== this.#generation) return;
+        if (this.#state !== 'streaming') this.#log.info({ sequence: u.sequence, entries: u.entries.length }, 'authorised-entry stream open');
+        this.#state = 'streaming';
+        this.#backoff.reset();
+        try {
+          this.#cfg.onUpdate(u);
+        } catch (err) {
+          this.#log.error({ err }, 'applying an authorised-entry update failed');
+        }
+      },
+      (err) => this.#onStreamError(gen, err),
+    );
+  }
+
+  #onStreamError(gen: number, err: ServerCallError): void {
+    if (gen !== this.#generation || this.#state === 'stopped') return;
+    this.#cancelStream = undefined;
+    const delay = this.#backoff.next();
+    const fields = { code: err.grpcCode, err: err.message, retryInMs: delay };
+    if (err.grpcCode === GrpcCode.UNAUTHENTICATED) this.#log.error(fields, 'the server no longer accepts this agent (evicted?); retrying, but the agent may need a new join token');
+    else if (err.grpcCode === GrpcCode.PERMISSION_DENIED) this.#log.error(fields, 'the server refused this agent (banned or superseded SVID); retrying');
+    else this.#log.warn(fields, 'authorised-entry stream lost; serving cached SVIDs and reconnecting');
+    this.#state = 'backoff';
+    const retryGen = this.#generation;
+    this.#cancelRetry = this.#cfg.scheduler.at(new Date(this.#cfg.scheduler.now().getTime() + delay), () => {
+      this.#cancelRetry = undefined;
+      if (retryGen === this.#generation) this.#subscribe();
+    });
+  }
+
+  // SvidIssuer: signing calls go through the current client.
+  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]> {
+    if (this.#state === 'stopped') return Promise.reject(new ServerCallError(GrpcCode.UNAVAILABLE, 'agent stopping'));
+    return this.#currentClient().newX509Svids(batch);
+  }
+
+  newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire> {
+    if (this.#state === 'stopped') return Promise.reject(new ServerCallError(GrpcCode.UNAVAILABLE, 'agent stopping'));
+    return this.#currentClient().newJwtSvid(entryId, audience);
+  }
+
+  stop(): void {
+    this.#teardown();
+    this.#state = 'stopped';
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * @module agent/testing
+ *
+ * Hand-written test doubles for the agent: `ManualScheduler` (time that moves only when a
+ * test says so) and `FakeServer` (an in-memory Mayfly server API with a real test CA, that
+ * hands out `ServerClient`s). Not for production use.
+ */
+import { parseCsr } from '../spiffe/x509/csr.js';
+import type { RegistrationEntry } from '../registration/entry.js';
+import { Bundle } from '../spiffe/bundle/bundle.js';
+import { SpiffeId, TrustDomain } from '../spiffe/id.js';
+import { generateKeyPair } from '../spiffe/keys.js';
+import { JwtSvidSigner } from '../spiffe/jwt/signer.js';
+import { parseCertificate } from '../spiffe/x509/parse.js';
+import { makeTestCa, type TestCa } from '../spiffe/x509/testing.js';
+import type { Scheduler } from './clock.js';
+import {
+  GrpcCode,
+  ServerCallError,
+  type AttestResult,
+  type AuthorizedUpdate,
+  type IssuedJwtSvidWire,
+  type IssuedX509Svid,
+  type NewX509SvidResult,
+  type ServerClient,
+  type ServerClientCredentials,
+} from './server-client.js';
+
+/** A scheduler whose clock only moves on `advance`/`set`; due timers run in time order. */
+export class ManualScheduler implements Scheduler {
+  #nowMs: number;
+  #seq = 0;
+  readonly #timers = new Map<number, { at: number; fn: () => void }>();
+
+  constructor(start: Date = new Date('2030-01-01T00:00:00Z')) {
+    this.#nowMs = start.getTime();
+  }
+
+  now(): Date {
+    return new Date(this.#nowMs);
+  }
+
+  at(at: Date, fn: () => void): () => void {
+    const id = ++this.#seq;
+    this.#timers.set(id, { at: at.getTime(), fn });
+    return () => {
+      this.#timers.delete(id);
+    };
+  }
+
+  /** The earliest pending timer, if any. */
+  get nextTimer(): Date | undefined {
+    let min = Infinity;
+    for (const t of this.#timers.values()) min = Math.min(min, t.at);
+    return min === Infinity ? undefined : new Date(min);
+  }
+
+  get pendingTimers(): number {
+    return this.#timers.size;
+  }
+
+  /** Moves the clock to `to`, running every timer due on the way (each at its own time). */
+  set(to: Date): void {
+    const target = to.getTime();
+    for (;;) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.#timers) if (e[1].at <= target && (next === undefined || e[1].at < next[1].at)) next = e;
+      if (next === undefined) break;
+      this.#timers.delete(next[0]);
+      this.#nowMs = Math.max(this.#nowMs, next[1].at);
+      next[1].fn();
+    }
+    this.#nowMs = Math.max(this.#nowMs, target);
+  }
+
+  advance(ms: number): void {
+    this.set(new Date(this.#nowMs + ms));
+  }
+}
+
+export interface FakeServerConfig {
+  trustDomain?: string;
+  scheduler: Scheduler;
+  /** X509-SVID lifetime (default 3600 s). */
+  x509TtlSeconds?: number;
+  jwtTtlSeconds?: number;
+  agentTtlSeconds?: number;
+  /** Join tokens accepted once each. */
+  joinTokens?: string[];
+}
+
+/**
+ * An in-memory server: a real CA signs what the CSRs ask (the SPIFFE ID always from the
+ * entry), entries are pushed to every subscribed client on `setEntries`, and `available =
+ * false` makes every call fail with UNAVAILABLE and ends open streams.
+ */
+export class FakeServer {
+  readonly trustDomain: TrustDomain;
+  ca: TestCa;
+  readonly #sched: Scheduler;
+  readonly #jwtKey = generateKeyPair('ec-p256');
+  readonly #signer: JwtSvidSigner;
+  x509TtlSeconds: number;
+  jwtTtlSeconds: number;
+  agentTtlSeconds: number;
+  available = true;
+  entries: RegistrationEntry[] = [];
+  federatedBundles: Bundle[] = [];
+  readonly joinTokens: Set<string>;
+  /** Sizes of the BatchNewX509SVID calls received. */
+  readonly batches: number[] = [];
+  readonly jwtMints: { entryId: string; audience: string[] }[] = [];
+  readonly renewals: number[] = [];
+  /** Entry IDs the server refuses to sign for (per-item PERMISSION_DENIED). */
+  readonly refuse = new Set<string>();
+  /** The credentials of every client created. */
+  readonly clientCredentials: ServerClientCredentials[] = [];
+  #sequence = 0;
+  readonly #streams = new Set<{ onUpdate: (u: AuthorizedUpdate) => void; onError: (e: ServerCallError) => void }>();
+
+  constructor(cfg: FakeServerConfig) {
+    this.trustDomain = TrustDomain.parse(cfg.trustDomain ?? 'example.org');
+    this.#sched = cfg.scheduler;
+    this.ca = makeTestCa({ trustDomain: this.trustDomain.name, now: new Date(cfg.scheduler.now().getTime() - 60_000), ttlSeconds: 10 * 365 * 86_400 });
+    this.#signer = new JwtSvidSigner({ privateKey: this.#jwtKey.privateKey, kid: 'jwt-1', now: () => this.#sched.now() });
+    this.x509TtlSeconds = cfg.x509TtlSeconds ?? 3600;
+    this.jwtTtlSeconds = cfg.jwtTtlSeconds ?? 300;
+    this.agentTtlSeconds = cfg.agentTtlSeconds ?? 3600;
+    this.joinTokens = new Set(cfg.joinTokens ?? []);
+  }
+
+  bundle(): Bundle {
+    return new Bundle({ trustDomain: this.trustDomain, x509Authorities: [this.ca.certificate], jwtAuthorities: [['jwt-1', this.#jwtKey.publicKey]], sequence: 1 });
+  }
+
+  /** Replaces the CA (as a revocation would): old SVIDs stop verifying against the new bundle. */
+  replaceCa(): void {
+    this.ca = makeTestCa({ trustDomain: this.trustDomain.name, now: new Date(this.#sched.now().getTime() - 60_000), ttlSeconds: 10 * 365 * 86_400 });
+    this.push();
+  }
+
+  setEntries(entries: RegistrationEntry[]): void {
+    this.entries = entries;
+    this.push();
+  }
+
+  push(): void {
+    if (!this.available) return;
+    const u = this.#update();
+    for (const s of [...this.#streams]) s.onUpdate(u);
+  }
+
+  setAvailable(up: boolean): void {
+    this.available = up;
+    if (!up) {
+      const streams = [...this.#streams];
+      this.#streams.clear();
+      for (const s of streams) s.onError(new ServerCallError(GrpcCode.UNAVAILABLE, 'server stopped'));
+    }
+  }
+
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  #update(): AuthorizedUpdate {
+    return { entries: [...this.entries], bundle: this.bundle(), federatedBundles: [...this.federatedBundles], sequence: ++this.#sequence };
+  }
+
+  #check(): void {
+    if (!this.available) throw new ServerCallError(GrpcCode.UNAVAILABLE, 'connection refused');
+  }
+
+  #mint(spiffeId: string, csr: Buffer, ttl: number, dnsNames: readonly string[] = []): IssuedX509Svid {
+    const { publicKey } = parseCsr(csr);
+    const leaf = this.ca.minter.mint({ spiffeId: SpiffeId.parse(spiffeId), publicKey, ttlSeconds: ttl, now: this.#sched.now(), dnsNames });
+    return { spiffeId, certChain: [leaf], expiresAt: Math.floor(parseCertificate(leaf).notAfter.getTime() / 1000) };
+  }
+
+  /** A client, as the agent's factory would create it. */
+  client(creds: ServerClientCredentials): ServerClient {
+    this.clientCredentials.push(creds);
+    let closed = false;
+    const mine = new Set<{ onUpdate: (u: AuthorizedUpdate) => void; onError: (e: ServerCallError) => void }>();
+    const guard = (): void => {
+      if (closed) throw new ServerCallError(GrpcCode.CANCELLED, 'client closed');
+      this.#check();
+    };
+    return {
+      attest: async (req): Promise<AttestResult> => {
+        guard();
+        const token = req.payload.toString('utf8');
+        if (req.type !== 'join_token' || !this.joinTokens.delete(token)) throw new ServerCallError(GrpcCode.PERMISSION_DENIED, 'join token is invalid or already used');
+        return { svid: this.#mint(`spiffe://${this.trustDomain.name}/spire/agent/join_token/${token}`, req.csr, this.agentTtlSeconds), bundle: this.bundle() };
+      },
+      renewAgent: async (csr): Promise<IssuedX509Svid> => {
+        guard();
+        if (creds.mode !== 'agent') throw new ServerCallError(GrpcCode.UNAUTHENTICATED, 'no agent SVID');
+        const id = parseCertificate(creds.certChain[0] as Buffer).uriSans[0] as string;
+        this.renewals.push(this.#sched.now().getTime());
+        return this.#mint(id, csr, this.agentTtlSeconds);
+      },
+      newX509Svids: async (batch): Promise<NewX509SvidResult[]> => {
+        guard();
+        this.batches.push(batch.length);
+        return batch.map((b): NewX509SvidResult => {
+          const e = this.entries.find((x) => x.entryId === b.entryId);
+          if (e === undefined || this.refuse.has(b.entryId)) return { entryId: b.entryId, ok: false, code: GrpcCode.PERMISSION_DENIED, message: 'not authorised' };
+          return { entryId: b.entryId, ok: true, svid: this.#mint(e.spiffeId, b.csr, e.x509SvidTtl || this.x509TtlSeconds, e.dnsNames) };
+        });
+      },
+      newJwtSvid: async (entryId, audience): Promise<IssuedJwtSvidWire> => {
+        guard();
+        const e = this.entries.find((x) => x.entryId === entryId);
+        if (e === undefined) throw new ServerCallError(GrpcCode.PERMISSION_DENIED, 'not authorised');
+        this.jwtMints.push({ entryId, audience: [...audience] });
+        const token = this.#signer.mint({ spiffeId: SpiffeId.parse(e.spiffeId), audience: [...audience], ttlSeconds: this.jwtTtlSeconds });
+        const iat = Math.floor(this.#sched.now().getTime() / 1000);
+        return { spiffeId: e.spiffeId, token, issuedAt: iat, expiresAt: iat + this.jwtTtlSeconds };
+      },
+      subscribe: (onUpdate, onError) => {
+        const s = { onUpdate, onError };
+        if (closed || !this.available) {
+          queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAVAILABLE, 'connection refused')));
+          return () => {};
+        }
+        this.#streams.add(s);
+        mine.add(s);
+        const first = this.#update();
+        queueMicrotask(() => {
+          if (this.#streams.has(s)) onUpdate(first);
+        });
+        return () => {
+          this.#streams.delete(s);
+          mine.delete(s);
+        };
+      },
+      close: () => {
+        closed = true;
+        for (const s of mine) this.#streams.delete(s);
+        mine.clear();
+      },
+    };
+  }
+}
+
+/** An entry with defaults, for tests. */
+export function testEntry(p: Partial<RegistrationEntry> & { entryId: string; spiffeId: string }): RegistrationEntry {
+  return {
+    parentId: 'spiffe://example.org/spire/agent/join_token/t',
+    selectors: [{ type: 'unix', value: 'uid:1000' }],
+    x509SvidTtl: 0,
+    jwtSvidTtl: 0,
+    dnsNames: [],
+    federatesWith: [],
+    admin: false,
+    downstream: false,
+    hint: '',
+    expiresAt: 0,
+    revision: 0,
+    createdAt: 1,
+    ...p,
+  };
+}
