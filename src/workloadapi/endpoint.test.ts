@@ -374,6 +374,16 @@ describe('FetchX509SVID', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('ends every open stream with UNAVAILABLE (never CANCELLED, which go-spiffe does not retry)', async () => {
+    const streams = ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles'].map((m) => new Reader(client, m));
+    for (const r of streams) await r.next();
+    await endpoint.close();
+    for (const r of streams) expect((await r.status()).code).toBe(grpc.status.UNAVAILABLE);
+    expect(fake.subscribers.size).toBe(0);
+  });
+});
+
 describe('bundle streams', () => {
   it('FetchX509Bundles: own and federated roots keyed by trust domain ID; identical state suppressed', async () => {
     const r = new Reader<X509BundlesResponse>(client, 'FetchX509Bundles');

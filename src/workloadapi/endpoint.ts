@@ -61,6 +61,7 @@ export class WorkloadApiEndpoint {
   private readonly logger: EndpointLogger;
   /** Credentials of each live connection, keyed by the token given as its remoteAddress. */
   private readonly connections = new Map<string, PeerCredentials>();
+  private readonly openStreams = new Set<(status: Partial<grpc.StatusObject>) => void>();
   private readonly sockets = new Set<net.Socket>();
   private readonly tokenPrefix = `mayfly-wl-${randomBytes(8).toString('hex')}-`;
   private seq = 0;
@@ -99,6 +100,7 @@ export class WorkloadApiEndpoint {
         peerCredentials: this.config.peerCredentials,
         credentialsOf: (call) => this.connections.get(call.getPeer()),
         logger: this.logger,
+        openStreams: this.openStreams,
       }),
     );
     this.grpcServer = server;
@@ -138,8 +140,8 @@ export class WorkloadApiEndpoint {
         // none, and no remotePort): our token becomes the call's peer string.
         Object.defineProperty(socket, 'remoteAddress', { value: token, configurable: true, enumerable: true });
         this.injector.injectConnection(socket);
-        // Accepted with pauseOnConnect: http2 reads nothing from a paused socket, so the
-        // caller's requests would never be seen without this.
+        // Accepted paused (pauseOnConnect), so nothing was read before the caller was
+        // known; http2 now owns the handle, and resuming starts its reads.
         socket.resume();
       },
       (err: unknown) => {
@@ -157,6 +159,9 @@ export class WorkloadApiEndpoint {
     const closed = listener
       ? new Promise<void>((resolve) => listener.close(() => resolve()))
       : Promise.resolve();
+    for (const end of [...this.openStreams]) end({ code: grpc.status.UNAVAILABLE, details: 'agent is shutting down' });
+    // Let the trailers of the streams just ended reach the clients before sockets go.
+    await new Promise((r) => setImmediate(r));
     this.injector?.destroy();
     this.grpcServer?.forceShutdown();
     for (const s of this.sockets) s.destroy();

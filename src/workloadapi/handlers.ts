@@ -69,6 +69,12 @@ export interface HandlerContext {
   /** The credentials recorded at accept for the connection a call arrived on. */
   credentialsOf(call: SurfaceCall): PeerCredentials | undefined;
   logger: EndpointLogger;
+  /**
+   * Open streams register here so a shutting-down agent can end them with UNAVAILABLE.
+   * A forced gRPC shutdown would end them with CANCELLED, which go-spiffe treats as final
+   * and stops watching; UNAVAILABLE makes every SPIFFE client reconnect to the restarted agent.
+   */
+  openStreams?: Set<(status: Partial<grpc.StatusObject>) => void>;
 }
 
 /** Rejects a call whose metadata lacks exactly one `workload.spiffe.io: true`. */
@@ -172,6 +178,7 @@ function serveStream<T>(
   const finish = (status?: Partial<grpc.StatusObject>): void => {
     if (done) return;
     done = true;
+    ctx.openStreams?.delete(endForShutdown);
     unsubscribe?.();
     unsubscribe = undefined;
     pending = undefined;
@@ -213,6 +220,8 @@ function serveStream<T>(
       send(msg);
     }
   });
+  const endForShutdown = (status: Partial<grpc.StatusObject>): void => finish(status);
+  ctx.openStreams?.add(endForShutdown);
   call.once('cancelled', () => finish());
   call.once('close', () => finish());
 

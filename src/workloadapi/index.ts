@@ -1,0 +1,31 @@
+/**
+ * @module workloadapi
+ *
+ * The SPIFFE Workload API endpoint (server side). The agent constructs a
+ * `WorkloadApiEndpoint` with its cache (`WorkloadIdentities`), a JWT-SVID validator and
+ * the peer credential reader from `src/agent/peercred`.
+ */
+export { WorkloadApiEndpoint, type WorkloadApiEndpointConfig, type EndpointLogger } from './endpoint.js';
+export type {
+  BundleMaterial,
+  IssuedJwtSvid,
+  JwtSvidRequest,
+  PeerCredentials,
+  PeerCredentialSource,
+  Selector,
+  ValidateJwtSvid,
+  ValidatedJwtSvid,
+  WorkloadIdentities,
+  WorkloadUpdate,
+  X509Identity,
+} from './identities.js';
+export {
+  PROTO_LOADER_OPTIONS,
+  SECURITY_HEADER,
+  WORKLOAD_SERVICE_NAME,
+  protoDir,
+  workloadPackageDefinition,
+  workloadServiceDefinition,
+} from './proto.js';
+export { fromStruct, toStruct, toValue } from './struct.js';
+export type * from './messages.js';
