@@ -379,7 +379,12 @@ describe('shutdown', () => {
     const streams = ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTBundles'].map((m) => new Reader(client, m));
     for (const r of streams) await r.next();
     await endpoint.close();
-    for (const r of streams) expect((await r.status()).code).toBe(grpc.status.UNAVAILABLE);
+    for (const r of streams) {
+      const st = await r.status();
+      expect(st.code).toBe(grpc.status.UNAVAILABLE);
+      // Our own trailers arrived: the stream was ended deliberately, not torn down with the socket.
+      expect(st.details).toBe('agent is shutting down');
+    }
     expect(fake.subscribers.size).toBe(0);
   });
 });
