@@ -160,10 +160,22 @@ export class WorkloadApiEndpoint {
       ? new Promise<void>((resolve) => listener.close(() => resolve()))
       : Promise.resolve();
     for (const end of [...this.openStreams]) end({ code: grpc.status.UNAVAILABLE, details: 'agent is shutting down' });
-    // Let the trailers of the streams just ended reach the clients before sockets go.
-    await new Promise((r) => setImmediate(r));
+    // Let the trailers of the streams just ended reach the clients (GOAWAY, then wait for
+    // the sessions to close) before sockets go; a client that hangs on gets 500 ms.
+    const server = this.grpcServer;
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 500);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     this.injector?.destroy();
-    this.grpcServer?.forceShutdown();
     for (const s of this.sockets) s.destroy();
     await closed;
     this.connections.clear();
