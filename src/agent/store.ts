@@ -95,7 +95,9 @@ export class AgentStateStore {
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
-      writeSync(fd, text);
+      // writeSync may write less than asked (signals, odd filesystems): loop until done.
+      const data = Buffer.from(text, 'utf8');
+      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
       fsyncSync(fd);
     } catch (err) {
       closeSync(fd);
@@ -122,13 +124,16 @@ export class AgentStateStore {
     }
     let certChain: Buffer[];
     let privateKey: KeyObject;
+    let leafKey: KeyObject;
     try {
       certChain = parsePemCertificates(certText);
       privateKey = importPkcs8(keyText).privateKey;
+      const leaf = certChain[0];
+      if (leaf === undefined) throw new Error(`${AGENT_SVID_FILE} holds no certificate`);
+      leafKey = createPublicKey({ key: parseCertificate(leaf).spki, format: 'der', type: 'spki' });
     } catch (err) {
       return { problem: `stored agent SVID or key cannot be read: ${(err as Error).message}` };
     }
-    const leafKey = createPublicKey({ key: parseCertificate(certChain[0] as Buffer).spki, format: 'der', type: 'spki' });
     if (!leafKey.equals(createPublicKey(privateKey))) {
       return { problem: `${AGENT_KEY_FILE} does not match ${AGENT_SVID_FILE} (an interrupted renewal?)` };
     }
