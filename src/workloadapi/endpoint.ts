@@ -31,6 +31,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { PeerCredentials, PeerCredentialSource, ValidateJwtSvid, WorkloadIdentities } from './identities.js';
 import { workloadHandlers, type EndpointLogger } from './handlers.js';
 import { workloadServiceDefinition } from './proto.js';
+import { authoritySafeSocket } from './h2-authority.js';
 
 export type { EndpointLogger } from './handlers.js';
 
@@ -136,12 +137,22 @@ export class WorkloadApiEndpoint {
         }
         this.connections.set(token, cred);
         socket.once('close', () => this.connections.delete(token));
+        // java-spiffe (grpc-java) sends the socket path as :authority, which Node's HTTP/2
+        // resets: grpc-js gets a private socket carrying the client's bytes with it fixed.
+        let conn: net.Socket;
+        try {
+          conn = authoritySafeSocket(socket);
+        } catch (err) {
+          this.logger.warn({ err }, 'refusing Workload API connection: no socket for the HTTP/2 rewriter');
+          socket.destroy();
+          return;
+        }
         // grpc-js's call.getPeer() reads the socket's remoteAddress (a Unix socket has
         // none, and no remotePort): our token becomes the call's peer string.
-        Object.defineProperty(socket, 'remoteAddress', { value: token, configurable: true, enumerable: true });
-        this.injector.injectConnection(socket);
+        Object.defineProperty(conn, 'remoteAddress', { value: token, configurable: true, enumerable: true });
+        this.injector.injectConnection(conn);
         // Accepted paused (pauseOnConnect), so nothing was read before the caller was
-        // known; http2 now owns the handle, and resuming starts its reads.
+        // known; resuming starts the reads (client → rewriter → grpc-js).
         socket.resume();
       },
       (err: unknown) => {

@@ -1,27 +1,3 @@
-# java-spiffe: built, runs here, but cannot talk to Mayfly's Workload API yet
-
-The client (pom.xml, `src/main/java/mayfly/interop/FetchX509.java`, built by `client.ts`)
-compiles, starts and uses netty's native epoll transport on this machine (x86_64 Linux,
-Java 17): pointed at a socket with nothing behind it, it reaches `EpollEventLoop` and times out.
-
-Against the agent every call fails with
-`INTERNAL: RST_STREAM closed stream. HTTP/2 error code: PROTOCOL_ERROR`, before any
-handler runs. Cause: grpc-java (1.80, pulled in by java-spiffe-core 0.8.17) sends the
-socket **path** as the HTTP/2 `:authority` on a Unix socket (grpc/grpc-java#12664).
-Node's HTTP/2 (nghttp2) validates `:authority` and resets the stream because `/` is not an
-authority character; Go's HTTP/2 (SPIRE's agent) accepts it. Reproduced with a bare
-`http2.createServer()` on a Unix socket: same reset, so it is Node's HTTP/2 layer, not our
-handlers. java-spiffe has no option to set the authority, and Node does not expose
-nghttp2's `no_http_messaging` option.
-
-Fix needed on the server side (src/workloadapi/endpoint.ts, between accept and
-`injectConnection`): rewrite `:authority` in the client's HEADERS frames before nghttp2
-sees them (HPACK-aware; keep the decoded length so the dynamic table stays in step), or
-serve the Workload API with an HTTP/2 stack that does not validate `:authority`.
-
-To turn the test on once fixed, add `test/interop/java-spiffe.workload.interop.test.ts`:
-
-```ts
 /**
  * java-spiffe (io.spiffe:java-spiffe-core with the grpc-netty-linux epoll transport) as a
  * workload of a real Mayfly agent: `DefaultX509Source.newSource()` finds the socket through
@@ -60,4 +36,3 @@ describe('java-spiffe DefaultX509Source against a Mayfly agent', () => {
     expect(out.keyMatches).toBe(true);
   });
 });
-```
