@@ -65,4 +65,72 @@ describe('MayflyAgent (fake server, manual clock)', () => {
     expect(fatal[0]?.code).toBe('ERR_AGENT_SVID_EXPIRED');
     expect(fatal[0]?.message).toMatch(/^agent SVID expired at .*; re-attest with a new join token/);
   });
+
+  it('with a re-attestable node attestor: attests again after an eviction and reopens the stream with the new SVID; retries are spaced while the server refuses', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mayfly-agent-unit-'));
+    dirs.push(dir);
+    const sched = new ManualScheduler();
+    const agentPath = '/spire/agent/k8s_psat/demo/node-uid-1';
+    const state = { accept: true, evidence: 0 };
+    const server = new FakeServer({ scheduler: sched, agentTtlSeconds: 3600, nodeAttestation: (type) => (state.accept && type === 'k8s_psat' ? agentPath : undefined) });
+    writeFileSync(join(dir, 'roots.pem'), pemEncodeCertificates([server.ca.certificate]));
+    const fatal: MayflyError[] = [];
+    const agent = new MayflyAgent({
+      serverAddress: 'unused:1',
+      trustDomain: 'example.org',
+      dataDir: join(dir, 'data'),
+      socketPath: join(dir, 'api.sock'),
+      nodeAttestor: { attestationData: async () => ({ type: 'k8s_psat', payload: Buffer.from(`token-${++state.evidence}`) }) },
+      trustBundlePath: join(dir, 'roots.pem'),
+      workloadAttestors: [{ name: 'unix', attest: async () => [{ type: 'unix', value: 'uid:1000' }] }],
+      scheduler: sched,
+      random: () => 0.5,
+      serverClientFactory: (c) => server.client(c),
+      onFatal: (e) => fatal.push(e),
+    });
+    agents.push(agent);
+    server.entries = [testEntry({ entryId: 'e', spiffeId: 'spiffe://example.org/w', parentId: `spiffe://example.org${agentPath}` })];
+    await agent.start();
+    await agent.whenReady(5000);
+    const first = agent.agentSvid!;
+    expect(first.spiffeId).toBe(`spiffe://example.org${agentPath}`);
+    expect(server.attestations).toEqual(['k8s_psat']);
+
+    // Evicted: the stream ends UNAUTHENTICATED; the agent attests again at once and resubscribes with the new SVID.
+    server.evict(first.spiffeId);
+    for (let i = 0; i < 20 && server.streamCount === 0; i++) await tick();
+    expect(server.attestations).toEqual(['k8s_psat', 'k8s_psat']);
+    const second = agent.agentSvid!;
+    expect(second.serialHex).not.toBe(first.serialHex);
+    expect(server.streamCount).toBe(1);
+    const last = server.clientCredentials.at(-1);
+    expect(last?.mode === 'agent' && last.certChain[0]?.equals(second.certChain[0] as Buffer)).toBe(true);
+    expect(agent.state).toBe('ready');
+
+    // Evicted again, and this time the server refuses the evidence: attempts follow a
+    // backoff (not one per stream retry), and the agent keeps serving meanwhile.
+    state.accept = false;
+    const before = state.evidence;
+    server.evict(second.spiffeId);
+    await tick();
+    expect(state.evidence).toBe(before + 1);
+    for (let i = 0; i < 12; i++) {
+      sched.advance(5_000); // one minute in all
+      await tick();
+    }
+    const attempts = state.evidence - before;
+    expect(attempts).toBeGreaterThan(1);
+    expect(attempts).toBeLessThanOrEqual(8); // 1 s doubling to 30 s, not one per stream retry
+    expect(agent.state).toBe('ready');
+    expect(fatal).toEqual([]);
+
+    state.accept = true;
+    for (let i = 0; i < 20 && server.streamCount === 0; i++) {
+      sched.advance(5_000);
+      await tick();
+    }
+    expect(server.attestations).toHaveLength(3);
+    expect(server.streamCount).toBe(1);
+    expect(agent.agentSvid?.serialHex).not.toBe(second.serialHex);
+  });
 });

@@ -11,7 +11,9 @@
  * States: `stopped` → `starting` → `syncing` (endpoint up, waiting for the first entry
  * set; callers get UNAVAILABLE) → `ready`; `failed` when the agent SVID expired and cannot
  * be renewed (cached workload SVIDs are still served until they expire; the CLI should exit
- * non-zero on `onFatal`).
+ * non-zero on `onFatal`). With a `nodeAttestor` that can attest again (k8s_psat), an expired
+ * SVID or an eviction (the stream ends UNAUTHENTICATED) leads to a new attestation instead,
+ * and the stream reopens with the new SVID.
  */
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
@@ -20,7 +22,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
 import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
-import { AgentIdentity, type AgentSvid } from './attestation.js';
+import { AgentIdentity, type AgentNodeAttestor, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
 import { grpcServerClientFactory } from './grpc-client.js';
@@ -42,6 +44,12 @@ export interface MayflyAgentConfig {
   socketPath?: string;
   /** Single-use token for the first attestation (not needed once an agent SVID is stored). */
   joinToken?: string;
+  /**
+   * Node attestation evidence other than a join token (e.g. `K8sPsatAgentAttestor`); give
+   * this or `joinToken`, not both. Unless it says `canReattest: false`, the agent attests
+   * again with it when its SVID expired or the server evicted it.
+   */
+  nodeAttestor?: AgentNodeAttestor;
   /** PEM roots of the server's trust domain, to authenticate the server at first attestation. */
   trustBundlePath?: string;
   /** Trust on first use instead of trustBundlePath (logs a loud warning). */
@@ -82,6 +90,7 @@ export class MayflyAgent {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyAgent needs a config object');
     if (typeof cfg.serverAddress !== 'string' || cfg.serverAddress === '') throw new TypeError('serverAddress is required (host:port)');
     if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') throw new TypeError('dataDir is required');
+    if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
     this.#cfg = cfg;
     this.trustDomain = TrustDomain.parse(cfg.trustDomain);
     this.socketPath = cfg.socketPath ?? DEFAULT_SOCKET_PATH;
@@ -149,6 +158,7 @@ export class MayflyAgent {
       logger: this.#log,
       random,
       ...(cfg.joinToken !== undefined ? { joinToken: cfg.joinToken } : {}),
+      ...(cfg.nodeAttestor !== undefined ? { nodeAttestor: cfg.nodeAttestor } : {}),
       ...(cfg.trustBundlePath !== undefined ? { trustBundlePath: cfg.trustBundlePath } : {}),
       ...(cfg.insecureBootstrap !== undefined ? { insecureBootstrap: cfg.insecureBootstrap } : {}),
     });
@@ -167,6 +177,7 @@ export class MayflyAgent {
     const sync = new EntrySync({
       connect: () => connect(identity.credentials()),
       onUpdate: (u) => {
+        identity.accepted();
         identity.updateRoots(u.bundle.x509Authorities);
         cache.applyUpdate(u);
         if (cache.ready && this.#state === 'syncing') {
@@ -175,6 +186,7 @@ export class MayflyAgent {
           for (const w of [...this.#readyWaiters]) w();
         }
       },
+      onRefused: (err) => identity.refused(err.message),
       scheduler: this.#sched,
       logger: this.#log,
       random,

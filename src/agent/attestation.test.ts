@@ -158,3 +158,126 @@ describe('EntrySync', () => {
     expect(new ServerCallError(GrpcCode.UNAVAILABLE, 'x').code).toBe('ERR_AGENT_SERVER_CALL');
   });
 });
+
+describe('AgentIdentity with a re-attestable node attestor (k8s_psat-like)', () => {
+  const PATH = '/spire/agent/k8s_psat/demo/node-uid-1';
+  function psatSetup(opts: { agentTtl?: number } = {}) {
+    const dir = mkdtempSync(join(tmpdir(), 'mayfly-agent-psat-'));
+    dirs.push(dir);
+    const sched = new ManualScheduler();
+    const state = { accept: true, evidence: 0 };
+    const server = new FakeServer({
+      scheduler: sched,
+      agentTtlSeconds: opts.agentTtl ?? 600,
+      nodeAttestation: (type, payload) => (state.accept && type === 'k8s_psat' && payload.toString().startsWith('projected-token-') ? PATH : undefined),
+    });
+    const bundlePath = join(dir, 'roots.pem');
+    writeFileSync(bundlePath, pemEncodeCertificates([server.ca.certificate]));
+    // Fresh evidence for every call, as K8sPsatAgentAttestor re-reads the rotated token.
+    const nodeAttestor = { attestationData: async () => ({ type: 'k8s_psat', payload: Buffer.from(`projected-token-${++state.evidence}`) }) };
+    const rec = recorder();
+    const make = () =>
+      new AgentIdentity({
+        trustDomain: td,
+        store: new AgentStateStore({ dataDir: join(dir, 'data') }),
+        connect: (c) => server.client(c),
+        scheduler: sched,
+        logger: rec.logger,
+        random: () => 0.5,
+        nodeAttestor,
+        trustBundlePath: bundlePath,
+      });
+    return { sched, server, state, make, rec };
+  }
+  const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
+
+  it('attests with the attestor\'s evidence, and attests again (not fatal) when the SVID expired while the server was away', async () => {
+    const { sched, server, make, rec } = psatSetup();
+    const id = make();
+    expect(id.canReattest).toBe(true);
+    const first = await id.init();
+    expect(first.spiffeId).toBe(`spiffe://example.org${PATH}`);
+    expect(server.attestations).toEqual(['k8s_psat']);
+
+    server.setAvailable(false);
+    const fatal: Error[] = [];
+    const renewed: string[] = [];
+    id.startRenewal({ onRenewed: (s) => renewed.push(s.serialHex), onExpired: (e) => fatal.push(e) });
+    sched.set(new Date(first.notAfter.getTime() + 60_000)); // well past expiry, server still away
+    await tick();
+    sched.advance(30_000); // the renewal retry finds the SVID expired
+    await tick();
+    expect(fatal).toEqual([]);
+    expect(rec.lines.some((l) => /^warn: agent SVID expired at .* attesting again$/.test(l))).toBe(true);
+
+    server.setAvailable(true);
+    for (let i = 0; i < 20 && renewed.length === 0; i++) {
+      sched.advance(30_000);
+      await tick();
+    }
+    expect(server.attestations).toEqual(['k8s_psat', 'k8s_psat']);
+    expect(renewed).toEqual([id.svid.serialHex]);
+    expect(id.svid.serialHex).not.toBe(first.serialHex);
+    expect(id.svid.notAfter.getTime()).toBeGreaterThan(sched.now().getTime());
+    expect(fatal).toEqual([]);
+    // The renewal cycle continues from the new SVID (a renewal is armed at its half-life).
+    expect(sched.nextTimer!.getTime()).toBeLessThan(id.svid.notAfter.getTime());
+    id.stop();
+  });
+
+  it('attests again at start when the stored SVID has expired, instead of refusing to start', async () => {
+    const { sched, server, make } = psatSetup();
+    const first = await make().init();
+    sched.set(new Date(first.notAfter.getTime() + 1000));
+    const again = await make().init();
+    expect(server.attestations).toEqual(['k8s_psat', 'k8s_psat']);
+    expect(again.serialHex).not.toBe(first.serialHex);
+    expect(again.notAfter.getTime()).toBeGreaterThan(sched.now().getTime());
+  });
+
+  it('attests again when a renewal is refused as UNAUTHENTICATED (evicted), and keeps retrying with backoff while attestation fails', async () => {
+    const { sched, server, state, make } = psatSetup({ agentTtl: 3600 });
+    const id = make();
+    const first = await id.init();
+    const renewed: string[] = [];
+    id.startRenewal({ onRenewed: (s) => renewed.push(s.serialHex), onExpired: () => {} });
+    server.evict(first.spiffeId);
+    state.accept = false;
+    sched.set(new Date((first.notBefore.getTime() + first.notAfter.getTime()) / 2)); // half-life: renewal → UNAUTHENTICATED → attest (refused)
+    await tick();
+    await tick();
+    const tried = state.evidence;
+    expect(tried).toBe(2);
+    expect(renewed).toEqual([]);
+    // A retry is scheduled, not a tight loop: nothing more happens until the clock moves.
+    await tick();
+    expect(state.evidence).toBe(tried);
+    state.accept = true;
+    for (let i = 0; i < 20 && renewed.length === 0; i++) {
+      sched.advance(5_000);
+      await tick();
+    }
+    expect(renewed).toHaveLength(1);
+    expect(server.evicted.size).toBe(0);
+    expect(id.svid.serialHex).not.toBe(first.serialHex);
+    id.stop();
+  });
+
+  it('refuses joinToken and nodeAttestor together; a join token cannot re-attest', () => {
+    const { make } = setup();
+    expect(make({ joinToken: 'tok-1' }).canReattest).toBe(false);
+    expect(
+      () =>
+        new AgentIdentity({
+          trustDomain: td,
+          store: new AgentStateStore({ dataDir: '/nonexistent' }),
+          connect: () => {
+            throw new Error('unused');
+          },
+          scheduler: new ManualScheduler(),
+          joinToken: 't',
+          nodeAttestor: { attestationData: async () => ({ type: 'x', payload: Buffer.alloc(0) }) },
+        }),
+    ).toThrow(TypeError);
+  });
+});

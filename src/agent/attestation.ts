@@ -1,9 +1,15 @@
 /**
  * @module agent/attestation
  *
- * The agent's own identity: node attestation (join token → Agent.AttestAgent), the agent
- * X509-SVID kept in the data directory across restarts, and its renewal at half-life
- * (Agent.RenewAgent with a fresh key).
+ * The agent's own identity: node attestation (a join token, or a node attestor such as
+ * k8s_psat → Agent.AttestAgent), the agent X509-SVID kept in the data directory across
+ * restarts, and its renewal at half-life (Agent.RenewAgent with a fresh key).
+ *
+ * Re-attestation: evidence that can be presented again (a k8s_psat projected token, read
+ * afresh each time) lets the agent attest again instead of failing when its SVID expired
+ * (server away too long) or the server stopped accepting it (evicted: UNAUTHENTICATED).
+ * Attempts after a refusal are spaced by a backoff, so an agent the server keeps refusing
+ * does not hammer it (nor, through it, the Kubernetes API server).
  *
  * Threats:
  * - attesting to an impostor server: the first attestation verifies the server against
@@ -13,8 +19,8 @@
  * - accepting a wrong identity: the returned SVID must carry an agent ID of our trust
  *   domain, certify the key generated here, and chain to the trust bundle;
  * - silently running without an identity: an agent SVID that expired (server away for
- *   longer than its lifetime) is reported as a fatal state with what to do, since a join
- *   token cannot attest twice.
+ *   longer than its lifetime) is reported as a fatal state with what to do when the
+ *   evidence was a join token, since a join token cannot attest twice.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -27,7 +33,7 @@ import { parsePemCertificates } from '../spiffe/x509/pem.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { Backoff, renewalTime, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
-import type { IssuedX509Svid, ServerClientCredentials, ServerClientFactory } from './server-client.js';
+import { GrpcCode, ServerCallError, type IssuedX509Svid, type ServerClientCredentials, type ServerClientFactory } from './server-client.js';
 import type { AgentStateStore } from './store.js';
 
 /** The agent's X509-SVID and key. */
@@ -40,12 +46,36 @@ export interface AgentSvid {
   readonly notAfter: Date;
 }
 
+/** Node attestation evidence for one Agent.AttestAgent call. */
+export interface NodeAttestationData {
+  readonly type: string;
+  readonly payload: Buffer;
+}
+
+/**
+ * Where the agent's node attestation evidence comes from (e.g. `K8sPsatAgentAttestor`).
+ * `attestationData()` is called once per attestation, so it can return fresh evidence.
+ */
+export interface AgentNodeAttestor {
+  attestationData(): Promise<NodeAttestationData>;
+  /** Whether the same evidence source may attest again (after expiry or eviction). Default true. */
+  readonly canReattest?: boolean;
+}
+
+/** A join token as a node attestor: single use, so it can never re-attest. */
+export function joinTokenNodeAttestor(token: string): AgentNodeAttestor {
+  if (typeof token !== 'string' || token === '') throw new TypeError('join token must be a non-empty string');
+  return { canReattest: false, attestationData: async () => ({ type: 'join_token', payload: Buffer.from(token, 'utf8') }) };
+}
+
 export interface AgentIdentityConfig {
   trustDomain: TrustDomain;
   store: AgentStateStore;
   connect: ServerClientFactory;
   scheduler: Scheduler;
   joinToken?: string;
+  /** Evidence source other than a join token (give one or the other, not both). */
+  nodeAttestor?: AgentNodeAttestor;
   /** PEM file with the server trust domain's roots, for the first attestation. */
   trustBundlePath?: string;
   /** Trust on first use: do not verify the server for the first attestation. */
@@ -72,12 +102,28 @@ export class AgentIdentity {
   #stopped = false;
   #onRenewed: (svid: AgentSvid) => void = () => {};
   #onExpired: (err: MayflyError) => void = () => {};
+  readonly #attestor: AgentNodeAttestor | undefined;
+  /** Bumped by every attestation: a renewal that started before one is discarded. */
+  #epoch = 0;
+  #reattesting = false;
+  #reattestScheduled = false;
+  /** Spaces re-attestations the server's refusals trigger; reset once the server accepts the agent. */
+  readonly #refusalBackoff: Backoff;
+  #refusedSinceAccepted = false;
 
   constructor(cfg: AgentIdentityConfig) {
+    if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
     this.#cfg = cfg;
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
     this.#random = cfg.random ?? Math.random;
     this.#backoff = new Backoff({ random: this.#random });
+    this.#refusalBackoff = new Backoff({ random: this.#random });
+    this.#attestor = cfg.nodeAttestor ?? (cfg.joinToken !== undefined && cfg.joinToken !== '' ? joinTokenNodeAttestor(cfg.joinToken) : undefined);
+  }
+
+  /** True when the configured evidence can attest again (not a join token). */
+  get canReattest(): boolean {
+    return this.#attestor !== undefined && this.#attestor.canReattest !== false;
   }
 
   get svid(): AgentSvid {
@@ -115,8 +161,12 @@ export class AgentIdentity {
         this.#log.info({ spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString() }, 'resuming with the stored agent SVID');
         return svid;
       }
+      if (this.canReattest) {
+        this.#log.warn({ spiffeId: svid.spiffeId }, `the stored agent SVID expired at ${svid.notAfter.toISOString()}; attesting again`);
+        return this.#attest();
+      }
       const msg = expiredMessage(svid.notAfter);
-      if (this.#cfg.joinToken === undefined) {
+      if (this.#attestor === undefined) {
         this.#log.error({ spiffeId: svid.spiffeId }, msg);
         throw new MayflyError('ERR_AGENT_SVID_EXPIRED', msg);
       }
@@ -142,9 +192,12 @@ export class AgentIdentity {
   }
 
   async #attest(): Promise<AgentSvid> {
-    const token = this.#cfg.joinToken;
-    if (token === undefined || token === '') {
-      throw new MayflyError('ERR_CONFIG_INVALID', `no agent SVID in ${this.#cfg.store.dataDir} and no join token: create one on the server ("token generate") and pass it as joinToken`);
+    const attestor = this.#attestor;
+    if (attestor === undefined) {
+      throw new MayflyError(
+        'ERR_CONFIG_INVALID',
+        `no agent SVID in ${this.#cfg.store.dataDir} and no way to attest: create a join token on the server ("token generate") and pass it as joinToken, or configure a node attestor (k8s_psat)`,
+      );
     }
     let creds: ServerClientCredentials;
     const roots = this.#roots.length > 0 ? this.#roots : this.#bootstrapRoots();
@@ -160,11 +213,12 @@ export class AgentIdentity {
     } else {
       throw new MayflyError('ERR_CONFIG_INVALID', 'cannot authenticate the server for the first attestation: pass trustBundlePath (PEM roots of the trust domain) or, for tests only, insecureBootstrap: true');
     }
+    const evidence = await attestor.attestationData();
     const key = generateKeyPair('ec-p256');
     const client = this.#cfg.connect(creds);
     let res;
     try {
-      res = await client.attest({ type: 'join_token', payload: Buffer.from(token, 'utf8'), csr: createCsr({ privateKey: key.privateKey }) });
+      res = await client.attest({ type: evidence.type, payload: evidence.payload, csr: createCsr({ privateKey: key.privateKey }) });
     } finally {
       client.close();
     }
@@ -178,7 +232,8 @@ export class AgentIdentity {
     this.#cfg.store.saveBundle(newRoots);
     this.#cfg.store.saveAgentSvid({ certChain: svid.certChain, privateKey: svid.privateKey });
     this.#svid = svid;
-    this.#log.info({ spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString() }, 'node attested');
+    this.#epoch++;
+    this.#log.info({ spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString(), attestationType: evidence.type }, 'node attested');
     return svid;
   }
 
@@ -226,6 +281,7 @@ export class AgentIdentity {
 
   #arm(at: Date): void {
     this.#cancelTimer?.();
+    this.#reattestScheduled = false;
     if (this.#stopped) return;
     const notAfter = this.svid.notAfter;
     const when = at.getTime() < notAfter.getTime() ? at : notAfter;
@@ -237,10 +293,15 @@ export class AgentIdentity {
 
   /** Renews the agent SVID now (also called by the timer). */
   async renewNow(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#reattesting || this.#reattestScheduled) return;
     const current = this.svid;
     const now = this.#cfg.scheduler.now();
     if (now.getTime() >= current.notAfter.getTime()) {
+      if (this.canReattest) {
+        this.#log.warn({ spiffeId: current.spiffeId }, `agent SVID expired at ${current.notAfter.toISOString()} before it could be renewed; attesting again`);
+        await this.#reattestNow();
+        return;
+      }
       const msg = expiredMessage(current.notAfter);
       this.#log.error({ spiffeId: current.spiffeId }, msg);
       this.#stopped = true;
@@ -249,8 +310,11 @@ export class AgentIdentity {
     }
     const key = generateKeyPair('ec-p256');
     const client = this.#cfg.connect(this.credentials());
+    const epoch = this.#epoch;
     try {
       const issued = await client.renewAgent(createCsr({ privateKey: key.privateKey }));
+      // An attestation finished meanwhile: its SVID is the current one on the server.
+      if (epoch !== this.#epoch || this.#reattesting) return;
       const svid = this.#check(issued, key.privateKey, this.#roots);
       if (svid.spiffeId !== current.spiffeId) throw new MayflyError('ERR_ATTESTATION_FAILED', `renewal returned ${svid.spiffeId}, not ${current.spiffeId}`);
       this.#cfg.store.saveAgentSvid({ certChain: svid.certChain, privateKey: svid.privateKey });
@@ -261,12 +325,72 @@ export class AgentIdentity {
       this.#onRenewed(svid);
       this.#arm(renewalTime(svid.notBefore, svid.notAfter, this.#random));
     } catch (err) {
+      if (epoch !== this.#epoch || this.#reattesting || this.#stopped) return;
+      if (err instanceof ServerCallError && err.grpcCode === GrpcCode.UNAUTHENTICATED && this.refused(`renewal refused: ${err.message}`)) return;
       const delay = this.#backoff.next();
       this.#log.warn({ err, retryInMs: delay, notAfter: current.notAfter.toISOString() }, 'agent SVID renewal failed; retrying');
       this.#arm(new Date(this.#cfg.scheduler.now().getTime() + delay));
     } finally {
       client.close();
     }
+  }
+
+  /**
+   * The server no longer accepts the agent SVID (UNAUTHENTICATED: evicted, or its record
+   * is gone). Attests again when the evidence allows it, at once the first time and then
+   * spaced by a backoff until `accepted()`. Returns false (nothing done) for a join token.
+   */
+  refused(reason: string): boolean {
+    if (!this.canReattest || this.#stopped) return false;
+    if (this.#reattesting || this.#reattestScheduled) return true;
+    const delay = this.#refusedSinceAccepted ? this.#refusalBackoff.next() : 0;
+    this.#refusedSinceAccepted = true;
+    this.#log.warn({ reason, reattestInMs: delay }, 'the server refused the agent SVID; attesting again');
+    if (delay === 0) void this.#reattestNow();
+    else this.#scheduleReattest(delay);
+    return true;
+  }
+
+  /** The server accepted the agent (an entry update arrived): refusals start over. */
+  accepted(): void {
+    this.#refusedSinceAccepted = false;
+    this.#refusalBackoff.reset();
+  }
+
+  #scheduleReattest(delayMs: number): void {
+    this.#cancelTimer?.();
+    if (this.#stopped) return;
+    this.#reattestScheduled = true;
+    this.#cancelTimer = this.#cfg.scheduler.at(new Date(this.#cfg.scheduler.now().getTime() + delayMs), () => {
+      this.#cancelTimer = undefined;
+      this.#reattestScheduled = false;
+      void this.#reattestNow();
+    });
+  }
+
+  /** Attests again; on failure retries with backoff (the SVID may still serve meanwhile). */
+  async #reattestNow(): Promise<void> {
+    if (this.#stopped || this.#reattesting) return;
+    this.#reattesting = true;
+    this.#reattestScheduled = false;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
+    let retryIn: number | undefined;
+    try {
+      const svid = await this.#attest();
+      this.#backoff.reset();
+      if (!this.#stopped) {
+        this.#onRenewed(svid);
+        this.#reattesting = false;
+        this.#arm(renewalTime(svid.notBefore, svid.notAfter, this.#random));
+      }
+    } catch (err) {
+      retryIn = this.#backoff.next();
+      this.#log.error({ err, retryInMs: retryIn }, `attesting again failed: ${(err as Error).message}; retrying`);
+    } finally {
+      this.#reattesting = false;
+    }
+    if (retryIn !== undefined) this.#scheduleReattest(retryIn);
   }
 
   stop(): void {

@@ -4,7 +4,16 @@
  * `mayfly-agent run` settings: built-in defaults, then a config file with the core keys of
  * SPIRE's agent.conf (HCL or JSON), then flags. Unknown keys are errors, all reported at
  * once, so a typo never silently falls back to a default.
+ *
+ * Plugins: `NodeAttestor "join_token"` (the default: the token comes from `join_token` or
+ * `-joinToken`) or `NodeAttestor "k8s_psat"` (one of the two); `WorkloadAttestor "unix"`
+ * and `WorkloadAttestor "k8s"` (those listed run side by side; none listed = unix);
+ * `KeyManager "disk"` / `"memory"` (accepted; the agent keeps its key in its data directory).
  */
+import { parseK8sPsatAgentPluginData } from '../attestors/node/k8s_psat/config.js';
+import type { K8sPsatAgentConfig } from '../attestors/node/k8s_psat/agent.js';
+import { parseK8sWorkloadPluginData } from '../attestors/workload/k8s/config.js';
+import type { K8sWorkloadAttestorConfig } from '../attestors/workload/k8s/k8s.js';
 import { ConfigError, type HclObject, type HclValue } from '../server/hcl.js';
 import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, type LogLevel } from '../server/config.js';
 import { DEFAULT_SOCKET_PATH } from './agent.js';
@@ -22,10 +31,18 @@ export interface AgentSettings {
   joinToken?: string;
   trustBundlePath?: string;
   insecureBootstrap: boolean;
+  /** How the agent attests: a join token (default) or its projected service-account token. */
+  nodeAttestor: 'join_token' | 'k8s_psat';
+  /** `NodeAttestor "k8s_psat"` plugin_data, when that is the node attestor. */
+  k8sPsat?: K8sPsatAgentConfig;
+  /** Workload attestors to run, in order (default unix only). */
+  workloadAttestors: ('unix' | 'k8s')[];
   unix: { discoverWorkloadPath: boolean; workloadSizeLimit?: number };
+  /** `WorkloadAttestor "k8s"` plugin_data, when configured. */
+  k8s?: K8sWorkloadAttestorConfig;
 }
 
-export type AgentOverrides = Partial<Omit<AgentSettings, 'unix'>>;
+export type AgentOverrides = Partial<Omit<AgentSettings, 'unix' | 'k8s' | 'k8sPsat' | 'nodeAttestor' | 'workloadAttestors'>>;
 
 const AGENT_KEYS = new Set([
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
@@ -43,8 +60,11 @@ export function parseLogLevel(v: string): LogLevel | undefined {
   return LEVELS[v.toLowerCase()];
 }
 
-/** Resolves the agent's settings; throws ConfigError listing every problem found. */
-export function resolveAgentConfig(file: HclObject | undefined, overrides: AgentOverrides = {}): AgentSettings {
+/**
+ * Resolves the agent's settings; throws ConfigError listing every problem found. `env`
+ * (default process.env) is where `WorkloadAttestor "k8s"` reads its node name variable.
+ */
+export function resolveAgentConfig(file: HclObject | undefined, overrides: AgentOverrides = {}, opts: { env?: NodeJS.ProcessEnv } = {}): AgentSettings {
   const problems: string[] = [];
   const s: AgentSettings = {
     trustDomain: DEFAULT_TRUST_DOMAIN,
@@ -54,6 +74,8 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
     serverPort: DEFAULT_BIND_PORT,
     logLevel: 'info',
     insecureBootstrap: false,
+    nodeAttestor: 'join_token',
+    workloadAttestors: [],
     unix: { discoverWorkloadPath: false },
   };
   const str = (o: HclObject, k: string, where: string): string | undefined => {
@@ -105,10 +127,30 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
         continue;
       }
       if (!isObject(byName)) continue;
+      if (kind === 'NodeAttestor' && Object.keys(byName).length > 1) problems.push(`plugins.NodeAttestor: configure one node attestor; found ${Object.keys(byName).join(', ')}`);
       for (const [name, body] of Object.entries(byName)) {
-        const known = (kind === 'NodeAttestor' && name === 'join_token') || (kind === 'KeyManager' && (name === 'disk' || name === 'memory')) || (kind === 'WorkloadAttestor' && name === 'unix');
+        const known =
+          (kind === 'NodeAttestor' && (name === 'join_token' || name === 'k8s_psat')) ||
+          (kind === 'KeyManager' && (name === 'disk' || name === 'memory')) ||
+          (kind === 'WorkloadAttestor' && (name === 'unix' || name === 'k8s'));
         if (!known) {
           problems.push(`plugin ${kind} ${JSON.stringify(name)} is not built in`);
+          continue;
+        }
+        if (kind === 'WorkloadAttestor') s.workloadAttestors.push(name as 'unix' | 'k8s');
+        if (kind === 'NodeAttestor' && name === 'k8s_psat') {
+          s.nodeAttestor = 'k8s_psat';
+          const data = isObject(body) ? body.plugin_data : undefined;
+          const r = parseK8sPsatAgentPluginData(data ?? {}, 'plugins.NodeAttestor.k8s_psat.plugin_data');
+          problems.push(...r.problems);
+          if (r.config !== undefined) s.k8sPsat = r.config;
+          continue;
+        }
+        if (kind === 'WorkloadAttestor' && name === 'k8s') {
+          const data = isObject(body) ? body.plugin_data : undefined;
+          const r = parseK8sWorkloadPluginData(data ?? {}, opts.env === undefined ? {} : { env: opts.env });
+          problems.push(...r.problems);
+          if (r.config !== undefined) s.k8s = r.config;
           continue;
         }
         if (kind === 'WorkloadAttestor' && isObject(body) && isObject(body.plugin_data)) {
@@ -130,6 +172,10 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
   }
   for (const [k, v] of Object.entries(overrides)) {
     if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  }
+  if (s.workloadAttestors.length === 0) s.workloadAttestors.push('unix');
+  if (s.nodeAttestor === 'k8s_psat' && s.joinToken !== undefined) {
+    problems.push('a join token (join_token / -joinToken) was given but the node attestor is k8s_psat: remove one');
   }
   if (s.insecureBootstrap && s.trustBundlePath !== undefined) problems.push('set either trust_bundle_path (-trustBundle) or insecure_bootstrap (-insecureBootstrap), not both');
   if (problems.length > 0) throw new ConfigError(`invalid agent configuration: ${problems.join('; ')}`);

@@ -27,6 +27,12 @@ export interface EntrySyncConfig {
   /** A new client for the agent's current credentials. */
   connect: () => ServerClient;
   onUpdate: (u: AuthorizedUpdate) => void;
+  /**
+   * The stream ended UNAUTHENTICATED (the server no longer accepts the agent SVID, e.g. the
+   * agent was evicted). Return true when the agent is attesting again (it then calls
+   * `reconnect()`); the sync still retries on its own backoff either way.
+   */
+  onRefused?: (err: ServerCallError) => boolean;
   scheduler: Scheduler;
   logger?: AgentLogger;
   random?: () => number;
@@ -117,8 +123,16 @@ export class EntrySync implements SvidIssuer {
     this.#cancelStream = undefined;
     const delay = this.#backoff.next();
     const fields = { code: err.grpcCode, err: err.message, retryInMs: delay };
-    if (err.grpcCode === GrpcCode.UNAUTHENTICATED) this.#log.error(fields, 'the server no longer accepts this agent (evicted?); retrying, but the agent may need a new join token');
-    else if (err.grpcCode === GrpcCode.PERMISSION_DENIED) this.#log.error(fields, 'the server refused this agent (banned or superseded SVID); retrying');
+    if (err.grpcCode === GrpcCode.UNAUTHENTICATED) {
+      let reattesting = false;
+      try {
+        reattesting = this.#cfg.onRefused?.(err) ?? false;
+      } catch (e) {
+        this.#log.warn({ err: e }, 'onRefused handler threw');
+      }
+      if (reattesting) this.#log.warn(fields, 'the server no longer accepts this agent (evicted?); attesting again');
+      else this.#log.error(fields, 'the server no longer accepts this agent (evicted?); retrying, but the agent may need a new join token');
+    } else if (err.grpcCode === GrpcCode.PERMISSION_DENIED) this.#log.error(fields, 'the server refused this agent (banned or superseded SVID); retrying');
     else this.#log.warn(fields, 'authorised-entry stream lost; serving cached SVIDs and reconnecting');
     this.#state = 'backoff';
     const retryGen = this.#generation;

@@ -87,6 +87,11 @@ export interface FakeServerConfig {
   agentTtlSeconds?: number;
   /** Join tokens accepted once each. */
   joinTokens?: string[];
+  /**
+   * Judges other attestation evidence (e.g. k8s_psat): the agent ID path (`/spire/agent/…`)
+   * to issue, or undefined to refuse. Such agents may attest again.
+   */
+  nodeAttestation?: (type: string, payload: Buffer) => string | undefined;
 }
 
 /**
@@ -111,6 +116,11 @@ export class FakeServer {
   readonly batches: number[] = [];
   readonly jwtMints: { entryId: string; audience: string[] }[] = [];
   readonly renewals: number[] = [];
+  /** Attestation types of every accepted AttestAgent call, in order. */
+  readonly attestations: string[] = [];
+  /** Agent IDs the server no longer accepts (evicted): their renewals and streams are UNAUTHENTICATED until they attest again. */
+  readonly evicted = new Set<string>();
+  readonly #nodeAttestation: FakeServerConfig['nodeAttestation'];
   /** Entry IDs the server refuses to sign for (per-item PERMISSION_DENIED). */
   readonly refuse = new Set<string>();
   /** The credentials of every client created. */
@@ -127,6 +137,15 @@ export class FakeServer {
     this.jwtTtlSeconds = cfg.jwtTtlSeconds ?? 300;
     this.agentTtlSeconds = cfg.agentTtlSeconds ?? 3600;
     this.joinTokens = new Set(cfg.joinTokens ?? []);
+    this.#nodeAttestation = cfg.nodeAttestation;
+  }
+
+  /** Evicts an agent: open streams end UNAUTHENTICATED and its calls are refused until it attests again. */
+  evict(agentId: string): void {
+    this.evicted.add(agentId);
+    const streams = [...this.#streams];
+    this.#streams.clear();
+    for (const s of streams) s.onError(new ServerCallError(GrpcCode.UNAUTHENTICATED, `agent ${agentId} was evicted; attest again`));
   }
 
   bundle(): Bundle {
@@ -189,14 +208,24 @@ export class FakeServer {
     return {
       attest: async (req): Promise<AttestResult> => {
         guard();
+        if (req.type !== 'join_token') {
+          const path = this.#nodeAttestation?.(req.type, req.payload);
+          if (path === undefined) throw new ServerCallError(GrpcCode.PERMISSION_DENIED, `${req.type} evidence refused`);
+          const id = `spiffe://${this.trustDomain.name}${path}`;
+          this.evicted.delete(id);
+          this.attestations.push(req.type);
+          return { svid: this.#mint(id, req.csr, this.agentTtlSeconds), bundle: this.bundle() };
+        }
         const token = req.payload.toString('utf8');
-        if (req.type !== 'join_token' || !this.joinTokens.delete(token)) throw new ServerCallError(GrpcCode.PERMISSION_DENIED, 'join token is invalid or already used');
+        if (!this.joinTokens.delete(token)) throw new ServerCallError(GrpcCode.PERMISSION_DENIED, 'join token is invalid or already used');
+        this.attestations.push(req.type);
         return { svid: this.#mint(`spiffe://${this.trustDomain.name}/spire/agent/join_token/${token}`, req.csr, this.agentTtlSeconds), bundle: this.bundle() };
       },
       renewAgent: async (csr): Promise<IssuedX509Svid> => {
         guard();
         if (creds.mode !== 'agent') throw new ServerCallError(GrpcCode.UNAUTHENTICATED, 'no agent SVID');
         const id = parseCertificate(creds.certChain[0] as Buffer).uriSans[0] as string;
+        if (this.evicted.has(id)) throw new ServerCallError(GrpcCode.UNAUTHENTICATED, `agent ${id} is not attested (evicted)`);
         this.renewals.push(this.#sched.now().getTime());
         return this.#mint(id, csr, this.agentTtlSeconds);
       },
@@ -222,6 +251,11 @@ export class FakeServer {
         const s = { onUpdate, onError };
         if (closed || !this.available) {
           queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAVAILABLE, 'connection refused')));
+          return () => {};
+        }
+        const caller = creds.mode === 'agent' && this.evicted.size > 0 ? (parseCertificate(creds.certChain[0] as Buffer).uriSans[0] as string) : '';
+        if (this.evicted.has(caller)) {
+          queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAUTHENTICATED, `agent ${caller} is not attested (evicted)`)));
           return () => {};
         }
         this.#streams.add(s);

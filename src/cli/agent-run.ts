@@ -3,15 +3,20 @@
  *
  * `mayfly-agent run` and `mayfly-agent healthcheck`.
  *
- * `run` attests with `-joinToken` (first start) or the agent SVID kept in the data
- * directory (later starts), then serves the Workload API until SIGTERM/SIGINT, which
- * drains and exits 0. If the agent SVID expires and cannot be renewed, the agent logs why
- * and exits 1 (join tokens cannot re-attest: the operator must issue a new one).
+ * `run` attests with `-joinToken` (first start), with the configured `NodeAttestor
+ * "k8s_psat"` (its projected service-account token), or resumes with the agent SVID kept in
+ * the data directory (later starts), then serves the Workload API until SIGTERM/SIGINT,
+ * which drains and exits 0. With k8s_psat an expired SVID or an eviction leads to a new
+ * attestation; with a join token the agent logs why and exits 1 (join tokens cannot
+ * re-attest: the operator must issue a new one).
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { MayflyAgent } from '../agent/agent.js';
 import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
+import { K8sPsatAgentAttestor } from '../attestors/node/k8s_psat/agent.js';
+import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
+import { K8sWorkloadAttestor } from '../attestors/workload/k8s/k8s.js';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import { parseConfigText } from '../server/hcl.js';
 import { createServerLogger } from '../server/observability.js';
@@ -67,6 +72,11 @@ async function settingsFrom(o: RunFlags): Promise<AgentSettings> {
   return resolveAgentConfig(file, overrides);
 }
 
+/** The workload attestors the settings list, in order. */
+export function buildWorkloadAttestors(s: AgentSettings): WorkloadAttestor[] {
+  return s.workloadAttestors.map((name) => (name === 'k8s' ? new K8sWorkloadAttestor(s.k8s ?? {}) : new UnixWorkloadAttestor(s.unix)));
+}
+
 export function addAgentRunCommands(program: Command): void {
   program
     .command('run')
@@ -92,9 +102,10 @@ export function addAgentRunCommands(program: Command): void {
         dataDir: s.dataDir,
         socketPath: s.socketPath,
         ...(s.joinToken !== undefined ? { joinToken: s.joinToken } : {}),
+        ...(s.nodeAttestor === 'k8s_psat' && s.k8sPsat !== undefined ? { nodeAttestor: new K8sPsatAgentAttestor(s.k8sPsat) } : {}),
         ...(s.trustBundlePath !== undefined ? { trustBundlePath: s.trustBundlePath } : {}),
         insecureBootstrap: s.insecureBootstrap,
-        workloadAttestors: [new UnixWorkloadAttestor(s.unix)],
+        workloadAttestors: buildWorkloadAttestors(s),
         logger,
         onFatal: (err) => {
           fatal = err;

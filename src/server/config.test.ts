@@ -155,3 +155,53 @@ describe('server configuration', () => {
     expect(parseDurationSeconds('h')).toBeUndefined();
   });
 });
+
+describe('resolveServerConfig: node attestors', () => {
+  const conf = (attestors: string): string => `plugins {\n${attestors}\n}`;
+  const psat = `NodeAttestor "k8s_psat" {
+    plugin_data {
+      clusters = {
+        "prod" = {
+          service_account_allow_list = ["mayfly:mayfly-agent"]
+          allowed_node_label_keys = ["topology.kubernetes.io/zone"]
+        }
+      }
+    }
+  }`;
+  const problemsOf = (text: string): string => {
+    try {
+      resolveServerConfig(parseConfigText(text));
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return '';
+  };
+
+  it('reads k8s_psat plugin_data and keeps join_token available beside it', () => {
+    const s = resolveServerConfig(parseConfigText(conf(psat)));
+    expect(s.nodeAttestors).toEqual(['join_token', 'k8s_psat']);
+    expect(s.k8sPsat).toEqual({ clusters: { prod: { serviceAccountAllowList: ['mayfly:mayfly-agent'], allowedNodeLabelKeys: ['topology.kubernetes.io/zone'] } } });
+    expect(resolveServerConfig(undefined).k8sPsat).toBeUndefined();
+  });
+
+  it('disables join_token only when told to (enabled = false), and refuses disabling every attestor', () => {
+    const s = resolveServerConfig(parseConfigText(conf(`${psat}\nNodeAttestor "join_token" { enabled = false }`)));
+    expect(s.nodeAttestors).toEqual(['k8s_psat']);
+    expect(problemsOf(conf('NodeAttestor "join_token" { enabled = false }'))).toMatch(/every node attestor is disabled/);
+  });
+
+  it('reports k8s_psat problems with the file\'s other problems', () => {
+    const msg = problemsOf(`server { bind_prot = 1 }
+plugins {
+  NodeAttestor "k8s_psat" { plugin_data { clusters = { "prod" = { audience = ["x"] } } } }
+}`);
+    expect(msg).toContain('bind_prot');
+    expect(msg).toContain('plugins.NodeAttestor.k8s_psat.plugin_data.clusters.prod.service_account_allow_list is required');
+    expect(problemsOf(conf('NodeAttestor "k8s_psat" { plugin_data { clusterz = {} } }'))).toContain('unknown key plugins.NodeAttestor.k8s_psat.plugin_data.clusterz');
+    // The attestor's own checks surface here too, not as a crash at start.
+    expect(problemsOf(conf('NodeAttestor "k8s_psat" { plugin_data { clusters = { "prod" = { service_account_allow_list = ["no-colon"] } } } }'))).toMatch(
+      /plugins\.NodeAttestor\.k8s_psat\.plugin_data: .*"no-colon" is not "namespace:serviceaccount"/,
+    );
+    expect(problemsOf(conf('NodeAttestor "x509pop" { plugin_data {} }'))).toMatch(/only "join_token" and "k8s_psat" are supported; got "x509pop"/);
+  });
+});

@@ -19,10 +19,15 @@
  * - `KeyManager "disk" { keys_path }`: keys in `<dirname(keys_path)>/keys/` (one PKCS#8 file
  *   per key, mode 0600). `KeyManager "memory"`: keys never touch the disk.
  * - `UpstreamAuthority "disk" { cert_file_path key_file_path bundle_file_path }`.
- * - `NodeAttestor "join_token"`.
+ * - `NodeAttestor "join_token"`: always available (agents outside any cluster can still be
+ *   brought in with `token generate`) unless configured with `enabled = false`.
+ * - `NodeAttestor "k8s_psat" { plugin_data { clusters = { ... } } }`: read by
+ *   `parseK8sPsatPluginData` (attestors/node/k8s_psat/config), stored as `k8sPsat`.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { parseK8sPsatPluginData } from '../attestors/node/k8s_psat/config.js';
+import { K8sPsatAttestor, type K8sPsatAttestorConfig } from '../attestors/node/k8s_psat/k8s_psat.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { isKeyType, type KeyType } from '../spiffe/keys.js';
 import { ConfigError, parseConfigText, type HclObject, type HclValue } from './hcl.js';
@@ -63,7 +68,10 @@ export interface ServerSettings {
   datastorePath: string;
   keyManager: { kind: 'disk'; dataDir: string } | { kind: 'memory' };
   upstream?: { certFile: string; keyFile: string; bundleFile?: string };
+  /** Enabled node attestor names (`join_token`, `k8s_psat`). */
   nodeAttestors: string[];
+  /** `NodeAttestor "k8s_psat"` settings, when that attestor is configured. */
+  k8sPsat?: K8sPsatAttestorConfig;
   /** `/metrics` (and `/live`, `/ready`). */
   metrics: HttpListenerSettings;
   /** SPIRE's `health_checks` listener (off unless `listener_enabled = true`). */
@@ -352,14 +360,31 @@ export function resolveServerConfig(file: HclObject | undefined, overrides: Serv
     if (na !== undefined) {
       if (!isObj(na)) p.add('plugins.NodeAttestor must be a block such as NodeAttestor "join_token" { }');
       else {
-        settings.nodeAttestors = [];
         for (const [name, body] of Object.entries(na)) {
-          if (name !== 'join_token') p.add(`plugins.NodeAttestor: only "join_token" is supported; got ${JSON.stringify(name)}`);
-          else {
+          const enabled = isObj(body) ? bool(body, 'enabled', `plugins.NodeAttestor.${name}.`, p) : undefined;
+          if (name === 'join_token') {
             pluginData('NodeAttestor', name, body, [], p);
-            settings.nodeAttestors.push(name);
-          }
+            if (enabled === false) settings.nodeAttestors = settings.nodeAttestors.filter((n) => n !== 'join_token');
+          } else if (name === 'k8s_psat') {
+            const data = pluginData('NodeAttestor', name, body, ['clusters'], p);
+            if (enabled === false) continue;
+            const parsed = parseK8sPsatPluginData({ clusters: data.clusters }, `plugins.NodeAttestor.${name}.plugin_data`);
+            for (const problem of parsed.problems) p.add(problem);
+            if (parsed.config !== undefined) {
+              // The attestor's own checks (cluster names, "namespace:serviceaccount" shapes)
+              // are reported here, with the file's other problems, not at start.
+              try {
+                new K8sPsatAttestor(parsed.config);
+              } catch (err) {
+                p.add(`plugins.NodeAttestor.${name}.plugin_data: ${(err as Error).message}`);
+                continue;
+              }
+              settings.k8sPsat = parsed.config;
+              settings.nodeAttestors.push(name);
+            }
+          } else p.add(`plugins.NodeAttestor: only "join_token" and "k8s_psat" are supported; got ${JSON.stringify(name)}`);
         }
+        if (settings.nodeAttestors.length === 0) p.add('plugins.NodeAttestor: every node attestor is disabled; agents could never attest');
       }
     }
   }

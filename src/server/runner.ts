@@ -13,7 +13,10 @@
  */
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { NodeAttestor } from '../attestors/node/attestor.js';
 import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
+import type { KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
+import { K8sPsatAttestor } from '../attestors/node/k8s_psat/k8s_psat.js';
 import { DiskKeyManager } from '../ca/disk-key-manager.js';
 import { FileJournalStore } from '../ca/journal-store.js';
 import { MemoryKeyManager, type KeyManager } from '../ca/key-manager.js';
@@ -31,6 +34,23 @@ export interface ServerRunnerConfig {
   now?: () => Date;
   /** Grace period for calls in flight at stop (ms, default 5000). */
   drainMs?: number;
+  /** How k8s_psat reaches each cluster's API server (default: the pod's in-cluster configuration); tests point it at a fake. */
+  kubernetesApi?: (cluster: string) => KubernetesApi;
+}
+
+/** The node attestors `settings` enable, by name (see server/config). */
+export function buildNodeAttestors(settings: ServerSettings, datastore: LevelDatastore, kubernetesApi?: (cluster: string) => KubernetesApi): NodeAttestor[] {
+  const out: NodeAttestor[] = [];
+  for (const name of settings.nodeAttestors) {
+    if (name === 'join_token') out.push(new JoinTokenAttestor({ datastore }));
+    else if (name === 'k8s_psat') {
+      const cfg = settings.k8sPsat;
+      if (cfg === undefined) throw new TypeError('node attestor k8s_psat is enabled but settings.k8sPsat is missing');
+      const clusters = kubernetesApi === undefined ? cfg.clusters : Object.fromEntries(Object.entries(cfg.clusters).map(([n, c]) => [n, { ...c, api: kubernetesApi(n) }]));
+      out.push(new K8sPsatAttestor({ clusters }));
+    } else throw new TypeError(`unknown node attestor ${JSON.stringify(name)}`);
+  }
+  return out;
 }
 
 export class ServerRunner {
@@ -105,7 +125,7 @@ export class ServerRunner {
         datastore: ds,
         ca: metrics.countingCa(ca),
         logger: this.#log,
-        attestors: s.nodeAttestors.map(() => new JoinTokenAttestor({ datastore: ds })),
+        attestors: buildNodeAttestors(s, ds, this.#cfg.kubernetesApi),
         limits,
         interceptors: [metrics.interceptor()],
         ...(now ? { now } : {}),

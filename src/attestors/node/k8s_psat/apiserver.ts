@@ -63,6 +63,8 @@ const MAX_BODY = 4 * 1024 * 1024;
 export class ApiServerClient implements KubernetesApi {
   readonly #url: URL;
   readonly #cfg: ApiServerClientConfig;
+  /** A pool of its own, so no kept-alive connection made under other TLS settings is reused. */
+  readonly #agent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 
   constructor(cfg: ApiServerClientConfig) {
     const url = new URL(cfg.server);
@@ -107,7 +109,7 @@ export class ApiServerClient implements KubernetesApi {
     return new Promise((resolve, reject) => {
       const fail = (why: string, cause?: unknown): void => reject(new KubernetesApiError(`API server ${what}: ${why}`, cause === undefined ? undefined : { cause }));
       const req = https.request(
-        { host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port || 443, path, method, headers, ca: this.#cfg.caPem, rejectUnauthorized: true, timeout },
+        { host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port || 443, path, method, headers, ca: this.#cfg.caPem, rejectUnauthorized: true, timeout, agent: this.#agent },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;

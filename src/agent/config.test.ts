@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfigText } from '../server/hcl.js';
+import { resolveAgentConfig } from './config.js';
+
+const k8sConf = `
+agent {
+  trust_domain = "example.org"
+  server_address = "mayfly-server.mayfly.svc"
+}
+plugins {
+  NodeAttestor "k8s_psat" {
+    plugin_data {
+      cluster = "prod"
+      token_path = "/var/run/secrets/tokens/mayfly-agent"
+    }
+  }
+  WorkloadAttestor "k8s" {
+    plugin_data {
+      kubelet_secure_port = "10250"
+      node_name_env = "MY_NODE_NAME"
+    }
+  }
+  WorkloadAttestor "unix" {
+    plugin_data { discover_workload_path = true }
+  }
+}
+`;
+
+describe('resolveAgentConfig', () => {
+  it('defaults to join token node attestation and the unix workload attestor', () => {
+    const s = resolveAgentConfig(undefined, { joinToken: 'abc' });
+    expect(s.nodeAttestor).toBe('join_token');
+    expect(s.joinToken).toBe('abc');
+    expect(s.k8sPsat).toBeUndefined();
+    expect(s.workloadAttestors).toEqual(['unix']);
+  });
+
+  it('reads NodeAttestor "k8s_psat" and WorkloadAttestor "k8s" next to "unix", in file order', () => {
+    const s = resolveAgentConfig(parseConfigText(k8sConf), {}, { env: { MY_NODE_NAME: 'kind-worker' } });
+    expect(s.nodeAttestor).toBe('k8s_psat');
+    expect(s.k8sPsat).toEqual({ cluster: 'prod', tokenPath: '/var/run/secrets/tokens/mayfly-agent' });
+    expect(s.workloadAttestors).toEqual(['k8s', 'unix']);
+    expect(s.k8s?.kubelet?.securePort).toBe(10250);
+    expect(s.k8s?.kubelet?.serverName).toBe('kind-worker'); // from $MY_NODE_NAME: the name the kubelet certificate must carry
+    expect(s.unix.discoverWorkloadPath).toBe(true);
+  });
+
+  it('reports plugin_data problems of both k8s plugins together, with where they are', () => {
+    const text = `plugins {
+  NodeAttestor "k8s_psat" { plugin_data { token_pth = "/x" } }
+  WorkloadAttestor "k8s" { plugin_data { kubelet_prot = 1 } }
+}`;
+    let msg = '';
+    try {
+      resolveAgentConfig(parseConfigText(text));
+    } catch (err) {
+      msg = (err as Error).message;
+    }
+    expect(msg).toContain('unknown key plugins.NodeAttestor.k8s_psat.plugin_data.token_pth');
+    expect(msg).toContain('plugins.NodeAttestor.k8s_psat.plugin_data.cluster is required');
+    expect(msg).toContain('plugins.WorkloadAttestor.k8s.plugin_data.kubelet_prot');
+  });
+
+  it('refuses a join token with k8s_psat, and two node attestors', () => {
+    expect(() => resolveAgentConfig(parseConfigText(k8sConf), { joinToken: 'abc' }, { env: {} })).toThrow(/join token .* node attestor is k8s_psat/);
+    const two = `plugins {
+  NodeAttestor "join_token" { plugin_data {} }
+  NodeAttestor "k8s_psat" { plugin_data { cluster = "prod" } }
+}`;
+    expect(() => resolveAgentConfig(parseConfigText(two))).toThrow(/configure one node attestor; found join_token, k8s_psat/);
+  });
+
+  it('still refuses plugins that are not built in', () => {
+    expect(() => resolveAgentConfig(parseConfigText('plugins { NodeAttestor "aws_iid" { plugin_data {} } }'))).toThrow(/NodeAttestor "aws_iid" is not built in/);
+  });
+});
