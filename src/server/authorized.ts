@@ -9,7 +9,8 @@
  *
  * Threat: an agent obtaining an identity that is not its to hand out. Every SVID an agent
  * asks for is checked against this set, computed from the datastore at the time of the
- * request; nothing the agent sends widens it.
+ * request; nothing the agent sends widens it. The server's own SPIFFE ID is never followed
+ * as a parent (its children are every agent's node aliases) and never handed out.
  */
 import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js';
 import type { ApiContext } from './context.js';
@@ -68,7 +69,10 @@ export async function authorizedEntries(ctx: ApiContext, agent: AttestedAgent): 
 export async function authorizedEntrySet(ctx: ApiContext, agent: AttestedAgent): Promise<{ entries: RegistrationEntry[]; validUntil: number }> {
   const now = nowSeconds(ctx);
   const byId = new Map<string, RegistrationEntry>();
-  const usedParents = new Set<string>();
+  const serverId = ctx.serverId.toString();
+  // The server's own ID is never followed as a parent: its children are the node-alias
+  // entries of every agent, so one entry (or alias) naming it would hand them all over.
+  const usedParents = new Set<string>([serverId]);
   const aliases = await nodeAliasesWithExpiry(ctx, agent);
   let validUntil = aliases.firstExpiry;
   let frontier = [agent.spiffeId, ...aliases.ids];
@@ -81,6 +85,8 @@ export async function authorizedEntrySet(ctx: ApiContext, agent: AttestedAgent):
       for (const e of await ctx.ds.listEntriesForParents(parents)) {
         if (byId.has(e.entryId)) continue;
         if (e.expiresAt !== 0 && e.expiresAt <= now) continue;
+        // No agent may hold the server's identity, whatever an old entry says.
+        if (e.spiffeId === serverId) continue;
         byId.set(e.entryId, e);
         validUntil = earlier(validUntil, e.expiresAt);
         if (byId.size > MAX_AUTHORIZED_ENTRIES) throw new Error(`agent ${agent.spiffeId} is authorised for more than ${MAX_AUTHORIZED_ENTRIES} entries`);

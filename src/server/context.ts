@@ -34,6 +34,8 @@ export interface ApiLimits {
   syncCoalesceMs: number;
   /** Audience values per JWT-SVID request. */
   maxAudiences: number;
+  /** Concurrent authorised-entry streams per agent (each recomputes on every change). */
+  maxSyncStreamsPerAgent: number;
 }
 
 export const DEFAULT_LIMITS: ApiLimits = {
@@ -45,6 +47,7 @@ export const DEFAULT_LIMITS: ApiLimits = {
   maxJoinTokenTtl: 7 * 24 * 3600,
   syncCoalesceMs: 50,
   maxAudiences: 32,
+  maxSyncStreamsPerAgent: 4,
 };
 
 export interface ApiContext {

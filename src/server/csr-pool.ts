@@ -32,7 +32,7 @@ export interface CsrParser {
 }
 
 export interface CsrWorkerPoolConfig {
-  /** Worker threads (default: cores − 1, at least 1, at most 4; 0 = parse inline). */
+  /** Worker threads (default: one per core, at most 4; 0 = parse inline). The event loop keeps the mint, TLS and gRPC. */
   size?: number;
   /** Batches with fewer CSRs than this are parsed inline (default 8). */
   inlineBelow?: number;
@@ -87,7 +87,7 @@ export class CsrWorkerPool implements CsrParser {
   #closed = false;
 
   constructor(cfg: CsrWorkerPoolConfig = {}) {
-    const size = cfg.size ?? Math.max(1, Math.min(4, availableParallelism() - 1));
+    const size = cfg.size ?? Math.max(1, Math.min(4, availableParallelism()));
     if (!Number.isInteger(size) || size < 0 || size > 64) throw new TypeError('size must be an integer from 0 to 64');
     this.#url = size > 0 ? (cfg.workerUrl ?? defaultCsrWorkerUrl()) : undefined;
     this.size = this.#url === undefined ? 0 : size;

@@ -5,7 +5,8 @@
  * - The admin Unix socket: every admin RPC, no agent-only RPC. Its file mode (0770 by
  *   default, owner and group) is the authorisation, so the socket is bound inside a fresh
  *   0700 directory, given its mode, and only then renamed into place: there is no moment
- *   when it exists at the final path with looser permissions.
+ *   when it exists at the final path with looser permissions. A socket file already at the
+ *   path is replaced only when nothing answers on it: a live server's is never taken over.
  * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`,
  *   minted by the CA and renewed at half its life and on every CA change; it asks for a
  *   client certificate but does not require one (attesting agents have none yet), and
@@ -15,6 +16,7 @@
  * in flight get a grace period, then the servers are forced down.
  */
 import { chmod, lstat, mkdir, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { experimental, Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
@@ -23,6 +25,7 @@ import { FileJournalStore } from '../ca/journal-store.js';
 import { ServerCa } from '../ca/server-ca.js';
 import { openLevelDatastore } from '../datastore/level/level.js';
 import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
+import { MayflyError } from '../spiffe/errors.js';
 import { generateKeyPair } from '../spiffe/keys.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
@@ -36,6 +39,8 @@ import { healthService } from './api/health.js';
 import { svidService } from './api/svid.js';
 import type { Transport } from './auth.js';
 import { DEFAULT_LIMITS, type ApiContext, type ApiLimits } from './context.js';
+import { AuthorizedEntryCache } from './authorized-cache.js';
+import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from './proto.js';
@@ -70,6 +75,11 @@ export interface MayflyServerConfig {
   maxReceiveMessageBytes?: number;
   /** grpc-js server interceptors on both endpoints (e.g. RPC metrics from server/observability). */
   interceptors?: ServerInterceptor[];
+  /**
+   * Worker threads that check the CSRs of batch signing calls (server/csr-pool; default:
+   * one per core, at most 4; 0 = on the event loop).
+   */
+  csrWorkers?: number;
 }
 
 interface CertificateListener<T> {
@@ -142,8 +152,12 @@ export class MayflyServer {
   #unsubscribeCa: (() => void) | undefined;
   #serverSvidNotAfter = 0;
   #started = false;
+  /** Inode of the admin socket this server placed; stop() removes the file only while it is still that one. */
+  #adminSocketIno: number | undefined;
   /** Closers of the datastore and CA this server opened itself (not those passed in). */
   readonly #owned: (() => Promise<void>)[] = [];
+  #csrPool: CsrWorkerPool | undefined;
+  #authorizedCache: AuthorizedEntryCache | undefined;
 
   constructor(cfg: MayflyServerConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
@@ -198,6 +212,9 @@ export class MayflyServer {
     if (!ca.trustDomain.equals(this.trustDomain)) throw new TypeError(`the CA is for ${ca.trustDomain.name}, the server for ${this.trustDomain.name}`);
     const attestors = new Map<string, NodeAttestor>();
     for (const a of this.#cfg.attestors ?? [new JoinTokenAttestor({ datastore: ds })]) attestors.set(a.type, a);
+    // Subscribed to the hub before any stream, so a change empties the cache before a stream reads it.
+    this.#authorizedCache = new AuthorizedEntryCache({ hub: this.#hub });
+    this.#csrPool = new CsrWorkerPool(this.#cfg.csrWorkers === undefined ? {} : { size: this.#cfg.csrWorkers });
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
       serverId: this.serverId,
@@ -210,6 +227,8 @@ export class MayflyServer {
       now: this.#now,
       intermediates: () => [...this.#intermediates.values()],
       noteChain: (chain) => this.#noteChain(chain),
+      csrParser: this.#csrPool,
+      authorizedCache: this.#authorizedCache,
     };
 
     await this.#rotateServerSvid();
@@ -264,6 +283,11 @@ export class MayflyServer {
     try {
       const st = await lstat(final);
       if (!st.isSocket()) throw new TypeError(`${final} exists and is not a socket; refusing to replace it`);
+      // Only a stale socket (nobody answering) is removed: unlinking a live one would take
+      // the admin API away from the server that holds it.
+      if (await socketAnswers(final)) {
+        throw new MayflyError('ERR_SERVER_ADDRESS_IN_USE', `another server is already listening on ${final}; stop it or choose another admin socket path`);
+      }
       await unlink(final);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -274,6 +298,7 @@ export class MayflyServer {
       await bind(server, `unix:${tmpPath}`, ServerCredentials.createInsecure());
       await chmod(tmpPath, this.#cfg.adminSocketMode ?? 0o770);
       await rename(tmpPath, final);
+      this.#adminSocketIno = (await lstat(final)).ino;
     } finally {
       await rmdir(tmpDir).catch(() => undefined);
     }
@@ -335,9 +360,33 @@ export class MayflyServer {
           }),
       ),
     );
-    if (this.#started) await unlink(this.adminSocketPath).catch(() => undefined);
+    if (this.#adminSocketIno !== undefined) {
+      const ino = this.#adminSocketIno;
+      this.#adminSocketIno = undefined;
+      // Never another server's socket (e.g. after a start that found the path in use).
+      const st = await lstat(this.adminSocketPath).catch(() => undefined);
+      if (st?.ino === ino) await unlink(this.adminSocketPath).catch(() => undefined);
+    }
+    this.#authorizedCache?.close();
+    await this.#csrPool?.close();
     for (const close of this.#owned.splice(0).reverse()) await close();
   }
+}
+
+/** Whether something accepts connections on the Unix socket at `path` (false on ECONNREFUSED/ENOENT). */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((ok, fail) => {
+    const s = createConnection({ path });
+    s.once('connect', () => {
+      s.destroy();
+      ok(true);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      s.destroy();
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') ok(false);
+      else fail(new Error(`cannot tell whether ${path} is in use (${err.code ?? err.message}); remove it if no server holds it`, { cause: err }));
+    });
+  });
 }
 
 function bind(server: Server, address: string, creds: ServerCredentials): Promise<number> {

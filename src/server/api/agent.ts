@@ -8,7 +8,10 @@
  * evidence; the agent ID comes from the attestor, the CSR gives only a key); a banned
  * agent coming back (a banned record stays and blocks re-attestation under that ID, and
  * every RPC of a banned agent is refused by server/auth); a CSR that fails proof of
- * possession burning a join token (the CSR is checked before the token is consumed).
+ * possession burning a join token (the CSR is checked before the token is consumed); two
+ * concurrent renewals both minting an SVID when only one can be recorded (renewals,
+ * re-attestations and bans of one agent are serialised, and a renewal re-checks under the
+ * lock that the caller's SVID is still the current one).
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ListAgentsQuery } from '../../datastore/datastore.js';
@@ -17,11 +20,29 @@ import { validateEntry } from '../../registration/entry.js';
 import { MayflyError } from '../../spiffe/errors.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import { parseCsr } from '../../spiffe/x509/csr.js';
-import { isAgentId, type Transport } from '../auth.js';
+import { checkAgentStanding, isAgentId, type Transport } from '../auth.js';
 import { nowSeconds, pageSizeFromWire, pageTokenFromWire, unary, type ApiContext } from '../context.js';
 import { agentToWire, bundleToWire, type WireAgent } from '../messages.js';
 import { badRequest, denied, notFound } from '../status.js';
+import { KeyedMutex } from '../keyed-mutex.js';
+import { checkNotReservedId } from './entry.js';
 import { csrFromWire, issueX509Svid } from './issue.js';
+
+/**
+ * One lock per agent record, shared by every service instance over the same datastore
+ * (the TCP and admin-socket endpoints build their own), so renewals, re-attestations and
+ * bans of one agent never interleave their read-check-write of its serial number.
+ */
+const AGENT_LOCKS = new WeakMap<object, KeyedMutex>();
+
+function agentLock(ctx: ApiContext): KeyedMutex {
+  let m = AGENT_LOCKS.get(ctx.ds);
+  if (m === undefined) {
+    m = new KeyedMutex();
+    AGENT_LOCKS.set(ctx.ds, m);
+  }
+  return m;
+}
 
 function agentIdFromWire(ctx: ApiContext, id: string | undefined): string {
   if (typeof id !== 'string' || id === '') throw badRequest('agent id is missing');
@@ -73,7 +94,7 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
     BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req) => {
       const id = agentIdFromWire(ctx, req.id);
       // The serial is cleared too, so no SVID of the agent matches its record any more.
-      await ctx.ds.updateAgent(id, { banned: true, serialNumber: '' });
+      await agentLock(ctx).run(id, () => ctx.ds.updateAgent(id, { banned: true, serialNumber: '' }));
       ctx.logger.info({ agentId: id }, 'agent banned');
       changed(id);
       return {};
@@ -107,6 +128,7 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
           { spiffeId: req.agent_id, parentId: ctx.serverId.toString(), selectors: [joinTokenSelector(token)] },
           { trustDomain: ctx.trustDomain },
         );
+        checkNotReservedId(ctx, alias.spiffeId, 'agent_id');
       }
       const expiresAt = nowSeconds(ctx) + ttl;
       await ctx.ds.createJoinToken({ token, expiresAt });
@@ -129,19 +151,22 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       if (!result.agentId.memberOf(ctx.trustDomain) || !isAgentId(result.agentId)) {
         throw new MayflyError('ERR_ATTESTATION_FAILED', `attestor ${attestor.type} produced ${agentId}, which is not an agent ID of ${ctx.trustDomain.name}`);
       }
-      const existing = await ctx.ds.getAgent(agentId);
-      if (existing?.banned) throw denied(`agent ${agentId} is banned`);
-      if (existing !== undefined && !existing.canReattest) throw denied(`agent ${agentId} has already attested and may not attest again`);
-      const issued = await issueX509Svid(ctx, { spiffeId: result.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
-      const record = {
-        attestationType: attestor.type,
-        serialNumber: issued.serialHex,
-        certNotAfter: issued.notAfter,
-        selectors: result.selectors,
-        canReattest: result.canReattest,
-      };
-      if (existing === undefined) await ctx.ds.createAgent({ spiffeId: agentId, ...record });
-      else await ctx.ds.updateAgent(agentId, record);
+      const issued = await agentLock(ctx).run(agentId, async () => {
+        const existing = await ctx.ds.getAgent(agentId);
+        if (existing?.banned) throw denied(`agent ${agentId} is banned`);
+        if (existing !== undefined && !existing.canReattest) throw denied(`agent ${agentId} has already attested and may not attest again`);
+        const svid = await issueX509Svid(ctx, { spiffeId: result.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
+        const record = {
+          attestationType: attestor.type,
+          serialNumber: svid.serialHex,
+          certNotAfter: svid.notAfter,
+          selectors: result.selectors,
+          canReattest: result.canReattest,
+        };
+        if (existing === undefined) await ctx.ds.createAgent({ spiffeId: agentId, ...record });
+        else await ctx.ds.updateAgent(agentId, record);
+        return svid;
+      });
       ctx.logger.info({ agentId, attestationType: attestor.type }, 'agent attested');
       changed(agentId);
       return { svid: issued.wire, bundle: bundleToWire(ctx.ca.getBundle()) };
@@ -149,9 +174,16 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
 
     RenewAgent: unary<{ csr: Buffer }, unknown>(ctx, t, 'RenewAgent', 'agent', async (req, caller) => {
       if (caller.kind !== 'agent') throw denied('RenewAgent is for attested agents only');
-      const issued = await issueX509Svid(ctx, { spiffeId: caller.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
-      await ctx.ds.updateAgent(caller.agentId.toString(), { serialNumber: issued.serialHex, certNotAfter: issued.notAfter });
-      changed(caller.agentId.toString());
+      const agentId = caller.agentId.toString();
+      const issued = await agentLock(ctx).run(agentId, async () => {
+        // Re-checked under the lock: a renewal that finished while this one waited has
+        // replaced the serial this caller presented, and only one new SVID may win.
+        checkAgentStanding(await ctx.ds.getAgent(agentId), agentId, caller.serial);
+        const svid = await issueX509Svid(ctx, { spiffeId: caller.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
+        await ctx.ds.updateAgent(agentId, { serialNumber: svid.serialHex, certNotAfter: svid.notAfter });
+        return svid;
+      });
+      changed(agentId);
       return { svid: issued.wire };
     }),
   };

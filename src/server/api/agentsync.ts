@@ -10,17 +10,24 @@
  *
  * Threat: an agent that keeps receiving after it lost its standing. Every recomputation
  * first re-reads the agent record: a banned agent's stream ends with PERMISSION_DENIED,
- * an evicted agent's with UNAUTHENTICATED.
+ * an evicted agent's with UNAUTHENTICATED. A stream belongs to the X509-SVID it was opened
+ * with: once the record names another serial (renewal, re-attestation) it ends with
+ * PERMISSION_DENIED, and once that SVID's NotAfter has passed on the server's clock
+ * (checked at each recomputation and again just before each push; no timer) with
+ * UNAUTHENTICATED. The agent subscribes again with its current SVID. An agent may hold
+ * at most `limits.maxSyncStreamsPerAgent` streams (RESOURCE_EXHAUSTED beyond), since each
+ * one recomputes on every change.
  */
 import { createHash } from 'node:crypto';
 import { status as GrpcStatus, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { TrustDomain } from '../../spiffe/id.js';
 import type { Bundle } from '../../spiffe/bundle/bundle.js';
 import type { Transport } from '../auth.js';
+import { checkAgentStanding } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
-import { serverStream, type ApiContext } from '../context.js';
+import { nowSeconds, serverStream, type ApiContext } from '../context.js';
 import { bundleToWire, entryToWire, storedBundleToBundle, type WireBundle, type WireEntry } from '../messages.js';
-import { denied, toServiceError, unauthenticated } from '../status.js';
+import { denied, toServiceError, tooLarge, unauthenticated } from '../status.js';
 
 interface AuthorizedEntriesUpdate {
   entries: WireEntry[];
@@ -32,10 +39,27 @@ interface AuthorizedEntriesUpdate {
 /** Live authorised-entry streams; `closeAll` ends them (server shutdown). */
 export class AgentSyncStreams {
   readonly #closers = new Set<() => void>();
+  readonly #perAgent = new Map<string, number>();
 
-  add(close: () => void): () => void {
+  /** Registers a stream (of `agentId` when given); the returned function unregisters it once. */
+  add(close: () => void, agentId?: string): () => void {
     this.#closers.add(close);
-    return () => this.#closers.delete(close);
+    if (agentId !== undefined) this.#perAgent.set(agentId, this.countFor(agentId) + 1);
+    let removed = false;
+    return () => {
+      if (removed) return;
+      removed = true;
+      this.#closers.delete(close);
+      if (agentId === undefined) return;
+      const n = this.countFor(agentId) - 1;
+      if (n > 0) this.#perAgent.set(agentId, n);
+      else this.#perAgent.delete(agentId);
+    };
+  }
+
+  /** Live streams of `agentId`. */
+  countFor(agentId: string): number {
+    return this.#perAgent.get(agentId) ?? 0;
   }
 
   closeAll(): void {
@@ -75,7 +99,12 @@ export function agentSyncService(ctx: ApiContext, t: Transport, streams: AgentSy
     SubscribeAuthorizedEntries: serverStream<object, AuthorizedEntriesUpdate>(ctx, t, 'SubscribeAuthorizedEntries', 'agent', async (_req, caller, call) => {
       if (caller.kind !== 'agent') throw denied('SubscribeAuthorizedEntries is for attested agents only');
       const agentId = caller.agentId.toString();
-      new Subscription(ctx, agentId, call, streams).start();
+      const max = ctx.limits.maxSyncStreamsPerAgent;
+      if (streams.countFor(agentId) >= max) {
+        throw tooLarge(`agent ${agentId} already holds ${max} authorised-entry streams, the limit; close one before subscribing again`);
+      }
+      // The record was read with this serial in authenticate, so its certNotAfter is this SVID's NotAfter.
+      new Subscription(ctx, agentId, caller.serial, caller.agent.certNotAfter, call, streams).start();
     }),
   };
 }
@@ -92,6 +121,10 @@ class Subscription {
   constructor(
     private readonly ctx: ApiContext,
     private readonly agentId: string,
+    /** Serial (hex) of the X509-SVID the stream was opened with. */
+    private readonly serial: string,
+    /** That SVID's NotAfter (Unix seconds). */
+    private readonly notAfter: number,
     private readonly call: ServerWritableStream<object, AuthorizedEntriesUpdate>,
     private readonly streams: AgentSyncStreams,
   ) {}
@@ -104,7 +137,7 @@ class Subscription {
         this.#schedule();
       }),
       ctx.ca.onEvent(() => this.#schedule()),
-      this.streams.add(() => this.#finish()),
+      this.streams.add(() => this.#finish(), this.agentId),
     );
     const gone = (): void => this.#cleanup();
     this.call.on('cancelled', gone);
@@ -143,9 +176,12 @@ class Subscription {
 
   async #computeAndSend(): Promise<void> {
     const { ctx } = this;
-    const agent = await ctx.ds.getAgent(this.agentId);
-    if (agent === undefined) throw unauthenticated(`agent ${this.agentId} was evicted; attest again`);
-    if (agent.banned) throw denied(`agent ${this.agentId} is banned`);
+    const stored = await ctx.ds.getAgent(this.agentId);
+    if (stored === undefined) throw unauthenticated(`agent ${this.agentId} was evicted; attest again`);
+    if (stored.banned) throw denied(`agent ${this.agentId} is banned`);
+    // Superseded (renewed or re-attested) SVID: PERMISSION_DENIED, as for any other call with it.
+    const agent = checkAgentStanding(stored, this.agentId, this.serial);
+    this.#checkSvidCurrent();
     const entries = await authorizedEntries(ctx, agent);
     const feds = new Set<string>();
     for (const e of entries) for (const f of e.federatesWith) feds.add(f);
@@ -157,9 +193,18 @@ class Subscription {
     if (this.#closed) return;
     const key = fingerprint(update);
     if (key === this.#lastKey) return;
+    // Again at the push: the computation above awaited, and time moved on.
+    this.#checkSvidCurrent();
     this.#lastKey = key;
     this.#sequence += 1;
     this.call.write({ ...update, sequence: this.#sequence });
+  }
+
+  /** Throws UNAUTHENTICATED once the stream's SVID has expired on the server's clock. */
+  #checkSvidCurrent(): void {
+    if (nowSeconds(this.ctx) > this.notAfter) {
+      throw unauthenticated(`the X509-SVID agent ${this.agentId} subscribed with expired at ${new Date(this.notAfter * 1000).toISOString()}; renew it (or attest again) and subscribe again`);
+    }
   }
 
   /** Ends the stream with `err`'s status, or UNAVAILABLE when the server shuts down. */

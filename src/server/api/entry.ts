@@ -4,7 +4,8 @@
  * The `Entry` service: registration entry CRUD for admins. Every entry is validated with
  * the server's trust domain (`validateEntry`) before the datastore sees it, so entries
  * outside the trust domain or over the size bounds are refused with INVALID_ARGUMENT and
- * never stored. Each successful write is announced on the change hub, which is what makes
+ * never stored; so are entries whose SPIFFE ID is in the reserved `/spire` namespace (the
+ * server's and agents' own identities). Each successful write is announced on the change hub, which is what makes
  * the agents' authorised-entry streams move.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
@@ -29,6 +30,8 @@ interface ListEntriesRequest {
 }
 
 const MAX_FILTER_ITEMS = 256;
+/** Entries per datastore batch write (the datastore takes up to 10,000). */
+const CREATE_CHUNK = 1000;
 
 function idFilter(v: string | undefined, what: string): string | undefined {
   if (v === undefined || v === '') return undefined;
@@ -36,6 +39,18 @@ function idFilter(v: string | undefined, what: string): string | undefined {
     return SpiffeId.parse(v).toString();
   } catch (err) {
     throw badRequest(`${what}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Refuses an entry (or node alias) SPIFFE ID in the reserved `/spire` namespace, as SPIRE
+ * does: `/spire/server` is the server's own identity and `/spire/agent/...` are agents'.
+ * An entry holding one would let a workload (or an alias) act as the server or an agent.
+ */
+export function checkNotReservedId(ctx: ApiContext, spiffeId: string, what: string): void {
+  const id = SpiffeId.parse(spiffeId);
+  if (id.equals(ctx.serverId) || id.path === '/spire' || id.path.startsWith('/spire/')) {
+    throw badRequest(`${what} ${spiffeId} is reserved: the /spire namespace holds the server's and agents' own identities and may not be registered; choose another path`);
   }
 }
 
@@ -90,18 +105,38 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
       const list = req.entries ?? [];
       checkBatch(ctx, list.length, 'entries');
       const results: { status: ItemStatus; entry: WireEntry | null }[] = [];
-      let any = false;
+      // Validate every item here, then write the valid ones with the datastore's batch
+      // create: one durable (synced) write per chunk instead of one per entry. Items stay
+      // independent and in order; a duplicate within the batch fails like a later create.
+      const valid: { i: number; entry: ReturnType<typeof validateEntry> }[] = [];
       for (const w of list) {
         try {
-          const valid = validateEntry(entryFromWire(w), { trustDomain: ctx.trustDomain });
-          const stored = await ctx.ds.createEntry(valid);
-          results.push({ status: OK_STATUS, entry: entryToWire(stored) });
-          any = true;
+          const entry = validateEntry(entryFromWire(w), { trustDomain: ctx.trustDomain });
+          checkNotReservedId(ctx, entry.spiffeId, 'spiffe_id');
+          valid.push({ i: results.length, entry });
+          results.push({ status: OK_STATUS, entry: null });
         } catch (err) {
           results.push({ status: itemStatusOf(err), entry: null });
         }
       }
-      if (any) changed();
+      let any = false;
+      try {
+        for (let k = 0; k < valid.length; k += CREATE_CHUNK) {
+          const chunk = valid.slice(k, k + CREATE_CHUNK);
+          const created = await ctx.ds.createEntries(chunk.map((v) => v.entry));
+          created.forEach((r, j) => {
+            const i = (chunk[j] as { i: number }).i;
+            if (r.entry !== undefined) {
+              results[i] = { status: OK_STATUS, entry: entryToWire(r.entry) };
+              any = true;
+            } else {
+              results[i] = { status: itemStatusOf(r.error), entry: null };
+            }
+          });
+        }
+      } finally {
+        if (any) changed();
+      }
       return { results };
     }),
 
@@ -114,6 +149,7 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
         try {
           const entryId = entryIdFromWire(w?.id);
           const valid = validateEntry({ ...entryFromWire(w), entryId }, { trustDomain: ctx.trustDomain });
+          checkNotReservedId(ctx, valid.spiffeId, 'spiffe_id');
           const revision = w.revision ?? 0;
           if (!Number.isSafeInteger(revision) || revision < 0) throw badRequest('revision must be a non-negative integer');
           const stored = await ctx.ds.updateEntry({ ...valid, entryId }, { expectedRevision: revision });

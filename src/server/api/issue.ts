@@ -11,6 +11,7 @@ import { parseCertificate } from '../../spiffe/x509/parse.js';
 import type { SpiffeId } from '../../spiffe/id.js';
 import type { ApiContext } from '../context.js';
 import type { WireX509Svid } from '../messages.js';
+import { parseCsrOutcome } from '../csr-pool.js';
 import { badRequest } from '../status.js';
 
 export interface IssuedX509Svid {
@@ -24,11 +25,52 @@ export function csrFromWire(csr: Buffer | undefined): Buffer {
   return csr;
 }
 
-export async function issueX509Svid(
-  ctx: ApiContext,
-  req: { spiffeId: SpiffeId; csr: Buffer | undefined; ttlSeconds: number; dnsNames?: readonly string[] },
-): Promise<IssuedX509Svid> {
+export interface IssueX509SvidRequest {
+  spiffeId: SpiffeId;
+  csr: Buffer | undefined;
+  ttlSeconds: number;
+  dnsNames?: readonly string[];
+}
+
+export async function issueX509Svid(ctx: ApiContext, req: IssueX509SvidRequest): Promise<IssuedX509Svid> {
   const { spki } = parseCsr(csrFromWire(req.csr));
+  return signWithSpki(ctx, req, spki);
+}
+
+/**
+ * A batch of `issueX509Svid`: the CSRs are checked together (on ctx.csrParser's worker
+ * threads when there is one, by the same `parseCsr`), then each SVID is minted. One
+ * outcome per request, in order; a bad CSR fails only its own item.
+ */
+export async function issueX509Svids(ctx: ApiContext, reqs: readonly IssueX509SvidRequest[]): Promise<({ issued: IssuedX509Svid } | { error: unknown })[]> {
+  const csrs: Uint8Array[] = [];
+  const slotOf: number[] = [];
+  const out: ({ issued: IssuedX509Svid } | { error: unknown } | undefined)[] = reqs.map(() => undefined);
+  reqs.forEach((r, i) => {
+    try {
+      csrs.push(csrFromWire(r.csr));
+      slotOf.push(i);
+    } catch (error) {
+      out[i] = { error };
+    }
+  });
+  const parsed = ctx.csrParser ? await ctx.csrParser.parse(csrs) : csrs.map(parseCsrOutcome);
+  parsed.forEach((p, k) => {
+    const i = slotOf[k] as number;
+    if ('error' in p) {
+      out[i] = { error: p.error };
+      return;
+    }
+    try {
+      out[i] = { issued: signWithSpki(ctx, reqs[i] as IssueX509SvidRequest, p.spki) };
+    } catch (error) {
+      out[i] = { error };
+    }
+  });
+  return out as ({ issued: IssuedX509Svid } | { error: unknown })[];
+}
+
+function signWithSpki(ctx: ApiContext, req: IssueX509SvidRequest, spki: Buffer): IssuedX509Svid {
   const chain = ctx.ca.signX509Svid({ spiffeId: req.spiffeId, publicKeySpki: spki, ttlSeconds: req.ttlSeconds, dnsNames: req.dnsNames ?? [] }).certificates;
   ctx.noteChain(chain);
   const leaf = parseCertificate(chain[0] as Buffer);

@@ -14,7 +14,7 @@ import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
 import { badRequest, denied, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
-import { issueX509Svid } from './issue.js';
+import { issueX509Svid, issueX509Svids, type IssueX509SvidRequest } from './issue.js';
 
 const MAX_AUDIENCE_LENGTH = 1024;
 
@@ -48,7 +48,8 @@ async function jwtSvid(ctx: ApiContext, spiffeId: SpiffeId, audience: string[], 
   return { spiffe_id: spiffeId.toString(), token, expires_at: exp, issued_at: iat };
 }
 
-async function authorizedEntryMap(ctx: ApiContext, agent: Parameters<typeof authorizedEntries>[1]): Promise<Map<string, RegistrationEntry>> {
+async function authorizedEntryMap(ctx: ApiContext, agent: Parameters<typeof authorizedEntries>[1]): Promise<ReadonlyMap<string, RegistrationEntry>> {
+  if (ctx.authorizedCache) return ctx.authorizedCache.get(ctx, agent);
   return new Map((await authorizedEntries(ctx, agent)).map((e) => [e.entryId, e]));
 }
 
@@ -83,21 +84,29 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       checkBatch(ctx, params.length, 'params');
       const allowed = await authorizedEntryMap(ctx, caller.agent);
       const results: { status: ItemStatus; svid: WireX509Svid | null }[] = [];
+      // Authorise every item first; only authorised ones reach the CSR checks and the CA.
+      const reqs: IssueX509SvidRequest[] = [];
+      const slotOf: number[] = [];
       for (const p of params) {
         try {
           const entry = allowed.get(p?.entry_id);
           if (entry === undefined) throw notAuthorized(p?.entry_id);
-          const issued = await issueX509Svid(ctx, {
+          reqs.push({
             spiffeId: SpiffeId.parse(entry.spiffeId),
             csr: p.csr,
             ttlSeconds: entry.x509SvidTtl || ctx.limits.defaultX509SvidTtl,
             dnsNames: entry.dnsNames,
           });
-          results.push({ status: OK_STATUS, svid: issued.wire });
+          slotOf.push(results.length);
+          results.push({ status: OK_STATUS, svid: null });
         } catch (err) {
           results.push({ status: itemStatusOf(err), svid: null });
         }
       }
+      (await issueX509Svids(ctx, reqs)).forEach((o, k) => {
+        const i = slotOf[k] as number;
+        results[i] = 'issued' in o ? { status: OK_STATUS, svid: o.issued.wire } : { status: itemStatusOf(o.error), svid: null };
+      });
       return { results };
     }),
 

@@ -1,0 +1,142 @@
+/**
+ * BatchNewX509SVID end to end with the performance paths on: CSR checks on a worker thread
+ * (server/csr-pool) and the per-agent authorised-entry cache (server/authorized-cache).
+ * Proves that neither changes what an agent gets: every SVID verifies and carries the
+ * entry's identity, a bad CSR fails only its own item, and entry deletion, entry creation
+ * and a ban take effect on the very next call. Also BatchCreateEntry's one-batch write:
+ * per-item outcomes in order, exactly as one create per item would give.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryJournalStore } from '../ca/journal-store.js';
+import { MemoryKeyManager } from '../ca/key-manager.js';
+import { ServerCa } from '../ca/server-ca.js';
+import { openLevelDatastore, type LevelDatastore } from '../datastore/level/level.js';
+import { exportSpkiDer, generateKeyPair, type KeyPair } from '../spiffe/keys.js';
+import { createCsr } from '../spiffe/x509/csr.js';
+import { parseCertificate } from '../spiffe/x509/parse.js';
+import { verifyX509Svid } from '../spiffe/x509/verify.js';
+import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from './client.js';
+import type { WireBundle, WireEntry, WireX509Svid } from './messages.js';
+import { MayflyServer } from './server.js';
+
+const TD = 'example.org';
+let dir: string;
+let ds: LevelDatastore;
+let ca: ServerCa;
+let server: MayflyServer;
+let admin: ServerApiClients;
+let agent: ServerApiClients;
+let agentId: string;
+
+type Results = { results: { status: { code: number; message: string }; svid: WireX509Svid | null }[] };
+
+async function createEntry(path: string): Promise<WireEntry> {
+  const res = await unaryCall<{ results: { status: { code: number; message: string }; entry: WireEntry }[] }>(admin.Entry, 'BatchCreateEntry', {
+    entries: [{ spiffe_id: `spiffe://${TD}${path}`, parent_id: agentId, selectors: [{ type: 'unix', value: 'uid:1' }], dns_names: ['web.example.org'] }],
+  });
+  expect(res.results[0]?.status.code).toBe(0);
+  return res.results[0]?.entry as WireEntry;
+}
+
+function sign(params: { entry_id: string; csr: Buffer }[]): Promise<Results> {
+  return unaryCall<Results>(agent.SVID, 'BatchNewX509SVID', { params });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'mayfly-batch-'));
+  ds = await openLevelDatastore({ path: join(dir, 'db') });
+  ca = new ServerCa({ trustDomain: TD, keyManager: new MemoryKeyManager(), journal: new MemoryJournalStore() });
+  await ca.init();
+  server = new MayflyServer({ trustDomain: TD, dataDir: dir, adminSocketPath: join(dir, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, datastore: ds, ca, drainMs: 200, csrWorkers: 1 });
+  await server.start();
+  admin = adminSocketClients(server.adminSocketPath);
+  const roots = [...ca.getBundle().x509Authorities];
+  const token = await unaryCall<{ value: string }>(admin.Agent, 'CreateJoinToken', { ttl: 600 });
+  const anon = tcpClients({ address: `127.0.0.1:${server.port}`, trustDomain: TD, bundleRoots: roots });
+  const key = generateKeyPair();
+  const res = await unaryCall<{ svid: WireX509Svid; bundle: WireBundle }>(anon.Agent, 'AttestAgent', {
+    attestation_data: { type: 'join_token', payload: Buffer.from(token.value) },
+    csr: createCsr({ privateKey: key.privateKey }),
+  });
+  anon.close();
+  agentId = res.svid.spiffe_id;
+  agent = tcpClients({ address: `127.0.0.1:${server.port}`, trustDomain: TD, bundleRoots: roots, svid: { certChain: res.svid.cert_chain, privateKey: key.privateKey } });
+});
+
+afterAll(async () => {
+  agent?.close();
+  admin?.close();
+  await server?.stop();
+  await ds?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('BatchCreateEntry (validated here, written as one datastore batch)', () => {
+  it('keeps items independent and in order: invalid, duplicate in the batch, already stored', async () => {
+    const stored = await createEntry('/bce/existing');
+    const e = (path: string, parent = agentId) => ({ spiffe_id: `spiffe://${TD}${path}`, parent_id: parent, selectors: [{ type: 'unix', value: 'uid:7' }] });
+    const res = await unaryCall<{ results: { status: { code: number; message: string }; entry: WireEntry | null }[] }>(admin.Entry, 'BatchCreateEntry', {
+      entries: [e('/bce/one'), e('/bce/bad', 'not a spiffe id'), e('/bce/one'), { ...e('/bce/existing'), selectors: [{ type: 'unix', value: 'uid:1' }] }, e('/bce/two')],
+    });
+    expect(res.results.map((r) => r.status.code)).toEqual([0, status.INVALID_ARGUMENT, status.ALREADY_EXISTS, status.ALREADY_EXISTS, 0]);
+    expect(res.results[0]?.entry?.spiffe_id).toBe(`spiffe://${TD}/bce/one`);
+    expect(res.results[4]?.entry?.spiffe_id).toBe(`spiffe://${TD}/bce/two`);
+    expect(res.results[3]?.status.message).toContain(stored.id);
+    const listed = await unaryCall<{ entries: WireEntry[] }>(admin.Entry, 'ListEntries', { filter: { by_spiffe_id: `spiffe://${TD}/bce/one` } });
+    expect(listed.entries).toHaveLength(1);
+  });
+});
+
+describe('BatchNewX509SVID with worker-thread CSR checks and the authorised-entry cache', () => {
+  it('signs a large batch; a CSR without proof of possession fails alone', async () => {
+    const e = await createEntry('/batch/web');
+    const keys = Array.from({ length: 24 }, () => generateKeyPair());
+    const params = keys.map((k, i) => ({ entry_id: e.id, csr: createCsr({ privateKey: k.privateKey, corruptSignature: i === 5, uri: `spiffe://${TD}/asked-for-this` }) }));
+    params.push({ entry_id: 'not-mine', csr: createCsr({ privateKey: generateKeyPair().privateKey }) });
+    const res = await sign(params);
+    expect(res.results).toHaveLength(25);
+    res.results.forEach((r, i) => {
+      if (i === 5) {
+        expect(r.status.code).toBe(status.INVALID_ARGUMENT);
+        expect(r.status.message).toMatch(/proof of possession/);
+      } else if (i === 24) {
+        expect(r.status.code).toBe(status.PERMISSION_DENIED);
+      } else {
+        expect(r.status.code, r.status.message).toBe(0);
+        const chain = r.svid?.cert_chain as Buffer[];
+        expect(verifyX509Svid(chain, ca.getBundle()).spiffeId.toString()).toBe(`spiffe://${TD}/batch/web`);
+        const leaf = parseCertificate(chain[0] as Buffer);
+        expect(leaf.spki.equals(exportSpkiDer((keys[i] as KeyPair).publicKey))).toBe(true);
+        expect(leaf.dnsSans).toEqual(['web.example.org']);
+        expect(r.svid?.serial_number).toBe(leaf.serialHex);
+      }
+    });
+  });
+
+  it('sees entry deletion and creation on the next call (cache invalidated by the change hub)', async () => {
+    const a = await createEntry('/batch/a');
+    const csr = (): Buffer => createCsr({ privateKey: generateKeyPair().privateKey });
+    expect((await sign([{ entry_id: a.id, csr: csr() }])).results[0]?.status.code).toBe(0);
+    const del = await unaryCall<{ results: { status: { code: number } }[] }>(admin.Entry, 'BatchDeleteEntry', { ids: [a.id] });
+    expect(del.results[0]?.status.code).toBe(0);
+    expect((await sign([{ entry_id: a.id, csr: csr() }])).results[0]?.status.code).toBe(status.PERMISSION_DENIED);
+    const b = await createEntry('/batch/b');
+    expect((await sign([{ entry_id: b.id, csr: csr() }])).results[0]?.status.code).toBe(0);
+  });
+
+  it('refuses a banned agent on the next call', async () => {
+    const e = await createEntry('/batch/before-ban');
+    const csr = createCsr({ privateKey: generateKeyPair().privateKey });
+    expect((await sign([{ entry_id: e.id, csr }])).results[0]?.status.code).toBe(0);
+    await unaryCall(admin.Agent, 'BanAgent', { id: agentId });
+    const err = await sign([{ entry_id: e.id, csr }]).then(
+      () => undefined,
+      (x: ServiceError) => x,
+    );
+    expect(err?.code).toBe(status.PERMISSION_DENIED);
+  });
+});
