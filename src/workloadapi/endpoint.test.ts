@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import 'reflect-metadata';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
@@ -565,6 +567,39 @@ describe('connections', () => {
     const err = await unaryStatus(client, 'FetchJWTSVID', { audience: ['x'.repeat(80 * 1024)] });
     expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(fake.attested).toHaveLength(0);
+  });
+
+  it('10,000 failed attestations leave file descriptors and memory flat', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const fds = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+    fake.attestError = new Error('attestor down');
+    const round = async (calls: number): Promise<void> => {
+      // 100 calls per connection: both per-call and per-connection state get exercised.
+      for (let done = 0; done < calls; done += 100) {
+        const c = new Client(`unix://${endpoint.socketPath}`, grpc.credentials.createInsecure());
+        const codes = await Promise.all(Array.from({ length: 100 }, () => unaryStatus(c, 'FetchJWTSVID', { audience: ['a'] }).then((e) => e.code)));
+        expect(new Set(codes)).toEqual(new Set([grpc.status.UNAVAILABLE]));
+        c.close();
+        fake.attested.length = 0; // the fake's own record, not the endpoint's state
+      }
+    };
+    const settle = async (): Promise<{ fd: number; heap: number }> => {
+      for (let i = 0; i < 200 && endpoint.connectionCount > 0; i++) await new Promise((res) => setTimeout(res, 10));
+      await new Promise((res) => setTimeout(res, 50));
+      gc();
+      const m = process.memoryUsage();
+      // Buffers live outside the V8 heap: count both.
+      return { fd: await fds(), heap: m.heapUsed + m.external };
+    };
+    await round(1000); // warm-up: lazy initialisation, JIT, pools
+    const before = await settle();
+    await round(10_000);
+    const after = await settle();
+    expect(endpoint.connectionCount).toBe(0);
+    expect(after.fd).toBeLessThanOrEqual(before.fd + 5);
+    // Per-call leaks of even 1 KiB would show as 10 MB here.
+    expect(after.heap - before.heap).toBeLessThan(4 * 1024 * 1024);
   });
 
   it('2,000 short connections leave the open file descriptor count flat', async () => {
