@@ -5,7 +5,9 @@
  * measured in the same run. Add a suite by appending it to `suites`.
  */
 import { pathToFileURL } from 'node:url';
+import { benchAgent } from './agent.js';
 import { benchJwt } from './jwt.js';
+import { benchServer, type ServerBenchLine } from './server.js';
 import { benchX509 } from './x509.js';
 
 export interface BenchLine {
@@ -17,11 +19,12 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<BenchLine[]>]> = [['jwt', benchJwt], ['x509', benchX509]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
-export function formatLine(r: BenchLine): string {
+export function formatLine(r: BenchLine | ServerBenchLine): string {
+  if ('text' in r) return `${r.name}: ${r.text}`;
   return `${r.name}: ${fmt(r.perSecond)}/s  (ratio ${r.ratio.toFixed(2)} vs ${r.baselineName ?? 'raw ECDSA P-256 sign'} ${fmt(r.baseline)}/s)`;
 }
 

@@ -120,6 +120,16 @@ describe('server configuration', () => {
     expect(s.notices.join()).toMatch(/connection_string is not used/);
   });
 
+  it('maps DataStore "sql" with database_type "postgres" to the PostgreSQL datastore', () => {
+    const conf = (data: string): string => `plugins { DataStore "sql" { plugin_data { database_type = "postgres" ${data} } } }`;
+    const s = resolveServerConfig(parseHcl(conf('connection_string = "dbname=spire user=spire host=db sslmode=verify-full"')), {});
+    expect(s.postgres).toEqual({ connectionString: 'dbname=spire user=spire host=db sslmode=verify-full' });
+    expect(s.notices.join()).not.toMatch(/connection_string/);
+    expect(resolveServerConfig(parseHcl(SPIRE_CONF), {}).postgres).toBeUndefined();
+    expect(() => resolveServerConfig(parseHcl(conf('')), {})).toThrow(/connection_string is required/);
+    expect(() => resolveServerConfig(parseHcl('plugins { DataStore "sql" { plugin_data { database_type = "mysql" } } }'), {})).toThrow(/"sqlite3" \(stored in LevelDB\) or "postgres"/);
+  });
+
   it('lets flags override the file', () => {
     const s = resolveServerConfig(parseHcl(SPIRE_CONF), { trustDomain: 'other.test', bindPort: 0, socketPath: '/x.sock', logLevel: 'WARN' });
     expect(s).toMatchObject({ trustDomain: 'other.test', bindPort: 0, socketPath: '/x.sock', logLevel: 'warn' });

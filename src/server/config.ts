@@ -15,7 +15,9 @@
  *
  * Mapping of SPIRE plugins (Mayfly has one implementation of each):
  * - `DataStore "sql"` (database_type `sqlite3`): Mayfly's LevelDB datastore in
- *   `<data_dir>/datastore`; the connection string is not used.
+ *   `<data_dir>/datastore`; the connection string is not used. With database_type
+ *   `postgres`: the PostgreSQL datastore at `connection_string` (URL or libpq
+ *   keyword/value form), which several servers of one trust domain may share.
  * - `KeyManager "disk" { keys_path }`: keys in `<dirname(keys_path)>/keys/` (one PKCS#8 file
  *   per key, mode 0600). `KeyManager "memory"`: keys never touch the disk.
  * - `UpstreamAuthority "disk" { cert_file_path key_file_path bundle_file_path }`.
@@ -66,6 +68,8 @@ export interface ServerSettings {
   caSubject?: { commonName?: string; organization?: string; country?: string };
   /** Where the LevelDB datastore lives. */
   datastorePath: string;
+  /** Set when `DataStore "sql"` has database_type `postgres`: the PostgreSQL datastore is used instead of LevelDB. */
+  postgres?: { connectionString: string };
   keyManager: { kind: 'disk'; dataDir: string } | { kind: 'memory' };
   upstream?: { certFile: string; keyFile: string; bundleFile?: string };
   /** Enabled node attestor names (`join_token`, `k8s_psat`). */
@@ -325,8 +329,14 @@ export function resolveServerConfig(file: HclObject | undefined, overrides: Serv
       else {
         const data = pluginData('DataStore', name, body, ['database_type', 'connection_string'], p);
         const dbType = str(data, 'database_type', 'plugins.DataStore.sql.plugin_data.', p);
-        if (dbType !== undefined && dbType !== 'sqlite3') p.add(`plugins.DataStore.sql.plugin_data.database_type: only "sqlite3" is supported (Mayfly stores it in LevelDB); got ${JSON.stringify(dbType)}`);
-        if (data.connection_string !== undefined) notices.push(`DataStore connection_string is not used: the datastore is LevelDB in ${settings.datastorePath}`);
+        if (dbType === 'postgres') {
+          const conn = str(data, 'connection_string', 'plugins.DataStore.sql.plugin_data.', p);
+          if (conn !== undefined && conn.trim() !== '') settings.postgres = { connectionString: conn };
+          else if (data.connection_string === undefined || conn !== undefined) p.add('plugins.DataStore.sql.plugin_data.connection_string is required with database_type "postgres"');
+        } else {
+          if (dbType !== undefined && dbType !== 'sqlite3') p.add(`plugins.DataStore.sql.plugin_data.database_type: "sqlite3" (stored in LevelDB) or "postgres"; got ${JSON.stringify(dbType)}`);
+          if (data.connection_string !== undefined) notices.push(`DataStore connection_string is not used: the datastore is LevelDB in ${settings.datastorePath}`);
+        }
       }
     }
     const km = onePlugin(plugins, 'KeyManager', p);

@@ -1,10 +1,10 @@
 /**
  * @module server/runner
  *
- * Assembles a whole server process from `ServerSettings` (server/config): the LevelDB
- * datastore, the CA with its key manager and journal (and upstream authority if any), the
- * server API (`MayflyServer`) with RPC metrics, and the HTTP listeners for metrics and
- * health. `mayfly-server run` is this plus signal handling; tests and the demo can run it
+ * Assembles a whole server process from `ServerSettings` (server/config): the datastore
+ * (LevelDB, or PostgreSQL when configured), the CA with its key manager and journal (and
+ * upstream authority if any), the server API (`MayflyServer`) with RPC metrics, and the
+ * HTTP listeners for metrics and health. `mayfly-server run` is this plus signal handling; tests and the demo can run it
  * in-process.
  *
  * `stop()` drains in order: readiness goes false first (load balancers stop sending), the
@@ -22,7 +22,9 @@ import { FileJournalStore } from '../ca/journal-store.js';
 import { MemoryKeyManager, type KeyManager } from '../ca/key-manager.js';
 import { ServerCa, type ServerCaConfig } from '../ca/server-ca.js';
 import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
-import { openLevelDatastore, type LevelDatastore } from '../datastore/level/level.js';
+import type { Datastore } from '../datastore/datastore.js';
+import { openLevelDatastore } from '../datastore/level/level.js';
+import { openPostgresDatastore } from '../datastore/postgres/postgres.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
 import { HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
@@ -39,7 +41,7 @@ export interface ServerRunnerConfig {
 }
 
 /** The node attestors `settings` enable, by name (see server/config). */
-export function buildNodeAttestors(settings: ServerSettings, datastore: LevelDatastore, kubernetesApi?: (cluster: string) => KubernetesApi): NodeAttestor[] {
+export function buildNodeAttestors(settings: ServerSettings, datastore: Pick<Datastore, 'consumeJoinToken'>, kubernetesApi?: (cluster: string) => KubernetesApi): NodeAttestor[] {
   const out: NodeAttestor[] = [];
   for (const name of settings.nodeAttestors) {
     if (name === 'join_token') out.push(new JoinTokenAttestor({ datastore }));
@@ -56,7 +58,7 @@ export function buildNodeAttestors(settings: ServerSettings, datastore: LevelDat
 export class ServerRunner {
   readonly #cfg: ServerRunnerConfig;
   readonly #log: Logger;
-  #ds: LevelDatastore | undefined;
+  #ds: Datastore | undefined;
   #ca: ServerCa | undefined;
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
@@ -88,7 +90,11 @@ export class ServerRunner {
     const now = this.#cfg.now;
     for (const n of s.notices) this.#log.warn({}, n);
     try {
-      const ds = await openLevelDatastore(now ? { path: s.datastorePath, now } : { path: s.datastorePath });
+      // PostgreSQL when configured (servers of one trust domain may share it), else LevelDB in the data directory.
+      const ds: Datastore =
+        s.postgres !== undefined
+          ? await openPostgresDatastore({ connectionString: s.postgres.connectionString, ...(now ? { now } : {}) })
+          : await openLevelDatastore(now ? { path: s.datastorePath, now } : { path: s.datastorePath });
       this.#ds = ds;
       const keyManager: KeyManager = s.keyManager.kind === 'memory' ? new MemoryKeyManager() : new DiskKeyManager({ dataDir: s.keyManager.dataDir });
       const caCfg: ServerCaConfig = {

@@ -1,0 +1,63 @@
+/**
+ * @module bench/server-proc
+ *
+ * A Mayfly server in its own process for the server benchmarks (bench/server), so its
+ * memory and start time are its own and the load generator runs beside it as a real agent
+ * would. Started with `fork` and driven over the IPC channel:
+ * - argv: `<dataDir>`; it starts a `MayflyServer` on 127.0.0.1 (free port) with a LevelDB
+ *   datastore and disk CA keys under dataDir, then sends
+ *   `{ type: 'ready', port, adminSocketPath, startMs, rss }` (startMs from process start);
+ * - `{ type: 'rss' }` → `{ type: 'rss', rss }` (after a GC when `--expose-gc` was given);
+ * - `{ type: 'cpu' }` → `{ type: 'cpu', micros }`: user + system CPU of all its threads;
+ * - `{ type: 'stop' }` → drains, exits 0.
+ * `MAYFLY_BENCH_CSR_WORKERS` sets the server's `csrWorkers` (default: the server's own).
+ */
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { MayflyServer } from '../src/server/server.js';
+
+interface Command {
+  type: 'rss' | 'cpu' | 'stop';
+}
+
+function send(msg: unknown): void {
+  process.send?.(msg);
+}
+
+async function main(): Promise<void> {
+  const dataDir = process.argv[2];
+  if (dataDir === undefined) throw new TypeError('usage: server-proc <dataDir>');
+  const server = new MayflyServer({
+    trustDomain: 'bench.example',
+    dataDir,
+    adminSocketPath: join(dataDir, 'admin.sock'),
+    bindAddress: '127.0.0.1',
+    port: 0,
+    drainMs: 500,
+    ...(process.env.MAYFLY_BENCH_CSR_WORKERS !== undefined ? { csrWorkers: Number(process.env.MAYFLY_BENCH_CSR_WORKERS) } : {}),
+  });
+  await server.start();
+  send({ type: 'ready', port: server.port, adminSocketPath: server.adminSocketPath, startMs: performance.now(), rss: process.memoryUsage().rss });
+  process.on('message', (cmd: Command) => {
+    if (cmd.type === 'rss') {
+      (globalThis as { gc?: () => void }).gc?.();
+      send({ type: 'rss', rss: process.memoryUsage().rss });
+    } else if (cmd.type === 'cpu') {
+      const u = process.cpuUsage();
+      send({ type: 'cpu', micros: u.user + u.system });
+    } else if (cmd.type === 'stop') {
+      server.stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    }
+  });
+  process.on('disconnect', () => {
+    server.stop().finally(() => process.exit(0));
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
