@@ -28,8 +28,12 @@ export function formatLine(r: BenchLine | ServerBenchLine): string {
   return `${r.name}: ${fmt(r.perSecond)}/s  (ratio ${r.ratio.toFixed(2)} vs ${r.baselineName ?? 'raw ECDSA P-256 sign'} ${fmt(r.baseline)}/s)`;
 }
 
-export async function main(): Promise<void> {
-  for (const [, run] of suites) {
+/** `npm run bench` runs every suite; `npm run bench -- x509 jwt` only those named. */
+export async function main(only: readonly string[] = process.argv.slice(2)): Promise<void> {
+  const unknown = only.filter((n) => !suites.some(([name]) => name === n));
+  if (unknown.length > 0) throw new TypeError(`unknown bench suite(s) ${unknown.join(', ')}; known: ${suites.map(([n]) => n).join(', ')}`);
+  for (const [name, run] of suites) {
+    if (only.length > 0 && !only.includes(name)) continue;
     for (const line of await run()) console.log(formatLine(line));
   }
 }
