@@ -430,8 +430,11 @@ export function resolveServerConfig(file: HclObject | undefined, overrides: Serv
   return settings;
 }
 
-/** Reads and parses a config file (HCL or JSON). ConfigError on any problem. */
-export async function loadConfigFile(path: string): Promise<HclObject> {
+/**
+ * Reads and parses a config file (HCL or JSON), passing its text through `transform`
+ * first when given (the CLI's -expandEnv). ConfigError on any problem.
+ */
+export async function loadConfigFile(path: string, transform?: (text: string) => string): Promise<HclObject> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -439,7 +442,7 @@ export async function loadConfigFile(path: string): Promise<HclObject> {
     throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   try {
-    return parseConfigText(text);
+    return parseConfigText(transform === undefined ? text : transform(text));
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`${path}: ${err.message}`);
     throw err;

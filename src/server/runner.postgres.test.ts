@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPostgresDatastore } from '../datastore/postgres/postgres.js';
 import { startTestPostgres, type TestPostgres } from '../datastore/postgres/testing.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from './client.js';
 import { resolveServerConfig } from './config.js';
@@ -50,7 +51,7 @@ function serverConf(name: string): string {
 }
 
 describe('ServerRunner with DataStore "sql" database_type "postgres"', () => {
-  it('lets two servers share one database: an entry written through one is counted and refused as a duplicate by the other', async () => {
+  it('lets two servers share one database: an entry written through one is counted and refused as a duplicate by the other, and changes reach each change hub', async () => {
     const [a, b] = ['a', 'b'].map((name) => {
       const settings = resolveServerConfig(parseHcl(serverConf(name)), {});
       settings.metrics.enabled = false;
@@ -74,5 +75,26 @@ describe('ServerRunner with DataStore "sql" database_type "postgres"', () => {
 
     const metricsB = await b!.runner.metrics!.text();
     expect(metricsB).toMatch(/^mayfly_entries 1$/m);
+
+    // A change made elsewhere (here: straight in the database's datastore, as another
+    // server would) reaches this server's change hub, which its caches and streams follow.
+    const agentId = 'spiffe://example.org/spire/agent/join_token/elsewhere';
+    const heard: string[] = [];
+    const unsubscribe = a!.runner.server!.hub.subscribe((t) => {
+      if (t.kind === 'agent') heard.push(t.agentId);
+    });
+    const other = await openPostgresDatastore({ connectionString: `host=${cluster.dir} user=mayfly dbname=postgres` });
+    try {
+      await other.createAgent({ spiffeId: agentId, attestationType: 'join_token', serialNumber: '01', certNotAfter: 10 });
+      // The runner's listening connection starts in the background: write until heard.
+      for (let serial = 2; !heard.includes(agentId) && serial < 200; serial++) {
+        await other.updateAgent(agentId, { serialNumber: serial.toString(16) });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(heard).toContain(agentId);
+    } finally {
+      unsubscribe();
+      await other.close();
+    }
   });
 });

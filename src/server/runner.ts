@@ -24,7 +24,7 @@ import { ServerCa, type ServerCaConfig } from '../ca/server-ca.js';
 import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { openLevelDatastore } from '../datastore/level/level.js';
-import { openPostgresDatastore } from '../datastore/postgres/postgres.js';
+import { openPostgresDatastore, PostgresDatastore } from '../datastore/postgres/postgres.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
 import { HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
@@ -138,6 +138,9 @@ export class ServerRunner {
         ...(this.#cfg.drainMs !== undefined ? { drainMs: this.#cfg.drainMs } : {}),
       });
       this.#server = server;
+      // Servers sharing a PostgreSQL datastore hear of each other's writes through it, so
+      // their authorised-entry caches and streams do not serve what another server changed.
+      if (ds instanceof PostgresDatastore) ds.watch((change) => server.hub.publish(change));
       await server.start();
 
       const ready = (): Promise<Readiness> => this.readiness();
