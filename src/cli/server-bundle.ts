@@ -9,7 +9,6 @@
  * domain; `dissociate` removes it from those entries first; `delete` deletes those entries
  * first. These steps are separate calls, not one transaction.
  */
-import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { parseBundle } from '../spiffe/bundle/parse.js';
@@ -20,7 +19,7 @@ import { bundleFromWire, bundleToWire, type WireBundle, type WireEntry, type Wir
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { listAllEntries } from './server-entry.js';
-import { choiceArg, clientCommand, itemFailed, trustDomainArg, withServer, type CommandContext } from './server-common.js';
+import { choiceArg, clientCommand, itemFailed, readFileOrStdin, trustDomainArg, withServer, type CommandContext } from './server-common.js';
 
 const FORMATS = ['pem', 'spiffe'] as const;
 type BundleFormat = (typeof FORMATS)[number];
@@ -48,19 +47,6 @@ function printBundle(ctx: CommandContext, w: WireBundle, format: BundleFormat): 
 function banner(td: string): string {
   const line = '*'.repeat(40);
   return `${line}\n* ${td}\n${line}\n`;
-}
-
-async function readInput(path: string | undefined): Promise<string> {
-  if (path === undefined || path === '-') {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
-  }
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CliUsageError(`cannot read -path ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
 }
 
 /** Parses bundle text in `format` for trust domain `td`; CliUsageError naming the problem. */
@@ -120,7 +106,7 @@ export function addBundleCommands(program: Command): void {
       const o = cmd.opts<{ id?: string; path?: string; format: string }>();
       const td = trustDomainArg(o.id, '-id');
       const format = choiceArg(o.format, '-format', FORMATS, 'pem');
-      const parsed = parseBundleText(await readInput(o.path), td, format);
+      const parsed = parseBundleText(await readFileOrStdin(o.path, '-path'), td, format);
       await withServer(cmd, async (ctx) => {
         const res = await ctx.call<{ results: { status: WireStatus; bundle: WireBundle | null }[] }>('Bundle', 'BatchSetFederatedBundle', { bundles: [bundleToWire(parsed)] });
         const r = res.results[0];

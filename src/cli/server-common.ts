@@ -6,14 +6,14 @@
  * selectors, TTLs and durations, so a malformed value is refused before any call with the
  * rule it breaks.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import type { Client, ServiceError } from '@grpc/grpc-js';
 import { parseSelector, type Selector } from '../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { DEFAULT_SOCKET_PATH, parseDurationSeconds } from '../server/config.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
-import type { ServerApiService } from '../server/proto.js';
+import type { ServerApiService } from '../serverapi/proto.js';
 import { grpcCodeName } from '../server/observability.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { withOutputOption, type OutputFormat } from './output.js';
@@ -32,6 +32,20 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
 ]);
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** The text of file `path`, or of stdin when `path` is `-` or absent; CliUsageError naming `flag` when unreadable. */
+export async function readFileOrStdin(path: string | undefined, flag: string): Promise<string> {
+  if (path === undefined || path === '-') {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  }
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CliUsageError(`cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
 
 /** Adds `-socketPath` (default: the server's default admin socket) and `-output`. */
 export function clientCommand(cmd: Command): Command {

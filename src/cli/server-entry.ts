@@ -10,7 +10,6 @@
  * `-revision N` the update fails if the entry changed since revision N; without it the CLI
  * reads the entry's current revision first (last writer wins, as in SPIRE).
  */
-import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { formatSelector } from '../registration/selector.js';
 import type { WireEntry, WireStatus } from '../server/messages.js';
@@ -23,6 +22,7 @@ import {
   fields,
   integerArg,
   itemFailed,
+  readFileOrStdin,
   secondsArg,
   selectorArgs,
   spiffeIdArg,
@@ -157,19 +157,6 @@ export function entriesFromData(text: string, source: string): EntryRequest[] {
   });
 }
 
-async function readData(path: string): Promise<string> {
-  if (path === '-') {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
-  }
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CliUsageError(`cannot read -data ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
 type BatchResult = { status: WireStatus; entry: WireEntry | null };
 
 function reportBatch(ctx: CommandContext, verb: string, results: BatchResult[]): void {
@@ -221,7 +208,7 @@ export function addEntryCommands(program: Command): void {
   entryOptions(entry.command('create').description('create registration entries')).action(async (_o: unknown, cmd: Command) => {
     const o = cmd.opts<EntryFlags>();
     await withServer(cmd, async (ctx) => {
-      const entries = o.data !== undefined ? entriesFromData(await readData(o.data), o.data) : [await entryFromFlags(ctx, o, false)];
+      const entries = o.data !== undefined ? entriesFromData(await readFileOrStdin(o.data, '-data'), o.data) : [await entryFromFlags(ctx, o, false)];
       const res = await ctx.call<{ results: BatchResult[] }>('Entry', 'BatchCreateEntry', { entries });
       reportBatch(ctx, 'create', res.results);
     });
@@ -234,7 +221,7 @@ export function addEntryCommands(program: Command): void {
       const o = cmd.opts<EntryFlags>();
       await withServer(cmd, async (ctx) => {
         let entries: EntryRequest[];
-        if (o.data !== undefined) entries = entriesFromData(await readData(o.data), o.data);
+        if (o.data !== undefined) entries = entriesFromData(await readFileOrStdin(o.data, '-data'), o.data);
         else {
           const e = await entryFromFlags(ctx, o, true);
           const rev = integerArg(o.revision, '-revision');

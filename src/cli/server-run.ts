@@ -12,13 +12,11 @@ import type { Command } from 'commander';
 import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
 import { ConfigError, loadConfigFile, resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
 import type { HclObject } from '../server/hcl.js';
-import { parseConfigText } from '../server/hcl.js';
 import { createServerLogger } from '../server/observability.js';
 import { ServerRunner } from '../server/runner.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
 import { clientCommand, withServer } from './server-common.js';
-import { readFile } from 'node:fs/promises';
 
 interface RunFlags {
   config?: string;
@@ -37,20 +35,8 @@ export function expandEnv(text: string, env: NodeJS.ProcessEnv): string {
   return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, a: string | undefined, b: string | undefined) => env[(a ?? b) as string] ?? '');
 }
 
-async function readConfig(path: string, expand: boolean, env: NodeJS.ProcessEnv): Promise<HclObject> {
-  if (!expand) return loadConfigFile(path);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  try {
-    return parseConfigText(expandEnv(text, env));
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`${path}: ${err.message}`);
-    throw err;
-  }
+function readConfig(path: string, expand: boolean, env: NodeJS.ProcessEnv): Promise<HclObject> {
+  return loadConfigFile(path, expand ? (text) => expandEnv(text, env) : undefined);
 }
 
 function portFlag(v: string | undefined, flag: string): number | undefined {

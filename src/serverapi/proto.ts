@@ -1,0 +1,56 @@
+/**
+ * @module serverapi/proto
+ *
+ * Loads `proto/server.proto` (package `mayfly.server.v1`) once per process with
+ * `@grpc/proto-loader`: snake_case field names (`keepCase`), bytes as Buffer, 64-bit
+ * integers as Number, enums as their names, absent fields as zero values.
+ *
+ * Neutral ground for both ends of the server API: the server registers its services from
+ * here and the agent and the CLI build their clients from here, so the agent never
+ * imports `src/server/`. The file is found by walking up from this module to a directory
+ * holding `proto/server.proto` (two levels from `src/serverapi/`, three from
+ * `dist/src/serverapi/`).
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadPackageDefinition, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+
+export const SERVER_API_PACKAGE = 'mayfly.server.v1';
+export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Health'] as const;
+export type ServerApiService = (typeof SERVER_API_SERVICES)[number];
+
+function protoFile(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'proto', 'server.proto');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  throw new Error('cannot find proto/server.proto above the serverapi module; is the package installed completely?');
+}
+
+let cached: PackageDefinition | undefined;
+
+export function serverApiPackageDefinition(): PackageDefinition {
+  cached ??= loadSync(protoFile(), { keepCase: true, longs: Number, bytes: Buffer, enums: String, defaults: true, oneofs: true });
+  return cached;
+}
+
+/** The service definition of one server API service, for `server.addService`. */
+export function serverApiServiceDefinition(name: ServerApiService): ServiceDefinition {
+  const def = serverApiPackageDefinition()[`${SERVER_API_PACKAGE}.${name}`];
+  if (def === undefined || 'format' in def) throw new Error(`proto/server.proto does not define service ${name}`);
+  return def as ServiceDefinition;
+}
+
+/** Client constructors for every service (for the CLI, the agent and tests). */
+export function serverApiClientConstructors(): Record<ServerApiService, ServiceClientConstructor> {
+  const loaded = loadPackageDefinition(serverApiPackageDefinition()) as unknown as {
+    mayfly: { server: { v1: Record<ServerApiService, ServiceClientConstructor> } };
+  };
+  return loaded.mayfly.server.v1;
+}
