@@ -31,6 +31,7 @@ import { isSameProcess, readPeerCredentials } from './peercred/index.js';
 import type { ServerClientFactory } from './server-client.js';
 import { AgentStateStore } from './store.js';
 import { EntrySync } from './sync.js';
+import { taintedAuthoritiesOf } from './taint.js';
 
 export const DEFAULT_SOCKET_PATH = '/tmp/mayfly-agent/public/api.sock';
 
@@ -165,10 +166,17 @@ export class MayflyAgent {
     this.#identity = identity;
     await identity.init();
 
-    // The cache signs through the sync's current client (swapped on agent SVID renewal).
+    // The cache signs through the sync's current client (swapped on agent SVID renewal). While
+    // a taint-driven agent SVID renewal runs, its calls wait for it: the renewal replaces the
+    // client (closing the old one), and the server refuses the superseded SVID afterwards.
+    let renewing: Promise<void> | undefined;
+    const afterRenewal = <T>(call: () => Promise<T>): Promise<T> => (renewing === undefined ? call() : renewing.then(call, call));
     const cache = new SvidCache({
       trustDomain: this.trustDomain,
-      issuer: { newX509Svids: (b) => sync.newX509Svids(b), newJwtSvid: (e, a) => sync.newJwtSvid(e, a) },
+      issuer: {
+        newX509Svids: (b) => afterRenewal(() => sync.newX509Svids(b)),
+        newJwtSvid: (e, a) => afterRenewal(() => sync.newJwtSvid(e, a)),
+      },
       workloadAttestors: cfg.workloadAttestors ?? [new UnixWorkloadAttestor()],
       scheduler: this.#sched,
       logger: this.#log,
@@ -179,6 +187,14 @@ export class MayflyAgent {
       onUpdate: (u) => {
         identity.accepted();
         identity.updateRoots(u.bundle.x509Authorities);
+        // Tainted authority in the agent SVID's chain: renew it first, then the workloads' SVIDs.
+        const renewal = identity.renewIfTainted(taintedAuthoritiesOf(u));
+        if (renewal !== undefined) {
+          const gate: Promise<void> = renewal.catch(() => undefined).finally(() => {
+            if (renewing === gate) renewing = undefined;
+          });
+          renewing = gate;
+        }
         cache.applyUpdate(u);
         if (cache.ready && this.#state === 'syncing') {
           this.#state = 'ready';

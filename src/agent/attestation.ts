@@ -3,7 +3,9 @@
  *
  * The agent's own identity: node attestation (a join token, or a node attestor such as
  * k8s_psat → Agent.AttestAgent), the agent X509-SVID kept in the data directory across
- * restarts, and its renewal at half-life (Agent.RenewAgent with a fresh key).
+ * restarts, and its renewal at half-life (Agent.RenewAgent with a fresh key), or at once
+ * when the server names an authority in its chain as tainted (before any workload SVID is
+ * re-issued, and before the operator can revoke that authority and lock the agent out).
  *
  * Re-attestation: evidence that can be presented again (a k8s_psat projected token, read
  * afresh each time) lets the agent attest again instead of failing when its SVID expired
@@ -35,6 +37,7 @@ import { Backoff, renewalTime, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { GrpcCode, ServerCallError, type IssuedX509Svid, type ServerClientCredentials, type ServerClientFactory } from './server-client.js';
 import type { AgentStateStore } from './store.js';
+import { isChainTainted, type TaintedAuthorities } from './taint.js';
 
 /** The agent's X509-SVID and key. */
 export interface AgentSvid {
@@ -110,6 +113,8 @@ export class AgentIdentity {
   /** Spaces re-attestations the server's refusals trigger; reset once the server accepts the agent. */
   readonly #refusalBackoff: Backoff;
   #refusedSinceAccepted = false;
+  /** The renewal in flight: concurrent requests (timer, taint) share one RenewAgent call. */
+  #renewal: Promise<void> | undefined;
 
   constructor(cfg: AgentIdentityConfig) {
     if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
@@ -291,8 +296,28 @@ export class AgentIdentity {
     });
   }
 
-  /** Renews the agent SVID now (also called by the timer). */
-  async renewNow(): Promise<void> {
+  /** Renews the agent SVID now (also called by the timer); joins a renewal already in flight. */
+  renewNow(): Promise<void> {
+    this.#renewal ??= this.#renew().finally(() => {
+      this.#renewal = undefined;
+    });
+    return this.#renewal;
+  }
+
+  /**
+   * Renews at once when the agent SVID's chain involves a tainted authority, so that the
+   * agent moves to the active authority before the tainted one is revoked (else it could no
+   * longer authenticate to the server: a lockout). Returns the renewal, or undefined when
+   * the agent SVID is not affected.
+   */
+  renewIfTainted(tainted: TaintedAuthorities): Promise<void> | undefined {
+    const s = this.#svid;
+    if (s === undefined || this.#stopped || !isChainTainted(s.certChain, tainted)) return undefined;
+    if (this.#renewal === undefined) this.#log.warn({ spiffeId: s.spiffeId, serial: s.serialHex }, 'agent SVID is signed by a tainted authority; renewing it now');
+    return this.renewNow();
+  }
+
+  async #renew(): Promise<void> {
     if (this.#stopped || this.#reattesting || this.#reattestScheduled) return;
     const current = this.svid;
     const now = this.#cfg.scheduler.now();

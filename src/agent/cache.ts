@@ -15,12 +15,13 @@
  * - serving stale material: an SVID is never served past its NotAfter; entries that
  *   disappear from the server's push take their identities (and JWT-SVIDs) with them; an
  *   SVID whose chain no longer verifies against a new bundle (its authority removed after a
- *   taint or revocation) is re-issued at once. The server API does not mark tainted
- *   authorities in the pushed bundle, so taint is only seen once the authority leaves it.
+ *   revocation) is re-issued at once; so is one whose chain involves an authority the
+ *   server names as tainted (taint.ts), without waiting for half-life, and JWT-SVIDs
+ *   signed with a tainted key are dropped so the next fetch re-mints them.
  * - the Workload API depending on the server: everything is served from memory; only a
  *   first JWT-SVID for a (SPIFFE ID, audience) pair waits for the server.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { attestWorkload, type WorkloadAttestor } from '../attestors/workload/attestor.js';
 import type { RegistrationEntry } from '../registration/entry.js';
 import { entryMatchesSelectors } from '../registration/selector.js';
@@ -28,9 +29,8 @@ import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { BundleSet } from '../spiffe/bundle/set.js';
 import { MayflyError } from '../spiffe/errors.js';
 import type { TrustDomain } from '../spiffe/id.js';
-import { DEFAULT_KEY_TYPE, exportPkcs8Der, generateKeyPair, type KeyType } from '../spiffe/keys.js';
+import { DEFAULT_KEY_TYPE, generateKeyPair, type KeyType } from '../spiffe/keys.js';
 import { createCsr } from '../spiffe/x509/csr.js';
-import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import type {
   BundleMaterial,
@@ -42,9 +42,15 @@ import type {
   WorkloadUpdate,
   X509Identity,
 } from '../workloadapi/identities.js';
-import { Backoff, renewalTime, type Scheduler } from './clock.js';
+import { Backoff, type Scheduler } from './clock.js';
+import { JwtSvidCache } from './jwt-cache.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import type { AuthorizedUpdate, IssuedJwtSvidWire, NewX509SvidResult } from './server-client.js';
+import { acceptX509Svid, dnsKeyOf, type CachedX509Svid } from './x509-accept.js';
+import { isChainTainted, isJwtTainted, NO_TAINTED_AUTHORITIES, taintedAuthoritiesOf, type TaintedAuthorities } from './taint.js';
+
+export { jwtCacheKey } from './jwt-cache.js';
+export type { CachedX509Svid } from './x509-accept.js';
 
 /** The server calls the cache makes (the agent routes them to its current client). */
 export interface SvidIssuer {
@@ -62,33 +68,12 @@ export interface SvidCacheConfig {
   logger?: AgentLogger;
   /** CSRs per BatchNewX509SVID call (default 500, the server's limit). */
   maxBatch?: number;
+  /** BatchNewX509SVID calls in flight at once (default 2): keys are made while the server signs. */
+  maxConcurrentBatches?: number;
   /** Key type of workload SVIDs (default EC P-256). */
   keyType?: KeyType;
   /** Largest number of cached JWT-SVIDs (default 10,000); expired ones go first. */
   maxJwtSvids?: number;
-}
-
-/** One X509-SVID held for one entry. */
-export interface CachedX509Svid {
-  readonly entryId: string;
-  readonly spiffeId: string;
-  /** Sorted DNS names it was requested with (a changed entry needs a new SVID). */
-  readonly dnsKey: string;
-  readonly certChain: readonly Buffer[];
-  readonly privateKeyPkcs8: Buffer;
-  readonly serialHex: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
-  readonly renewAt: Date;
-  /** Its chain no longer verifies against the current bundle: re-issue now. */
-  stale: boolean;
-}
-
-interface CachedJwt {
-  readonly spiffeId: string;
-  readonly token: string;
-  readonly issuedAt: number;
-  readonly expiresAt: number;
 }
 
 interface Subscriber {
@@ -108,18 +93,24 @@ function materialOf(b: Bundle): Material {
   return { bundle: b, material: { x509Authorities: b.x509AuthoritiesDer(), jwks: b.jwksForWorkloadApi() } };
 }
 
+/**
+ * A digest of what Workload API callers see of an update besides their SVIDs: the entries
+ * as served and the bundle material (not the bundle's sequence). An update that leaves it
+ * unchanged (a taint, a sequence bump, a stream reopened) notifies no subscriber: each
+ * notice encodes the full state for every open stream, which is costly with many.
+ */
+function viewKeyOf(entries: readonly RegistrationEntry[], bundle: Material, fed: ReadonlyMap<string, Material>): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(entries.map((e) => [e.entryId, e.spiffeId, e.selectors, e.hint, e.federatesWith, e.expiresAt])));
+  for (const [name, m] of [['', bundle] as const, ...[...fed].sort((a, b) => (a[0] < b[0] ? -1 : 1))]) {
+    h.update(`\n${name}\n`).update(m.material.x509Authorities).update('\n').update(m.material.jwks);
+  }
+  return h.digest('hex');
+}
+
 function compareEntries(a: RegistrationEntry, b: RegistrationEntry): number {
   if (a.createdAt !== b.createdAt) return a.createdAt - b.createdAt;
   return a.entryId < b.entryId ? -1 : a.entryId > b.entryId ? 1 : 0;
-}
-
-function dnsKeyOf(e: RegistrationEntry): string {
-  return [...e.dnsNames].sort().join(',');
-}
-
-/** Cache key of a JWT-SVID: the SPIFFE ID and the sorted, de-duplicated audience set. */
-export function jwtCacheKey(spiffeId: string, audience: readonly string[]): string {
-  return JSON.stringify([spiffeId, [...new Set(audience)].sort()]);
 }
 
 export class SvidCache implements WorkloadIdentities {
@@ -128,7 +119,10 @@ export class SvidCache implements WorkloadIdentities {
   readonly #random: () => number;
   readonly #sched: Scheduler;
   readonly #maxBatch: number;
-  readonly #maxJwt: number;
+  readonly #maxConcurrentBatches: number;
+  #tainted: TaintedAuthorities = NO_TAINTED_AUTHORITIES;
+  /** viewKeyOf the last update applied. */
+  #viewKey = '';
   #entries: RegistrationEntry[] = [];
   #entryById = new Map<string, RegistrationEntry>();
   readonly #svids = new Map<string, CachedX509Svid>();
@@ -137,8 +131,8 @@ export class SvidCache implements WorkloadIdentities {
   #bundle: Material | undefined;
   #federated = new Map<string, Material>();
   readonly #subscribers = new Set<Subscriber>();
-  readonly #jwt = new Map<string, CachedJwt>();
-  readonly #jwtInflight = new Map<string, Promise<CachedJwt>>();
+  /** JWT-SVIDs per (SPIFFE ID, audience set): jwt-cache.ts. */
+  readonly #jwt: JwtSvidCache;
   #inflight: Promise<void> | undefined;
   #again = false;
   #serverRetryAt = 0;
@@ -160,8 +154,15 @@ export class SvidCache implements WorkloadIdentities {
     this.#random = cfg.random ?? Math.random;
     this.#sched = cfg.scheduler;
     this.#maxBatch = cfg.maxBatch ?? 500;
-    this.#maxJwt = cfg.maxJwtSvids ?? 10_000;
+    this.#maxConcurrentBatches = Math.max(1, Math.floor(cfg.maxConcurrentBatches ?? 2));
     this.#backoff = new Backoff({ random: this.#random });
+    this.#jwt = new JwtSvidCache({
+      mint: (entryId, audience) => this.#cfg.issuer.newJwtSvid(entryId, audience),
+      isCurrent: (e) => this.#entryById.get(e.entryId)?.spiffeId === e.spiffeId,
+      now: () => this.#sched.now(),
+      log: this.#log,
+      maxSize: cfg.maxJwtSvids ?? 10_000,
+    });
   }
 
   /** True once the first authorised-entry update has been applied. */
@@ -218,7 +219,7 @@ export class SvidCache implements WorkloadIdentities {
     this.#entries = entries;
     this.#entryById = byId;
     const ids = new Set(entries.map((e) => e.spiffeId));
-    for (const [k, v] of this.#jwt) if (!ids.has(v.spiffeId)) this.#jwt.delete(k);
+    this.#jwt.retain(ids);
 
     const bundleChanged = this.#bundle === undefined || !this.#bundle.bundle.equals(u.bundle);
     if (bundleChanged) {
@@ -238,8 +239,46 @@ export class SvidCache implements WorkloadIdentities {
       fed.set(b.trustDomain.name, old !== undefined && old.bundle.equals(b) ? old : materialOf(b));
     }
     this.#federated = fed;
-    this.#notifyAll();
+    this.#applyTaint(taintedAuthoritiesOf(u));
+    const viewKey = viewKeyOf(entries, this.#bundle as Material, fed);
+    if (viewKey !== this.#viewKey) {
+      this.#viewKey = viewKey;
+      this.#notifyAll();
+    }
     this.#kick();
+  }
+
+  /** The tainted authorities the last update named. */
+  get taintedAuthorities(): TaintedAuthorities {
+    return this.#tainted;
+  }
+
+  /**
+   * Marks every X509-SVID whose chain involves a tainted authority for re-issue now (the
+   * pass that follows sends them in batches) and drops JWT-SVIDs signed with a tainted key.
+   * Runs on every update: the server signs with its active authority, which cannot be
+   * tainted, so a re-issued SVID is not marked again.
+   */
+  #applyTaint(tainted: TaintedAuthorities): void {
+    this.#tainted = tainted;
+    if (tainted.x509.size > 0) {
+      let n = 0;
+      for (const s of this.#svids.values()) {
+        if (s.stale || !isChainTainted(s.certChain, tainted)) continue;
+        s.stale = true;
+        n++;
+      }
+      if (n > 0) this.#log.info({ svids: n, authorities: [...tainted.x509] }, 'X509-SVIDs signed by a tainted authority; re-issuing now');
+    }
+    if (tainted.jwt.size > 0) {
+      const dropped = this.#jwt.dropWhere((j) => isJwtTainted(j.token, tainted));
+      if (dropped > 0) this.#log.info({ jwtSvids: dropped, kids: [...tainted.jwt] }, 'dropped JWT-SVIDs signed with a tainted key; the next fetch re-mints them');
+    }
+  }
+
+  /** Entry IDs whose cached X509-SVID chains to a tainted authority (tests, diagnostics). */
+  taintedSvids(tainted: TaintedAuthorities = this.#tainted): string[] {
+    return [...this.#svids.values()].filter((s) => isChainTainted(s.certChain, tainted)).map((s) => s.entryId);
   }
 
   #verifies(chain: readonly Buffer[], now: Date): boolean {
@@ -286,76 +325,68 @@ export class SvidCache implements WorkloadIdentities {
     if (this.#serverRetryAt > nowMs) return;
     const due = this.#entries.filter((e) => this.#due(e, nowMs));
     if (due.length === 0) return;
-    for (let i = 0; i < due.length && !this.#closed; i += this.#maxBatch) {
-      const chunk = due.slice(i, i + this.#maxBatch);
-      const keys = new Map<string, KeyObject>();
-      const batch = chunk.map((e) => {
-        const kp = generateKeyPair(this.#cfg.keyType ?? DEFAULT_KEY_TYPE);
-        keys.set(e.entryId, kp.privateKey);
-        return { entryId: e.entryId, csr: createCsr({ privateKey: kp.privateKey }) };
-      });
-      let results: NewX509SvidResult[];
-      try {
-        results = await this.#cfg.issuer.newX509Svids(batch);
-      } catch (err) {
-        const delay = this.#backoff.next();
-        this.#serverRetryAt = this.#sched.now().getTime() + delay;
-        this.#log.warn({ err, entries: chunk.length, retryInMs: delay }, 'cannot get X509-SVIDs from the server; serving cached SVIDs until they expire');
-        return;
+    const chunks: RegistrationEntry[][] = [];
+    for (let i = 0; i < due.length; i += this.#maxBatch) chunks.push(due.slice(i, i + this.#maxBatch));
+    // Up to maxConcurrentBatches calls in flight; the first server failure stops the pass.
+    let next = 0;
+    let failed = false;
+    const worker = async (): Promise<void> => {
+      while (!failed && !this.#closed && next < chunks.length) {
+        if (!(await this.#issueChunk(chunks[next++] as RegistrationEntry[]))) failed = true;
       }
-      this.#backoff.reset();
-      this.#serverRetryAt = 0;
-      const now = this.#sched.now();
-      for (const r of results) {
-        const key = keys.get(r.entryId);
-        const entry = this.#entryById.get(r.entryId);
-        if (key === undefined || entry === undefined) continue; // not ours, or removed meanwhile
-        if (!r.ok) {
-          this.#failed.set(r.entryId, now.getTime() + ENTRY_RETRY_MS);
-          this.#log.warn({ entryId: r.entryId, code: r.code, message: r.message }, 'server refused an X509-SVID for entry');
-          continue;
-        }
-        const cached = this.#accept(entry, r.svid.certChain, key, now);
-        if (cached === undefined) {
-          this.#failed.set(r.entryId, now.getTime() + ENTRY_RETRY_MS);
-          continue;
-        }
-        this.#failed.delete(r.entryId);
-        this.#svids.set(entry.entryId, cached);
-      }
-      this.#notifyAll();
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#maxConcurrentBatches, chunks.length) }, () => worker()));
   }
 
-  /** Checks an SVID the server returned for `entry` before keeping it. */
-  #accept(entry: RegistrationEntry, chain: readonly Buffer[], key: KeyObject, now: Date): CachedX509Svid | undefined {
-    const reject = (why: string): undefined => {
-      this.#log.error({ entryId: entry.entryId, spiffeId: entry.spiffeId }, `discarding X509-SVID from the server: ${why}`);
-      return undefined;
-    };
-    if (chain.length === 0) return reject('empty certificate chain');
-    let leaf;
+  /** One BatchNewX509SVID call for `chunk`; false when the server could not be reached. */
+  async #issueChunk(chunk: readonly RegistrationEntry[]): Promise<boolean> {
+    const keys = new Map<string, KeyObject>();
+    const batch = chunk.map((e) => {
+      const kp = generateKeyPair(this.#cfg.keyType ?? DEFAULT_KEY_TYPE);
+      keys.set(e.entryId, kp.privateKey);
+      return { entryId: e.entryId, csr: createCsr({ privateKey: kp.privateKey }) };
+    });
+    let results: NewX509SvidResult[];
     try {
-      leaf = parseCertificate(chain[0] as Buffer);
+      results = await this.#cfg.issuer.newX509Svids(batch);
     } catch (err) {
-      return reject(`leaf cannot be parsed (${(err as Error).message})`);
+      const delay = this.#backoff.next();
+      this.#serverRetryAt = this.#sched.now().getTime() + delay;
+      this.#log.warn({ err, entries: chunk.length, retryInMs: delay }, 'cannot get X509-SVIDs from the server; serving cached SVIDs until they expire');
+      return false;
     }
-    if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) return reject(`its URI SAN ${JSON.stringify(leaf.uriSans)} is not the entry's SPIFFE ID`);
-    const pub = createPublicKey(key).export({ type: 'spki', format: 'der' });
-    if (!pub.equals(leaf.spki)) return reject('it does not certify the key this agent generated');
-    if (!this.#verifies(chain, now)) return reject('it does not verify against the trust bundle');
-    return {
-      entryId: entry.entryId,
-      spiffeId: entry.spiffeId,
-      dnsKey: dnsKeyOf(entry),
-      certChain: chain.map((c) => Buffer.from(c)),
-      privateKeyPkcs8: exportPkcs8Der(key),
-      serialHex: leaf.serialHex,
-      notBefore: leaf.notBefore,
-      notAfter: leaf.notAfter,
-      renewAt: renewalTime(leaf.notBefore, leaf.notAfter, this.#random),
-      stale: false,
-    };
+    this.#backoff.reset();
+    this.#serverRetryAt = 0;
+    const now = this.#sched.now();
+    for (const r of results) {
+      const key = keys.get(r.entryId);
+      const entry = this.#entryById.get(r.entryId);
+      if (key === undefined || entry === undefined) continue; // not ours, or removed meanwhile
+      if (!r.ok) {
+        this.#failed.set(r.entryId, now.getTime() + ENTRY_RETRY_MS);
+        this.#log.warn({ entryId: r.entryId, code: r.code, message: r.message }, 'server refused an X509-SVID for entry');
+        continue;
+      }
+      const cached = this.#accept(entry, r.svid.certChain, key, now);
+      if (cached === undefined) {
+        this.#failed.set(r.entryId, now.getTime() + ENTRY_RETRY_MS);
+        continue;
+      }
+      this.#failed.delete(r.entryId);
+      this.#svids.set(entry.entryId, cached);
+    }
+    this.#notifyAll();
+    return true;
+  }
+
+  /** Checks an SVID the server returned for `entry` before keeping it (x509-accept.ts). */
+  #accept(entry: RegistrationEntry, chain: readonly Buffer[], key: KeyObject, now: Date): CachedX509Svid | undefined {
+    const r = acceptX509Svid(entry, chain, key, { verifies: (c) => this.#verifies(c, now), random: this.#random });
+    if ('rejected' in r) {
+      this.#log.error({ entryId: entry.entryId, spiffeId: entry.spiffeId }, `discarding X509-SVID from the server: ${r.rejected}`);
+      return undefined;
+    }
+    return r;
   }
 
   /** Arms one timer for the next renewal, expiry or retry. */
@@ -486,49 +517,8 @@ export class SvidCache implements WorkloadIdentities {
       seen.add(e.spiffeId);
       picked.push(e);
     }
-    const out = await Promise.all(picked.map(async (e) => ({ e, jwt: await this.#jwtFor(e, audience) })));
+    const out = await Promise.all(picked.map(async (e) => ({ e, jwt: await this.#jwt.get(e, audience) })));
     return out.map(({ e, jwt }) => ({ spiffeId: jwt.spiffeId, token: jwt.token, ...(e.hint !== '' ? { hint: e.hint } : {}) }));
-  }
-
-  async #jwtFor(e: RegistrationEntry, audience: readonly string[]): Promise<CachedJwt> {
-    const key = jwtCacheKey(e.spiffeId, audience);
-    const nowSec = this.#sched.now().getTime() / 1000;
-    const cached = this.#jwt.get(key);
-    if (cached !== undefined && nowSec < cached.issuedAt + (cached.expiresAt - cached.issuedAt) / 2) return cached;
-    let pending = this.#jwtInflight.get(key);
-    if (pending === undefined) {
-      pending = (async () => {
-        const w = await this.#cfg.issuer.newJwtSvid(e.entryId, audience);
-        if (w.spiffeId !== e.spiffeId) throw new MayflyError('ERR_AGENT_SERVER_CALL', `server minted a JWT-SVID for ${w.spiffeId}, not for ${e.spiffeId}`);
-        const j: CachedJwt = { spiffeId: w.spiffeId, token: w.token, issuedAt: w.issuedAt, expiresAt: w.expiresAt };
-        if (this.#entryById.get(e.entryId)?.spiffeId === e.spiffeId) this.#storeJwt(key, j);
-        return j;
-      })().finally(() => this.#jwtInflight.delete(key));
-      this.#jwtInflight.set(key, pending);
-    }
-    try {
-      return await pending;
-    } catch (err) {
-      // Past half-life but still valid: keep serving it while the server is away.
-      if (cached !== undefined && this.#sched.now().getTime() / 1000 < cached.expiresAt) {
-        this.#log.warn({ err, spiffeId: e.spiffeId }, 'cannot re-mint JWT-SVID; serving the cached one until it expires');
-        return cached;
-      }
-      throw err;
-    }
-  }
-
-  #storeJwt(key: string, j: CachedJwt): void {
-    this.#jwt.delete(key);
-    this.#jwt.set(key, j);
-    if (this.#jwt.size <= this.#maxJwt) return;
-    const nowSec = this.#sched.now().getTime() / 1000;
-    for (const [k, v] of this.#jwt) if (v.expiresAt <= nowSec) this.#jwt.delete(k);
-    // Still too many: drop the least recently minted (Map keeps insertion order).
-    for (const k of this.#jwt.keys()) {
-      if (this.#jwt.size <= this.#maxJwt) break;
-      this.#jwt.delete(k);
-    }
   }
 
   /** Number of cached JWT-SVIDs (tests). */

@@ -11,14 +11,11 @@
  * mode, used for the first attestation only, whose answer then becomes the trust anchor.
  * Everything decoded from the wire is shape-checked before it reaches the cache.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { KeyObject } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import type { RegistrationEntry } from '../registration/entry.js';
+import { serverApiClientConstructors, SERVER_API_PACKAGE } from '../serverapi/proto.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { importSpki } from '../spiffe/keys.js';
@@ -37,31 +34,15 @@ import {
   type ServerClientFactory,
 } from './server-client.js';
 
-const PACKAGE = 'mayfly.server.v1';
-
-function protoFile(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'proto', 'server.proto');
-    if (existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  throw new Error('cannot find proto/server.proto above the agent module; is the package installed completely?');
-}
-
-let cachedDef: PackageDefinition | undefined;
 type Ctor = grpc.ServiceClientConstructor;
 let ctors: { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } | undefined;
 
 function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } {
   if (ctors === undefined) {
-    cachedDef ??= loadSync(protoFile(), { keepCase: true, longs: Number, bytes: Buffer, enums: String, defaults: true, oneofs: true });
-    const pkg = (grpc.loadPackageDefinition(cachedDef) as unknown as { mayfly: { server: { v1: Record<string, Ctor> } } }).mayfly.server.v1;
+    const pkg: Record<string, Ctor | undefined> = serverApiClientConstructors();
     const get = (n: string): Ctor => {
       const c = pkg[n];
-      if (c === undefined) throw new Error(`proto/server.proto has no service ${PACKAGE}.${n}`);
+      if (c === undefined) throw new Error(`proto/server.proto has no service ${SERVER_API_PACKAGE}.${n}`);
       return c;
     };
     ctors = { Agent: get('Agent'), SVID: get('SVID'), AgentSync: get('AgentSync') };
@@ -261,7 +242,7 @@ export class GrpcServerClient implements ServerClient {
       ended = true;
       onError(err);
     };
-    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number }) => {
+    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[] }) => {
       if (ended) return;
       let u: AuthorizedUpdate;
       try {
@@ -270,6 +251,8 @@ export class GrpcServerClient implements ServerClient {
           bundle: bundleFromWire(msg.bundle),
           federatedBundles: arr(msg.federated_bundles).map(bundleFromWire),
           sequence: Number(msg.sequence ?? 0),
+          taintedX509Authorities: arr(msg.tainted_x509_authorities).map(String),
+          taintedJwtAuthorities: arr(msg.tainted_jwt_authorities).map(String),
         };
       } catch (err) {
         stream.cancel();

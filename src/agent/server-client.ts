@@ -45,6 +45,10 @@ export interface AuthorizedUpdate {
   /** Bundles of trust domains the entries federate with (those the server knows). */
   readonly federatedBundles: readonly Bundle[];
   readonly sequence: number;
+  /** IDs (CA certificate SKI, lowercase hex) of tainted X.509 authorities: re-issue what they signed. */
+  readonly taintedX509Authorities?: readonly string[];
+  /** Key IDs of tainted JWT authorities: drop JWT-SVIDs signed with them. */
+  readonly taintedJwtAuthorities?: readonly string[];
 }
 
 export interface AttestResult {

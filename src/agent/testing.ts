@@ -103,8 +103,15 @@ export class FakeServer {
   readonly trustDomain: TrustDomain;
   ca: TestCa;
   readonly #sched: Scheduler;
-  readonly #jwtKey = generateKeyPair('ec-p256');
-  readonly #signer: JwtSvidSigner;
+  #jwtKey = generateKeyPair('ec-p256');
+  #jwtKid = 'jwt-1';
+  #signer: JwtSvidSigner;
+  /** CAs replaced by `rotateCa()`: still in the bundle, no longer signing. */
+  readonly previousCas: TestCa[] = [];
+  /** JWT keys replaced by `rotateJwtKey()`: still in the bundle. */
+  readonly #previousJwtKeys: [string, ReturnType<typeof generateKeyPair>][] = [];
+  /** Authority IDs pushed as tainted (X.509: CA SKI hex; JWT: kid). */
+  tainted: { x509: string[]; jwt: string[] } = { x509: [], jwt: [] };
   x509TtlSeconds: number;
   jwtTtlSeconds: number;
   agentTtlSeconds: number;
@@ -149,7 +156,45 @@ export class FakeServer {
   }
 
   bundle(): Bundle {
-    return new Bundle({ trustDomain: this.trustDomain, x509Authorities: [this.ca.certificate], jwtAuthorities: [['jwt-1', this.#jwtKey.publicKey]], sequence: 1 });
+    return new Bundle({
+      trustDomain: this.trustDomain,
+      x509Authorities: [this.ca.certificate, ...this.previousCas.map((c) => c.certificate)],
+      jwtAuthorities: [[this.#jwtKid, this.#jwtKey.publicKey], ...this.#previousJwtKeys.map(([kid, k]): [string, typeof k.publicKey] => [kid, k.publicKey])],
+      sequence: 1,
+    });
+  }
+
+  /** The X.509 authority ID (SKI hex) of `ca` (default: the signing one). */
+  authorityId(ca: TestCa = this.ca): string {
+    return (parseCertificate(ca.certificate).subjectKeyId as Buffer).toString('hex');
+  }
+
+  /** The kid JWT-SVIDs are signed with now. */
+  get jwtKid(): string {
+    return this.#jwtKid;
+  }
+
+  /** A new signing CA; the old one stays in the bundle (as after prepare + activate). Pushes. */
+  rotateCa(): TestCa {
+    this.previousCas.push(this.ca);
+    this.ca = makeTestCa({ trustDomain: this.trustDomain.name, now: new Date(this.#sched.now().getTime() - 60_000), ttlSeconds: 10 * 365 * 86_400 });
+    this.push();
+    return this.ca;
+  }
+
+  /** A new JWT signing key `kid`; the old one stays in the bundle. Pushes. */
+  rotateJwtKey(kid: string): void {
+    this.#previousJwtKeys.push([this.#jwtKid, this.#jwtKey]);
+    this.#jwtKey = generateKeyPair('ec-p256');
+    this.#jwtKid = kid;
+    this.#signer = new JwtSvidSigner({ privateKey: this.#jwtKey.privateKey, kid, now: () => this.#sched.now() });
+    this.push();
+  }
+
+  /** Pushes `ids` as the tainted authorities (as the real server does after a taint). */
+  taint(ids: { x509?: string[]; jwt?: string[] }): void {
+    this.tainted = { x509: ids.x509 ?? this.tainted.x509, jwt: ids.jwt ?? this.tainted.jwt };
+    this.push();
   }
 
   /** Replaces the CA (as a revocation would): old SVIDs stop verifying against the new bundle. */
@@ -183,7 +228,10 @@ export class FakeServer {
   }
 
   #update(): AuthorizedUpdate {
-    return { entries: [...this.entries], bundle: this.bundle(), federatedBundles: [...this.federatedBundles], sequence: ++this.#sequence };
+    return {
+      entries: [...this.entries], bundle: this.bundle(), federatedBundles: [...this.federatedBundles], sequence: ++this.#sequence,
+      taintedX509Authorities: [...this.tainted.x509], taintedJwtAuthorities: [...this.tainted.jwt],
+    };
   }
 
   #check(): void {

@@ -122,6 +122,7 @@ export class ServerMetrics {
       },
       getBundle: () => ca.getBundle(),
       onEvent: (l) => ca.onEvent(l),
+      taintedAuthorities: () => ca.taintedAuthorities(),
       authorityState: (kind) => ca.authorityState(kind),
       prepareAuthority: (kind) => ca.prepareAuthority(kind),
       activateAuthority: (kind, id) => ca.activateAuthority(kind, id),

@@ -45,6 +45,7 @@ export type ServerApiCa = Pick<
   | 'signJwtSvid'
   | 'getBundle'
   | 'onEvent'
+  | 'taintedAuthorities'
   | 'authorityState'
   | 'prepareAuthority'
   | 'activateAuthority'

@@ -233,8 +233,10 @@ export class MayflyServer {
 
     await this.#rotateServerSvid();
     this.#unsubscribeCa = ca.onEvent((e) => {
-      if (e.type !== 'bundle-updated' && e.type !== 'authority-activated') return;
+      // Every CA change (prepare, activate, taint, revoke, expiry, bundle) reaches the
+      // authorised-entry streams at once: taint in particular must reach agents without delay.
       this.#hub.publish({ kind: 'ca' });
+      if (e.type !== 'bundle-updated' && e.type !== 'authority-activated') return;
       this.#rotateServerSvid().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation after CA change failed'));
     });
 

@@ -5,8 +5,10 @@
  * set of entries it is authorised for, the server's bundle and the federated bundles
  * those entries need: once at once, then again whenever that content changes. Changes
  * arrive as notices on the change hub (entry, bundle, agent writes) and from the CA
- * (rotation); a burst of notices is coalesced (50 ms by default) into one recomputation,
+ * (rotation, and prepare / activate / taint / revoke); a burst of notices is coalesced (50 ms by default) into one recomputation,
  * and an unchanged result is not resent. This is how changes reach agents without polling.
+ * Each update names the tainted authorities (X.509 by SKI hex, JWT by kid), so agents
+ * re-issue what those signed as soon as an operator taints one, long before revocation.
  *
  * Threat: an agent that keeps receiving after it lost its standing. Every recomputation
  * first re-reads the agent record: a banned agent's stream ends with PERMISSION_DENIED,
@@ -34,6 +36,8 @@ interface AuthorizedEntriesUpdate {
   bundle: WireBundle;
   federated_bundles: WireBundle[];
   sequence: number;
+  tainted_x509_authorities: string[];
+  tainted_jwt_authorities: string[];
 }
 
 /** Live authorised-entry streams; `closeAll` ends them (server shutdown). */
@@ -185,10 +189,15 @@ class Subscription {
     const entries = await authorizedEntries(ctx, agent);
     const feds = new Set<string>();
     for (const e of entries) for (const f of e.federatesWith) feds.add(f);
+    const federated = await federatedBundles(ctx, feds);
+    // Read last, after every await: a taint that landed meanwhile is in this push.
+    const tainted = ctx.ca.taintedAuthorities();
     const update = {
       entries: entries.map(entryToWire),
       bundle: bundleToWire(ctx.ca.getBundle()),
-      federated_bundles: await federatedBundles(ctx, feds),
+      federated_bundles: federated,
+      tainted_x509_authorities: [...tainted.x509].sort(),
+      tainted_jwt_authorities: [...tainted.jwt].sort(),
     };
     if (this.#closed) return;
     const key = fingerprint(update);
