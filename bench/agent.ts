@@ -94,9 +94,19 @@ function has(m: X509SvidMsg | undefined, spiffeId: string): boolean {
 }
 
 /** True when every SVID in `m` was signed by the authority whose SKI (hex) is `authorityId`. */
+/** Verdict per (message, authority): the check runs on every incoming message for all 1,000
+ * streams, so re-parsing every SVID each time would make the bench itself quadratic. */
+const signedByCache = new WeakMap<X509SvidMsg, Map<string, boolean>>();
 function allSignedBy(m: X509SvidMsg | undefined, authorityId: string): boolean {
   if (m === undefined || m.svids.length === 0) return false;
-  return m.svids.every((s) => parseCertificate(splitDerCertificates(s.x509_svid)[0] as Buffer).authorityKeyId?.toString('hex') === authorityId);
+  let byAuthority = signedByCache.get(m);
+  if (byAuthority === undefined) signedByCache.set(m, (byAuthority = new Map()));
+  let verdict = byAuthority.get(authorityId);
+  if (verdict === undefined) {
+    verdict = m.svids.every((s) => parseCertificate(splitDerCertificates(s.x509_svid)[0] as Buffer).authorityKeyId?.toString('hex') === authorityId);
+    byAuthority.set(authorityId, verdict);
+  }
+  return verdict;
 }
 
 async function startAgentProc(args: Record<string, string>): Promise<{ agentId: string; stop(): Promise<void> }> {
