@@ -1,45 +1,12 @@
 /**
- * Child process for the kill -9 test: opens the LevelDB datastore at argv[2] and writes
- * until killed, printing one line per ACKNOWLEDGED write (after its promise resolved):
- *   created <entryId>      (single creates and batch creates)
- *   updated <entryId> <revision>
- *   deleted <entryId>
+ * Child process for the kill -9 test: opens the LevelDB datastore at argv[2] and runs the
+ * shared write loop (`../../testdata/kill-writer.ts`), which prints one line per
+ * ACKNOWLEDGED write until killed.
  * The test runs its compiled form, dist/src/datastore/level/testdata/kill-writer.fixture.js.
  */
+import { runKillWriter } from '../../testdata/kill-writer.js';
 import { openLevelDatastore } from '../level.js';
 
 const dir = process.argv[2];
 if (dir === undefined) throw new Error('usage: kill-writer.fixture.ts <dir>');
-const ds = await openLevelDatastore({ path: dir });
-const say = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
-say('ready');
-const entry = (n: number) => ({
-  spiffeId: `spiffe://example.org/w/${n}`,
-  parentId: `spiffe://example.org/agent/${n % 7}`,
-  selectors: [
-    { type: 'unix', value: `uid:${n}` },
-    { type: 'k8s', value: `ns:${n % 3}` },
-  ],
-  federatesWith: n % 5 === 0 ? ['other.org'] : [],
-});
-for (let n = 0; ; ) {
-  if (n % 10 === 9) {
-    const results = await ds.createEntries(Array.from({ length: 20 }, (_, k) => entry(n + k)));
-    for (const r of results) if (r.entry !== undefined) say(`created ${r.entry.entryId}`);
-    n += 20;
-  } else {
-    const e = await ds.createEntry(entry(n));
-    say(`created ${e.entryId}`);
-    if (n % 4 === 0) {
-      const u = await ds.updateEntry({ ...e, hint: `updated-${n}`, selectors: [...e.selectors, { type: 'extra', value: String(n) }] }, { expectedRevision: 0 });
-      say(`updated ${u.entryId} ${u.revision}`);
-    }
-    if (n % 6 === 0) {
-      await ds.deleteEntry(e.entryId);
-      say(`deleted ${e.entryId}`);
-    }
-    n += 1;
-  }
-}
+await runKillWriter(await openLevelDatastore({ path: dir }));
