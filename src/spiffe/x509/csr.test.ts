@@ -40,6 +40,33 @@ describe('parseCsr', () => {
     expect(code(() => parseCsr(seq(a.subarray(criA.start, criA.end), a.subarray(algA.start, algA.end), a.subarray(sigA.start, sigA.end))))).toBeUndefined();
   });
 
+  it('imports EC keys of every supported type to the same key the DER path gives', () => {
+    for (const type of ['ec-p256', 'ec-p384', 'rsa-2048'] as const) {
+      const k = generateKeyPair(type);
+      const parsed = parseCsr(createCsr({ privateKey: k.privateKey }));
+      expect(parsed.keyType).toBe(type);
+      expect(parsed.publicKey.equals(k.publicKey)).toBe(true);
+      expect(parsed.spki.equals(exportSpkiDer(k.publicKey))).toBe(true);
+    }
+  });
+
+  it('rejects a CSR whose EC point is not on the curve', () => {
+    const k = generateKeyPair('ec-p256');
+    const der = Buffer.from(createCsr({ privateKey: k.privateKey }));
+    const spki = exportSpkiDer(k.publicKey);
+    const at = der.indexOf(spki);
+    expect(at).toBeGreaterThan(0);
+    der[at + spki.length - 1]! ^= 0x01; // last byte of Y: the point leaves the curve
+    let err: unknown;
+    try {
+      parseCsr(der);
+    } catch (e) {
+      err = e;
+    }
+    expect(isMayflyError(err, 'ERR_CSR_INVALID')).toBe(true);
+    expect(String((err as Error).message)).toMatch(/not a valid point|cannot be read/);
+  });
+
   it('rejects weak and unsupported keys', () => {
     expect(code(() => parseCsr(createCsr({ privateKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey })))).toBe('ERR_CSR_INVALID');
     expect(code(() => parseCsr(createCsr({ privateKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey })))).toBe('ERR_CSR_INVALID');

@@ -60,6 +60,33 @@ function decodeOidBody(buf: Uint8Array): string {
   return arcs.join('.');
 }
 
+/** The exact SPKI prefixes of uncompressed EC P-256 and P-384 public keys. */
+const EC_SPKI_PREFIXES: ReadonlyArray<{ prefix: Buffer; crv: 'P-256' | 'P-384'; type: KeyType; size: number }> = [
+  { prefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'), crv: 'P-256', type: 'ec-p256', size: 32 },
+  { prefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'), crv: 'P-384', type: 'ec-p384', size: 48 },
+];
+
+/**
+ * Imports the common case, an uncompressed P-256/P-384 point, through JWK: with OpenSSL 3
+ * that is ~1.5–2× cheaper than decoding the SPKI DER, and key import dominates CSR checks.
+ * OpenSSL still refuses a point that is not on the curve. Anything else → undefined (the
+ * caller takes the general DER path).
+ */
+function importUncompressedEcSpki(spki: Buffer): { publicKey: KeyObject; keyType: KeyType } | undefined {
+  for (const { prefix, crv, type, size } of EC_SPKI_PREFIXES) {
+    if (spki.length !== prefix.length + 1 + 2 * size || !spki.subarray(0, prefix.length).equals(prefix) || spki[prefix.length] !== 0x04) continue;
+    const x = spki.subarray(prefix.length + 1, prefix.length + 1 + size);
+    const y = spki.subarray(prefix.length + 1 + size);
+    try {
+      const publicKey = createPublicKey({ key: { kty: 'EC', crv, x: x.toString('base64url'), y: y.toString('base64url') }, format: 'jwk' });
+      return { publicKey, keyType: type };
+    } catch (cause) {
+      bad('its public key is not a valid point on its curve', cause);
+    }
+  }
+  return undefined;
+}
+
 /**
  * Parses a PKCS#10 CSR (DER) and verifies its self-signature. Returns only the public
  * key; everything else the CSR asks for is ignored by design.
@@ -89,24 +116,31 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
     if (verT.tag !== TAG.INTEGER || verT.end - verT.contentStart !== 1 || der[verT.contentStart] !== 0) bad('version must be 0 (v1)');
     if (spkiT.tag !== TAG.SEQUENCE) bad('subjectPublicKeyInfo is not a SEQUENCE');
     spki = Buffer.from(der.subarray(spkiT.start, spkiT.end));
-    // A second, independent parse of the whole structure: anything @peculiar rejects is
-    // not a CSR we want to reason about.
-    AsnConvert.parse(Buffer.from(der), CertificationRequest);
+    // The strict DER reader above has walked every byte we use (CRI, algorithm, signature,
+    // SPKI); the subject and attributes are never read. Only the full-structure check of
+    // the rest remains, and that is what @peculiar's parse adds: keep it for odd shapes
+    // but skip it for the one shape agents send, where it cost ~20 % of a signing call.
+    if (criParts.length !== 4 || criParts[3]?.tag !== 0xa0) AsnConvert.parse(Buffer.from(der), CertificationRequest);
   } catch (err) {
     if (err instanceof X509SvidError) throw err;
     bad(err instanceof DerError ? `malformed DER (${err.message})` : 'malformed structure', err);
   }
   let publicKey: KeyObject;
-  try {
-    publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  } catch (cause) {
-    bad('its public key cannot be read', cause);
-  }
   let keyType: KeyType;
-  try {
-    keyType = keyTypeOf(publicKey);
-  } catch (err) {
-    bad(`its key is not acceptable: ${(err as Error).message}`, err);
+  const ec = importUncompressedEcSpki(spki);
+  if (ec !== undefined) {
+    ({ publicKey, keyType } = ec);
+  } else {
+    try {
+      publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    } catch (cause) {
+      bad('its public key cannot be read', cause);
+    }
+    try {
+      keyType = keyTypeOf(publicKey);
+    } catch (err) {
+      bad(`its key is not acceptable: ${(err as Error).message}`, err);
+    }
   }
   const alg = CSR_SIG_ALGS[algOid];
   if (alg === undefined) bad(`signature algorithm ${algOid} is not supported (use ECDSA or RSA PKCS#1 v1.5 with SHA-2)`);
