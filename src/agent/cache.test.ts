@@ -118,6 +118,26 @@ describe('SvidCache', () => {
     expect(updates.at(-1)?.identities).toEqual([]);
   });
 
+  it('hands one shared update to subscribers with the same selector set, and its own to each other set', async () => {
+    const { server, cache, push } = setup();
+    const gid5 = { type: 'unix', value: 'gid:5' };
+    server.entries = [testEntry({ entryId: 'a', spiffeId: 'spiffe://example.org/a', createdAt: 1 })];
+    await push();
+    const got: WorkloadUpdate[][] = [[], [], []];
+    cache.subscribe(uid1000, (u) => got[0]!.push(u));
+    cache.subscribe([gid5, ...uid1000, ...uid1000], (u) => got[1]!.push(u));
+    cache.subscribe([...uid1000, gid5], (u) => got[2]!.push(u));
+    server.entries = [...server.entries, testEntry({ entryId: 'b', spiffeId: 'spiffe://example.org/b', createdAt: 2, selectors: [...uid1000, gid5] })];
+    await push();
+    const [only, withGid, sameSet] = got.map((g) => g.at(-1));
+    // The same selector set in another order (and with repeats) is entitled to the same.
+    expect(withGid).toBe(sameSet);
+    expect(withGid?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a', 'spiffe://example.org/b']);
+    // A smaller set never receives the other set's update (b needs gid:5).
+    expect(only).not.toBe(withGid);
+    expect(only?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a']);
+  });
+
   it('keeps a stable order (oldest entry first) across rotations and new entries', async () => {
     const { sched, server, cache, push } = setup();
     server.entries = [

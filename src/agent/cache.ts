@@ -78,6 +78,8 @@ export interface SvidCacheConfig {
 
 interface Subscriber {
   readonly selectors: readonly Selector[];
+  /** selectorSetKey(selectors): subscribers with equal keys are entitled to the same. */
+  readonly key: string;
   readonly onUpdate: (u: WorkloadUpdate) => void;
 }
 
@@ -106,6 +108,11 @@ function viewKeyOf(entries: readonly RegistrationEntry[], bundle: Material, fed:
     h.update(`\n${name}\n`).update(m.material.x509Authorities).update('\n').update(m.material.jwks);
   }
   return h.digest('hex');
+}
+
+/** A canonical key for a set of selectors (order and duplicates do not matter). */
+function selectorSetKey(selectors: readonly Selector[]): string {
+  return JSON.stringify([...new Set(selectors.map((s) => JSON.stringify([s.type, s.value])))].sort());
 }
 
 function compareEntries(a: RegistrationEntry, b: RegistrationEntry): number {
@@ -435,7 +442,7 @@ export class SvidCache implements WorkloadIdentities {
 
   subscribe(selectors: readonly Selector[], onUpdate: (update: WorkloadUpdate) => void): () => void {
     if (!this.ready) throw new MayflyError('ERR_AGENT_NOT_READY', 'the agent has not received its authorised entries from the server yet');
-    const sub: Subscriber = { selectors: [...selectors], onUpdate };
+    const sub: Subscriber = { selectors: [...selectors], key: selectorSetKey(selectors), onUpdate };
     this.#subscribers.add(sub);
     this.#notify(sub);
     return () => {
@@ -501,8 +508,25 @@ export class SvidCache implements WorkloadIdentities {
     }
   }
 
+  /**
+   * Notifies every subscriber. Subscribers with the same selector set share one
+   * `WorkloadUpdate` object (what they are entitled to depends only on their selectors),
+   * so the Workload API encodes it once for all of them.
+   */
   #notifyAll(): void {
-    for (const sub of [...this.#subscribers]) this.#notify(sub);
+    const byKey = new Map<string, WorkloadUpdate | undefined>();
+    for (const sub of [...this.#subscribers]) {
+      const key = sub.key;
+      let u: WorkloadUpdate | undefined;
+      if (byKey.has(key)) u = byKey.get(key);
+      else byKey.set(key, (u = this.updateFor(sub.selectors)));
+      if (u === undefined) continue;
+      try {
+        sub.onUpdate(u);
+      } catch (err) {
+        this.#log.warn({ err }, 'Workload API subscriber failed');
+      }
+    }
   }
 
   async fetchJwtSvid(selectors: readonly Selector[], request: JwtSvidRequest): Promise<IssuedJwtSvid[]> {

@@ -29,8 +29,7 @@ import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCredentials, PeerCredentialSource, ValidateJwtSvid, WorkloadIdentities } from './identities.js';
-import { workloadHandlers, type EndpointLogger } from './handlers.js';
-import { workloadServiceDefinition } from './proto.js';
+import { workloadHandlers, workloadServiceDefinitionForServing, type EndpointLogger } from './handlers.js';
 import { authoritySafeSocket } from './h2-authority.js';
 
 export type { EndpointLogger } from './handlers.js';
@@ -94,7 +93,7 @@ export class WorkloadApiEndpoint {
       'grpc.enable_channelz': 0,
     });
     server.addService(
-      workloadServiceDefinition(),
+      workloadServiceDefinitionForServing(),
       workloadHandlers({
         identities: this.config.identities,
         validateJwtSvid: this.config.validateJwtSvid,

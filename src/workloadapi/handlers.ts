@@ -155,6 +155,34 @@ export function jwtBundlesResponse(u: WorkloadUpdate): JWTBundlesResponse {
 }
 
 /**
+ * Encodings shared between streams. Every stream whose caller has the same selectors gets
+ * the same `WorkloadUpdate` object from the cache, so its message is built and serialised
+ * once per method, not once per stream; `encoded` lets the service's serialiser (see
+ * `workloadServiceDefinitionForServing`) reuse those bytes instead of encoding again on
+ * write. Messages are never mutated after they are built, so sharing them is safe.
+ */
+const built = new WeakMap<WorkloadUpdate, Map<string, { msg: unknown; bytes: Buffer }>>();
+const encoded = new WeakMap<object, Buffer>();
+
+/**
+ * The Workload API service definition to register with the handlers: the same as
+ * `workloadServiceDefinition()`, with response serialisers that reuse the bytes a stream
+ * already encoded for a message.
+ */
+export function workloadServiceDefinitionForServing(): grpc.ServiceDefinition {
+  const def = workloadServiceDefinition();
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, m] of Object.entries(def)) {
+    const serialize = m.responseSerialize as (v: unknown) => Buffer;
+    out[name] = {
+      ...m,
+      responseSerialize: (v: unknown) => (typeof v === 'object' && v !== null ? encoded.get(v) : undefined) ?? serialize(v),
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+/**
  * Runs a server stream: subscribes to the caller's state, sends the first message at
  * once and the full state again on every change, skips a message byte-identical to the
  * previous one, and ends with PERMISSION_DENIED when the caller has (or comes to have) no
@@ -199,13 +227,23 @@ function serveStream<T>(
     }
     let msg: T;
     let bytes: Buffer;
-    try {
-      msg = build(u);
-      bytes = serialize(msg);
-    } catch (err) {
-      ctx.logger.warn({ method, err }, 'cannot encode workload update');
-      finish({ code: grpc.status.INTERNAL, details: 'internal error' });
-      return;
+    let perMethod = built.get(u);
+    const hit = perMethod?.get(method);
+    if (hit !== undefined) {
+      msg = hit.msg as T;
+      bytes = hit.bytes;
+    } else {
+      try {
+        msg = build(u);
+        bytes = serialize(msg);
+      } catch (err) {
+        ctx.logger.warn({ method, err }, 'cannot encode workload update');
+        finish({ code: grpc.status.INTERNAL, details: 'internal error' });
+        return;
+      }
+      if (perMethod === undefined) built.set(u, (perMethod = new Map()));
+      perMethod.set(method, { msg, bytes });
+      encoded.set(msg as object, bytes);
     }
     if (last !== undefined && last.equals(bytes)) return;
     last = bytes;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -94,6 +94,21 @@ describe('unix workload attestor', () => {
         'supplementary_group:docker',
         'supplementary_gid:4',
       ]);
+    });
+
+    it('sees every change to /etc/passwd and /etc/group, same size or replaced by rename', async () => {
+      const a = await setup('Name:\tweb\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nGroups:\t\n');
+      expect(values(await a.attest(4242))).toEqual(['uid:1000', 'user:web', 'gid:1000', 'group:web']);
+      // Same length, edited in place: the cached parse must not be served.
+      await writeFile(join(root, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\nbob:x:1000:1000::/home/web:/bin/sh\nweb2:x:1000:1000::/:/bin/sh\n');
+      expect(values(await a.attest(4242))).toContain('user:bob');
+      // Replaced by rename (new inode), as useradd does.
+      await writeFile(join(root, 'etc/group.new'), 'root:x:0:\nstaff:x:1000:\n');
+      await rename(join(root, 'etc/group.new'), join(root, 'etc/group'));
+      expect(values(await a.attest(4242))).toEqual(['uid:1000', 'user:bob', 'gid:1000', 'group:staff']);
+      // Removed: no name selectors any more.
+      await rm(join(root, 'etc/passwd'));
+      expect(values(await a.attest(4242))).toEqual(['uid:1000', 'gid:1000', 'group:staff']);
     });
 
     it('fails attestation on a status file it cannot make sense of', async () => {

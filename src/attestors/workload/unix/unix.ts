@@ -16,7 +16,7 @@
  * only to other NSS sources (LDAP, sssd) get uid/gid selectors but no name selectors.
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, readlink } from 'node:fs/promises';
+import { open, readFile, readlink, stat } from 'node:fs/promises';
 import { MayflyError } from '../../../spiffe/errors.js';
 import type { WorkloadAttestor, WorkloadSelector } from '../attestor.js';
 
@@ -84,6 +84,8 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
   readonly #sizeLimit: number;
   readonly #proc: string;
   readonly #etc: string;
+  /** Parsed passwd/group files and the file identity they were parsed from (see #names). */
+  readonly #nameCache = new Map<'passwd' | 'group', { version: string; names: Map<number, string> }>();
 
   constructor(config: UnixAttestorConfig = {}) {
     this.#discoverPath = config.discoverWorkloadPath ?? false;
@@ -120,10 +122,27 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
     return out;
   }
 
+  /**
+   * id → name from /etc/passwd or /etc/group. The parsed file is kept and reused while its
+   * identity (device, inode, size, change and modification times in nanoseconds) is
+   * unchanged, so each call costs one stat instead of a read and parse; any edit or
+   * replacement of the file (rename over it, as vipw and useradd do) is read afresh.
+   */
   async #names(file: 'passwd' | 'group'): Promise<Map<number, string>> {
+    const path = `${this.#etc}/${file}`;
     try {
-      return parseIdNames(await readFile(`${this.#etc}/${file}`, 'utf8'));
+      const st = await stat(path, { bigint: true });
+      const version = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      const cached = this.#nameCache.get(file);
+      if (cached !== undefined && cached.version === version) return cached.names;
+      const names = parseIdNames(await readFile(path, 'utf8'));
+      // Keep it only if the file did not change while it was read.
+      const after = await stat(path, { bigint: true });
+      if (`${after.dev}:${after.ino}:${after.size}:${after.mtimeNs}:${after.ctimeNs}` === version) this.#nameCache.set(file, { version, names });
+      else this.#nameCache.delete(file);
+      return names;
     } catch {
+      this.#nameCache.delete(file);
       return new Map();
     }
   }
