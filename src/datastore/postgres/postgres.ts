@@ -39,21 +39,9 @@
  * file opens the store and presents them as one `Datastore`.
  */
 import type { Pool as PgPool, PoolConfig } from 'pg';
-import type { EntryInput, RegistrationEntry } from '../../registration/entry.js';
 import { MayflyError } from '../../spiffe/errors.js';
 import { toPostgresUrl } from './connection-string.js';
-import type {
-  AgentUpdate,
-  AttestedAgent,
-  CreateEntryResult,
-  Datastore,
-  JoinToken,
-  ListAgentsQuery,
-  ListEntriesQuery,
-  NewAgent,
-  Page,
-  StoredBundle,
-} from '../datastore.js';
+import { DelegatingDatastore } from '../delegating.js';
 import { DatastoreError } from '../records.js';
 import * as agents from './agents.js';
 import * as bundles from './bundles.js';
@@ -130,16 +118,16 @@ export async function openPostgresDatastore(config: PostgresDatastoreConfig): Pr
   }
 }
 
-export class PostgresDatastore implements Datastore {
-  readonly #s: PostgresStore;
+export class PostgresDatastore extends DelegatingDatastore<PostgresStore> {
   readonly #w: PostgresWatcher;
   /** The `synchronous_commit` level this store's connections commit with (never `off`). */
   readonly synchronousCommit: string;
 
   /** @internal use openPostgresDatastore */
   constructor(pool: PgPool, quotedSchema: string, now: () => Date, synchronousCommit: string, clientConfig: PoolConfig) {
-    this.#s = new PostgresStore(pool, quotedSchema, now);
-    this.#w = new PostgresWatcher(this.#s, clientConfig);
+    const store = new PostgresStore(pool, quotedSchema, now);
+    super(store, { entries, agents, joinTokens, bundles });
+    this.#w = new PostgresWatcher(store, clientConfig);
     this.synchronousCommit = synchronousCommit;
   }
 
@@ -155,117 +143,11 @@ export class PostgresDatastore implements Datastore {
     return this.#w.watch(listener);
   }
 
-  // ---------------------------------------------------------------- entries (entries.ts)
-
-  async createEntry(input: EntryInput): Promise<RegistrationEntry> {
-    const [r] = await this.createEntries([input]);
-    if (r!.error !== undefined) throw r!.error;
-    return r!.entry;
-  }
-
-  createEntries(inputs: readonly EntryInput[]): Promise<CreateEntryResult[]> {
-    return entries.createEntries(this.#s, inputs);
-  }
-
-  getEntry(entryId: string): Promise<RegistrationEntry | undefined> {
-    return entries.getEntry(this.#s, entryId);
-  }
-
-  updateEntry(input: EntryInput & { entryId: string }, opts: { expectedRevision: number }): Promise<RegistrationEntry> {
-    return entries.updateEntry(this.#s, input, opts);
-  }
-
-  deleteEntry(entryId: string): Promise<RegistrationEntry> {
-    return entries.deleteEntry(this.#s, entryId);
-  }
-
-  countEntries(): Promise<number> {
-    return entries.countEntries(this.#s);
-  }
-
-  listEntries(query?: ListEntriesQuery): Promise<Page<RegistrationEntry>> {
-    return entries.listEntries(this.#s, query);
-  }
-
-  listEntriesForParents(parentIds: readonly string[]): Promise<RegistrationEntry[]> {
-    return entries.listEntriesForParents(this.#s, parentIds);
-  }
-
-  // ---------------------------------------------------------------- agents (agents.ts)
-
-  createAgent(agent: NewAgent): Promise<AttestedAgent> {
-    return agents.createAgent(this.#s, agent);
-  }
-
-  getAgent(spiffeId: string): Promise<AttestedAgent | undefined> {
-    return agents.getAgent(this.#s, spiffeId);
-  }
-
-  updateAgent(spiffeId: string, update: AgentUpdate): Promise<AttestedAgent> {
-    return agents.updateAgent(this.#s, spiffeId, update);
-  }
-
-  listAgents(query: ListAgentsQuery = {}): Promise<Page<AttestedAgent>> {
-    return agents.listAgents(this.#s, query);
-  }
-
-  deleteAgent(spiffeId: string): Promise<AttestedAgent> {
-    return agents.deleteAgent(this.#s, spiffeId);
-  }
-
-  countAgents(): Promise<number> {
-    return agents.countAgents(this.#s);
-  }
-
-  purgeExpiredAgents(before: number, opts: { includeBanned?: boolean } = {}): Promise<number> {
-    return agents.purgeExpiredAgents(this.#s, before, opts);
-  }
-
-  // ---------------------------------------------------------------- join tokens (join-tokens.ts)
-
-  createJoinToken(input: { token: string; expiresAt: number }): Promise<JoinToken> {
-    return joinTokens.createJoinToken(this.#s, input);
-  }
-
-  consumeJoinToken(token: string, now: number): Promise<JoinToken> {
-    return joinTokens.consumeJoinToken(this.#s, token, now);
-  }
-
-  purgeExpiredJoinTokens(before: number): Promise<number> {
-    return joinTokens.purgeExpiredJoinTokens(this.#s, before);
-  }
-
-  // ---------------------------------------------------------------- bundles and CA journal (bundles.ts)
-
-  getBundle(trustDomain: string): Promise<StoredBundle | undefined> {
-    return bundles.getBundle(this.#s, trustDomain);
-  }
-
-  setBundle(input: { trustDomain: string; bundle: string; sequence: number }): Promise<StoredBundle> {
-    return bundles.setBundle(this.#s, input);
-  }
-
-  listBundles(): Promise<StoredBundle[]> {
-    return bundles.listBundles(this.#s);
-  }
-
-  deleteBundle(trustDomain: string): Promise<void> {
-    return bundles.deleteBundle(this.#s, trustDomain);
-  }
-
-  getCaJournal(): Promise<Uint8Array | undefined> {
-    return bundles.getCaJournal(this.#s);
-  }
-
-  setCaJournal(bytes: Uint8Array): Promise<void> {
-    return bundles.setCaJournal(this.#s, bytes);
-  }
-
   // ---------------------------------------------------------------- lifecycle
 
   /** Refuses new calls, waits for the accepted ones, stops watching, ends the pool. */
   close(): Promise<void> {
-    return this.#s.close(() => this.#w.stop());
+    return this.store.close(() => this.#w.stop());
   }
 
   /**
@@ -274,6 +156,6 @@ export class PostgresDatastore implements Datastore {
    * ([] when consistent). For tests and an operator's consistency check; reads every entry.
    */
   verifyIndexes(): Promise<string[]> {
-    return verifyIndexes(this.#s);
+    return verifyIndexes(this.store);
   }
 }

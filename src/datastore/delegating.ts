@@ -1,0 +1,179 @@
+/**
+ * @module datastore/delegating
+ *
+ * The `Datastore` surface both implementations share: each keeps its operations as plain
+ * functions over its own store handle (`entries.ts`, `agents.ts`, `join-tokens.ts`,
+ * `bundles.ts` in `level/` and `postgres/`), and this base class maps every interface
+ * method onto them, so the two stores differ only in those functions and their lifecycle.
+ */
+import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
+import type {
+  AgentUpdate,
+  AttestedAgent,
+  CreateEntryResult,
+  Datastore,
+  JoinToken,
+  ListAgentsQuery,
+  ListEntriesQuery,
+  NewAgent,
+  Page,
+  StoredBundle,
+} from './datastore.js';
+
+/** The operation modules of one implementation, each taking its store handle first. */
+export interface StoreOperations<S> {
+  entries: {
+    createEntries(s: S, inputs: readonly EntryInput[]): Promise<CreateEntryResult[]>;
+    getEntry(s: S, entryId: string): Promise<RegistrationEntry | undefined>;
+    updateEntry(s: S, input: EntryInput & { entryId: string }, opts: { expectedRevision: number }): Promise<RegistrationEntry>;
+    deleteEntry(s: S, entryId: string): Promise<RegistrationEntry>;
+    countEntries(s: S): Promise<number>;
+    listEntries(s: S, query?: ListEntriesQuery): Promise<Page<RegistrationEntry>>;
+    listEntriesForParents(s: S, parentIds: readonly string[]): Promise<RegistrationEntry[]>;
+  };
+  agents: {
+    createAgent(s: S, agent: NewAgent): Promise<AttestedAgent>;
+    getAgent(s: S, spiffeId: string): Promise<AttestedAgent | undefined>;
+    updateAgent(s: S, spiffeId: string, update: AgentUpdate): Promise<AttestedAgent>;
+    listAgents(s: S, query: ListAgentsQuery): Promise<Page<AttestedAgent>>;
+    deleteAgent(s: S, spiffeId: string): Promise<AttestedAgent>;
+    countAgents(s: S): Promise<number>;
+    purgeExpiredAgents(s: S, before: number, opts: { includeBanned?: boolean }): Promise<number>;
+  };
+  joinTokens: {
+    createJoinToken(s: S, input: { token: string; expiresAt: number }): Promise<JoinToken>;
+    consumeJoinToken(s: S, token: string, now: number): Promise<JoinToken>;
+    purgeExpiredJoinTokens(s: S, before: number): Promise<number>;
+  };
+  bundles: {
+    getBundle(s: S, trustDomain: string): Promise<StoredBundle | undefined>;
+    setBundle(s: S, input: { trustDomain: string; bundle: string; sequence: number }): Promise<StoredBundle>;
+    listBundles(s: S): Promise<StoredBundle[]>;
+    deleteBundle(s: S, trustDomain: string): Promise<void>;
+    getCaJournal(s: S): Promise<Uint8Array | undefined>;
+    setCaJournal(s: S, bytes: Uint8Array): Promise<void>;
+  };
+}
+
+export abstract class DelegatingDatastore<S> implements Datastore {
+  readonly #s: S;
+  readonly #ops: StoreOperations<S>;
+
+  protected constructor(store: S, ops: StoreOperations<S>) {
+    this.#s = store;
+    this.#ops = ops;
+  }
+
+  /** The store handle, for the subclass's own lifecycle and checks. */
+  protected get store(): S {
+    return this.#s;
+  }
+
+  abstract close(): Promise<void>;
+
+  // ---------------------------------------------------------------- entries
+
+  async createEntry(input: EntryInput): Promise<RegistrationEntry> {
+    const [r] = await this.createEntries([input]);
+    if (r!.error !== undefined) throw r!.error;
+    return r!.entry;
+  }
+
+  createEntries(inputs: readonly EntryInput[]): Promise<CreateEntryResult[]> {
+    return this.#ops.entries.createEntries(this.#s, inputs);
+  }
+
+  getEntry(entryId: string): Promise<RegistrationEntry | undefined> {
+    return this.#ops.entries.getEntry(this.#s, entryId);
+  }
+
+  updateEntry(input: EntryInput & { entryId: string }, opts: { expectedRevision: number }): Promise<RegistrationEntry> {
+    return this.#ops.entries.updateEntry(this.#s, input, opts);
+  }
+
+  deleteEntry(entryId: string): Promise<RegistrationEntry> {
+    return this.#ops.entries.deleteEntry(this.#s, entryId);
+  }
+
+  countEntries(): Promise<number> {
+    return this.#ops.entries.countEntries(this.#s);
+  }
+
+  listEntries(query?: ListEntriesQuery): Promise<Page<RegistrationEntry>> {
+    return this.#ops.entries.listEntries(this.#s, query);
+  }
+
+  listEntriesForParents(parentIds: readonly string[]): Promise<RegistrationEntry[]> {
+    return this.#ops.entries.listEntriesForParents(this.#s, parentIds);
+  }
+
+  // ---------------------------------------------------------------- agents
+
+  createAgent(agent: NewAgent): Promise<AttestedAgent> {
+    return this.#ops.agents.createAgent(this.#s, agent);
+  }
+
+  getAgent(spiffeId: string): Promise<AttestedAgent | undefined> {
+    return this.#ops.agents.getAgent(this.#s, spiffeId);
+  }
+
+  updateAgent(spiffeId: string, update: AgentUpdate): Promise<AttestedAgent> {
+    return this.#ops.agents.updateAgent(this.#s, spiffeId, update);
+  }
+
+  listAgents(query: ListAgentsQuery = {}): Promise<Page<AttestedAgent>> {
+    return this.#ops.agents.listAgents(this.#s, query);
+  }
+
+  deleteAgent(spiffeId: string): Promise<AttestedAgent> {
+    return this.#ops.agents.deleteAgent(this.#s, spiffeId);
+  }
+
+  countAgents(): Promise<number> {
+    return this.#ops.agents.countAgents(this.#s);
+  }
+
+  purgeExpiredAgents(before: number, opts: { includeBanned?: boolean } = {}): Promise<number> {
+    return this.#ops.agents.purgeExpiredAgents(this.#s, before, opts);
+  }
+
+  // ---------------------------------------------------------------- join tokens
+
+  createJoinToken(input: { token: string; expiresAt: number }): Promise<JoinToken> {
+    return this.#ops.joinTokens.createJoinToken(this.#s, input);
+  }
+
+  consumeJoinToken(token: string, now: number): Promise<JoinToken> {
+    return this.#ops.joinTokens.consumeJoinToken(this.#s, token, now);
+  }
+
+  purgeExpiredJoinTokens(before: number): Promise<number> {
+    return this.#ops.joinTokens.purgeExpiredJoinTokens(this.#s, before);
+  }
+
+  // ---------------------------------------------------------------- bundles and CA journal
+
+  getBundle(trustDomain: string): Promise<StoredBundle | undefined> {
+    return this.#ops.bundles.getBundle(this.#s, trustDomain);
+  }
+
+  setBundle(input: { trustDomain: string; bundle: string; sequence: number }): Promise<StoredBundle> {
+    return this.#ops.bundles.setBundle(this.#s, input);
+  }
+
+  listBundles(): Promise<StoredBundle[]> {
+    return this.#ops.bundles.listBundles(this.#s);
+  }
+
+  deleteBundle(trustDomain: string): Promise<void> {
+    return this.#ops.bundles.deleteBundle(this.#s, trustDomain);
+  }
+
+  getCaJournal(): Promise<Uint8Array | undefined> {
+    return this.#ops.bundles.getCaJournal(this.#s);
+  }
+
+  setCaJournal(bytes: Uint8Array): Promise<void> {
+    return this.#ops.bundles.setCaJournal(this.#s, bytes);
+  }
+}
