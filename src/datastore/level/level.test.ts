@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../../spiffe/errors.js';
 import { runDatastoreConformance } from '../conformance.js';
 import type { Datastore } from '../datastore.js';
+import { expectAcknowledgedWrites, killWriterMidFlight } from '../testdata/kill-check.js';
 import { openLevelDatastore, type LevelDatastore } from './level.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -131,66 +131,9 @@ describe('LevelDatastore', () => {
     dirs.push(dir);
     // The child runs the compiled fixture from dist/ (built by test/build.global-setup.ts),
     // i.e. exactly the code `npm run build` ships.
-    const fixture = join(here, '../../../dist/src/datastore/level/testdata/kill-writer.fixture.js');
-    expect(existsSync(fixture), `${fixture} is missing: run \`npm run build\` (vitest's global setup does)`).toBe(true);
-    const child = spawn(process.execPath, [fixture, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const lines: string[] = [];
-    let partial = '';
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.on('exit', (code, signal) => resolve({ code, signal })),
-    );
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        partial += d.toString();
-        const parts = partial.split('\n');
-        partial = parts.pop()!;
-        lines.push(...parts);
-        // Kill it mid-flight once it has acknowledged a good number of writes.
-        if (lines.length >= 400 && child.exitCode === null && !child.killed) {
-          child.kill('SIGKILL');
-          resolve();
-        }
-      });
-      child.on('exit', () => resolve());
-      child.on('error', reject);
-    });
-    const { signal } = await exited;
-    // Lines written before the kill but still in the pipe are acknowledged too.
-    await new Promise<void>((resolve) => (child.stdout.readableEnded ? resolve() : child.stdout.on('end', () => resolve())));
-    expect(signal, `child ended without being killed: ${stderr}`).toBe('SIGKILL');
-    expect(lines[0]).toBe('ready');
-
-    const created = new Set<string>();
-    const deleted = new Set<string>();
-    const revisions = new Map<string, number>();
-    for (const line of lines.slice(1)) {
-      const [what, id, rev] = line.split(' ');
-      if (what === 'created') created.add(id!);
-      else if (what === 'deleted') deleted.add(id!);
-      else if (what === 'updated') revisions.set(id!, Number(rev));
-      else throw new Error(`unexpected line from the child: ${line}`);
-    }
-    expect(created.size).toBeGreaterThanOrEqual(300);
-
+    const { lines } = await killWriterMidFlight(join(here, '../../../dist/src/datastore/level/testdata/kill-writer.fixture.js'), [dir]);
     const ds = await openLevelDatastore({ path: dir });
     open.push(ds);
-    for (const id of created) {
-      const e = await ds.getEntry(id);
-      if (deleted.has(id)) {
-        expect(e, `deleted entry ${id} is back`).toBeUndefined();
-      } else {
-        expect(e, `acknowledged entry ${id} is missing`).toBeDefined();
-        // An update may have landed after the last acknowledgement, never before it.
-        expect(e!.revision).toBeGreaterThanOrEqual(revisions.get(id) ?? 0);
-      }
-    }
-    expect(await ds.verifyIndexes()).toEqual([]);
-    // The store is usable, and indexes answer for the acknowledged entries.
-    const some = [...created].find((id) => !deleted.has(id))!;
-    const e = (await ds.getEntry(some))!;
-    expect((await ds.listEntries({ bySpiffeId: e.spiffeId })).items.map((x) => x.entryId)).toContain(some);
-    expect((await ds.countEntries()) >= created.size - deleted.size).toBe(true);
+    await expectAcknowledgedWrites(ds, lines);
   });
 });

@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +5,7 @@ import type { EntryInput, RegistrationEntry } from '../../registration/entry.js'
 import { isMayflyError, type ErrorCode } from '../../spiffe/errors.js';
 import { runDatastoreConformance } from '../conformance.js';
 import type { Datastore } from '../datastore.js';
+import { expectAcknowledgedWrites, killWriterMidFlight } from '../testdata/kill-check.js';
 import { openPostgresDatastore, POSTGRES_SCHEMA_VERSION, type DatastoreChange, type PostgresDatastore } from './postgres.js';
 import { sql, startTestPostgres, type TestPostgres } from './testing.js';
 
@@ -265,65 +264,10 @@ describe('PostgresDatastore', () => {
     const schema = cluster.freshSchema();
     // The child runs the compiled fixture from dist/ (built by test/build.global-setup.ts).
     const fixture = join(here, '../../../dist/src/datastore/postgres/testdata/kill-writer.fixture.js');
-    expect(existsSync(fixture), `${fixture} is missing: run \`npm run build\` (vitest's global setup does)`).toBe(true);
-    const child = spawn(process.execPath, [fixture, cluster.connectionString, schema], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const lines: string[] = [];
-    let partial = '';
-    let batches = 0;
-    const exited = new Promise<{ signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (_code, signal) => resolve({ signal })));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        partial += d.toString();
-        const parts = partial.split('\n');
-        partial = parts.pop()!;
-        lines.push(...parts);
-        batches++;
-        // Kill it once it has acknowledged a good number of writes, while it keeps writing.
-        if (lines.length >= 400 && child.exitCode === null && !child.killed) {
-          child.kill('SIGKILL');
-          resolve();
-        }
-      });
-      child.on('exit', () => resolve());
-      child.on('error', reject);
-    });
-    const { signal } = await exited;
-    // Lines written before the kill but still in the pipe were acknowledged too.
-    await new Promise<void>((resolve) => (child.stdout.readableEnded ? resolve() : child.stdout.on('end', () => resolve())));
-    expect(signal, `child ended without being killed: ${stderr}`).toBe('SIGKILL');
-    expect(lines[0]).toBe('ready');
-    expect(batches).toBeGreaterThan(1);
-
-    const created = new Set<string>();
-    const deleted = new Set<string>();
-    const revisions = new Map<string, number>();
-    for (const line of lines.slice(1)) {
-      const [what, id, rev] = line.split(' ');
-      if (what === 'created') created.add(id!);
-      else if (what === 'deleted') deleted.add(id!);
-      else if (what === 'updated') revisions.set(id!, Number(rev));
-      else throw new Error(`unexpected line from the child: ${line}`);
-    }
-    expect(created.size).toBeGreaterThanOrEqual(300);
-
+    const { lines, chunks } = await killWriterMidFlight(fixture, [cluster.connectionString, schema]);
+    expect(chunks).toBeGreaterThan(1);
     const ds = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
     open.push(ds);
-    for (const id of created) {
-      const e = await ds.getEntry(id);
-      if (deleted.has(id)) {
-        expect(e, `deleted entry ${id} is back`).toBeUndefined();
-      } else {
-        expect(e, `acknowledged entry ${id} is missing`).toBeDefined();
-        expect(e!.revision).toBeGreaterThanOrEqual(revisions.get(id) ?? 0);
-      }
-    }
-    // The transaction in flight at the kill left nothing half-written.
-    expect(await ds.verifyIndexes()).toEqual([]);
-    const some = [...created].find((id) => !deleted.has(id))!;
-    const e = (await ds.getEntry(some))!;
-    expect((await ds.listEntries({ bySpiffeId: e.spiffeId })).items.map((x) => x.entryId)).toContain(some);
-    expect(await ds.countEntries()).toBeGreaterThanOrEqual(created.size - deleted.size);
+    await expectAcknowledgedWrites(ds, lines);
   });
 });
