@@ -9,13 +9,19 @@
  *   loudly at the server instead of at every relying party;
  * - an identity outside the trust domain: SPIFFE IDs of other trust domains are refused;
  * - an SVID outliving its CA: TTLs are capped at the signing authority's NotAfter.
+ *
+ * `mintX509SvidsFromCsrs` is the batch path (server/csr-pool runs it on worker threads):
+ * the same checks, given an `X509MintAuthority` snapshot that `ServerCa.x509MintAuthority`
+ * took when the request arrived, so a whole batch is signed by the authority that was
+ * active then and verified against the bundle of then, whichever thread does the work.
  */
 import type { KeyObject } from 'node:crypto';
 import { SpiffeIdError } from '../spiffe/errors.js';
-import { SpiffeId, type TrustDomain } from '../spiffe/id.js';
+import { SpiffeId, TrustDomain } from '../spiffe/id.js';
+import { parseCsr } from '../spiffe/x509/csr.js';
 import type { Bundle } from '../spiffe/bundle/index.js';
 import { JwtSvidSigner } from '../spiffe/jwt/index.js';
-import { verifyX509Svid, X509SvidMinter } from '../spiffe/x509/index.js';
+import { verifyX509Svid, X509SvidMinter, type X509BundleInput } from '../spiffe/x509/index.js';
 import type { Slot } from './authority-slots.js';
 import { fail, positive } from './ca-error.js';
 import type { UpstreamAuthority } from './upstream.js';
@@ -103,4 +109,90 @@ export function mintJwtSvid(slot: Slot, id: SpiffeId, req: SignJwtSvidRequest, c
   const signer = (slot.signer ??= new JwtSvidSigner({ privateKey: slot.key.privateKey, kid: slot.id }));
   const token = signer.mint({ spiffeId: id, audience: req.audience, ttlSeconds: ttl, now });
   return { token, expiresAt: new Date((Math.floor(now.getTime() / 1000) + ttl) * 1000), authorityId: slot.id };
+}
+
+/**
+ * The active X.509 authority and the bundle as of one moment: everything needed to mint
+ * and verify X.509-SVIDs with it, on this thread or a worker thread (it survives
+ * `postMessage`; the private key is a KeyObject and never leaves the process). The same
+ * object is handed out while neither the active authority nor the bundle changes.
+ */
+export interface X509MintAuthority {
+  readonly authorityId: string;
+  readonly trustDomain: string;
+  readonly caCertificate: Buffer;
+  readonly caPrivateKey: KeyObject;
+  /** Chain after the leaf (Mayfly's CA and upstream intermediates under an upstream authority; else empty). */
+  readonly intermediates: readonly Buffer[];
+  /** The bundle's X.509 authorities: every SVID is verified against them before it is returned. */
+  readonly bundleRoots: readonly Buffer[];
+  readonly defaultTtlSeconds: number;
+}
+
+/** Builds the snapshot for `slot` (ServerCa caches it per slot and bundle). */
+export function x509MintAuthorityOf(slot: Slot, ctx: { trustDomain: TrustDomain; bundle: Bundle; upstream: UpstreamAuthority | undefined; defaultTtlSeconds: number }): X509MintAuthority {
+  return Object.freeze({
+    authorityId: slot.id,
+    trustDomain: ctx.trustDomain.name,
+    caCertificate: slot.certificate as Buffer,
+    caPrivateKey: slot.key.privateKey,
+    intermediates: Object.freeze(intermediatesFor(slot, ctx.upstream)),
+    bundleRoots: Object.freeze([...ctx.bundle.x509Authorities]),
+    defaultTtlSeconds: ctx.defaultTtlSeconds,
+  });
+}
+
+/** One SVID of a batch: the identity and lifetime come from the entry, only the key from the CSR. */
+export interface CsrMintItem {
+  csr: Uint8Array;
+  spiffeId: string;
+  ttlSeconds?: number;
+  dnsNames?: readonly string[];
+}
+
+/** A minted, verified leaf (the chain is `[leaf, ...authority.intermediates]`), or why the item failed. */
+export type CsrMintOutcome = { leaf: Buffer; serialHex: string; notAfter: number } | { error: unknown };
+
+interface Prepared {
+  minter: X509SvidMinter;
+  bundle: X509BundleInput;
+  td: TrustDomain;
+}
+const prepared = new WeakMap<X509MintAuthority, Prepared>();
+
+function prepare(auth: X509MintAuthority): Prepared {
+  let p = prepared.get(auth);
+  if (p === undefined) {
+    const td = TrustDomain.parse(auth.trustDomain);
+    p = { minter: new X509SvidMinter({ caCertificate: auth.caCertificate, caPrivateKey: auth.caPrivateKey }), bundle: { trustDomain: td, x509Authorities: auth.bundleRoots }, td };
+    prepared.set(auth, p);
+  }
+  return p;
+}
+
+/**
+ * Checks each CSR (strict parse, key policy, proof of possession), mints its X.509-SVID with
+ * `auth` for the item's SPIFFE ID, and verifies the result — signature included — against
+ * `auth`'s bundle. One outcome per item, in order; a bad item fails only itself.
+ */
+export function mintX509SvidsFromCsrs(auth: X509MintAuthority, items: readonly CsrMintItem[], now: Date): CsrMintOutcome[] {
+  let p: Prepared;
+  try {
+    p = prepare(auth);
+  } catch (error) {
+    return items.map(() => ({ error }));
+  }
+  return items.map((item): CsrMintOutcome => {
+    try {
+      const id = memberId(p.td, item.spiffeId);
+      const ttl = item.ttlSeconds === undefined ? auth.defaultTtlSeconds : positive(item.ttlSeconds, 0, 'ttlSeconds');
+      const { spki } = parseCsr(item.csr);
+      const leaf = p.minter.mint({ spiffeId: id, publicKeySpki: spki, ttlSeconds: ttl, dnsNames: item.dnsNames ?? [], now });
+      // SPIRE's rule: never hand out an SVID that does not verify against our own bundle.
+      const verified = verifyX509Svid(auth.intermediates.length === 0 ? [leaf] : [leaf, ...auth.intermediates], p.bundle, { now });
+      return { leaf, serialHex: verified.leaf.serialHex, notAfter: Math.floor(verified.leaf.notAfter.getTime() / 1000) };
+    } catch (error) {
+      return { error };
+    }
+  });
 }

@@ -36,12 +36,15 @@ import { fail, positive } from './ca-error.js';
 import { decodeJournal, encodeJournal, type JournalData } from './journal.js';
 import type { CaJournalStore } from './journal-store.js';
 import type { KeyManager } from './key-manager.js';
-import { memberId, mintJwtSvid, mintX509Svid, type SignedJwtSvid, type SignedX509Svid, type SignJwtSvidRequest, type SignX509SvidRequest } from './mint.js';
+import {
+  memberId, mintJwtSvid, mintX509Svid, x509MintAuthorityOf, type SignedJwtSvid, type SignedX509Svid, type SignJwtSvidRequest, type SignX509SvidRequest,
+  type X509MintAuthority,
+} from './mint.js';
 import { journalOf, slotsFromJournal } from './slot-journal.js';
 import type { UpstreamAuthority } from './upstream.js';
 
 export { CaError } from './ca-error.js';
-export type { SignedJwtSvid, SignedX509Svid, SignJwtSvidRequest, SignX509SvidRequest } from './mint.js';
+export type { CsrMintItem, CsrMintOutcome, SignedJwtSvid, SignedX509Svid, SignJwtSvidRequest, SignX509SvidRequest, X509MintAuthority } from './mint.js';
 
 export const DEFAULT_CA_TTL_SECONDS = 24 * 3600;
 export const DEFAULT_X509_SVID_TTL_SECONDS = 3600;
@@ -98,6 +101,8 @@ export class ServerCa {
   #queue: Promise<unknown> = Promise.resolve();
   readonly #listeners = new Set<(e: CaEvent) => void>();
   #timer: NodeJS.Timeout | undefined;
+  /** The last `x509MintAuthority` snapshot and what it was taken from. */
+  #mintAuthority: { slot: object; bundle: Bundle; authority: X509MintAuthority } | undefined;
 
   constructor(config: ServerCaConfig) {
     if (config === null || typeof config !== 'object') throw new TypeError('ServerCa needs a config object');
@@ -215,6 +220,25 @@ export class ServerCa {
     const now = this.#now();
     const slot = this.#slots.active('x509', 'X.509', now);
     return mintX509Svid(slot, id, req, { now, defaultTtlSeconds: this.x509SvidTtlSeconds, bundle: this.#bundle as Bundle, upstream: this.#upstream });
+  }
+
+  /**
+   * The X.509 authority active now and the current bundle, as one snapshot for batch
+   * minting elsewhere (`mintX509SvidsFromCsrs`, possibly on a worker thread), with the time
+   * it was taken. Taken once per request, so a batch is signed by the authority that was
+   * active when it arrived even if rotation happens meanwhile; the same object is returned
+   * until the active authority or the bundle changes (workers cache per object).
+   */
+  x509MintAuthority(): { authority: X509MintAuthority; now: Date } {
+    this.#assertReady();
+    const now = this.#now();
+    const slot = this.#slots.active('x509', 'X.509', now);
+    const bundle = this.#bundle as Bundle;
+    const c = this.#mintAuthority;
+    if (c !== undefined && c.slot === slot && c.bundle === bundle) return { authority: c.authority, now };
+    const authority = x509MintAuthorityOf(slot, { trustDomain: this.trustDomain, bundle, upstream: this.#upstream, defaultTtlSeconds: this.x509SvidTtlSeconds });
+    this.#mintAuthority = { slot, bundle, authority };
+    return { authority, now };
   }
 
   /** An agent's X.509-SVID: the same mint path, for `spiffe://<td>/spire/agent/...`-style IDs. */

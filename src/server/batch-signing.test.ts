@@ -1,9 +1,10 @@
 /**
- * BatchNewX509SVID end to end with the performance paths on: CSR checks on a worker thread
- * (server/csr-pool) and the per-agent authorised-entry cache (server/authorized-cache).
+ * BatchNewX509SVID end to end with the performance paths on: CSR checks, mint and
+ * verification on a worker thread (server/csr-pool) and the per-agent authorised-entry
+ * cache (server/authorized-cache).
  * Proves that neither changes what an agent gets: every SVID verifies and carries the
  * entry's identity, a bad CSR fails only its own item, and entry deletion, entry creation
- * and a ban take effect on the very next call. Also BatchCreateEntry's one-batch write:
+ * and a ban take effect on the very next call, and so does an authority rotation. Also BatchCreateEntry's one-batch write:
  * per-item outcomes in order, exactly as one create per item would give.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from './client.js';
 import type { WireBundle, WireEntry, WireX509Svid } from './messages.js';
+import { ServerMetrics } from './observability.js';
 import { MayflyServer } from './server.js';
 
 const TD = 'example.org';
@@ -31,6 +33,13 @@ let server: MayflyServer;
 let admin: ServerApiClients;
 let agent: ServerApiClients;
 let agentId: string;
+let metrics: ServerMetrics;
+
+/** mayfly_svids_signed_total{type="x509"} as the server's metrics show it. */
+async function x509Signed(): Promise<number> {
+  const m = /^mayfly_svids_signed_total\{type="x509"\} (\d+)$/m.exec(await metrics.text());
+  return Number(m?.[1]);
+}
 
 type Results = { results: { status: { code: number; message: string }; svid: WireX509Svid | null }[] };
 
@@ -51,7 +60,9 @@ beforeAll(async () => {
   ds = await openLevelDatastore({ path: join(dir, 'db') });
   ca = new ServerCa({ trustDomain: TD, keyManager: new MemoryKeyManager(), journal: new MemoryJournalStore() });
   await ca.init();
-  server = new MayflyServer({ trustDomain: TD, dataDir: dir, adminSocketPath: join(dir, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, datastore: ds, ca, drainMs: 200, csrWorkers: 1 });
+  // The CA as `mayfly-server run` wires it (counting signatures for the metrics).
+  metrics = new ServerMetrics({ processMetrics: false, datastore: ds });
+  server = new MayflyServer({ trustDomain: TD, dataDir: dir, adminSocketPath: join(dir, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, datastore: ds, ca: metrics.countingCa(ca), drainMs: 200, csrWorkers: 1 });
   await server.start();
   admin = adminSocketClients(server.adminSocketPath);
   const roots = [...ca.getBundle().x509Authorities];
@@ -97,8 +108,10 @@ describe('BatchNewX509SVID with worker-thread CSR checks and the authorised-entr
     const keys = Array.from({ length: 24 }, () => generateKeyPair());
     const params = keys.map((k, i) => ({ entry_id: e.id, csr: createCsr({ privateKey: k.privateKey, corruptSignature: i === 5, uri: `spiffe://${TD}/asked-for-this` }) }));
     params.push({ entry_id: 'not-mine', csr: createCsr({ privateKey: generateKeyPair().privateKey }) });
+    const signedBefore = await x509Signed();
     const res = await sign(params);
     expect(res.results).toHaveLength(25);
+    expect(await x509Signed()).toBe(signedBefore + 23); // every SVID minted on the pool is counted, failures are not
     res.results.forEach((r, i) => {
       if (i === 5) {
         expect(r.status.code).toBe(status.INVALID_ARGUMENT);
@@ -126,6 +139,23 @@ describe('BatchNewX509SVID with worker-thread CSR checks and the authorised-entr
     expect((await sign([{ entry_id: a.id, csr: csr() }])).results[0]?.status.code).toBe(status.PERMISSION_DENIED);
     const b = await createEntry('/batch/b');
     expect((await sign([{ entry_id: b.id, csr: csr() }])).results[0]?.status.code).toBe(0);
+  });
+
+  it('signs with the newly active authority on the first call after rotation', async () => {
+    const e = await createEntry('/batch/rotation');
+    const params = (): { entry_id: string; csr: Buffer }[] => Array.from({ length: 12 }, () => ({ entry_id: e.id, csr: createCsr({ privateKey: generateKeyPair().privateKey }) }));
+    const akiOf = (r: Results): string[] => r.results.map((x) => {
+      expect(x.status.code, x.status.message).toBe(0);
+      return parseCertificate((x.svid?.cert_chain as Buffer[])[0] as Buffer).authorityKeyId?.toString('hex') ?? '';
+    });
+    const oldId = ca.authorityState('x509').active?.id;
+    expect(new Set(akiOf(await sign(params())))).toEqual(new Set([oldId]));
+    await ca.prepareAuthority('x509');
+    const newId = (await ca.activateAuthority('x509')).id;
+    expect(newId).not.toBe(oldId);
+    const after = await sign(params());
+    expect(new Set(akiOf(after))).toEqual(new Set([newId]));
+    for (const r of after.results) verifyX509Svid(r.svid?.cert_chain as Buffer[], ca.getBundle());
   });
 
   it('refuses a banned agent on the next call', async () => {

@@ -1,26 +1,34 @@
 /**
  * @module server/csr-pool
  *
- * Parses the CSRs of a batch signing call on worker threads. Checking a CSR (strict parse,
- * key import, proof-of-possession signature) is about half the CPU of signing an
- * X.509-SVID, and the event loop also carries TLS, gRPC and the mint itself; spreading the
- * CSR checks over worker threads lets a batch use every core. The check is the same
- * `parseCsr` either way: a worker changes where it runs, not what it accepts.
+ * Runs the crypto of batch signing on worker threads, so the event loop keeps only gRPC,
+ * TLS and authorisation. `mint` does the whole path per item — CSR checks (strict parse,
+ * key policy, proof of possession), the mint, and the verification of the SVID against the
+ * bundle, signature included (`mintX509SvidsFromCsrs` in ca/mint) — one message per worker
+ * per batch; `parse` only checks CSRs. The code is the same either way: a worker changes
+ * where it runs, not what it accepts or signs.
  *
- * Small batches are parsed inline (a round trip to a worker costs more than it saves). If
- * the compiled worker script cannot be found (running from TypeScript sources without a
- * build), or a worker dies, the pool parses inline rather than failing the call.
+ * Small batches run inline (a round trip to a worker costs more than it saves). If the
+ * compiled worker script cannot be found (running from TypeScript sources without a
+ * build), or a worker dies, the pool runs inline rather than failing the call.
  *
- * No CA key enters a worker: CSR bytes go in, public keys and error messages come out.
+ * Threat: signing with the wrong authority. `mint` takes the `X509MintAuthority` snapshot
+ * the request was given (ServerCa.x509MintAuthority at arrival); each snapshot gets a
+ * number, a worker is sent the snapshot whenever the one it holds differs, and it refuses
+ * a job naming a snapshot it does not hold. The CA key crosses only as a KeyObject clone
+ * between threads of this process, never as bytes.
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { X509SvidError, type ErrorCode } from '../spiffe/errors.js';
+import { MayflyError, X509SvidError, type ErrorCode } from '../spiffe/errors.js';
 import { parseCsr } from '../spiffe/x509/csr.js';
-import type { CsrJob, CsrJobOutcome, CsrJobResult } from './csr-worker.js';
+import { mintX509SvidsFromCsrs, type CsrMintItem, type CsrMintOutcome, type X509MintAuthority } from '../ca/mint.js';
+import type { CsrJob, CsrJobOutcome, CsrJobResult, MintJob, MintJobOutcome, WireError } from './csr-worker.js';
+
+export type { CsrMintItem, CsrMintOutcome, X509MintAuthority } from '../ca/mint.js';
 
 /** The SPKI of a CSR that passed every check, or why it failed. */
 export type CsrOutcome = { spki: Buffer } | { error: Error };
@@ -28,11 +36,17 @@ export type CsrOutcome = { spki: Buffer } | { error: Error };
 export interface CsrParser {
   /** Outcomes in the order of `csrs`. Never rejects for a bad CSR: that is an outcome. */
   parse(csrs: readonly Uint8Array[]): Promise<CsrOutcome[]>;
+  /**
+   * Checks every CSR, mints its X.509-SVID with `authority` at `now`, and verifies it
+   * against `authority`'s bundle: `mintX509SvidsFromCsrs`, spread over the workers.
+   * Outcomes in the order of `items`; never rejects for a bad item.
+   */
+  mint?(authority: X509MintAuthority, now: Date, items: readonly CsrMintItem[]): Promise<CsrMintOutcome[]>;
   close(): Promise<void>;
 }
 
 export interface CsrWorkerPoolConfig {
-  /** Worker threads (default: one per core, at most 4; 0 = parse inline). The event loop keeps the mint, TLS and gRPC. */
+  /** Worker threads (default: one per core, at most 4; 0 = all inline). They do the CSR checks, mints and verifications; the event loop keeps TLS and gRPC. */
   size?: number;
   /** Batches with fewer CSRs than this are parsed inline (default 8). */
   inlineBelow?: number;
@@ -49,10 +63,23 @@ export function parseCsrOutcome(csr: Uint8Array): CsrOutcome {
   }
 }
 
+function errorFromWorker(o: WireError): Error {
+  if (o.code === 'internal') return new Error(`CSR worker: ${o.message}`);
+  return new X509SvidError(o.code as ErrorCode, o.message);
+}
+
 function fromWorker(o: CsrJobOutcome): CsrOutcome {
   if ('spki' in o) return { spki: Buffer.from(o.spki.buffer, o.spki.byteOffset, o.spki.byteLength) };
-  if (o.code === 'internal') return { error: new Error(`CSR worker: ${o.message}`) };
-  return { error: new X509SvidError(o.code as ErrorCode, o.message) };
+  return { error: errorFromWorker(o) };
+}
+
+function mintedFromWorker(o: MintJobOutcome, leaves: ArrayBuffer | undefined): CsrMintOutcome {
+  if ('offset' in o) {
+    if (leaves === undefined || o.offset + o.length > leaves.byteLength) return { error: new Error('CSR worker: a minted leaf is missing from its answer') };
+    return { leaf: Buffer.from(leaves, o.offset, o.length), serialHex: o.serialHex, notAfter: o.notAfter };
+  }
+  // A MayflyError of the right code: the gRPC status of an item depends only on its code.
+  return { error: o.code === 'internal' ? errorFromWorker(o) : new MayflyError(o.code as ErrorCode, o.message) };
 }
 
 /**
@@ -74,8 +101,19 @@ export function defaultCsrWorkerUrl(): URL | undefined {
 
 interface Slot {
   worker: Worker;
-  pending: Map<number, { resolve: (o: CsrOutcome[]) => void; reject: (e: Error) => void }>;
+  pending: Map<number, { resolve: (r: CsrJobResult) => void; reject: (e: Error) => void }>;
   dead: boolean;
+  /** The authority snapshot number this worker holds (after the messages already sent). */
+  authorityRef: number | undefined;
+}
+
+/** Snapshot numbers: a worker holds one snapshot and is told which one a job needs. */
+const authorityRefs = new WeakMap<X509MintAuthority, number>();
+let nextAuthorityRef = 1;
+function refOf(a: X509MintAuthority): number {
+  let r = authorityRefs.get(a);
+  if (r === undefined) authorityRefs.set(a, (r = nextAuthorityRef++));
+  return r;
 }
 
 export class CsrWorkerPool implements CsrParser {
@@ -101,23 +139,51 @@ export class CsrWorkerPool implements CsrParser {
   }
 
   async parse(csrs: readonly Uint8Array[]): Promise<CsrOutcome[]> {
-    if (this.size === 0 || this.#closed || csrs.length < Math.max(1, this.#inlineBelow)) return csrs.map(parseCsrOutcome);
-    const chunks = Math.min(this.size, Math.ceil(csrs.length / Math.max(1, this.#inlineBelow)));
-    const per = Math.ceil(csrs.length / chunks);
-    const parts: Promise<CsrOutcome[]>[] = [];
-    for (let i = 0; i < csrs.length; i += per) parts.push(this.#run(csrs.slice(i, i + per)));
+    return this.#spread(csrs, (part) => part.map(parseCsrOutcome), (id, part) => ({ id, csrs: part }) satisfies CsrJob, (r) => (r.outcomes as CsrJobOutcome[]).map(fromWorker));
+  }
+
+  async mint(authority: X509MintAuthority, now: Date, items: readonly CsrMintItem[]): Promise<CsrMintOutcome[]> {
+    const ref = refOf(authority);
+    const nowMs = now.getTime();
+    return this.#spread(
+      items,
+      (part) => mintX509SvidsFromCsrs(authority, part, now),
+      (id, part, slot) => {
+        const job: MintJob = { kind: 'mint', id, authorityRef: ref, nowMs, items: part };
+        if (slot.authorityRef !== ref) {
+          job.authority = authority;
+          slot.authorityRef = ref;
+        }
+        return job;
+      },
+      (r) => (r.outcomes as MintJobOutcome[]).map((o) => mintedFromWorker(o, r.leaves)),
+    );
+  }
+
+  /** Splits `items` into one share per worker (or runs them inline), in order. */
+  async #spread<I, O>(items: readonly I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob, back: (r: CsrJobResult) => O[]): Promise<O[]> {
+    if (this.size === 0 || this.#closed || items.length < Math.max(1, this.#inlineBelow)) return inline([...items]);
+    const chunks = Math.min(this.size, Math.ceil(items.length / Math.max(1, this.#inlineBelow)));
+    const per = Math.ceil(items.length / chunks);
+    const parts: Promise<O[]>[] = [];
+    for (let i = 0; i < items.length; i += per) parts.push(this.#run(items.slice(i, i + per), inline, job, back));
     return (await Promise.all(parts)).flat();
   }
 
-  #run(csrs: Uint8Array[]): Promise<CsrOutcome[]> {
+  #run<I, O>(part: I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob, back: (r: CsrJobResult) => O[]): Promise<O[]> {
     const slot = this.#leastBusy();
-    if (slot === undefined) return Promise.resolve(csrs.map(parseCsrOutcome));
+    if (slot === undefined) return Promise.resolve(inline(part));
     const id = this.#nextId++;
-    return new Promise<CsrOutcome[]>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
-      const job: CsrJob = { id, csrs };
-      slot.worker.postMessage(job);
-    }).catch(() => csrs.map(parseCsrOutcome)); // the worker died: check them here instead
+    return new Promise<O[]>((resolve, reject) => {
+      slot.pending.set(id, { resolve: (o) => resolve(back(o)), reject });
+      try {
+        slot.worker.postMessage(job(id, part, slot));
+      } catch (err) {
+        slot.pending.delete(id);
+        slot.authorityRef = undefined; // it may not have received the snapshot: send it again next time
+        throw err;
+      }
+    }).catch(() => inline(part)); // the worker died (or the job could not be sent): do them here instead
   }
 
   #leastBusy(): Slot | undefined {
@@ -140,7 +206,7 @@ export class CsrWorkerPool implements CsrParser {
       return undefined;
     }
     worker.unref(); // a forgotten close() must not keep the process alive
-    const slot: Slot = { worker, pending: new Map(), dead: false };
+    const slot: Slot = { worker, pending: new Map(), dead: false, authorityRef: undefined };
     const fail = (why: Error): void => {
       slot.dead = true;
       for (const p of slot.pending.values()) p.reject(why);
@@ -150,7 +216,7 @@ export class CsrWorkerPool implements CsrParser {
       const p = slot.pending.get(r.id);
       if (p === undefined) return;
       slot.pending.delete(r.id);
-      p.resolve(r.outcomes.map(fromWorker));
+      p.resolve(r);
     });
     worker.on('error', (err) => fail(err));
     worker.on('exit', () => fail(new Error('CSR worker exited')));

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
+import { MemoryJournalStore } from '../ca/journal-store.js';
+import { MemoryKeyManager } from '../ca/key-manager.js';
+import { ServerCa } from '../ca/server-ca.js';
 import { grpcCodeName, HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
 
 describe('HttpEndpoints', () => {
@@ -25,6 +28,17 @@ describe('HttpEndpoints', () => {
     } finally {
       await http.stop();
     }
+  });
+
+  it('counts SVIDs minted in batches off the CA (worker pool) as well as through signX509Svid', async () => {
+    const ca = new ServerCa({ trustDomain: 'example.org', keyManager: new MemoryKeyManager(), journal: new MemoryJournalStore() });
+    await ca.init();
+    const metrics = new ServerMetrics({ processMetrics: false, datastore: { countEntries: async () => 0, countAgents: async () => 0, listBundles: async () => [] } });
+    const counting = metrics.countingCa(ca);
+    // The batch path mints with the CA's own snapshot: the wrapper must not hide or copy it.
+    expect(counting.x509MintAuthority().authority).toBe(ca.x509MintAuthority().authority);
+    counting.noteX509SvidsMinted?.(3);
+    expect(await metrics.text()).toMatch(/^mayfly_svids_signed_total\{type="x509"\} 3$/m);
   });
 
   it('names gRPC status codes', () => {

@@ -115,6 +115,8 @@ export class ServerMetrics {
         svids.inc({ type: 'x509' });
         return out;
       },
+      x509MintAuthority: () => ca.x509MintAuthority(),
+      noteX509SvidsMinted: (count) => svids.inc({ type: 'x509' }, count),
       signJwtSvid: (req) => {
         const out = ca.signJwtSvid(req);
         svids.inc({ type: 'jwt' });

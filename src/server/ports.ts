@@ -42,6 +42,7 @@ export type ServerApiCa = Pick<
   ServerCa,
   | 'trustDomain'
   | 'signX509Svid'
+  | 'x509MintAuthority'
   | 'signJwtSvid'
   | 'getBundle'
   | 'onEvent'
@@ -51,7 +52,13 @@ export type ServerApiCa = Pick<
   | 'activateAuthority'
   | 'taintAuthority'
   | 'revokeAuthority'
->;
+> & {
+  /**
+   * Told how many X.509-SVIDs a batch minted with an `x509MintAuthority` snapshot (off the
+   * CA's own `signX509Svid`, on the CSR workers), so metrics count them too.
+   */
+  noteX509SvidsMinted?(count: number): void;
+};
 
 /** pino-compatible logger (fields first). */
 export interface ServerLogger {

@@ -5,6 +5,11 @@
  * SVIDs only for entries they are authorised for (server/authorized), and the identity,
  * DNS names and lifetime always come from the entry. A CSR asking for another SPIFFE ID
  * or for cA=true changes nothing: only its public key is used (server/api/issue).
+ *
+ * Batch signing runs its crypto where ctx.csrParser puts it (server/csr-pool: worker
+ * threads), with the authority snapshot taken when the request arrived
+ * (ServerCa.x509MintAuthority); every SVID is verified against the bundle before it is
+ * returned, on whichever thread minted it.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { dnsNameProblem, MAX_ENTRY_DNS_NAMES, MAX_ENTRY_TTL_SECONDS, type RegistrationEntry } from '../../registration/entry.js';
@@ -14,7 +19,8 @@ import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
 import { badRequest, denied, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
-import { issueX509Svid, issueX509Svids, type IssueX509SvidRequest } from './issue.js';
+import type { CsrMintItem, CsrParser, X509MintAuthority } from '../csr-pool.js';
+import { csrFromWire, issueX509Svid, issueX509Svids, type IssueX509SvidRequest } from './issue.js';
 
 const MAX_AUDIENCE_LENGTH = 1024;
 
@@ -53,6 +59,51 @@ async function authorizedEntryMap(ctx: ApiContext, agent: Parameters<typeof auth
   return new Map((await authorizedEntries(ctx, agent)).map((e) => [e.entryId, e]));
 }
 
+type BatchResult = { status: ItemStatus; svid: WireX509Svid | null };
+
+/**
+ * Mints the authorised items of a batch through ctx.csrParser.mint: one authority
+ * snapshot for the whole batch, CSR checks, mint and verification on the pool.
+ */
+async function mintBatch(ctx: ApiContext, pool: Required<Pick<CsrParser, 'mint'>>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
+  const items: CsrMintItem[] = [];
+  const itemSlot: number[] = [];
+  reqs.forEach((r, k) => {
+    try {
+      items.push({ csr: csrFromWire(r.csr), spiffeId: r.spiffeId.toString(), ttlSeconds: r.ttlSeconds, dnsNames: r.dnsNames ?? [] });
+      itemSlot.push(slotOf[k] as number);
+    } catch (err) {
+      results[slotOf[k] as number] = { status: itemStatusOf(err), svid: null };
+    }
+  });
+  if (items.length === 0) return;
+  let snapshot: { authority: X509MintAuthority; now: Date };
+  try {
+    snapshot = ctx.ca.x509MintAuthority();
+  } catch (err) {
+    for (const i of itemSlot) results[i] = { status: itemStatusOf(err), svid: null };
+    return;
+  }
+  const { authority, now } = snapshot;
+  const outcomes = await pool.mint(authority, now, items);
+  ctx.ca.noteX509SvidsMinted?.(outcomes.filter((o) => !('error' in o)).length);
+  let noted = authority.intermediates.length === 0; // every chain of the batch has the same intermediates: note them once
+  outcomes.forEach((o, k) => {
+    const i = itemSlot[k] as number;
+    if ('error' in o) {
+      results[i] = { status: itemStatusOf(o.error), svid: null };
+      return;
+    }
+    const item = items[k] as CsrMintItem;
+    const chain = [o.leaf, ...authority.intermediates];
+    if (!noted) {
+      ctx.noteChain(chain);
+      noted = true;
+    }
+    results[i] = { status: OK_STATUS, svid: { spiffe_id: item.spiffeId, cert_chain: chain, expires_at: o.notAfter, serial_number: o.serialHex } };
+  });
+}
+
 function notAuthorized(entryId: unknown): Error {
   const shown = typeof entryId === 'string' ? JSON.stringify(entryId.slice(0, 255)) : 'given';
   // The same answer whether the entry exists or not: an agent learns nothing about others' entries.
@@ -83,7 +134,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       const params = req.params ?? [];
       checkBatch(ctx, params.length, 'params');
       const allowed = await authorizedEntryMap(ctx, caller.agent);
-      const results: { status: ItemStatus; svid: WireX509Svid | null }[] = [];
+      const results: BatchResult[] = [];
       // Authorise every item first; only authorised ones reach the CSR checks and the CA.
       const reqs: IssueX509SvidRequest[] = [];
       const slotOf: number[] = [];
@@ -102,6 +153,11 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
         } catch (err) {
           results.push({ status: itemStatusOf(err), svid: null });
         }
+      }
+      const pool = ctx.csrParser;
+      if (pool?.mint !== undefined) {
+        await mintBatch(ctx, { mint: pool.mint.bind(pool) }, reqs, results, slotOf);
+        return { results };
       }
       (await issueX509Svids(ctx, reqs)).forEach((o, k) => {
         const i = slotOf[k] as number;

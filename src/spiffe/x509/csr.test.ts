@@ -91,3 +91,43 @@ describe('parseCsr', () => {
     expect(`${bad.stdout}${bad.stderr}`).not.toMatch(/verify OK/i);
   });
 });
+
+describe('parseCsr through the native EC check (spiffe/x509/ec-native)', () => {
+  it('loads here (Node exports its OpenSSL) and gives exactly the answers of node:crypto', async () => {
+    const { nativeEcVerifier } = await import('./ec-native.js');
+    expect(nativeEcVerifier()?.source).toBeDefined();
+    const summary = (der: Uint8Array, nativeEc: boolean): string => {
+      try {
+        const p = parseCsr(der, { nativeEc });
+        return `ok ${p.keyType} ${p.spki.toString('hex')}`;
+      } catch (err) {
+        return isMayflyError(err) ? `${err.code} ${err.message}` : `not a MayflyError: ${String(err)}`;
+      }
+    };
+    const cases: Uint8Array[] = [];
+    for (const type of ['ec-p256', 'ec-p384', 'rsa-2048'] as const) {
+      const k = generateKeyPair(type);
+      cases.push(createCsr({ privateKey: k.privateKey }), createCsr({ privateKey: k.privateKey, corruptSignature: true }));
+    }
+    const k = generateKeyPair('ec-p256');
+    const offCurve = Buffer.from(createCsr({ privateKey: k.privateKey }));
+    const spki = exportSpkiDer(k.publicKey);
+    offCurve[offCurve.indexOf(spki) + spki.length - 1]! ^= 0x01;
+    cases.push(offCurve);
+    // a's request with b's signature: well-formed DER, wrong signer
+    const a = createCsr({ privateKey: generateKeyPair().privateKey });
+    const b = createCsr({ privateKey: generateKeyPair().privateKey });
+    const [criA, algA] = readChildren(a, readTlv(a, 0)) as [Tlv, Tlv, Tlv];
+    const sigB = (readChildren(b, readTlv(b, 0)) as [Tlv, Tlv, Tlv])[2];
+    cases.push(seq(a.subarray(criA.start, criA.end), a.subarray(algA.start, algA.end), b.subarray(sigB.start, sigB.end)));
+    const native = cases.map((c) => summary(c, true));
+    expect(native).toEqual(cases.map((c) => summary(c, false)));
+    expect(native.filter((s) => s.startsWith('ok ')).length).toBe(3);
+  });
+
+  it('still hands out the CSR key as a KeyObject on request', () => {
+    const k = generateKeyPair('ec-p384');
+    const parsed = parseCsr(createCsr({ privateKey: k.privateKey }), { nativeEc: true });
+    expect(parsed.publicKey.equals(k.publicKey)).toBe(true);
+  });
+});

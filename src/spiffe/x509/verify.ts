@@ -27,6 +27,8 @@ export interface VerifiedX509Svid {
   spiffeId: SpiffeId;
   /** the verified path, leaf → anchor (DER) */
   chain: Buffer[];
+  /** the leaf as parsed for the verification (serial, dates, names) */
+  leaf: ParsedCertificate;
 }
 
 /** Longest path (certificates, leaf and anchor included) we try to build. */
@@ -261,5 +263,5 @@ export function verifyX509Svid(chain: readonly Uint8Array[], bundle: X509BundleI
     if (gaveUp) throw tooMuchWork();
     throw firstError ?? new X509SvidError('ERR_X509_NO_TRUST', `the leaf ${id} does not chain to any X.509 authority in the bundle of ${bundle.trustDomain.name}`);
   }
-  return { spiffeId: id, chain: path.map((c) => Buffer.from(c.der)) };
+  return { spiffeId: id, chain: path.map((c) => Buffer.from(c.der)), leaf };
 }
