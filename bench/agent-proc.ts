@@ -5,7 +5,8 @@
  * Workload API it serves and the workloads calling it do not share an event loop. Started
  * with `fork`, argv[2] = JSON `{ serverAddress, trustDomain, dataDir, socketPath,
  * joinToken, trustBundlePath }`; sends `{ type: 'ready', agentId }` once the first entry
- * set is applied; `{ type: 'stop' }` stops it and exits 0.
+ * set is applied; `{ type: 'stop' }` stops it and exits 0. `BENCH_AGENT_LOG=1` prints the
+ * agent's log lines on stderr.
  */
 import { MayflyAgent } from '../src/agent/agent.js';
 
@@ -20,7 +21,12 @@ interface Args {
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as Args;
-  const agent = new MayflyAgent({ ...args });
+  // BENCH_AGENT_LOG=1: the agent's log lines on stderr (diagnosing a bench run).
+  const line = (level: string) => (fields: object, message: string): void => {
+    console.error(`[agent ${level}] ${message} ${JSON.stringify(fields, (_k, v: unknown) => (v instanceof Error ? v.message : v))}`);
+  };
+  const logger = process.env.BENCH_AGENT_LOG === '1' ? { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') } : undefined;
+  const agent = new MayflyAgent({ ...args, ...(logger !== undefined ? { logger } : {}) });
   await agent.start();
   await agent.whenReady(60_000);
   process.send?.({ type: 'ready', agentId: agent.agentSvid?.spiffeId ?? '' });

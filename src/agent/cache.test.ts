@@ -138,6 +138,57 @@ describe('SvidCache', () => {
     expect(only?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a']);
   });
 
+  it('reuses one computed update for new callers until the state changes or time would change it', async () => {
+    const { sched, server, cache, push } = setup();
+    const nowSec = Math.floor(sched.now().getTime() / 1000);
+    server.entries = [
+      testEntry({ entryId: 'a', spiffeId: 'spiffe://example.org/a', createdAt: 1, x509SvidTtl: 3600 }),
+      testEntry({ entryId: 'b', spiffeId: 'spiffe://example.org/b', createdAt: 2, x509SvidTtl: 3600, expiresAt: nowSec + 600 }),
+    ];
+    await push();
+    const first = cache.updateFor(uid1000);
+    const seen: WorkloadUpdate[] = [];
+    cache.subscribe([...uid1000, ...uid1000], (u) => seen.push(u));
+    // Same selector set, nothing changed: the very same object (its encoding is reused).
+    expect(cache.updateFor(uid1000)).toBe(first);
+    expect(seen[0]).toBe(first);
+    expect(first?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a', 'spiffe://example.org/b']);
+    // Time alone: past b's entry expiry, b is no longer served (memo or not).
+    sched.set(new Date((nowSec + 600) * 1000));
+    const afterExpiry = cache.updateFor(uid1000);
+    expect(afterExpiry).not.toBe(first);
+    expect(afterExpiry?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a']);
+    expect(cache.updateFor(uid1000)).toBe(afterExpiry);
+    // A change of state: a new entry's SVID arrives, and every caller sees it at once.
+    server.entries = [...server.entries, testEntry({ entryId: 'c', spiffeId: 'spiffe://example.org/c', createdAt: 3 })];
+    await push();
+    expect(cache.updateFor(uid1000)?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a', 'spiffe://example.org/c']);
+    expect(seen.at(-1)).toBe(cache.updateFor(uid1000));
+    // Past a's NotAfter (with the server away, so nothing is re-issued), a is gone too.
+    server.setAvailable(false);
+    sched.set(new Date(cache.svidFor('a')!.notAfter.getTime()));
+    expect(cache.updateFor(uid1000)?.identities.map((i) => i.spiffeId)).not.toContain('spiffe://example.org/a');
+  });
+
+  it('notifies many subscribers over several turns, each ending with the newest state', async () => {
+    const { server, cache, push } = setup();
+    const a = testEntry({ entryId: 'a', spiffeId: 'spiffe://example.org/a', createdAt: 1 });
+    const b = testEntry({ entryId: 'b', spiffeId: 'spiffe://example.org/b', createdAt: 2 });
+    server.entries = [a];
+    await push();
+    const got: WorkloadUpdate[][] = Array.from({ length: 300 }, () => []);
+    for (const g of got) cache.subscribe(uid1000, (u) => g.push(u));
+    server.entries = [a, b];
+    await push();
+    for (const g of got) expect(g.at(-1)?.identities.map((i) => i.spiffeId)).toEqual(['spiffe://example.org/a', 'spiffe://example.org/b']);
+    // Two changes in a row: the second pass starts over, so every subscriber ends on the last state.
+    cache.applyUpdate({ entries: [a], bundle: server.bundle(), federatedBundles: [], sequence: 2 });
+    cache.applyUpdate({ entries: [], bundle: server.bundle(), federatedBundles: [], sequence: 3 });
+    expect(got.filter((g) => g.at(-1)?.identities.length === 0).length).toBeLessThan(got.length); // not all in one turn
+    await cache.settled();
+    for (const g of got) expect(g.at(-1)?.identities).toEqual([]);
+  });
+
   it('keeps a stable order (oldest entry first) across rotations and new entries', async () => {
     const { sched, server, cache, push } = setup();
     server.entries = [

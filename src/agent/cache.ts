@@ -90,6 +90,14 @@ interface Material {
 
 /** Per-entry failure retry: the server refused this one item. */
 const ENTRY_RETRY_MS = 30_000;
+/**
+ * Subscribers notified per turn of the event loop. With many Workload API streams, the
+ * messages of the first ones are already on their way (HTTP/2 sends after each turn) while
+ * the rest are still written, instead of all waiting for the last write.
+ */
+const NOTIFY_BATCH = 64;
+/** Selector sets whose computed state is kept between changes (see `#views`). */
+const MAX_VIEWS = 4096;
 
 function materialOf(b: Bundle): Material {
   return { bundle: b, material: { x509Authorities: b.x509AuthoritiesDer(), jwks: b.jwksForWorkloadApi() } };
@@ -138,9 +146,22 @@ export class SvidCache implements WorkloadIdentities {
   #bundle: Material | undefined;
   #federated = new Map<string, Material>();
   readonly #subscribers = new Set<Subscriber>();
+  /**
+   * `updateFor` results per selector set (selectorSetKey), kept until the cache's state
+   * changes (`#invalidate`) or time alone would change them (`validUntil`, ms: the first
+   * NotAfter or entry expiry among what they hold). A new Workload API call whose selectors
+   * were seen before then gets the very same `WorkloadUpdate` object, whose message the
+   * endpoint has already built and encoded: no per-call work that grows with the entries.
+   */
+  readonly #views = new Map<string, { update: WorkloadUpdate | undefined; validUntil: number }>();
   /** JWT-SVIDs per (SPIFFE ID, audience set): jwt-cache.ts. */
   readonly #jwt: JwtSvidCache;
   #inflight: Promise<void> | undefined;
+  /** The notification pass in progress (`#notifyAll`): subscribers still to notify, in order. */
+  #notifyQueue: Subscriber[] = [];
+  #notifyPos = 0;
+  #notifyTurn: NodeJS.Immediate | undefined;
+  readonly #notifyDrained = new Set<() => void>();
   #again = false;
   #serverRetryAt = 0;
   readonly #backoff: Backoff;
@@ -199,14 +220,19 @@ export class SvidCache implements WorkloadIdentities {
     return this.#entries.length;
   }
 
-  /** Resolves when no issuance is in flight (tests). */
+  /** Resolves when no issuance is in flight and every subscriber has been notified (tests). */
   async settled(): Promise<void> {
-    while (this.#inflight !== undefined) await this.#inflight;
+    for (;;) {
+      if (this.#inflight !== undefined) await this.#inflight;
+      else if (this.#notifyTurn !== undefined) await new Promise<void>((r) => this.#notifyDrained.add(r));
+      else return;
+    }
   }
 
   /** Applies the server's full authorised state. */
   applyUpdate(u: AuthorizedUpdate): void {
     if (this.#closed) return;
+    this.#invalidate();
     if (!u.bundle.trustDomain.equals(this.#cfg.trustDomain)) {
       this.#log.warn({ trustDomain: u.bundle.trustDomain.name }, 'ignoring authorised-entry update: its bundle is for another trust domain');
       return;
@@ -382,6 +408,7 @@ export class SvidCache implements WorkloadIdentities {
       this.#failed.delete(r.entryId);
       this.#svids.set(entry.entryId, cached);
     }
+    this.#invalidate();
     this.#notifyAll();
     return true;
   }
@@ -421,6 +448,7 @@ export class SvidCache implements WorkloadIdentities {
 
   #onTimer(): void {
     if (this.#closed) return;
+    this.#invalidate();
     const nowMs = this.#sched.now().getTime();
     let expired = false;
     for (const s of this.#svids.values()) if (s.notAfter.getTime() <= nowMs) expired = true;
@@ -455,8 +483,8 @@ export class SvidCache implements WorkloadIdentities {
     return this.#subscribers.size;
   }
 
-  #matching(selectors: readonly Selector[]): RegistrationEntry[] {
-    const nowSec = Math.floor(this.#sched.now().getTime() / 1000);
+  #matching(selectors: readonly Selector[], nowMs = this.#sched.now().getTime()): RegistrationEntry[] {
+    const nowSec = Math.floor(nowMs / 1000);
     return this.#entries.filter((e) => (e.expiresAt === 0 || e.expiresAt > nowSec) && entryMatchesSelectors(e.selectors, selectors));
   }
 
@@ -466,23 +494,45 @@ export class SvidCache implements WorkloadIdentities {
    * an empty one would end its stream with PERMISSION_DENIED).
    */
   updateFor(selectors: readonly Selector[]): WorkloadUpdate | undefined {
-    const bundle = this.#bundle;
-    if (bundle === undefined) return undefined;
+    return this.#viewFor(selectorSetKey(selectors), selectors);
+  }
+
+  /** Forgets every computed view: call on any change of entries, SVIDs, failures or bundles. */
+  #invalidate(): void {
+    this.#views.clear();
+  }
+
+  #viewFor(key: string, selectors: readonly Selector[]): WorkloadUpdate | undefined {
     const nowMs = this.#sched.now().getTime();
+    const kept = this.#views.get(key);
+    if (kept !== undefined && nowMs < kept.validUntil) return kept.update;
+    const view = this.#compute(selectors, nowMs);
+    if (this.#views.size >= MAX_VIEWS) this.#views.clear();
+    this.#views.set(key, view);
+    return view.update;
+  }
+
+  #compute(selectors: readonly Selector[], nowMs: number): { update: WorkloadUpdate | undefined; validUntil: number } {
+    const bundle = this.#bundle;
+    if (bundle === undefined) return { update: undefined, validUntil: -Infinity };
+    let validUntil = Infinity;
     const identities: X509Identity[] = [];
     const hints = new Set<string>();
     const federated = new Map<string, BundleMaterial>();
-    for (const e of this.#matching(selectors)) {
+    for (const e of this.#matching(selectors, nowMs)) {
       const s = this.#svids.get(e.entryId);
       if (s === undefined || s.spiffeId !== e.spiffeId) {
-        if (!this.#failed.has(e.entryId)) return undefined;
+        if (!this.#failed.has(e.entryId)) return { update: undefined, validUntil };
         continue;
       }
+      // What is served changes by time alone when this entry expires or this SVID does.
+      if (e.expiresAt !== 0) validUntil = Math.min(validUntil, e.expiresAt * 1000);
       for (const td of e.federatesWith) {
         const m = this.#federated.get(td);
         if (m !== undefined) federated.set(`spiffe://${td}`, m.material);
       }
       if (s.notAfter.getTime() <= nowMs) continue;
+      validUntil = Math.min(validUntil, s.notAfter.getTime());
       // Hints must be unique within a response: the first entry (oldest) keeps a hint.
       if (e.hint !== '') {
         if (hints.has(e.hint)) continue;
@@ -492,14 +542,13 @@ export class SvidCache implements WorkloadIdentities {
       identities.push(id);
     }
     return {
-      identities,
-      bundle: { ...bundle.material, trustDomain: this.#cfg.trustDomain.idString },
-      federatedBundles: federated,
+      update: { identities, bundle: { ...bundle.material, trustDomain: this.#cfg.trustDomain.idString }, federatedBundles: federated },
+      validUntil,
     };
   }
 
   #notify(sub: Subscriber): void {
-    const u = this.updateFor(sub.selectors);
+    const u = this.#viewFor(sub.key, sub.selectors);
     if (u === undefined) return;
     try {
       sub.onUpdate(u);
@@ -509,24 +558,37 @@ export class SvidCache implements WorkloadIdentities {
   }
 
   /**
-   * Notifies every subscriber. Subscribers with the same selector set share one
-   * `WorkloadUpdate` object (what they are entitled to depends only on their selectors),
-   * so the Workload API encodes it once for all of them.
+   * Notifies every subscriber, `NOTIFY_BATCH` per turn of the event loop (the first batch at
+   * once). Subscribers with the same selector set share one `WorkloadUpdate` object (what
+   * they are entitled to depends only on their selectors), so the Workload API encodes it
+   * once for all of them. Each subscriber gets the state current when its turn comes; a
+   * change during a pass starts a new pass over every subscriber (every message is the full
+   * state, and the endpoint skips one identical to the last it sent).
    */
   #notifyAll(): void {
-    const byKey = new Map<string, WorkloadUpdate | undefined>();
-    for (const sub of [...this.#subscribers]) {
-      const key = sub.key;
-      let u: WorkloadUpdate | undefined;
-      if (byKey.has(key)) u = byKey.get(key);
-      else byKey.set(key, (u = this.updateFor(sub.selectors)));
-      if (u === undefined) continue;
-      try {
-        sub.onUpdate(u);
-      } catch (err) {
-        this.#log.warn({ err }, 'Workload API subscriber failed');
-      }
+    this.#notifyQueue = [...this.#subscribers];
+    this.#notifyPos = 0;
+    this.#drainNotifications();
+  }
+
+  #drainNotifications(): void {
+    const queue = this.#notifyQueue;
+    const end = Math.min(queue.length, this.#notifyPos + NOTIFY_BATCH);
+    while (this.#notifyPos < end) {
+      const sub = queue[this.#notifyPos++] as Subscriber;
+      if (this.#subscribers.has(sub)) this.#notify(sub);
     }
+    if (this.#notifyPos < queue.length && !this.#closed) {
+      this.#notifyTurn ??= setImmediate(() => {
+        this.#notifyTurn = undefined;
+        this.#drainNotifications();
+      });
+      return;
+    }
+    this.#notifyQueue = [];
+    this.#notifyPos = 0;
+    for (const r of [...this.#notifyDrained]) r();
+    this.#notifyDrained.clear();
   }
 
   async fetchJwtSvid(selectors: readonly Selector[], request: JwtSvidRequest): Promise<IssuedJwtSvid[]> {
@@ -553,6 +615,12 @@ export class SvidCache implements WorkloadIdentities {
   /** Stops timers and ends every subscription's updates. */
   close(): void {
     this.#closed = true;
+    this.#invalidate();
+    if (this.#notifyTurn !== undefined) clearImmediate(this.#notifyTurn);
+    this.#notifyTurn = undefined;
+    this.#notifyQueue = [];
+    for (const r of [...this.#notifyDrained]) r();
+    this.#notifyDrained.clear();
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
     this.#subscribers.clear();

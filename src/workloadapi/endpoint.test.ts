@@ -10,9 +10,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
+import hpack from 'hpack.js';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isSameProcess, readPeerCredentials } from '../agent/peercred/index.js';
 import { WorkloadApiEndpoint, type WorkloadApiEndpointConfig } from './endpoint.js';
+import { CONNECTION_PREFACE } from './h2-authority.js';
 import type {
   IssuedJwtSvid,
   JwtSvidRequest,
@@ -548,6 +550,58 @@ describe('connections', () => {
     raw.on('data', (d: Buffer) => got.push(d));
     await new Promise((res) => raw.once('close', res));
     expect(Buffer.concat(got).length).toBe(0);
+  });
+
+  it('grpc-js clients go to grpc-js directly; a socket-path :authority (grpc-java) is served through the rewriter', async () => {
+    // grpc-js (the fixture's client) sends a valid authority: handed over as it is.
+    expect((await new Reader<X509SVIDResponse>(client, 'FetchX509SVID').next()).svids[0]?.spiffe_id).toBe(alice.spiffeId);
+    expect(endpoint.routes).toEqual({ direct: 1, rewrite: 0 });
+
+    // Raw HTTP/2 as grpc-java writes it: the socket path as :authority.
+    const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+      const h = Buffer.alloc(9);
+      h.writeUIntBE(payload.length, 0, 3);
+      h[3] = type;
+      h[4] = flags;
+      h.writeUInt32BE(stream, 5);
+      return Buffer.concat([h, payload]);
+    };
+    const compressor = hpack.compressor.create({ table: { maxSize: 4096 } });
+    compressor.write([
+      { name: ':method', value: 'POST' },
+      { name: ':scheme', value: 'http' },
+      { name: ':path', value: '/SpiffeWorkloadAPI/FetchX509SVID' },
+      { name: ':authority', value: endpoint.socketPath },
+      { name: 'content-type', value: 'application/grpc' },
+      { name: 'te', value: 'trailers' },
+      { name: SECURITY_HEADER, value: 'true' },
+    ]);
+    const block = compressor.read() ?? Buffer.alloc(0);
+    const raw = net.connect(endpoint.socketPath);
+    raw.on('error', () => {});
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      let data = Buffer.alloc(0);
+      raw.on('close', () => reject(new Error('the endpoint closed the connection')));
+      raw.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+          const len = buf.readUIntBE(0, 3);
+          const [type, flags, stream] = [buf[3] as number, buf[4] as number, buf.readUInt32BE(5) & 0x7fffffff];
+          const payload = buf.subarray(9, 9 + len);
+          buf = buf.subarray(9 + len);
+          if (type === 0x4 && !(flags & 1)) raw.write(frame(0x4, 1, 0, Buffer.alloc(0)));
+          if (type === 0x3 && stream === 1) reject(new Error(`stream reset (code ${payload.readUInt32BE(0)})`));
+          if (type === 0x0 && stream === 1) data = Buffer.concat([data, payload]);
+          if (data.length >= 5 && data.length >= 5 + data.readUInt32BE(1)) resolve(data.subarray(5, 5 + data.readUInt32BE(1)));
+        }
+      });
+      raw.write(Buffer.concat([CONNECTION_PREFACE, frame(0x4, 0, 0, Buffer.alloc(0)), frame(0x1, 0x4, 1, block), frame(0x0, 0x1, 1, Buffer.alloc(5))]));
+    });
+    raw.destroy();
+    const msg = methodDef('FetchX509SVID').responseDeserialize(body) as X509SVIDResponse;
+    expect(msg.svids.map((x) => x.spiffe_id)).toEqual([alice.spiffeId, bob.spiffeId]);
+    expect(endpoint.routes).toEqual({ direct: 1, rewrite: 1 });
   });
 
   it('unknown methods (FetchWITSVID, FetchWITBundles) → UNIMPLEMENTED', async () => {

@@ -11,7 +11,9 @@
  *    they cannot be, the socket is destroyed (refused) before any request is read;
  * 3. the socket gets a unique, unguessable-by-the-client token as its `remoteAddress`,
  *    the token is mapped to the credentials, and the socket is handed to grpc-js through
- *    `server.createConnectionInjector(...)`;
+ *    `server.createConnectionInjector(...)`: as it is, or, when the client's first request
+ *    carries an `:authority` Node's HTTP/2 would reset (grpc-java sends the socket path),
+ *    through the rewriter (h2-authority.ts); the first request decides (h2-sniff.ts);
  * 4. a handler's `call.getPeer()` returns that token (grpc-js reads `remoteAddress` through
  *    http2's socket proxy), which maps the call back to its connection's credentials.
  * Step 4 depends on grpc-js internals (version pinned by package-lock; covered by
@@ -31,6 +33,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { PeerCredentials, PeerCredentialSource, ValidateJwtSvid, WorkloadIdentities } from './identities.js';
 import { workloadHandlers, workloadServiceDefinitionForServing, type EndpointLogger } from './handlers.js';
 import { authoritySafeSocket } from './h2-authority.js';
+import { sniffFirstRequest, type ConnectionRoute } from './h2-sniff.js';
 
 export type { EndpointLogger } from './handlers.js';
 
@@ -65,6 +68,8 @@ export class WorkloadApiEndpoint {
   private readonly sockets = new Set<net.Socket>();
   private readonly tokenPrefix = `mayfly-wl-${randomBytes(8).toString('hex')}-`;
   private seq = 0;
+  /** Connections handed to grpc-js as they are, and through the `:authority` rewriter (diagnostics, tests). */
+  readonly routes: Record<ConnectionRoute, number> = { direct: 0, rewrite: 0 };
   private grpcServer: grpc.Server | undefined;
   private injector: ReturnType<grpc.Server['createConnectionInjector']> | undefined;
   private listener: net.Server | undefined;
@@ -136,29 +141,50 @@ export class WorkloadApiEndpoint {
         }
         this.connections.set(token, cred);
         socket.once('close', () => this.connections.delete(token));
-        // java-spiffe (grpc-java) sends the socket path as :authority, which Node's HTTP/2
-        // resets: grpc-js gets a private socket carrying the client's bytes with it fixed.
-        let conn: net.Socket;
-        try {
-          conn = authoritySafeSocket(socket);
-        } catch (err) {
-          this.logger.warn({ err }, 'refusing Workload API connection: no socket for the HTTP/2 rewriter');
-          socket.destroy();
-          return;
-        }
-        // grpc-js's call.getPeer() reads the socket's remoteAddress (a Unix socket has
-        // none, and no remotePort): our token becomes the call's peer string.
-        Object.defineProperty(conn, 'remoteAddress', { value: token, configurable: true, enumerable: true });
-        this.injector.injectConnection(conn);
-        // Accepted paused (pauseOnConnect), so nothing was read before the caller was
-        // known; resuming starts the reads (client → rewriter → grpc-js).
-        socket.resume();
+        // Accepted paused (pauseOnConnect), so nothing was read before the caller was known.
+        // Now the client's first request decides the route (h2-sniff.ts).
+        sniffFirstRequest(socket, {}, (err, route) => this.hand(socket, token, err, route));
       },
       (err: unknown) => {
         this.logger.warn({ err }, 'refusing Workload API connection: peer credentials unavailable');
         socket.destroy();
       },
     );
+  }
+
+  /**
+   * Hands a sniffed connection (paused, its first bytes put back) to grpc-js: as it is when
+   * its requests carry a valid `:authority`, else through the rewriter (java-spiffe, i.e.
+   * grpc-java, sends the socket path, which Node's HTTP/2 resets).
+   */
+  private hand(socket: net.Socket, token: string, err: Error | undefined, route: ConnectionRoute | undefined): void {
+    if (err !== undefined || route === undefined) {
+      this.logger.debug({ err }, 'Workload API connection dropped before its first request was served');
+      socket.destroy();
+      return;
+    }
+    if (this.closing || socket.destroyed || this.injector === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.routes[route]++;
+    let conn: net.Socket = socket;
+    if (route === 'rewrite') {
+      try {
+        conn = authoritySafeSocket(socket);
+      } catch (e) {
+        this.logger.warn({ err: e }, 'refusing Workload API connection: no socket for the HTTP/2 rewriter');
+        socket.destroy();
+        return;
+      }
+    }
+    // grpc-js's call.getPeer() reads the socket's remoteAddress (a Unix socket has
+    // none, and no remotePort): our token becomes the call's peer string.
+    Object.defineProperty(conn, 'remoteAddress', { value: token, configurable: true, enumerable: true });
+    this.injector.injectConnection(conn);
+    // Direct: grpc-js's HTTP/2 session reads the put-back bytes and takes over the socket.
+    // Rewrite: resuming feeds the put-back bytes, then the rest, to the rewriter.
+    if (route === 'rewrite') socket.resume();
   }
 
   /** Stops accepting, ends every call and connection, and removes the socket file. */

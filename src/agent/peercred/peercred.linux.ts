@@ -16,7 +16,7 @@
  *   window to the time between that check and the reply; it does not close it (a pidfd
  *   taken at accept would, but Node cannot obtain one for a socket peer).
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import koffi from 'koffi';
 import { MayflyError } from '../../spiffe/errors.js';
@@ -85,11 +85,16 @@ export function parseProcStat(stat: string): { state: string; startTime: number 
   return { state, startTime };
 }
 
-/** Reads a process's stat line; undefined when there is no such process. */
-async function readStat(pid: number, procRoot: string): Promise<{ state: string; startTime: number } | undefined> {
+/**
+ * Reads a process's stat line; undefined when there is no such process. Synchronous on
+ * purpose: procfs generates the line from kernel memory (no disk, no waiting), so a direct
+ * read costs microseconds, where the thread pool's open/fstat/read/close would cost several
+ * event-loop turns on every Workload API call.
+ */
+function readStat(pid: number, procRoot: string): { state: string; startTime: number } | undefined {
   let text: string;
   try {
-    text = await readFile(`${procRoot}/${pid}/stat`, 'utf8');
+    text = readFileSync(`${procRoot}/${pid}/stat`, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ESRCH') return undefined;
@@ -126,7 +131,7 @@ export function readUcred(socket: Socket): { pid: number; uid: number; gid: numb
  */
 export async function readPeerCredentials(socket: Socket, options: ProcOptions = {}): Promise<PeerCredentials> {
   const { pid, uid, gid } = readUcred(socket);
-  const stat = await readStat(pid, options.procRoot ?? '/proc');
+  const stat = readStat(pid, options.procRoot ?? '/proc');
   if (stat === undefined || stat.state === 'Z' || stat.state === 'X') {
     fail(`peer process ${pid} exited before its credentials could be recorded`);
   }
@@ -138,7 +143,7 @@ export async function readPeerCredentials(socket: Socket, options: ProcOptions =
  * started at `cred.startTime`, i.e. the process that connected. Run it after attestation.
  */
 export async function isSameProcess(cred: PeerCredentials, options: ProcOptions = {}): Promise<boolean> {
-  const stat = await readStat(cred.pid, options.procRoot ?? '/proc');
+  const stat = readStat(cred.pid, options.procRoot ?? '/proc');
   if (stat === undefined) return false;
   if (stat.state === 'Z' || stat.state === 'X') return false;
   return stat.startTime === cred.startTime;

@@ -5,8 +5,11 @@
  * set of entries it is authorised for, the server's bundle and the federated bundles
  * those entries need: once at once, then again whenever that content changes. Changes
  * arrive as notices on the change hub (entry, bundle, agent writes) and from the CA
- * (rotation, and prepare / activate / taint / revoke); a burst of notices is coalesced (50 ms by default) into one recomputation,
- * and an unchanged result is not resent. This is how changes reach agents without polling.
+ * (rotation, and prepare / activate / taint / revoke). The first notice after a quiet spell
+ * is acted on at once (in the next turn of the event loop, so notices raised together make
+ * one recomputation); notices that follow within `syncCoalesceMs` of a recomputation's start
+ * (a burst) are coalesced into one more, at the end of that window. An unchanged result is
+ * not resent. This is how changes reach agents without polling, and without a fixed delay.
  * Each update names the tainted authorities (X.509 by SKI hex, JWT by kid), so agents
  * re-issue what those signed as soon as an operator taints one, long before revocation.
  *
@@ -117,6 +120,9 @@ class Subscription {
   #lastKey = '';
   #sequence = 0;
   #timer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
+  /** When the last recomputation started (performance.now() ms): bursts are spaced from it. */
+  #lastRunAt = -Infinity;
   #running = false;
   #pending = false;
   #closed = false;
@@ -148,14 +154,35 @@ class Subscription {
     this.call.on('close', gone);
     this.call.on('finish', gone);
     void this.#run();
+    // The first push answers the subscription, not a change: the first change after it
+    // is still acted on at once.
+    this.#lastRunAt = -Infinity;
   }
 
+  /**
+   * Leading edge: when no recomputation ran in the last `syncCoalesceMs`, the next turn of
+   * the event loop runs one (an entry created on an idle server reaches the agent without a
+   * fixed delay). Otherwise one more runs when that window ends (or after the running one),
+   * so a burst of notices costs at most one recomputation per window.
+   */
   #schedule(): void {
-    if (this.#closed || this.#timer !== undefined) return;
+    if (this.#closed || this.#timer !== undefined || this.#immediate !== undefined) return;
+    if (this.#running) {
+      this.#pending = true;
+      return;
+    }
+    const wait = this.#lastRunAt + this.ctx.limits.syncCoalesceMs - performance.now();
+    if (wait <= 0) {
+      this.#immediate = setImmediate(() => {
+        this.#immediate = undefined;
+        void this.#run();
+      });
+      return;
+    }
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#run();
-    }, this.ctx.limits.syncCoalesceMs);
+    }, wait);
   }
 
   async #run(): Promise<void> {
@@ -165,6 +192,7 @@ class Subscription {
       return;
     }
     this.#running = true;
+    this.#lastRunAt = performance.now();
     try {
       await this.#computeAndSend();
     } catch (err) {
@@ -229,6 +257,8 @@ class Subscription {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#immediate !== undefined) clearImmediate(this.#immediate);
+    this.#immediate = undefined;
     for (const c of this.#cleanups.splice(0)) c();
   }
 }

@@ -14,9 +14,16 @@
  *
  * Names (`unix:user`, `unix:group`) come from /etc/passwd and /etc/group: users known
  * only to other NSS sources (LDAP, sssd) get uid/gid selectors but no name selectors.
+ *
+ * Cost: this runs on every Workload API call, so the per-call reads are synchronous:
+ * /proc/<pid>/status is generated from kernel memory and the passwd/group checks are one
+ * stat each (parsed files are reused while unchanged), microseconds in all, where the
+ * thread pool would add several event-loop turns per file. Reading a changed passwd/group
+ * file and hashing the executable stay asynchronous (they touch the disk).
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, readlink, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { open, readFile, readlink } from 'node:fs/promises';
 import { MayflyError } from '../../../spiffe/errors.js';
 import type { WorkloadAttestor, WorkloadSelector } from '../attestor.js';
 
@@ -78,6 +85,12 @@ export function parseIdNames(text: string): Map<number, string> {
   return names;
 }
 
+/** A file's identity: device, inode, size, modification and change times in nanoseconds. */
+function fileVersion(path: string): string {
+  const st = statSync(path, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
 export class UnixWorkloadAttestor implements WorkloadAttestor {
   readonly name = 'unix';
   readonly #discoverPath: boolean;
@@ -98,11 +111,12 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
     if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid must be a positive integer, got ${pid}`);
     let status: ProcStatus;
     try {
-      status = parseProcStatus(await readFile(`${this.#proc}/${pid}/status`, 'utf8'));
+      status = parseProcStatus(readFileSync(`${this.#proc}/${pid}/status`, 'utf8'));
     } catch (cause) {
       throw attestationFailed(pid, 'cannot read its status (has it exited?)', cause);
     }
-    const [users, groups] = await Promise.all([this.#names('passwd'), this.#names('group')]);
+    const users = this.#cachedNames('passwd') ?? (await this.#names('passwd'));
+    const groups = this.#cachedNames('group') ?? (await this.#names('group'));
     const out: WorkloadSelector[] = [];
     const add = (value: string): void => {
       out.push({ type: 'unix', value });
@@ -131,20 +145,30 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
   async #names(file: 'passwd' | 'group'): Promise<Map<number, string>> {
     const path = `${this.#etc}/${file}`;
     try {
-      const st = await stat(path, { bigint: true });
-      const version = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      const version = fileVersion(path);
       const cached = this.#nameCache.get(file);
       if (cached !== undefined && cached.version === version) return cached.names;
       const names = parseIdNames(await readFile(path, 'utf8'));
       // Keep it only if the file did not change while it was read.
-      const after = await stat(path, { bigint: true });
-      if (`${after.dev}:${after.ino}:${after.size}:${after.mtimeNs}:${after.ctimeNs}` === version) this.#nameCache.set(file, { version, names });
+      if (fileVersion(path) === version) this.#nameCache.set(file, { version, names });
       else this.#nameCache.delete(file);
       return names;
     } catch {
       this.#nameCache.delete(file);
       return new Map();
     }
+  }
+
+  /** The parsed file when the one kept is still current (one synchronous stat); else undefined. */
+  #cachedNames(file: 'passwd' | 'group'): Map<number, string> | undefined {
+    const cached = this.#nameCache.get(file);
+    if (cached === undefined) return undefined;
+    try {
+      if (fileVersion(`${this.#etc}/${file}`) === cached.version) return cached.names;
+    } catch {
+      // gone or unreadable: #names decides (and forgets the cached parse)
+    }
+    return undefined;
   }
 
   async #pathSelectors(pid: number): Promise<WorkloadSelector[]> {
