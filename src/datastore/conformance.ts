@@ -8,17 +8,27 @@
  * - `reopen`: called after the suite has closed `ds`, returns a new handle on the SAME
  *   storage. Optional in the type for in-memory fakes, but the survival test fails
  *   without it: every persistent implementation must supply it;
+ * - `sibling`: optional, a second handle on the SAME storage opened as another server would
+ *   (PostgreSQL: a second pool), closed by `cleanup`; concurrency tests write through both.
+ *   Stores one process owns (LevelDB) leave it out and the tests use `ds` twice;
  * - `cleanup`: closes whatever is still open and removes the storage.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 import type { Selector } from '../registration/selector.js';
+import { generateKeyPair } from '../spiffe/keys.js';
+import { Bundle } from '../spiffe/bundle/bundle.js';
+import { parseBundle } from '../spiffe/bundle/parse.js';
+import type { SpiffeJwk } from '../spiffe/bundle/jwk.js';
+import { TrustDomain } from '../spiffe/id.js';
 import { isMayflyError, type ErrorCode } from '../spiffe/errors.js';
-import type { Datastore } from './datastore.js';
+import { makeTestCa } from '../spiffe/x509/testing.js';
+import type { BundleAuthority, Datastore } from './datastore.js';
 
 export interface ConformanceHandle {
   ds: Datastore;
   reopen?: () => Promise<Datastore>;
+  sibling?: () => Promise<Datastore>;
   cleanup(): Promise<void>;
 }
 
@@ -56,6 +66,31 @@ async function listAllIds(ds: Datastore, query: Parameters<Datastore['listEntrie
     pageToken = page.nextPageToken;
   }
   throw new Error('listing did not end');
+}
+
+/** A SPIFFE bundle key for an X.509 authority (a fresh self-signed CA) valid from `now` for `ttlSeconds`. */
+function x509Authority(opts: { now?: Date; ttlSeconds?: number; trustDomain?: string } = {}): { jwk: SpiffeJwk; der: Buffer } {
+  const td = opts.trustDomain ?? TD;
+  const ca = makeTestCa({ trustDomain: td, ...(opts.now ? { now: opts.now } : {}), ...(opts.ttlSeconds ? { ttlSeconds: opts.ttlSeconds } : {}) });
+  const jwk = new Bundle({ trustDomain: TrustDomain.parse(td), x509Authorities: [ca.certificate] }).toJwks().keys[0]!;
+  return { jwk, der: ca.certificate };
+}
+
+/** A SPIFFE bundle key for a JWT authority with key ID `kid` (a fresh P-256 key unless given). */
+function jwtAuthority(kid: string, key = generateKeyPair().publicKey): SpiffeJwk {
+  return new Bundle({ trustDomain: TrustDomain.parse(TD), jwtAuthorities: [[kid, key]] }).toJwks().keys[0]!;
+}
+
+/** The stored bundle's keys: X.509 authorities as base64 DER, JWT authorities as `jwt:<kid>`, with their marks. */
+async function storedKeys(ds: Datastore, td = TD): Promise<{ ids: string[]; tainted: string[]; sequence: number; doc: Record<string, unknown> }> {
+  const b = await ds.getBundle(td);
+  if (b === undefined) return { ids: [], tainted: [], sequence: -1, doc: {} };
+  const doc = JSON.parse(b.bundle) as { keys: (SpiffeJwk & { mayfly_tainted?: boolean })[]; spiffe_sequence?: number };
+  expect(doc.spiffe_sequence).toBe(b.sequence);
+  // Whatever a merge stored is a bundle every consumer accepts.
+  parseBundle(b.bundle, TrustDomain.parse(td), { maxBytes: 4 * 1024 * 1024 });
+  const id = (k: SpiffeJwk): string => (k.use === 'x509-svid' ? k.x5c![0]! : `jwt:${k.kid}`);
+  return { ids: doc.keys.map(id).sort(), tainted: doc.keys.filter((k) => k.mayfly_tainted === true).map(id).sort(), sequence: b.sequence, doc };
 }
 
 export function runDatastoreConformance(name: string, open: () => Promise<ConformanceHandle>): void {
@@ -371,6 +406,102 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         expect(await codeOf(ds.deleteBundle('other.org'))).toBe('ERR_DATASTORE_NOT_FOUND');
         expect(await codeOf(ds.setBundle({ trustDomain: 'spiffe://other.org', bundle: text, sequence: 1 }))).toBe('ERR_DATASTORE_INVALID');
         expect(await codeOf(ds.setBundle({ trustDomain: 'big.org', bundle: 'x'.repeat(5 * 1024 * 1024), sequence: 1 }))).toBe('ERR_DATASTORE_INVALID');
+      });
+
+      it('merges authorities into a bundle: created on first add, updated in place, removed, pruned; the sequence moves only on change', async () => {
+        const now = Math.floor(Date.now() / 1000);
+        const a = x509Authority();
+        const b = x509Authority();
+        const old = x509Authority({ now: new Date((now - 7200) * 1000), ttlSeconds: 3600 });
+        const j1 = jwtAuthority('kid-1');
+        const j2 = jwtAuthority('kid-2');
+        const x = (k: { jwk: SpiffeJwk }): string => k.jwk.x5c![0]!;
+
+        expect(await ds.mergeBundle({ trustDomain: TD, remove: [{ jwtKid: 'nope' }] })).toEqual({ bundle: undefined, changed: false });
+        expect(await ds.getBundle(TD)).toBeUndefined();
+        const first = await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: a.jwk }, { jwk: j1, notAfter: now + 100 }], refreshHintSeconds: 300 });
+        expect(first.changed).toBe(true);
+        expect(first.bundle).toMatchObject({ trustDomain: TD, sequence: 1 });
+        expect(await ds.getBundle(TD)).toEqual(first.bundle);
+        expect((await storedKeys(ds)).ids).toEqual([x(a), 'jwt:kid-1'].sort());
+        expect((await storedKeys(ds)).doc.spiffe_refresh_hint).toBe(300);
+
+        // The same content again changes nothing and writes nothing.
+        const same = await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: a.jwk }, { jwk: j1, notAfter: now + 100 }] });
+        expect(same).toEqual({ bundle: first.bundle, changed: false });
+
+        // Another writer's authorities join; minSequence lifts the sequence.
+        const second = await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: b.jwk }, { jwk: j2 }, { jwk: old.jwk }], minSequence: 40 });
+        expect(second.bundle!.sequence).toBe(40);
+        expect((await storedKeys(ds)).ids).toEqual([x(a), x(b), x(old), 'jwt:kid-1', 'jwt:kid-2'].sort());
+
+        // A taint sticks: re-adding without it does not lift it.
+        await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: j2, tainted: true }, { jwk: b.jwk, tainted: true }] });
+        await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: j2 }, { jwk: b.jwk }] });
+        expect((await storedKeys(ds)).tainted).toEqual([x(b), 'jwt:kid-2'].sort());
+
+        // Revoke and prune in one merge: b is removed, the expired CA and the expired JWT key go, kid-2 (no expiry) stays.
+        const pruned = await ds.mergeBundle({ trustDomain: TD, remove: [{ x509: x(b) }], pruneExpiredBefore: now + 101 });
+        expect(pruned.changed).toBe(true);
+        expect(pruned.bundle!.sequence).toBe(42);
+        expect((await storedKeys(ds)).ids).toEqual([x(a), 'jwt:kid-2'].sort());
+        expect((await storedKeys(ds)).tainted).toEqual(['jwt:kid-2']);
+
+        // Pruning never removes every X.509 authority (as SPIRE's PruneBundle).
+        const expiredOnly = x509Authority({ now: new Date((now - 7200) * 1000), ttlSeconds: 3600, trustDomain: 'other.org' });
+        await ds.mergeBundle({ trustDomain: 'other.org', add: [{ jwk: expiredOnly.jwk, notAfter: now - 10 }] });
+        expect((await ds.mergeBundle({ trustDomain: 'other.org', pruneExpiredBefore: now })).changed).toBe(false);
+        expect((await storedKeys(ds, 'other.org')).ids).toEqual([x(expiredOnly)]);
+
+        // setBundle still replaces the whole bundle, and merges build on what it stored.
+        await ds.setBundle({ trustDomain: TD, bundle: new Bundle({ trustDomain: TrustDomain.parse(TD), x509Authorities: [b.der] }).toJson(), sequence: 50 });
+        const onSet = await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: a.jwk }] });
+        expect(onSet.bundle!.sequence).toBe(51);
+        expect((await storedKeys(ds)).ids).toEqual([x(a), x(b)].sort());
+      });
+
+      it('refuses bad keys, key ID collisions and oversized results, leaving the stored bundle as it was', async () => {
+        const a = x509Authority();
+        await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: a.jwk }, { jwk: jwtAuthority('kid-1') }] });
+        const before = await ds.getBundle(TD);
+        const mismatched = { ...a.jwk, x: x509Authority().jwk.x } as SpiffeJwk;
+        const bad: BundleAuthority[][] = [
+          [{ jwk: mismatched }],
+          [{ jwk: { ...jwtAuthority('kid-9'), d: 'c2VjcmV0' } as SpiffeJwk }],
+          [{ jwk: { ...jwtAuthority('kid-9'), use: 'sig' } as unknown as SpiffeJwk }],
+          [{ jwk: jwtAuthority('kid-9'), notAfter: -1 }],
+          [{ jwk: { ...a.jwk, x5c: [a.jwk.x5c![0]!, a.jwk.x5c![0]!] } }],
+        ];
+        for (const add of bad) expect(await codeOf(ds.mergeBundle({ trustDomain: TD, add }))).toBe('ERR_DATASTORE_INVALID');
+        expect(await codeOf(ds.mergeBundle({ trustDomain: TD, add: [{ jwk: jwtAuthority('kid-1') }] }))).toBe('ERR_DATASTORE_CONFLICT');
+        expect(await codeOf(ds.mergeBundle({ trustDomain: 'spiffe://example.org', add: [{ jwk: a.jwk }] }))).toBe('ERR_DATASTORE_INVALID');
+        expect(await codeOf(ds.mergeBundle({ trustDomain: TD, remove: [{ x509: '' }] }))).toBe('ERR_DATASTORE_INVALID');
+        expect(await ds.getBundle(TD)).toEqual(before);
+
+        // The 4 MiB limit holds for merged bundles too: a stored bundle just under it cannot grow past it.
+        const padded = JSON.stringify({ keys: [], pad: 'x'.repeat(4 * 1024 * 1024 - 100) });
+        await ds.setBundle({ trustDomain: 'big.org', bundle: padded, sequence: 1 });
+        expect(await codeOf(ds.mergeBundle({ trustDomain: 'big.org', add: [{ jwk: jwtAuthority('k') }] }))).toBe('ERR_DATASTORE_INVALID');
+        expect((await ds.getBundle('big.org'))!.sequence).toBe(1);
+
+        // A stored bundle that is not a SPIFFE bundle is not merged into (nor silently replaced).
+        await ds.setBundle({ trustDomain: 'junk.org', bundle: 'not json', sequence: 1 });
+        expect(await codeOf(ds.mergeBundle({ trustDomain: 'junk.org', add: [{ jwk: a.jwk }] }))).toBe('ERR_DATASTORE_INVALID');
+      });
+
+      it('loses no authority when two writers merge concurrently', async () => {
+        const other = h.sibling === undefined ? ds : await h.sibling();
+        const kids = Array.from({ length: 24 }, (_, i) => `kid-${i}`);
+        const keys = kids.map((k) => jwtAuthority(k));
+        const settled = await Promise.allSettled(keys.map((jwk, i) => (i % 2 === 0 ? ds : other).mergeBundle({ trustDomain: TD, add: [{ jwk }] })));
+        expect(settled.filter((r) => r.status === 'rejected')).toEqual([]);
+        const after = await storedKeys(ds);
+        expect(after.ids).toEqual(kids.map((k) => `jwt:${k}`).sort());
+        // Every merge changed the bundle once: the sequence counts them all.
+        expect(after.sequence).toBe(kids.length);
+        // Removals racing with adds lose nothing either.
+        await Promise.all(kids.map((k, i) => (i % 2 === 0 ? other : ds).mergeBundle({ trustDomain: TD, remove: [{ jwtKid: k }], add: [{ jwk: jwtAuthority(`new-${i}`) }] })));
+        expect((await storedKeys(ds)).ids).toEqual(kids.map((_, i) => `jwt:new-${i}`).sort());
       });
 
       it('round-trips the CA journal bytes', async () => {

@@ -24,6 +24,7 @@
 import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 import type { Selector } from '../registration/selector.js';
 import type { MayflyError } from '../spiffe/errors.js';
+import type { SpiffeJwk } from '../spiffe/bundle/jwk.js';
 
 export type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 export type { Selector } from '../registration/selector.js';
@@ -108,6 +109,42 @@ export interface StoredBundle {
   readonly updatedAt: number;
 }
 
+/** One authority to merge into a stored bundle (see `Datastore.mergeBundle`). */
+export interface BundleAuthority {
+  /**
+   * The key as a SPIFFE bundle document holds it: `use: "x509-svid"` with exactly one
+   * certificate in `x5c` (identified by that certificate), or `use: "jwt-svid"` with its
+   * `kid` (identified by the key ID). Public members only.
+   */
+  readonly jwk: SpiffeJwk;
+  /**
+   * Unix seconds after which the authority may be pruned. Default: an X.509 authority's
+   * certificate NotAfter; a JWT authority without one is never pruned.
+   */
+  readonly notAfter?: number;
+  /** An operator tainted it. A stored taint is never lifted by a later merge. */
+  readonly tainted?: boolean;
+}
+
+/** Names one authority of a stored bundle: an X.509 authority by its certificate (standard base64 DER, as in `x5c`), a JWT authority by key ID. */
+export type BundleAuthorityRef = { readonly x509: string; readonly jwtKid?: undefined } | { readonly jwtKid: string; readonly x509?: undefined };
+
+/** One atomic change to a trust domain's stored bundle (see `Datastore.mergeBundle`). */
+export interface BundleMerge {
+  /** Bare trust domain name. */
+  trustDomain: string;
+  /** Added, or updated in place when already stored (same certificate / same key ID and key). */
+  add?: readonly BundleAuthority[];
+  /** Removed when stored (a revoke); unknown ones are ignored. */
+  remove?: readonly BundleAuthorityRef[];
+  /** Removes authorities whose notAfter is before this (unix seconds), never every X.509 authority. */
+  pruneExpiredBefore?: number;
+  /** Sets the bundle's `spiffe_refresh_hint`. */
+  refreshHintSeconds?: number;
+  /** When the merge changes the bundle, its new sequence is at least this. */
+  minSequence?: number;
+}
+
 export interface Datastore {
   // ---- registration entries ----
   /** Stores a new entry (revision 0). `ERR_DATASTORE_ALREADY_EXISTS` when an entry with the same id, or the same (parentId, spiffeId, selectors), exists; the error's `existingEntryId` names it. */
@@ -163,6 +200,18 @@ export interface Datastore {
   setBundle(bundle: { trustDomain: string; bundle: string; sequence: number }): Promise<StoredBundle>;
   /** In ascending trust domain order. */
   listBundles(): Promise<StoredBundle[]>;
+  /**
+   * Atomically adds, removes and prunes authorities of one trust domain's stored bundle
+   * (SPIRE's AppendBundle / PruneBundle; what servers sharing a datastore publish their CA
+   * authorities with): a read-modify-write under the store's serialisation, so of concurrent
+   * merges none is lost. Creates the bundle when there is none and something is added.
+   * When the content changes the sequence increases (to at least `minSequence`) and
+   * `changed` is true; otherwise nothing is written. The stored text stays a SPIFFE bundle
+   * document (at most 4 MiB) whose keys may carry `mayfly_not_after` and `mayfly_tainted`.
+   * `ERR_DATASTORE_INVALID` for a bad key or a stored bundle that does not parse;
+   * `ERR_DATASTORE_CONFLICT` when an added key ID already names a different key.
+   */
+  mergeBundle(merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }>;
   /** `ERR_DATASTORE_CONFLICT` while any entry federates with `trustDomain` (nothing is dissociated silently). */
   deleteBundle(trustDomain: string): Promise<void>;
 

@@ -10,6 +10,7 @@ import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 import type {
   AgentUpdate,
   AttestedAgent,
+  BundleMerge,
   CreateEntryResult,
   Datastore,
   JoinToken,
@@ -49,6 +50,7 @@ export interface StoreOperations<S> {
     getBundle(s: S, trustDomain: string): Promise<StoredBundle | undefined>;
     setBundle(s: S, input: { trustDomain: string; bundle: string; sequence: number }): Promise<StoredBundle>;
     listBundles(s: S): Promise<StoredBundle[]>;
+    mergeBundle(s: S, merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }>;
     deleteBundle(s: S, trustDomain: string): Promise<void>;
     getCaJournal(s: S): Promise<Uint8Array | undefined>;
     setCaJournal(s: S, bytes: Uint8Array): Promise<void>;
@@ -163,6 +165,10 @@ export abstract class DelegatingDatastore<S> implements Datastore {
 
   listBundles(): Promise<StoredBundle[]> {
     return this.#ops.bundles.listBundles(this.#s);
+  }
+
+  mergeBundle(merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }> {
+    return this.#ops.bundles.mergeBundle(this.#s, merge);
   }
 
   deleteBundle(trustDomain: string): Promise<void> {

@@ -7,7 +7,9 @@
  * - Trusting the TLS layer alone: the TCP endpoint accepts any client certificate (an
  *   attesting agent has none yet, so the handshake cannot require one), so every presented
  *   certificate is verified here as an X509-SVID of our trust domain against the current
- *   bundle, with the server's clock (an expired SVID is UNAUTHENTICATED).
+ *   served bundle (every server's authorities when servers share a datastore, so an agent
+ *   attested through one is accepted by all), with the server's clock (an expired SVID is
+ *   UNAUTHENTICATED).
  * - Stale agent credentials: an agent SVID counts only while the agent is recorded,
  *   not banned, and the SVID's serial is the one recorded at its last attestation or
  *   renewal. An evicted agent is UNAUTHENTICATED (it must attest again); a banned one,
@@ -22,7 +24,7 @@ import { isMayflyError } from '../spiffe/errors.js';
 import type { SpiffeId } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import type { ApiContext } from './context.js';
+import { servedBundle, type ApiContext } from './context.js';
 import { denied, unauthenticated } from './status.js';
 
 export type Transport = 'admin-socket' | 'tcp';
@@ -66,7 +68,7 @@ export async function authenticate(ctx: ApiContext, transport: Transport, call: 
   if (!(raw instanceof Buffer) || raw.length === 0) return { kind: 'anonymous' };
   let spiffeId: SpiffeId;
   try {
-    const verified = verifyX509Svid([raw, ...ctx.intermediates()], { trustDomain: ctx.trustDomain, x509Authorities: ctx.ca.getBundle().x509Authorities }, { now: ctx.now() });
+    const verified = verifyX509Svid([raw, ...ctx.intermediates()], { trustDomain: ctx.trustDomain, x509Authorities: servedBundle(ctx).x509Authorities }, { now: ctx.now() });
     spiffeId = verified.spiffeId;
   } catch (err) {
     const why = isMayflyError(err) ? err.message : 'it cannot be verified';

@@ -13,7 +13,8 @@ import { authenticate, authorize, type Caller, type Policy, type Transport } fro
 import type { AuthorizedEntryCache } from './authorized-cache.js';
 import type { CsrParser } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
-import type { ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
+import type { ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 import { badRequest, grpcCodeOf, toServiceError, tooLarge } from './status.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
@@ -69,6 +70,22 @@ export interface ApiContext {
   readonly csrParser?: CsrParser;
   /** Per-agent copies of the authorised-entry set (server/authorized-cache); recomputed per call when absent. */
   readonly authorizedCache?: AuthorizedEntryCache;
+  /** The bundle the server serves and trusts callers with (server/trust-bundle); the CA's own bundle when absent. */
+  readonly trustBundle?: ServedTrustBundle;
+}
+
+/**
+ * The trust domain's bundle this server serves (GetBundle, attestation, agent push streams)
+ * and authenticates callers against: every server's authorities when servers share a
+ * datastore. SVIDs are still minted and checked against the CA's own bundle.
+ */
+export function servedBundle(ctx: ApiContext): Bundle {
+  return ctx.trustBundle?.bundle() ?? ctx.ca.getBundle();
+}
+
+/** Tainted authorities as agents are told of them (every server's, when merged). */
+export function servedTaints(ctx: ApiContext): { x509: string[]; jwt: string[] } {
+  return ctx.trustBundle?.taintedAuthorities() ?? ctx.ca.taintedAuthorities();
 }
 
 export function nowSeconds(ctx: ApiContext): number {

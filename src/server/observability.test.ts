@@ -8,7 +8,13 @@ import { grpcCodeName, HttpEndpoints, ServerMetrics, type Readiness } from './ob
 describe('HttpEndpoints', () => {
   it('answers /ready with 503 and the failing checks until every check passes, and serves nothing else', async () => {
     let state: Readiness = { ready: false, checks: { datastore: true, ca: false, listeners: true } };
-    const metrics = new ServerMetrics({ processMetrics: false, datastore: { countEntries: async () => 7, countAgents: async () => 2, listBundles: async () => [] } });
+    // The own trust domain's bundle is stored too (shared by servers) but is not a federated one.
+    const stored = (trustDomain: string) => ({ trustDomain, bundle: '{"keys":[]}', sequence: 1, updatedAt: 0 });
+    const metrics = new ServerMetrics({
+      processMetrics: false,
+      trustDomain: 'example.org',
+      datastore: { countEntries: async () => 7, countAgents: async () => 2, listBundles: async () => [stored('example.org'), stored('fed.test')] },
+    });
     const http = new HttpEndpoints({ host: '127.0.0.1', port: 0, metrics, ready: () => state });
     await http.start();
     try {
@@ -24,6 +30,7 @@ describe('HttpEndpoints', () => {
       const text = await (await fetch(`${base}/metrics`)).text();
       expect(text).toMatch(/^mayfly_entries 7$/m);
       expect(text).toMatch(/^mayfly_agents 2$/m);
+      expect(text).toMatch(/^mayfly_bundles 1$/m);
       expect(text).toMatch(/^mayfly_svids_signed_total\{type="x509"\} 0$/m);
     } finally {
       await http.stop();

@@ -35,6 +35,8 @@ export function grpcCodeName(code: number): string {
 export interface ServerMetricsConfig {
   /** Counted at scrape time (the datastore is the truth, not a counter kept on the side). */
   datastore?: Pick<ServerDatastore, 'countEntries' | 'countAgents' | 'listBundles'>;
+  /** The server's trust domain: its own bundle is in the datastore too (shared with other servers) and is not counted as federated. */
+  trustDomain?: string;
   /** Adds Node's process metrics (CPU, memory, event loop lag). Default true. */
   processMetrics?: boolean;
 }
@@ -81,7 +83,7 @@ export class ServerMetrics {
         help: 'Bundles in the datastore (federated trust domains).',
         registers,
         async collect() {
-          this.set((await ds.listBundles()).length);
+          this.set((await ds.listBundles()).filter((b) => b.trustDomain !== cfg.trustDomain).length);
         },
       });
     }

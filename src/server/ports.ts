@@ -7,6 +7,7 @@
  */
 import type { ServerCa } from '../ca/server-ca.js';
 import type { Datastore } from '../datastore/datastore.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
 
 /** The datastore calls the server API makes. */
 export type ServerDatastore = Pick<
@@ -31,8 +32,19 @@ export type ServerDatastore = Pick<
   | 'getBundle'
   | 'setBundle'
   | 'listBundles'
+  | 'mergeBundle'
   | 'deleteBundle'
 >;
+
+/**
+ * The trust domain's bundle as the server serves it (server/trust-bundle: the CA's own
+ * bundle merged with the one servers sharing the datastore publish there).
+ */
+export interface ServedTrustBundle {
+  bundle(): Bundle;
+  /** Tainted authorities (X.509: hex SKI; JWT: kid) of every server of the trust domain. */
+  taintedAuthorities(): { x509: string[]; jwt: string[] };
+}
 
 /**
  * The CA calls the server API makes: a subset of `ca/server-ca`'s ServerCa. The SPIFFE ID,

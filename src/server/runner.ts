@@ -116,7 +116,7 @@ export class ServerRunner {
       ca.start();
       this.#ca = ca;
 
-      const metrics = new ServerMetrics({ datastore: ds });
+      const metrics = new ServerMetrics({ datastore: ds, trustDomain: ca.trustDomain.name });
       this.#metrics = metrics;
       const limits: Partial<ApiLimits> = {};
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;

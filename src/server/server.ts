@@ -10,7 +10,8 @@
  * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`,
  *   minted by the CA and renewed at half its life and on every CA change; it asks for a
  *   client certificate but does not require one (attesting agents have none yet), and
- *   server/auth verifies whatever is presented against the current bundle.
+ *   server/auth verifies whatever is presented against the served bundle: the CA's own,
+ *   merged with the authorities of every server sharing the datastore (server/trust-bundle).
  *
  * `stop()` drains: authorised-entry streams end with UNAVAILABLE (agents reconnect), calls
  * in flight get a grace period, then the servers are forced down.
@@ -42,6 +43,7 @@ import { DEFAULT_LIMITS, type ApiContext, type ApiLimits } from './context.js';
 import { AuthorizedEntryCache } from './authorized-cache.js';
 import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
+import { TrustBundle } from './trust-bundle.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from './proto.js';
 
@@ -158,6 +160,7 @@ export class MayflyServer {
   readonly #owned: (() => Promise<void>)[] = [];
   #csrPool: CsrWorkerPool | undefined;
   #authorizedCache: AuthorizedEntryCache | undefined;
+  #trustBundle: TrustBundle | undefined;
 
   constructor(cfg: MayflyServerConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
@@ -215,6 +218,18 @@ export class MayflyServer {
     // Subscribed to the hub before any stream, so a change empties the cache before a stream reads it.
     this.#authorizedCache = new AuthorizedEntryCache({ hub: this.#hub });
     this.#csrPool = new CsrWorkerPool(this.#cfg.csrWorkers === undefined ? {} : { size: this.#cfg.csrWorkers });
+    // The bundle served and trusted: this CA's, merged with what other servers sharing the
+    // datastore published there (server/trust-bundle). A change re-keys the TLS trust roots.
+    const trustBundle = new TrustBundle({
+      ca,
+      datastore: ds,
+      hub: this.#hub,
+      logger: this.#logger,
+      now: this.#now,
+      onChange: (b) => this.#provider.setCa(pemEncodeCertificates(b.x509Authorities)),
+    });
+    this.#trustBundle = trustBundle;
+    await trustBundle.start();
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
       serverId: this.serverId,
@@ -229,6 +244,7 @@ export class MayflyServer {
       noteChain: (chain) => this.#noteChain(chain),
       csrParser: this.#csrPool,
       authorizedCache: this.#authorizedCache,
+      trustBundle,
     };
 
     await this.#rotateServerSvid();
@@ -326,7 +342,7 @@ export class MayflyServer {
     this.#noteChain(chain);
     const leaf = parseCertificate(chain[0] as Buffer);
     this.#serverSvidNotAfter = leaf.notAfter.getTime();
-    this.#provider.setCa(pemEncodeCertificates(ca.getBundle().x509Authorities));
+    this.#provider.setCa(pemEncodeCertificates((this.#trustBundle?.bundle() ?? ca.getBundle()).x509Authorities));
     this.#provider.setIdentity(pemEncodeCertificates(chain), key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
     if (this.#rotateTimer !== undefined) clearTimeout(this.#rotateTimer);
     const life = this.#serverSvidNotAfter - Date.now();
@@ -370,6 +386,7 @@ export class MayflyServer {
       if (st?.ino === ino) await unlink(this.adminSocketPath).catch(() => undefined);
     }
     this.#authorizedCache?.close();
+    await this.#trustBundle?.stop();
     await this.#csrPool?.close();
     for (const close of this.#owned.splice(0).reverse()) await close();
   }

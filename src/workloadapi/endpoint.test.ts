@@ -15,6 +15,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isSameProcess, readPeerCredentials } from '../agent/peercred/index.js';
 import { WorkloadApiEndpoint, type WorkloadApiEndpointConfig } from './endpoint.js';
 import { CONNECTION_PREFACE } from './h2-authority.js';
+import { h2Frame } from './testing.js';
 import type {
   IssuedJwtSvid,
   JwtSvidRequest,
@@ -558,14 +559,7 @@ describe('connections', () => {
     expect(endpoint.routes).toEqual({ direct: 1, rewrite: 0 });
 
     // Raw HTTP/2 as grpc-java writes it: the socket path as :authority.
-    const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-      const h = Buffer.alloc(9);
-      h.writeUIntBE(payload.length, 0, 3);
-      h[3] = type;
-      h[4] = flags;
-      h.writeUInt32BE(stream, 5);
-      return Buffer.concat([h, payload]);
-    };
+    const frame = h2Frame;
     const compressor = hpack.compressor.create({ table: { maxSize: 4096 } });
     compressor.write([
       { name: ':method', value: 'POST' },

@@ -15,17 +15,11 @@ import {
   isValidAuthority,
   type HeaderField,
 } from './h2-authority.js';
+import { h2Frame } from './testing.js';
 
 // --- helpers ---------------------------------------------------------------------------
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
-}
+const frame = h2Frame;
 
 const SETTINGS = frame(0x4, 0, 0, Buffer.alloc(0));
 const JAVA_AUTHORITY = '/tmp/x/api.sock';

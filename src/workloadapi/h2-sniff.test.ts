@@ -8,17 +8,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../spiffe/errors.js';
 import { CONNECTION_PREFACE } from './h2-authority.js';
 import { EMPTY_SETTINGS_FRAME, FirstRequestSniffer, sniffFirstRequest, type ConnectionRoute } from './h2-sniff.js';
+import { h2Frame } from './testing.js';
 
 // --- helpers ---------------------------------------------------------------------------
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
-}
+const frame = h2Frame;
 
 const HEADERS = 0x1;
 const DATA = 0x0;

@@ -5,7 +5,8 @@
  * bundle that registration entries federate with cannot be deleted (`ERR_DATASTORE_CONFLICT`):
  * the `f!` index answers that without reading the entries.
  */
-import type { StoredBundle } from '../datastore.js';
+import { applyBundleMerge, checkBundleMerge } from '../bundle-merge.js';
+import type { BundleMerge, StoredBundle } from '../datastore.js';
 import { checkBundleInput, checkCaJournal, checkTrustDomainArg, DatastoreError } from '../records.js';
 import { SEP, SEP_END } from './keys.js';
 import type { LevelStore } from './store.js';
@@ -24,6 +25,21 @@ export async function setBundle(s: LevelStore, input: { trustDomain: string; bun
     const rec: StoredBundle = { trustDomain: input.trustDomain, bundle: input.bundle, sequence: input.sequence, updatedAt: s.seconds() };
     await s.write([{ type: 'put', key: `b!${rec.trustDomain}`, value: JSON.stringify(rec) }]);
     return rec;
+  });
+}
+
+/** Read, merge and write inside the write queue: no other write can come between (see bundle-merge). */
+export async function mergeBundle(s: LevelStore, merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }> {
+  s.check();
+  const checked = checkBundleMerge(merge);
+  return s.exclusive(async () => {
+    const key = `b!${checked.trustDomain.name}`;
+    const v = await s.db.get(key);
+    const existing = v === undefined ? undefined : (JSON.parse(v) as StoredBundle);
+    const next = applyBundleMerge(existing, merge, checked, s.seconds());
+    if (next === undefined) return { bundle: existing, changed: false };
+    await s.write([{ type: 'put', key, value: JSON.stringify(next) }]);
+    return { bundle: next, changed: true };
   });
 }
 

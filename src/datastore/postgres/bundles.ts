@@ -5,7 +5,8 @@
  * given. A bundle that registration entries federate with cannot be deleted: the check and
  * the delete are one statement, so a committed entry always blocks it.
  */
-import type { StoredBundle } from '../datastore.js';
+import { applyBundleMerge, checkBundleMerge } from '../bundle-merge.js';
+import type { BundleMerge, StoredBundle } from '../datastore.js';
 import { checkBundleInput, checkCaJournal, checkTrustDomainArg, DatastoreError } from '../records.js';
 import type { PostgresStore } from './store.js';
 
@@ -35,6 +36,39 @@ export function setBundle(s: PostgresStore, input: { trustDomain: string; bundle
       [rec.trustDomain, Buffer.from(rec.bundle, 'utf8'), rec.sequence, rec.updatedAt],
     );
     return rec;
+  });
+}
+
+/**
+ * Read, merge and write in one transaction holding the row lock (`SELECT ... FOR UPDATE`),
+ * so a concurrent merge from any server waits and then starts from this one's result. When
+ * there is no row yet, the insert is `ON CONFLICT DO NOTHING`: losing that race to another
+ * server's insert reruns the merge against the row it wrote.
+ */
+export function mergeBundle(s: PostgresStore, merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }> {
+  return s.run(async () => {
+    const checked = checkBundleMerge(merge);
+    const S = s.S;
+    for (let attempt = 1; ; attempt++) {
+      const out = await s.tx(async (c) => {
+        const r = await c.query<{ trust_domain: string; bundle: Buffer; sequence: string; updated_at: string }>(
+          `SELECT trust_domain, bundle, sequence, updated_at FROM ${S}.bundles WHERE trust_domain = $1 FOR UPDATE`,
+          [checked.trustDomain.name],
+        );
+        const existing = r.rows[0] === undefined ? undefined : bundleFromRow(r.rows[0]);
+        const next = applyBundleMerge(existing, merge, checked, s.seconds());
+        if (next === undefined) return { bundle: existing, changed: false };
+        const params = [next.trustDomain, Buffer.from(next.bundle, 'utf8'), next.sequence, next.updatedAt];
+        if (existing !== undefined) {
+          await c.query(`UPDATE ${S}.bundles SET bundle = $2, sequence = $3, updated_at = $4 WHERE trust_domain = $1`, params);
+          return { bundle: next, changed: true };
+        }
+        const ins = await c.query(`INSERT INTO ${S}.bundles (trust_domain, bundle, sequence, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (trust_domain) DO NOTHING`, params);
+        return ins.rowCount === 1 ? { bundle: next, changed: true } : undefined;
+      });
+      if (out !== undefined) return out;
+      if (attempt >= 3) throw new DatastoreError('ERR_DATASTORE_UNAVAILABLE', `merging into the bundle of ${checked.trustDomain.name} kept racing with its creation; try again`);
+    }
   });
 }
 

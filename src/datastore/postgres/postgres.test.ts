@@ -23,13 +23,17 @@ afterAll(async () => {
 runDatastoreConformance('postgres', async () => {
   const schema = cluster.freshSchema();
   let current: Datastore = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
+  let sibling: Datastore | undefined;
   return {
     ds: current,
     reopen: async () => {
       current = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
       return current;
     },
+    // Another server's pool on the same schema.
+    sibling: async () => (sibling ??= await openPostgresDatastore({ connectionString: cluster.connectionString, schema })),
     cleanup: async () => {
+      await sibling?.close();
       await current.close();
       await sql(cluster, `DROP SCHEMA "${schema}" CASCADE`);
     },

@@ -21,7 +21,7 @@ import { MayflyError } from '../../spiffe/errors.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import { parseCsr } from '../../spiffe/x509/csr.js';
 import { checkAgentStanding, isAgentId, type Transport } from '../auth.js';
-import { nowSeconds, pageSizeFromWire, pageTokenFromWire, unary, type ApiContext } from '../context.js';
+import { nowSeconds, pageSizeFromWire, pageTokenFromWire, servedBundle, unary, type ApiContext } from '../context.js';
 import { agentToWire, bundleToWire, type WireAgent } from '../messages.js';
 import { badRequest, denied, notFound } from '../status.js';
 import { KeyedMutex } from '../keyed-mutex.js';
@@ -169,7 +169,7 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       });
       ctx.logger.info({ agentId, attestationType: attestor.type }, 'agent attested');
       changed(agentId);
-      return { svid: issued.wire, bundle: bundleToWire(ctx.ca.getBundle()) };
+      return { svid: issued.wire, bundle: bundleToWire(servedBundle(ctx)) };
     }),
 
     RenewAgent: unary<{ csr: Buffer }, unknown>(ctx, t, 'RenewAgent', 'agent', async (req, caller) => {

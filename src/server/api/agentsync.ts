@@ -30,7 +30,7 @@ import type { Bundle } from '../../spiffe/bundle/bundle.js';
 import type { Transport } from '../auth.js';
 import { checkAgentStanding } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
-import { nowSeconds, serverStream, type ApiContext } from '../context.js';
+import { nowSeconds, servedBundle, servedTaints, serverStream, type ApiContext } from '../context.js';
 import { bundleToWire, entryToWire, storedBundleToBundle, type WireBundle, type WireEntry } from '../messages.js';
 import { denied, toServiceError, tooLarge, unauthenticated } from '../status.js';
 
@@ -87,6 +87,8 @@ function fingerprint(u: Omit<AuthorizedEntriesUpdate, 'sequence'>): string {
 async function federatedBundles(ctx: ApiContext, names: Set<string>): Promise<WireBundle[]> {
   const out: WireBundle[] = [];
   for (const name of [...names].sort()) {
+    // The own trust domain's stored bundle is the merged one sent as `bundle`, never a federated one.
+    if (name === ctx.trustDomain.name) continue;
     const stored = await ctx.ds.getBundle(name);
     if (stored === undefined) continue;
     let b: Bundle;
@@ -219,10 +221,10 @@ class Subscription {
     for (const e of entries) for (const f of e.federatesWith) feds.add(f);
     const federated = await federatedBundles(ctx, feds);
     // Read last, after every await: a taint that landed meanwhile is in this push.
-    const tainted = ctx.ca.taintedAuthorities();
+    const tainted = servedTaints(ctx);
     const update = {
       entries: entries.map(entryToWire),
-      bundle: bundleToWire(ctx.ca.getBundle()),
+      bundle: bundleToWire(servedBundle(ctx)),
       federated_bundles: federated,
       tainted_x509_authorities: [...tainted.x509].sort(),
       tainted_jwt_authorities: [...tainted.jwt].sort(),

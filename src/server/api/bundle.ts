@@ -1,14 +1,14 @@
 /**
  * @module server/api/bundle
  *
- * The `Bundle` service: the server trust domain's own bundle (from the CA; anyone may read
- * it, as with SPIRE) and the federated bundles of other trust domains (admins only). Every
+ * The `Bundle` service: the server trust domain's own bundle (the CA's, merged with the other
+ * servers' authorities when servers share a datastore; anyone may read it, as with SPIRE) and the federated bundles of other trust domains (admins only). Every
  * federated bundle is parsed and checked (certificates, keys, trust domain name) before it
  * is stored; the server's own trust domain cannot be overwritten through this service.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Transport } from '../auth.js';
-import { checkBatch, pageSizeFromWire, pageTokenFromWire, unary, type ApiContext } from '../context.js';
+import { checkBatch, pageSizeFromWire, pageTokenFromWire, servedBundle, unary, type ApiContext } from '../context.js';
 import { bundleFromWire, bundleToWire, storedBundleToBundle, trustDomainFromWire, type WireBundle } from '../messages.js';
 import { badRequest, itemStatusOf, notFound, OK_STATUS, type ItemStatus } from '../status.js';
 
@@ -21,7 +21,7 @@ export function bundleService(ctx: ApiContext, t: Transport): UntypedServiceImpl
   };
   const federated = async () => (await ctx.ds.listBundles()).filter((b) => b.trustDomain !== own);
   return {
-    GetBundle: unary(ctx, t, 'GetBundle', 'public', async () => bundleToWire(ctx.ca.getBundle())),
+    GetBundle: unary(ctx, t, 'GetBundle', 'public', async () => bundleToWire(servedBundle(ctx))),
 
     CountBundles: unary(ctx, t, 'CountBundles', 'admin', async () => ({ count: (await federated()).length + 1 })),
 
