@@ -8,6 +8,20 @@ import { MayflyError } from '../spiffe/errors.js';
 
 export class CaError extends MayflyError {}
 
+/**
+ * Verifies what the CA has just minted (SPIRE's rule: never hand out an SVID that does not
+ * verify against our own bundle). A failure is the CA's fault — a CA/bundle mismatch, a
+ * signing fault — so it becomes `ERR_CA_MINT_CHECK` (INTERNAL), never the caller's bad input.
+ */
+export function checkMinted<T>(verify: () => T): T {
+  try {
+    return verify();
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    throw new CaError('ERR_CA_MINT_CHECK', `an SVID just minted failed verification against this server's own bundle (${why}); none was returned; check the CA's authorities and bundle (localauthority x509 show)`, { cause });
+  }
+}
+
 export function fail(code: 'ERR_CA_AUTHORITY_NOT_FOUND' | 'ERR_CA_AUTHORITY_STATE' | 'ERR_CA_NOT_READY' | 'ERR_CA_CONFIG', message: string): never {
   throw new CaError(code, message);
 }

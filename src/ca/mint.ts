@@ -23,7 +23,7 @@ import type { Bundle } from '../spiffe/bundle/index.js';
 import { JwtSvidSigner } from '../spiffe/jwt/index.js';
 import { verifyX509Svid, X509SvidMinter, type X509BundleInput } from '../spiffe/x509/index.js';
 import type { Slot } from './authority-slots.js';
-import { fail, positive } from './ca-error.js';
+import { checkMinted, fail, positive } from './ca-error.js';
 import type { UpstreamAuthority } from './upstream.js';
 
 export interface SignX509SvidRequest {
@@ -92,8 +92,7 @@ export function mintX509Svid(
     now,
   });
   const certificates = [leaf, ...intermediatesFor(slot, ctx.upstream)];
-  // SPIRE's rule: never hand out an SVID that does not verify against our own bundle.
-  verifyX509Svid(certificates, ctx.bundle, { now });
+  checkMinted(() => verifyX509Svid(certificates, ctx.bundle, { now }));
   // Same arithmetic as the minter (whole seconds, capped at the CA's NotAfter).
   const notAfterMs = Math.min(now.getTime() + ttl * 1000, slot.notAfter.getTime());
   return { certificates, expiresAt: new Date(notAfterMs - (notAfterMs % 1000)), authorityId: slot.id };
@@ -127,6 +126,20 @@ export interface X509MintAuthority {
   /** The bundle's X.509 authorities: every SVID is verified against them before it is returned. */
   readonly bundleRoots: readonly Buffer[];
   readonly defaultTtlSeconds: number;
+}
+
+/**
+ * Whether SVIDs minted with the snapshot `auth` may still be handed out, given the CA's
+ * state now: its authority not tainted since (`taintedX509`: SKIs in hex, as
+ * `ServerCa.taintedAuthorities().x509`), and its CA certificate still in the bundle (not
+ * revoked). A batch takes time on the workers; an operator who taints the old authority
+ * meanwhile must not see agents handed fresh SVIDs from it. Under an upstream authority the
+ * local authority cannot be tainted or revoked, so only the taint list is consulted.
+ */
+export function mintAuthorityStillUsable(auth: X509MintAuthority, now: { taintedX509: readonly string[]; bundle: Pick<Bundle, 'x509Authorities'> }): boolean {
+  if (now.taintedX509.includes(auth.authorityId)) return false;
+  if (auth.intermediates.length > 0) return true;
+  return now.bundle.x509Authorities.some((root) => root.equals(auth.caCertificate));
 }
 
 /** Builds the snapshot for `slot` (ServerCa caches it per slot and bundle). */
@@ -188,8 +201,7 @@ export function mintX509SvidsFromCsrs(auth: X509MintAuthority, items: readonly C
       const ttl = item.ttlSeconds === undefined ? auth.defaultTtlSeconds : positive(item.ttlSeconds, 0, 'ttlSeconds');
       const { spki } = parseCsr(item.csr);
       const leaf = p.minter.mint({ spiffeId: id, publicKeySpki: spki, ttlSeconds: ttl, dnsNames: item.dnsNames ?? [], now });
-      // SPIRE's rule: never hand out an SVID that does not verify against our own bundle.
-      const verified = verifyX509Svid(auth.intermediates.length === 0 ? [leaf] : [leaf, ...auth.intermediates], p.bundle, { now });
+      const verified = checkMinted(() => verifyX509Svid(auth.intermediates.length === 0 ? [leaf] : [leaf, ...auth.intermediates], p.bundle, { now }));
       return { leaf, serialHex: verified.leaf.serialHex, notAfter: Math.floor(verified.leaf.notAfter.getTime() / 1000) };
     } catch (error) {
       return { error };

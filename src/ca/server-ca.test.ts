@@ -6,12 +6,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { exportPkcs8Pem, exportSpkiDer, generateKeyPair } from '../spiffe/keys.js';
+import { createCsr } from '../spiffe/x509/csr.js';
 import { makeHostileCert } from '../spiffe/x509/testing.js';
 import { validateJwtSvid } from '../spiffe/jwt/index.js';
 import { parseCertificate, pemEncodeCertificates, verifyX509Svid } from '../spiffe/x509/index.js';
 import type { CaEvent } from './authority.js';
 import { DiskKeyManager } from './disk-key-manager.js';
 import { FileJournalStore } from './journal-store.js';
+import { mintAuthorityStillUsable, mintX509SvidsFromCsrs } from './mint.js';
 import { ServerCa, type ServerCaConfig } from './server-ca.js';
 import { RecordingLogger, TestClock, writeOperatorCa } from './testing.js';
 import { loadDiskUpstreamAuthority } from './upstream.js';
@@ -333,6 +335,8 @@ describe('ServerCa: manual control (localauthority)', () => {
     expect(await codeOf(ca.taintAuthority('x509', 'ffff'))).toBe('ERR_CA_AUTHORITY_NOT_FOUND');
 
     const svidA = mint(ca);
+    const snapshotA = ca.x509MintAuthority().authority; // a batch in flight when the operator acts
+    const usable = (): boolean => mintAuthorityStillUsable(snapshotA, { taintedX509: ca.taintedAuthorities().x509, bundle: ca.getBundle() });
     clock.advance(60);
     const seq0 = ca.sequence;
     const b = await ca.prepareAuthority('x509');
@@ -348,6 +352,7 @@ describe('ServerCa: manual control (localauthority)', () => {
     const st = ca.authorityState('x509');
     expect(st.old!.id).toBe(a.id);
     expect(verifies(svidA.certificates, ca, clock.now())).toBe(true); // old one still trusted
+    expect(usable()).toBe(true); // rotated away, but neither tainted nor revoked: its SVIDs may go out
 
     const revokeUntainted: unknown = await ca.revokeAuthority('x509', a.id).catch((e: unknown) => e);
     expect((revokeUntainted as { code: string }).code).toBe('ERR_CA_AUTHORITY_STATE');
@@ -361,6 +366,8 @@ describe('ServerCa: manual control (localauthority)', () => {
     expect(ca.sequence).toBe(seq1 + 1);
     expect(await codeOf(ca.taintAuthority('x509', a.id))).toBe('ERR_CA_AUTHORITY_STATE'); // already tainted
     expect(verifies(svidA.certificates, ca, clock.now())).toBe(true); // tainted is still trusted
+    expect(usable()).toBe(false); // but a batch minted with it must not be handed out
+    expect(mintAuthorityStillUsable(ca.x509MintAuthority().authority, { taintedX509: ca.taintedAuthorities().x509, bundle: ca.getBundle() })).toBe(true);
 
     // the taint survives a restart
     const again = await makeCa(clock);
@@ -375,6 +382,21 @@ describe('ServerCa: manual control (localauthority)', () => {
     expect(existsSync(join(dir, 'data', 'keys', a.keyId + '.pem'))).toBe(false);
     expect(await codeOf(ca.revokeAuthority('x509', a.id))).toBe('ERR_CA_AUTHORITY_NOT_FOUND');
     expect(ca.taintedAuthorities().x509).toEqual([]);
+    expect(usable()).toBe(false); // revoked: no longer in the bundle
+  });
+
+  it('a minted SVID that fails our own verification is the CA\'s fault (ERR_CA_MINT_CHECK), and nothing is returned', async () => {
+    const clock = new TestClock();
+    const { ca } = await makeCa(clock);
+    const other = await makeCa(clock, {}, join(dir, 'other'));
+    // A snapshot whose bundle does not hold its own CA: a CA/bundle mismatch on the server.
+    const broken = { ...ca.x509MintAuthority().authority, bundleRoots: other.ca.getBundle().x509Authorities };
+    const csr = createCsr({ privateKey: leafKey.privateKey });
+    const [outcome] = mintX509SvidsFromCsrs(broken, [{ csr, spiffeId: 'spiffe://example.org/w' }], clock.now());
+    expect(outcome && 'error' in outcome && isMayflyError(outcome.error, 'ERR_CA_MINT_CHECK')).toBe(true);
+    expect(outcome && 'leaf' in outcome).toBe(false);
+    const [good] = mintX509SvidsFromCsrs(ca.x509MintAuthority().authority, [{ csr, spiffeId: 'spiffe://example.org/w' }], clock.now());
+    expect(good && 'leaf' in good).toBe(true);
   });
 
   it('jwt: the same rules, and a revoked key no longer validates tokens', async () => {

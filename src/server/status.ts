@@ -17,6 +17,8 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   ERR_CA_AUTHORITY_STATE: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
+  // A minted SVID that fails our own verification is the server's fault, never the caller's.
+  ERR_CA_MINT_CHECK: GrpcStatus.INTERNAL,
   ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   ERR_AGENT_BANNED: GrpcStatus.PERMISSION_DENIED,
   ERR_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,

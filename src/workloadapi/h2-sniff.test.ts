@@ -7,7 +7,7 @@ import hpack from 'hpack.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../spiffe/errors.js';
 import { CONNECTION_PREFACE } from './h2-authority.js';
-import { EMPTY_SETTINGS_FRAME, FirstRequestSniffer, sniffFirstRequest, type ConnectionRoute } from './h2-sniff.js';
+import { EMPTY_SETTINGS_FRAME, FirstRequestSniffer, sniffFirstRequest, type ConnectionRoute, type SniffOptions } from './h2-sniff.js';
 import { h2Frame } from './testing.js';
 
 // --- helpers ---------------------------------------------------------------------------
@@ -113,6 +113,23 @@ describe('FirstRequestSniffer', () => {
     expect(isMayflyError(err, 'ERR_WORKLOAD_API_HTTP2')).toBe(true);
     expect(() => new FirstRequestSniffer({ maxBufferedBytes: 3 })).toThrow(TypeError);
   });
+
+  it('refuses a flood of frames before the first request, however few bytes they take', () => {
+    // PINGs are answered by nghttp2 once grpc-js has the connection; here they would only pile up.
+    const pings = Array.from({ length: 100 }, () => frame(PING, 0, 0, Buffer.alloc(8)));
+    const s = new FirstRequestSniffer({ maxFrames: 64 });
+    let pushed = 0;
+    const err = errorOf(() => {
+      for (const p of [CONNECTION_PREFACE, CLIENT_SETTINGS, ACK, ...pings]) {
+        s.push(p);
+        pushed++;
+      }
+    });
+    expect(isMayflyError(err, 'ERR_WORKLOAD_API_HTTP2')).toBe(true);
+    expect((err as Error).message).toMatch(/more than 64 frames/);
+    expect(pushed).toBeLessThan(3 + 64); // refused at the 65th frame, not at the end
+    expect(() => new FirstRequestSniffer({ maxFrames: 1 })).toThrow(TypeError);
+  });
 });
 
 // --- on real sockets ----------------------------------------------------------------------
@@ -135,7 +152,7 @@ afterEach(async () => {
 });
 
 /** A Unix socket whose accepted connections are sniffed, then handed to a Node HTTP/2 server as they are. */
-async function serveSniffed(outcomes: Array<{ err?: Error; route?: ConnectionRoute }>): Promise<string> {
+async function serveSniffed(outcomes: Array<{ err?: Error; route?: ConnectionRoute }>, options: SniffOptions = {}): Promise<string> {
   const server = http2.createServer();
   h2 = server;
   server.on('stream', (stream, headers) => {
@@ -146,7 +163,7 @@ async function serveSniffed(outcomes: Array<{ err?: Error; route?: ConnectionRou
   const path = join(dir, 's.sock');
   listener = net.createServer({ pauseOnConnect: true }, (socket) => {
     socket.on('error', () => {});
-    sniffFirstRequest(socket, {}, (err, route) => {
+    sniffFirstRequest(socket, options, (err, route) => {
       outcomes.push({ ...(err !== undefined ? { err } : {}), ...(route !== undefined ? { route } : {}) });
       if (err !== undefined) socket.destroy();
       else server.emit('connection', socket);
@@ -210,5 +227,38 @@ describe('sniffFirstRequest', () => {
     await settle();
     expect(outcomes.every((o) => isMayflyError(o.err, 'ERR_WORKLOAD_API_HTTP2'))).toBe(true);
     garbage.destroy();
+  });
+
+  it('gives a connection a bounded time: one that heard us but has no call yet goes direct, a silent one is dropped', async () => {
+    const outcomes: Array<{ err?: Error; route?: ConnectionRoute }> = [];
+    const path = await serveSniffed(outcomes, { firstRequestTimeoutMs: 150 });
+    const until = (n: number): Promise<void> =>
+      new Promise((resolve) => {
+        const poll = (): void => {
+          if (outcomes.length >= n) resolve();
+          else setTimeout(poll, 5);
+        };
+        poll();
+      });
+    // A real HTTP/2 client acknowledges our SETTINGS at once but makes no request yet.
+    const idle = http2.connect('http://localhost', { createConnection: () => net.connect(path) });
+    idle.on('error', () => {});
+    try {
+      await until(1);
+      expect(outcomes[0]).toEqual({ route: 'direct' });
+      expect(await get(idle, '/later')).toBe('/later'); // handed on intact: its first call is served
+    } finally {
+      idle.close();
+    }
+    // Preface and SETTINGS, then nothing (no ACK, no request): not a gRPC client; dropped.
+    const silent = net.connect(path);
+    silent.on('error', () => {});
+    silent.resume(); // read, so the agent's close is seen
+    silent.write(Buffer.concat([CONNECTION_PREFACE, CLIENT_SETTINGS]));
+    const closed = new Promise<void>((resolve) => silent.once('close', () => resolve()));
+    await until(2);
+    expect(isMayflyError(outcomes[1]?.err, 'ERR_WORKLOAD_API_HTTP2')).toBe(true);
+    expect(outcomes[1]?.err?.message).toMatch(/within 150 ms/);
+    await closed;
   });
 });

@@ -23,11 +23,18 @@
  * what is already buffered in the socket before the rest, see node/lib/internal/http2/core.js,
  * "Socket already has some buffered data"); otherwise the same bytes go through the rewriter.
  *
- * Threat: a local, hostile client making the agent hold memory or guess. Before the decision
- * at most `maxBufferedBytes` are held (then the connection is dropped), framing and HPACK are
- * checked by an `AuthorityRewriter` run over the same bytes (its bounds apply: header block
- * size, decoded list size, table size), and a second SETTINGS ACK, an ACK with a payload, or
- * any violation drops the connection (`MayflyError('ERR_WORKLOAD_API_HTTP2')`): never a guess.
+ * Threat: a local, hostile client making the agent hold memory or guess. Any process that
+ * can reach the socket gets here (attestation comes later, per call), so before the decision
+ * a connection costs at most: `maxBufferedBytes` client bytes, copied into one buffer of
+ * its own (never views that would pin the socket's read buffers, nor one object per read);
+ * `maxFrames` frames (frames other than the first request — PINGs, say — are not answered
+ * here, so a flood of them is refused rather than queued); and `firstRequestTimeoutMs` of
+ * time. Past any bound the connection is dropped, except that a client which acknowledged
+ * our SETTINGS and then simply sent no request yet (a channel connected ahead of its first
+ * call) is handed to grpc-js as it is when the time is up. Framing and HPACK are checked by
+ * an `AuthorityRewriter` run over the same bytes (its bounds apply: header block size,
+ * decoded list size, table size), and a second SETTINGS ACK, an ACK with a payload, or any
+ * violation drops the connection (`MayflyError('ERR_WORKLOAD_API_HTTP2')`): never a guess.
  * The bytes handed on are exactly the client's, so grpc-js judges every request as before.
  */
 import type net from 'node:net';
@@ -42,8 +49,12 @@ const TYPE_SETTINGS = 0x4;
 const FLAG_ACK = 0x1;
 
 export interface SniffOptions extends AuthorityRewriterOptions {
-  /** Client bytes held before the decision at most (default 128 KiB); more drops the connection. */
+  /** Client bytes held before the decision at most (default 80 KiB: a largest header block and some); more drops the connection. */
   maxBufferedBytes?: number;
+  /** Frames accepted before the decision at most (default 64; a real first request takes under 10); more drops the connection. */
+  maxFrames?: number;
+  /** Time from accept to the decision at most, ms (default 10 s; real clients take milliseconds). */
+  firstRequestTimeoutMs?: number;
 }
 
 /** How a connection is served: straight to grpc-js, or through the `:authority` rewriter. */
@@ -63,22 +74,28 @@ export class FirstRequestSniffer {
   route: ConnectionRoute | undefined;
   private readonly checker: AuthorityRewriter;
   private readonly maxBuffered: number;
-  private readonly kept: Buffer[] = [];
+  private readonly maxFrames: number;
+  /** The client's bytes kept so far (copied), in `kept[0, keptLen)`; grows up to maxBuffered. */
+  private kept = Buffer.alloc(1024);
   private keptLen = 0;
+  private frames = 0;
   /** Preface bytes still expected, then frame headers. */
   private prefaceLeft = CONNECTION_PREFACE.length;
   private header: Buffer[] = [];
   private headerLen = 0;
   /** Payload octets of the current frame still to pass. */
   private payloadLeft = 0;
-  private ackSeen = false;
+  /** Whether the client acknowledged our SETTINGS (it speaks HTTP/2 and heard us). */
+  ackSeen = false;
 
   constructor(options: SniffOptions = {}) {
-    const { maxBufferedBytes, ...rewriterOptions } = options;
-    this.maxBuffered = maxBufferedBytes ?? 128 * 1024;
+    const { maxBufferedBytes, maxFrames, firstRequestTimeoutMs: _timeout, ...rewriterOptions } = options;
+    this.maxBuffered = maxBufferedBytes ?? 80 * 1024;
+    this.maxFrames = maxFrames ?? 64;
     if (!Number.isSafeInteger(this.maxBuffered) || this.maxBuffered < CONNECTION_PREFACE.length) {
       throw new TypeError('maxBufferedBytes must be an integer of at least the preface length');
     }
+    if (!Number.isSafeInteger(this.maxFrames) || this.maxFrames < 2) throw new TypeError('maxFrames must be an integer of at least 2');
     this.checker = new AuthorityRewriter(rewriterOptions);
   }
 
@@ -87,26 +104,28 @@ export class FirstRequestSniffer {
    * frame header not yet complete (after the decision it can no longer be the ACK).
    */
   bytes(): Buffer {
-    return Buffer.concat([...this.kept, ...this.header], this.keptLen + this.headerLen);
+    return Buffer.concat([this.kept.subarray(0, this.keptLen), ...this.header], this.keptLen + this.headerLen);
   }
 
   push(chunk: Buffer): void {
     if (this.route !== undefined) throw new TypeError('the route is decided; hand the connection on');
-    const start = this.kept.length;
     this.scan(chunk);
-    // The rewriter checks framing and HPACK and counts blocks that need a new authority.
-    for (let i = start; i < this.kept.length; i++) this.checker.push(this.kept[i] as Buffer);
-    if (this.ackSeen && this.checker.headerBlocks > 0) {
-      this.route = this.checker.rewrites > 0 ? 'rewrite' : 'direct';
-      return;
-    }
-    if (this.keptLen > this.maxBuffered) fail(`no complete first request within ${this.maxBuffered} bytes`);
+    if (this.ackSeen && this.checker.headerBlocks > 0) this.route = this.checker.rewrites > 0 ? 'rewrite' : 'direct';
   }
 
+  /** Copies `b` into the kept bytes and has the rewriter check it (framing, HPACK, authority). */
   private keep(b: Buffer): void {
     if (b.length === 0) return;
-    this.kept.push(b);
-    this.keptLen += b.length;
+    const need = this.keptLen + b.length;
+    if (need > this.maxBuffered) fail(`no complete first request within ${this.maxBuffered} bytes`);
+    if (need > this.kept.length) {
+      const grown = Buffer.alloc(Math.min(this.maxBuffered, Math.max(need, 2 * this.kept.length)));
+      this.kept.copy(grown, 0, 0, this.keptLen);
+      this.kept = grown;
+    }
+    b.copy(this.kept, this.keptLen);
+    this.keptLen = need;
+    this.checker.push(b);
   }
 
   /** Splits `chunk` at frame boundaries, keeping everything but the first SETTINGS ACK. */
@@ -135,6 +154,7 @@ export class FirstRequestSniffer {
       const h = Buffer.concat(this.header, FRAME_HEADER_BYTES);
       this.header = [];
       this.headerLen = 0;
+      if (++this.frames > this.maxFrames) fail(`more than ${this.maxFrames} frames before the first request`);
       const length = h.readUIntBE(0, 3);
       const type = h[3] as number;
       const flags = h[4] as number;
@@ -169,6 +189,7 @@ export function sniffFirstRequest(socket: net.Socket, options: SniffOptions, don
   const finish = (err: Error | undefined): void => {
     if (finished) return;
     finished = true;
+    clearTimeout(timer);
     socket.off('data', onData);
     socket.off('end', onGone);
     socket.off('close', onGone);
@@ -190,6 +211,17 @@ export function sniffFirstRequest(socket: net.Socket, options: SniffOptions, don
     if (sniffer.route !== undefined) finish(undefined);
   };
   const onGone = (): void => finish(new MayflyError('ERR_WORKLOAD_API_HTTP2', 'the client went away before its first request'));
+  const timeoutMs = options.firstRequestTimeoutMs ?? 10_000;
+  const timer = setTimeout(() => {
+    // A client that heard us but has no call to make yet goes to grpc-js as it is (no
+    // header block has asked for a rewrite); anything else this slow is not a gRPC client.
+    if (sniffer.ackSeen && sniffer.route === undefined) {
+      sniffer.route = 'direct';
+      finish(undefined);
+    } else {
+      finish(new MayflyError('ERR_WORKLOAD_API_HTTP2', `no HTTP/2 handshake within ${timeoutMs} ms`));
+    }
+  }, timeoutMs);
   socket.on('data', onData);
   socket.once('end', onGone);
   socket.once('close', onGone);

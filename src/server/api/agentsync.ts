@@ -125,6 +125,8 @@ class Subscription {
   #immediate: NodeJS.Immediate | undefined;
   /** When the last recomputation started (performance.now() ms): bursts are spaced from it. */
   #lastRunAt = -Infinity;
+  /** When the last recomputation ended: a slow one is followed by at least half a window of rest. */
+  #lastEndAt = -Infinity;
   #running = false;
   #pending = false;
   #closed = false;
@@ -165,7 +167,9 @@ class Subscription {
    * Leading edge: when no recomputation ran in the last `syncCoalesceMs`, the next turn of
    * the event loop runs one (an entry created on an idle server reaches the agent without a
    * fixed delay). Otherwise one more runs when that window ends (or after the running one),
-   * so a burst of notices costs at most one recomputation per window.
+   * so a burst of notices costs at most one recomputation per window; and never sooner than
+   * half a window after the last one ended, so that under a steady stream of changes a
+   * recomputation slower than the window (a loaded datastore) cannot run back to back.
    */
   #schedule(): void {
     if (this.#closed || this.#timer !== undefined || this.#immediate !== undefined) return;
@@ -173,7 +177,8 @@ class Subscription {
       this.#pending = true;
       return;
     }
-    const wait = this.#lastRunAt + this.ctx.limits.syncCoalesceMs - performance.now();
+    const window = this.ctx.limits.syncCoalesceMs;
+    const wait = Math.max(this.#lastRunAt + window, this.#lastEndAt + window / 2) - performance.now();
     if (wait <= 0) {
       this.#immediate = setImmediate(() => {
         this.#immediate = undefined;
@@ -201,6 +206,8 @@ class Subscription {
       this.#finish(err);
     } finally {
       this.#running = false;
+      // The first push (lastRunAt reset to -Infinity by the constructor) sets no rest either.
+      this.#lastEndAt = this.#lastRunAt === -Infinity ? -Infinity : performance.now();
       if (this.#pending && !this.#closed) {
         this.#pending = false;
         this.#schedule();

@@ -11,14 +11,16 @@
  * (ServerCa.x509MintAuthority); every SVID is verified against the bundle before it is
  * returned, on whichever thread minted it.
  */
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { CaError } from '../../ca/ca-error.js';
+import { mintAuthorityStillUsable } from '../../ca/mint.js';
 import { dnsNameProblem, MAX_ENTRY_DNS_NAMES, MAX_ENTRY_TTL_SECONDS, type RegistrationEntry } from '../../registration/entry.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import type { Transport } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
-import { badRequest, denied, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
+import { badRequest, denied, grpcCodeOf, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
 import type { CsrMintItem, CsrParser, X509MintAuthority } from '../csr-pool.js';
 import { csrFromWire, issueX509Svid, issueX509Svids, type IssueX509SvidRequest } from './issue.js';
 
@@ -85,16 +87,24 @@ async function mintBatch(ctx: ApiContext, pool: Required<Pick<CsrParser, 'mint'>
     return;
   }
   const { authority, now } = snapshot;
-  const outcomes = await pool.mint(authority, now, items);
+  let outcomes = await pool.mint(authority, now, items);
+  if (!mintAuthorityStillUsable(authority, { taintedX509: ctx.ca.taintedAuthorities().x509, bundle: ctx.ca.getBundle() })) {
+    // Tainted or revoked while the batch was on the workers: the agent asks again and gets
+    // SVIDs from the authority active then.
+    const retry = new CaError('ERR_CA_NOT_READY', `X.509 authority ${authority.authorityId} was tainted or revoked while this batch was signed; retry`);
+    outcomes = outcomes.map(() => ({ error: retry }));
+  }
   ctx.ca.noteX509SvidsMinted?.(outcomes.filter((o) => !('error' in o)).length);
   let noted = authority.intermediates.length === 0; // every chain of the batch has the same intermediates: note them once
   outcomes.forEach((o, k) => {
     const i = itemSlot[k] as number;
+    const item = items[k] as CsrMintItem;
     if ('error' in o) {
+      // The caller gets a generic message for a server fault; the operator gets the detail.
+      if (grpcCodeOf(o.error) === status.INTERNAL) ctx.logger.error({ err: o.error, spiffeId: item.spiffeId }, 'minting an X.509-SVID failed');
       results[i] = { status: itemStatusOf(o.error), svid: null };
       return;
     }
-    const item = items[k] as CsrMintItem;
     const chain = [o.leaf, ...authority.intermediates];
     if (!noted) {
       ctx.noteChain(chain);

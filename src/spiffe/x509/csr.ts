@@ -154,7 +154,7 @@ export function parseCsr(der: Uint8Array, opts: ParseCsrOptions = {}): ParsedCsr
   if (native !== undefined && point !== undefined) {
     const alg = CSR_SIG_ALGS[algOid];
     if (alg === undefined) bad(`signature algorithm ${algOid} is not supported (use ECDSA or RSA PKCS#1 v1.5 with SHA-2)`);
-    if (alg.key !== 'ec') bad(`signature algorithm ${algOid} does not fit a ec key`);
+    if (alg.key !== 'ec') bad(`signature algorithm ${algOid} does not fit the CSR's EC key`);
     const outcome = native.verify(point.crv, point.point, alg.hash as 'sha256' | 'sha384' | 'sha512', cri, signature);
     if (outcome === 'bad-point') bad('its public key is not a valid point on its curve');
     if (outcome !== 'ok') bad('its signature does not verify with its own public key (no proof of possession)');
@@ -179,7 +179,7 @@ export function parseCsr(der: Uint8Array, opts: ParseCsrOptions = {}): ParsedCsr
   }
   const alg = CSR_SIG_ALGS[algOid];
   if (alg === undefined) bad(`signature algorithm ${algOid} is not supported (use ECDSA or RSA PKCS#1 v1.5 with SHA-2)`);
-  if (alg.key !== publicKey.asymmetricKeyType) bad(`signature algorithm ${algOid} does not fit a ${publicKey.asymmetricKeyType} key`);
+  if (alg.key !== publicKey.asymmetricKeyType) bad(`signature algorithm ${algOid} does not fit the CSR's ${publicKey.asymmetricKeyType === 'ec' ? 'EC' : 'RSA'} key`);
   let ok: boolean;
   try {
     ok = verify(alg.hash, cri, publicKey, signature);
