@@ -186,6 +186,17 @@ function get(client: http2.ClientHttp2Session, path: string): Promise<string> {
   });
 }
 
+/** Resolves once `n` connections have been decided (the test's own timeout bounds the wait). */
+function untilOutcomes(outcomes: readonly unknown[], n: number): Promise<void> {
+  return new Promise((resolve) => {
+    const poll = (): void => {
+      if (outcomes.length >= n) resolve();
+      else setTimeout(poll, 5);
+    };
+    poll();
+  });
+}
+
 describe('sniffFirstRequest', () => {
   it('sends the empty SETTINGS first, then Node HTTP/2 serves the put-back bytes and the rest', async () => {
     const outcomes: Array<{ err?: Error; route?: ConnectionRoute }> = [];
@@ -210,21 +221,13 @@ describe('sniffFirstRequest', () => {
   it('reports a client that leaves before its first request, and one that sends garbage', async () => {
     const outcomes: Array<{ err?: Error; route?: ConnectionRoute }> = [];
     const path = await serveSniffed(outcomes);
-    const settle = (): Promise<void> =>
-      new Promise((resolve) => {
-        const poll = (): void => {
-          if (outcomes.length >= 2) resolve();
-          else setTimeout(poll, 5);
-        };
-        poll();
-      });
     const leaver = net.connect(path);
     leaver.on('error', () => {});
     leaver.end(Buffer.concat([CONNECTION_PREFACE, CLIENT_SETTINGS]));
     const garbage = net.connect(path);
     garbage.on('error', () => {});
     garbage.write(Buffer.from('\u0000'.repeat(30), 'latin1'));
-    await settle();
+    await untilOutcomes(outcomes, 2);
     expect(outcomes.every((o) => isMayflyError(o.err, 'ERR_WORKLOAD_API_HTTP2'))).toBe(true);
     garbage.destroy();
   });
@@ -232,19 +235,11 @@ describe('sniffFirstRequest', () => {
   it('gives a connection a bounded time: one that heard us but has no call yet goes direct, a silent one is dropped', async () => {
     const outcomes: Array<{ err?: Error; route?: ConnectionRoute }> = [];
     const path = await serveSniffed(outcomes, { firstRequestTimeoutMs: 150 });
-    const until = (n: number): Promise<void> =>
-      new Promise((resolve) => {
-        const poll = (): void => {
-          if (outcomes.length >= n) resolve();
-          else setTimeout(poll, 5);
-        };
-        poll();
-      });
     // A real HTTP/2 client acknowledges our SETTINGS at once but makes no request yet.
     const idle = http2.connect('http://localhost', { createConnection: () => net.connect(path) });
     idle.on('error', () => {});
     try {
-      await until(1);
+      await untilOutcomes(outcomes, 1);
       expect(outcomes[0]).toEqual({ route: 'direct' });
       expect(await get(idle, '/later')).toBe('/later'); // handed on intact: its first call is served
     } finally {
@@ -256,7 +251,7 @@ describe('sniffFirstRequest', () => {
     silent.resume(); // read, so the agent's close is seen
     silent.write(Buffer.concat([CONNECTION_PREFACE, CLIENT_SETTINGS]));
     const closed = new Promise<void>((resolve) => silent.once('close', () => resolve()));
-    await until(2);
+    await untilOutcomes(outcomes, 2);
     expect(isMayflyError(outcomes[1]?.err, 'ERR_WORKLOAD_API_HTTP2')).toBe(true);
     expect(outcomes[1]?.err?.message).toMatch(/within 150 ms/);
     await closed;
