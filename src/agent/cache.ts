@@ -4,7 +4,8 @@
  * The agent's SVID cache: it holds the authorised entries the server pushed, signs ahead an
  * X509-SVID for each (key generated here, EC P-256; CSRs to the server in batches), renews
  * each at half its lifetime ± 10 %, caches JWT-SVIDs per (SPIFFE ID, audience set), and
- * answers the Workload API endpoint (`WorkloadIdentities`).
+ * answers the Workload API endpoint (`WorkloadIdentities`; subscribers, the per-selector-set
+ * views and the notification fan-out are in workload-views.ts).
  *
  * Threats it stops:
  * - a workload receiving an identity it is not entitled to: an identity is served only for
@@ -21,10 +22,9 @@
  * - the Workload API depending on the server: everything is served from memory; only a
  *   first JWT-SVID for a (SPIFFE ID, audience) pair waits for the server.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { attestWorkload, type WorkloadAttestor } from '../attestors/workload/attestor.js';
 import type { RegistrationEntry } from '../registration/entry.js';
-import { entryMatchesSelectors } from '../registration/selector.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { BundleSet } from '../spiffe/bundle/set.js';
 import { MayflyError } from '../spiffe/errors.js';
@@ -40,7 +40,6 @@ import type {
   Selector,
   WorkloadIdentities,
   WorkloadUpdate,
-  X509Identity,
 } from '../workloadapi/identities.js';
 import { Backoff, type Scheduler } from './clock.js';
 import { JwtSvidCache } from './jwt-cache.js';
@@ -48,6 +47,7 @@ import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import type { AuthorizedUpdate, IssuedJwtSvidWire, NewX509SvidResult } from './server-client.js';
 import { acceptX509Svid, dnsKeyOf, type CachedX509Svid } from './x509-accept.js';
 import { isChainTainted, isJwtTainted, NO_TAINTED_AUTHORITIES, taintedAuthoritiesOf, type TaintedAuthorities } from './taint.js';
+import { WorkloadViews } from './workload-views.js';
 
 export { jwtCacheKey } from './jwt-cache.js';
 export type { CachedX509Svid } from './x509-accept.js';
@@ -76,13 +76,6 @@ export interface SvidCacheConfig {
   maxJwtSvids?: number;
 }
 
-interface Subscriber {
-  readonly selectors: readonly Selector[];
-  /** selectorSetKey(selectors): subscribers with equal keys are entitled to the same. */
-  readonly key: string;
-  readonly onUpdate: (u: WorkloadUpdate) => void;
-}
-
 interface Material {
   readonly bundle: Bundle;
   readonly material: BundleMaterial;
@@ -90,37 +83,9 @@ interface Material {
 
 /** Per-entry failure retry: the server refused this one item. */
 const ENTRY_RETRY_MS = 30_000;
-/**
- * Subscribers notified per turn of the event loop. With many Workload API streams, the
- * messages of the first ones are already on their way (HTTP/2 sends after each turn) while
- * the rest are still written, instead of all waiting for the last write.
- */
-const NOTIFY_BATCH = 64;
-/** Selector sets whose computed state is kept between changes (see `#views`). */
-const MAX_VIEWS = 4096;
 
 function materialOf(b: Bundle): Material {
   return { bundle: b, material: { x509Authorities: b.x509AuthoritiesDer(), jwks: b.jwksForWorkloadApi() } };
-}
-
-/**
- * A digest of what Workload API callers see of an update besides their SVIDs: the entries
- * as served and the bundle material (not the bundle's sequence). An update that leaves it
- * unchanged (a taint, a sequence bump, a stream reopened) notifies no subscriber: each
- * notice encodes the full state for every open stream, which is costly with many.
- */
-function viewKeyOf(entries: readonly RegistrationEntry[], bundle: Material, fed: ReadonlyMap<string, Material>): string {
-  const h = createHash('sha256');
-  h.update(JSON.stringify(entries.map((e) => [e.entryId, e.spiffeId, e.selectors, e.hint, e.federatesWith, e.expiresAt])));
-  for (const [name, m] of [['', bundle] as const, ...[...fed].sort((a, b) => (a[0] < b[0] ? -1 : 1))]) {
-    h.update(`\n${name}\n`).update(m.material.x509Authorities).update('\n').update(m.material.jwks);
-  }
-  return h.digest('hex');
-}
-
-/** A canonical key for a set of selectors (order and duplicates do not matter). */
-function selectorSetKey(selectors: readonly Selector[]): string {
-  return JSON.stringify([...new Set(selectors.map((s) => JSON.stringify([s.type, s.value])))].sort());
 }
 
 function compareEntries(a: RegistrationEntry, b: RegistrationEntry): number {
@@ -136,8 +101,6 @@ export class SvidCache implements WorkloadIdentities {
   readonly #maxBatch: number;
   readonly #maxConcurrentBatches: number;
   #tainted: TaintedAuthorities = NO_TAINTED_AUTHORITIES;
-  /** viewKeyOf the last update applied. */
-  #viewKey = '';
   #entries: RegistrationEntry[] = [];
   #entryById = new Map<string, RegistrationEntry>();
   readonly #svids = new Map<string, CachedX509Svid>();
@@ -145,23 +108,11 @@ export class SvidCache implements WorkloadIdentities {
   readonly #failed = new Map<string, number>();
   #bundle: Material | undefined;
   #federated = new Map<string, Material>();
-  readonly #subscribers = new Set<Subscriber>();
-  /**
-   * `updateFor` results per selector set (selectorSetKey), kept until the cache's state
-   * changes (`#invalidate`) or time alone would change them (`validUntil`, ms: the first
-   * NotAfter or entry expiry among what they hold). A new Workload API call whose selectors
-   * were seen before then gets the very same `WorkloadUpdate` object, whose message the
-   * endpoint has already built and encoded: no per-call work that grows with the entries.
-   */
-  readonly #views = new Map<string, { update: WorkloadUpdate | undefined; validUntil: number }>();
+  /** Subscribers, per-selector-set views and the notification fan-out: workload-views.ts. */
+  readonly #workload: WorkloadViews;
   /** JWT-SVIDs per (SPIFFE ID, audience set): jwt-cache.ts. */
   readonly #jwt: JwtSvidCache;
   #inflight: Promise<void> | undefined;
-  /** The notification pass in progress (`#notifyAll`): subscribers still to notify, in order. */
-  #notifyQueue: Subscriber[] = [];
-  #notifyPos = 0;
-  #notifyTurn: NodeJS.Immediate | undefined;
-  readonly #notifyDrained = new Set<() => void>();
   #again = false;
   #serverRetryAt = 0;
   readonly #backoff: Backoff;
@@ -190,6 +141,18 @@ export class SvidCache implements WorkloadIdentities {
       now: () => this.#sched.now(),
       log: this.#log,
       maxSize: cfg.maxJwtSvids ?? 10_000,
+    });
+    this.#workload = new WorkloadViews({
+      source: {
+        entries: () => this.#entries,
+        svid: (entryId) => this.#svids.get(entryId),
+        failed: (entryId) => this.#failed.has(entryId),
+        bundle: () => this.#bundle,
+        federated: () => this.#federated,
+      },
+      trustDomain: cfg.trustDomain,
+      now: () => this.#sched.now(),
+      logger: this.#log,
     });
   }
 
@@ -223,16 +186,20 @@ export class SvidCache implements WorkloadIdentities {
   /** Resolves when no issuance is in flight and every subscriber has been notified (tests). */
   async settled(): Promise<void> {
     for (;;) {
-      if (this.#inflight !== undefined) await this.#inflight;
-      else if (this.#notifyTurn !== undefined) await new Promise<void>((r) => this.#notifyDrained.add(r));
-      else return;
+      if (this.#inflight !== undefined) {
+        await this.#inflight;
+        continue;
+      }
+      const drained = this.#workload.drained();
+      if (drained === undefined) return;
+      await drained;
     }
   }
 
   /** Applies the server's full authorised state. */
   applyUpdate(u: AuthorizedUpdate): void {
     if (this.#closed) return;
-    this.#invalidate();
+    this.#workload.invalidate();
     if (!u.bundle.trustDomain.equals(this.#cfg.trustDomain)) {
       this.#log.warn({ trustDomain: u.bundle.trustDomain.name }, 'ignoring authorised-entry update: its bundle is for another trust domain');
       return;
@@ -273,11 +240,7 @@ export class SvidCache implements WorkloadIdentities {
     }
     this.#federated = fed;
     this.#applyTaint(taintedAuthoritiesOf(u));
-    const viewKey = viewKeyOf(entries, this.#bundle as Material, fed);
-    if (viewKey !== this.#viewKey) {
-      this.#viewKey = viewKey;
-      this.#notifyAll();
-    }
+    this.#workload.publish();
     this.#kick();
   }
 
@@ -408,8 +371,8 @@ export class SvidCache implements WorkloadIdentities {
       this.#failed.delete(r.entryId);
       this.#svids.set(entry.entryId, cached);
     }
-    this.#invalidate();
-    this.#notifyAll();
+    this.#workload.invalidate();
+    this.#workload.notifyAll();
     return true;
   }
 
@@ -448,7 +411,7 @@ export class SvidCache implements WorkloadIdentities {
 
   #onTimer(): void {
     if (this.#closed) return;
-    this.#invalidate();
+    this.#workload.invalidate();
     const nowMs = this.#sched.now().getTime();
     let expired = false;
     for (const s of this.#svids.values()) if (s.notAfter.getTime() <= nowMs) expired = true;
@@ -456,7 +419,7 @@ export class SvidCache implements WorkloadIdentities {
       for (const s of this.#svids.values()) {
         if (s.notAfter.getTime() <= nowMs) this.#log.warn({ entryId: s.entryId, spiffeId: s.spiffeId, notAfter: s.notAfter.toISOString() }, 'X509-SVID expired before it could be renewed; no longer served');
       }
-      this.#notifyAll();
+      this.#workload.notifyAll();
     }
     this.#kick();
   }
@@ -470,22 +433,12 @@ export class SvidCache implements WorkloadIdentities {
 
   subscribe(selectors: readonly Selector[], onUpdate: (update: WorkloadUpdate) => void): () => void {
     if (!this.ready) throw new MayflyError('ERR_AGENT_NOT_READY', 'the agent has not received its authorised entries from the server yet');
-    const sub: Subscriber = { selectors: [...selectors], key: selectorSetKey(selectors), onUpdate };
-    this.#subscribers.add(sub);
-    this.#notify(sub);
-    return () => {
-      this.#subscribers.delete(sub);
-    };
+    return this.#workload.subscribe(selectors, onUpdate);
   }
 
   /** Number of live Workload API subscriptions (tests, metrics). */
   get subscriberCount(): number {
-    return this.#subscribers.size;
-  }
-
-  #matching(selectors: readonly Selector[], nowMs = this.#sched.now().getTime()): RegistrationEntry[] {
-    const nowSec = Math.floor(nowMs / 1000);
-    return this.#entries.filter((e) => (e.expiresAt === 0 || e.expiresAt > nowSec) && entryMatchesSelectors(e.selectors, selectors));
+    return this.#workload.subscriberCount;
   }
 
   /**
@@ -494,101 +447,7 @@ export class SvidCache implements WorkloadIdentities {
    * an empty one would end its stream with PERMISSION_DENIED).
    */
   updateFor(selectors: readonly Selector[]): WorkloadUpdate | undefined {
-    return this.#viewFor(selectorSetKey(selectors), selectors);
-  }
-
-  /** Forgets every computed view: call on any change of entries, SVIDs, failures or bundles. */
-  #invalidate(): void {
-    this.#views.clear();
-  }
-
-  #viewFor(key: string, selectors: readonly Selector[]): WorkloadUpdate | undefined {
-    const nowMs = this.#sched.now().getTime();
-    const kept = this.#views.get(key);
-    if (kept !== undefined && nowMs < kept.validUntil) return kept.update;
-    const view = this.#compute(selectors, nowMs);
-    if (this.#views.size >= MAX_VIEWS) this.#views.clear();
-    this.#views.set(key, view);
-    return view.update;
-  }
-
-  #compute(selectors: readonly Selector[], nowMs: number): { update: WorkloadUpdate | undefined; validUntil: number } {
-    const bundle = this.#bundle;
-    if (bundle === undefined) return { update: undefined, validUntil: -Infinity };
-    let validUntil = Infinity;
-    const identities: X509Identity[] = [];
-    const hints = new Set<string>();
-    const federated = new Map<string, BundleMaterial>();
-    for (const e of this.#matching(selectors, nowMs)) {
-      const s = this.#svids.get(e.entryId);
-      if (s === undefined || s.spiffeId !== e.spiffeId) {
-        if (!this.#failed.has(e.entryId)) return { update: undefined, validUntil };
-        continue;
-      }
-      // What is served changes by time alone when this entry expires or this SVID does.
-      if (e.expiresAt !== 0) validUntil = Math.min(validUntil, e.expiresAt * 1000);
-      for (const td of e.federatesWith) {
-        const m = this.#federated.get(td);
-        if (m !== undefined) federated.set(`spiffe://${td}`, m.material);
-      }
-      if (s.notAfter.getTime() <= nowMs) continue;
-      validUntil = Math.min(validUntil, s.notAfter.getTime());
-      // Hints must be unique within a response: the first entry (oldest) keeps a hint.
-      if (e.hint !== '') {
-        if (hints.has(e.hint)) continue;
-        hints.add(e.hint);
-      }
-      const id: X509Identity = { spiffeId: s.spiffeId, certificates: s.certChain, privateKeyPkcs8: s.privateKeyPkcs8, ...(e.hint !== '' ? { hint: e.hint } : {}) };
-      identities.push(id);
-    }
-    return {
-      update: { identities, bundle: { ...bundle.material, trustDomain: this.#cfg.trustDomain.idString }, federatedBundles: federated },
-      validUntil,
-    };
-  }
-
-  #notify(sub: Subscriber): void {
-    const u = this.#viewFor(sub.key, sub.selectors);
-    if (u === undefined) return;
-    try {
-      sub.onUpdate(u);
-    } catch (err) {
-      this.#log.warn({ err }, 'Workload API subscriber failed');
-    }
-  }
-
-  /**
-   * Notifies every subscriber, `NOTIFY_BATCH` per turn of the event loop (the first batch at
-   * once). Subscribers with the same selector set share one `WorkloadUpdate` object (what
-   * they are entitled to depends only on their selectors), so the Workload API encodes it
-   * once for all of them. Each subscriber gets the state current when its turn comes; a
-   * change during a pass starts a new pass over every subscriber (every message is the full
-   * state, and the endpoint skips one identical to the last it sent).
-   */
-  #notifyAll(): void {
-    this.#notifyQueue = [...this.#subscribers];
-    this.#notifyPos = 0;
-    this.#drainNotifications();
-  }
-
-  #drainNotifications(): void {
-    const queue = this.#notifyQueue;
-    const end = Math.min(queue.length, this.#notifyPos + NOTIFY_BATCH);
-    while (this.#notifyPos < end) {
-      const sub = queue[this.#notifyPos++] as Subscriber;
-      if (this.#subscribers.has(sub)) this.#notify(sub);
-    }
-    if (this.#notifyPos < queue.length && !this.#closed) {
-      this.#notifyTurn ??= setImmediate(() => {
-        this.#notifyTurn = undefined;
-        this.#drainNotifications();
-      });
-      return;
-    }
-    this.#notifyQueue = [];
-    this.#notifyPos = 0;
-    for (const r of [...this.#notifyDrained]) r();
-    this.#notifyDrained.clear();
+    return this.#workload.updateFor(selectors);
   }
 
   async fetchJwtSvid(selectors: readonly Selector[], request: JwtSvidRequest): Promise<IssuedJwtSvid[]> {
@@ -597,7 +456,7 @@ export class SvidCache implements WorkloadIdentities {
     if (audience.length === 0) throw new TypeError('fetchJwtSvid needs at least one audience');
     const seen = new Set<string>();
     const picked: RegistrationEntry[] = [];
-    for (const e of this.#matching(selectors)) {
+    for (const e of this.#workload.matching(selectors)) {
       if (request.spiffeId !== undefined && e.spiffeId !== request.spiffeId) continue;
       if (seen.has(e.spiffeId)) continue;
       seen.add(e.spiffeId);
@@ -615,14 +474,8 @@ export class SvidCache implements WorkloadIdentities {
   /** Stops timers and ends every subscription's updates. */
   close(): void {
     this.#closed = true;
-    this.#invalidate();
-    if (this.#notifyTurn !== undefined) clearImmediate(this.#notifyTurn);
-    this.#notifyTurn = undefined;
-    this.#notifyQueue = [];
-    for (const r of [...this.#notifyDrained]) r();
-    this.#notifyDrained.clear();
+    this.#workload.close();
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
-    this.#subscribers.clear();
   }
 }
