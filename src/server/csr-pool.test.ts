@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryJournalStore } from '../ca/journal-store.js';
@@ -103,6 +104,24 @@ describe('CsrWorkerPool', () => {
 
   it('refuses a nonsensical size', () => {
     expect(() => new CsrWorkerPool({ size: -1 })).toThrow(TypeError);
+    expect(() => new CsrWorkerPool({ jobTimeoutMs: 0 })).toThrow(TypeError);
+  });
+
+  it('a worker that never answers is replaced and its items fail, rather than hang the call or run here', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mayfly-csr-hang-'));
+    try {
+      // A worker that takes jobs and never answers (a hung thread).
+      const script = join(dir, 'hung-worker.mjs');
+      writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => {});\n");
+      const p = pool({ size: 1, inlineBelow: 1, workerUrl: pathToFileURL(script), jobTimeoutMs: 200 });
+      const { csrs } = batch();
+      const got = await p.parse(csrs);
+      expect(got).toHaveLength(csrs.length);
+      for (const o of got) expect('error' in o ? o.error.message : 'answered').toMatch(/did not answer within 200 ms; it was replaced/);
+      expect(p.running).toBe(0); // terminated; the next batch spawns a fresh one
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -10,7 +10,10 @@
  *
  * Small batches run inline (a round trip to a worker costs more than it saves). If the
  * compiled worker script cannot be found (running from TypeScript sources without a
- * build), or a worker dies, the pool runs inline rather than failing the call.
+ * build), or a worker dies, the pool runs inline rather than failing the call. A worker
+ * that does not answer a job within `jobTimeoutMs` is terminated and replaced, and that
+ * job's items fail (INTERNAL) instead of being re-run here: whatever hung a worker must not
+ * get the chance to hang the event loop.
  *
  * Threat: signing with the wrong authority. `mint` takes the `X509MintAuthority` snapshot
  * the request was given (ServerCa.x509MintAuthority at arrival); each snapshot gets a
@@ -52,7 +55,12 @@ export interface CsrWorkerPoolConfig {
   inlineBelow?: number;
   /** The compiled worker script (default: found next to this module, or under dist/). */
   workerUrl?: URL;
+  /** A job not answered within this many ms ends its worker and fails its items (default 30 s; a batch takes milliseconds). */
+  jobTimeoutMs?: number;
 }
+
+/** A job its worker did not answer in time. */
+class WorkerTimeout extends Error {}
 
 /** Parses one CSR on this thread, as an outcome. */
 export function parseCsrOutcome(csr: Uint8Array): CsrOutcome {
@@ -120,6 +128,7 @@ export class CsrWorkerPool implements CsrParser {
   readonly size: number;
   readonly #inlineBelow: number;
   readonly #url: URL | undefined;
+  readonly #jobTimeoutMs: number;
   readonly #slots: (Slot | undefined)[];
   #nextId = 1;
   #closed = false;
@@ -130,6 +139,8 @@ export class CsrWorkerPool implements CsrParser {
     this.#url = size > 0 ? (cfg.workerUrl ?? defaultCsrWorkerUrl()) : undefined;
     this.size = this.#url === undefined ? 0 : size;
     this.#inlineBelow = cfg.inlineBelow ?? 8;
+    this.#jobTimeoutMs = cfg.jobTimeoutMs ?? 30_000;
+    if (!Number.isSafeInteger(this.#jobTimeoutMs) || this.#jobTimeoutMs <= 0) throw new TypeError('jobTimeoutMs must be a positive integer');
     this.#slots = new Array<Slot | undefined>(this.size).fill(undefined);
   }
 
@@ -139,7 +150,13 @@ export class CsrWorkerPool implements CsrParser {
   }
 
   async parse(csrs: readonly Uint8Array[]): Promise<CsrOutcome[]> {
-    return this.#spread(csrs, (part) => part.map(parseCsrOutcome), (id, part) => ({ id, csrs: part }) satisfies CsrJob, (r) => (r.outcomes as CsrJobOutcome[]).map(fromWorker));
+    return this.#spread(
+      csrs,
+      (part) => part.map(parseCsrOutcome),
+      (id, part) => ({ id, csrs: part }) satisfies CsrJob,
+      (r) => (r.outcomes as CsrJobOutcome[]).map(fromWorker),
+      (error) => ({ error }),
+    );
   }
 
   async mint(authority: X509MintAuthority, now: Date, items: readonly CsrMintItem[]): Promise<CsrMintOutcome[]> {
@@ -157,23 +174,31 @@ export class CsrWorkerPool implements CsrParser {
         return job;
       },
       (r) => (r.outcomes as MintJobOutcome[]).map((o) => mintedFromWorker(o, r.leaves)),
+      (error) => ({ error }),
     );
   }
 
   /** Splits `items` into one share per worker (or runs them inline), in order. */
-  async #spread<I, O>(items: readonly I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob, back: (r: CsrJobResult) => O[]): Promise<O[]> {
+  async #spread<I, O>(
+    items: readonly I[],
+    inline: (part: I[]) => O[],
+    job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob,
+    back: (r: CsrJobResult) => O[],
+    failed: (err: Error) => O,
+  ): Promise<O[]> {
     if (this.size === 0 || this.#closed || items.length < Math.max(1, this.#inlineBelow)) return inline([...items]);
     const chunks = Math.min(this.size, Math.ceil(items.length / Math.max(1, this.#inlineBelow)));
     const per = Math.ceil(items.length / chunks);
     const parts: Promise<O[]>[] = [];
-    for (let i = 0; i < items.length; i += per) parts.push(this.#run(items.slice(i, i + per), inline, job, back));
+    for (let i = 0; i < items.length; i += per) parts.push(this.#run(items.slice(i, i + per), inline, job, back, failed));
     return (await Promise.all(parts)).flat();
   }
 
-  #run<I, O>(part: I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob, back: (r: CsrJobResult) => O[]): Promise<O[]> {
+  #run<I, O>(part: I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob, back: (r: CsrJobResult) => O[], failed: (err: Error) => O): Promise<O[]> {
     const slot = this.#leastBusy();
     if (slot === undefined) return Promise.resolve(inline(part));
     const id = this.#nextId++;
+    let timer: NodeJS.Timeout | undefined;
     return new Promise<O[]>((resolve, reject) => {
       slot.pending.set(id, { resolve: (o) => resolve(back(o)), reject });
       try {
@@ -183,7 +208,19 @@ export class CsrWorkerPool implements CsrParser {
         slot.authorityRef = undefined; // it may not have received the snapshot: send it again next time
         throw err;
       }
-    }).catch(() => inline(part)); // the worker died (or the job could not be sent): do them here instead
+      timer = setTimeout(() => {
+        const p = slot.pending.get(id);
+        if (p === undefined) return;
+        slot.pending.delete(id);
+        p.reject(new WorkerTimeout(`CSR worker did not answer within ${this.#jobTimeoutMs} ms; it was replaced`));
+        // Its other jobs fail over to inline through the exit handler; a new worker is spawned on demand.
+        slot.dead = true;
+        void slot.worker.terminate().catch(() => undefined);
+      }, this.#jobTimeoutMs);
+      timer.unref();
+    })
+      .catch((err: unknown) => (err instanceof WorkerTimeout ? part.map(() => failed(err)) : inline(part))) // the worker died (or the job could not be sent): do them here instead
+      .finally(() => clearTimeout(timer));
   }
 
   #leastBusy(): Slot | undefined {
