@@ -9,7 +9,8 @@
  * The stored text stays a SPIFFE bundle document. Two members of our own ride on its keys
  * (RFC 7517 §4 lets a JWK carry more members; bundle parsers ignore them):
  * `mayfly_not_after` (unix seconds: when the authority may be pruned; a JWK has no expiry
- * of its own) and `mayfly_tainted` (an operator tainted it, as SPIRE's `tainted_key`).
+ * of its own), `mayfly_tainted` (an operator tainted it, as SPIRE's `tainted_key`) and
+ * `mayfly_owners` (the servers that publish it, see `BundleMerge.owner`).
  *
  * Threats it stops:
  * - a lost authority: concurrent merges from several servers would each write back what
@@ -20,7 +21,11 @@
  *   key is `ERR_DATASTORE_CONFLICT`, never a silent replacement.
  * - an unbounded bundle: the merged text keeps the 4 MiB limit of `setBundle`.
  * - pruning a trust domain to nothing: as SPIRE, expired X.509 authorities are kept when
- *   pruning would remove every one of them.
+ *   pruning would remove every one of them; the same holds for an owner's removal.
+ * - a revoked authority outliving a crash: a server killed after its CA revoked an
+ *   authority but before its removal was written cannot name it after a restart; a merge
+ *   with an owner states the owner's complete set, so whatever the owner tagged earlier and
+ *   no longer publishes goes in the same write, while other owners' and untagged keys stay.
  */
 import { TrustDomain } from '../spiffe/id.js';
 import { isMayflyError } from '../spiffe/errors.js';
@@ -31,6 +36,9 @@ import { checkTime, checkTrustDomainArg, DatastoreError, invalid, MAX_BUNDLE_BYT
 
 /** Public JWK members copied from an added key; anything else is dropped. */
 const JWK_MEMBERS = ['kty', 'use', 'kid', 'crv', 'x', 'y', 'n', 'e', 'x5c'] as const;
+
+/** What an owner ID may be: short, printable, no JSON or path surprises. */
+const OWNER_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
 type StoredKey = Record<string, unknown>;
 
@@ -50,12 +58,24 @@ function notAfterOf(k: StoredKey): number | undefined {
   return undefined;
 }
 
+/** The owners a stored key names (malformed entries ignored: an untagged key has none). */
+function ownersOf(k: StoredKey): string[] {
+  return Array.isArray(k.mayfly_owners) ? k.mayfly_owners.filter((o): o is string => typeof o === 'string') : [];
+}
+
+/** The stored form of an updated key, members in one order, so an unchanged merge compares equal. */
+function canonical(k: StoredKey): StoredKey {
+  const out: StoredKey = {};
+  for (const m of [...JWK_MEMBERS, 'mayfly_not_after', 'mayfly_tainted', 'mayfly_owners']) if (k[m] !== undefined) out[m] = k[m];
+  return out;
+}
+
 function sameKeyMaterial(a: StoredKey, b: StoredKey): boolean {
   return ['kty', 'crv', 'x', 'y', 'n', 'e'].every((m) => a[m] === b[m]);
 }
 
 /** Checks a merge request; returns the keys to add in stored form and the identities to remove. */
-export function checkBundleMerge(m: BundleMerge): { trustDomain: TrustDomain; add: StoredKey[]; remove: Set<string> } {
+export function checkBundleMerge(m: BundleMerge): { trustDomain: TrustDomain; add: StoredKey[]; remove: Set<string>; owner: string | undefined } {
   if (typeof m !== 'object' || m === null) throw new TypeError('mergeBundle needs an object');
   const trustDomain = TrustDomain.parse(checkTrustDomainArg(m.trustDomain, 'bundle trustDomain'));
   const add = m.add ?? [];
@@ -68,6 +88,9 @@ export function checkBundleMerge(m: BundleMerge): { trustDomain: TrustDomain; ad
   }
   if (m.refreshHintSeconds !== undefined && (typeof m.refreshHintSeconds !== 'number' || !Number.isSafeInteger(m.refreshHintSeconds) || m.refreshHintSeconds < 0)) {
     throw invalid('refreshHintSeconds must be a non-negative integer');
+  }
+  if (m.owner !== undefined && (typeof m.owner !== 'string' || !OWNER_RE.test(m.owner))) {
+    throw invalid('owner must be 1 to 128 characters of A-Z a-z 0-9 . _ : -');
   }
   const added: StoredKey[] = [];
   add.forEach((a, i) => {
@@ -87,6 +110,7 @@ export function checkBundleMerge(m: BundleMerge): { trustDomain: TrustDomain; ad
     if (a.notAfter !== undefined) k.mayfly_not_after = checkTime(a.notAfter, `add[${i}].notAfter`);
     if (a.tainted !== undefined && typeof a.tainted !== 'boolean') throw invalid(`add[${i}].tainted must be a boolean`);
     if (a.tainted === true) k.mayfly_tainted = true;
+    if (m.owner !== undefined) k.mayfly_owners = [m.owner];
     added.push(k);
   });
   const removed = new Set<string>();
@@ -100,7 +124,7 @@ export function checkBundleMerge(m: BundleMerge): { trustDomain: TrustDomain; ad
       throw invalid(`remove[${i}] must be { x509: <base64 DER certificate> } or { jwtKid: <key ID> }`);
     }
   });
-  return { trustDomain, add: added, remove: removed };
+  return { trustDomain, add: added, remove: removed, owner: m.owner };
 }
 
 /**
@@ -142,11 +166,28 @@ export function applyBundleMerge(
     if (!sameKeyMaterial(stored, k)) {
       throw new DatastoreError('ERR_DATASTORE_CONFLICT', `the bundle of ${checked.trustDomain.name} already holds a different key with key ID ${JSON.stringify(k.kid)}; a key ID names one key`);
     }
-    // A taint is never lifted by a merge (SPIRE has no untaint); the newest expiry wins.
+    // A taint is never lifted by a merge (SPIRE has no untaint); the newest expiry wins;
+    // owners accumulate (several servers may publish one key, e.g. a shared upstream root).
     const next: StoredKey = { ...k };
     if (stored.mayfly_tainted === true) next.mayfly_tainted = true;
     if (next.mayfly_not_after === undefined && stored.mayfly_not_after !== undefined) next.mayfly_not_after = stored.mayfly_not_after;
-    keys[at] = next;
+    const owners = [...new Set([...ownersOf(stored), ...ownersOf(k)])].sort();
+    next.mayfly_owners = owners.length > 0 ? owners : undefined;
+    keys[at] = canonical(next);
+  }
+  if (checked.owner !== undefined) {
+    // `add` is the owner's complete set: its tag comes off every other key it tagged before.
+    const owner = checked.owner;
+    const published = new Set(checked.add.map(keyIdentity));
+    const stale = (k: StoredKey): boolean => !published.has(keyIdentity(k)) && ownersOf(k).includes(owner);
+    const goes = (k: StoredKey): boolean => stale(k) && ownersOf(k).length === 1;
+    // Never every X.509 authority (as pruning): then the owner's stale ones stay, still tagged.
+    const keepX509 = keys.some((k) => k.use === 'x509-svid') && keys.every((k) => k.use !== 'x509-svid' || goes(k));
+    keys = keys.flatMap((k) => {
+      if (!stale(k)) return [k];
+      if (!goes(k)) return [{ ...k, mayfly_owners: ownersOf(k).filter((o) => o !== owner) }];
+      return keepX509 && k.use === 'x509-svid' ? [k] : [];
+    });
   }
   if (m.pruneExpiredBefore !== undefined) {
     const cutoff = m.pruneExpiredBefore;

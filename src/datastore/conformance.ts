@@ -504,6 +504,86 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         expect((await storedKeys(ds)).ids).toEqual(kids.map((_, i) => `jwt:new-${i}`).sort());
       });
 
+      it('with an owner, a merge states the owner\'s complete set: its stale keys go in the same write, other owners\' and untagged keys stay', async () => {
+        const a1 = x509Authority();
+        const a2 = x509Authority();
+        const b1 = x509Authority();
+        const shared = x509Authority();
+        const u = x509Authority();
+        const x = (k: { jwk: SpiffeJwk }): string => k.jwk.x5c![0]!;
+        const [ja1, ja2, jb] = [jwtAuthority('a-jwt-1'), jwtAuthority('a-jwt-2'), jwtAuthority('b-jwt')];
+        const ownersIn = async (): Promise<Record<string, string[]>> => {
+          const doc = (await storedKeys(ds)).doc as { keys: (SpiffeJwk & { mayfly_owners?: string[] })[] };
+          return Object.fromEntries(doc.keys.map((k) => [k.use === 'x509-svid' ? k.x5c![0]! : `jwt:${k.kid}`, k.mayfly_owners ?? []]));
+        };
+        // An untagged key (setBundle, or a merge without owner) and two servers' sets.
+        await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: u.jwk }, { jwk: jwtAuthority('untagged') }] });
+        await ds.mergeBundle({ trustDomain: TD, owner: 'server-a', add: [{ jwk: a1.jwk }, { jwk: shared.jwk }, { jwk: ja1 }] });
+        await ds.mergeBundle({ trustDomain: TD, owner: 'server-b', add: [{ jwk: b1.jwk }, { jwk: shared.jwk }, { jwk: jb }] });
+        expect(await ownersIn()).toEqual({
+          [x(u)]: [], 'jwt:untagged': [], [x(a1)]: ['server-a'], [x(shared)]: ['server-a', 'server-b'], 'jwt:a-jwt-1': ['server-a'], [x(b1)]: ['server-b'], 'jwt:b-jwt': ['server-b'],
+        });
+        // The same complete set again changes nothing.
+        const again = await ds.mergeBundle({ trustDomain: TD, owner: 'server-a', add: [{ jwk: a1.jwk }, { jwk: shared.jwk }, { jwk: ja1 }] });
+        expect(again.changed).toBe(false);
+
+        // server-a restarts without a1, a-jwt-1 and the shared root (its CA dropped them while it
+        // could not publish), naming none of them: they leave with its next merge, except the
+        // root server-b still publishes, which loses only server-a's tag.
+        const seq = (await storedKeys(ds)).sequence;
+        const res = await ds.mergeBundle({ trustDomain: TD, owner: 'server-a', add: [{ jwk: a2.jwk }, { jwk: ja2 }] });
+        expect(res.changed).toBe(true);
+        expect(res.bundle!.sequence).toBe(seq + 1);
+        expect(await ownersIn()).toEqual({
+          [x(u)]: [], 'jwt:untagged': [], [x(shared)]: ['server-b'], [x(b1)]: ['server-b'], 'jwt:b-jwt': ['server-b'], [x(a2)]: ['server-a'], 'jwt:a-jwt-2': ['server-a'],
+        });
+
+        // An owner adopting an untagged key it publishes; a merge without owner keeps tags.
+        await ds.mergeBundle({ trustDomain: TD, owner: 'server-b', add: [{ jwk: b1.jwk }, { jwk: shared.jwk }, { jwk: jb }, { jwk: u.jwk }] });
+        await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: u.jwk, tainted: true }] });
+        expect((await ownersIn())[x(u)]).toEqual(['server-b']);
+        expect((await storedKeys(ds)).tainted).toEqual([x(u)]);
+        // An owner publishing nothing: everything only it tagged goes.
+        await ds.mergeBundle({ trustDomain: TD, owner: 'server-b' });
+        expect(Object.keys(await ownersIn()).sort()).toEqual([x(a2), 'jwt:a-jwt-2', 'jwt:untagged'].sort());
+
+        // Never every X.509 authority: the owner's last one stays, still tagged, until it publishes another.
+        await ds.mergeBundle({ trustDomain: 'solo.org', owner: 'server-c', add: [{ jwk: x509Authority({ trustDomain: 'solo.org' }).jwk }] });
+        expect((await ds.mergeBundle({ trustDomain: 'solo.org', owner: 'server-c', add: [{ jwk: jwtAuthority('c-jwt') }] })).changed).toBe(true);
+        const solo = JSON.parse((await ds.getBundle('solo.org'))!.bundle) as { keys: { use: string; mayfly_owners?: string[] }[] };
+        expect(solo.keys.map((k) => [k.use, k.mayfly_owners])).toEqual([['x509-svid', ['server-c']], ['jwt-svid', ['server-c']]]);
+        const c2 = x509Authority({ trustDomain: 'solo.org' });
+        await ds.mergeBundle({ trustDomain: 'solo.org', owner: 'server-c', add: [{ jwk: c2.jwk }] });
+        expect((await storedKeys(ds, 'solo.org')).ids).toEqual([x(c2)]);
+
+        expect(await codeOf(ds.mergeBundle({ trustDomain: TD, owner: '', add: [] }))).toBe('ERR_DATASTORE_INVALID');
+        expect(await codeOf(ds.mergeBundle({ trustDomain: TD, owner: 'a"b', add: [] }))).toBe('ERR_DATASTORE_INVALID');
+        expect(await codeOf(ds.mergeBundle({ trustDomain: TD, owner: 'x'.repeat(129), add: [] }))).toBe('ERR_DATASTORE_INVALID');
+      });
+
+      it('loses nothing when two owners replace their sets concurrently', async () => {
+        const other = h.sibling === undefined ? ds : await h.sibling();
+        const rounds = 8;
+        const set = (o: string, r: number): BundleAuthority[] => [{ jwk: jwtAuthority(`${o}-${r}-x`) }, { jwk: jwtAuthority(`${o}-${r}-y`) }];
+        const last = { p: set('p', 100), q: set('q', 100) };
+        await ds.mergeBundle({ trustDomain: TD, add: [{ jwk: x509Authority().jwk }, { jwk: jwtAuthority('untagged') }] });
+        // Each owner replaces its whole set every round, the two through different handles.
+        await Promise.all(
+          (['p', 'q'] as const).map(async (o) => {
+            const mine = o === 'p' ? ds : other;
+            for (let r = 0; r < rounds; r++) await mine.mergeBundle({ trustDomain: TD, owner: o, add: set(o, r) });
+          }),
+        );
+        const ids = (await storedKeys(ds)).ids.filter((i) => i.startsWith('jwt:'));
+        expect(ids).toEqual(['jwt:p-7-x', 'jwt:p-7-y', 'jwt:q-7-x', 'jwt:q-7-y', 'jwt:untagged']);
+        // Interleaved single-round merges of both owners through both handles, many at once.
+        const settled = await Promise.allSettled(
+          Array.from({ length: 12 }, (_, i) => ((i % 2 === 0 ? ds : other) as Datastore).mergeBundle({ trustDomain: TD, owner: i % 2 === 0 ? 'p' : 'q', add: last[i % 2 === 0 ? 'p' : 'q'] })),
+        );
+        expect(settled.filter((r) => r.status === 'rejected')).toEqual([]);
+        expect((await storedKeys(ds)).ids.filter((i) => i.startsWith('jwt:'))).toEqual(['jwt:p-100-x', 'jwt:p-100-y', 'jwt:q-100-x', 'jwt:q-100-y', 'jwt:untagged']);
+      });
+
       it('round-trips the CA journal bytes', async () => {
         expect(await ds.getCaJournal()).toBeUndefined();
         const bytes = new Uint8Array(Array.from({ length: 4096 }, (_, i) => (i * 7) & 0xff));

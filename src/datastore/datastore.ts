@@ -143,6 +143,20 @@ export interface BundleMerge {
   refreshHintSeconds?: number;
   /** When the merge changes the bundle, its new sequence is at least this. */
   minSequence?: number;
+  /**
+   * The publishing server's identity (1 to 128 of `A-Z a-z 0-9 . _ : -`), stable across its
+   * restarts. With an owner, `add` is the owner's complete set of authorities: each added key
+   * is tagged with the owner (`mayfly_owners`, a key several servers publish, e.g. a shared
+   * upstream root, carries each of them), and in the same atomic write the owner's tag is
+   * taken off every stored key not in `add`; a key left with no owner is removed. Keys tagged
+   * only by other owners, and untagged keys (written by `setBundle`, by merges without an
+   * owner, or before owners existed), are never removed this way; an untagged key the owner
+   * adds becomes its own. As pruning, an owner's merge never removes every X.509 authority:
+   * when it would, the owner's unpublished X.509 authorities stay (still tagged, so a later
+   * merge removes them). A server always publishes its active X.509 authority, so for a
+   * server this never applies. Without an owner, a merge adds and removes as before.
+   */
+  owner?: string;
 }
 
 export interface Datastore {
@@ -207,7 +221,9 @@ export interface Datastore {
    * merges none is lost. Creates the bundle when there is none and something is added.
    * When the content changes the sequence increases (to at least `minSequence`) and
    * `changed` is true; otherwise nothing is written. The stored text stays a SPIFFE bundle
-   * document (at most 4 MiB) whose keys may carry `mayfly_not_after` and `mayfly_tainted`.
+   * document (at most 4 MiB) whose keys may carry `mayfly_not_after`, `mayfly_tainted` and
+   * `mayfly_owners` (see `BundleMerge.owner`: how a restarted server removes the authorities
+   * its CA dropped while it could not publish).
    * `ERR_DATASTORE_INVALID` for a bad key or a stored bundle that does not parse;
    * `ERR_DATASTORE_CONFLICT` when an added key ID already names a different key.
    */

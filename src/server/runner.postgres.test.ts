@@ -4,12 +4,16 @@
  * database: what one server's admin API writes, the other's serves at once; and (SPIRE's
  * HA model) each serves one trust bundle holding both servers' CA authorities, so SVIDs of
  * either verify against it, an agent attested through one is accepted by the other, and
- * a revoke on one leaves what the other serves.
+ * a revoke on one leaves what the other serves, even when the server that revoked was killed
+ * before it could remove the authority from the shared bundle (its restart removes it).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DiskKeyManager } from '../ca/disk-key-manager.js';
+import { FileJournalStore } from '../ca/journal-store.js';
+import { ServerCa } from '../ca/server-ca.js';
 import { openPostgresDatastore } from '../datastore/postgres/postgres.js';
 import { startTestPostgres, type TestPostgres } from '../datastore/postgres/testing.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
@@ -40,7 +44,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function serverConf(name: string, trustDomain = 'example.org'): string {
+function serverConf(name: string, trustDomain = 'example.org', keyManager = 'KeyManager "memory" { plugin_data {} }'): string {
   return `
     server {
       trust_domain = "${trustDomain}"
@@ -55,7 +59,7 @@ function serverConf(name: string, trustDomain = 'example.org'): string {
           connection_string = "host=${cluster.dir} user=mayfly dbname=postgres"
         }
       }
-      KeyManager "memory" { plugin_data {} }
+      ${keyManager}
     }`;
 }
 
@@ -207,5 +211,78 @@ describe('ServerRunner with DataStore "sql" database_type "postgres"', () => {
     };
     expect(afterRevoke(await served(adminA))).toBe(true);
     expect(afterRevoke(await eventually(adminB, afterRevoke))).toBe(true);
+  });
+
+  it('removes an authority its CA revoked just before the server was killed, on the first publish after the restart, from the store and from what the other server serves', async () => {
+    const TD = 'crash.example.org';
+    const dataA = join(dir, 'crash-a');
+    const settingsOf = (name: string, km?: string) => {
+      const settings = resolveServerConfig(parseHcl(serverConf(name, TD, km)), {});
+      settings.metrics.enabled = false;
+      return settings;
+    };
+    // A keeps its CA keys on disk, so a restarted A has the same CA (B's keys may live in memory).
+    const settingsA = settingsOf('crash-a', `KeyManager "disk" { plugin_data { keys_path = "${join(dataA, 'keys.json')}" } }`);
+    const settingsB = settingsOf('crash-b');
+    const a = new ServerRunner({ settings: settingsA, logger: createServerLogger('error') });
+    const b = new ServerRunner({ settings: settingsB, logger: createServerLogger('error') });
+    runners.push(a, b);
+    await a.start();
+    await b.start();
+    const adminA = adminSocketClients(settingsA.socketPath);
+    const adminB = adminSocketClients(settingsB.socketPath);
+    clients.push(adminA, adminB);
+    const ski = (der: Buffer): string => parseCertificate(der).subjectKeyId!.toString('hex');
+    const servedBy = async (admin: ServerApiClients): Promise<string[]> => (await unaryCall<WireBundle>(admin.Bundle, 'GetBundle', {})).x509_authorities.map(ski);
+    const eventually = async (admin: ServerApiClients, check: (skis: string[]) => boolean): Promise<string[]> => {
+      let last = await servedBy(admin);
+      for (let i = 0; i < 200 && !check(last); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        last = await servedBy(admin);
+      }
+      return last;
+    };
+    const reader = await openPostgresDatastore({ connectionString: `host=${cluster.dir} user=mayfly dbname=postgres` });
+    try {
+      const stored = async (): Promise<string[]> => {
+        const doc = JSON.parse((await reader.getBundle(TD))!.bundle) as { keys: { use: string; x5c?: string[] }[] };
+        return doc.keys.filter((k) => k.use === 'x509-svid').map((k) => ski(Buffer.from(k.x5c![0]!, 'base64')));
+      };
+      type State = { active: { authority_id: string } | null };
+      const x509B = (await unaryCall<State>(adminB.LocalAuthority, 'GetX509AuthorityState', {})).active!.authority_id;
+      const old = (await unaryCall<State>(adminA.LocalAuthority, 'GetX509AuthorityState', {})).active!.authority_id;
+      const prepared = await unaryCall<{ authority: { authority_id: string } }>(adminA.LocalAuthority, 'PrepareX509Authority', {});
+      const next = prepared.authority.authority_id;
+      await unaryCall(adminA.LocalAuthority, 'ActivateX509Authority', { authority_id: next });
+      await unaryCall(adminA.LocalAuthority, 'TaintX509Authority', { authority_id: old });
+      expect(await eventually(adminB, (x) => x.includes(old) && x.includes(next))).toEqual(expect.arrayContaining([old, next, x509B]));
+
+      // The crash window: A's CA journals the revoke and the process dies before its trust
+      // bundle publishes. Here A is stopped first, and the revoke is made by A's CA (same
+      // keys, same journal) in a process that publishes nothing, as a killed one would.
+      await a.stop();
+      const offline = new ServerCa({ trustDomain: TD, keyManager: new DiskKeyManager({ dataDir: dataA }), journal: new FileJournalStore({ path: join(dataA, 'ca-journal.json') }) });
+      await offline.init();
+      await offline.revokeAuthority('x509', old);
+      offline.stop();
+      // Still stored, still trusted by B: nothing can name it any more but its owner.
+      expect(await stored()).toContain(old);
+      expect(await servedBy(adminB)).toContain(old);
+
+      // A restarts with the same data directory: its first publish removes it.
+      const a2 = new ServerRunner({ settings: settingsA, logger: createServerLogger('error') });
+      runners.push(a2);
+      await a2.start();
+      const storedAfter = await stored();
+      expect(storedAfter).not.toContain(old);
+      expect(storedAfter.sort()).toEqual([next, x509B].sort());
+      const atB = await eventually(adminB, (x) => !x.includes(old));
+      expect(atB.sort()).toEqual([next, x509B].sort());
+      const adminA2 = adminSocketClients(settingsA.socketPath);
+      clients.push(adminA2);
+      expect((await servedBy(adminA2)).sort()).toEqual([next, x509B].sort());
+    } finally {
+      await reader.close();
+    }
   });
 });

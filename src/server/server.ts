@@ -43,7 +43,7 @@ import { DEFAULT_LIMITS, type ApiContext, type ApiLimits } from './context.js';
 import { AuthorizedEntryCache } from './authorized-cache.js';
 import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
-import { TrustBundle } from './trust-bundle.js';
+import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from './proto.js';
 
@@ -52,7 +52,9 @@ export interface MayflyServerConfig {
   /**
    * Where the server keeps its state when it opens its own datastore and CA (a LevelDB
    * datastore in `<dataDir>/datastore`, CA keys in `<dataDir>/keys`, the CA journal in
-   * `<dataDir>/ca-journal.json`). Not used for the parts passed in.
+   * `<dataDir>/ca-journal.json`). Not used for the parts passed in, except
+   * `<dataDir>/bundle-owner-id`, always: the ID under which this server publishes its CA's
+   * authorities into a shared datastore (server/trust-bundle), kept across restarts.
    */
   dataDir: string;
   adminSocketPath: string;
@@ -220,7 +222,10 @@ export class MayflyServer {
     this.#csrPool = new CsrWorkerPool(this.#cfg.csrWorkers === undefined ? {} : { size: this.#cfg.csrWorkers });
     // The bundle served and trusted: this CA's, merged with what other servers sharing the
     // datastore published there (server/trust-bundle). A change re-keys the TLS trust roots.
+    // Published under this server's owner ID, so its first publish after a restart also
+    // removes what its CA revoked before a crash cut the removal short.
     const trustBundle = new TrustBundle({
+      owner: loadBundleOwnerId(this.#cfg.dataDir),
       ca,
       datastore: ds,
       hub: this.#hub,

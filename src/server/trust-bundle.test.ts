@@ -1,9 +1,11 @@
 /**
  * TrustBundle with real CAs on a real LevelDB datastore: alone it serves exactly its CA's
  * bundle (contents and sequence) while publishing it; two of them sharing one store serve
- * the union, see each other's taints, and stop serving what the other revoked.
+ * the union, see each other's taints, and stop serving what the other revoked; with owner
+ * IDs, a server killed between its CA's revoke and the datastore removal removes the revoked
+ * authority on its first publish after the restart (and without owners it would stay).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -13,7 +15,7 @@ import { ServerCa } from '../ca/server-ca.js';
 import { openLevelDatastore, type LevelDatastore } from '../datastore/level/level.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { ChangeHub } from './hub.js';
-import { TrustBundle } from './trust-bundle.js';
+import { BUNDLE_OWNER_FILE, loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 
 const TD = 'example.org';
 let dir: string;
@@ -30,14 +32,15 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function newCa(): Promise<ServerCa> {
-  const ca = new ServerCa({ trustDomain: TD, keyManager: new MemoryKeyManager(), journal: new MemoryJournalStore() });
+/** A CA over the given key manager and journal: passing those of an earlier one is that CA's process restarted. */
+async function newCa(state: { keyManager: MemoryKeyManager; journal: MemoryJournalStore } = { keyManager: new MemoryKeyManager(), journal: new MemoryJournalStore() }): Promise<ServerCa> {
+  const ca = new ServerCa({ trustDomain: TD, ...state });
   await ca.init();
   return ca;
 }
 
-async function startTrustBundle(ca: ServerCa, hub: ChangeHub, errors: string[] = []): Promise<TrustBundle> {
-  const tb = new TrustBundle({ ca, datastore: ds, hub, logger: { info() {}, warn() {}, error: (_f, m) => errors.push(m) } });
+async function startTrustBundle(ca: ServerCa, hub: ChangeHub, errors: string[] = [], owner?: string): Promise<TrustBundle> {
+  const tb = new TrustBundle({ ca, datastore: ds, hub, logger: { info() {}, warn() {}, error: (_f, m) => errors.push(m) }, ...(owner !== undefined ? { owner } : {}) });
   await tb.start();
   stops.push(() => tb.stop());
   return tb;
@@ -134,5 +137,96 @@ describe('TrustBundle', () => {
     const tb = await startTrustBundle(ca, new ChangeHub(), errors);
     expect(tb.bundle().equals(ca.getBundle())).toBe(true);
     expect(errors.join('\n')).toMatch(/publishing the CA authorities/);
+  });
+
+  /**
+   * Server A's CA revokes its old X.509 and JWT authorities and A dies before publishing:
+   * its TrustBundle is stopped first (no event reaches it), so the CA journal has the
+   * revoke and the datastore never heard of it, the state a kill in that window leaves.
+   * Then A restarts: a new CA over the same keys and journal, a new TrustBundle.
+   * Returns what is stored and what B serves, before and after the restart.
+   */
+  async function crashAfterRevoke(owners: { a?: string; b?: string }): Promise<{ old: string; oldJwt: string; before: { stored: string[]; atB: string[] }; after: { stored: string[]; storedJwt: string[]; atB: string[]; atBJwt: string[] }; expectAtB: string[]; caB: ServerCa }> {
+    const stateA = { keyManager: new MemoryKeyManager(), journal: new MemoryJournalStore() };
+    const caA = await newCa(stateA);
+    const caB = await newCa();
+    const hubA = new ChangeHub();
+    const hubB = new ChangeHub();
+    const a = await startTrustBundle(caA, hubA, [], owners.a);
+    const b = await startTrustBundle(caB, hubB, [], owners.b);
+    const [old] = await rotateAndTaint(caA);
+    const oldJwt = caA.authorityState('jwt').active!.id;
+    await caA.activateAuthority('jwt', (await caA.prepareAuthority('jwt')).id);
+    await caA.taintAuthority('jwt', oldJwt);
+    await a.settled();
+    const storedNow = async (): Promise<{ x509: string[]; jwt: string[] }> => {
+      const doc = JSON.parse((await ds.getBundle(TD))!.bundle) as { keys: { use: string; kid?: string; x5c?: string[] }[] };
+      return {
+        x509: skis(doc.keys.filter((k) => k.use === 'x509-svid').map((k) => Buffer.from(k.x5c![0]!, 'base64'))),
+        jwt: doc.keys.filter((k) => k.use === 'jwt-svid').map((k) => k.kid!).sort(),
+      };
+    };
+    const atB = async (): Promise<TrustBundle> => {
+      hubB.publish({ kind: 'bundles' });
+      await b.settled();
+      return b;
+    };
+    expect(skis((await atB()).bundle().x509Authorities)).toContain(old);
+    expect((await storedNow()).jwt).toContain(oldJwt);
+
+    await a.stop();
+    await caA.revokeAuthority('x509', old);
+    await caA.revokeAuthority('jwt', oldJwt);
+    expect(skis(caA.getBundle().x509Authorities)).not.toContain(old);
+    const before = { stored: (await storedNow()).x509, atB: skis((await atB()).bundle().x509Authorities) };
+
+    const caA2 = await newCa(stateA);
+    expect(skis(caA2.getBundle().x509Authorities)).toEqual(skis(caA.getBundle().x509Authorities));
+    const a2 = await startTrustBundle(caA2, hubA, [], owners.a);
+    await a2.settled();
+    const served = (await atB()).bundle();
+    const stored = await storedNow();
+    return {
+      old,
+      oldJwt,
+      before,
+      after: { stored: stored.x509, storedJwt: stored.jwt, atB: skis(served.x509Authorities), atBJwt: [...served.jwtAuthorities.keys()].sort() },
+      expectAtB: skis([...caA2.getBundle().x509Authorities, ...caB.getBundle().x509Authorities]),
+      caB,
+    };
+  }
+
+  it('with owner IDs, a server killed after its CA revoked but before the removal was stored removes it on its first publish after the restart', async () => {
+    const r = await crashAfterRevoke({ a: 'owner-a', b: 'owner-b' });
+    // The crash window is real: the revoked authority is still stored and trusted by B.
+    expect(r.before.stored).toContain(r.old);
+    expect(r.before.atB).toContain(r.old);
+    // After A's restart it is gone from the store and from what B serves; B's own stay.
+    expect(r.after.stored).not.toContain(r.old);
+    expect(r.after.storedJwt).not.toContain(r.oldJwt);
+    expect(r.after.atB).toEqual(r.expectAtB);
+    expect(r.after.atBJwt).not.toContain(r.oldJwt);
+    for (const kid of r.caB.getBundle().jwtAuthorities.keys()) expect(r.after.atBJwt).toContain(kid);
+  });
+
+  it('without owner IDs the same crash leaves the revoked authority stored and trusted by the other server (the hole owners close)', async () => {
+    const r = await crashAfterRevoke({});
+    expect(r.after.stored).toContain(r.old);
+    expect(r.after.storedJwt).toContain(r.oldJwt);
+    expect(r.after.atB).toContain(r.old);
+  });
+});
+
+describe('loadBundleOwnerId', () => {
+  it('creates a random ID once (0600, in a 0700 directory it creates), returns it again after a restart, and refuses a damaged file', async () => {
+    const dataDir = join(dir, 'server-data');
+    const id = loadBundleOwnerId(dataDir);
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    expect((await stat(join(dataDir, BUNDLE_OWNER_FILE))).mode & 0o777).toBe(0o600);
+    expect((await stat(dataDir)).mode & 0o777).toBe(0o700);
+    expect(loadBundleOwnerId(dataDir)).toBe(id);
+    expect(loadBundleOwnerId(join(dir, 'another-server'))).not.toBe(id);
+    await writeFile(join(dataDir, BUNDLE_OWNER_FILE), 'not an id\n', { mode: 0o600 });
+    expect(() => loadBundleOwnerId(dataDir)).toThrow(/bundle owner ID/);
   });
 });

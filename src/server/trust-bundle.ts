@@ -22,6 +22,13 @@
  * Threats it stops:
  * - a revoked authority lingering: what this server's CA dropped is removed from the stored
  *   bundle, and left out of the served one even while a stale stored copy still holds it;
+ * - a revoked authority outliving a crash: with an `owner` (the server's stable identity,
+ *   `loadBundleOwnerId`: a random ID kept in its data directory), every publish, the first after a start included, states the CA's
+ *   complete set under that owner, and the datastore removes in the same write whatever the
+ *   owner published before and no longer has (`BundleMerge.owner`). So an authority revoked
+ *   by the CA just before the process died, whose removal never landed, goes with the first
+ *   publish after the restart, though nothing in this process saw it dropped. Without an
+ *   owner only what it saw dropped while running is removed (named in `remove`);
  * - a stale snapshot winning: a stored bundle read or written earlier (lower sequence) never
  *   replaces a newer one, so a slow read cannot bring back a revoked authority;
  * - a stored bundle that does not parse: it is logged and ignored; the server keeps serving
@@ -31,9 +38,12 @@
  * A single server on its own (LevelDB) datastore serves exactly its CA's bundle, with the
  * CA's sequence.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
+import { join } from 'node:path';
+import { ensurePrivateDir, readPrivateFile, writePrivateFileAtomic } from '../ca/secure-file.js';
 import type { BundleAuthority, BundleAuthorityRef, Datastore, StoredBundle } from '../datastore/datastore.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
+import { MayflyError } from '../spiffe/errors.js';
 import { parseBundle } from '../spiffe/bundle/parse.js';
 import { exportSpkiDer } from '../spiffe/keys.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
@@ -50,9 +60,40 @@ export interface TrustBundleConfig {
   onChange?: (bundle: Bundle) => void;
   /** Delay before retrying a failed publish or read (ms, default 5000). */
   retryMs?: number;
+  /**
+   * This server's identity as a publisher, stable across its restarts and distinct per
+   * server (see `BundleMerge.owner`). Default: none (only what it sees dropped is removed).
+   */
+  owner?: string;
 }
 
 const MAX_STORED_BYTES = 4 * 1024 * 1024;
+
+/** The file in a server's data directory holding its bundle owner ID. */
+export const BUNDLE_OWNER_FILE = 'bundle-owner-id';
+
+/**
+ * This server's bundle owner ID (see `TrustBundleConfig.owner`): read from
+ * `<dataDir>/bundle-owner-id`, or created there once (128 random bits, hex; 0600, written
+ * atomically, so a crash leaves either no file or the whole ID). It lives beside the CA
+ * journal and keys because it names the authorities they hold: a data directory wiped
+ * with its CA state starts a new owner, whose predecessor's keys expire and are pruned.
+ * An unreadable, loosely permitted or malformed file is an error, not silently replaced
+ * (a new ID would orphan what the old one published).
+ */
+export function loadBundleOwnerId(dataDir: string): string {
+  ensurePrivateDir(dataDir);
+  const path = join(dataDir, BUNDLE_OWNER_FILE);
+  const existing = readPrivateFile(path);
+  if (existing !== undefined) {
+    const id = existing.toString('utf8').trim();
+    if (!/^[0-9a-f]{32}$/.test(id)) throw new MayflyError('ERR_CONFIG_INVALID', `${path} does not hold a bundle owner ID (32 hex digits); remove it to create a new one`);
+    return id;
+  }
+  const id = randomBytes(16).toString('hex');
+  writePrivateFileAtomic(path, Buffer.from(`${id}\n`, 'utf8'));
+  return id;
+}
 
 interface StoredView {
   sequence: number;
@@ -189,9 +230,15 @@ export class TrustBundle implements ServedTrustBundle {
       }
     }
     const dropped = [...this.#dropped];
-    const remove: BundleAuthorityRef[] = dropped.map((id) => (id.startsWith('x509:') ? { x509: id.slice(5) } : { jwtKid: id.slice(4) }));
+    // With an owner, `add` is the complete set and the store removes what the owner no longer
+    // publishes (what it saw dropped and what it dropped before a crash alike). Named removes
+    // would also take away a key another server still publishes (a shared upstream root).
+    const owner = this.#cfg.owner;
+    const remove: BundleAuthorityRef[] =
+      owner !== undefined ? [] : dropped.map((id) => (id.startsWith('x509:') ? { x509: id.slice(5) } : { jwtKid: id.slice(4) }));
     const res = await this.#cfg.datastore.mergeBundle({
       trustDomain: ca.trustDomain.name,
+      ...(owner !== undefined ? { owner } : {}),
       add,
       remove,
       pruneExpiredBefore: Math.floor(this.#now().getTime() / 1000),
