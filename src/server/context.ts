@@ -66,7 +66,7 @@ export interface ApiContext {
   intermediates(): readonly Buffer[];
   /** Remembers the intermediates of a chain the CA returned. */
   noteChain(chain: readonly Buffer[]): void;
-  /** Where batch signing checks its CSRs (server/csr-pool); inline when absent. */
+  /** Where batch signing checks CSRs, mints and verifies (server/csr-pool's workers); inline when absent. */
   readonly csrParser?: CsrParser;
   /** Per-agent copies of the authorised-entry set (server/authorized-cache); recomputed per call when absent. */
   readonly authorizedCache?: AuthorizedEntryCache;

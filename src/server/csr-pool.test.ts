@@ -12,11 +12,11 @@ import { writeOperatorCa } from '../ca/testing.js';
 import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { exportSpkiDer, generateKeyPair } from '../spiffe/keys.js';
-import { MayflyError, X509SvidError } from '../spiffe/errors.js';
+import { MayflyError } from '../spiffe/errors.js';
 import { createCsr } from '../spiffe/x509/csr.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { CsrWorkerPool, defaultCsrWorkerUrl, parseCsrOutcome, type CsrOutcome } from './csr-pool.js';
+import { CsrWorkerPool, defaultCsrWorkerUrl } from './csr-pool.js';
 import type { CsrJobResult, MintJob } from './csr-worker.js';
 
 const pools: CsrWorkerPool[] = [];
@@ -29,101 +29,6 @@ function pool(cfg: ConstructorParameters<typeof CsrWorkerPool>[0]): CsrWorkerPoo
   pools.push(p);
   return p;
 }
-
-/** A batch mixing good CSRs, a CSR without proof of possession, garbage and an RSA-1024 key. */
-function batch(): { csrs: Uint8Array[]; spkis: (Buffer | undefined)[] } {
-  const csrs: Uint8Array[] = [];
-  const spkis: (Buffer | undefined)[] = [];
-  for (let i = 0; i < 12; i++) {
-    const k = generateKeyPair(i % 3 === 2 ? 'ec-p384' : 'ec-p256');
-    if (i === 4) {
-      csrs.push(createCsr({ privateKey: k.privateKey, corruptSignature: true }));
-      spkis.push(undefined);
-    } else if (i === 7) {
-      csrs.push(Buffer.from('not a CSR at all'));
-      spkis.push(undefined);
-    } else {
-      csrs.push(createCsr({ privateKey: k.privateKey }));
-      spkis.push(exportSpkiDer(k.publicKey));
-    }
-  }
-  return { csrs, spkis };
-}
-
-function summary(o: CsrOutcome): string {
-  return 'spki' in o ? `ok:${o.spki.toString('hex')}` : `${(o.error as X509SvidError).code}:${o.error.message}`;
-}
-
-describe('CsrWorkerPool', () => {
-  it('finds the compiled worker script (built by the test global setup)', () => {
-    expect(defaultCsrWorkerUrl()?.pathname).toMatch(/csr-worker\.js$/);
-  });
-
-  it('checks CSRs on worker threads with exactly the outcomes of parseCsr inline, in order', async () => {
-    const p = pool({ size: 2, inlineBelow: 1 });
-    expect(p.size).toBe(2);
-    const { csrs, spkis } = batch();
-    const got = await p.parse(csrs);
-    expect(p.running).toBe(2); // both workers took a share
-    expect(got.map(summary)).toEqual(csrs.map(parseCsrOutcome).map(summary));
-    got.forEach((o, i) => {
-      const want = spkis[i];
-      if (want === undefined) {
-        expect('error' in o && o.error instanceof X509SvidError && o.error.code === 'ERR_CSR_INVALID').toBe(true);
-      } else {
-        expect('spki' in o && o.spki.equals(want)).toBe(true);
-      }
-    });
-  });
-
-  it('the proof-of-possession failure names its cause when it comes from a worker', async () => {
-    const p = pool({ size: 1, inlineBelow: 1 });
-    const bad = createCsr({ privateKey: generateKeyPair().privateKey, corruptSignature: true });
-    const [o] = await p.parse([bad]);
-    expect(o && 'error' in o ? o.error.message : '').toMatch(/proof of possession/);
-  });
-
-  it('parses small batches inline, and everything inline after close', async () => {
-    const p = pool({ size: 2, inlineBelow: 8 });
-    const { csrs } = batch();
-    await p.parse(csrs.slice(0, 3));
-    expect(p.running).toBe(0);
-    await p.parse(csrs);
-    expect(p.running).toBeGreaterThan(0);
-    await p.close();
-    expect(p.running).toBe(0);
-    expect((await p.parse(csrs)).map(summary)).toEqual(csrs.map(parseCsrOutcome).map(summary));
-  });
-
-  it('size 0 never starts a worker', async () => {
-    const p = pool({ size: 0 });
-    const { csrs } = batch();
-    expect((await p.parse(csrs)).map(summary)).toEqual(csrs.map(parseCsrOutcome).map(summary));
-    expect(p.running).toBe(0);
-  });
-
-  it('refuses a nonsensical size', () => {
-    expect(() => new CsrWorkerPool({ size: -1 })).toThrow(TypeError);
-    expect(() => new CsrWorkerPool({ jobTimeoutMs: 0 })).toThrow(TypeError);
-  });
-
-  it('a worker that never answers is replaced and its items fail, rather than hang the call or run here', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mayfly-csr-hang-'));
-    try {
-      // A worker that takes jobs and never answers (a hung thread).
-      const script = join(dir, 'hung-worker.mjs');
-      writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => {});\n");
-      const p = pool({ size: 1, inlineBelow: 1, workerUrl: pathToFileURL(script), jobTimeoutMs: 200 });
-      const { csrs } = batch();
-      const got = await p.parse(csrs);
-      expect(got).toHaveLength(csrs.length);
-      for (const o of got) expect('error' in o ? o.error.message : 'answered').toMatch(/did not answer within 200 ms; it was replaced/);
-      expect(p.running).toBe(0); // terminated; the next batch spawns a fresh one
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
 
 const TD = 'example.org';
 
@@ -240,6 +145,41 @@ describe('CsrWorkerPool.mint (CSR checks, mint and verification on worker thread
     expect((await small.mint(authority, now, items)).map(mintSummary)).toEqual(want);
     expect((await none.mint(authority, now, items)).map(mintSummary)).toEqual(want);
     expect(small.running + none.running).toBe(0);
+    // After close, everything runs inline (with the same outcomes) and no worker starts again.
+    const closed = pool({ size: 2, inlineBelow: 1 });
+    await closed.mint(authority, now, items);
+    expect(closed.running).toBeGreaterThan(0);
+    await closed.close();
+    expect(closed.running).toBe(0);
+    expect((await closed.mint(authority, now, items)).map(mintSummary)).toEqual(want);
+    expect(closed.running).toBe(0);
+  });
+
+  it('finds the compiled worker script (built by the test global setup)', () => {
+    expect(defaultCsrWorkerUrl()?.pathname).toMatch(/csr-worker\.js$/);
+  });
+
+  it('refuses a nonsensical size or job timeout', () => {
+    expect(() => new CsrWorkerPool({ size: -1 })).toThrow(TypeError);
+    expect(() => new CsrWorkerPool({ jobTimeoutMs: 0 })).toThrow(TypeError);
+  });
+
+  it('a worker that never answers is replaced and its items fail, rather than hang the call or run here', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mayfly-csr-hang-'));
+    try {
+      // A worker that takes jobs and never answers (a hung thread).
+      const script = join(dir, 'hung-worker.mjs');
+      writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => {});\n");
+      const p = pool({ size: 1, inlineBelow: 1, workerUrl: pathToFileURL(script), jobTimeoutMs: 200 });
+      const { authority, now } = (await newCa()).x509MintAuthority();
+      const { items } = mintItems();
+      const got = await p.mint(authority, now, items);
+      expect(got).toHaveLength(items.length);
+      for (const o of got) expect('error' in o ? (o.error as Error).message : 'answered').toMatch(/did not answer within 200 ms; it was replaced/);
+      expect(p.running).toBe(0); // terminated; the next batch spawns a fresh one
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a worker refuses a job naming an authority it does not hold, rather than sign with another', async () => {

@@ -5,8 +5,8 @@
  * TLS and authorisation. `mint` does the whole path per item — CSR checks (strict parse,
  * key policy, proof of possession), the mint, and the verification of the SVID against the
  * bundle, signature included (`mintX509SvidsFromCsrs` in ca/mint) — one message per worker
- * per batch; `parse` only checks CSRs. The code is the same either way: a worker changes
- * where it runs, not what it accepts or signs.
+ * per batch. The code is the same inline: a worker changes where it runs, not what it
+ * accepts or signs.
  *
  * Small batches run inline (a round trip to a worker costs more than it saves). If the
  * compiled worker script cannot be found (running from TypeScript sources without a
@@ -26,32 +26,26 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { MayflyError, X509SvidError, type ErrorCode } from '../spiffe/errors.js';
-import { parseCsr } from '../spiffe/x509/csr.js';
+import { MayflyError, type ErrorCode } from '../spiffe/errors.js';
 import { mintX509SvidsFromCsrs, type CsrMintItem, type CsrMintOutcome, type X509MintAuthority } from '../ca/mint.js';
-import type { CsrJob, CsrJobOutcome, CsrJobResult, MintJob, MintJobOutcome, WireError } from './csr-worker.js';
+import type { CsrJobResult, MintJob, MintJobOutcome, WireError } from './csr-worker.js';
 
 export type { CsrMintItem, CsrMintOutcome, X509MintAuthority } from '../ca/mint.js';
 
-/** The SPKI of a CSR that passed every check, or why it failed. */
-export type CsrOutcome = { spki: Buffer } | { error: Error };
-
 export interface CsrParser {
-  /** Outcomes in the order of `csrs`. Never rejects for a bad CSR: that is an outcome. */
-  parse(csrs: readonly Uint8Array[]): Promise<CsrOutcome[]>;
   /**
    * Checks every CSR, mints its X.509-SVID with `authority` at `now`, and verifies it
    * against `authority`'s bundle: `mintX509SvidsFromCsrs`, spread over the workers.
    * Outcomes in the order of `items`; never rejects for a bad item.
    */
-  mint?(authority: X509MintAuthority, now: Date, items: readonly CsrMintItem[]): Promise<CsrMintOutcome[]>;
+  mint(authority: X509MintAuthority, now: Date, items: readonly CsrMintItem[]): Promise<CsrMintOutcome[]>;
   close(): Promise<void>;
 }
 
 export interface CsrWorkerPoolConfig {
   /** Worker threads (default: one per core, at most 4; 0 = all inline). They do the CSR checks, mints and verifications; the event loop keeps TLS and gRPC. */
   size?: number;
-  /** Batches with fewer CSRs than this are parsed inline (default 8). */
+  /** Batches with fewer CSRs than this run inline (default 8). */
   inlineBelow?: number;
   /** The compiled worker script (default: found next to this module, or under dist/). */
   workerUrl?: URL;
@@ -62,23 +56,10 @@ export interface CsrWorkerPoolConfig {
 /** A job its worker did not answer in time. */
 class WorkerTimeout extends Error {}
 
-/** Parses one CSR on this thread, as an outcome. */
-export function parseCsrOutcome(csr: Uint8Array): CsrOutcome {
-  try {
-    return { spki: parseCsr(csr).spki };
-  } catch (err) {
-    return { error: err instanceof Error ? err : new Error(String(err)) };
-  }
-}
-
+/** An error from a worker: a MayflyError of the same code (the gRPC status depends only on it), or a plain Error for `internal`. */
 function errorFromWorker(o: WireError): Error {
   if (o.code === 'internal') return new Error(`CSR worker: ${o.message}`);
-  return new X509SvidError(o.code as ErrorCode, o.message);
-}
-
-function fromWorker(o: CsrJobOutcome): CsrOutcome {
-  if ('spki' in o) return { spki: Buffer.from(o.spki.buffer, o.spki.byteOffset, o.spki.byteLength) };
-  return { error: errorFromWorker(o) };
+  return new MayflyError(o.code as ErrorCode, o.message);
 }
 
 function mintedFromWorker(o: MintJobOutcome, leaves: ArrayBuffer | undefined): CsrMintOutcome {
@@ -86,8 +67,7 @@ function mintedFromWorker(o: MintJobOutcome, leaves: ArrayBuffer | undefined): C
     if (leaves === undefined || o.offset + o.length > leaves.byteLength) return { error: new Error('CSR worker: a minted leaf is missing from its answer') };
     return { leaf: Buffer.from(leaves, o.offset, o.length), serialHex: o.serialHex, notAfter: o.notAfter };
   }
-  // A MayflyError of the right code: the gRPC status of an item depends only on its code.
-  return { error: o.code === 'internal' ? errorFromWorker(o) : new MayflyError(o.code as ErrorCode, o.message) };
+  return { error: errorFromWorker(o) };
 }
 
 /**
@@ -149,16 +129,6 @@ export class CsrWorkerPool implements CsrParser {
     return this.#slots.filter((s) => s !== undefined && !s.dead).length;
   }
 
-  async parse(csrs: readonly Uint8Array[]): Promise<CsrOutcome[]> {
-    return this.#spread(
-      csrs,
-      (part) => part.map(parseCsrOutcome),
-      (id, part) => ({ id, csrs: part }) satisfies CsrJob,
-      (r) => (r.outcomes as CsrJobOutcome[]).map(fromWorker),
-      (error) => ({ error }),
-    );
-  }
-
   async mint(authority: X509MintAuthority, now: Date, items: readonly CsrMintItem[]): Promise<CsrMintOutcome[]> {
     const ref = refOf(authority);
     const nowMs = now.getTime();
@@ -173,7 +143,7 @@ export class CsrWorkerPool implements CsrParser {
         }
         return job;
       },
-      (r) => (r.outcomes as MintJobOutcome[]).map((o) => mintedFromWorker(o, r.leaves)),
+      (r) => r.outcomes.map((o) => mintedFromWorker(o, r.leaves)),
       (error) => ({ error }),
     );
   }
@@ -182,7 +152,7 @@ export class CsrWorkerPool implements CsrParser {
   async #spread<I, O>(
     items: readonly I[],
     inline: (part: I[]) => O[],
-    job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob,
+    job: (id: number, part: I[], slot: Slot) => MintJob,
     back: (r: CsrJobResult) => O[],
     failed: (err: Error) => O,
   ): Promise<O[]> {
@@ -194,7 +164,7 @@ export class CsrWorkerPool implements CsrParser {
     return (await Promise.all(parts)).flat();
   }
 
-  #run<I, O>(part: I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => CsrJob | MintJob, back: (r: CsrJobResult) => O[], failed: (err: Error) => O): Promise<O[]> {
+  #run<I, O>(part: I[], inline: (part: I[]) => O[], job: (id: number, part: I[], slot: Slot) => MintJob, back: (r: CsrJobResult) => O[], failed: (err: Error) => O): Promise<O[]> {
     const slot = this.#leastBusy();
     if (slot === undefined) return Promise.resolve(inline(part));
     const id = this.#nextId++;

@@ -1,12 +1,10 @@
 /**
  * @module server/csr-worker
  *
- * Worker-thread side of server/csr-pool. Two kinds of job, each one message per batch share:
- * - `csr`: parse CSRs with `parseCsr` (strict DER, key policy, proof of possession) and
- *   answer with each one's SPKI or error;
- * - `mint`: the whole batch signing path, `mintX509SvidsFromCsrs` (CSR checks, mint, and
- *   verification of every SVID against the bundle, signature included), with the
- *   `X509MintAuthority` snapshot the main thread took when the request arrived.
+ * Worker-thread side of server/csr-pool. One job per batch share: the whole batch signing
+ * path, `mintX509SvidsFromCsrs` (CSR checks, mint, and verification of every SVID against
+ * the bundle, signature included), with the `X509MintAuthority` snapshot the main thread
+ * took when the request arrived.
  *
  * Threat: a worker signing with an authority other than the one the request was given. The
  * worker keeps only the last authority it was sent, and a `mint` job names the authority
@@ -17,15 +15,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { isMayflyError } from '../spiffe/errors.js';
-import { parseCsr } from '../spiffe/x509/csr.js';
 import { mintX509SvidsFromCsrs, type CsrMintItem, type X509MintAuthority } from '../ca/mint.js';
-
-/** A request: CSRs (DER) tagged with the job id. */
-export interface CsrJob {
-  kind?: 'csr';
-  id: number;
-  csrs: Uint8Array[];
-}
 
 /** A batch share to check and mint with authority number `authorityRef` (sent along in `authority` when new to this worker). */
 export interface MintJob {
@@ -43,30 +33,19 @@ export interface WireError {
   message: string;
 }
 
-/** One CSR's outcome: its SPKI, or an error. */
-export type CsrJobOutcome = { spki: Uint8Array } | WireError;
-
 /** One minted item: where its leaf is in the result's `leaves`, and what the wire needs of it; or an error. */
 export type MintJobOutcome = { offset: number; length: number; serialHex: string; notAfter: number } | WireError;
 
 export interface CsrJobResult {
   id: number;
-  outcomes: CsrJobOutcome[] | MintJobOutcome[];
-  /** `mint` jobs: every leaf (DER) back to back, in one transferred buffer (one copy, no per-leaf clone). */
+  outcomes: MintJobOutcome[];
+  /** Every leaf (DER) back to back, in one transferred buffer (one copy, no per-leaf clone). */
   leaves?: ArrayBuffer;
 }
 
 export function wireErrorOf(err: unknown): WireError {
   if (isMayflyError(err)) return { code: err.code, message: err.message };
   return { code: 'internal', message: err instanceof Error ? err.message : String(err) };
-}
-
-function outcomeOf(csr: Uint8Array): CsrJobOutcome {
-  try {
-    return { spki: parseCsr(csr).spki };
-  } catch (err) {
-    return wireErrorOf(err);
-  }
 }
 
 let current: { ref: number; authority: X509MintAuthority } | undefined;
@@ -90,12 +69,7 @@ function mint(job: MintJob): CsrJobResult {
   return { id: job.id, outcomes, leaves: leaves.buffer };
 }
 
-parentPort?.on('message', (job: CsrJob | MintJob) => {
-  if (job.kind === 'mint') {
-    const result = mint(job);
-    parentPort?.postMessage(result, result.leaves ? [result.leaves] : []);
-    return;
-  }
-  const result: CsrJobResult = { id: job.id, outcomes: job.csrs.map(outcomeOf) };
-  parentPort?.postMessage(result);
+parentPort?.on('message', (job: MintJob) => {
+  const result = mint(job);
+  parentPort?.postMessage(result, result.leaves ? [result.leaves] : []);
 });

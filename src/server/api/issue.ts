@@ -1,17 +1,17 @@
 /**
  * @module server/api/issue
  *
- * The one path from a CSR to an X509-SVID. The CSR contributes only its public key, after
- * its self-signature (proof of possession) and key strength are checked; the SPIFFE ID,
- * DNS names and lifetime are the caller's arguments (taken from an entry or an admin
- * request), never from the CSR.
+ * One X509-SVID from one CSR (agent attestation and renewal, admin `x509 mint`; batches
+ * of agent CSRs go through `mintX509SvidsFromCsrs` in ca/mint, with the same checks). The
+ * CSR contributes only its public key, after its self-signature (proof of possession) and
+ * key strength are checked; the SPIFFE ID, DNS names and lifetime are the caller's
+ * arguments (taken from an entry or an admin request), never from the CSR.
  */
 import { parseCsr } from '../../spiffe/x509/csr.js';
 import { parseCertificate } from '../../spiffe/x509/parse.js';
 import type { SpiffeId } from '../../spiffe/id.js';
 import type { ApiContext } from '../context.js';
 import type { WireX509Svid } from '../messages.js';
-import { parseCsrOutcome } from '../csr-pool.js';
 import { badRequest } from '../status.js';
 
 export interface IssuedX509Svid {
@@ -35,39 +35,6 @@ export interface IssueX509SvidRequest {
 export async function issueX509Svid(ctx: ApiContext, req: IssueX509SvidRequest): Promise<IssuedX509Svid> {
   const { spki } = parseCsr(csrFromWire(req.csr));
   return signWithSpki(ctx, req, spki);
-}
-
-/**
- * A batch of `issueX509Svid`: the CSRs are checked together (on ctx.csrParser's worker
- * threads when there is one, by the same `parseCsr`), then each SVID is minted. One
- * outcome per request, in order; a bad CSR fails only its own item.
- */
-export async function issueX509Svids(ctx: ApiContext, reqs: readonly IssueX509SvidRequest[]): Promise<({ issued: IssuedX509Svid } | { error: unknown })[]> {
-  const csrs: Uint8Array[] = [];
-  const slotOf: number[] = [];
-  const out: ({ issued: IssuedX509Svid } | { error: unknown } | undefined)[] = reqs.map(() => undefined);
-  reqs.forEach((r, i) => {
-    try {
-      csrs.push(csrFromWire(r.csr));
-      slotOf.push(i);
-    } catch (error) {
-      out[i] = { error };
-    }
-  });
-  const parsed = ctx.csrParser ? await ctx.csrParser.parse(csrs) : csrs.map(parseCsrOutcome);
-  parsed.forEach((p, k) => {
-    const i = slotOf[k] as number;
-    if ('error' in p) {
-      out[i] = { error: p.error };
-      return;
-    }
-    try {
-      out[i] = { issued: signWithSpki(ctx, reqs[i] as IssueX509SvidRequest, p.spki) };
-    } catch (error) {
-      out[i] = { error };
-    }
-  });
-  return out as ({ issued: IssuedX509Svid } | { error: unknown })[];
 }
 
 function signWithSpki(ctx: ApiContext, req: IssueX509SvidRequest, spki: Buffer): IssuedX509Svid {

@@ -4,16 +4,17 @@
  * The `SVID` service: admins mint SVIDs for any SPIFFE ID of the trust domain; agents get
  * SVIDs only for entries they are authorised for (server/authorized), and the identity,
  * DNS names and lifetime always come from the entry. A CSR asking for another SPIFFE ID
- * or for cA=true changes nothing: only its public key is used (server/api/issue).
+ * or for cA=true changes nothing: only its public key is used (server/api/issue for one,
+ * ca/mint `mintX509SvidsFromCsrs` for a batch).
  *
  * Batch signing runs its crypto where ctx.csrParser puts it (server/csr-pool: worker
- * threads), with the authority snapshot taken when the request arrived
+ * threads; inline without one), with the authority snapshot taken when the request arrived
  * (ServerCa.x509MintAuthority); every SVID is verified against the bundle before it is
  * returned, on whichever thread minted it.
  */
 import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { CaError } from '../../ca/ca-error.js';
-import { mintAuthorityStillUsable } from '../../ca/mint.js';
+import { mintAuthorityStillUsable, mintX509SvidsFromCsrs } from '../../ca/mint.js';
 import { dnsNameProblem, MAX_ENTRY_DNS_NAMES, MAX_ENTRY_TTL_SECONDS, type RegistrationEntry } from '../../registration/entry.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import type { Transport } from '../auth.js';
@@ -22,7 +23,10 @@ import { checkBatch, unary, type ApiContext } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
 import { badRequest, denied, grpcCodeOf, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
 import type { CsrMintItem, CsrParser, X509MintAuthority } from '../csr-pool.js';
-import { csrFromWire, issueX509Svid, issueX509Svids, type IssueX509SvidRequest } from './issue.js';
+
+/** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
+const inlineMint: Pick<CsrParser, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
+import { csrFromWire, issueX509Svid, type IssueX509SvidRequest } from './issue.js';
 
 const MAX_AUDIENCE_LENGTH = 1024;
 
@@ -64,10 +68,10 @@ async function authorizedEntryMap(ctx: ApiContext, agent: Parameters<typeof auth
 type BatchResult = { status: ItemStatus; svid: WireX509Svid | null };
 
 /**
- * Mints the authorised items of a batch through ctx.csrParser.mint: one authority
- * snapshot for the whole batch, CSR checks, mint and verification on the pool.
+ * Mints the authorised items of a batch through `pool` (ctx.csrParser's workers, or inline):
+ * one authority snapshot for the whole batch, then CSR checks, mint and verification.
  */
-async function mintBatch(ctx: ApiContext, pool: Required<Pick<CsrParser, 'mint'>>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
+async function mintBatch(ctx: ApiContext, pool: Pick<CsrParser, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
   const items: CsrMintItem[] = [];
   const itemSlot: number[] = [];
   reqs.forEach((r, k) => {
@@ -164,15 +168,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           results.push({ status: itemStatusOf(err), svid: null });
         }
       }
-      const pool = ctx.csrParser;
-      if (pool?.mint !== undefined) {
-        await mintBatch(ctx, { mint: pool.mint.bind(pool) }, reqs, results, slotOf);
-        return { results };
-      }
-      (await issueX509Svids(ctx, reqs)).forEach((o, k) => {
-        const i = slotOf[k] as number;
-        results[i] = 'issued' in o ? { status: OK_STATUS, svid: o.issued.wire } : { status: itemStatusOf(o.error), svid: null };
-      });
+      await mintBatch(ctx, ctx.csrParser ?? inlineMint, reqs, results, slotOf);
       return { results };
     }),
 
