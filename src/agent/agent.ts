@@ -69,6 +69,8 @@ export interface MayflyAgentConfig {
   peerCredentials?: PeerCredentialSource;
   /** Called once when the agent can no longer get SVIDs (agent SVID expired). */
   onFatal?: (err: MayflyError) => void;
+  /** Bounds of the JWT-SVID cache (defaults: 10,000 tokens, 16 MiB, 64 audience sets per SPIFFE ID; agent/jwt-cache). */
+  jwtSvidCache?: { maxEntries?: number; maxBytes?: number; maxPerIdentity?: number };
 }
 
 export type AgentState = 'stopped' | 'starting' | 'syncing' | 'ready' | 'failed' | 'stopping';
@@ -181,6 +183,9 @@ export class MayflyAgent {
       scheduler: this.#sched,
       logger: this.#log,
       random,
+      maxJwtSvids: cfg.jwtSvidCache?.maxEntries,
+      maxJwtSvidBytes: cfg.jwtSvidCache?.maxBytes,
+      maxJwtSvidsPerIdentity: cfg.jwtSvidCache?.maxPerIdentity,
     });
     const sync = new EntrySync({
       connect: () => connect(identity.credentials()),

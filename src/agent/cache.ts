@@ -21,6 +21,8 @@
  *   signed with a tainted key are dropped so the next fetch re-mints them.
  * - the Workload API depending on the server: everything is served from memory; only a
  *   first JWT-SVID for a (SPIFFE ID, audience) pair waits for the server.
+ * - one entitled workload exhausting the agent's memory with JWT-SVIDs for ever new
+ *   audience sets: the JWT cache is bounded in bytes and per SPIFFE ID (jwt-cache.ts).
  */
 import type { KeyObject } from 'node:crypto';
 import { attestWorkload, type WorkloadAttestor } from '../attestors/workload/attestor.js';
@@ -42,7 +44,7 @@ import type {
   WorkloadUpdate,
 } from '../workloadapi/identities.js';
 import { Backoff, type Scheduler } from './clock.js';
-import { JwtSvidCache } from './jwt-cache.js';
+import { JwtSvidCache, type JwtSvidCacheStats } from './jwt-cache.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import type { AuthorizedUpdate, IssuedJwtSvidWire, NewX509SvidResult } from './server-client.js';
 import { acceptX509Svid, dnsKeyOf, type CachedX509Svid } from './x509-accept.js';
@@ -74,6 +76,10 @@ export interface SvidCacheConfig {
   keyType?: KeyType;
   /** Largest number of cached JWT-SVIDs (default 10,000); expired ones go first. */
   maxJwtSvids?: number;
+  /** Largest estimated memory of the cached JWT-SVIDs, bytes (default 16 MiB; jwt-cache.ts). */
+  maxJwtSvidBytes?: number;
+  /** Largest number of audience sets cached per SPIFFE ID (default 64). */
+  maxJwtSvidsPerIdentity?: number;
 }
 
 interface Material {
@@ -140,7 +146,9 @@ export class SvidCache implements WorkloadIdentities {
       isCurrent: (e) => this.#entryById.get(e.entryId)?.spiffeId === e.spiffeId,
       now: () => this.#sched.now(),
       log: this.#log,
-      maxSize: cfg.maxJwtSvids ?? 10_000,
+      maxSize: cfg.maxJwtSvids,
+      maxBytes: cfg.maxJwtSvidBytes,
+      maxPerIdentity: cfg.maxJwtSvidsPerIdentity,
     });
     this.#workload = new WorkloadViews({
       source: {
@@ -469,6 +477,11 @@ export class SvidCache implements WorkloadIdentities {
   /** Number of cached JWT-SVIDs (tests). */
   get jwtCacheSize(): number {
     return this.#jwt.size;
+  }
+
+  /** The JWT-SVID cache's entries, estimated bytes and bounds (tests, metrics). */
+  get jwtCacheStats(): JwtSvidCacheStats {
+    return this.#jwt.stats();
   }
 
   /** Stops timers and ends every subscription's updates. */

@@ -14,6 +14,7 @@ import type { AuthorizedEntryCache } from './authorized-cache.js';
 import type { CsrParser } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
+import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 import { badRequest, grpcCodeOf, toServiceError, tooLarge } from './status.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -33,7 +34,7 @@ export interface ApiLimits {
   maxJoinTokenTtl: number;
   /** Coalescing delay of the authorised-entry streams (ms). */
   syncCoalesceMs: number;
-  /** Audience values per JWT-SVID request. */
+  /** Audience values per JWT-SVID request (default `MAX_JWT_SVID_AUDIENCES`, the agent's limit too). */
   maxAudiences: number;
   /** Concurrent authorised-entry streams per agent (each recomputes on every change). */
   maxSyncStreamsPerAgent: number;
@@ -47,7 +48,7 @@ export const DEFAULT_LIMITS: ApiLimits = {
   agentSvidTtl: 3600,
   maxJoinTokenTtl: 7 * 24 * 3600,
   syncCoalesceMs: 50,
-  maxAudiences: 32,
+  maxAudiences: MAX_JWT_SVID_AUDIENCES,
   maxSyncStreamsPerAgent: 4,
 };
 

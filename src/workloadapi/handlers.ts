@@ -14,6 +14,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { SpiffeId } from '../spiffe/id.js';
+import { audienceLimitProblem } from '../spiffe/jwt/limits.js';
 import type {
   JWTBundlesResponse,
   JWTSVIDRequest,
@@ -313,6 +314,9 @@ export function workloadHandlers(ctx: HandlerContext): grpc.UntypedServiceImplem
         checkSecurityHeader(call);
         const audience = (call.request.audience ?? []).filter((a) => a !== '');
         if (audience.length === 0) throw new RpcError(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+        // The server's limits (spiffe/jwt/limits): refused here, not forwarded and returned as UNAVAILABLE.
+        const tooBig = audienceLimitProblem(call.request.audience ?? []);
+        if (tooBig !== undefined) throw new RpcError(grpc.status.INVALID_ARGUMENT, tooBig);
         const wanted = call.request.spiffe_id ?? '';
         if (wanted !== '') {
           try {

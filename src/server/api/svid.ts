@@ -17,6 +17,7 @@ import { CaError } from '../../ca/ca-error.js';
 import { mintAuthorityStillUsable, mintX509SvidsFromCsrs } from '../../ca/mint.js';
 import { dnsNameProblem, MAX_ENTRY_DNS_NAMES, MAX_ENTRY_TTL_SECONDS, type RegistrationEntry } from '../../registration/entry.js';
 import { SpiffeId } from '../../spiffe/id.js';
+import { MAX_JWT_SVID_AUDIENCE_LENGTH as MAX_AUDIENCE_LENGTH } from '../../spiffe/jwt/limits.js';
 import type { Transport } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext } from '../context.js';
@@ -27,8 +28,6 @@ import type { CsrMintItem, CsrParser, X509MintAuthority } from '../csr-pool.js';
 /** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
 const inlineMint: Pick<CsrParser, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
 import { csrFromWire, issueX509Svid, type IssueX509SvidRequest } from './issue.js';
-
-const MAX_AUDIENCE_LENGTH = 1024;
 
 function workloadIdFromWire(ctx: ApiContext, id: string | undefined): SpiffeId {
   if (typeof id !== 'string' || id === '') throw badRequest('spiffe_id is missing');
