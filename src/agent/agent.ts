@@ -27,7 +27,7 @@ import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
 import { grpcServerClientFactory } from './grpc-client.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
-import { isSameProcess, readPeerCredentials } from './peercred/index.js';
+import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import type { ServerClientFactory } from './server-client.js';
 import { AgentStateStore } from './store.js';
 import { EntrySync } from './sync.js';
@@ -228,7 +228,7 @@ export class MayflyAgent {
       socketPath: this.socketPath,
       identities: cache,
       validateJwtSvid: validate,
-      peerCredentials: cfg.peerCredentials ?? { read: (s) => readPeerCredentials(s), isSameProcess: (c) => isSameProcess(c) },
+      peerCredentials: cfg.peerCredentials ?? { read: (s) => readPeerCredentials(s), verify: (c) => verifyCaller(c) },
       logger: this.#log,
     });
     this.#state = 'syncing';

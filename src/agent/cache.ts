@@ -436,7 +436,7 @@ export class SvidCache implements WorkloadIdentities {
 
   async attest(caller: PeerCredentials): Promise<Selector[]> {
     if (!this.ready) throw new MayflyError('ERR_AGENT_NOT_READY', 'the agent has not received its authorised entries from the server yet');
-    return attestWorkload(this.#cfg.workloadAttestors, caller.pid);
+    return attestWorkload(this.#cfg.workloadAttestors, caller);
   }
 
   subscribe(selectors: readonly Selector[], onUpdate: (update: WorkloadUpdate) => void): () => void {

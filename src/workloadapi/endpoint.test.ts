@@ -12,11 +12,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import hpack from 'hpack.js';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isSameProcess, readPeerCredentials } from '../agent/peercred/index.js';
+import { readPeerCredentials, verifyCaller } from '../agent/peercred/index.js';
 import { WorkloadApiEndpoint, type WorkloadApiEndpointConfig } from './endpoint.js';
 import { CONNECTION_PREFACE } from './h2-authority.js';
 import { h2Frame } from './testing.js';
 import type {
+  CallerCheck,
   IssuedJwtSvid,
   JwtSvidRequest,
   PeerCredentials,
@@ -141,17 +142,19 @@ class FakeIdentities implements WorkloadIdentities {
   }
 }
 
-/** The real peer credential reader, with switches to simulate refusal and PID reuse. */
+/** The real peer credential reader, with switches to simulate refusal, PID reuse and an exec. */
 class SwitchablePeerCreds implements PeerCredentialSource {
   refuse = false;
   replaced = false;
+  execed = false;
   async read(socket: net.Socket): Promise<PeerCredentials> {
     if (this.refuse) throw new Error('simulated: credentials unreadable');
     return readPeerCredentials(socket);
   }
-  async isSameProcess(cred: PeerCredentials): Promise<boolean> {
-    if (this.replaced) return false;
-    return isSameProcess(cred);
+  verify(cred: PeerCredentials): CallerCheck {
+    if (this.replaced) return { ok: false, reason: 'pid-reused', detail: 'simulated' };
+    if (this.execed) return { ok: false, reason: 'executable-changed', detail: 'simulated' };
+    return verifyCaller(cred);
   }
 }
 
@@ -482,6 +485,15 @@ describe('attestation and the PID-reuse guard', () => {
     peer.replaced = true;
     for (const rpc of ALL_RPCS) expect(await statusOf(client, rpc, OK_HEADER())).toBe(grpc.status.UNAVAILABLE);
     expect(fake.subscribers.size).toBe(0);
+  });
+
+  it('a caller that exec\'d since it connected → PERMISSION_DENIED on every RPC, and an open stream ends at its next update', async () => {
+    const stream = new Reader<X509SVIDResponse>(client, 'FetchX509SVID');
+    expect((await stream.next()).svids[0]?.spiffe_id).toBe(alice.spiffeId);
+    peer.execed = true;
+    for (const rpc of ALL_RPCS) expect(await statusOf(client, rpc, OK_HEADER())).toBe(grpc.status.PERMISSION_DENIED);
+    fake.publish(update(material, [bob]));
+    expect((await stream.status()).code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
   it('handlers see the kernel-reported credentials of their own connection', async () => {

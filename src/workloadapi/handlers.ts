@@ -3,14 +3,20 @@
  *
  * The five Workload API RPCs. Each call is checked in this order, as SPIRE does: the
  * security header (INVALID_ARGUMENT), the request's own arguments (INVALID_ARGUMENT),
- * attestation of the connection's caller (UNAVAILABLE), the PID-reuse guard
- * (UNAVAILABLE), then entitlement (PERMISSION_DENIED).
+ * the caller check, attestation of the connection's caller (UNAVAILABLE), the caller
+ * check again, then entitlement (PERMISSION_DENIED). The caller check (`verify`, see
+ * `src/agent/peercred`) fails with UNAVAILABLE when the process that connected exited or
+ * its pid was reused, and with PERMISSION_DENIED when it changed uid/gid or executable
+ * since it connected. A stream runs the check again before every update it sends.
  *
  * Threats: a web page or SSRF-able proxy relaying requests to the socket (stopped by the
  * header, which such relays cannot set); one process obtaining another's identity because
- * its pid was reused during attestation (stopped by the guard); a caller choosing whose
- * identity it gets (it never can: the identity depends only on the kernel-reported
- * credentials of its own connection).
+ * its pid was reused during attestation (stopped by the start-time check); a process
+ * that connects, forks, and execs a setuid binary or another program of its uid so that
+ * the child holding the socket is attested as that program (stopped by the uid/gid and
+ * executable checks, before, during — in the unix attestor — and after attestation, and
+ * on every stream update); a caller choosing whose identity it gets (it never can: the
+ * identity depends only on the kernel-reported credentials of its own connection).
  */
 import * as grpc from '@grpc/grpc-js';
 import { SpiffeId } from '../spiffe/id.js';
@@ -24,7 +30,9 @@ import type {
   X509BundlesResponse,
   X509SVIDResponse,
 } from './messages.js';
+import { isMayflyError } from '../spiffe/errors.js';
 import type {
+  CallerCheck,
   PeerCredentials,
   PeerCredentialSource,
   Selector,
@@ -86,8 +94,58 @@ export function checkSecurityHeader(call: SurfaceCall): void {
   }
 }
 
-/** Attests the call's caller and runs the PID-reuse guard; returns its selectors. */
-async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): Promise<Selector[]> {
+/**
+ * Results of `verify` within one synchronous run (a fan-out of one update to many streams
+ * of one connection reads /proc once per connection, not once per stream); cleared at the
+ * next microtask, so no verdict outlives the turn it was made in.
+ */
+const verdicts = new Map<PeerCredentials, CallerCheck>();
+
+function verifyOnce(ctx: HandlerContext, cred: PeerCredentials): CallerCheck {
+  let verdict = verdicts.get(cred);
+  if (verdict === undefined) {
+    try {
+      verdict = ctx.peerCredentials.verify(cred);
+    } catch (err) {
+      ctx.logger.warn({ pid: cred.pid, err }, 'cannot check the caller process; refusing');
+      verdict = { ok: false, reason: 'exited', detail: `process ${cred.pid} could not be checked` };
+    }
+    if (verdicts.size === 0) queueMicrotask(() => verdicts.clear());
+    verdicts.set(cred, verdict);
+  }
+  return verdict;
+}
+
+function callerChanged(): RpcError {
+  return new RpcError(
+    grpc.status.PERMISSION_DENIED,
+    'caller process changed since it connected (it executed another program or changed its uid/gid); reconnect from the process that makes the calls',
+  );
+}
+
+/**
+ * Throws the status a call ends with when its caller is no longer the process that
+ * connected: UNAVAILABLE when it exited or its pid was reused (a client that retries
+ * reconnects as itself), PERMISSION_DENIED when it changed credentials or executable
+ * since it connected (the exec-after-connect attack; see `src/agent/peercred`).
+ */
+function checkCaller(ctx: HandlerContext, cred: PeerCredentials, method: string, when: string): void {
+  const verdict = verifyOnce(ctx, cred);
+  if (verdict.ok) return;
+  const facts = { method, pid: cred.pid, uid: cred.uid, gid: cred.gid, reason: verdict.reason, detail: verdict.detail };
+  if (verdict.reason === 'exited' || verdict.reason === 'pid-reused') {
+    ctx.logger.warn(facts, `caller exited or its pid now belongs to another process (PID reuse) ${when}; discarding attestation`);
+    throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed: caller process changed during attestation');
+  }
+  ctx.logger.warn(facts, `caller is no longer the process that connected (${verdict.reason}) ${when}; refusing`);
+  throw callerChanged();
+}
+
+/**
+ * Attests the call's caller between two checks that it is still the process that
+ * connected; returns its credentials and selectors.
+ */
+async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): Promise<{ cred: PeerCredentials; selectors: Selector[] }> {
   const cred = ctx.credentialsOf(call);
   if (cred === undefined) {
     // Every injected connection is registered before injection, so this means the
@@ -95,28 +153,20 @@ async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): P
     ctx.logger.warn({ method, peer: call.getPeer() }, 'call not mapped to any accepted connection; refusing');
     throw new RpcError(grpc.status.UNAVAILABLE, 'caller credentials unknown');
   }
+  checkCaller(ctx, cred, method, 'before attestation');
   let selectors: Selector[];
   try {
     selectors = await ctx.identities.attest(cred);
   } catch (err) {
+    if (isMayflyError(err, 'ERR_CALLER_CHANGED')) {
+      ctx.logger.warn({ method, pid: cred.pid, uid: cred.uid, err: err.message }, 'caller is no longer the process that connected; refusing');
+      throw callerChanged();
+    }
     ctx.logger.warn({ method, pid: cred.pid, uid: cred.uid, err }, 'workload attestation failed');
     throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed');
   }
-  let same: boolean;
-  try {
-    same = await ctx.peerCredentials.isSameProcess(cred);
-  } catch (err) {
-    ctx.logger.warn({ method, pid: cred.pid, err }, 'PID-reuse check failed');
-    same = false;
-  }
-  if (!same) {
-    ctx.logger.warn(
-      { method, pid: cred.pid, uid: cred.uid },
-      'caller exited or its pid now belongs to another process (PID reuse); discarding attestation',
-    );
-    throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed: caller process changed during attestation');
-  }
-  return selectors;
+  checkCaller(ctx, cred, method, 'after attestation');
+  return { cred, selectors };
 }
 
 function noIdentity(): RpcError {
@@ -199,6 +249,7 @@ function serveStream<T>(
   const serialize = workloadServiceDefinition()[method]?.responseSerialize as ((m: T) => Buffer) | undefined;
   if (serialize === undefined) throw new Error(`no serializer for ${method}`);
   let done = false;
+  let caller: PeerCredentials | undefined;
   let unsubscribe: (() => void) | undefined;
   let last: Buffer | undefined;
   let blocked = false;
@@ -225,6 +276,17 @@ function serveStream<T>(
     if (u.identities.length === 0) {
       finish(noIdentity().toStatus());
       return;
+    }
+    // Re-checked before every update, not re-attested: while the process that connected
+    // is unchanged (pid, start time, uid/gid, executable) its selectors are too; once it
+    // exited or exec'd, whoever holds the socket now gets nothing more.
+    if (caller !== undefined) {
+      try {
+        checkCaller(ctx, caller, method, 'before a stream update');
+      } catch (err) {
+        finish(asStatus(err));
+        return;
+      }
     }
     let msg: T;
     let bytes: Buffer;
@@ -266,7 +328,9 @@ function serveStream<T>(
 
   void (async () => {
     checkSecurityHeader(call);
-    const selectors = await attest(ctx, call, method);
+    const attested = await attest(ctx, call, method);
+    const selectors = attested.selectors;
+    caller = attested.cred;
     if (done || call.cancelled) return;
     try {
       unsubscribe = ctx.identities.subscribe(selectors, onUpdate);
@@ -325,7 +389,7 @@ export function workloadHandlers(ctx: HandlerContext): grpc.UntypedServiceImplem
             throw new RpcError(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
           }
         }
-        const selectors = await attest(ctx, call, 'FetchJWTSVID');
+        const { selectors } = await attest(ctx, call, 'FetchJWTSVID');
         let issued;
         try {
           issued = await ctx.identities.fetchJwtSvid(selectors, wanted === '' ? { audience } : { audience, spiffeId: wanted });

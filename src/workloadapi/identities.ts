@@ -24,7 +24,14 @@ export interface PeerCredentials {
   readonly gid: number;
   /** Process start time in clock ticks since boot; with `pid` it names one process. */
   readonly startTime: number;
+  /** `<dev>:<ino>` of the caller's executable at accept; undefined when unreadable. */
+  readonly executable?: string;
 }
+
+/** Whether a caller is still the process that connected (see `src/agent/peercred`). */
+export type CallerCheck =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'exited' | 'pid-reused' | 'credentials-changed' | 'executable-changed'; readonly detail: string };
 
 /** One X509-SVID the caller is entitled to. */
 export interface X509Identity {
@@ -104,6 +111,10 @@ export type ValidateJwtSvid = (token: string, audience: string) => Promise<Valid
 export interface PeerCredentialSource {
   /** Credentials of an accepted socket's peer; throwing refuses the connection. */
   read(socket: Socket): Promise<PeerCredentials>;
-  /** PID-reuse guard: the process that connected still holds its pid. */
-  isSameProcess(cred: PeerCredentials): Promise<boolean>;
+  /**
+   * The caller is still the process that connected: same pid and start time (no PID
+   * reuse), the effective uid/gid recorded at connect, the executable seen at accept (no
+   * exec since). Synchronous, so it can run before every stream update.
+   */
+  verify(cred: PeerCredentials): CallerCheck;
 }

@@ -5,14 +5,15 @@
  * (`SO_PEERCRED` and `/proc`); elsewhere every function throws a clear error rather than
  * letting a workload be served without knowing who it is.
  *
- * See `peercred.linux.ts` for the threats (caller lying, PID reuse) this stops.
+ * See `peercred.linux.ts` for the threats (caller lying, PID reuse, exec after connect) this
+ * stops and the gap that stays open.
  */
 import type { Socket } from 'node:net';
 import { MayflyError } from '../../spiffe/errors.js';
 import * as linux from './peercred.linux.js';
-import type { PeerCredentials } from './types.js';
+import type { CallerCheck, PeerCredentials } from './types.js';
 
-export type { PeerCredentials } from './types.js';
+export type { CallerCheck, PeerCredentials } from './types.js';
 export type { ProcOptions } from './peercred.linux.js';
 
 function unsupported(): never {
@@ -28,8 +29,8 @@ export async function readPeerCredentials(socket: Socket, options?: linux.ProcOp
   return linux.readPeerCredentials(socket, options);
 }
 
-/** PID-reuse guard: the process that connected still holds its pid. */
-export async function isSameProcess(cred: PeerCredentials, options?: linux.ProcOptions): Promise<boolean> {
+/** The process that connected still holds its pid, its connect-time uid/gid and its executable. */
+export function verifyCaller(cred: PeerCredentials, options?: linux.ProcOptions): CallerCheck {
   if (process.platform !== 'linux') unsupported();
-  return linux.isSameProcess(cred, options);
+  return linux.verifyCaller(cred, options);
 }

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../../spiffe/errors.js';
-import { isSameProcess, parseProcStat, readPeerCredentials, socketFd } from './peercred.linux.js';
+import { parseProcStat, readPeerCredentials, socketFd, verifyCaller } from './peercred.linux.js';
 import * as portable from './index.js';
 
 let dir: string;
@@ -66,7 +66,8 @@ describe('readPeerCredentials (Linux, real Unix socket)', () => {
       expect(cred.uid).toBe(process.getuid?.());
       expect(cred.gid).toBe(process.getgid?.());
       expect(cred.startTime).toBeGreaterThan(0);
-      expect(await isSameProcess(cred)).toBe(true);
+      expect(cred.executable).toMatch(/^\d+:\d+$/);
+      expect(verifyCaller(cred)).toEqual({ ok: true });
       // The portable entry point answers the same on Linux.
       expect(await portable.readPeerCredentials(sock)).toEqual(cred);
       sock.destroy();
@@ -74,7 +75,7 @@ describe('readPeerCredentials (Linux, real Unix socket)', () => {
       // The caller exits (and is reaped): the guard must now say "not the same process".
       child.stdin?.end();
       await exited(child);
-      expect(await isSameProcess(cred)).toBe(false);
+      expect(verifyCaller(cred)).toMatchObject({ ok: false, reason: 'exited' });
     } finally {
       child.kill();
       server.close();
@@ -88,19 +89,34 @@ describe('readPeerCredentials (Linux, real Unix socket)', () => {
     try {
       const cred = await readPeerCredentials(await next());
       // Same pid, different start: what a reused pid looks like.
-      expect(await isSameProcess({ ...cred, startTime: cred.startTime + 1 })).toBe(false);
+      expect(verifyCaller({ ...cred, startTime: cred.startTime + 1 })).toMatchObject({ ok: false, reason: 'pid-reused' });
       // A fake /proc where the pid was taken over by a newer process with a tricky name.
       const procRoot = join(dir, 'proc');
       await mkdir(join(procRoot, String(cred.pid)), { recursive: true });
+      await writeFile(join(procRoot, String(cred.pid), 'status'), `Name:\tnode\nUid:\t${cred.uid}\t${cred.uid}\t${cred.uid}\t${cred.uid}\nGid:\t${cred.gid}\t${cred.gid}\t${cred.gid}\t${cred.gid}\nGroups:\t\n`);
+      await symlink(await realpath(`/proc/${cred.pid}/exe`), join(procRoot, String(cred.pid), 'exe'));
       const fields = (start: number, state = 'S') =>
         `${cred.pid} (evil) ${cred.startTime} (x) ${state} ${'1 '.repeat(18)}${start} 0 0\n`;
       await writeFile(join(procRoot, String(cred.pid), 'stat'), fields(cred.startTime + 500));
-      expect(await isSameProcess(cred, { procRoot })).toBe(false);
+      expect(verifyCaller(cred, { procRoot })).toMatchObject({ ok: false, reason: 'pid-reused' });
       await writeFile(join(procRoot, String(cred.pid), 'stat'), fields(cred.startTime));
-      expect(await isSameProcess(cred, { procRoot })).toBe(true);
+      expect(verifyCaller(cred, { procRoot })).toEqual({ ok: true });
+      const pidDir = join(procRoot, String(cred.pid));
+      // Same process, but it exec'd a setuid binary: effective uid differs from SO_PEERCRED's.
+      const status = (uid: number) => `Name:\tx\nUid:\t${cred.uid}\t${uid}\t${uid}\t${uid}\nGid:\t${cred.gid}\t${cred.gid}\t${cred.gid}\t${cred.gid}\n`;
+      await writeFile(join(pidDir, 'status'), status(cred.uid + 1));
+      expect(verifyCaller(cred, { procRoot })).toMatchObject({ ok: false, reason: 'credentials-changed' });
+      await writeFile(join(pidDir, 'status'), status(cred.uid));
+      // Same process and uid, but it exec'd another file.
+      await rm(join(pidDir, 'exe'));
+      await symlink('/bin/sh', join(pidDir, 'exe'));
+      expect(verifyCaller(cred, { procRoot })).toMatchObject({ ok: false, reason: 'executable-changed' });
+      await rm(join(pidDir, 'exe'));
+      await symlink(await realpath(`/proc/${cred.pid}/exe`), join(pidDir, 'exe'));
+      expect(verifyCaller(cred, { procRoot })).toEqual({ ok: true });
       // An exited but unreaped process (zombie) is not the caller any more.
       await writeFile(join(procRoot, String(cred.pid), 'stat'), fields(cred.startTime, 'Z'));
-      expect(await isSameProcess(cred, { procRoot })).toBe(false);
+      expect(verifyCaller(cred, { procRoot })).toMatchObject({ ok: false, reason: 'exited' });
     } finally {
       child.kill();
       server.close();

@@ -2,25 +2,47 @@
  * @module agent/peercred/peercred.linux
  *
  * Peer credentials of a Unix socket connection on Linux: `getsockopt(SO_PEERCRED)` through
- * koffi (Node has no API for it), plus the peer process's start time from `/proc`.
+ * koffi (Node has no API for it), plus what `/proc` says of the peer process at accept
+ * (start time, executable), and the check that the process is still that caller.
  *
  * Threats:
  * - A caller lying about who it is. Credentials come from the kernel (`SO_PEERCRED`
- *   records the connecting process's pid/uid/gid at `connect()`), never from anything the
- *   caller sends over the connection.
+ *   records the connecting process's pid and *effective* uid/gid at `connect()`), never
+ *   from anything the caller sends over the connection.
  * - PID reuse. Workload attestation reads `/proc/<pid>` *after* accept; if the caller
- *   exits in between and another process is given its pid, attestation would describe the
- *   newcomer and hand it the caller's identity (or the reverse). So at accept we also
- *   record the process start time, and `isSameProcess` checks, after attestation, that the
- *   pid still belongs to a live process started at that same instant. This narrows the
- *   window to the time between that check and the reply; it does not close it (a pidfd
- *   taken at accept would, but Node cannot obtain one for a socket peer).
+ *   exits and another process is given its pid, attestation would describe the newcomer.
+ *   So at accept we record the process start time, and `verifyCaller` checks that the pid
+ *   still belongs to a live process started at that same instant.
+ * - Exec after connect. A socket outlives the `exec` of the process that opened it and is
+ *   inherited across `fork`: an unprivileged process can connect, fork (the child keeps
+ *   the socket), and `exec` a setuid-root binary that blocks, so that `/proc/<pid>` now
+ *   says uid 0 while the child sends requests; or `exec` another binary of its own uid to
+ *   borrow that binary's `unix:path`/`unix:sha256` identity. The start time does not change
+ *   on exec. So `verifyCaller` also requires that the process's effective uid/gid in
+ *   `/proc/<pid>/status` still equal what `SO_PEERCRED` recorded at connect, and that
+ *   `/proc/<pid>/exe` still names the file (device and inode) it named at accept. The
+ *   Workload API runs it before attestation, after attestation, and before every update
+ *   a stream sends; the unix attestor also refuses to emit facts that disagree with the
+ *   connect-time record. Any change is PERMISSION_DENIED.
+ *
+ * What stays open, and why:
+ * - An `exec` between the client's `connect()` and our accept-time read of
+ *   `/proc/<pid>/exe` into another binary of the *same* uid/gid is indistinguishable from
+ *   that binary connecting: the kernel keeps no record of the executable at connect, only
+ *   of the credentials. (A uid/gid change in that window *is* caught: `SO_PEERCRED` is
+ *   the connect-time record.) SPIRE's peertracker has the same gap and checks only
+ *   uid/gid (the owner of `/proc/<pid>`), not the executable.
+ * - Between the last check and the reply reaching the client there is a window of
+ *   microseconds. A pidfd would pin the process, but Node gets none for a socket peer
+ *   (`SO_PEERPIDFD` needs Linux 6.5 and a raw getsockopt; pidfds do not reveal exec
+ *   either), and it would not close the exec window above.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import koffi from 'koffi';
 import { MayflyError } from '../../spiffe/errors.js';
-import type { PeerCredentials } from './types.js';
+import { parseProcStatus } from '../../attestors/workload/unix/unix.js';
+import type { CallerCheck, PeerCredentials } from './types.js';
 
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
@@ -125,26 +147,72 @@ export function readUcred(socket: Socket): { pid: number; uid: number; gid: numb
 }
 
 /**
- * Reads the peer's credentials from the kernel and the peer process's start time.
- * Call it at accept. Throws `MayflyError('ERR_PEER_CREDENTIALS')` when they cannot be
- * read, including when the peer has already exited (no process left to attest).
+ * The executable `pid` runs, as `<dev>:<ino>` of the file behind `/proc/<pid>/exe` (the
+ * link is followed to the file itself, whatever mount namespace the process sees it in).
+ * `null` when there is no such process; undefined when the agent may not read the link
+ * (ptrace access rules: another uid's process when the agent is not root).
  */
-export async function readPeerCredentials(socket: Socket, options: ProcOptions = {}): Promise<PeerCredentials> {
-  const { pid, uid, gid } = readUcred(socket);
-  const stat = readStat(pid, options.procRoot ?? '/proc');
-  if (stat === undefined || stat.state === 'Z' || stat.state === 'X') {
-    fail(`peer process ${pid} exited before its credentials could be recorded`);
+export function readExecutable(pid: number, procRoot: string): string | null | undefined {
+  try {
+    const st = statSync(`${procRoot}/${pid}/exe`, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return null;
+    if (code === 'EACCES' || code === 'EPERM') return undefined;
+    throw err;
   }
-  return { pid, uid, gid, startTime: stat.startTime };
 }
 
 /**
- * PID-reuse guard: true when `cred.pid` still names a live (not zombie) process that
- * started at `cred.startTime`, i.e. the process that connected. Run it after attestation.
+ * Reads the peer's credentials from the kernel, and the peer process's start time and
+ * executable. Call it at accept. Throws `MayflyError('ERR_PEER_CREDENTIALS')` when they
+ * cannot be read, including when the peer has already exited (no process left to attest).
  */
-export async function isSameProcess(cred: PeerCredentials, options: ProcOptions = {}): Promise<boolean> {
-  const stat = readStat(cred.pid, options.procRoot ?? '/proc');
-  if (stat === undefined) return false;
-  if (stat.state === 'Z' || stat.state === 'X') return false;
-  return stat.startTime === cred.startTime;
+export async function readPeerCredentials(socket: Socket, options: ProcOptions = {}): Promise<PeerCredentials> {
+  const { pid, uid, gid } = readUcred(socket);
+  const procRoot = options.procRoot ?? '/proc';
+  const stat = readStat(pid, procRoot);
+  const executable = readExecutable(pid, procRoot);
+  if (stat === undefined || stat.state === 'Z' || stat.state === 'X' || executable === null) {
+    fail(`peer process ${pid} exited before its credentials could be recorded`);
+  }
+  return executable === undefined ? { pid, uid, gid, startTime: stat.startTime } : { pid, uid, gid, startTime: stat.startTime, executable };
+}
+
+/**
+ * Whether `cred.pid` is still the process that connected, with the credentials the
+ * kernel recorded at connect and the executable it ran at accept (see the module comment).
+ * Synchronous: three procfs reads, microseconds.
+ */
+export function verifyCaller(cred: PeerCredentials, options: ProcOptions = {}): CallerCheck {
+  const procRoot = options.procRoot ?? '/proc';
+  const stat = readStat(cred.pid, procRoot);
+  if (stat === undefined || stat.state === 'Z' || stat.state === 'X') {
+    return { ok: false, reason: 'exited', detail: `process ${cred.pid} has exited` };
+  }
+  if (stat.startTime !== cred.startTime) {
+    return { ok: false, reason: 'pid-reused', detail: `pid ${cred.pid} now belongs to another process (start time ${stat.startTime}, was ${cred.startTime})` };
+  }
+  let ids: { uid: number; gid: number };
+  try {
+    ids = parseProcStatus(readFileSync(`${procRoot}/${cred.pid}/status`, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return { ok: false, reason: 'exited', detail: `process ${cred.pid} has exited` };
+    throw err;
+  }
+  if (ids.uid !== cred.uid || ids.gid !== cred.gid) {
+    return {
+      ok: false,
+      reason: 'credentials-changed',
+      detail: `process ${cred.pid} connected as uid ${cred.uid} gid ${cred.gid} and now runs as uid ${ids.uid} gid ${ids.gid}`,
+    };
+  }
+  const executable = readExecutable(cred.pid, procRoot);
+  if (executable === null) return { ok: false, reason: 'exited', detail: `process ${cred.pid} has exited` };
+  if (executable !== cred.executable) {
+    return { ok: false, reason: 'executable-changed', detail: `process ${cred.pid} has executed another file since it connected` };
+  }
+  return { ok: true };
 }

@@ -21,4 +21,23 @@ export interface PeerCredentials {
    * life of the machine; `pid` alone can be reused.
    */
   readonly startTime: number;
+  /**
+   * The executable the process ran at accept: `<dev>:<ino>` of the file behind
+   * `/proc/<pid>/exe`. Undefined when the agent may not read that link (a non-root agent
+   * and a caller of another uid). An `exec` changes it; nothing else does.
+   */
+  readonly executable?: string;
 }
+
+/**
+ * Whether the process that connected is still the one the kernel described at connect,
+ * checked before and after attestation and before every stream update.
+ * - `exited`: no live process holds the pid any more;
+ * - `pid-reused`: the pid now names another process (different start time);
+ * - `credentials-changed`: its effective uid/gid differ from what `SO_PEERCRED` recorded
+ *   at connect (a setuid/setgid `exec`, or `setuid()` after connecting);
+ * - `executable-changed`: it `exec`ed another file since accept.
+ */
+export type CallerCheck =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'exited' | 'pid-reused' | 'credentials-changed' | 'executable-changed'; readonly detail: string };

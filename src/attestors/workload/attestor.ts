@@ -13,20 +13,45 @@ export interface WorkloadSelector {
   readonly value: string;
 }
 
+/**
+ * A Workload API caller as the kernel described it: the pid and effective uid/gid that
+ * `SO_PEERCRED` recorded at `connect()`, and the executable the agent saw at accept. An
+ * attestor reads everything else from /proc for `pid`, and must not emit a fact that
+ * contradicts these (a process may `exec` a setuid binary after connecting; see
+ * `src/agent/peercred`).
+ */
+export interface WorkloadCaller {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** `<dev>:<ino>` of `/proc/<pid>/exe` at accept; undefined when it could not be read. */
+  readonly executable?: string;
+}
+
 export interface WorkloadAttestor {
   /** Plugin name, also the selector type it emits (`unix`, `k8s`). */
   readonly name: string;
   /**
-   * Selectors for the process `pid`. Returns [] when the process is not one this attestor
-   * can speak for (e.g. the k8s attestor and a process outside any pod); throws
-   * MayflyError `ERR_ATTESTATION_FAILED` when it should be able to but cannot.
+   * Selectors for the process `caller.pid`. Returns [] when the process is not one this
+   * attestor can speak for (e.g. the k8s attestor and a process outside any pod); throws
+   * MayflyError `ERR_ATTESTATION_FAILED` when it should be able to but cannot, and
+   * `ERR_CALLER_CHANGED` when what it reads contradicts the connect-time facts.
    */
-  attest(pid: number): Promise<WorkloadSelector[]>;
+  attest(caller: WorkloadCaller): Promise<WorkloadSelector[]>;
 }
 
-/** Runs every attestor for `pid` and merges their selectors (deduplicated, stable order). */
-export async function attestWorkload(attestors: readonly WorkloadAttestor[], pid: number): Promise<WorkloadSelector[]> {
-  const results = await Promise.all(attestors.map((a) => a.attest(pid)));
+/** The caller's pid, after checking the caller is well-formed (misuse is a TypeError). */
+export function callerPid(caller: WorkloadCaller): number {
+  if (typeof caller !== 'object' || caller === null) throw new TypeError('attest needs the caller (pid, uid, gid)');
+  const { pid, uid, gid } = caller;
+  if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid must be a positive integer, got ${pid}`);
+  if (!Number.isInteger(uid) || uid < 0 || !Number.isInteger(gid) || gid < 0) throw new TypeError(`uid and gid must be non-negative integers, got ${uid}/${gid}`);
+  return pid;
+}
+
+/** Runs every attestor for `caller` and merges their selectors (deduplicated, stable order). */
+export async function attestWorkload(attestors: readonly WorkloadAttestor[], caller: WorkloadCaller): Promise<WorkloadSelector[]> {
+  const results = await Promise.all(attestors.map((a) => a.attest(caller)));
   const seen = new Set<string>();
   const merged: WorkloadSelector[] = [];
   for (const list of results) {

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../../spiffe/errors.js';
 import type { WorkloadAttestor } from './attestor.js';
+import { callerOf } from './testing.js';
 
 export interface WorkloadAttestorFixture {
   attestor: () => WorkloadAttestor;
@@ -38,7 +39,7 @@ export function runWorkloadAttestorConformance(name: string, fixture: WorkloadAt
 
     it('emits only well-formed selectors of its own type', async () => {
       const a = fixture.attestor();
-      const selectors = await a.attest(pid);
+      const selectors = await a.attest(callerOf(pid));
       for (const s of selectors) {
         expect(s.type).toBe(a.name);
         expect(s.value.length).toBeGreaterThan(0);
@@ -48,7 +49,7 @@ export function runWorkloadAttestorConformance(name: string, fixture: WorkloadAt
 
     it('gives the same answer twice for the same process', async () => {
       const a = fixture.attestor();
-      expect(await a.attest(pid)).toEqual(await a.attest(pid));
+      expect(await a.attest(callerOf(pid))).toEqual(await a.attest(callerOf(pid)));
     });
 
     it('fails with ERR_ATTESTATION_FAILED, or returns nothing, for a process that is gone', async () => {
@@ -57,7 +58,7 @@ export function runWorkloadAttestorConformance(name: string, fixture: WorkloadAt
       await new Promise((r) => gone.once('exit', r));
       const a = fixture.attestor();
       try {
-        const selectors = await a.attest(gonePid);
+        const selectors = await a.attest(callerOf(gonePid));
         expect(selectors).toEqual([]);
       } catch (e) {
         expect(isMayflyError(e, 'ERR_ATTESTATION_FAILED')).toBe(true);
@@ -65,8 +66,8 @@ export function runWorkloadAttestorConformance(name: string, fixture: WorkloadAt
     });
 
     it('treats a non-pid as caller misuse', async () => {
-      await expect(fixture.attestor().attest(-1)).rejects.toThrow(TypeError);
-      await expect(fixture.attestor().attest(1.5)).rejects.toThrow(TypeError);
+      await expect(fixture.attestor().attest(callerOf(-1, { uid: 0, gid: 0 }))).rejects.toThrow(TypeError);
+      await expect(fixture.attestor().attest(callerOf(1.5, { uid: 0, gid: 0 }))).rejects.toThrow(TypeError);
     });
   });
 }

@@ -14,6 +14,7 @@ import { NODE_NAME, podList, variantPod, WEB_CONTAINER_ID, WEB_INIT_ID, WEB_POD_
 import { makeTestPki, type TestPki } from '../../../../test/k8s/pki.js';
 import { attestWorkload } from '../attestor.js';
 import { runWorkloadAttestorConformance } from '../conformance.js';
+import { callerOf } from '../testing.js';
 import { UnixWorkloadAttestor } from '../unix/unix.js';
 import { K8sWorkloadAttestor, type K8sWorkloadAttestorConfig } from './k8s.js';
 
@@ -71,7 +72,7 @@ const values = (s: { value: string }[]): string[] => s.map((x) => x.value);
 describe('k8s workload attestor', () => {
   it('attests a container as the pod the kubelet reports, with SPIRE\'s selectors', async () => {
     kubelet.answer = podList([webPod()]);
-    const sels = await attestor().attest(fixturePid(webCgroup(WEB_CONTAINER_ID)));
+    const sels = await attestor().attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID))));
     expect(sels.every((s) => s.type === 'k8s')).toBe(true);
     expect(values(sels).sort()).toEqual(
       [
@@ -103,7 +104,7 @@ describe('k8s workload attestor', () => {
 
   it('names the container the process is in (init container here), not another of the pod', async () => {
     kubelet.answer = podList([webPod()]);
-    const sels = values(await attestor().attest(fixturePid(webCgroup(WEB_INIT_ID))));
+    const sels = values(await attestor().attest(callerOf(fixturePid(webCgroup(WEB_INIT_ID)))));
     expect(sels).toContain('container-name:migrate');
     expect(sels).not.toContain('container-name:web');
     expect(sels).toContain('container-image:ghcr.io/example/migrate:1.4');
@@ -115,19 +116,19 @@ describe('k8s workload attestor', () => {
     const decoy = variantPod({ name: 'web', namespace: 'other', uid: uidB, containerId: cidB, sa: 'intruder' });
     const mine = variantPod({ name: 'web', namespace: 'shop', uid: WEB_POD_UID, containerId: WEB_CONTAINER_ID, sa: 'web' });
     kubelet.answer = podList([decoy, mine]);
-    const sels = values(await attestor().attest(fixturePid(webCgroup(WEB_CONTAINER_ID))));
+    const sels = values(await attestor().attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID)))));
     expect(sels).toContain('ns:shop');
     expect(sels).toContain('sa:web');
     expect(sels).not.toContain('ns:other');
     // The decoy's container ID under *our* pod UID is not a container of our pod.
-    const err = await attestor({ maxPollAttempts: 2 }).attest(fixturePid(webCgroup(cidB))).catch((e: unknown) => e);
+    const err = await attestor({ maxPollAttempts: 2 }).attest(callerOf(fixturePid(webCgroup(cidB)))).catch((e: unknown) => e);
     expect(isMayflyError(err, 'ERR_ATTESTATION_FAILED')).toBe(true);
   });
 
   it('accepts CRI-O and Docker container ID prefixes in the pod list', async () => {
     const cid = 'c'.repeat(64);
     kubelet.answer = podList([variantPod({ name: 'db', namespace: 'shop', uid: WEB_POD_UID, containerId: cid, runtime: 'cri-o', containerName: 'pg' })]);
-    expect(values(await attestor().attest(fixturePid(`0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U_}.slice/crio-${cid}.scope\n`)))).toContain('container-name:pg');
+    expect(values(await attestor().attest(callerOf(fixturePid(`0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U_}.slice/crio-${cid}.scope\n`))))).toContain('container-name:pg');
   });
 
   it('polls with backoff while a just-started container is not listed yet, then attests', async () => {
@@ -135,7 +136,7 @@ describe('k8s workload attestor', () => {
     kubelet.answer = () => (++calls < 4 ? podList([]) : podList([webPod()]));
     const delays: number[] = [];
     const a = attestor({ sleep: async (ms) => void delays.push(ms), pollInitialDelayMs: 100, pollMaxDelayMs: 300 });
-    const sels = values(await a.attest(fixturePid(webCgroup(WEB_CONTAINER_ID))));
+    const sels = values(await a.attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID)))));
     expect(sels).toContain('container-name:web');
     expect(calls).toBe(4);
     expect(delays).toEqual([100, 200, 300]);
@@ -147,7 +148,7 @@ describe('k8s workload attestor', () => {
       calls++;
       return podList([]);
     };
-    const err = await attestor({ maxPollAttempts: 3 }).attest(fixturePid(webCgroup(WEB_CONTAINER_ID))).catch((e: unknown) => e);
+    const err = await attestor({ maxPollAttempts: 3 }).attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID)))).catch((e: unknown) => e);
     expect(isMayflyError(err, 'ERR_ATTESTATION_FAILED')).toBe(true);
     expect((err as Error).message).toMatch(/not in the kubelet's pod list after 3 attempts/);
     expect(calls).toBe(3);
@@ -156,7 +157,7 @@ describe('k8s workload attestor', () => {
   it('yields no selectors and asks no kubelet for a process outside any pod (the real /proc)', async () => {
     const before = kubelet.requests.length;
     const a = new K8sWorkloadAttestor({ kubelet: { host: '127.0.0.1', securePort: kubelet.port, caPath: pki.caPath, tokenPath } });
-    expect(await a.attest(process.pid)).toEqual([]);
+    expect(await a.attest(callerOf(process.pid))).toEqual([]);
     expect(kubelet.requests.length).toBe(before);
   });
 
@@ -166,14 +167,14 @@ describe('k8s workload attestor', () => {
     children.push(child);
     await new Promise((r) => child.once('spawn', r));
     fixturePid(webCgroup(WEB_CONTAINER_ID), child.pid!);
-    const merged = await attestWorkload([new UnixWorkloadAttestor(), attestor()], child.pid!);
+    const merged = await attestWorkload([new UnixWorkloadAttestor(), attestor()], callerOf(child.pid!));
     expect(merged).toContainEqual({ type: 'unix', value: `uid:${process.geteuid!()}` });
     expect(merged).toContainEqual({ type: 'k8s', value: 'ns:shop' });
   });
 
   describe('fails closed', () => {
     const expectFailure = async (a: K8sWorkloadAttestor, pattern: RegExp): Promise<void> => {
-      const err = await a.attest(fixturePid(webCgroup(WEB_CONTAINER_ID))).catch((e: unknown) => e);
+      const err = await a.attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID)))).catch((e: unknown) => e);
       expect(isMayflyError(err, 'ERR_ATTESTATION_FAILED'), String(err)).toBe(true);
       expect((err as Error).message).toMatch(pattern);
     };
@@ -211,14 +212,14 @@ describe('k8s workload attestor', () => {
     it('when the kubelet certificate does not chain to the configured CA (and only skips that when told to)', async () => {
       kubelet.answer = podList([webPod()]);
       await expectFailure(attestor({}, { caPath: pki.otherCaPath }), /unreachable/);
-      const sels = await attestor({}, { caPath: pki.otherCaPath, skipKubeletVerification: true }).attest(fixturePid(webCgroup(WEB_CONTAINER_ID)));
+      const sels = await attestor({}, { caPath: pki.otherCaPath, skipKubeletVerification: true }).attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID))));
       expect(values(sels)).toContain('ns:shop');
     });
 
     it('when the kubelet certificate does not name the expected node', async () => {
       kubelet.answer = podList([webPod()]);
       await expectFailure(attestor({}, { serverName: 'kind-worker' }), /unreachable.*kind-worker/);
-      const sels = await attestor({}, { serverName: 'localhost' }).attest(fixturePid(webCgroup(WEB_CONTAINER_ID)));
+      const sels = await attestor({}, { serverName: 'localhost' }).attest(callerOf(fixturePid(webCgroup(WEB_CONTAINER_ID))));
       expect(values(sels)).toContain('ns:shop');
     });
 
@@ -230,7 +231,7 @@ describe('k8s workload attestor', () => {
     it('on a cgroup path that imitates a pod outside the kubepods hierarchy, without asking the kubelet', async () => {
       const before = kubelet.requests.length;
       const pid = fixturePid(`0::/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-pod${U_}.slice/cri-containerd-${WEB_CONTAINER_ID}.scope\n`);
-      const err = await attestor().attest(pid).catch((e: unknown) => e);
+      const err = await attestor().attest(callerOf(pid)).catch((e: unknown) => e);
       expect(isMayflyError(err, 'ERR_ATTESTATION_FAILED')).toBe(true);
       expect(kubelet.requests.length).toBe(before);
     });

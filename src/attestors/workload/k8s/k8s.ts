@@ -24,7 +24,7 @@
 import { readFile } from 'node:fs/promises';
 import type { V1ContainerStatus } from '@kubernetes/client-node';
 import { MayflyError } from '../../../spiffe/errors.js';
-import type { WorkloadAttestor, WorkloadSelector } from '../attestor.js';
+import { callerPid, type WorkloadAttestor, type WorkloadCaller, type WorkloadSelector } from '../attestor.js';
 import { CgroupParseError, parseCgroupFile, type PodContainerRef } from './cgroup.js';
 import { KubeletClient, KubeletError, type KubeletClientConfig, type KubeletPod } from './kubelet.js';
 
@@ -124,8 +124,9 @@ export class K8sWorkloadAttestor implements WorkloadAttestor {
     this.#sleep = cfg.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }
 
-  async attest(pid: number): Promise<WorkloadSelector[]> {
-    if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid must be a positive integer, got ${pid}`);
+  async attest(caller: WorkloadCaller): Promise<WorkloadSelector[]> {
+    // A pod's cgroup survives exec, so nothing here depends on the executable.
+    const pid = callerPid(caller);
     let text: string;
     try {
       text = await readFile(`${this.#proc}/${pid}/cgroup`, 'utf8');

@@ -12,6 +12,17 @@
  * process start time after attestation (see agent/peercred) and discards the result
  * if the process changed.
  *
+ * Exec after connect: the process that connected may `exec` a setuid binary, or another
+ * binary of its uid, while a child it forked holds the socket; /proc then describes that
+ * binary. So the facts read here must agree with the connect-time record the endpoint
+ * passes in: the effective uid/gid must equal what `SO_PEERCRED` recorded, and the file
+ * hashed for `unix:sha256` (opened through /proc/<pid>/exe, then fstat'ed) and the file
+ * behind the link around the `unix:path` read must be the executable (device and inode)
+ * seen at accept. A mismatch is `ERR_CALLER_CHANGED` (PERMISSION_DENIED), not a selector:
+ * so `unix:uid` is always the kernel's connect-time uid, and `unix:path`/`unix:sha256`
+ * always describe the accept-time binary. The endpoint checks the same facts again after
+ * attestation, which catches a change while the attestors ran.
+ *
  * Names (`unix:user`, `unix:group`) come from /etc/passwd and /etc/group: users known
  * only to other NSS sources (LDAP, sssd) get uid/gid selectors but no name selectors.
  *
@@ -25,7 +36,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { open, readFile, readlink } from 'node:fs/promises';
 import { MayflyError } from '../../../spiffe/errors.js';
-import type { WorkloadAttestor, WorkloadSelector } from '../attestor.js';
+import { callerPid, type WorkloadAttestor, type WorkloadCaller, type WorkloadSelector } from '../attestor.js';
 
 export interface UnixAttestorConfig {
   /** Also emit `unix:path` and `unix:sha256` (SPIRE's `discover_workload_path`). Default false. */
@@ -51,6 +62,15 @@ interface ProcStatus {
 
 function attestationFailed(pid: number, why: string, cause?: unknown): MayflyError {
   return new MayflyError('ERR_ATTESTATION_FAILED', `unix attestor: process ${pid}: ${why}`, { cause });
+}
+
+function callerChanged(pid: number, why: string): MayflyError {
+  return new MayflyError('ERR_CALLER_CHANGED', `unix attestor: process ${pid}: ${why} since it connected; refusing to attest it`);
+}
+
+/** `<dev>:<ino>` of the file behind a path (links followed), as peercred records it. */
+function fileIdentity(st: { dev: bigint; ino: bigint }): string {
+  return `${st.dev}:${st.ino}`;
 }
 
 /** Parses the Uid/Gid/Groups lines of /proc/<pid>/status; uses the *effective* ids, as SPIRE does. */
@@ -107,13 +127,16 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
     this.#etc = config.etcRoot ?? '/etc';
   }
 
-  async attest(pid: number): Promise<WorkloadSelector[]> {
-    if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid must be a positive integer, got ${pid}`);
+  async attest(caller: WorkloadCaller): Promise<WorkloadSelector[]> {
+    const pid = callerPid(caller);
     let status: ProcStatus;
     try {
       status = parseProcStatus(readFileSync(`${this.#proc}/${pid}/status`, 'utf8'));
     } catch (cause) {
       throw attestationFailed(pid, 'cannot read its status (has it exited?)', cause);
+    }
+    if (status.uid !== caller.uid || status.gid !== caller.gid) {
+      throw callerChanged(pid, `it connected as uid ${caller.uid} gid ${caller.gid} and now runs as uid ${status.uid} gid ${status.gid}`);
     }
     const users = this.#cachedNames('passwd') ?? (await this.#names('passwd'));
     const groups = this.#cachedNames('group') ?? (await this.#names('group'));
@@ -132,7 +155,7 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
       const name = groups.get(g);
       if (name !== undefined) add(`supplementary_group:${name}`);
     }
-    if (this.#discoverPath) out.push(...(await this.#pathSelectors(pid)));
+    if (this.#discoverPath) out.push(...(await this.#pathSelectors(pid, caller.executable)));
     return out;
   }
 
@@ -171,22 +194,40 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
     return undefined;
   }
 
-  async #pathSelectors(pid: number): Promise<WorkloadSelector[]> {
+  async #pathSelectors(pid: number, executable: string | undefined): Promise<WorkloadSelector[]> {
+    if (executable === undefined) {
+      throw attestationFailed(pid, 'its executable could not be read when it connected (the agent needs permission to read /proc/<pid>/exe)');
+    }
     const exeLink = `${this.#proc}/${pid}/exe`;
+    const stillSame = (): void => {
+      let now: string;
+      try {
+        now = fileIdentity(statSync(exeLink, { bigint: true }));
+      } catch (cause) {
+        throw attestationFailed(pid, 'cannot read its executable (has it exited?)', cause);
+      }
+      if (now !== executable) throw callerChanged(pid, 'it executed another file');
+    };
     let path: string;
+    stillSame();
     try {
       path = await readlink(exeLink);
     } catch (cause) {
       throw attestationFailed(pid, 'cannot read its executable path (the agent needs permission to read /proc/<pid>/exe)', cause);
     }
+    // The same file before and after the read: the path is the accept-time binary's.
+    stillSame();
     const out: WorkloadSelector[] = [{ type: 'unix', value: `path:${path}` }];
     if (this.#sizeLimit < 0) return out;
-    out.push({ type: 'unix', value: `sha256:${await this.#hash(pid, exeLink)}` });
+    out.push({ type: 'unix', value: `sha256:${await this.#hash(pid, exeLink, executable)}` });
     return out;
   }
 
-  /** Hashes the executable through the /proc link, refusing to read past the size limit. */
-  async #hash(pid: number, exeLink: string): Promise<string> {
+  /**
+   * Hashes the executable through the /proc link, refusing to read past the size limit
+   * and refusing a file other than the accept-time executable.
+   */
+  async #hash(pid: number, exeLink: string, executable: string): Promise<string> {
     let fh;
     try {
       fh = await open(exeLink, 'r');
@@ -194,7 +235,9 @@ export class UnixWorkloadAttestor implements WorkloadAttestor {
       throw attestationFailed(pid, 'cannot open its executable to hash it', cause);
     }
     try {
-      const { size } = await fh.stat();
+      const st = await fh.stat({ bigint: true });
+      if (fileIdentity(st) !== executable) throw callerChanged(pid, 'it executed another file');
+      const size = Number(st.size);
       if (this.#sizeLimit > 0 && size > this.#sizeLimit) {
         throw attestationFailed(pid, `executable is ${size} bytes, over the ${this.#sizeLimit}-byte hashing limit (raise workload_size_limit)`);
       }
