@@ -32,7 +32,7 @@ import { adminSocketClients, unaryCall, type ServerApiClients } from '../src/ser
 import type { WireBundle } from '../src/server/messages.js';
 import { parseCertificate } from '../src/spiffe/x509/parse.js';
 import { pemEncodeCertificates, splitDerCertificates } from '../src/spiffe/x509/pem.js';
-import { workloadServiceDefinition } from '../src/workloadapi/proto.js';
+import { workloadServiceDefinition } from '../src/wire/workload/proto.js';
 import { startServerProc, type ServerBenchLine } from './server.js';
 
 export interface AgentBenchOptions {

@@ -12,7 +12,7 @@
  * listening; `{ type: 'stop' }` exits 0.
  */
 import * as grpc from '@grpc/grpc-js';
-import { workloadServiceDefinition } from '../src/workloadapi/proto.js';
+import { workloadServiceDefinition } from '../src/wire/workload/proto.js';
 
 async function main(): Promise<void> {
   const socketPath = process.argv[2];

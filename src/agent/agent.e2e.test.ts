@@ -16,7 +16,7 @@ import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
 import { splitDerCertificates, pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { workloadServiceDefinition } from '../workloadapi/proto.js';
+import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { importSpki } from '../spiffe/keys.js';
 import { MayflyAgent } from './agent.js';
 import type { AgentLogger } from './logger.js';

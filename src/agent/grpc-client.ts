@@ -15,7 +15,7 @@ import type { KeyObject } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { RegistrationEntry } from '../registration/entry.js';
-import { serverApiClientConstructors, SERVER_API_PACKAGE } from '../serverapi/proto.js';
+import { serverApiClientConstructors, SERVER_API_PACKAGE } from '../wire/server/proto.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { importSpki } from '../spiffe/keys.js';

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
 import { MayflyServer } from '../server/server.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
-import { workloadServiceDefinition } from '../workloadapi/proto.js';
+import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { MayflyAgent } from './agent.js';
 
 const uid = process.getuid?.() ?? 0;

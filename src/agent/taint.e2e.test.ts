@@ -18,7 +18,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates, splitDerCertificates } from '../spiffe/x509/pem.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { workloadServiceDefinition } from '../workloadapi/proto.js';
+import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { MayflyAgent } from './agent.js';
 import { jwtKidOf } from './taint.js';
 

@@ -13,7 +13,7 @@ import { parseSelector, type Selector } from '../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { DEFAULT_SOCKET_PATH, parseDurationSeconds } from '../server/config.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
-import type { ServerApiService } from '../serverapi/proto.js';
+import type { ServerApiService } from '../wire/server/proto.js';
 import { grpcCodeName } from '../server/observability.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { withOutputOption, type OutputFormat } from './output.js';

@@ -7,7 +7,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { MayflyError } from '../spiffe/errors.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { exportPkcs8Der } from '../spiffe/keys.js';
-import { workloadServiceDefinition } from '../workloadapi/proto.js';
+import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { backoffDelay, WorkloadApiClient } from './client.js';
 import { WorkloadApiError } from './errors.js';
 import type { X509Context } from './model.js';

@@ -20,9 +20,9 @@ import type { MayflyError } from '../spiffe/errors.js';
 import { SpiffeId } from '../spiffe/id.js';
 import type {
   JWTBundlesResponse, JWTSVIDRequest, JWTSVIDResponse, ValidateJWTSVIDRequest, ValidateJWTSVIDResponse, X509BundlesResponse, X509SVIDResponse,
-} from '../workloadapi/messages.js';
-import { SECURITY_HEADER, WORKLOAD_SERVICE_NAME, workloadServiceDefinition } from '../workloadapi/proto.js';
-import { fromStruct } from '../workloadapi/struct.js';
+} from '../wire/workload/messages.js';
+import { SECURITY_HEADER, WORKLOAD_SERVICE_NAME, workloadServiceDefinition } from '../wire/workload/proto.js';
+import { fromStruct } from '../wire/workload/struct.js';
 import { resolveEndpoint, type EndpointOptions, type ResolvedEndpoint } from './endpoint.js';
 import { toWorkloadApiError, WorkloadApiError } from './errors.js';
 import {

@@ -19,7 +19,7 @@ import { importPkcs8, type KeyType } from '../spiffe/keys.js';
 import { parseJwtSvidInsecure, type JwtSvid as ParsedJwtSvid } from '../spiffe/jwt/index.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates, splitDerCertificates } from '../spiffe/x509/pem.js';
-import type { JWTBundlesResponse, JWTSVID, X509BundlesResponse, X509SVID, X509SVIDResponse } from '../workloadapi/messages.js';
+import type { JWTBundlesResponse, JWTSVID, X509BundlesResponse, X509SVID, X509SVIDResponse } from '../wire/workload/messages.js';
 import { WorkloadApiError } from './errors.js';
 
 export type { Bundle, BundleSet };

@@ -16,9 +16,9 @@ import { makeTestCa, makeTestSvid, type TestCa } from '../spiffe/x509/testing.js
 import { Bundle } from '../spiffe/bundle/index.js';
 import type {
   JWTBundlesResponse, JWTSVIDRequest, JWTSVIDResponse, ValidateJWTSVIDRequest, ValidateJWTSVIDResponse, X509BundlesResponse, X509SVIDResponse,
-} from '../workloadapi/messages.js';
-import { SECURITY_HEADER, workloadServiceDefinition } from '../workloadapi/proto.js';
-import { toStruct } from '../workloadapi/struct.js';
+} from '../wire/workload/messages.js';
+import { SECURITY_HEADER, workloadServiceDefinition } from '../wire/workload/proto.js';
+import { toStruct } from '../wire/workload/struct.js';
 
 /** A gRPC error the fake answers with instead of data. */
 export interface FakeStatus {

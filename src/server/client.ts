@@ -16,7 +16,7 @@ import { Channel, ChannelCredentials, credentials, type Client, type Metadata, t
 import { TrustDomain } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
-import { serverApiClientConstructors, SERVER_API_SERVICES, type ServerApiService } from '../serverapi/proto.js';
+import { serverApiClientConstructors, SERVER_API_SERVICES, type ServerApiService } from '../wire/server/proto.js';
 
 export type ServerApiClients = Record<ServerApiService, Client> & { close(): void };
 

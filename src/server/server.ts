@@ -45,7 +45,7 @@ import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
 import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
-import { serverApiServiceDefinition, type ServerApiService } from './proto.js';
+import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
   trustDomain: string | TrustDomain;

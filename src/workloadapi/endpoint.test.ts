@@ -35,9 +35,9 @@ import type {
   ValidateJWTSVIDResponse,
   X509BundlesResponse,
   X509SVIDResponse,
-} from './messages.js';
-import { protoDir, SECURITY_HEADER, workloadServiceDefinition } from './proto.js';
-import { fromStruct } from './struct.js';
+} from '../wire/workload/messages.js';
+import { protoDir, SECURITY_HEADER, workloadServiceDefinition } from '../wire/workload/proto.js';
+import { fromStruct } from '../wire/workload/struct.js';
 
 // ---------------------------------------------------------------- test material
 

@@ -29,7 +29,7 @@ import type {
   ValidateJWTSVIDResponse,
   X509BundlesResponse,
   X509SVIDResponse,
-} from './messages.js';
+} from '../wire/workload/messages.js';
 import { isMayflyError } from '../spiffe/errors.js';
 import type {
   CallerCheck,
@@ -40,8 +40,8 @@ import type {
   WorkloadIdentities,
   WorkloadUpdate,
 } from './identities.js';
-import { SECURITY_HEADER, workloadServiceDefinition } from './proto.js';
-import { toStruct } from './struct.js';
+import { SECURITY_HEADER, workloadServiceDefinition } from '../wire/workload/proto.js';
+import { toStruct } from '../wire/workload/struct.js';
 
 /** pino-compatible logging, the two levels the endpoint uses. */
 export interface EndpointLogger {

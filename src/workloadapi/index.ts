@@ -4,6 +4,9 @@
  * The SPIFFE Workload API endpoint (server side). The agent constructs a
  * `WorkloadApiEndpoint` with its cache (`WorkloadIdentities`), a JWT-SVID validator and
  * the peer credential reader from `src/agent/peercred`.
+ *
+ * The wire (proto loading, message shapes, Struct conversion) is not here: it lives in
+ * `src/wire/workload/`, which the endpoint and the SDK both read.
  */
 export { WorkloadApiEndpoint, type WorkloadApiEndpointConfig, type EndpointLogger } from './endpoint.js';
 export type {
@@ -19,13 +22,3 @@ export type {
   WorkloadUpdate,
   X509Identity,
 } from './identities.js';
-export {
-  PROTO_LOADER_OPTIONS,
-  SECURITY_HEADER,
-  WORKLOAD_SERVICE_NAME,
-  protoDir,
-  workloadPackageDefinition,
-  workloadServiceDefinition,
-} from './proto.js';
-export { fromStruct, toStruct, toValue } from './struct.js';
-export type * from './messages.js';

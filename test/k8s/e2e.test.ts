@@ -36,7 +36,7 @@ import { ServerRunner } from '../../src/server/runner.js';
 import { TrustDomain } from '../../src/spiffe/id.js';
 import { splitDerCertificates } from '../../src/spiffe/x509/pem.js';
 import { verifyX509Svid } from '../../src/spiffe/x509/verify.js';
-import { workloadServiceDefinition } from '../../src/workloadapi/proto.js';
+import { workloadServiceDefinition } from '../../src/wire/workload/proto.js';
 import { FakeApiServer, FakeKubelet, TokenIssuer } from './fake-cluster.js';
 import { agentPod, node, NODE_UID, podList, WEB_CONTAINER_ID, WEB_POD_UID, webPod } from './fixtures.js';
 import { makeTestPki } from './pki.js';

@@ -1,5 +1,5 @@
 /**
- * @module workloadapi/messages
+ * @module wire/workload/messages
  *
  * Hand-written TypeScript shapes of the Workload API messages, as `@grpc/proto-loader`
  * produces and accepts them with `keepCase: true`, `bytes: Buffer`, `defaults: true`

@@ -1,14 +1,16 @@
 /**
- * @module workloadapi/proto
+ * @module wire/workload/proto
  *
  * Loads `proto/workload.proto` (the SPIFFE Workload API, no `package` line) at run time
  * with `@grpc/proto-loader`, so the wire definition lives in exactly one file that both
- * the endpoint and Mayfly's own client read.
+ * the endpoint (`src/workloadapi/`, in the agent) and Mayfly's own client (`src/sdk/`)
+ * read. This room (`src/wire/`) imports nothing else of Mayfly's, so the SDK can depend on
+ * it without pulling in any agent code.
  *
  * Approach:
  * - The proto file is found by walking up from this module until a directory holds
- *   `proto/workload.proto`: that is two levels up from `src/workloadapi/` (vitest, tsx)
- *   and three from `dist/src/workloadapi/` (after `tsc`), with no build step copying it.
+ *   `proto/workload.proto`: that is three levels up from `src/wire/workload/` (vitest, tsx)
+ *   and four from `dist/src/wire/workload/` (after `tsc`), with no build step copying it.
  * - Options: `keepCase: true` (messages use the proto's snake_case field names, see
  *   `messages.ts`), bytes as `Buffer`, 64-bit integers as `Number`, `defaults: true`
  *   (absent fields decode to their zero value, as in every other proto3 runtime),
@@ -50,7 +52,7 @@ export function protoDir(): string {
     if (parent === dir) break;
     dir = parent;
   }
-  throw new Error('cannot find proto/workload.proto above the workloadapi module; is the package installed completely?');
+  throw new Error('cannot find proto/workload.proto above the wire/workload module; is the package installed completely?');
 }
 
 let cached: PackageDefinition | undefined;

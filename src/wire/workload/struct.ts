@@ -1,5 +1,5 @@
 /**
- * @module workloadapi/struct
+ * @module wire/workload/struct
  *
  * JSON values (JWT claims) to and from `google.protobuf.Struct`, in the object shape
  * protobufjs uses for its built-in `struct.proto` (camelCase kinds).

@@ -1,5 +1,5 @@
 /**
- * @module serverapi/proto
+ * @module wire/server/proto
  *
  * Loads `proto/server.proto` (package `mayfly.server.v1`) once per process with
  * `@grpc/proto-loader`: snake_case field names (`keepCase`), bytes as Buffer, 64-bit
@@ -8,8 +8,8 @@
  * Neutral ground for both ends of the server API: the server registers its services from
  * here and the agent and the CLI build their clients from here, so the agent never
  * imports `src/server/`. The file is found by walking up from this module to a directory
- * holding `proto/server.proto` (two levels from `src/serverapi/`, three from
- * `dist/src/serverapi/`).
+ * holding `proto/server.proto` (three levels from `src/wire/server/`, four from
+ * `dist/src/wire/server/`).
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -30,7 +30,7 @@ function protoFile(): string {
     if (parent === dir) break;
     dir = parent;
   }
-  throw new Error('cannot find proto/server.proto above the serverapi module; is the package installed completely?');
+  throw new Error('cannot find proto/server.proto above the wire/server module; is the package installed completely?');
 }
 
 let cached: PackageDefinition | undefined;
