@@ -14,6 +14,7 @@ import type { KeyObject } from 'node:crypto';
 import type { RegistrationEntry } from '../registration/entry.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { MayflyError } from '../spiffe/errors.js';
+import type { AgentErrorCode } from './agent-error.js';
 
 /** An X509-SVID as the server returns it (the key stays with the agent). */
 export interface IssuedX509Svid {
@@ -99,7 +100,7 @@ export const GrpcCode = {
 } as const;
 
 /** A failed server call, with the gRPC status code it ended with. */
-export class ServerCallError extends MayflyError {
+export class ServerCallError extends MayflyError<AgentErrorCode> {
   readonly grpcCode: number;
   constructor(grpcCode: number, message: string, options?: { cause?: unknown }) {
     super('ERR_AGENT_SERVER_CALL', message, options);

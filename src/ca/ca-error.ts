@@ -1,12 +1,27 @@
 /**
  * @module ca/ca-error
  *
- * The CA's error class (re-exported by `server-ca.ts` and `index.ts`) and the small checks
- * every part of the CA shares.
+ * The CA's error codes and class (re-exported by `server-ca.ts` and `index.ts`) and the
+ * small checks every part of the CA shares.
  */
 import { MayflyError } from '../spiffe/errors.js';
 
-export class CaError extends MayflyError {}
+/** The codes the CA raises (stable: never rename one). */
+export type CaErrorCode =
+  | 'ERR_CA_NOT_READY'
+  | 'ERR_CA_MINT_CHECK'
+  | 'ERR_CA_AUTHORITY_NOT_FOUND'
+  | 'ERR_CA_AUTHORITY_STATE'
+  | 'ERR_CA_CONFIG'
+  | 'ERR_CA_KEY_PERMISSIONS'
+  | 'ERR_CA_JOURNAL_INVALID'
+  | 'ERR_CA_UPSTREAM_INVALID';
+
+declare module '../spiffe/errors.js' {
+  interface MayflyErrorCodes extends Record<CaErrorCode, 'ca'> {}
+}
+
+export class CaError extends MayflyError<CaErrorCode> {}
 
 /**
  * Verifies what the CA has just minted (SPIRE's rule: never hand out an SVID that does not
@@ -22,7 +37,7 @@ export function checkMinted<T>(verify: () => T): T {
   }
 }
 
-export function fail(code: 'ERR_CA_AUTHORITY_NOT_FOUND' | 'ERR_CA_AUTHORITY_STATE' | 'ERR_CA_NOT_READY' | 'ERR_CA_CONFIG', message: string): never {
+export function fail(code: Extract<CaErrorCode, 'ERR_CA_AUTHORITY_NOT_FOUND' | 'ERR_CA_AUTHORITY_STATE' | 'ERR_CA_NOT_READY' | 'ERR_CA_CONFIG'>, message: string): never {
   throw new CaError(code, message);
 }
 

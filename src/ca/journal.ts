@@ -10,6 +10,7 @@
  * agent's feet).
  */
 import { MayflyError } from '../spiffe/errors.js';
+import type { CaErrorCode } from './ca-error.js';
 import type { AuthorityStatus } from './authority.js';
 
 export const JOURNAL_VERSION = 1;
@@ -45,7 +46,7 @@ export interface JournalData {
   jwt: JwtJournalEntry[];
 }
 
-export class CaJournalError extends MayflyError {}
+export class CaJournalError extends MayflyError<CaErrorCode> {}
 
 const STATUSES: readonly string[] = ['prepared', 'active', 'old'];
 

@@ -13,12 +13,13 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { MayflyError } from '../spiffe/errors.js';
+import type { CaErrorCode } from './ca-error.js';
 import { exportSpkiDer, importPkcs8 } from '../spiffe/keys.js';
 import { parseCertificate, type ParsedCertificate } from '../spiffe/x509/parse.js';
 import { parsePemCertificates, splitDerCertificates } from '../spiffe/x509/pem.js';
 import { readPrivateFile } from './secure-file.js';
 
-export class UpstreamAuthorityError extends MayflyError {}
+export class UpstreamAuthorityError extends MayflyError<CaErrorCode> {}
 
 export interface UpstreamAuthority {
   /** The CA certificate that signs Mayfly's intermediate (DER). */

@@ -17,9 +17,10 @@
  */
 import { Command, CommanderError, type Option } from 'commander';
 import { MayflyError } from '../spiffe/errors.js';
+import type { CliErrorCode } from './cli-error.js';
 
 /** A command-line mistake by the operator: bad flag, missing value, bad value. Exit code 1. */
-export class CliUsageError extends MayflyError {
+export class CliUsageError extends MayflyError<CliErrorCode> {
   constructor(message: string) {
     super('ERR_CLI_USAGE', message);
   }

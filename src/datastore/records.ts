@@ -10,15 +10,16 @@
  * becomes a memory or storage exhaustion for every later reader, so every record and
  * query is bounded and checked before it is written or run.
  */
-import { MayflyError, type ErrorCode } from '../spiffe/errors.js';
+import { MayflyError } from '../spiffe/errors.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { formatSelector, selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
 import type { AgentUpdate, ListEntriesQuery, NewAgent, SetMatch } from './datastore.js';
+import type { DatastoreErrorCode } from './datastore-error.js';
 
 /** A datastore failure. `existingEntryId` is set on ALREADY_EXISTS for entries. */
-export class DatastoreError extends MayflyError {
+export class DatastoreError extends MayflyError<DatastoreErrorCode> {
   readonly existingEntryId?: string;
-  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; existingEntryId?: string } = {}) {
+  constructor(code: DatastoreErrorCode, message: string, opts: { cause?: unknown; existingEntryId?: string } = {}) {
     super(code, message, opts.cause === undefined ? undefined : { cause: opts.cause });
     if (opts.existingEntryId !== undefined) this.existingEntryId = opts.existingEntryId;
   }

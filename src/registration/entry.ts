@@ -28,6 +28,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { MayflyError } from '../spiffe/errors.js';
+import type { RegistrationErrorCode } from './registration-error.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { formatSelector, LONE_SURROGATE_RE, selectorTypeProblem, selectorValueProblem, sortSelectors, type Selector } from './selector.js';
 
@@ -84,7 +85,7 @@ export const MAX_ENTRY_EXPIRES_AT = 253_402_300_799;
 const MAX_DNS_NAME_LENGTH = 253;
 
 /** An entry that breaks a rule; `field` names the offending field. */
-export class EntryError extends MayflyError {
+export class EntryError extends MayflyError<RegistrationErrorCode> {
   readonly field: string;
   constructor(field: string, rule: string) {
     super('ERR_ENTRY_INVALID', `invalid registration entry: ${field} ${rule}`);

@@ -15,6 +15,7 @@
  * characters (U+0000..U+001F, U+007F..U+009F).
  */
 import { MayflyError } from '../spiffe/errors.js';
+import type { RegistrationErrorCode } from './registration-error.js';
 
 /** A selector: `type` (the attestor that produces it) and `value` (what it observed). */
 export interface Selector {
@@ -28,7 +29,7 @@ export const MAX_SELECTOR_TYPE_LENGTH = 64;
 export const MAX_SELECTOR_VALUE_LENGTH = 1024;
 
 /** A selector that breaks one of the bounds above. */
-export class SelectorError extends MayflyError {
+export class SelectorError extends MayflyError<RegistrationErrorCode> {
   constructor(message: string) {
     super('ERR_SELECTOR_INVALID', message);
   }

@@ -5,28 +5,35 @@
  * (and the sources' retry policy) can branch on it; the message says what to do.
  */
 import { status } from '@grpc/grpc-js';
-import { MayflyError, type ErrorCode } from '../spiffe/errors.js';
+import { MayflyError } from '../spiffe/errors.js';
+
+/** The codes the SDK raises (stable: never rename one). */
+export type SdkErrorCode = 'ERR_WORKLOAD_API_ENDPOINT' | 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE' | 'ERR_PEER_UNAUTHORIZED';
+
+declare module '../spiffe/errors.js' {
+  interface MayflyErrorCodes extends Record<SdkErrorCode, 'sdk'> {}
+}
 
 /** A bad `SPIFFE_ENDPOINT_SOCKET` / address option. */
-export class EndpointError extends MayflyError {
+export class EndpointError extends MayflyError<SdkErrorCode> {
   constructor(message: string) {
     super('ERR_WORKLOAD_API_ENDPOINT', message);
   }
 }
 
 /** A Workload API call that failed (gRPC status) or returned data that does not hold up. */
-export class WorkloadApiError extends MayflyError {
+export class WorkloadApiError extends MayflyError<SdkErrorCode> {
   /** The gRPC status code for ERR_WORKLOAD_API_CALL; undefined for a malformed response. */
   readonly grpcCode?: status;
 
-  constructor(code: Extract<ErrorCode, 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE'>, message: string, options?: { cause?: unknown; grpcCode?: status }) {
+  constructor(code: Extract<SdkErrorCode, 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE'>, message: string, options?: { cause?: unknown; grpcCode?: status }) {
     super(code, message, options);
     if (options?.grpcCode !== undefined) this.grpcCode = options.grpcCode;
   }
 }
 
 /** A TLS peer whose SVID failed SPIFFE verification or whose SPIFFE ID the authorizer refused. */
-export class PeerAuthorizationError extends MayflyError {
+export class PeerAuthorizationError extends MayflyError<SdkErrorCode> {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_PEER_UNAUTHORIZED', message, options);
   }

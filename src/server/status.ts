@@ -30,7 +30,7 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
 
 /** The gRPC status for an error thrown by a handler. */
 export function grpcCodeOf(err: unknown): GrpcStatus {
-  if (!(err instanceof MayflyError)) return GrpcStatus.INTERNAL;
+  if (!isMayflyError(err)) return GrpcStatus.INTERNAL;
   const mapped = BY_CODE[err.code];
   if (mapped !== undefined) return mapped;
   // Everything else a MayflyError reports is bad data from the caller: a malformed SPIFFE

@@ -3,15 +3,16 @@
  *
  * One error base class for all of Mayfly, with a stable machine-readable `code`.
  * Callers branch on `code`, never on the message; messages are for operators and say
- * what was wrong and, where it helps, what to do about it.
+ * what was wrong and, where it helps, what to do about it. This module declares the
+ * standard's codes; every other room declares its own (`MayflyErrorCodes` below).
  *
  * Convention (as in panva/jose): misuse of an API by the calling code (wrong argument
  * type, impossible option) throws a plain `TypeError`; bad *data* (a malformed SPIFFE ID,
  * a forged token, an expired certificate) throws a `MayflyError` subclass.
  */
 
-/** Every stable error code Mayfly emits. Add new codes here; never rename one. */
-export type ErrorCode =
+/** The codes the standard's own code raises (SPIFFE ID, keys, X.509-SVID, JWT-SVID, bundles). */
+export type SpiffeErrorCode =
   // SPIFFE ID and trust domain parsing (one code per rule of the standard)
   | 'ERR_SPIFFE_ID_EMPTY'
   | 'ERR_SPIFFE_ID_TOO_LONG'
@@ -58,56 +59,37 @@ export type ErrorCode =
   // Trust bundles
   | 'ERR_BUNDLE_MALFORMED'
   | 'ERR_BUNDLE_KEY_INVALID'
-  | 'ERR_BUNDLE_TRUST_DOMAIN'
-  // Datastore
-  | 'ERR_DATASTORE_NOT_FOUND'
-  | 'ERR_DATASTORE_ALREADY_EXISTS'
-  | 'ERR_DATASTORE_CONFLICT'
-  | 'ERR_DATASTORE_INVALID'
-  | 'ERR_DATASTORE_UNAVAILABLE'
-  // CA
-  | 'ERR_CA_NOT_READY'
-  | 'ERR_CA_MINT_CHECK'
-  | 'ERR_CA_AUTHORITY_NOT_FOUND'
-  | 'ERR_CA_AUTHORITY_STATE'
-  | 'ERR_CA_CONFIG'
-  | 'ERR_CA_KEY_PERMISSIONS'
-  | 'ERR_CA_JOURNAL_INVALID'
-  | 'ERR_CA_UPSTREAM_INVALID'
-  // Attestation and authorisation
-  | 'ERR_ATTESTATION_FAILED'
-  | 'ERR_JOIN_TOKEN_INVALID'
-  | 'ERR_AGENT_BANNED'
-  | 'ERR_AGENT_UNKNOWN'
-  | 'ERR_PERMISSION_DENIED'
-  | 'ERR_PEER_CREDENTIALS'
-  | 'ERR_CALLER_CHANGED'
-  | 'ERR_SELECTOR_INVALID'
-  | 'ERR_ENTRY_INVALID'
-  | 'ERR_CONFIG_INVALID'
-  // Agent (node attestation client, entry sync, SVID cache)
-  | 'ERR_AGENT_SVID_EXPIRED'
-  | 'ERR_AGENT_NOT_READY'
-  | 'ERR_AGENT_SERVER_CALL'
-  | 'ERR_AGENT_STATE_INVALID'
-  // Server API requests (mapped to gRPC statuses in src/server/status.ts)
-  | 'ERR_UNAUTHENTICATED'
-  | 'ERR_REQUEST_INVALID'
-  | 'ERR_REQUEST_TOO_LARGE'
-  | 'ERR_SERVER_ADDRESS_IN_USE'
-  // Workload API client (SDK) and command line
-  | 'ERR_WORKLOAD_API_ENDPOINT'
-  | 'ERR_WORKLOAD_API_CALL'
-  | 'ERR_WORKLOAD_API_RESPONSE'
-  | 'ERR_WORKLOAD_API_HTTP2'
-  | 'ERR_PEER_UNAUTHORIZED'
-  | 'ERR_CLI_USAGE';
+  | 'ERR_BUNDLE_TRUST_DOMAIN';
 
-/** Base class of every data error Mayfly throws. */
-export class MayflyError extends Error {
-  readonly code: ErrorCode;
+/**
+ * Every stable error code of the program, one key per code, the value naming the room that
+ * owns it. Each room declares its own codes beside its error class and adds them here by
+ * module augmentation, e.g. in `src/ca/ca-error.ts`:
+ *
+ *     export type CaErrorCode = 'ERR_CA_NOT_READY' | ...;
+ *     declare module '../spiffe/errors.js' {
+ *       interface MayflyErrorCodes extends Record<CaErrorCode, 'ca'> {}
+ *     }
+ *
+ * So this module imports nothing of Mayfly's and, used alone, knows only its own codes,
+ * while in the whole program `ErrorCode` is the union of every room's codes: a misspelt
+ * code is a type error everywhere (`new MayflyError(...)`, `isMayflyError(err, ...)`), and a
+ * code declared by two rooms is one too (the two `Record`s disagree on the owner).
+ * Codes are a stable API: add new ones in the room that raises them; never rename one.
+ */
+export interface MayflyErrorCodes extends Record<SpiffeErrorCode, 'spiffe'> {}
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+/** Every code registered in `MayflyErrorCodes`: the codes of every room in the program. */
+export type ErrorCode = keyof MayflyErrorCodes & string;
+
+/**
+ * Base class of every data error Mayfly throws. `C` narrows the codes a subclass may carry
+ * (a room's error class takes its room's union, e.g. `CaError extends MayflyError<CaErrorCode>`).
+ */
+export class MayflyError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
+
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -115,21 +97,21 @@ export class MayflyError extends Error {
 }
 
 /** A SPIFFE ID or trust domain name that breaks a rule of the SPIFFE ID standard. */
-export class SpiffeIdError extends MayflyError {}
+export class SpiffeIdError extends MayflyError<SpiffeErrorCode> {}
 
 /** Key material that cannot be used (wrong type, size, curve or encoding). */
-export class KeyError extends MayflyError {}
+export class KeyError extends MayflyError<SpiffeErrorCode> {}
 
 /** An X.509 certificate, chain or CSR that fails parsing or SPIFFE path validation. */
-export class X509SvidError extends MayflyError {}
+export class X509SvidError extends MayflyError<SpiffeErrorCode> {}
 
 /** A JWT-SVID that fails parsing or validation. */
-export class JwtSvidError extends MayflyError {}
+export class JwtSvidError extends MayflyError<SpiffeErrorCode> {}
 
 /** A trust bundle that does not follow the SPIFFE bundle format. */
-export class BundleError extends MayflyError {}
+export class BundleError extends MayflyError<SpiffeErrorCode> {}
 
 /** True when `err` is a MayflyError carrying `code` (or any code when omitted). */
-export function isMayflyError(err: unknown, code?: ErrorCode): err is MayflyError {
+export function isMayflyError<C extends ErrorCode = ErrorCode>(err: unknown, code?: C): err is MayflyError<C> {
   return err instanceof MayflyError && (code === undefined || err.code === code);
 }

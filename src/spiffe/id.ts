@@ -11,7 +11,7 @@
  * interop table in test/interop); on top of it the standard's length limits apply
  * (ID ≤ 2048 bytes, trust domain ≤ 255 bytes), which go-spiffe does not enforce.
  */
-import { SpiffeIdError, type ErrorCode } from './errors.js';
+import { SpiffeIdError, type SpiffeErrorCode } from './errors.js';
 
 const SCHEME = 'spiffe://';
 /** The longest SPIFFE ID the standard has implementations generate (bytes). */
@@ -31,7 +31,7 @@ function isPathChar(c: number): boolean {
   return isTrustDomainChar(c) || (c >= 0x41 && c <= 0x5a); // plus A-Z
 }
 
-function fail(code: ErrorCode, input: string, why: string): never {
+function fail(code: SpiffeErrorCode, input: string, why: string): never {
   const shown = input.length > 80 ? `${input.slice(0, 77)}...` : input;
   throw new SpiffeIdError(code, `invalid SPIFFE ID ${JSON.stringify(shown)}: ${why}`);
 }

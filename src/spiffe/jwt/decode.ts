@@ -11,7 +11,7 @@
  * extensions, so RFC 7515 §4.1.11 says reject), and a `kid`. Key-carrying header
  * parameters (`jwk`, `jku`, `x5c`, `x5u`) are ignored: keys come only from bundles.
  */
-import { JwtSvidError, type ErrorCode } from '../errors.js';
+import { JwtSvidError, type SpiffeErrorCode } from '../errors.js';
 import { SpiffeId } from '../id.js';
 import { algorithmSpec, type AlgorithmSpec } from './algorithms.js';
 
@@ -32,7 +32,7 @@ export interface DecodedJwtSvid {
   readonly signature: Buffer;
 }
 
-export function jwtFail(code: ErrorCode, why: string, cause?: unknown): never {
+export function jwtFail(code: SpiffeErrorCode, why: string, cause?: unknown): never {
   throw new JwtSvidError(code, `JWT-SVID rejected: ${why}`, cause === undefined ? undefined : { cause });
 }
 
