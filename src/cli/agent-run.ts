@@ -19,7 +19,7 @@ import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { K8sWorkloadAttestor } from '../attestors/workload/k8s/k8s.js';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import { parseConfigText } from '../server/hcl.js';
-import { createServerLogger } from '../server/observability.js';
+import { createAgentLogger } from './agent-logger.js';
 import { status } from '@grpc/grpc-js';
 import { WorkloadApiClient } from '../sdk/client.js';
 import { WorkloadApiError } from '../sdk/errors.js';
@@ -93,7 +93,7 @@ export function addAgentRunCommands(program: Command): void {
     .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
     .action(async (_o: unknown, cmd: Command) => {
       const s = await settingsFrom(cmd.opts<RunFlags>());
-      const logger = createServerLogger(s.logLevel);
+      const logger = createAgentLogger(s.logLevel);
       let fatal: Error | undefined;
       let wake: (() => void) | undefined;
       const agent = new MayflyAgent({
