@@ -24,7 +24,7 @@ import { isMayflyError } from '../spiffe/errors.js';
 import type { SpiffeId } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { servedBundle, type ApiContext } from './context.js';
+import { servedBundle, type ApiContext } from './api-context.js';
 import { denied, unauthenticated } from './status.js';
 
 export type Transport = 'admin-socket' | 'tcp';

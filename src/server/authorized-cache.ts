@@ -15,8 +15,8 @@
  */
 import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js';
 import { authorizedEntrySet } from './authorized.js';
-import type { ApiContext } from './context.js';
-import { nowSeconds } from './context.js';
+import type { ApiContext } from './api-context.js';
+import { nowSeconds } from './api-context.js';
 import type { ChangeHub } from './hub.js';
 
 interface Copy {

@@ -13,8 +13,8 @@
  * as a parent (its children are every agent's node aliases) and never handed out.
  */
 import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js';
-import type { ApiContext } from './context.js';
-import { nowSeconds } from './context.js';
+import type { ApiContext } from './api-context.js';
+import { nowSeconds } from './api-context.js';
 
 /** Upper bound on the authorised set (guards against a runaway entry graph). */
 export const MAX_AUTHORIZED_ENTRIES = 100_000;

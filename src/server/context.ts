@@ -1,97 +1,30 @@
 /**
  * @module server/context
  *
- * What every API handler shares (datastore, CA, clock, attestors, change hub, limits) and
- * the wrappers that give each RPC its authorisation policy and turn every failure into a
- * gRPC status. No handler is registered without a wrapper, so no RPC can forget to
- * authenticate its caller or crash the server on bad input.
+ * What every API handler shares (the `ApiContext` of `api-context.ts`: datastore, CA,
+ * clock, attestors, change hub, limits) and the wrappers that give each RPC its
+ * authorisation policy and turn every failure into a gRPC status. No handler is registered
+ * without a wrapper, so no RPC can forget to authenticate its caller or crash the server on
+ * bad input.
  */
 import type { handleServerStreamingCall, handleUnaryCall, sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import type { NodeAttestor } from '../attestors/node/attestor.js';
-import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
-import { authenticate, authorize, type Caller, type Policy, type Transport } from './auth.js';
-import type { AuthorizedEntryCache } from './authorized-cache.js';
-import type { CsrParser } from './csr-pool.js';
-import type { ChangeHub } from './hub.js';
-import type { Bundle } from '../spiffe/bundle/bundle.js';
-import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
-import type { ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
-import { badRequest, grpcCodeOf, toServiceError, tooLarge } from './status.js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { ApiContext } from './api-context.js';
+import { authenticate, authorize, type Caller, type Policy, type Transport } from './auth.js';
+import { badRequest, grpcCodeOf, toServiceError, tooLarge } from './status.js';
 
-export interface ApiLimits {
-  /** Items per batch RPC (entries, SVIDs, bundles). */
-  maxBatch: number;
-  /** Upper bound for page_size. */
-  maxPageSize: number;
-  /** Default X509-SVID lifetime (seconds) when an entry says 0. */
-  defaultX509SvidTtl: number;
-  /** Default JWT-SVID lifetime (seconds) when an entry says 0. */
-  defaultJwtSvidTtl: number;
-  /** Agent X509-SVID lifetime (seconds). */
-  agentSvidTtl: number;
-  /** Longest join token lifetime an admin may ask for (seconds). */
-  maxJoinTokenTtl: number;
-  /** Coalescing delay of the authorised-entry streams (ms). */
-  syncCoalesceMs: number;
-  /** Audience values per JWT-SVID request (default `MAX_JWT_SVID_AUDIENCES`, the agent's limit too). */
-  maxAudiences: number;
-  /** Concurrent authorised-entry streams per agent (each recomputes on every change). */
-  maxSyncStreamsPerAgent: number;
-}
-
-export const DEFAULT_LIMITS: ApiLimits = {
-  maxBatch: 500,
-  maxPageSize: 1000,
-  defaultX509SvidTtl: 3600,
-  defaultJwtSvidTtl: 300,
-  agentSvidTtl: 3600,
-  maxJoinTokenTtl: 7 * 24 * 3600,
-  syncCoalesceMs: 50,
-  maxAudiences: MAX_JWT_SVID_AUDIENCES,
-  maxSyncStreamsPerAgent: 4,
-};
-
-export interface ApiContext {
-  readonly trustDomain: TrustDomain;
-  /** `spiffe://<td>/spire/server`: the server's own identity, parent of node-alias entries. */
-  readonly serverId: SpiffeId;
-  readonly ds: ServerDatastore;
-  readonly ca: ServerApiCa;
-  readonly hub: ChangeHub;
-  readonly attestors: ReadonlyMap<string, NodeAttestor>;
-  readonly logger: ServerLogger;
-  readonly limits: ApiLimits;
-  now(): Date;
-  /** Intermediate certificates seen in chains the CA returned (for verifying bare leaves presented over TLS). */
-  intermediates(): readonly Buffer[];
-  /** Remembers the intermediates of a chain the CA returned. */
-  noteChain(chain: readonly Buffer[]): void;
-  /** Where batch signing checks CSRs, mints and verifies (server/csr-pool's workers); inline when absent. */
-  readonly csrParser?: CsrParser;
-  /** Per-agent copies of the authorised-entry set (server/authorized-cache); recomputed per call when absent. */
-  readonly authorizedCache?: AuthorizedEntryCache;
-  /** The bundle the server serves and trusts callers with (server/trust-bundle); the CA's own bundle when absent. */
-  readonly trustBundle?: ServedTrustBundle;
-}
-
-/**
- * The trust domain's bundle this server serves (GetBundle, attestation, agent push streams)
- * and authenticates callers against: every server's authorities when servers share a
- * datastore. SVIDs are still minted and checked against the CA's own bundle.
- */
-export function servedBundle(ctx: ApiContext): Bundle {
-  return ctx.trustBundle?.bundle() ?? ctx.ca.getBundle();
-}
-
-/** Tainted authorities as agents are told of them (every server's, when merged). */
-export function servedTaints(ctx: ApiContext): { x509: string[]; jwt: string[] } {
-  return ctx.trustBundle?.taintedAuthorities() ?? ctx.ca.taintedAuthorities();
-}
-
-export function nowSeconds(ctx: ApiContext): number {
-  return Math.floor(ctx.now().getTime() / 1000);
-}
+// What the wrappers are given, from its own module (auth.ts and the authorised-entry cache
+// need it too, and must not import the wrappers: no import cycles), re-exported so handlers
+// import one module.
+export {
+  DEFAULT_LIMITS,
+  nowSeconds,
+  servedBundle,
+  servedTaints,
+  type ApiContext,
+  type ApiLimits,
+  type AuthorizedEntrySource,
+} from './api-context.js';
 
 function logFailure(ctx: ApiContext, method: string, err: unknown): void {
   if (grpcCodeOf(err) === GrpcStatus.INTERNAL) ctx.logger.error({ method, err }, 'server API call failed');
