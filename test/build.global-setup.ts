@@ -2,6 +2,8 @@
  * Compiles src/ to dist/ once before the suite, so tests that spawn real processes
  * (CLI binaries, servers and agents killed with SIGKILL, child writers) run exactly
  * what `npm run build` ships rather than a test-only transpilation.
+ * `tsconfig.test-build.json` is `tsconfig.build.json` (which leaves test support out) plus
+ * the child-process fixtures under `testdata/` that tests run from dist/.
  *
  * Type errors do not stop the build here (tsc still emits): `npm test` type-checks
  * the whole tree in its own step before vitest starts, and fails there.
@@ -12,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 export default function setup(): void {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-  const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+  const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test-build.json'], {
     cwd: root,
     encoding: 'utf8',
   });
