@@ -50,6 +50,11 @@ export function listTsFiles(root: string, dirs: readonly string[]): string[] {
 
 /** The relative module specifiers `text` refers to, with line and type-only flag. */
 export function importsOf(fileName: string, text: string): Array<{ specifier: string; line: number; typeOnly: boolean }> {
+  return allImportsOf(fileName, text).filter((f) => f.specifier.startsWith('.'));
+}
+
+/** Every module specifier `text` refers to (relative ones, packages, `node:` builtins). */
+export function allImportsOf(fileName: string, text: string): Array<{ specifier: string; line: number; typeOnly: boolean }> {
   const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
   const found: Array<{ specifier: string; line: number; typeOnly: boolean }> = [];
   const add = (lit: ts.Node | undefined, typeOnly: boolean): void => {
@@ -77,7 +82,7 @@ export function importsOf(fileName: string, text: string): Array<{ specifier: st
     ts.forEachChild(node, visit);
   };
   visit(sf);
-  return found.filter((f) => f.specifier.startsWith('.'));
+  return found;
 }
 
 /** Resolves a relative specifier from `from` (repository-relative) as NodeNext does for our sources. */
@@ -101,4 +106,24 @@ export function readModuleGraph(root: string = REPO_ROOT, dirs: readonly string[
     graph.set(file, edges);
   }
   return graph;
+}
+
+/** The npm package a bare specifier names (`@grpc/grpc-js/build/x` → `@grpc/grpc-js`), or undefined for relative and `node:` ones. */
+export function packageOf(specifier: string): string | undefined {
+  if (specifier.startsWith('.') || specifier.startsWith('node:') || specifier.startsWith('/')) return undefined;
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+/** File → the npm packages it imports (with type-only flag), for every `.ts` file under `dirs`. */
+export function readPackageImports(root: string = REPO_ROOT, dirs: readonly string[] = ['src', 'bench', 'test']): Map<string, Array<{ pkg: string; line: number; typeOnly: boolean }>> {
+  const out = new Map<string, Array<{ pkg: string; line: number; typeOnly: boolean }>>();
+  for (const file of listTsFiles(root, dirs)) {
+    const pkgs = allImportsOf(file, readFileSync(join(root, file), 'utf8')).flatMap((i) => {
+      const pkg = packageOf(i.specifier);
+      return pkg === undefined ? [] : [{ pkg, line: i.line, typeOnly: i.typeOnly }];
+    });
+    out.set(file, pkgs);
+  }
+  return out;
 }
