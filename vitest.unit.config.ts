@@ -1,0 +1,26 @@
+/**
+ * `npm run test:unit`: the fast tier. Everything `npm test` runs except what needs tools
+ * beyond Node and openssl (Go, Java with Maven, the py-spiffe venv, a PostgreSQL cluster)
+ * or takes real-process crash runs: the interop suites (test/interop), the PostgreSQL
+ * suites (src/datastore/postgres/postgres.test.ts, *.postgres.test.ts) and the kill -9
+ * runs (test/crash). So no go-spiffe judge is built (test/interop/global-setup.ts is not
+ * run); the build of dist/ for the process-spawning tests still is. `npm test` stays the
+ * full gate.
+ */
+import { configDefaults, defineConfig } from 'vitest/config';
+import full from './vitest.config.js';
+
+export const UNIT_EXCLUDE = [
+  'test/interop/**',
+  'test/crash/**',
+  'src/datastore/postgres/postgres.test.ts',
+  '**/*.postgres.test.ts',
+];
+
+export default defineConfig({
+  test: {
+    ...full.test,
+    globalSetup: ['./test/build.global-setup.ts'],
+    exclude: [...configDefaults.exclude, ...UNIT_EXCLUDE],
+  },
+});
