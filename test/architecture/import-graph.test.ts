@@ -7,9 +7,11 @@
  * - the agent binary (what `bin/mayfly-agent.js` loads) reaches no server, CA or datastore
  *   module, and the SDK export (`mayfly/sdk`) reaches only sdk, spiffe and the workload wire;
  * - `eslint.config.js` forbids exactly what the rules forbid (the editor tells the same truth);
+ * - `docs/architecture.md` and `CONTRIBUTING.md` state the same walls, and every path they
+ *   name exists (so the two roads traced there stay true);
  * and, for each check, a synthetic breach that it must catch.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ESLint } from 'eslint';
@@ -17,6 +19,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readModuleGraph, REPO_ROOT, type ImportEdge, type ModuleGraph } from './graph.js';
 import {
   AGENT_BINARY_ALLOWED,
+  ARRIVING_ROOMS,
   AGENT_BINARY_FORBIDDEN,
   ALLOWED_BREACHES,
   closure,
@@ -290,14 +293,42 @@ describe('eslint.config.js', () => {
   });
 });
 
-describe('CONTRIBUTING.md', () => {
-  it('states the walls the rules hold (its Layout table, room by room)', () => {
-    const text = readFileSync(join(REPO_ROOT, 'CONTRIBUTING.md'), 'utf8');
-    const table = new Map<string, readonly string[] | '*'>();
-    for (const m of text.matchAll(/^\| `src\/([^/`]+)\/` \|[^|]*\| ([^|]*) \|$/gm)) {
-      const may = m[2]!.trim();
-      table.set(m[1]!, may === 'everything' ? '*' : may === 'nothing of ours' ? [] : may.split(', '));
-    }
-    expect(Object.fromEntries(table)).toEqual(Object.fromEntries(ROOMS.map((r) => [r.room, r.mayImport])));
+/** The room table of a Markdown page: rows `| \`src/<room>/\` | holds | may import |`. */
+function roomTable(text: string): Record<string, readonly string[] | '*'> {
+  const table: Record<string, readonly string[] | '*'> = {};
+  for (const m of text.matchAll(/^\| `src\/([^/`]+)\/` \|[^|]*\| ([^|]*) \|$/gm)) {
+    const may = m[2]!.trim();
+    table[m[1]!] = may === 'everything' ? '*' : may === 'nothing of ours' ? [] : may.split(', ');
+  }
+  return table;
+}
+
+/** Repository paths a page names (`src/...`, `test/...`, `bench/`, `bin/`, `proto/`, `deploy/`, `docs/`). */
+function pathsNamed(text: string): string[] {
+  const found = new Set<string>();
+  for (const m of text.matchAll(/(?<![\w./-])((?:src|test|bench|bin|proto|deploy|docs)\/[\w./-]*)/g)) found.add(m[1]!.replace(/[.]+$/, ''));
+  return [...found].sort();
+}
+
+describe('the documents', () => {
+  const walls = Object.fromEntries(ROOMS.map((r) => [r.room, r.mayImport]));
+
+  for (const doc of ['docs/architecture.md', 'CONTRIBUTING.md']) {
+    it(`${doc} states the walls the rules hold (its room table, room by room)`, () => {
+      expect(roomTable(readFileSync(join(REPO_ROOT, doc), 'utf8'))).toEqual(walls);
+    });
+
+    it(`every file and folder ${doc} names exists`, () => {
+      const named = pathsNamed(readFileSync(join(REPO_ROOT, doc), 'utf8'));
+      expect(named.length).toBeGreaterThan(5);
+      const arriving = (p: string): boolean => ARRIVING_ROOMS.some((r) => p === `src/${r}/`);
+      expect(named.filter((p) => !existsSync(join(REPO_ROOT, p)) && !arriving(p))).toEqual([]);
+    });
+  }
+
+  it('the path check catches a path that does not exist', () => {
+    const named = pathsNamed('see `src/agent/cache.ts`, src/agent/peercred/ and `src/workloadapi/proto.ts`.');
+    expect(named).toEqual(['src/agent/cache.ts', 'src/agent/peercred/', 'src/workloadapi/proto.ts']);
+    expect(named.filter((p) => !existsSync(join(REPO_ROOT, p)))).toEqual(['src/workloadapi/proto.ts']);
   });
 });
