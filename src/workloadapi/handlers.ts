@@ -31,6 +31,7 @@ import type {
   WorkloadIdentities,
   WorkloadUpdate,
 } from './identities.js';
+import { errorFields, type LogLimiter } from './log-limiter.js';
 import { SECURITY_HEADER, workloadServiceDefinition } from './proto.js';
 import { toStruct } from './struct.js';
 
@@ -69,6 +70,8 @@ export interface HandlerContext {
   /** The credentials recorded at accept for the connection a call arrived on. */
   credentialsOf(call: SurfaceCall): PeerCredentials | undefined;
   logger: EndpointLogger;
+  /** For lines a caller can cause at will (failed attestation, PID reuse): rate-limited, no stacks. */
+  logLimiter: LogLimiter;
   /**
    * Open streams register here so a shutting-down agent can end them with UNAVAILABLE.
    * A forced gRPC shutdown would end them with CANCELLED, which go-spiffe treats as final
@@ -98,18 +101,19 @@ async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): P
   try {
     selectors = await ctx.identities.attest(cred);
   } catch (err) {
-    ctx.logger.warn({ method, pid: cred.pid, uid: cred.uid, err }, 'workload attestation failed');
+    ctx.logLimiter.warn('attestation-failed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'workload attestation failed');
     throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed');
   }
   let same: boolean;
   try {
     same = await ctx.peerCredentials.isSameProcess(cred);
   } catch (err) {
-    ctx.logger.warn({ method, pid: cred.pid, err }, 'PID-reuse check failed');
+    ctx.logLimiter.warn('pid-reuse-check-failed', { method, pid: cred.pid, ...errorFields(err) }, 'PID-reuse check failed');
     same = false;
   }
   if (!same) {
-    ctx.logger.warn(
+    ctx.logLimiter.warn(
+      'pid-reuse',
       { method, pid: cred.pid, uid: cred.uid },
       'caller exited or its pid now belongs to another process (PID reuse); discarding attestation',
     );
