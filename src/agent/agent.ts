@@ -21,6 +21,7 @@ import { MayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
+import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
 import { AgentIdentity, type AgentNodeAttestor, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
@@ -67,6 +68,8 @@ export interface MayflyAgentConfig {
   serverClientFactory?: ServerClientFactory;
   /** Peer credentials of Workload API callers (default: SO_PEERCRED, Linux). */
   peerCredentials?: PeerCredentialSource;
+  /** Workload API connection bounds: global, per-uid and per-pid caps, timeouts (defaults in connection-limits.ts). */
+  workloadApiLimits?: WorkloadApiLimits;
   /** Called once when the agent can no longer get SVIDs (agent SVID expired). */
   onFatal?: (err: MayflyError) => void;
   /** Bounds of the JWT-SVID cache (defaults: 10,000 tokens, 16 MiB, 64 audience sets per SPIFFE ID; agent/jwt-cache). */
@@ -94,6 +97,8 @@ export class MayflyAgent {
     if (typeof cfg.serverAddress !== 'string' || cfg.serverAddress === '') throw new TypeError('serverAddress is required (host:port)');
     if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') throw new TypeError('dataDir is required');
     if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
+    // Checked now, not when the endpoint starts: a misconfigured cap is the caller's mistake.
+    if (cfg.workloadApiLimits !== undefined) resolveWorkloadApiLimits(cfg.workloadApiLimits);
     this.#cfg = cfg;
     this.trustDomain = TrustDomain.parse(cfg.trustDomain);
     this.socketPath = cfg.socketPath ?? DEFAULT_SOCKET_PATH;
@@ -225,6 +230,7 @@ export class MayflyAgent {
       return { spiffeId: v.spiffeId.toString(), claims: v.claims };
     };
     this.#endpoint = new WorkloadApiEndpoint({
+      ...cfg.workloadApiLimits,
       socketPath: this.socketPath,
       identities: cache,
       validateJwtSvid: validate,

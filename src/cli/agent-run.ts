@@ -106,6 +106,7 @@ export function addAgentRunCommands(program: Command): void {
         ...(s.trustBundlePath !== undefined ? { trustBundlePath: s.trustBundlePath } : {}),
         insecureBootstrap: s.insecureBootstrap,
         workloadAttestors: buildWorkloadAttestors(s),
+        workloadApiLimits: s.workloadApi,
         logger,
         onFatal: (err) => {
           fatal = err;

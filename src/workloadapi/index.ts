@@ -6,6 +6,12 @@
  * the peer credential reader from `src/agent/peercred`.
  */
 export { WorkloadApiEndpoint, type WorkloadApiEndpointConfig, type EndpointLogger } from './endpoint.js';
+export {
+  DEFAULT_WORKLOAD_API_LIMITS,
+  resolveWorkloadApiLimits,
+  type ConnectionStats,
+  type WorkloadApiLimits,
+} from './connection-limits.js';
 export type {
   BundleMaterial,
   IssuedJwtSvid,
