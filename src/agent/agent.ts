@@ -115,6 +115,18 @@ export class MayflyAgent {
     return this.#state === 'ready' || (this.#state === 'failed' && this.#cache?.ready === true);
   }
 
+  /**
+   * True while the agent can serve workloads: its authorised entries arrived and its own
+   * SVID is valid now (what `grpc.health.v1.Health/Check` on the socket reports).
+   */
+  get healthy(): boolean {
+    if (this.#state !== 'ready') return false;
+    const svid = this.agentSvid;
+    if (svid === undefined) return false;
+    const now = this.#sched.now().getTime();
+    return svid.notBefore.getTime() <= now && now < svid.notAfter.getTime();
+  }
+
   get lastError(): MayflyError | undefined {
     return this.#lastError;
   }
@@ -236,6 +248,7 @@ export class MayflyAgent {
       validateJwtSvid: validate,
       peerCredentials: cfg.peerCredentials ?? { read: (s) => readPeerCredentials(s), verify: (c) => verifyCaller(c) },
       logger: this.#log,
+      serving: () => this.healthy,
     });
     this.#state = 'syncing';
     sync.start();

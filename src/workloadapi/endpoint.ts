@@ -53,6 +53,7 @@ import { authoritySafeSocket } from './h2-authority.js';
 import { sniffFirstRequest, type ConnectionRoute } from './h2-sniff.js';
 import { ConnectionLimits, resolveWorkloadApiLimits, type ConnectionStats, type WorkloadApiLimits } from './connection-limits.js';
 import { errorFields, LogLimiter } from './log-limiter.js';
+import { healthHandlers, healthServiceDefinition } from './health.js';
 
 export type { EndpointLogger } from './handlers.js';
 export type { ConnectionStats, WorkloadApiLimits } from './connection-limits.js';
@@ -73,6 +74,11 @@ export interface WorkloadApiEndpointConfig extends WorkloadApiLimits {
   maxRequestBytes?: number;
   /** Concurrent streams (calls) per connection (default 32). */
   maxConcurrentStreamsPerConnection?: number;
+  /**
+   * Whether the agent can serve workloads now, for `grpc.health.v1.Health/Check` on this
+   * socket (health.ts). Default: serving while the endpoint is up.
+   */
+  serving?: () => boolean;
 }
 
 const silent: EndpointLogger = { debug() {}, warn() {} };
@@ -160,6 +166,8 @@ export class WorkloadApiEndpoint {
         openStreams: this.openStreams,
       }),
     );
+    const serving = this.config.serving ?? (() => true);
+    server.addService(healthServiceDefinition(), healthHandlers(() => !this.closing && serving()));
     this.grpcServer = server;
     this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
