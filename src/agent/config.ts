@@ -16,7 +16,7 @@ import { parseK8sWorkloadPluginData } from '../attestors/workload/k8s/config.js'
 import type { K8sWorkloadAttestorConfig } from '../attestors/workload/k8s/k8s.js';
 import { ConfigError, type HclObject, type HclValue } from '../server/hcl.js';
 import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, type LogLevel } from '../server/config.js';
-import { DEFAULT_SOCKET_PATH } from './agent.js';
+import { defaultSocketPath } from '../securefs/index.js';
 
 export const DEFAULT_AGENT_DATA_DIR = './.mayfly/agent';
 export const DEFAULT_SERVER_ADDRESS = '127.0.0.1';
@@ -69,7 +69,7 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
   const s: AgentSettings = {
     trustDomain: DEFAULT_TRUST_DOMAIN,
     dataDir: DEFAULT_AGENT_DATA_DIR,
-    socketPath: DEFAULT_SOCKET_PATH,
+    socketPath: defaultSocketPath('agent'),
     serverAddress: DEFAULT_SERVER_ADDRESS,
     serverPort: DEFAULT_BIND_PORT,
     logLevel: 'info',

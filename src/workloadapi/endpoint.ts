@@ -25,11 +25,12 @@
  * connections is capped. The socket file is world-connectable (0777, like SPIRE): access
  * is decided per caller by attestation, not by file permissions.
  */
-import { lstat, mkdir, chmod, unlink } from 'node:fs/promises';
+import { lstat, chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { ensureTrustedDir, SOCKET_DIR_FIX } from '../securefs/index.js';
 import type { PeerCredentials, PeerCredentialSource, ValidateJwtSvid, WorkloadIdentities } from './identities.js';
 import { workloadHandlers, workloadServiceDefinitionForServing, type EndpointLogger } from './handlers.js';
 import { authoritySafeSocket } from './h2-authority.js';
@@ -111,7 +112,7 @@ export class WorkloadApiEndpoint {
     this.grpcServer = server;
     this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
-    await mkdir(dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
     await removeStaleSocket(this.socketPath);
     const listener = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     listener.maxConnections = this.config.maxConnections ?? 4096;
