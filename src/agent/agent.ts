@@ -15,6 +15,7 @@
  * SVID or an eviction (the stream ends UNAUTHENTICATED) leads to a new attestation instead,
  * and the stream reopens with the new SVID.
  */
+import { dirname } from 'node:path';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { MayflyError } from '../spiffe/errors.js';
@@ -31,10 +32,9 @@ import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import type { ServerClientFactory } from './server-client.js';
 import { AgentStateStore } from './store.js';
+import { defaultSocketPath, ensureTrustedDir, SOCKET_DIR_FIX } from '../securefs/index.js';
 import { EntrySync } from './sync.js';
 import { taintedAuthoritiesOf } from './taint.js';
-
-export const DEFAULT_SOCKET_PATH = '/tmp/mayfly-agent/public/api.sock';
 
 export interface MayflyAgentConfig {
   /** `host:port` of the server's TCP endpoint. */
@@ -42,7 +42,7 @@ export interface MayflyAgentConfig {
   trustDomain: string;
   /** Holds agent-svid.pem, agent-key.pem, bundle.pem (0700 / 0600). */
   dataDir: string;
-  /** Workload API socket (default /tmp/mayfly-agent/public/api.sock). */
+  /** Workload API socket (default `defaultSocketPath('agent')`: /run/mayfly/agent/public/api.sock as root, see securefs/socket-paths). */
   socketPath?: string;
   /** Single-use token for the first attestation (not needed once an agent SVID is stored). */
   joinToken?: string;
@@ -101,7 +101,7 @@ export class MayflyAgent {
     if (cfg.workloadApiLimits !== undefined) resolveWorkloadApiLimits(cfg.workloadApiLimits);
     this.#cfg = cfg;
     this.trustDomain = TrustDomain.parse(cfg.trustDomain);
-    this.socketPath = cfg.socketPath ?? DEFAULT_SOCKET_PATH;
+    this.socketPath = cfg.socketPath ?? defaultSocketPath('agent');
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
     this.#sched = cfg.scheduler ?? new SystemScheduler(cfg.now === undefined ? {} : { now: cfg.now });
   }
@@ -168,6 +168,9 @@ export class MayflyAgent {
 
   async #start(): Promise<void> {
     const cfg = this.#cfg;
+    // A Workload API socket directory another user could write to is refused before the
+    // agent attests or stores anything (the endpoint checks again when it binds).
+    ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
     const connect = cfg.serverClientFactory ?? grpcServerClientFactory({ address: cfg.serverAddress, trustDomain: this.trustDomain });
     const random = cfg.random ?? Math.random;
     const identity = new AgentIdentity({

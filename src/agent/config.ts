@@ -22,7 +22,7 @@ import type { K8sWorkloadAttestorConfig } from '../attestors/workload/k8s/k8s.js
 import { ConfigError, type HclObject, type HclValue } from '../server/hcl.js';
 import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, parseDurationSeconds, type LogLevel } from '../server/config.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
-import { DEFAULT_SOCKET_PATH } from './agent.js';
+import { defaultSocketPath } from '../securefs/index.js';
 
 export const DEFAULT_AGENT_DATA_DIR = './.mayfly/agent';
 export const DEFAULT_SERVER_ADDRESS = '127.0.0.1';
@@ -122,7 +122,7 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
   const s: AgentSettings = {
     trustDomain: DEFAULT_TRUST_DOMAIN,
     dataDir: DEFAULT_AGENT_DATA_DIR,
-    socketPath: DEFAULT_SOCKET_PATH,
+    socketPath: defaultSocketPath('agent'),
     serverAddress: DEFAULT_SERVER_ADDRESS,
     serverPort: DEFAULT_BIND_PORT,
     logLevel: 'info',

@@ -22,7 +22,7 @@ import { parseConfigText } from '../server/hcl.js';
 import { createServerLogger } from '../server/observability.js';
 import { checkHealth as checkAgentHealth, ServingStatus } from '../workloadapi/health.js';
 import { CliUsageError, ioOf } from './flags.js';
-import { DEFAULT_AGENT_SOCKET_PATH } from './agent-api.js';
+import { defaultSocketCandidates, defaultSocketPath, locateDefaultSocket } from '../securefs/index.js';
 
 interface RunFlags {
   config?: string;
@@ -82,7 +82,7 @@ export function addAgentRunCommands(program: Command): void {
     .option('--config <file>', 'configuration file (SPIRE agent.conf keys, HCL or JSON)')
     .option('--trust-domain <name>', 'trust domain (default example.org)')
     .option('--data-dir <dir>', 'data directory for the agent SVID and bundle (default ./.mayfly/agent)')
-    .option('--socket-path <path>', `Workload API socket (default ${DEFAULT_AGENT_SOCKET_PATH})`)
+    .option('--socket-path <path>', `Workload API socket (default ${defaultSocketPath('agent')})`)
     .option('--server-address <host>', 'server address (default 127.0.0.1)')
     .option('--server-port <port>', 'server port (default 8081)')
     .option('--join-token <token>', 'join token for the first attestation')
@@ -132,12 +132,12 @@ export function addAgentRunCommands(program: Command): void {
   program
     .command('healthcheck')
     .description('check the agent\'s health on its Workload API socket (grpc.health.v1.Health/Check, as SPIRE\'s agent serves it); exit 0 when SERVING')
-    .option('--socket-path <path>', `Workload API socket (default ${DEFAULT_AGENT_SOCKET_PATH})`)
+    .option('--socket-path <path>', `Workload API socket (default: the first of ${defaultSocketCandidates('agent').join(', ')} that exists)`)
     .option('--shallow', 'accepted for SPIRE compatibility; the check is always the same')
     .option('--verbose', 'print what was checked')
     .action(async (o: { socketPath?: string; verbose?: boolean }, cmd: Command) => {
       const io = ioOf(cmd);
-      const socketPath = o.socketPath ?? DEFAULT_AGENT_SOCKET_PATH;
+      const socketPath = o.socketPath ?? locateDefaultSocket('agent').path;
       let result: number;
       try {
         result = await checkAgentHealth(socketPath, 3000);

@@ -101,7 +101,12 @@ export type ErrorCode =
   | 'ERR_WORKLOAD_API_RESPONSE'
   | 'ERR_WORKLOAD_API_HTTP2'
   | 'ERR_PEER_UNAUTHORIZED'
-  | 'ERR_CLI_USAGE';
+  | 'ERR_CLI_USAGE'
+  // Files, directories and socket paths (src/securefs)
+  | 'ERR_FILE_PERMISSIONS'
+  | 'ERR_FILE_NOT_REGULAR'
+  | 'ERR_FILE_NOT_DIRECTORY'
+  | 'ERR_PATH_UNTRUSTED';
 
 /** Base class of every data error Mayfly throws. */
 export class MayflyError extends Error {

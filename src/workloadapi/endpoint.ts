@@ -41,12 +41,13 @@
  * before the first request) are at debug level; refusals over a cap, failed attestations and
  * unexpected failures stay at warn, rate-limited, so an operator sees a workload refused.
  */
-import { lstat, mkdir, chmod, unlink } from 'node:fs/promises';
+import { lstat, chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { isMayflyError } from '../spiffe/errors.js';
+import { ensureTrustedDir, SOCKET_DIR_FIX } from '../securefs/index.js';
 import type { PeerCredentials, PeerCredentialSource, ValidateJwtSvid, WorkloadIdentities } from './identities.js';
 import { workloadHandlers, workloadServiceDefinitionForServing, type EndpointLogger } from './handlers.js';
 import { authoritySafeSocket } from './h2-authority.js';
@@ -171,7 +172,7 @@ export class WorkloadApiEndpoint {
     this.grpcServer = server;
     this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
-    await mkdir(dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
     await removeStaleSocket(this.socketPath);
     const listener = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     listener.maxConnections = this.limits.maxConnections;

@@ -93,7 +93,7 @@ export function healthHandlers(serving: () => boolean): grpc.UntypedServiceImple
         callback({ code: grpc.status.NOT_FOUND, details: `unknown service ${JSON.stringify(service)}` } as grpc.ServiceError);
         return;
       }
-      let ok = false;
+      let ok: boolean;
       try {
         ok = serving();
       } catch {
