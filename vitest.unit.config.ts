@@ -4,8 +4,8 @@
  * or takes real-process crash runs: the interop suites (test/interop), the PostgreSQL
  * suites (src/datastore/postgres/postgres.test.ts, *.postgres.test.ts) and the kill -9
  * runs (test/crash). So no go-spiffe judge is built (test/interop/global-setup.ts is not
- * run); the build of dist/ for the process-spawning tests still is. `npm test` stays the
- * full gate.
+ * run); the other global setups (the dist/ build for the process-spawning tests, the
+ * /tmp cleanliness check) still are. `npm test` stays the full gate.
  */
 import { configDefaults, defineConfig } from 'vitest/config';
 import full from './vitest.config.js';
@@ -17,10 +17,13 @@ export const UNIT_EXCLUDE = [
   '**/*.postgres.test.ts',
 ];
 
+const setups = full.test?.globalSetup ?? [];
+
 export default defineConfig({
   test: {
     ...full.test,
-    globalSetup: ['./test/build.global-setup.ts'],
+    // The full suite's global setups but the interop one (it builds the Go, Java and SPIRE peers).
+    globalSetup: (Array.isArray(setups) ? setups : [setups]).filter((s) => !s.includes('test/interop/')),
     exclude: [...configDefaults.exclude, ...UNIT_EXCLUDE],
   },
 });

@@ -15,12 +15,14 @@
  * SVID or an eviction (the stream ends UNAUTHENTICATED) leads to a new attestation instead,
  * and the stream reopens with the new SVID.
  */
+import { dirname } from 'node:path';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { MayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
+import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
 import { AgentIdentity, type AgentNodeAttestor, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
@@ -30,10 +32,9 @@ import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import type { ServerClientFactory } from './server-client.js';
 import { AgentStateStore } from './store.js';
+import { defaultSocketPath, ensureTrustedDir, SOCKET_DIR_FIX } from '../securefs/index.js';
 import { EntrySync } from './sync.js';
 import { taintedAuthoritiesOf } from './taint.js';
-
-export const DEFAULT_SOCKET_PATH = '/tmp/mayfly-agent/public/api.sock';
 
 export interface MayflyAgentConfig {
   /** `host:port` of the server's TCP endpoint. */
@@ -41,7 +42,7 @@ export interface MayflyAgentConfig {
   trustDomain: string;
   /** Holds agent-svid.pem, agent-key.pem, bundle.pem (0700 / 0600). */
   dataDir: string;
-  /** Workload API socket (default /tmp/mayfly-agent/public/api.sock). */
+  /** Workload API socket (default `defaultSocketPath('agent')`: /run/mayfly/agent/public/api.sock as root, see securefs/socket-paths). */
   socketPath?: string;
   /** Single-use token for the first attestation (not needed once an agent SVID is stored). */
   joinToken?: string;
@@ -67,6 +68,8 @@ export interface MayflyAgentConfig {
   serverClientFactory?: ServerClientFactory;
   /** Peer credentials of Workload API callers (default: SO_PEERCRED, Linux). */
   peerCredentials?: PeerCredentialSource;
+  /** Workload API connection bounds: global, per-uid and per-pid caps, timeouts (defaults in connection-limits.ts). */
+  workloadApiLimits?: WorkloadApiLimits;
   /** Called once when the agent can no longer get SVIDs (agent SVID expired). */
   onFatal?: (err: MayflyError) => void;
   /** Bounds of the JWT-SVID cache (defaults: 10,000 tokens, 16 MiB, 64 audience sets per SPIFFE ID; agent/jwt-cache). */
@@ -94,9 +97,11 @@ export class MayflyAgent {
     if (typeof cfg.serverAddress !== 'string' || cfg.serverAddress === '') throw new TypeError('serverAddress is required (host:port)');
     if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') throw new TypeError('dataDir is required');
     if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
+    // Checked now, not when the endpoint starts: a misconfigured cap is the caller's mistake.
+    if (cfg.workloadApiLimits !== undefined) resolveWorkloadApiLimits(cfg.workloadApiLimits);
     this.#cfg = cfg;
     this.trustDomain = TrustDomain.parse(cfg.trustDomain);
-    this.socketPath = cfg.socketPath ?? DEFAULT_SOCKET_PATH;
+    this.socketPath = cfg.socketPath ?? defaultSocketPath('agent');
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
     this.#sched = cfg.scheduler ?? new SystemScheduler(cfg.now === undefined ? {} : { now: cfg.now });
   }
@@ -108,6 +113,18 @@ export class MayflyAgent {
   /** True once the first authorised-entry set arrived (workloads can be served). */
   get ready(): boolean {
     return this.#state === 'ready' || (this.#state === 'failed' && this.#cache?.ready === true);
+  }
+
+  /**
+   * True while the agent can serve workloads: its authorised entries arrived and its own
+   * SVID is valid now (what `grpc.health.v1.Health/Check` on the socket reports).
+   */
+  get healthy(): boolean {
+    if (this.#state !== 'ready') return false;
+    const svid = this.agentSvid;
+    if (svid === undefined) return false;
+    const now = this.#sched.now().getTime();
+    return svid.notBefore.getTime() <= now && now < svid.notAfter.getTime();
   }
 
   get lastError(): MayflyError | undefined {
@@ -151,6 +168,9 @@ export class MayflyAgent {
 
   async #start(): Promise<void> {
     const cfg = this.#cfg;
+    // A Workload API socket directory another user could write to is refused before the
+    // agent attests or stores anything (the endpoint checks again when it binds).
+    ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
     const connect = cfg.serverClientFactory ?? grpcServerClientFactory({ address: cfg.serverAddress, trustDomain: this.trustDomain });
     const random = cfg.random ?? Math.random;
     const identity = new AgentIdentity({
@@ -225,11 +245,13 @@ export class MayflyAgent {
       return { spiffeId: v.spiffeId.toString(), claims: v.claims };
     };
     this.#endpoint = new WorkloadApiEndpoint({
+      ...cfg.workloadApiLimits,
       socketPath: this.socketPath,
       identities: cache,
       validateJwtSvid: validate,
       peerCredentials: cfg.peerCredentials ?? { read: (s) => readPeerCredentials(s), verify: (c) => verifyCaller(c) },
       logger: this.#log,
+      serving: () => this.healthy,
     });
     this.#state = 'syncing';
     sync.start();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../server/hcl.js';
+import { MayflyAgent } from './agent.js';
 import { resolveAgentConfig } from './config.js';
 
 const k8sConf = `
@@ -72,5 +73,47 @@ describe('resolveAgentConfig', () => {
 
   it('still refuses plugins that are not built in', () => {
     expect(() => resolveAgentConfig(parseConfigText('plugins { NodeAttestor "aws_iid" { plugin_data {} } }'))).toThrow(/NodeAttestor "aws_iid" is not built in/);
+  });
+
+  it('reads agent { workload_api { … } } into the Workload API connection bounds; none given leaves the defaults', () => {
+    expect(resolveAgentConfig(undefined, { joinToken: 'abc' }).workloadApi).toEqual({});
+    const text = `agent {
+  workload_api {
+    max_connections = 8192
+    max_connections_per_uid = 1024
+    max_connections_per_pid = 32
+    connection_idle_timeout = "2m"
+    first_request_timeout = "3s"
+  }
+}`;
+    expect(resolveAgentConfig(parseConfigText(text)).workloadApi).toEqual({
+      maxConnections: 8192,
+      maxConnectionsPerUid: 1024,
+      maxConnectionsPerPid: 32,
+      connectionIdleTimeoutMs: 120_000,
+      firstRequestTimeoutMs: 3_000,
+    });
+  });
+
+  it('reports workload_api problems with the config file spellings, including a per-uid cap one uid could fill the agent with', () => {
+    const bad = (body: string): string => {
+      try {
+        resolveAgentConfig(parseConfigText(`agent {\n  workload_api {\n${body}\n  }\n}`));
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return '';
+    };
+    expect(bad('max_connections = 200')).toContain('agent.workload_api: max_connections_per_uid (256) must be below max_connections (200)');
+    expect(bad('max_connections_per_pid = 512')).toContain('max_connections_per_pid (512) must not exceed max_connections_per_uid (256)');
+    expect(bad('max_conections = 5')).toContain('unknown key agent.workload_api.max_conections');
+    expect(bad('max_connections_per_uid = "many"')).toContain('agent.workload_api.max_connections_per_uid must be a positive integer');
+    expect(bad('connection_idle_timeout = "soon"')).toContain('agent.workload_api.connection_idle_timeout must be a duration');
+  });
+
+  it('MayflyAgent refuses unusable Workload API limits when constructed', () => {
+    const cfg = { serverAddress: '127.0.0.1:8081', trustDomain: 'example.org', dataDir: '/nonexistent' };
+    expect(() => new MayflyAgent({ ...cfg, workloadApiLimits: { maxConnections: 10 } })).toThrow(TypeError);
+    expect(() => new MayflyAgent({ ...cfg, workloadApiLimits: { maxConnectionsPerUid: 100, maxConnectionsPerPid: 50 } })).not.toThrow();
   });
 });

@@ -9,14 +9,20 @@
  * `-joinToken`) or `NodeAttestor "k8s_psat"` (one of the two); `WorkloadAttestor "unix"`
  * and `WorkloadAttestor "k8s"` (those listed run side by side; none listed = unix);
  * `KeyManager "disk"` / `"memory"` (accepted; the agent keeps its key in its data directory).
+ *
+ * Mayfly's own `agent { workload_api { … } }` block bounds the Workload API's connections
+ * (see `src/workloadapi/connection-limits.ts`; every key optional):
+ * `max_connections` (4096), `max_connections_per_uid` (256, below max_connections),
+ * `max_connections_per_pid` (64), `connection_idle_timeout` ("5m"), `first_request_timeout` ("5s").
  */
 import { parseK8sPsatAgentPluginData } from '../attestors/node/k8s_psat/config.js';
 import type { K8sPsatAgentConfig } from '../attestors/node/k8s_psat/agent.js';
 import { parseK8sWorkloadPluginData } from '../attestors/workload/k8s/config.js';
 import type { K8sWorkloadAttestorConfig } from '../attestors/workload/k8s/k8s.js';
 import { ConfigError, type HclObject, type HclValue } from '../server/hcl.js';
-import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, type LogLevel } from '../server/config.js';
-import { DEFAULT_SOCKET_PATH } from './agent.js';
+import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, parseDurationSeconds, type LogLevel } from '../server/config.js';
+import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
+import { defaultSocketPath } from '../securefs/index.js';
 
 export const DEFAULT_AGENT_DATA_DIR = './.mayfly/agent';
 export const DEFAULT_SERVER_ADDRESS = '127.0.0.1';
@@ -40,14 +46,61 @@ export interface AgentSettings {
   unix: { discoverWorkloadPath: boolean; workloadSizeLimit?: number };
   /** `WorkloadAttestor "k8s"` plugin_data, when configured. */
   k8s?: K8sWorkloadAttestorConfig;
+  /** `agent { workload_api { … } }`: the Workload API's connection bounds given (defaults for the rest). */
+  workloadApi: WorkloadApiLimits;
 }
 
-export type AgentOverrides = Partial<Omit<AgentSettings, 'unix' | 'k8s' | 'k8sPsat' | 'nodeAttestor' | 'workloadAttestors'>>;
+export type AgentOverrides = Partial<Omit<AgentSettings, 'unix' | 'k8s' | 'k8sPsat' | 'nodeAttestor' | 'workloadAttestors' | 'workloadApi'>>;
 
 const AGENT_KEYS = new Set([
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
-  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format',
+  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'workload_api',
 ]);
+
+/** `agent { workload_api { … } }` keys and the `WorkloadApiLimits` field each sets. */
+const WORKLOAD_API_KEYS = {
+  max_connections: 'maxConnections',
+  max_connections_per_uid: 'maxConnectionsPerUid',
+  max_connections_per_pid: 'maxConnectionsPerPid',
+  connection_idle_timeout: 'connectionIdleTimeoutMs',
+  first_request_timeout: 'firstRequestTimeoutMs',
+} as const satisfies Record<string, keyof WorkloadApiLimits>;
+
+/** Reads the `workload_api` block; problems are reported with the config file's spellings. */
+function parseWorkloadApiBlock(block: HclValue, problems: string[]): WorkloadApiLimits {
+  const where = 'agent.workload_api';
+  if (!isObject(block)) {
+    problems.push(`${where} must be a block`);
+    return {};
+  }
+  const limits: WorkloadApiLimits = {};
+  for (const [key, v] of Object.entries(block)) {
+    if (!Object.hasOwn(WORKLOAD_API_KEYS, key)) {
+      problems.push(`unknown key ${where}.${key} (expected ${Object.keys(WORKLOAD_API_KEYS).join(', ')})`);
+      continue;
+    }
+    const field = WORKLOAD_API_KEYS[key as keyof typeof WORKLOAD_API_KEYS];
+    if (field.endsWith('Ms')) {
+      const seconds = parseDurationSeconds(v);
+      if (seconds === undefined || seconds < 1) problems.push(`${where}.${key} must be a duration of at least 1s such as "5s" or "5m"; got ${JSON.stringify(v)}`);
+      else limits[field] = seconds * 1000;
+    } else if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+      problems.push(`${where}.${key} must be a positive integer; got ${JSON.stringify(v)}`);
+    } else {
+      limits[field] = v;
+    }
+  }
+  try {
+    resolveWorkloadApiLimits(limits);
+  } catch (err) {
+    let msg = (err as Error).message;
+    // Longest names first: maxConnections is a prefix of maxConnectionsPerUid.
+    const names = Object.entries(WORKLOAD_API_KEYS).sort(([, a], [, b]) => b.length - a.length);
+    for (const [key, field] of names) msg = msg.replaceAll(field, key);
+    problems.push(`${where}: ${msg}`);
+  }
+  return limits;
+}
 const PLUGIN_KINDS = new Set(['NodeAttestor', 'KeyManager', 'WorkloadAttestor']);
 
 function isObject(v: HclValue | undefined): v is HclObject {
@@ -69,7 +122,7 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
   const s: AgentSettings = {
     trustDomain: DEFAULT_TRUST_DOMAIN,
     dataDir: DEFAULT_AGENT_DATA_DIR,
-    socketPath: DEFAULT_SOCKET_PATH,
+    socketPath: defaultSocketPath('agent'),
     serverAddress: DEFAULT_SERVER_ADDRESS,
     serverPort: DEFAULT_BIND_PORT,
     logLevel: 'info',
@@ -77,6 +130,7 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
     nodeAttestor: 'join_token',
     workloadAttestors: [],
     unix: { discoverWorkloadPath: false },
+    workloadApi: {},
   };
   const str = (o: HclObject, k: string, where: string): string | undefined => {
     const v = o[k];
@@ -112,6 +166,7 @@ export function resolveAgentConfig(file: HclObject | undefined, overrides: Agent
       if (l === undefined) problems.push(`agent.log_level ${JSON.stringify(level)} is not one of DEBUG, INFO, WARN, ERROR`);
       else s.logLevel = l;
     }
+    if (agent.workload_api !== undefined) s.workloadApi = parseWorkloadApiBlock(agent.workload_api, problems);
     const insecure = agent.insecure_bootstrap;
     if (insecure !== undefined) {
       if (typeof insecure !== 'boolean') problems.push('agent.insecure_bootstrap must be true or false');

@@ -5,24 +5,24 @@
  * the SVID's private key (`agent-key.pem`, PKCS#8) and the last trust bundle it learned
  * (`bundle.pem`), so a restarted agent resumes without a new join token.
  *
- * Threats:
+ * Threats (the checks themselves live in src/securefs):
  * - another local user reading the agent key and impersonating the node to the server:
  *   the data directory is created 0700 and the files 0600; a directory or key file found
  *   with group/other bits or another owner is refused, not silently used;
  * - a crash half way through a renewal leaving a truncated file: every file is written to
- *   a temporary name, fsynced, renamed over the target, and the directory fsynced; a key
- *   that does not match the stored SVID (crash between the two renames) is reported as
- *   "no usable SVID", never used;
- * - a symlink planted at a file's path to redirect the write: paths are checked with
- *   lstat and symlinks refused.
+ *   an exclusive, no-follow temporary file, fsynced, renamed over the target, and the
+ *   directory fsynced; a key that does not match the stored SVID (crash between the two
+ *   renames) is reported as "no usable SVID", never used;
+ * - a symlink planted at a file's path to redirect a read or a write: reads open with
+ *   O_NOFOLLOW, and a write refuses a target that is a symlink or not a regular file.
  */
-import { randomBytes, createPublicKey, type KeyObject } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync, constants, type Stats } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { MayflyError } from '../spiffe/errors.js';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { join } from 'node:path';
 import { exportPkcs8Pem, importPkcs8 } from '../spiffe/keys.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { parsePemCertificates, pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import { MayflyError } from '../spiffe/errors.js';
+import { ensurePrivateDir, readPrivateFile, readRegularFile, writeFileAtomic } from '../securefs/index.js';
 
 export const AGENT_SVID_FILE = 'agent-svid.pem';
 export const AGENT_KEY_FILE = 'agent-key.pem';
@@ -38,25 +38,6 @@ function stateError(message: string, cause?: unknown): MayflyError {
   return new MayflyError('ERR_AGENT_STATE_INVALID', message, cause === undefined ? undefined : { cause });
 }
 
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-function checkPrivate(path: string, st: Stats, what: string, mode: string): void {
-  const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) {
-    throw stateError(`${what} ${path} is owned by uid ${st.uid}, not by the agent's uid ${uid}; chown it to the user running the agent`);
-  }
-  if ((st.mode & 0o077) !== 0) {
-    throw stateError(`${what} ${path} has mode ${(st.mode & 0o777).toString(8)}, which lets other users read it; run "chmod ${mode} ${path}"`);
-  }
-}
-
 /** Reads and writes the agent's files in one data directory. Synchronous: the files are tiny. */
 export class AgentStateStore {
   readonly dataDir: string;
@@ -66,52 +47,19 @@ export class AgentStateStore {
     this.dataDir = cfg.dataDir;
   }
 
-  /** Creates the directory 0700 if missing; refuses one that others can read. */
+  /** Creates the directory 0700 if missing; refuses one that is a symlink, another user's, or readable by others. */
   ensureDir(): void {
-    const st = lstatOrUndefined(this.dataDir);
-    if (st === undefined) {
-      mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-      chmodSync(this.dataDir, 0o700);
-      return;
-    }
-    if (!st.isDirectory()) throw stateError(`agent data directory ${this.dataDir} is not a directory`);
-    checkPrivate(this.dataDir, st, 'agent data directory', '700');
+    ensurePrivateDir(this.dataDir, { loose: 'refuse', allowSymlink: false });
   }
 
   #read(name: string, secret: boolean): string | undefined {
     const path = join(this.dataDir, name);
-    const st = lstatOrUndefined(path);
-    if (st === undefined) return undefined;
-    if (!st.isFile()) throw stateError(`${path} is not a regular file (symlinks are refused)`);
-    if (secret) checkPrivate(path, st, 'agent key file', '600');
-    return readFileSync(path, 'utf8');
+    return (secret ? readPrivateFile(path) : readRegularFile(path))?.toString('utf8');
   }
 
   #write(name: string, text: string): void {
     this.ensureDir();
-    const path = join(this.dataDir, name);
-    const st = lstatOrUndefined(path);
-    if (st !== undefined && !st.isFile()) throw stateError(`${path} is not a regular file (symlinks are refused)`);
-    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      // writeSync may write less than asked (signals, odd filesystems): loop until done.
-      const data = Buffer.from(text, 'utf8');
-      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
-      fsyncSync(fd);
-    } catch (err) {
-      closeSync(fd);
-      rmSync(tmp, { force: true });
-      throw err;
-    }
-    closeSync(fd);
-    renameSync(tmp, path);
-    const dfd = openSync(dirname(path), constants.O_RDONLY);
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
+    writeFileAtomic(join(this.dataDir, name), text, { mode: 0o600 });
   }
 
   /** The stored agent SVID and key, or undefined when absent or unusable (reason in `problem`). */

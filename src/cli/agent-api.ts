@@ -11,14 +11,22 @@
  *   api watch [-socketPath P] [-output json]
  *
  * `-write DIR` writes files named like SPIRE's: `svid.N.pem` (leaf then intermediates),
- * `svid.N.key` (PKCS#8 PEM, mode 0600), `bundle.N.pem` and `federated_bundle.N.M.pem`.
+ * `svid.N.key` (PKCS#8 PEM, mode 0600), `bundle.N.pem` and `federated_bundle.N.M.pem`
+ * (0644), each through securefs's exclusive, no-follow temporary file renamed over the
+ * target: a DIR another user owns or can write to (without the sticky bit) is refused,
+ * and so is a target name that is a symlink or not a regular file (nothing is written
+ * through it); a regular file planted there by someone else is replaced, not written into.
+ * With no socket named, the client looks at `defaultSocketCandidates('agent')` (its own
+ * default, then root's /run/mayfly/agent/public/api.sock) and uses the first that exists,
+ * if the directories on its path pass securefs's trusted-dir check.
  * Every failure is one `Error: ...` line and exit code 1 (see cli/flags `runProgram`).
  */
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { BundleSet } from '../spiffe/bundle/index.js';
 import { SpiffeId } from '../spiffe/id.js';
+import { defaultSocketCandidates, ensureOutputDir, locateDefaultSocket, writeFileAtomic } from '../securefs/index.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { WorkloadApiClient } from '../sdk/client.js';
 import { ENDPOINT_ENV } from '../sdk/endpoint.js';
@@ -26,8 +34,6 @@ import { x509SvidPem, type JwtSvid, type X509Context } from '../sdk/model.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
 
-/** Where `mayfly-agent` serves the Workload API unless configured otherwise. */
-export const DEFAULT_AGENT_SOCKET_PATH = '/tmp/mayfly-agent/public/api.sock';
 /** SPIRE's default `-timeout` for api commands. */
 export const DEFAULT_API_TIMEOUT_MS = 5000;
 
@@ -49,7 +55,7 @@ interface CommonOptions {
 }
 
 function common(cmd: Command): Command {
-  cmd.addOption(new Option('--socket-path <path>', `path to the Workload API socket (default: $${ENDPOINT_ENV}, else ${DEFAULT_AGENT_SOCKET_PATH})`));
+  cmd.addOption(new Option('--socket-path <path>', `path to the Workload API socket (default: $${ENDPOINT_ENV}, else the first of ${defaultSocketCandidates('agent').join(', ')} that exists)`));
   cmd.addOption(new Option('--timeout <duration>', 'time to wait for a response').default(DEFAULT_API_TIMEOUT_MS, '5s').argParser(parseTimeout));
   return withOutputOption(cmd);
 }
@@ -64,10 +70,11 @@ function clientFor(opts: CommonOptions, io: CliIo, timeoutMs?: number): Workload
   }
   const fromEnv = io.env[ENDPOINT_ENV];
   if (fromEnv) return new WorkloadApiClient({ address: fromEnv, ...timeout });
-  if (!existsSync(DEFAULT_AGENT_SOCKET_PATH)) {
-    throw new Error(`no Workload API socket at ${DEFAULT_AGENT_SOCKET_PATH}: is the agent running? Pass -socketPath or set ${ENDPOINT_ENV}`);
+  const located = locateDefaultSocket('agent');
+  if (!located.found) {
+    throw new Error(`no Workload API socket at ${located.candidates.join(' or ')}: is the agent running? Pass -socketPath or set ${ENDPOINT_ENV}`);
   }
-  return new WorkloadApiClient({ socketPath: DEFAULT_AGENT_SOCKET_PATH, ...timeout });
+  return new WorkloadApiClient({ socketPath: located.path, ...timeout });
 }
 
 async function withClient<T>(opts: CommonOptions, io: CliIo, fn: (c: WorkloadApiClient) => Promise<T>): Promise<T> {
@@ -119,14 +126,13 @@ function x509Text(ctx: X509Context, elapsedMs: number): string {
   return lines.join('\n');
 }
 
-/** Writes SPIRE's file set for `ctx` into `dir`; returns the paths written. */
+/** Writes SPIRE's file set for `ctx` into `dir` (created 0755 if missing); returns the paths written. */
 export function writeX509Files(ctx: X509Context, dir: string): string[] {
-  mkdirSync(dir, { recursive: true });
+  ensureOutputDir(dir);
   const written: string[] = [];
-  const put = (name: string, data: string, mode: number): void => {
+  const put = (name: string, data: string, mode: 0o600 | 0o644): void => {
     const p = join(dir, name);
-    writeFileSync(p, data, { mode });
-    chmodSync(p, mode); // writeFileSync's mode applies only when it creates the file
+    writeFileAtomic(p, data, { mode });
     written.push(p);
   };
   ctx.svids.forEach((s, i) => {

@@ -20,11 +20,9 @@ import { K8sWorkloadAttestor } from '../attestors/workload/k8s/k8s.js';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import { parseConfigText } from '../server/hcl.js';
 import { createAgentLogger } from './agent-logger.js';
-import { status } from '@grpc/grpc-js';
-import { WorkloadApiClient } from '../sdk/client.js';
-import { WorkloadApiError } from '../sdk/errors.js';
+import { checkHealth as checkAgentHealth, ServingStatus } from '../workloadapi/health.js';
 import { CliUsageError, ioOf } from './flags.js';
-import { DEFAULT_AGENT_SOCKET_PATH } from './agent-api.js';
+import { defaultSocketCandidates, defaultSocketPath, locateDefaultSocket } from '../securefs/index.js';
 
 interface RunFlags {
   config?: string;
@@ -84,7 +82,7 @@ export function addAgentRunCommands(program: Command): void {
     .option('--config <file>', 'configuration file (SPIRE agent.conf keys, HCL or JSON)')
     .option('--trust-domain <name>', 'trust domain (default example.org)')
     .option('--data-dir <dir>', 'data directory for the agent SVID and bundle (default ./.mayfly/agent)')
-    .option('--socket-path <path>', `Workload API socket (default ${DEFAULT_AGENT_SOCKET_PATH})`)
+    .option('--socket-path <path>', `Workload API socket (default ${defaultSocketPath('agent')})`)
     .option('--server-address <host>', 'server address (default 127.0.0.1)')
     .option('--server-port <port>', 'server port (default 8081)')
     .option('--join-token <token>', 'join token for the first attestation')
@@ -106,6 +104,7 @@ export function addAgentRunCommands(program: Command): void {
         ...(s.trustBundlePath !== undefined ? { trustBundlePath: s.trustBundlePath } : {}),
         insecureBootstrap: s.insecureBootstrap,
         workloadAttestors: buildWorkloadAttestors(s),
+        workloadApiLimits: s.workloadApi,
         logger,
         onFatal: (err) => {
           fatal = err;
@@ -132,25 +131,22 @@ export function addAgentRunCommands(program: Command): void {
 
   program
     .command('healthcheck')
-    .description("check that the agent's Workload API answers (exit 0 when it does)")
-    .option('--socket-path <path>', `Workload API socket (default ${DEFAULT_AGENT_SOCKET_PATH})`)
+    .description('check the agent\'s health on its Workload API socket (grpc.health.v1.Health/Check, as SPIRE\'s agent serves it); exit 0 when SERVING')
+    .option('--socket-path <path>', `Workload API socket (default: the first of ${defaultSocketCandidates('agent').join(', ')} that exists)`)
     .option('--shallow', 'accepted for SPIRE compatibility; the check is always the same')
     .option('--verbose', 'print what was checked')
     .action(async (o: { socketPath?: string; verbose?: boolean }, cmd: Command) => {
       const io = ioOf(cmd);
-      const socketPath = o.socketPath ?? DEFAULT_AGENT_SOCKET_PATH;
-      const client = new WorkloadApiClient({ socketPath, timeoutMs: 3000 });
+      const socketPath = o.socketPath ?? locateDefaultSocket('agent').path;
+      let result: number;
       try {
-        await client.fetchX509Bundles();
+        result = await checkAgentHealth(socketPath, 3000);
       } catch (err) {
-        // A caller with no registration entry is refused, but a refusal proves the agent
-        // attested us and answered: that is a healthy agent.
-        if (!(err instanceof WorkloadApiError && err.grpcCode === status.PERMISSION_DENIED)) {
-          throw new Error(`agent is unhealthy: ${(err as Error).message}`, { cause: err });
-        }
-      } finally {
-        client.close();
+        throw new Error(`agent is unhealthy: ${(err as Error).message}`, { cause: err });
       }
-      io.out(o.verbose ? `Agent is healthy (Workload API at ${socketPath} answered).\n` : 'Agent is healthy.\n');
+      if (result !== ServingStatus.SERVING) {
+        throw new Error(`agent is unhealthy: it reports ${result === ServingStatus.NOT_SERVING ? 'NOT_SERVING (no valid agent SVID, or its entries have not arrived)' : `status ${result}`}`);
+      }
+      io.out(o.verbose ? `Agent is healthy (Workload API at ${socketPath} reports SERVING).\n` : 'Agent is healthy.\n');
     });
 }

@@ -14,7 +14,7 @@
  * service picks its own SVID by the entry's hint, as a workload entitled to several
  * identities does.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ import { resolveServerConfig } from '../server/config.js';
 import { adminSocketClients, unaryCall } from '../server/client.js';
 import { createServerLogger } from '../server/observability.js';
 import { ServerRunner } from '../server/runner.js';
+import { writeFileAtomic } from '../securefs/index.js';
 import { X509Source } from '../sdk/sources.js';
 import { authorizeId, createClientTlsOptions, createSpiffeHttpsServer, peerSpiffeId } from '../sdk/tls.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
@@ -77,7 +78,7 @@ export async function runDemo(print: (line: string) => void = (l) => process.std
     for (const r of created.results) if (r.status.code !== 0) throw new Error(`entry create failed: ${r.status.message}`);
     const bundle = await unaryCall<{ x509_authorities: Buffer[] }>(admin.Bundle, 'GetBundle', {});
     const bundlePath = join(dir, 'bootstrap-bundle.pem');
-    await writeFile(bundlePath, pemEncodeCertificates(bundle.x509_authorities));
+    writeFileAtomic(bundlePath, pemEncodeCertificates(bundle.x509_authorities), { mode: 0o644 });
     step(2, `registered ${FRONTEND} and ${BACKEND} for unix:uid:${uid} under node ${NODE}`);
 
     // 3. The agent attests with the token, trusting the server through the bootstrap bundle.

@@ -11,14 +11,13 @@ import { Option, type Command } from 'commander';
 import type { Client, ServiceError } from '@grpc/grpc-js';
 import { parseSelector, type Selector } from '../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
-import { DEFAULT_SOCKET_PATH, parseDurationSeconds } from '../server/config.js';
+import { parseDurationSeconds } from '../server/config.js';
+import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
 import type { ServerApiService } from '../wire/server/proto.js';
 import { grpcCodeName } from '../server/observability.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { withOutputOption, type OutputFormat } from './output.js';
-
-export { DEFAULT_SOCKET_PATH };
 
 /** Extra SPIRE spellings the server commands use, on top of cli/flags' SPIRE_FLAGS. */
 export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
@@ -47,9 +46,14 @@ export async function readFileOrStdin(path: string | undefined, flag: string): P
   }
 }
 
-/** Adds `-socketPath` (default: the server's default admin socket) and `-output`. */
+/**
+ * Adds `-socketPath` and `-output`. Without `-socketPath` the first of
+ * `defaultSocketCandidates('server')` that exists is used, once the directories on its
+ * path pass securefs's trusted-dir check (another user's directory there could hold a
+ * socket of theirs, collecting the operator's admin requests).
+ */
 export function clientCommand(cmd: Command): Command {
-  cmd.addOption(new Option('--socket-path <path>', "path to the server's admin socket").default(DEFAULT_SOCKET_PATH));
+  cmd.addOption(new Option('--socket-path <path>', `path to the server's admin socket (default: the first of ${defaultSocketCandidates('server').join(', ')} that exists)`));
   return withOutputOption(cmd);
 }
 
@@ -81,7 +85,7 @@ export function describeCallError(err: unknown, socketPath: string): Error {
 /** Runs `fn` with an open admin socket connection, closing it after. */
 export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
   const opts = cmd.opts<{ socketPath?: string; output?: OutputFormat }>();
-  const socketPath = opts.socketPath ?? DEFAULT_SOCKET_PATH;
+  const socketPath = opts.socketPath ?? locateDefaultSocket('server').path;
   try {
     const st = await stat(socketPath);
     if (!st.isSocket()) throw new CliUsageError(`${socketPath} is not a socket: check -socketPath`);

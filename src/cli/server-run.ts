@@ -10,6 +10,7 @@
  */
 import type { Command } from 'commander';
 import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
+import { defaultSocketPath } from '../securefs/index.js';
 import { ConfigError, loadConfigFile, resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
 import type { HclObject } from '../server/hcl.js';
 import { createServerLogger } from '../server/observability.js';
@@ -75,7 +76,7 @@ function runOptions(cmd: Command): Command {
     .option('--expand-env', 'expand $VAR and ${VAR} in the config file')
     .option('--trust-domain <name>', 'trust domain (default example.org)')
     .option('--data-dir <dir>', 'data directory (default ./.mayfly/server)')
-    .option('--socket-path <path>', 'admin socket path (default /tmp/mayfly-server/private/api.sock)')
+    .option('--socket-path <path>', `admin socket path (default ${defaultSocketPath('server')})`)
     .option('--bind-address <ip>', 'address of the agent API (default 127.0.0.1)')
     .option('--server-port <port>', 'port of the agent API (default 8081)')
     .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')

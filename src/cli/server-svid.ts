@@ -4,25 +4,22 @@
  * `mayfly-server x509 mint`, `jwt mint` and `localauthority x509|jwt show|prepare|activate|taint|revoke`.
  *
  * `x509 mint` makes the key pair here and sends only a CSR: the private key never leaves
- * this process, and with `-write DIR` it is written with mode 0600 (files are replaced
- * atomically, so a reader never sees half a key).
+ * this process, and with `-write DIR` it is written with mode 0600 (certificates 0644).
+ * Every file (and `jwt mint -write FILE`) goes through securefs's writeFileAtomic: an
+ * exclusive, no-follow temporary file with a random name, renamed over the target, so a
+ * reader never sees half a key, a symlink at the target (or a pre-planted temporary name)
+ * cannot redirect the write, and a directory another user can change is refused.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { exportPkcs8Pem, generateKeyPair } from '../spiffe/keys.js';
 import { createCsr } from '../spiffe/x509/csr.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import { ensureOutputDir, writeFileAtomic } from '../securefs/index.js';
 import type { WireBundle, WireJwtSvid, WireX509Svid } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { clientCommand, collect, fields, secondsArg, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
-
-async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, data, { mode, flag: 'w' });
-  await rename(tmp, path);
-}
 
 export function addSvidCommands(program: Command): void {
   const x509 = program.command('x509').description('X509-SVIDs');
@@ -35,6 +32,8 @@ export function addSvidCommands(program: Command): void {
       const o = cmd.opts<{ spiffeId?: string; ttl?: string; dns?: string[]; write?: string }>();
       const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { required: true }) as string;
       const ttl = secondsArg(o.ttl, '-ttl') ?? 0;
+      // Judge (or make) the directory before anything is minted for it.
+      if (o.write !== undefined) ensureOutputDir(o.write);
       const key = generateKeyPair('ec-p256');
       const csr = createCsr({ privateKey: key.privateKey });
       await withServer(cmd, async (ctx) => {
@@ -45,11 +44,10 @@ export function addSvidCommands(program: Command): void {
         const bundlePem = pemEncodeCertificates(bundle.x509_authorities);
         const info = { spiffe_id: res.svid.spiffe_id, expires_at: res.svid.expires_at, serial_number: res.svid.serial_number };
         if (o.write !== undefined) {
-          await mkdir(o.write, { recursive: true, mode: 0o755 });
           const paths = { svid: join(o.write, 'svid.pem'), key: join(o.write, 'key.pem'), bundle: join(o.write, 'bundle.pem') };
-          await writeAtomic(paths.svid, svidPem, 0o644);
-          await writeAtomic(paths.key, keyPem, 0o600);
-          await writeAtomic(paths.bundle, bundlePem, 0o644);
+          writeFileAtomic(paths.svid, svidPem, { mode: 0o644 });
+          writeFileAtomic(paths.key, keyPem, { mode: 0o600 });
+          writeFileAtomic(paths.bundle, bundlePem, { mode: 0o644 });
           emit(ctx.io, ctx.format, {
             json: { ...info, files: paths },
             text: [`X509-SVID written to ${paths.svid}`, `Private key written to ${paths.key}`, `Root CAs written to ${paths.bundle}`].join('\n'),
@@ -78,7 +76,7 @@ export function addSvidCommands(program: Command): void {
       await withServer(cmd, async (ctx) => {
         const res = await ctx.call<{ svid: WireJwtSvid }>('SVID', 'MintJWTSVID', { spiffe_id: spiffeId, audience, ttl });
         if (o.write !== undefined) {
-          await writeAtomic(o.write, `${res.svid.token}\n`, 0o600);
+          writeFileAtomic(o.write, `${res.svid.token}\n`, { mode: 0o600 });
           emit(ctx.io, ctx.format, { json: { ...res.svid, token: undefined, file: o.write }, text: `JWT-SVID written to ${o.write}` });
           return;
         }

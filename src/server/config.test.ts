@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDurationSeconds, resolveServerConfig, DEFAULT_SOCKET_PATH } from './config.js';
+import { parseDurationSeconds, resolveServerConfig } from './config.js';
+import { defaultSocketPath } from '../securefs/index.js';
 import { parseConfigText, parseHcl } from './hcl.js';
 
 const SPIRE_CONF = `
@@ -92,7 +93,7 @@ describe('HCL subset', () => {
 describe('server configuration', () => {
   it('runs with no file at all on safe defaults', () => {
     const s = resolveServerConfig(undefined);
-    expect(s).toMatchObject({ trustDomain: 'example.org', dataDir: './.mayfly/server', socketPath: DEFAULT_SOCKET_PATH, bindAddress: '127.0.0.1', bindPort: 8081 });
+    expect(s).toMatchObject({ trustDomain: 'example.org', dataDir: './.mayfly/server', socketPath: defaultSocketPath('server'), bindAddress: '127.0.0.1', bindPort: 8081 });
     expect(s.metrics).toEqual({ enabled: true, host: '127.0.0.1', port: 9988 });
     expect(s.health.enabled).toBe(false);
   });

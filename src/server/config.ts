@@ -8,7 +8,9 @@
  *
  * Defaults, and why they differ from SPIRE's:
  * - trust domain `example.org`, data in `./.mayfly/server`, admin socket
- *   `/tmp/mayfly-server/private/api.sock` (SPIRE: `/tmp/spire-server/private/api.sock`);
+ *   `defaultSocketPath('server')` (securefs/socket-paths): `/run/mayfly/server/private/api.sock`
+ *   as root, else under `$XDG_RUNTIME_DIR/mayfly` (SPIRE: `/tmp/spire-server/private/api.sock`,
+ *   which any local user can create first);
  * - the agent API binds `127.0.0.1:8081`, not SPIRE's `0.0.0.0:8081`: a try-out should not
  *   expose a CA on every interface. Set `bind_address = "0.0.0.0"` for agents on other hosts;
  * - metrics and health on `127.0.0.1:9988` (`/metrics`, `/live`, `/ready`).
@@ -30,6 +32,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseK8sPsatPluginData } from '../attestors/node/k8s_psat/config.js';
 import { K8sPsatAttestor, type K8sPsatAttestorConfig } from '../attestors/node/k8s_psat/k8s_psat.js';
+import { defaultSocketPath } from '../securefs/index.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { isKeyType, type KeyType } from '../spiffe/keys.js';
 import { ConfigError, parseConfigText, type HclObject, type HclValue } from './hcl.js';
@@ -38,7 +41,6 @@ export { ConfigError } from './hcl.js';
 
 export const DEFAULT_TRUST_DOMAIN = 'example.org';
 export const DEFAULT_DATA_DIR = './.mayfly/server';
-export const DEFAULT_SOCKET_PATH = '/tmp/mayfly-server/private/api.sock';
 export const DEFAULT_BIND_ADDRESS = '127.0.0.1';
 export const DEFAULT_BIND_PORT = 8081;
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
@@ -269,7 +271,7 @@ export function resolveServerConfig(file: HclObject | undefined, overrides: Serv
     p.add(`trust_domain: ${(err as Error).message}`);
   }
   const dataDir = overrides.dataDir ?? str(srv, 'data_dir', w, p) ?? DEFAULT_DATA_DIR;
-  const socketPath = overrides.socketPath ?? str(srv, 'socket_path', w, p) ?? DEFAULT_SOCKET_PATH;
+  const socketPath = overrides.socketPath ?? str(srv, 'socket_path', w, p) ?? defaultSocketPath('server');
   const bindAddress = overrides.bindAddress ?? str(srv, 'bind_address', w, p) ?? DEFAULT_BIND_ADDRESS;
   const bindPort = overrides.bindPort ?? port(srv.bind_port, 'server.bind_port', p) ?? DEFAULT_BIND_PORT;
   const levelRaw = overrides.logLevel ?? str(srv, 'log_level', w, p) ?? 'info';

@@ -25,9 +25,11 @@ import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { openLevelDatastore } from '../datastore/level/level.js';
 import { openPostgresDatastore, PostgresDatastore } from '../datastore/postgres/postgres.js';
+import { ensurePrivateDir } from '../securefs/index.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
 import { HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
+import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { MayflyServer } from './server.js';
 
 export interface ServerRunnerConfig {
@@ -90,11 +92,17 @@ export class ServerRunner {
     const now = this.#cfg.now;
     for (const n of s.notices) this.#log.warn({}, n);
     try {
+      // Nothing is opened or created before the admin socket's directory is known to be safe.
+      ensureAdminSocketDir(s.socketPath);
+      // The data directory (keys, journal, LevelDB) is 0700 before anything opens in it.
+      const tightened = (dir: string) => (msg: string): void => this.#log.warn({ dir }, msg);
+      ensurePrivateDir(s.dataDir, { onTightened: tightened(s.dataDir) });
+      if (s.keyManager.kind === 'disk' && s.keyManager.dataDir !== s.dataDir) ensurePrivateDir(s.keyManager.dataDir, { onTightened: tightened(s.keyManager.dataDir) });
       // PostgreSQL when configured (servers of one trust domain may share it), else LevelDB in the data directory.
       const ds: Datastore =
         s.postgres !== undefined
           ? await openPostgresDatastore({ connectionString: s.postgres.connectionString, ...(now ? { now } : {}) })
-          : await openLevelDatastore(now ? { path: s.datastorePath, now } : { path: s.datastorePath });
+          : await openLevelDatastore({ path: s.datastorePath, warn: tightened(s.datastorePath), ...(now ? { now } : {}) });
       this.#ds = ds;
       const keyManager: KeyManager = s.keyManager.kind === 'memory' ? new MemoryKeyManager() : new DiskKeyManager({ dataDir: s.keyManager.dataDir });
       const caCfg: ServerCaConfig = {

@@ -7,6 +7,10 @@
  *   0700 directory, given its mode, and only then renamed into place: there is no moment
  *   when it exists at the final path with looser permissions. A socket file already at the
  *   path is replaced only when nothing answers on it: a live server's is never taken over.
+ *   The socket's directory and every one above it must be ours or root's and not writable
+ *   by others without the sticky bit (securefs/trusted-dir), checked before any state is
+ *   opened: otherwise another user who created it first could move the socket aside and
+ *   bind their own. The data directory is made 0700 before the datastore opens in it.
  * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`,
  *   minted by the CA and renewed at half its life and on every CA change; it asks for a
  *   client certificate but does not require one (attesting agents have none yet), and
@@ -16,9 +20,9 @@
  * `stop()` drains: authorised-entry streams end with UNAVAILABLE (agents reconnect), calls
  * in flight get a grace period, then the servers are forced down.
  */
-import { chmod, lstat, mkdir, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { experimental, Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
 import { DiskKeyManager } from '../ca/disk-key-manager.js';
@@ -26,6 +30,7 @@ import { FileJournalStore } from '../ca/journal-store.js';
 import { ServerCa } from '../ca/server-ca.js';
 import { openLevelDatastore } from '../datastore/level/level.js';
 import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
+import { ensurePrivateDir } from '../securefs/index.js';
 import { MayflyError } from '../spiffe/errors.js';
 import { generateKeyPair } from '../spiffe/keys.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
@@ -44,6 +49,7 @@ import { AuthorizedEntryCache } from './authorized-cache.js';
 import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
 import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
+import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
@@ -194,8 +200,12 @@ export class MayflyServer {
   async start(): Promise<void> {
     if (this.#started) throw new TypeError('MayflyServer already started');
     this.#started = true;
+    // Refuse a hijackable admin socket directory before any state is opened or created.
+    ensureAdminSocketDir(this.adminSocketPath);
+    ensurePrivateDir(this.#cfg.dataDir, { onTightened: (msg) => this.#logger.warn({ dataDir: this.#cfg.dataDir }, msg) });
     if (this.#ds === undefined) {
-      const ds = await openLevelDatastore({ path: join(this.#cfg.dataDir, 'datastore'), now: this.#now });
+      const path = join(this.#cfg.dataDir, 'datastore');
+      const ds = await openLevelDatastore({ path, now: this.#now, warn: (msg) => this.#logger.warn({ dataDir: path }, msg) });
       this.#ds = ds;
       this.#owned.push(() => ds.close());
     }
@@ -301,8 +311,7 @@ export class MayflyServer {
 
   async #bindAdminSocket(server: Server): Promise<void> {
     const final = this.adminSocketPath;
-    const dir = dirname(final);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const dir = ensureAdminSocketDir(this.adminSocketPath);
     try {
       const st = await lstat(final);
       if (!st.isSocket()) throw new TypeError(`${final} exists and is not a socket; refusing to replace it`);

@@ -40,7 +40,7 @@
  */
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
-import { ensurePrivateDir, readPrivateFile, writePrivateFileAtomic } from '../ca/secure-file.js';
+import { ensurePrivateDir, readPrivateFile, writeFileAtomic } from '../securefs/index.js';
 import type { BundleAuthority, BundleAuthorityRef, Datastore, StoredBundle } from '../datastore/datastore.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
 import { MayflyError } from '../spiffe/errors.js';
@@ -91,7 +91,7 @@ export function loadBundleOwnerId(dataDir: string): string {
     return id;
   }
   const id = randomBytes(16).toString('hex');
-  writePrivateFileAtomic(path, Buffer.from(`${id}\n`, 'utf8'));
+  writeFileAtomic(path, `${id}\n`, { mode: 0o600 });
   return id;
 }
 

@@ -2,32 +2,35 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import 'reflect-metadata';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
-import * as x509 from '@peculiar/x509';
 import hpack from 'hpack.js';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readPeerCredentials, verifyCaller } from '../agent/peercred/index.js';
 import { WorkloadApiEndpoint, type WorkloadApiEndpointConfig } from './endpoint.js';
 import { CONNECTION_PREFACE } from './h2-authority.js';
-import { h2Frame } from './testing.js';
-import type {
-  CallerCheck,
-  IssuedJwtSvid,
-  JwtSvidRequest,
-  PeerCredentials,
-  PeerCredentialSource,
-  Selector,
-  ValidateJwtSvid,
-  WorkloadIdentities,
-  WorkloadUpdate,
-  X509Identity,
-} from './identities.js';
+import {
+  Client,
+  FakeIdentities,
+  FED,
+  h2Frame,
+  header,
+  makeMaterial,
+  methodDef,
+  OK_HEADER,
+  Reader,
+  TD,
+  unary,
+  unaryStatus,
+  update,
+  type Material,
+} from './testing.js';
+import type { CallerCheck, PeerCredentials, PeerCredentialSource, ValidateJwtSvid, X509Identity } from './identities.js';
 import type {
   JWTBundlesResponse,
   JWTSVIDResponse,
@@ -36,111 +39,8 @@ import type {
   X509BundlesResponse,
   X509SVIDResponse,
 } from '../wire/workload/messages.js';
-import { protoDir, SECURITY_HEADER, workloadServiceDefinition } from '../wire/workload/proto.js';
+import { protoDir, SECURITY_HEADER } from '../wire/workload/proto.js';
 import { fromStruct } from '../wire/workload/struct.js';
-
-// ---------------------------------------------------------------- test material
-
-const TD = 'spiffe://example.org';
-const FED = 'spiffe://partner.test';
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-
-interface Material {
-  rootDer: Buffer;
-  makeIdentity(spiffeId: string, hint?: string): Promise<X509Identity>;
-}
-
-async function makeMaterial(): Promise<Material> {
-  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-  const notBefore = new Date(Date.now() - 60_000);
-  const notAfter = new Date(Date.now() + 3_600_000);
-  const caKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const root = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '01',
-    name: 'CN=test root',
-    notBefore,
-    notAfter,
-    keys: caKeys,
-    signingAlgorithm: ALG,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-    ],
-  });
-  let serial = 1;
-  return {
-    rootDer: Buffer.from(root.rawData),
-    async makeIdentity(spiffeId, hint) {
-      const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-      const leaf = await x509.X509CertificateGenerator.create({
-        serialNumber: (++serial).toString(16).padStart(2, '0'),
-        subject: 'CN=workload',
-        issuer: root.subject,
-        notBefore,
-        notAfter,
-        publicKey: keys.publicKey,
-        signingKey: caKeys.privateKey,
-        signingAlgorithm: ALG,
-        extensions: [
-          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], false),
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        ],
-      });
-      const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-      return { spiffeId, certificates: [Buffer.from(leaf.rawData)], privateKeyPkcs8: pkcs8, ...(hint ? { hint } : {}) };
-    },
-  };
-}
-
-function update(material: Material, identities: X509Identity[], fedJwks = '{"keys":[]}'): WorkloadUpdate {
-  return {
-    identities,
-    bundle: { trustDomain: TD, x509Authorities: material.rootDer, jwks: Buffer.from('{"keys":[{"kid":"k1"}]}') },
-    federatedBundles: new Map([[FED, { x509Authorities: Buffer.from([0x30, 0x00]), jwks: Buffer.from(fedJwks) }]]),
-  };
-}
-
-/** Hand-written fake of the agent cache. */
-class FakeIdentities implements WorkloadIdentities {
-  attested: PeerCredentials[] = [];
-  attestError: Error | undefined;
-  current: WorkloadUpdate;
-  readonly subscribers = new Set<(u: WorkloadUpdate) => void>();
-  /** When set, JWT-SVIDs are minted per caller pid (for the two-callers test). */
-  perPid = false;
-
-  constructor(initial: WorkloadUpdate) {
-    this.current = initial;
-  }
-
-  async attest(caller: PeerCredentials): Promise<Selector[]> {
-    this.attested.push(caller);
-    if (this.attestError) throw this.attestError;
-    return [{ type: 'unix', value: `pid:${caller.pid}` }];
-  }
-
-  subscribe(_selectors: readonly Selector[], onUpdate: (u: WorkloadUpdate) => void): () => void {
-    this.subscribers.add(onUpdate);
-    onUpdate(this.current);
-    return () => this.subscribers.delete(onUpdate);
-  }
-
-  publish(u: WorkloadUpdate): void {
-    this.current = u;
-    for (const s of [...this.subscribers]) s(u);
-  }
-
-  async fetchJwtSvid(selectors: readonly Selector[], req: JwtSvidRequest): Promise<IssuedJwtSvid[]> {
-    if (this.perPid) {
-      const pid = selectors[0]?.value.slice('pid:'.length);
-      return [{ spiffeId: `${TD}/pid/${pid}`, token: 'tok' }];
-    }
-    return this.current.identities
-      .filter((id) => req.spiffeId === undefined || id.spiffeId === req.spiffeId)
-      .map((id) => ({ spiffeId: id.spiffeId, token: `jwt:${id.spiffeId}:${req.audience.join(',')}`, ...(id.hint ? { hint: id.hint } : {}) }));
-  }
-}
 
 /** The real peer credential reader, with switches to simulate refusal, PID reuse and an exec. */
 class SwitchablePeerCreds implements PeerCredentialSource {
@@ -155,82 +55,6 @@ class SwitchablePeerCreds implements PeerCredentialSource {
     if (this.replaced) return { ok: false, reason: 'pid-reused', detail: 'simulated' };
     if (this.execed) return { ok: false, reason: 'executable-changed', detail: 'simulated' };
     return verifyCaller(cred);
-  }
-}
-
-// ---------------------------------------------------------------- client helpers
-
-const Client = grpc.makeClientConstructor(workloadServiceDefinition(), 'SpiffeWorkloadAPI');
-
-function header(...values: string[]): grpc.Metadata {
-  const md = new grpc.Metadata();
-  for (const v of values) md.add(SECURITY_HEADER, v);
-  return md;
-}
-const OK_HEADER = (): grpc.Metadata => header('true');
-
-function methodDef(method: string): grpc.MethodDefinition<object, unknown> {
-  const d = workloadServiceDefinition()[method];
-  if (!d) throw new Error(method);
-  return d as grpc.MethodDefinition<object, unknown>;
-}
-
-function unary<T>(c: grpc.Client, method: string, req: object, md = OK_HEADER()): Promise<T> {
-  const d = methodDef(method);
-  return new Promise((resolve, reject) => {
-    // A deadline, so a server that never answers fails the test instead of hanging it.
-    const options = { deadline: Date.now() + 10_000 };
-    c.makeUnaryRequest(d.path, d.requestSerialize, d.responseDeserialize, req, md, options, (err, res) =>
-      err ? reject(err) : resolve(res as T),
-    );
-  });
-}
-
-async function unaryStatus(c: grpc.Client, method: string, req: object, md = OK_HEADER()): Promise<grpc.ServiceError> {
-  try {
-    await unary(c, method, req, md);
-  } catch (err) {
-    return err as grpc.ServiceError;
-  }
-  throw new Error(`${method} unexpectedly succeeded`);
-}
-
-/** Reads a server stream message by message. */
-class Reader<T> {
-  private readonly messages: T[] = [];
-  private error: grpc.ServiceError | undefined;
-  private wake: (() => void) | undefined;
-  readonly call: grpc.ClientReadableStream<T>;
-  received = 0;
-
-  constructor(c: grpc.Client, method: string, md = OK_HEADER()) {
-    const d = methodDef(method);
-    this.call = c.makeServerStreamRequest(d.path, d.requestSerialize, d.responseDeserialize, {}, md) as grpc.ClientReadableStream<T>;
-    this.call.on('data', (m: T) => {
-      this.received++;
-      this.messages.push(m);
-      this.wake?.();
-    });
-    this.call.on('error', (e: grpc.ServiceError) => {
-      this.error = e;
-      this.wake?.();
-    });
-  }
-
-  private async waitFor(ready: () => boolean): Promise<void> {
-    while (!ready()) await new Promise<void>((r) => (this.wake = r));
-  }
-
-  async next(): Promise<T> {
-    await this.waitFor(() => this.messages.length > 0 || this.error !== undefined);
-    const m = this.messages.shift();
-    if (m === undefined) throw this.error;
-    return m;
-  }
-
-  async status(): Promise<grpc.ServiceError> {
-    await this.waitFor(() => this.error !== undefined);
-    return this.error as grpc.ServiceError;
   }
 }
 

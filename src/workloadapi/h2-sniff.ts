@@ -31,7 +31,8 @@
  * here, so a flood of them is refused rather than queued); and `firstRequestTimeoutMs` of
  * time. Past any bound the connection is dropped, except that a client which acknowledged
  * our SETTINGS and then simply sent no request yet (a channel connected ahead of its first
- * call) is handed to grpc-js as it is when the time is up. Framing and HPACK are checked by
+ * call) is handed to grpc-js as it is when the time is up (where the endpoint's idle timeout
+ * ends it if it still makes no call, see connection-limits.ts). Framing and HPACK are checked by
  * an `AuthorityRewriter` run over the same bytes (its bounds apply: header block size,
  * decoded list size, table size), and a second SETTINGS ACK, an ACK with a payload, or any
  * violation drops the connection (`MayflyError('ERR_WORKLOAD_API_HTTP2')`): never a guess.
@@ -53,7 +54,7 @@ export interface SniffOptions extends AuthorityRewriterOptions {
   maxBufferedBytes?: number;
   /** Frames accepted before the decision at most (default 64; a real first request takes under 10); more drops the connection. */
   maxFrames?: number;
-  /** Time from accept to the decision at most, ms (default 10 s; real clients take milliseconds). */
+  /** Time from accept to the decision at most, ms (default 5 s; real clients take milliseconds). */
   firstRequestTimeoutMs?: number;
 }
 
@@ -211,7 +212,7 @@ export function sniffFirstRequest(socket: net.Socket, options: SniffOptions, don
     if (sniffer.route !== undefined) finish(undefined);
   };
   const onGone = (): void => finish(new MayflyError('ERR_WORKLOAD_API_HTTP2', 'the client went away before its first request'));
-  const timeoutMs = options.firstRequestTimeoutMs ?? 10_000;
+  const timeoutMs = options.firstRequestTimeoutMs ?? 5_000;
   const timer = setTimeout(() => {
     // A client that heard us but has no call to make yet goes to grpc-js as it is (no
     // header block has asked for a rewrite); anything else this slow is not a gRPC client.

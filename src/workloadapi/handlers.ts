@@ -40,6 +40,7 @@ import type {
   WorkloadIdentities,
   WorkloadUpdate,
 } from './identities.js';
+import { errorFields, type LogLimiter } from './log-limiter.js';
 import { SECURITY_HEADER, workloadServiceDefinition } from '../wire/workload/proto.js';
 import { toStruct } from '../wire/workload/struct.js';
 
@@ -78,6 +79,8 @@ export interface HandlerContext {
   /** The credentials recorded at accept for the connection a call arrived on. */
   credentialsOf(call: SurfaceCall): PeerCredentials | undefined;
   logger: EndpointLogger;
+  /** For lines a caller can cause at will (failed attestation, PID reuse): rate-limited, no stacks. */
+  logLimiter: LogLimiter;
   /**
    * Open streams register here so a shutting-down agent can end them with UNAVAILABLE.
    * A forced gRPC shutdown would end them with CANCELLED, which go-spiffe treats as final
@@ -107,7 +110,7 @@ function verifyOnce(ctx: HandlerContext, cred: PeerCredentials): CallerCheck {
     try {
       verdict = ctx.peerCredentials.verify(cred);
     } catch (err) {
-      ctx.logger.warn({ pid: cred.pid, err }, 'cannot check the caller process; refusing');
+      ctx.logLimiter.warn('caller-check-failed', { pid: cred.pid, ...errorFields(err) }, 'cannot check the caller process; refusing');
       verdict = { ok: false, reason: 'exited', detail: `process ${cred.pid} could not be checked` };
     }
     if (verdicts.size === 0) queueMicrotask(() => verdicts.clear());
@@ -134,10 +137,10 @@ function checkCaller(ctx: HandlerContext, cred: PeerCredentials, method: string,
   if (verdict.ok) return;
   const facts = { method, pid: cred.pid, uid: cred.uid, gid: cred.gid, reason: verdict.reason, detail: verdict.detail };
   if (verdict.reason === 'exited' || verdict.reason === 'pid-reused') {
-    ctx.logger.warn(facts, `caller exited or its pid now belongs to another process (PID reuse) ${when}; discarding attestation`);
+    ctx.logLimiter.warn('pid-reuse', facts, `caller exited or its pid now belongs to another process (PID reuse) ${when}; discarding attestation`);
     throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed: caller process changed during attestation');
   }
-  ctx.logger.warn(facts, `caller is no longer the process that connected (${verdict.reason}) ${when}; refusing`);
+  ctx.logLimiter.warn('caller-changed', facts, `caller is no longer the process that connected (${verdict.reason}) ${when}; refusing`);
   throw callerChanged();
 }
 
@@ -159,10 +162,10 @@ async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): P
     selectors = await ctx.identities.attest(cred);
   } catch (err) {
     if (isMayflyError(err, 'ERR_CALLER_CHANGED')) {
-      ctx.logger.warn({ method, pid: cred.pid, uid: cred.uid, err: err.message }, 'caller is no longer the process that connected; refusing');
+      ctx.logLimiter.warn('caller-changed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'caller is no longer the process that connected; refusing');
       throw callerChanged();
     }
-    ctx.logger.warn({ method, pid: cred.pid, uid: cred.uid, err }, 'workload attestation failed');
+    ctx.logLimiter.warn('attestation-failed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'workload attestation failed');
     throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed');
   }
   checkCaller(ctx, cred, method, 'after attestation');

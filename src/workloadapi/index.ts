@@ -9,6 +9,12 @@
  * `src/wire/workload/`, which the endpoint and the SDK both read.
  */
 export { WorkloadApiEndpoint, type WorkloadApiEndpointConfig, type EndpointLogger } from './endpoint.js';
+export {
+  DEFAULT_WORKLOAD_API_LIMITS,
+  resolveWorkloadApiLimits,
+  type ConnectionStats,
+  type WorkloadApiLimits,
+} from './connection-limits.js';
 export type {
   BundleMaterial,
   IssuedJwtSvid,

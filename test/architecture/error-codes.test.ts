@@ -17,11 +17,12 @@ import { DatastoreError } from '../../src/datastore/records.js';
 import type { RegistrationErrorCode } from '../../src/registration/registration-error.js';
 import { SelectorError } from '../../src/registration/selector.js';
 import { WorkloadApiError, type SdkErrorCode } from '../../src/sdk/errors.js';
+import type { SecureFsErrorCode } from '../../src/securefs/securefs-error.js';
 import type { ServerErrorCode } from '../../src/server/server-error.js';
 import { isMayflyError, MayflyError, SpiffeIdError, type ErrorCode, type SpiffeErrorCode } from '../../src/spiffe/errors.js';
 import type { WorkloadApiEndpointErrorCode } from '../../src/workloadapi/workloadapi-error.js';
 
-/** Every code Mayfly has ever emitted, as spelt in the single union this replaced. */
+/** Every code Mayfly emits, as spelt in the single union that was split by room (plus those added since). */
 type StableErrorCode =
   // SPIFFE ID and trust domain parsing (one code per rule of the standard)
   | 'ERR_SPIFFE_ID_EMPTY'
@@ -112,7 +113,12 @@ type StableErrorCode =
   | 'ERR_WORKLOAD_API_RESPONSE'
   | 'ERR_WORKLOAD_API_HTTP2'
   | 'ERR_PEER_UNAUTHORIZED'
-  | 'ERR_CLI_USAGE';
+  | 'ERR_CLI_USAGE'
+  // Files, directories and socket paths (src/securefs)
+  | 'ERR_FILE_PERMISSIONS'
+  | 'ERR_FILE_NOT_REGULAR'
+  | 'ERR_FILE_NOT_DIRECTORY'
+  | 'ERR_PATH_UNTRUSTED';
 
 describe('error codes', () => {
   it('are exactly the stable list, each owned by one room', () => {
@@ -128,6 +134,7 @@ describe('error codes', () => {
       | WorkloadApiEndpointErrorCode
       | SdkErrorCode
       | CliErrorCode
+      | SecureFsErrorCode
     >().toEqualTypeOf<StableErrorCode>();
   });
 

@@ -20,9 +20,7 @@ export interface Room {
 export const ROOMS: readonly Room[] = [
   { room: 'spiffe', mayImport: [], holds: 'the standard: SPIFFE ID, keys, X.509-SVID, JWT-SVID, bundles' },
   { room: 'wire', mayImport: [], holds: 'Workload API (wire/workload) and server API (wire/server) proto loading and message shapes' },
-  // src/securefs/ is being created on another branch (private files, atomic writes, socket
-  // directories); its walls are declared ahead so that its rooms' users merge cleanly.
-  { room: 'securefs', mayImport: ['spiffe'], holds: 'private files and directories: atomic writes, owner and mode checks' },
+  { room: 'securefs', mayImport: ['spiffe'], holds: 'private dirs, key/state files, socket dirs and default socket paths' },
   { room: 'registration', mayImport: ['spiffe'], holds: 'registration entries and selectors: the model and its validation' },
   { room: 'ca', mayImport: ['spiffe', 'securefs'], holds: 'key managers, X.509 and JWT authorities, rotation slots, the fast mint path' },
   { room: 'datastore', mayImport: ['spiffe', 'registration', 'securefs'], holds: 'entries, agents, join tokens, bundles; level and postgres' },
@@ -41,9 +39,6 @@ export const ROOMS: readonly Room[] = [
   },
   { room: 'cli', mayImport: '*', holds: 'the mayfly-server and mayfly-agent commands and the demo' },
 ];
-
-/** Rooms declared ahead of the branch that creates them: documents may name their folder before it exists. */
-export const ARRIVING_ROOMS: readonly string[] = ['securefs'];
 
 /**
  * Known breaches, each to be fixed by work under way elsewhere; an entry that no longer

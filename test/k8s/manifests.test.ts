@@ -9,18 +9,21 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SOCKET_PATH as AGENT_SOCKET_PATH } from '../../src/agent/agent.js';
 import { resolveAgentConfig } from '../../src/agent/config.js';
 import { buildWorkloadAttestors } from '../../src/cli/agent-run.js';
-import { DEFAULT_AGENT_SOCKET_PATH } from '../../src/cli/agent-api.js';
 import { parseK8sPsatAgentPluginData, parseK8sPsatPluginData } from '../../src/attestors/node/k8s_psat/config.js';
 import { K8S_PSAT_API_CALLS } from '../../src/attestors/node/k8s_psat/k8s_psat.js';
 import { DEFAULT_K8S_PSAT_AUDIENCE, DEFAULT_K8S_PSAT_TOKEN_PATH } from '../../src/attestors/node/k8s_psat/payload.js';
 import { parseK8sWorkloadPluginData } from '../../src/attestors/workload/k8s/config.js';
 import { DEFAULT_KUBELET_SECURE_PORT, KUBELET_API_CALLS, SERVICE_ACCOUNT_DIR } from '../../src/attestors/workload/k8s/kubelet.js';
-import { DEFAULT_BIND_PORT, DEFAULT_SOCKET_PATH as SERVER_ADMIN_SOCKET, resolveServerConfig } from '../../src/server/config.js';
+import { DEFAULT_BIND_PORT, resolveServerConfig } from '../../src/server/config.js';
+import { defaultSocketCandidates, defaultSocketPath } from '../../src/securefs/index.js';
 import { parseConfigText, type HclObject } from '../../src/server/hcl.js';
 import { ENDPOINT_ENV } from '../../src/sdk/endpoint.js';
+
+// The containers run as root: the defaults are root's (/run/mayfly/...).
+const AGENT_SOCKET_PATH = defaultSocketPath('agent', { uid: 0 });
+const SERVER_ADMIN_SOCKET = defaultSocketPath('server', { uid: 0 });
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dir = join(repo, 'deploy', 'k8s');
@@ -216,7 +219,7 @@ describe('deploy/k8s manifests', () => {
 
     it('serves the Workload API at the default socket path, in a host directory the sample workload mounts', () => {
       expect(agentConf.agent.socket_path).toBe(AGENT_SOCKET_PATH);
-      expect(DEFAULT_AGENT_SOCKET_PATH).toBe(AGENT_SOCKET_PATH);
+      expect(defaultSocketCandidates('agent', { uid: 0 })).toEqual([AGENT_SOCKET_PATH]);
       const sockDir = dirname(AGENT_SOCKET_PATH);
       const mount = agentCtr.volumeMounts.find((m: Obj) => m.mountPath === sockDir);
       expect(mount, `the agent mounts a volume at ${sockDir}`).toBeDefined();

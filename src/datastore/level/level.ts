@@ -15,6 +15,9 @@
  *   second open (from this or another process) fail with `ERR_DATASTORE_UNAVAILABLE`.
  * - Join tokens leaked from a copy of the data directory: tokens are stored under their
  *   SHA-256, never in clear.
+ * - Other local users reading entries, agents, selectors and serials: the directory is
+ *   made (or tightened to) 0700 before LevelDB opens it (LevelDB's own files keep the
+ *   umask's 0644; the directory is what protects them).
  *
  * The parts, one file each: `keys.ts` (the key layout and entry batches), `store.ts` (the
  * handle, its write queue and lifecycle), `entries.ts` + `index-walk.ts` (entries and their
@@ -25,6 +28,7 @@
  * Nothing is loaded into memory at open: lookups and listings walk the index prefixes.
  */
 import { Level } from 'level';
+import { ensurePrivateDir } from '../../securefs/index.js';
 import { DelegatingDatastore } from '../delegating.js';
 import { DatastoreError } from '../records.js';
 import * as agents from './agents.js';
@@ -36,8 +40,14 @@ import { LevelStore } from './store.js';
 import { verifyIndexes } from './verify.js';
 
 export interface LevelDatastoreConfig {
-  /** The data directory (created if missing). One server process owns it. */
+  /**
+   * The data directory (created 0700 if missing, before LevelDB opens it; an existing one
+   * of ours with group/other bits is tightened to 0700, one owned by another user refused:
+   * see securefs/private-dir). One server process owns it.
+   */
   path: string;
+  /** Told when an existing directory was tightened to 0700 (default: a process warning). */
+  warn?: (message: string) => void;
   /** Clock for createdAt / updatedAt. */
   now?: () => Date;
   /**
@@ -53,6 +63,10 @@ export async function openLevelDatastore(config: LevelDatastoreConfig): Promise<
   if (typeof config !== 'object' || config === null || typeof config.path !== 'string' || config.path === '') {
     throw new TypeError('openLevelDatastore needs { path: string }');
   }
+  // LevelDB creates its directory (and its files) with the umask's modes, 0755/0644 by
+  // default; what keeps entries, agents, selectors and serials from other local users is
+  // this 0700 directory, made or tightened before LevelDB touches it.
+  ensurePrivateDir(config.path, config.warn === undefined ? {} : { onTightened: config.warn });
   const db = new Level<string, string>(config.path, {
     keyEncoding: 'utf8',
     valueEncoding: 'utf8',

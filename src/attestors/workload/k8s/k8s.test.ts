@@ -4,7 +4,7 @@
  * through a fixture proc root.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +49,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await kubelet.stop();
+  rmSync(proc, { recursive: true, force: true });
 });
 
 // The conformance suite's workload is a real process; its cgroup file is presented as a pod container's.

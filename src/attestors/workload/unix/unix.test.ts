@@ -92,8 +92,10 @@ describe('unix workload attestor', () => {
 
   describe('with a recorded /proc and /etc', () => {
     let root: string;
+    const roots: string[] = [];
     const setup = async (status: string): Promise<UnixWorkloadAttestor> => {
       root = await mkdtemp(join(tmpdir(), 'mayfly-unix-'));
+      roots.push(root);
       await mkdir(join(root, 'proc/4242'), { recursive: true });
       await mkdir(join(root, 'etc'));
       await writeFile(join(root, 'proc/4242/status'), status);
@@ -102,7 +104,7 @@ describe('unix workload attestor', () => {
       return new UnixWorkloadAttestor({ procRoot: join(root, 'proc'), etcRoot: join(root, 'etc') });
     };
     afterAll(async () => {
-      if (root) await rm(root, { recursive: true, force: true });
+      for (const r of roots) await rm(r, { recursive: true, force: true });
     });
 
     it('uses the effective ids, not the real ones, and the first passwd name', async () => {
