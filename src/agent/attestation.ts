@@ -141,7 +141,7 @@ export class AgentIdentity {
   async init(): Promise<AgentSvid> {
     const { store } = this.#cfg;
     store.ensureDir();
-    const storedRoots = store.loadBundle();
+    const storedRoots = store.loadTrustRoots();
     if (storedRoots !== undefined) this.#roots = storedRoots;
     const loaded = store.loadAgentSvid();
     if (loaded.problem !== undefined) this.#log.warn({ dataDir: store.dataDir }, `ignoring stored agent SVID: ${loaded.problem}`);
@@ -224,7 +224,7 @@ export class AgentIdentity {
     const newRoots = [...res.bundle.x509Authorities];
     const svid = this.#check(res.svid, key.privateKey, newRoots);
     this.#roots = newRoots;
-    this.#cfg.store.saveBundle(newRoots);
+    this.#cfg.store.saveTrustRoots(newRoots);
     this.#cfg.store.saveAgentSvid({ certChain: svid.certChain, privateKey: svid.privateKey });
     this.#svid = svid;
     this.#epoch++;
@@ -262,7 +262,7 @@ export class AgentIdentity {
     const same = roots.length === this.#roots.length && roots.every((r, i) => r.equals(this.#roots[i] as Buffer));
     if (same || roots.length === 0) return;
     this.#roots = [...roots];
-    this.#cfg.store.saveBundle(this.#roots);
+    this.#cfg.store.saveTrustRoots(this.#roots);
   }
 
   /**

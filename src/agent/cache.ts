@@ -34,7 +34,6 @@ import { MayflyError } from '../spiffe/errors.js';
 import type { TrustDomain } from '../spiffe/id.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import type {
-  BundleMaterial,
   IssuedJwtSvid,
   JwtSvidRequest,
   PeerCredentials,
@@ -49,7 +48,7 @@ import { X509SvidRotation, type X509SvidIssuer, type X509SvidRotationConfig } fr
 import type { AuthorizedUpdate, IssuedJwtSvidWire } from './server-client.js';
 import { acceptX509Svid, type CachedX509Svid } from './x509-accept.js';
 import { isChainTainted, isJwtTainted, NO_TAINTED_AUTHORITIES, taintedAuthoritiesOf, type TaintedAuthorities } from './taint.js';
-import { WorkloadViews } from './workload-views.js';
+import { WorkloadViews, type ServedBundle } from './workload-views.js';
 
 export { jwtCacheKey } from './jwt-cache.js';
 export type { CachedX509Svid } from './x509-accept.js';
@@ -76,12 +75,12 @@ export interface SvidCacheConfig extends Pick<X509SvidRotationConfig, 'maxBatch'
   maxJwtSvidsPerIdentity?: number;
 }
 
-interface Material {
+/** A bundle the cache holds: the `Bundle` and its Workload API form (what workload-views serves). */
+interface CachedBundle extends ServedBundle {
   readonly bundle: Bundle;
-  readonly material: BundleMaterial;
 }
 
-function materialOf(b: Bundle): Material {
+function cachedBundleOf(b: Bundle): CachedBundle {
   return { bundle: b, material: { x509Authorities: b.x509AuthoritiesDer(), jwks: b.jwksForWorkloadApi() } };
 }
 
@@ -99,8 +98,9 @@ export class SvidCache implements WorkloadIdentities {
   #entries: RegistrationEntry[] = [];
   #entryById = new Map<string, RegistrationEntry>();
   readonly #svids = new Map<string, CachedX509Svid>();
-  #bundle: Material | undefined;
-  #federated = new Map<string, Material>();
+  /** The trust domain's own bundle (the agent's server's). */
+  #trustDomainBundle: CachedBundle | undefined;
+  #federated = new Map<string, CachedBundle>();
   /** Subscribers, per-selector-set views and the notification fan-out: workload-views.ts. */
   readonly #workload: WorkloadViews;
   /** JWT-SVIDs per (SPIFFE ID, audience set): jwt-cache.ts. */
@@ -136,7 +136,7 @@ export class SvidCache implements WorkloadIdentities {
         entries: () => this.#entries,
         svid: (entryId) => this.#svids.get(entryId),
         failed: (entryId) => this.#rotation.hasFailed(entryId),
-        bundle: () => this.#bundle,
+        bundle: () => this.#trustDomainBundle,
         federated: () => this.#federated,
       },
       trustDomain: cfg.trustDomain,
@@ -168,19 +168,19 @@ export class SvidCache implements WorkloadIdentities {
 
   /** True once the first authorised-entry update has been applied. */
   get ready(): boolean {
-    return this.#bundle !== undefined;
+    return this.#trustDomainBundle !== undefined;
   }
 
   /** The server trust domain's current bundle, if any. */
   get bundle(): Bundle | undefined {
-    return this.#bundle?.bundle;
+    return this.#trustDomainBundle?.bundle;
   }
 
   /** The trust domain bundle and the federated ones (for JWT-SVID validation). */
   bundles(): BundleSet {
     const set = new BundleSet();
     for (const m of this.#federated.values()) set.set(m.bundle);
-    if (this.#bundle !== undefined) set.set(this.#bundle.bundle);
+    if (this.#trustDomainBundle !== undefined) set.set(this.#trustDomainBundle.bundle);
     return set;
   }
 
@@ -232,9 +232,9 @@ export class SvidCache implements WorkloadIdentities {
     const ids = new Set(entries.map((e) => e.spiffeId));
     this.#jwt.retain(ids);
 
-    const bundleChanged = this.#bundle === undefined || !this.#bundle.bundle.equals(u.bundle);
+    const bundleChanged = this.#trustDomainBundle === undefined || !this.#trustDomainBundle.bundle.equals(u.bundle);
     if (bundleChanged) {
-      this.#bundle = materialOf(u.bundle);
+      this.#trustDomainBundle = cachedBundleOf(u.bundle);
       // An SVID whose chain no longer reaches the bundle (authority removed) is re-issued now.
       for (const s of this.#svids.values()) {
         if (!this.#verifies(s.certChain, now)) {
@@ -243,11 +243,11 @@ export class SvidCache implements WorkloadIdentities {
         }
       }
     }
-    const fed = new Map<string, Material>();
+    const fed = new Map<string, CachedBundle>();
     for (const b of u.federatedBundles) {
       if (b.trustDomain.equals(this.#cfg.trustDomain)) continue;
       const old = this.#federated.get(b.trustDomain.name);
-      fed.set(b.trustDomain.name, old !== undefined && old.bundle.equals(b) ? old : materialOf(b));
+      fed.set(b.trustDomain.name, old !== undefined && old.bundle.equals(b) ? old : cachedBundleOf(b));
     }
     this.#federated = fed;
     this.#applyTaint(taintedAuthoritiesOf(u));
@@ -289,7 +289,7 @@ export class SvidCache implements WorkloadIdentities {
   }
 
   #verifies(chain: readonly Buffer[], now: Date): boolean {
-    const b = this.#bundle?.bundle;
+    const b = this.#trustDomainBundle?.bundle;
     if (b === undefined) return false;
     try {
       verifyX509Svid(chain, { trustDomain: this.#cfg.trustDomain, x509Authorities: b.x509Authorities }, { now });
