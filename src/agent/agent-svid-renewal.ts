@@ -93,6 +93,9 @@ export class AgentSvidRenewal {
   #refusedSinceAccepted = false;
   /** The renewal in flight: concurrent requests (timer, taint) share one RenewAgent call. */
   #renewal: Promise<void> | undefined;
+  /** Renewals and re-attestations in flight (`idle`, `settled`). */
+  #busy = 0;
+  readonly #idleWaiters: (() => void)[] = [];
 
   constructor(cfg: AgentSvidRenewalConfig) {
     this.#id = cfg.identity;
@@ -112,6 +115,25 @@ export class AgentSvidRenewal {
     this.#arm(renewalTime(s.notBefore, s.notAfter, this.#random));
   }
 
+  /** True when no renewal or re-attestation is in flight. */
+  get idle(): boolean {
+    return this.#busy === 0;
+  }
+
+  /** Resolves once no renewal or re-attestation is in flight (tests: `ManualScheduler.settle`). */
+  settled(): Promise<void> {
+    if (this.#busy === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Counts `work` as in flight until it settles; returns a promise that settles as it does. */
+  #track(work: Promise<void>): Promise<void> {
+    this.#busy++;
+    return work.finally(() => {
+      if (--this.#busy === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    });
+  }
+
   #arm(at: Date): void {
     this.#cancelTimer?.();
     this.#reattestScheduled = false;
@@ -126,9 +148,11 @@ export class AgentSvidRenewal {
 
   /** Renews the agent SVID now (also called by the timer); joins a renewal already in flight. */
   renewNow(): Promise<void> {
-    this.#renewal ??= this.#renew().finally(() => {
-      this.#renewal = undefined;
-    });
+    this.#renewal ??= this.#track(
+      this.#renew().finally(() => {
+        this.#renewal = undefined;
+      }),
+    );
     return this.#renewal;
   }
 
@@ -193,7 +217,7 @@ export class AgentSvidRenewal {
     const delay = this.#refusedSinceAccepted ? this.#refusalBackoff.next() : 0;
     this.#refusedSinceAccepted = true;
     this.#log.warn({ reason, reattestInMs: delay }, 'the server refused the agent SVID; attesting again');
-    if (delay === 0) void this.#reattestNow();
+    if (delay === 0) void this.#track(this.#reattestNow());
     else this.#scheduleReattest(delay);
     return true;
   }
@@ -211,7 +235,7 @@ export class AgentSvidRenewal {
     this.#cancelTimer = this.#sched.at(new Date(this.#sched.now().getTime() + delayMs), () => {
       this.#cancelTimer = undefined;
       this.#reattestScheduled = false;
-      void this.#reattestNow();
+      void this.#track(this.#reattestNow());
     });
   }
 

@@ -319,4 +319,14 @@ export class AgentIdentity {
   stop(): void {
     this.#renewal.stop();
   }
+
+  /** True when no renewal or re-attestation of the agent SVID is in flight. */
+  get idle(): boolean {
+    return this.#renewal.idle;
+  }
+
+  /** Resolves once no renewal or re-attestation of the agent SVID is in flight (tests). */
+  settled(): Promise<void> {
+    return this.#renewal.settled();
+  }
 }

@@ -193,6 +193,11 @@ export class SvidCache implements WorkloadIdentities {
     return this.#entries.length;
   }
 
+  /** True when no issuance is in flight and no notification pass is under way. */
+  get idle(): boolean {
+    return this.#rotation.inflight === undefined && !this.#workload.notifying;
+  }
+
   /** Resolves when no issuance is in flight and every subscriber has been notified (tests). */
   async settled(): Promise<void> {
     for (;;) {
