@@ -14,8 +14,6 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
-
 describe('MayflyAgent (fake server, manual clock)', () => {
   it('swaps to the renewed agent SVID for every server call, and fails plainly once it expires unrenewed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mayfly-agent-unit-'));
@@ -38,6 +36,7 @@ describe('MayflyAgent (fake server, manual clock)', () => {
       onFatal: (e) => fatal.push(e),
     });
     agents.push(agent);
+    sched.watch(agent);
     server.entries = [testEntry({ entryId: 'e', spiffeId: 'spiffe://example.org/w', parentId: 'spiffe://example.org/spire/agent/join_token/tok' })];
     await agent.start();
     await agent.whenReady(5000);
@@ -46,8 +45,7 @@ describe('MayflyAgent (fake server, manual clock)', () => {
     expect(agent.cache?.svidFor('e')?.spiffeId).toBe('spiffe://example.org/w');
     const first = agent.agentSvid!;
 
-    sched.advance(300_000); // half of 600 s: the agent SVID renews
-    await tick();
+    await sched.advanceAndSettle(300_000); // half of 600 s: the agent SVID renews
     expect(server.renewals).toHaveLength(1);
     const renewed = agent.agentSvid!;
     expect(renewed.serialHex).not.toBe(first.serialHex);
@@ -57,10 +55,7 @@ describe('MayflyAgent (fake server, manual clock)', () => {
 
     // The server goes away for longer than the agent SVID lives.
     server.setAvailable(false);
-    for (let i = 0; i < 60 && fatal.length === 0; i++) {
-      sched.advance(30_000);
-      await tick();
-    }
+    for (let i = 0; i < 60 && fatal.length === 0; i++) await sched.advanceAndSettle(30_000);
     expect(agent.state).toBe('failed');
     expect(fatal[0]?.code).toBe('ERR_AGENT_SVID_EXPIRED');
     expect(fatal[0]?.message).toMatch(/^agent SVID expired at .*; re-attest with a new join token/);
@@ -89,6 +84,7 @@ describe('MayflyAgent (fake server, manual clock)', () => {
       onFatal: (e) => fatal.push(e),
     });
     agents.push(agent);
+    sched.watch(agent);
     server.entries = [testEntry({ entryId: 'e', spiffeId: 'spiffe://example.org/w', parentId: `spiffe://example.org${agentPath}` })];
     await agent.start();
     await agent.whenReady(5000);
@@ -98,7 +94,7 @@ describe('MayflyAgent (fake server, manual clock)', () => {
 
     // Evicted: the stream ends UNAUTHENTICATED; the agent attests again at once and resubscribes with the new SVID.
     server.evict(first.spiffeId);
-    for (let i = 0; i < 20 && server.streamCount === 0; i++) await tick();
+    await sched.settle();
     expect(server.attestations).toEqual(['k8s_psat', 'k8s_psat']);
     const second = agent.agentSvid!;
     expect(second.serialHex).not.toBe(first.serialHex);
@@ -112,12 +108,9 @@ describe('MayflyAgent (fake server, manual clock)', () => {
     state.accept = false;
     const before = state.evidence;
     server.evict(second.spiffeId);
-    await tick();
+    await sched.settle();
     expect(state.evidence).toBe(before + 1);
-    for (let i = 0; i < 12; i++) {
-      sched.advance(5_000); // one minute in all
-      await tick();
-    }
+    for (let i = 0; i < 12; i++) await sched.advanceAndSettle(5_000); // one minute in all
     const attempts = state.evidence - before;
     expect(attempts).toBeGreaterThan(1);
     expect(attempts).toBeLessThanOrEqual(8); // 1 s doubling to 30 s, not one per stream retry
@@ -125,10 +118,7 @@ describe('MayflyAgent (fake server, manual clock)', () => {
     expect(fatal).toEqual([]);
 
     state.accept = true;
-    for (let i = 0; i < 20 && server.streamCount === 0; i++) {
-      sched.advance(5_000);
-      await tick();
-    }
+    for (let i = 0; i < 20 && server.streamCount === 0; i++) await sched.advanceAndSettle(5_000);
     expect(server.attestations).toHaveLength(3);
     expect(server.streamCount).toBe(1);
     expect(agent.agentSvid?.serialHex).not.toBe(second.serialHex);

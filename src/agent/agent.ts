@@ -150,6 +150,19 @@ export class MayflyAgent {
     return this.#sync;
   }
 
+  /** True when no agent SVID renewal or attestation, no X509-SVID issuance and no notification pass is in flight. */
+  get idle(): boolean {
+    return (this.#identity?.idle ?? true) && (this.#cache?.idle ?? true);
+  }
+
+  /** Resolves once `idle` (tests: `ManualScheduler.settle`); each wait is for work in flight, never for time. */
+  async settled(): Promise<void> {
+    while (!this.idle) {
+      await this.#identity?.settled();
+      await this.#cache?.settled();
+    }
+  }
+
   /**
    * Attests (or resumes), opens the entry stream and the Workload API socket. Resolves
    * once the socket listens; use `whenReady()` to wait for the first entry set.

@@ -31,8 +31,9 @@ function setup(opts: { tokens?: string[]; agentTtl?: number } = {}) {
   const bundlePath = join(dir, 'roots.pem');
   writeFileSync(bundlePath, pemEncodeCertificates([server.ca.certificate]));
   const rec = recorder();
-  const make = (extra: { joinToken?: string; insecureBootstrap?: boolean; trustBundlePath?: string } = {}) =>
-    new AgentIdentity({
+  // Every identity made is watched: sched.settle() waits for its renewals and attestations.
+  const make = (extra: { joinToken?: string; insecureBootstrap?: boolean; trustBundlePath?: string } = {}) => {
+    const id = new AgentIdentity({
       trustDomain: td,
       store: new AgentStateStore({ dataDir: join(dir, 'data') }),
       connect: (c) => server.client(c),
@@ -41,6 +42,9 @@ function setup(opts: { tokens?: string[]; agentTtl?: number } = {}) {
       random: () => 0.5,
       ...extra,
     });
+    sched.watch(id);
+    return id;
+  };
   return { dir, sched, server, bundlePath, make, rec };
 }
 
@@ -81,8 +85,7 @@ describe('AgentIdentity', () => {
     id.startRenewal({ onRenewed: (s) => renewed.push(s.serialHex), onExpired: () => {} });
     sched.set(new Date(first.notBefore.getTime() + (first.notAfter.getTime() - first.notBefore.getTime()) / 2 - 1000));
     expect(server.renewals).toHaveLength(0);
-    sched.advance(1000);
-    await new Promise((r) => setTimeout(r, 10));
+    await sched.advanceAndSettle(1000);
     expect(server.renewals).toHaveLength(1);
     expect(renewed).toHaveLength(1);
     expect(id.svid.serialHex).not.toBe(first.serialHex);
@@ -98,10 +101,7 @@ describe('AgentIdentity', () => {
     server.setAvailable(false);
     const fatal: Error[] = [];
     id.startRenewal({ onRenewed: () => {}, onExpired: (e) => fatal.push(e) });
-    for (let i = 0; i < 40 && fatal.length === 0; i++) {
-      sched.advance(30_000);
-      await new Promise((r) => setTimeout(r, 1));
-    }
+    for (let i = 0; i < 40 && fatal.length === 0; i++) await sched.advanceAndSettle(30_000);
     expect(fatal[0]?.message).toBe(`agent SVID expired at ${svid.notAfter.toISOString()}; re-attest with a new join token (start the agent with --join-token)`);
     expect(rec.lines).toContain(`error: ${fatal[0]?.message}`);
     // And on restart, without a (new) token, the agent refuses to start with the same words.
@@ -122,7 +122,7 @@ describe('EntrySync', () => {
       random: () => 0.999,
     });
     sync.start();
-    await new Promise((r) => setTimeout(r, 1));
+    await sched.settle(); // the first update arrives on a microtask
     expect(sync.state).toBe('streaming');
     expect(updates).toHaveLength(1);
     server.setAvailable(false);
@@ -133,8 +133,7 @@ describe('EntrySync', () => {
       const next = sched.nextTimer;
       if (next === undefined) throw new Error('no retry scheduled');
       delays.push(next.getTime() - before);
-      sched.set(next);
-      await new Promise((r) => setTimeout(r, 1));
+      await sched.setAndSettle(next);
     }
     const caps = [1000, 2000, 4000, 8000, 16000, 30000, 30000];
     delays.forEach((d, i) => {
@@ -144,8 +143,7 @@ describe('EntrySync', () => {
       expect(d).toBeGreaterThan(cap * 0.99); // random() = 0.999 puts it at the top of [cap/2, cap]
     });
     server.setAvailable(true);
-    sched.set(sched.nextTimer as Date);
-    await new Promise((r) => setTimeout(r, 1));
+    await sched.setAndSettle(sched.nextTimer as Date);
     expect(sync.state).toBe('streaming');
     server.setEntries([]);
     expect(updates.length).toBeGreaterThanOrEqual(3);
@@ -176,8 +174,8 @@ describe('AgentIdentity with a re-attestable node attestor (k8s_psat-like)', () 
     // Fresh evidence for every call, as K8sPsatAgentAttestor re-reads the rotated token.
     const nodeAttestor = { attestationData: async () => ({ type: 'k8s_psat', payload: Buffer.from(`projected-token-${++state.evidence}`) }) };
     const rec = recorder();
-    const make = () =>
-      new AgentIdentity({
+    const make = () => {
+      const id = new AgentIdentity({
         trustDomain: td,
         store: new AgentStateStore({ dataDir: join(dir, 'data') }),
         connect: (c) => server.client(c),
@@ -187,9 +185,11 @@ describe('AgentIdentity with a re-attestable node attestor (k8s_psat-like)', () 
         nodeAttestor,
         trustBundlePath: bundlePath,
       });
+      sched.watch(id);
+      return id;
+    };
     return { sched, server, state, make, rec };
   }
-  const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
 
   it('attests with the attestor\'s evidence, and attests again (not fatal) when the SVID expired while the server was away', async () => {
     const { sched, server, make, rec } = psatSetup();
@@ -203,18 +203,13 @@ describe('AgentIdentity with a re-attestable node attestor (k8s_psat-like)', () 
     const fatal: Error[] = [];
     const renewed: string[] = [];
     id.startRenewal({ onRenewed: (s) => renewed.push(s.serialHex), onExpired: (e) => fatal.push(e) });
-    sched.set(new Date(first.notAfter.getTime() + 60_000)); // well past expiry, server still away
-    await tick();
-    sched.advance(30_000); // the renewal retry finds the SVID expired
-    await tick();
+    await sched.setAndSettle(new Date(first.notAfter.getTime() + 60_000)); // well past expiry, server still away
+    await sched.advanceAndSettle(30_000); // the renewal retry finds the SVID expired
     expect(fatal).toEqual([]);
     expect(rec.lines.some((l) => /^warn: agent SVID expired at .* attesting again$/.test(l))).toBe(true);
 
     server.setAvailable(true);
-    for (let i = 0; i < 20 && renewed.length === 0; i++) {
-      sched.advance(30_000);
-      await tick();
-    }
+    for (let i = 0; i < 20 && renewed.length === 0; i++) await sched.advanceAndSettle(30_000);
     expect(server.attestations).toEqual(['k8s_psat', 'k8s_psat']);
     expect(renewed).toEqual([id.svid.serialHex]);
     expect(id.svid.serialHex).not.toBe(first.serialHex);
@@ -243,20 +238,15 @@ describe('AgentIdentity with a re-attestable node attestor (k8s_psat-like)', () 
     id.startRenewal({ onRenewed: (s) => renewed.push(s.serialHex), onExpired: () => {} });
     server.evict(first.spiffeId);
     state.accept = false;
-    sched.set(new Date((first.notBefore.getTime() + first.notAfter.getTime()) / 2)); // half-life: renewal → UNAUTHENTICATED → attest (refused)
-    await tick();
-    await tick();
+    await sched.setAndSettle(new Date((first.notBefore.getTime() + first.notAfter.getTime()) / 2)); // half-life: renewal → UNAUTHENTICATED → attest (refused)
     const tried = state.evidence;
     expect(tried).toBe(2);
     expect(renewed).toEqual([]);
     // A retry is scheduled, not a tight loop: nothing more happens until the clock moves.
-    await tick();
+    await sched.settle();
     expect(state.evidence).toBe(tried);
     state.accept = true;
-    for (let i = 0; i < 20 && renewed.length === 0; i++) {
-      sched.advance(5_000);
-      await tick();
-    }
+    for (let i = 0; i < 20 && renewed.length === 0; i++) await sched.advanceAndSettle(5_000);
     expect(renewed).toHaveLength(1);
     expect(server.evicted.size).toBe(0);
     expect(id.svid.serialHex).not.toBe(first.serialHex);

@@ -3,15 +3,16 @@
  *
  * The agent's own identity: node attestation (a join token, or a node attestor such as
  * k8s_psat → Agent.AttestAgent), the agent X509-SVID kept in the data directory across
- * restarts, and its renewal at half-life (Agent.RenewAgent with a fresh key), or at once
- * when the server names an authority in its chain as tainted (before any workload SVID is
- * re-issued, and before the operator can revoke that authority and lock the agent out).
+ * restarts, and its renewal (Agent.RenewAgent with a fresh key). When to renew or attest
+ * again — at half-life, at once when the server names an authority in its chain as tainted,
+ * after a refusal — is agent-svid-renewal.ts; this module attests, renews on request and
+ * checks every agent SVID the server returns.
  *
  * Re-attestation: evidence that can be presented again (a k8s_psat projected token, read
  * afresh each time) lets the agent attest again instead of failing when its SVID expired
  * (server away too long) or the server stopped accepting it (evicted: UNAUTHENTICATED).
- * Attempts after a refusal are spaced by a backoff, so an agent the server keeps refusing
- * does not hammer it (nor, through it, the Kubernetes API server).
+ * Attempts after a refusal are spaced by a backoff (agent-svid-renewal.ts), so an agent the
+ * server keeps refusing does not hammer it (nor, through it, the Kubernetes API server).
  *
  * Threats:
  * - attesting to an impostor server: the first attestation verifies the server against
@@ -22,7 +23,8 @@
  *   domain, certify the key generated here, and chain to the trust bundle;
  * - silently running without an identity: an agent SVID that expired (server away for
  *   longer than its lifetime) is reported as a fatal state with what to do when the
- *   evidence was a join token, since a join token cannot attest twice.
+ *   evidence was a join token, since a join token cannot attest twice (at start here, while
+ *   running in agent-svid-renewal.ts).
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -33,21 +35,14 @@ import { createCsr } from '../spiffe/x509/csr.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { parsePemCertificates } from '../spiffe/x509/pem.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { Backoff, renewalTime, type Scheduler } from './clock.js';
+import { AgentSvidRenewal, expiredMessage, type AgentSvid, type AgentSvidRenewalHooks } from './agent-svid-renewal.js';
+import type { Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
-import { GrpcCode, ServerCallError, type IssuedX509Svid, type ServerClientCredentials, type ServerClientFactory } from './server-client.js';
+import type { IssuedX509Svid, ServerClientCredentials, ServerClientFactory } from './server-client.js';
 import type { AgentStateStore } from './store.js';
-import { isChainTainted, type TaintedAuthorities } from './taint.js';
+import type { TaintedAuthorities } from './taint.js';
 
-/** The agent's X509-SVID and key. */
-export interface AgentSvid {
-  readonly spiffeId: string;
-  readonly certChain: readonly Buffer[];
-  readonly privateKey: KeyObject;
-  readonly serialHex: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
-}
+export { expiredMessage, type AgentSvid } from './agent-svid-renewal.js';
 
 /** Node attestation evidence for one Agent.AttestAgent call. */
 export interface NodeAttestationData {
@@ -89,41 +84,36 @@ export interface AgentIdentityConfig {
 
 const AGENT_PATH_PREFIX = '/spire/agent/';
 
-export function expiredMessage(notAfter: Date): string {
-  return `agent SVID expired at ${notAfter.toISOString()}; re-attest with a new join token (start the agent with --join-token)`;
-}
-
 /** Holds, obtains and renews the agent SVID. */
 export class AgentIdentity {
   readonly #cfg: AgentIdentityConfig;
   readonly #log: AgentLogger;
-  readonly #random: () => number;
-  readonly #backoff: Backoff;
   #svid: AgentSvid | undefined;
   #roots: Buffer[] = [];
-  #cancelTimer: (() => void) | undefined;
-  #stopped = false;
-  #onRenewed: (svid: AgentSvid) => void = () => {};
-  #onExpired: (err: MayflyError) => void = () => {};
   readonly #attestor: AgentNodeAttestor | undefined;
   /** Bumped by every attestation: a renewal that started before one is discarded. */
   #epoch = 0;
-  #reattesting = false;
-  #reattestScheduled = false;
-  /** Spaces re-attestations the server's refusals trigger; reset once the server accepts the agent. */
-  readonly #refusalBackoff: Backoff;
-  #refusedSinceAccepted = false;
-  /** The renewal in flight: concurrent requests (timer, taint) share one RenewAgent call. */
-  #renewal: Promise<void> | undefined;
+  /** When to renew or attest again: agent-svid-renewal.ts. */
+  readonly #renewal: AgentSvidRenewal;
 
   constructor(cfg: AgentIdentityConfig) {
     if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
     this.#cfg = cfg;
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
-    this.#random = cfg.random ?? Math.random;
-    this.#backoff = new Backoff({ random: this.#random });
-    this.#refusalBackoff = new Backoff({ random: this.#random });
     this.#attestor = cfg.nodeAttestor ?? (cfg.joinToken !== undefined && cfg.joinToken !== '' ? joinTokenNodeAttestor(cfg.joinToken) : undefined);
+    this.#renewal = new AgentSvidRenewal({
+      identity: {
+        svid: () => this.svid,
+        current: () => this.#svid,
+        canReattest: () => this.canReattest,
+        epoch: () => this.#epoch,
+        attest: () => this.#attest(),
+        renew: (current, wanted) => this.#renewOnce(current, wanted),
+      },
+      scheduler: cfg.scheduler,
+      logger: this.#log,
+      random: cfg.random,
+    });
   }
 
   /** True when the configured evidence can attest again (not a join token). */
@@ -151,7 +141,7 @@ export class AgentIdentity {
   async init(): Promise<AgentSvid> {
     const { store } = this.#cfg;
     store.ensureDir();
-    const storedRoots = store.loadBundle();
+    const storedRoots = store.loadTrustRoots();
     if (storedRoots !== undefined) this.#roots = storedRoots;
     const loaded = store.loadAgentSvid();
     if (loaded.problem !== undefined) this.#log.warn({ dataDir: store.dataDir }, `ignoring stored agent SVID: ${loaded.problem}`);
@@ -234,7 +224,7 @@ export class AgentIdentity {
     const newRoots = [...res.bundle.x509Authorities];
     const svid = this.#check(res.svid, key.privateKey, newRoots);
     this.#roots = newRoots;
-    this.#cfg.store.saveBundle(newRoots);
+    this.#cfg.store.saveTrustRoots(newRoots);
     this.#cfg.store.saveAgentSvid({ certChain: svid.certChain, privateKey: svid.privateKey });
     this.#svid = svid;
     this.#epoch++;
@@ -272,155 +262,71 @@ export class AgentIdentity {
     const same = roots.length === this.#roots.length && roots.every((r, i) => r.equals(this.#roots[i] as Buffer));
     if (same || roots.length === 0) return;
     this.#roots = [...roots];
-    this.#cfg.store.saveBundle(this.#roots);
-  }
-
-  /** Schedules renewals at half-life; `onRenewed` gets each new SVID, `onExpired` the fatal error. */
-  startRenewal(hooks: { onRenewed: (svid: AgentSvid) => void; onExpired: (err: MayflyError) => void }): void {
-    this.#onRenewed = hooks.onRenewed;
-    this.#onExpired = hooks.onExpired;
-    this.#stopped = false;
-    const s = this.svid;
-    this.#arm(renewalTime(s.notBefore, s.notAfter, this.#random));
-  }
-
-  #arm(at: Date): void {
-    this.#cancelTimer?.();
-    this.#reattestScheduled = false;
-    if (this.#stopped) return;
-    const notAfter = this.svid.notAfter;
-    const when = at.getTime() < notAfter.getTime() ? at : notAfter;
-    this.#cancelTimer = this.#cfg.scheduler.at(when, () => {
-      this.#cancelTimer = undefined;
-      void this.renewNow();
-    });
-  }
-
-  /** Renews the agent SVID now (also called by the timer); joins a renewal already in flight. */
-  renewNow(): Promise<void> {
-    this.#renewal ??= this.#renew().finally(() => {
-      this.#renewal = undefined;
-    });
-    return this.#renewal;
+    this.#cfg.store.saveTrustRoots(this.#roots);
   }
 
   /**
-   * Renews at once when the agent SVID's chain involves a tainted authority, so that the
-   * agent moves to the active authority before the tainted one is revoked (else it could no
-   * longer authenticate to the server: a lockout). Returns the renewal, or undefined when
-   * the agent SVID is not affected.
+   * One Agent.RenewAgent call with a fresh key. The client is made before this returns (a
+   * factory that throws throws here). The answer is adopted only while `wanted()`: checked,
+   * stored and made current.
    */
-  renewIfTainted(tainted: TaintedAuthorities): Promise<void> | undefined {
-    const s = this.#svid;
-    if (s === undefined || this.#stopped || !isChainTainted(s.certChain, tainted)) return undefined;
-    if (this.#renewal === undefined) this.#log.warn({ spiffeId: s.spiffeId, serial: s.serialHex }, 'agent SVID is signed by a tainted authority; renewing it now');
-    return this.renewNow();
-  }
-
-  async #renew(): Promise<void> {
-    if (this.#stopped || this.#reattesting || this.#reattestScheduled) return;
-    const current = this.svid;
-    const now = this.#cfg.scheduler.now();
-    if (now.getTime() >= current.notAfter.getTime()) {
-      if (this.canReattest) {
-        this.#log.warn({ spiffeId: current.spiffeId }, `agent SVID expired at ${current.notAfter.toISOString()} before it could be renewed; attesting again`);
-        await this.#reattestNow();
-        return;
-      }
-      const msg = expiredMessage(current.notAfter);
-      this.#log.error({ spiffeId: current.spiffeId }, msg);
-      this.#stopped = true;
-      this.#onExpired(new MayflyError('ERR_AGENT_SVID_EXPIRED', msg));
-      return;
-    }
+  #renewOnce(current: AgentSvid, wanted: () => boolean): Promise<AgentSvid | undefined> {
     const key = generateKeyPair('ec-p256');
     const client = this.#cfg.connect(this.credentials());
-    const epoch = this.#epoch;
-    try {
-      const issued = await client.renewAgent(createCsr({ privateKey: key.privateKey }));
-      // An attestation finished meanwhile: its SVID is the current one on the server.
-      if (epoch !== this.#epoch || this.#reattesting) return;
-      const svid = this.#check(issued, key.privateKey, this.#roots);
-      if (svid.spiffeId !== current.spiffeId) throw new MayflyError('ERR_ATTESTATION_FAILED', `renewal returned ${svid.spiffeId}, not ${current.spiffeId}`);
-      this.#cfg.store.saveAgentSvid({ certChain: svid.certChain, privateKey: svid.privateKey });
-      this.#svid = svid;
-      this.#backoff.reset();
-      this.#log.info({ spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString() }, 'agent SVID renewed');
-      if (this.#stopped) return;
-      this.#onRenewed(svid);
-      this.#arm(renewalTime(svid.notBefore, svid.notAfter, this.#random));
-    } catch (err) {
-      if (epoch !== this.#epoch || this.#reattesting || this.#stopped) return;
-      if (err instanceof ServerCallError && err.grpcCode === GrpcCode.UNAUTHENTICATED && this.refused(`renewal refused: ${err.message}`)) return;
-      const delay = this.#backoff.next();
-      this.#log.warn({ err, retryInMs: delay, notAfter: current.notAfter.toISOString() }, 'agent SVID renewal failed; retrying');
-      this.#arm(new Date(this.#cfg.scheduler.now().getTime() + delay));
-    } finally {
-      client.close();
-    }
+    return (async () => {
+      try {
+        const issued = await client.renewAgent(createCsr({ privateKey: key.privateKey }));
+        if (!wanted()) return undefined;
+        const svid = this.#check(issued, key.privateKey, this.#roots);
+        if (svid.spiffeId !== current.spiffeId) throw new MayflyError('ERR_ATTESTATION_FAILED', `renewal returned ${svid.spiffeId}, not ${current.spiffeId}`);
+        this.#cfg.store.saveAgentSvid({ certChain: svid.certChain, privateKey: svid.privateKey });
+        this.#svid = svid;
+        this.#log.info({ spiffeId: svid.spiffeId, notAfter: svid.notAfter.toISOString() }, 'agent SVID renewed');
+        return svid;
+      } finally {
+        client.close();
+      }
+    })();
   }
 
-  /**
-   * The server no longer accepts the agent SVID (UNAUTHENTICATED: evicted, or its record
-   * is gone). Attests again when the evidence allows it, at once the first time and then
-   * spaced by a backoff until `accepted()`. Returns false (nothing done) for a join token.
-   */
+  // ------------------------------------------------------------ renewal (agent-svid-renewal.ts)
+
+  /** Schedules renewals at half-life; `onRenewed` gets each new SVID, `onExpired` the fatal error. */
+  startRenewal(hooks: AgentSvidRenewalHooks): void {
+    this.#renewal.start(hooks);
+  }
+
+  /** Renews the agent SVID now; joins a renewal already in flight. */
+  renewNow(): Promise<void> {
+    return this.#renewal.renewNow();
+  }
+
+  /** Renews at once when the agent SVID's chain involves a tainted authority (agent-svid-renewal.ts); undefined when it does not. */
+  renewIfTainted(tainted: TaintedAuthorities): Promise<void> | undefined {
+    return this.#renewal.renewIfTainted(tainted);
+  }
+
+  /** The server no longer accepts the agent SVID: attests again when the evidence allows it; false for a join token. */
   refused(reason: string): boolean {
-    if (!this.canReattest || this.#stopped) return false;
-    if (this.#reattesting || this.#reattestScheduled) return true;
-    const delay = this.#refusedSinceAccepted ? this.#refusalBackoff.next() : 0;
-    this.#refusedSinceAccepted = true;
-    this.#log.warn({ reason, reattestInMs: delay }, 'the server refused the agent SVID; attesting again');
-    if (delay === 0) void this.#reattestNow();
-    else this.#scheduleReattest(delay);
-    return true;
+    return this.#renewal.refused(reason);
   }
 
   /** The server accepted the agent (an entry update arrived): refusals start over. */
   accepted(): void {
-    this.#refusedSinceAccepted = false;
-    this.#refusalBackoff.reset();
-  }
-
-  #scheduleReattest(delayMs: number): void {
-    this.#cancelTimer?.();
-    if (this.#stopped) return;
-    this.#reattestScheduled = true;
-    this.#cancelTimer = this.#cfg.scheduler.at(new Date(this.#cfg.scheduler.now().getTime() + delayMs), () => {
-      this.#cancelTimer = undefined;
-      this.#reattestScheduled = false;
-      void this.#reattestNow();
-    });
-  }
-
-  /** Attests again; on failure retries with backoff (the SVID may still serve meanwhile). */
-  async #reattestNow(): Promise<void> {
-    if (this.#stopped || this.#reattesting) return;
-    this.#reattesting = true;
-    this.#reattestScheduled = false;
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    let retryIn: number | undefined;
-    try {
-      const svid = await this.#attest();
-      this.#backoff.reset();
-      if (!this.#stopped) {
-        this.#onRenewed(svid);
-        this.#reattesting = false;
-        this.#arm(renewalTime(svid.notBefore, svid.notAfter, this.#random));
-      }
-    } catch (err) {
-      retryIn = this.#backoff.next();
-      this.#log.error({ err, retryInMs: retryIn }, `attesting again failed: ${(err as Error).message}; retrying`);
-    } finally {
-      this.#reattesting = false;
-    }
-    if (retryIn !== undefined) this.#scheduleReattest(retryIn);
+    this.#renewal.accepted();
   }
 
   stop(): void {
-    this.#stopped = true;
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
+    this.#renewal.stop();
+  }
+
+  /** True when no renewal or re-attestation of the agent SVID is in flight. */
+  get idle(): boolean {
+    return this.#renewal.idle;
+  }
+
+  /** Resolves once no renewal or re-attestation of the agent SVID is in flight (tests). */
+  settled(): Promise<void> {
+    return this.#renewal.settled();
   }
 }

@@ -1,11 +1,12 @@
 /**
  * @module agent/cache
  *
- * The agent's SVID cache: it holds the authorised entries the server pushed, signs ahead an
- * X509-SVID for each (key generated here, EC P-256; CSRs to the server in batches), renews
- * each at half its lifetime ± 10 %, caches JWT-SVIDs per (SPIFFE ID, audience set), and
+ * The agent's SVID cache: it holds the authorised entries the server pushed and an
+ * X509-SVID signed ahead for each, caches JWT-SVIDs per (SPIFFE ID, audience set), and
  * answers the Workload API endpoint (`WorkloadIdentities`; subscribers, the per-selector-set
- * views and the notification fan-out are in workload-views.ts).
+ * views and the notification fan-out are in workload-views.ts). When to ask the server for
+ * X509-SVIDs (key generated here, EC P-256; CSRs in batches; renewal at half the lifetime
+ * ± 10 %) is rotation.ts; this module keeps what comes back.
  *
  * Threats it stops:
  * - a workload receiving an identity it is not entitled to: an identity is served only for
@@ -31,11 +32,8 @@ import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { BundleSet } from '../spiffe/bundle/set.js';
 import { MayflyError } from '../spiffe/errors.js';
 import type { TrustDomain } from '../spiffe/id.js';
-import { DEFAULT_KEY_TYPE, generateKeyPair, type KeyType } from '../spiffe/keys.js';
-import { createCsr } from '../spiffe/x509/csr.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import type {
-  BundleMaterial,
   IssuedJwtSvid,
   JwtSvidRequest,
   PeerCredentials,
@@ -43,24 +41,25 @@ import type {
   WorkloadIdentities,
   WorkloadUpdate,
 } from '../workloadapi/identities.js';
-import { Backoff, type Scheduler } from './clock.js';
+import type { Scheduler } from './clock.js';
 import { JwtSvidCache, type JwtSvidCacheStats } from './jwt-cache.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
-import type { AuthorizedUpdate, IssuedJwtSvidWire, NewX509SvidResult } from './server-client.js';
-import { acceptX509Svid, dnsKeyOf, type CachedX509Svid } from './x509-accept.js';
+import { X509SvidRotation, type X509SvidIssuer, type X509SvidRotationConfig } from './rotation.js';
+import type { AuthorizedUpdate, IssuedJwtSvidWire } from './server-client.js';
+import { acceptX509Svid, type CachedX509Svid } from './x509-accept.js';
 import { isChainTainted, isJwtTainted, NO_TAINTED_AUTHORITIES, taintedAuthoritiesOf, type TaintedAuthorities } from './taint.js';
-import { WorkloadViews } from './workload-views.js';
+import { WorkloadViews, type ServedBundle } from './workload-views.js';
 
 export { jwtCacheKey } from './jwt-cache.js';
 export type { CachedX509Svid } from './x509-accept.js';
 
 /** The server calls the cache makes (the agent routes them to its current client). */
-export interface SvidIssuer {
-  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]>;
+export interface SvidIssuer extends X509SvidIssuer {
   newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire>;
 }
 
-export interface SvidCacheConfig {
+/** `maxBatch`, `maxConcurrentBatches` and `keyType` shape the issuance passes (rotation.ts). */
+export interface SvidCacheConfig extends Pick<X509SvidRotationConfig, 'maxBatch' | 'maxConcurrentBatches' | 'keyType'> {
   trustDomain: TrustDomain;
   issuer: SvidIssuer;
   workloadAttestors: readonly WorkloadAttestor[];
@@ -68,12 +67,6 @@ export interface SvidCacheConfig {
   /** Uniform [0, 1): renewal jitter and backoff (tests pin it). */
   random?: () => number;
   logger?: AgentLogger;
-  /** CSRs per BatchNewX509SVID call (default 500, the server's limit). */
-  maxBatch?: number;
-  /** BatchNewX509SVID calls in flight at once (default 2): keys are made while the server signs. */
-  maxConcurrentBatches?: number;
-  /** Key type of workload SVIDs (default EC P-256). */
-  keyType?: KeyType;
   /** Largest number of cached JWT-SVIDs (default 10,000); expired ones go first. */
   maxJwtSvids?: number;
   /** Largest estimated memory of the cached JWT-SVIDs, bytes (default 16 MiB; jwt-cache.ts). */
@@ -82,15 +75,12 @@ export interface SvidCacheConfig {
   maxJwtSvidsPerIdentity?: number;
 }
 
-interface Material {
+/** A bundle the cache holds: the `Bundle` and its Workload API form (what workload-views serves). */
+interface CachedBundle extends ServedBundle {
   readonly bundle: Bundle;
-  readonly material: BundleMaterial;
 }
 
-/** Per-entry failure retry: the server refused this one item. */
-const ENTRY_RETRY_MS = 30_000;
-
-function materialOf(b: Bundle): Material {
+function cachedBundleOf(b: Bundle): CachedBundle {
   return { bundle: b, material: { x509Authorities: b.x509AuthoritiesDer(), jwks: b.jwksForWorkloadApi() } };
 }
 
@@ -104,25 +94,19 @@ export class SvidCache implements WorkloadIdentities {
   readonly #log: AgentLogger;
   readonly #random: () => number;
   readonly #sched: Scheduler;
-  readonly #maxBatch: number;
-  readonly #maxConcurrentBatches: number;
   #tainted: TaintedAuthorities = NO_TAINTED_AUTHORITIES;
   #entries: RegistrationEntry[] = [];
   #entryById = new Map<string, RegistrationEntry>();
   readonly #svids = new Map<string, CachedX509Svid>();
-  /** entryId → when to try again after the server refused that item. */
-  readonly #failed = new Map<string, number>();
-  #bundle: Material | undefined;
-  #federated = new Map<string, Material>();
+  /** The trust domain's own bundle (the agent's server's). */
+  #trustDomainBundle: CachedBundle | undefined;
+  #federated = new Map<string, CachedBundle>();
   /** Subscribers, per-selector-set views and the notification fan-out: workload-views.ts. */
   readonly #workload: WorkloadViews;
   /** JWT-SVIDs per (SPIFFE ID, audience set): jwt-cache.ts. */
   readonly #jwt: JwtSvidCache;
-  #inflight: Promise<void> | undefined;
-  #again = false;
-  #serverRetryAt = 0;
-  readonly #backoff: Backoff;
-  #cancelTimer: (() => void) | undefined;
+  /** Issuance passes and the renewal timer: rotation.ts. */
+  readonly #rotation: X509SvidRotation;
   #closed = false;
   #sequence = -1;
   /**
@@ -138,9 +122,6 @@ export class SvidCache implements WorkloadIdentities {
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
     this.#random = cfg.random ?? Math.random;
     this.#sched = cfg.scheduler;
-    this.#maxBatch = cfg.maxBatch ?? 500;
-    this.#maxConcurrentBatches = Math.max(1, Math.floor(cfg.maxConcurrentBatches ?? 2));
-    this.#backoff = new Backoff({ random: this.#random });
     this.#jwt = new JwtSvidCache({
       mint: (entryId, audience) => this.#cfg.issuer.newJwtSvid(entryId, audience),
       isCurrent: (e) => this.#entryById.get(e.entryId)?.spiffeId === e.spiffeId,
@@ -154,31 +135,52 @@ export class SvidCache implements WorkloadIdentities {
       source: {
         entries: () => this.#entries,
         svid: (entryId) => this.#svids.get(entryId),
-        failed: (entryId) => this.#failed.has(entryId),
-        bundle: () => this.#bundle,
+        failed: (entryId) => this.#rotation.hasFailed(entryId),
+        bundle: () => this.#trustDomainBundle,
         federated: () => this.#federated,
       },
       trustDomain: cfg.trustDomain,
       now: () => this.#sched.now(),
       logger: this.#log,
     });
+    this.#rotation = new X509SvidRotation({
+      subject: {
+        entries: () => this.#entries,
+        entry: (entryId) => this.#entryById.get(entryId),
+        svid: (entryId) => this.#svids.get(entryId),
+        svids: () => this.#svids.values(),
+        keep: (entry, chain, key, now) => this.#keep(entry, chain, key, now),
+        issued: () => {
+          this.#workload.invalidate();
+          this.#workload.notifyAll();
+        },
+        timerFired: () => this.#timerFired(),
+      },
+      issuer: cfg.issuer,
+      scheduler: cfg.scheduler,
+      random: this.#random,
+      logger: this.#log,
+      maxBatch: cfg.maxBatch,
+      maxConcurrentBatches: cfg.maxConcurrentBatches,
+      keyType: cfg.keyType,
+    });
   }
 
   /** True once the first authorised-entry update has been applied. */
   get ready(): boolean {
-    return this.#bundle !== undefined;
+    return this.#trustDomainBundle !== undefined;
   }
 
   /** The server trust domain's current bundle, if any. */
   get bundle(): Bundle | undefined {
-    return this.#bundle?.bundle;
+    return this.#trustDomainBundle?.bundle;
   }
 
   /** The trust domain bundle and the federated ones (for JWT-SVID validation). */
   bundles(): BundleSet {
     const set = new BundleSet();
     for (const m of this.#federated.values()) set.set(m.bundle);
-    if (this.#bundle !== undefined) set.set(this.#bundle.bundle);
+    if (this.#trustDomainBundle !== undefined) set.set(this.#trustDomainBundle.bundle);
     return set;
   }
 
@@ -191,11 +193,17 @@ export class SvidCache implements WorkloadIdentities {
     return this.#entries.length;
   }
 
+  /** True when no issuance is in flight and no notification pass is under way. */
+  get idle(): boolean {
+    return this.#rotation.inflight === undefined && !this.#workload.notifying;
+  }
+
   /** Resolves when no issuance is in flight and every subscriber has been notified (tests). */
   async settled(): Promise<void> {
     for (;;) {
-      if (this.#inflight !== undefined) {
-        await this.#inflight;
+      const inflight = this.#rotation.inflight;
+      if (inflight !== undefined) {
+        await inflight;
         continue;
       }
       const drained = this.#workload.drained();
@@ -223,15 +231,15 @@ export class SvidCache implements WorkloadIdentities {
     const byId = new Map(entries.map((e) => [e.entryId, e]));
     for (const id of [...this.#firstSeen.keys()]) if (!byId.has(id)) this.#firstSeen.delete(id);
     for (const id of [...this.#svids.keys()]) if (!byId.has(id)) this.#svids.delete(id);
-    for (const id of [...this.#failed.keys()]) if (!byId.has(id)) this.#failed.delete(id);
+    this.#rotation.retain(byId);
     this.#entries = entries;
     this.#entryById = byId;
     const ids = new Set(entries.map((e) => e.spiffeId));
     this.#jwt.retain(ids);
 
-    const bundleChanged = this.#bundle === undefined || !this.#bundle.bundle.equals(u.bundle);
+    const bundleChanged = this.#trustDomainBundle === undefined || !this.#trustDomainBundle.bundle.equals(u.bundle);
     if (bundleChanged) {
-      this.#bundle = materialOf(u.bundle);
+      this.#trustDomainBundle = cachedBundleOf(u.bundle);
       // An SVID whose chain no longer reaches the bundle (authority removed) is re-issued now.
       for (const s of this.#svids.values()) {
         if (!this.#verifies(s.certChain, now)) {
@@ -240,16 +248,16 @@ export class SvidCache implements WorkloadIdentities {
         }
       }
     }
-    const fed = new Map<string, Material>();
+    const fed = new Map<string, CachedBundle>();
     for (const b of u.federatedBundles) {
       if (b.trustDomain.equals(this.#cfg.trustDomain)) continue;
       const old = this.#federated.get(b.trustDomain.name);
-      fed.set(b.trustDomain.name, old !== undefined && old.bundle.equals(b) ? old : materialOf(b));
+      fed.set(b.trustDomain.name, old !== undefined && old.bundle.equals(b) ? old : cachedBundleOf(b));
     }
     this.#federated = fed;
     this.#applyTaint(taintedAuthoritiesOf(u));
     this.#workload.publish();
-    this.#kick();
+    this.#rotation.kick();
   }
 
   /** The tainted authorities the last update named. */
@@ -286,7 +294,7 @@ export class SvidCache implements WorkloadIdentities {
   }
 
   #verifies(chain: readonly Buffer[], now: Date): boolean {
-    const b = this.#bundle?.bundle;
+    const b = this.#trustDomainBundle?.bundle;
     if (b === undefined) return false;
     try {
       verifyX509Svid(chain, { trustDomain: this.#cfg.trustDomain, x509Authorities: b.x509Authorities }, { now });
@@ -296,129 +304,19 @@ export class SvidCache implements WorkloadIdentities {
     }
   }
 
-  #due(e: RegistrationEntry, nowMs: number): boolean {
-    const retry = this.#failed.get(e.entryId);
-    if (retry !== undefined && retry > nowMs) return false;
-    const s = this.#svids.get(e.entryId);
-    if (s === undefined) return true;
-    return s.stale || s.spiffeId !== e.spiffeId || s.dnsKey !== dnsKeyOf(e) || nowMs >= s.renewAt.getTime() || nowMs >= s.notAfter.getTime();
-  }
-
-  /** Starts an issuance pass, or asks the running one to go again. */
-  #kick(): void {
-    if (this.#closed) return;
-    if (this.#inflight !== undefined) {
-      this.#again = true;
-      return;
-    }
-    this.#inflight = (async () => {
-      do {
-        this.#again = false;
-        await this.#issuePass();
-      } while (this.#again && !this.#closed);
-    })()
-      .catch((err: unknown) => this.#log.error({ err }, 'X509-SVID issuance failed unexpectedly'))
-      .finally(() => {
-        this.#inflight = undefined;
-        this.#reschedule();
-      });
-  }
-
-  async #issuePass(): Promise<void> {
-    const nowMs = this.#sched.now().getTime();
-    if (this.#serverRetryAt > nowMs) return;
-    const due = this.#entries.filter((e) => this.#due(e, nowMs));
-    if (due.length === 0) return;
-    const chunks: RegistrationEntry[][] = [];
-    for (let i = 0; i < due.length; i += this.#maxBatch) chunks.push(due.slice(i, i + this.#maxBatch));
-    // Up to maxConcurrentBatches calls in flight; the first server failure stops the pass.
-    let next = 0;
-    let failed = false;
-    const worker = async (): Promise<void> => {
-      while (!failed && !this.#closed && next < chunks.length) {
-        if (!(await this.#issueChunk(chunks[next++] as RegistrationEntry[]))) failed = true;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.#maxConcurrentBatches, chunks.length) }, () => worker()));
-  }
-
-  /** One BatchNewX509SVID call for `chunk`; false when the server could not be reached. */
-  async #issueChunk(chunk: readonly RegistrationEntry[]): Promise<boolean> {
-    const keys = new Map<string, KeyObject>();
-    const batch = chunk.map((e) => {
-      const kp = generateKeyPair(this.#cfg.keyType ?? DEFAULT_KEY_TYPE);
-      keys.set(e.entryId, kp.privateKey);
-      return { entryId: e.entryId, csr: createCsr({ privateKey: kp.privateKey }) };
-    });
-    let results: NewX509SvidResult[];
-    try {
-      results = await this.#cfg.issuer.newX509Svids(batch);
-    } catch (err) {
-      const delay = this.#backoff.next();
-      this.#serverRetryAt = this.#sched.now().getTime() + delay;
-      this.#log.warn({ err, entries: chunk.length, retryInMs: delay }, 'cannot get X509-SVIDs from the server; serving cached SVIDs until they expire');
-      return false;
-    }
-    this.#backoff.reset();
-    this.#serverRetryAt = 0;
-    const now = this.#sched.now();
-    for (const r of results) {
-      const key = keys.get(r.entryId);
-      const entry = this.#entryById.get(r.entryId);
-      if (key === undefined || entry === undefined) continue; // not ours, or removed meanwhile
-      if (!r.ok) {
-        this.#failed.set(r.entryId, now.getTime() + ENTRY_RETRY_MS);
-        this.#log.warn({ entryId: r.entryId, code: r.code, message: r.message }, 'server refused an X509-SVID for entry');
-        continue;
-      }
-      const cached = this.#accept(entry, r.svid.certChain, key, now);
-      if (cached === undefined) {
-        this.#failed.set(r.entryId, now.getTime() + ENTRY_RETRY_MS);
-        continue;
-      }
-      this.#failed.delete(r.entryId);
-      this.#svids.set(entry.entryId, cached);
-    }
-    this.#workload.invalidate();
-    this.#workload.notifyAll();
-    return true;
-  }
-
-  /** Checks an SVID the server returned for `entry` before keeping it (x509-accept.ts). */
-  #accept(entry: RegistrationEntry, chain: readonly Buffer[], key: KeyObject, now: Date): CachedX509Svid | undefined {
+  /** Checks an SVID the server returned for `entry` (x509-accept.ts) and keeps it; false when discarded. */
+  #keep(entry: RegistrationEntry, chain: readonly Buffer[], key: KeyObject, now: Date): boolean {
     const r = acceptX509Svid(entry, chain, key, { verifies: (c) => this.#verifies(c, now), random: this.#random });
     if ('rejected' in r) {
       this.#log.error({ entryId: entry.entryId, spiffeId: entry.spiffeId }, `discarding X509-SVID from the server: ${r.rejected}`);
-      return undefined;
+      return false;
     }
-    return r;
+    this.#svids.set(entry.entryId, r);
+    return true;
   }
 
-  /** Arms one timer for the next renewal, expiry or retry. */
-  #reschedule(): void {
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    if (this.#closed) return;
-    const nowMs = this.#sched.now().getTime();
-    let next = Infinity;
-    const consider = (t: number): void => {
-      if (t > nowMs && t < next) next = t;
-    };
-    for (const s of this.#svids.values()) {
-      consider(s.renewAt.getTime());
-      consider(s.notAfter.getTime());
-    }
-    for (const t of this.#failed.values()) consider(t);
-    consider(this.#serverRetryAt);
-    if (next === Infinity) return;
-    this.#cancelTimer = this.#sched.at(new Date(next), () => {
-      this.#cancelTimer = undefined;
-      this.#onTimer();
-    });
-  }
-
-  #onTimer(): void {
-    if (this.#closed) return;
+  /** Rotation's timer fired: views are recomputed, and SVIDs that expired unrenewed leave them. */
+  #timerFired(): void {
     this.#workload.invalidate();
     const nowMs = this.#sched.now().getTime();
     let expired = false;
@@ -429,7 +327,6 @@ export class SvidCache implements WorkloadIdentities {
       }
       this.#workload.notifyAll();
     }
-    this.#kick();
   }
 
   // ------------------------------------------------------------ WorkloadIdentities
@@ -488,7 +385,6 @@ export class SvidCache implements WorkloadIdentities {
   close(): void {
     this.#closed = true;
     this.#workload.close();
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
+    this.#rotation.close();
   }
 }

@@ -94,8 +94,8 @@ export class AgentStateStore {
     this.#write(AGENT_SVID_FILE, pemEncodeCertificates(svid.certChain));
   }
 
-  /** The stored trust bundle roots (DER), if any. */
-  loadBundle(): Buffer[] | undefined {
+  /** The trust domain's X.509 roots (DER) stored in bundle.pem, if any: certificates only, not a `Bundle`. */
+  loadTrustRoots(): Buffer[] | undefined {
     const text = this.#read(BUNDLE_FILE, false);
     if (text === undefined) return undefined;
     try {
@@ -105,7 +105,8 @@ export class AgentStateStore {
     }
   }
 
-  saveBundle(roots: readonly Buffer[]): void {
+  /** Stores the trust domain's X.509 roots in bundle.pem. */
+  saveTrustRoots(roots: readonly Buffer[]): void {
     this.#write(BUNDLE_FILE, pemEncodeCertificates(roots));
   }
 }

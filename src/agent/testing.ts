@@ -2,8 +2,9 @@
  * @module agent/testing
  *
  * Hand-written test doubles for the agent: `ManualScheduler` (time that moves only when a
- * test says so) and `FakeServer` (an in-memory Mayfly server API with a real test CA, that
- * hands out `ServerClient`s). Not for production use.
+ * test says so, and `settle()` to wait for the work its timers started) and `FakeServer`
+ * (an in-memory Mayfly server API with a real test CA, that hands out `ServerClient`s).
+ * Not for production use.
  */
 import { parseCsr } from '../spiffe/x509/csr.js';
 import type { RegistrationEntry } from '../registration/entry.js';
@@ -26,11 +27,24 @@ import {
   type ServerClientCredentials,
 } from './server-client.js';
 
+/**
+ * Background work a test can wait for: `MayflyAgent`, `AgentIdentity`, `SvidCache` (each
+ * says whether work is in flight, and resolves `settled()` when it has ended).
+ */
+export interface Settleable {
+  readonly idle: boolean;
+  settled(): Promise<void>;
+}
+
+/** Rounds `settle()` goes through at most before it decides the work never ends. */
+const MAX_SETTLE_ROUNDS = 100;
+
 /** A scheduler whose clock only moves on `advance`/`set`; due timers run in time order. */
 export class ManualScheduler implements Scheduler {
   #nowMs: number;
   #seq = 0;
   readonly #timers = new Map<number, { at: number; fn: () => void }>();
+  readonly #watched = new Set<Settleable>();
 
   constructor(start: Date = new Date('2030-01-01T00:00:00Z')) {
     this.#nowMs = start.getTime();
@@ -62,19 +76,76 @@ export class ManualScheduler implements Scheduler {
   /** Moves the clock to `to`, running every timer due on the way (each at its own time). */
   set(to: Date): void {
     const target = to.getTime();
+    this.#runDue(target);
+    this.#nowMs = Math.max(this.#nowMs, target);
+  }
+
+  /** Runs every timer due by `target`, earliest first, each at its own time. */
+  #runDue(target: number): void {
     for (;;) {
       let next: [number, { at: number; fn: () => void }] | undefined;
       for (const e of this.#timers) if (e[1].at <= target && (next === undefined || e[1].at < next[1].at)) next = e;
-      if (next === undefined) break;
+      if (next === undefined) return;
       this.#timers.delete(next[0]);
       this.#nowMs = Math.max(this.#nowMs, next[1].at);
       next[1].fn();
     }
-    this.#nowMs = Math.max(this.#nowMs, target);
+  }
+
+  /**
+   * One `settle()` round's timers: those due at the current time when the round starts,
+   * earliest first (one they cancel does not run); ones they arm wait for the next round,
+   * so work that keeps re-arming at `now` meets the round limit instead of looping here.
+   */
+  #runDueNow(): boolean {
+    const due = [...this.#timers].filter(([, t]) => t.at <= this.#nowMs).sort((a, b) => a[1].at - b[1].at || a[0] - b[0]);
+    for (const [id, t] of due) {
+      if (!this.#timers.delete(id)) continue;
+      t.fn();
+    }
+    return due.length > 0;
   }
 
   advance(ms: number): void {
     this.set(new Date(this.#nowMs + ms));
+  }
+
+  /** Adds components whose work `settle()` waits for. */
+  watch(...work: Settleable[]): this {
+    for (const w of work) this.#watched.add(w);
+    return this;
+  }
+
+  /**
+   * Waits until what is due now has finished, without moving the clock: each round lets
+   * queued callbacks run (one `setImmediate` turn, so every promise chain that waits on
+   * nothing else completes), runs timers that came due at the current time, and awaits
+   * `settled()` of every watched component that is not idle. Done after a round that found
+   * nothing to run and every watched component idle. No wall-clock waits: a round waits
+   * only for work in flight, so the outcome does not depend on machine speed. Throws after
+   * 100 rounds that still found work (something that keeps re-arming at `now`).
+   */
+  async settle(): Promise<void> {
+    for (let round = 0; round < MAX_SETTLE_ROUNDS; round++) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const ran = this.#runDueNow();
+      const busy = [...this.#watched].filter((w) => !w.idle);
+      if (!ran && busy.length === 0) return;
+      await Promise.all(busy.map((w) => w.settled()));
+    }
+    throw new Error(`ManualScheduler.settle: work still in flight after ${MAX_SETTLE_ROUNDS} rounds`);
+  }
+
+  /** `advance(ms)`, then `settle()`. */
+  async advanceAndSettle(ms: number): Promise<void> {
+    this.advance(ms);
+    await this.settle();
+  }
+
+  /** `set(to)`, then `settle()`. */
+  async setAndSettle(to: Date): Promise<void> {
+    this.set(to);
+    await this.settle();
   }
 }
 

@@ -190,6 +190,11 @@ export class WorkloadViews {
     this.#drainNotifications();
   }
 
+  /** True while a notification pass waits for its next turn. */
+  get notifying(): boolean {
+    return this.#notifyTurn !== undefined;
+  }
+
   /** Resolves when the notification pass in progress ends; undefined when there is none. */
   drained(): Promise<void> | undefined {
     if (this.#notifyTurn === undefined) return undefined;

@@ -17,13 +17,14 @@
  *   loudly at the server instead of at every relying party;
  * - an identity outside the trust domain: SPIFFE IDs of other trust domains are refused;
  * - an SVID outliving its CA: TTLs are capped at the signing authority's NotAfter;
- * - revoking the authority that is signing right now (an outage), or one that agents have
- *   not been told to move away from: revoke needs an old, tainted authority.
+ * - operator actions that would cause an outage or lock agents out (revoking the signing
+ *   authority, or one agents were not told to leave): refused by `authority-admin.ts`.
  *
  * The parts: `authority-slots.ts` (the slot state machine: rotation timing and operator
- * rules), `mint.ts` (the mint paths), `slot-journal.ts` (slots to and from the journal).
- * This class owns the configuration, serialises every state change, keeps the bundle and
- * its sequence, saves the journal and emits events.
+ * rules), `authority-admin.ts` (the operator controls), `mint.ts` (the mint paths),
+ * `slot-journal.ts` (slots to and from the journal). This class owns the configuration,
+ * serialises every state change, keeps the bundle and its sequence, saves the journal and
+ * emits events.
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { TrustDomain } from '../spiffe/id.js';
@@ -31,7 +32,8 @@ import { DEFAULT_KEY_TYPE, exportSpkiDer, isKeyType, type KeyType } from '../spi
 import { Bundle } from '../spiffe/bundle/index.js';
 import { parseCertificate } from '../spiffe/x509/index.js';
 import { SILENT_LOGGER, type AuthorityInfo, type AuthorityKind, type AuthorityState, type CaEvent, type CaLogger } from './authority.js';
-import { AuthoritySlots, slotInfo } from './authority-slots.js';
+import { AuthorityAdmin } from './authority-admin.js';
+import { AuthoritySlots } from './authority-slots.js';
 import { fail, positive } from './ca-error.js';
 import { decodeJournal, encodeJournal, type JournalData } from './journal.js';
 import type { CaJournalStore } from './journal-store.js';
@@ -93,6 +95,8 @@ export class ServerCa {
   readonly #refreshHint: number;
 
   readonly #slots: AuthoritySlots;
+  /** prepare / activate / taint / revoke: authority-admin.ts. */
+  readonly #admin: AuthorityAdmin;
   #sequence = 0;
   #bundle: Bundle | undefined;
   #bundleFingerprint = '';
@@ -140,6 +144,14 @@ export class ServerCa {
       nameConstraints: config.caNameConstraints ?? false,
       upstream: this.#upstream,
       upstreamId: this.#upstreamId,
+    });
+    this.#admin = new AuthorityAdmin({
+      slots: this.#slots,
+      keys: this.#keys,
+      log: this.#log,
+      now: () => this.#now(),
+      emit: (e) => this.#emit(e),
+      commit: () => this.#commit(),
     });
     if (this.x509SvidTtlSeconds * 6 > this.caTtlSeconds) {
       // Not fatal (SPIRE warns too): SVIDs get capped at the CA's NotAfter near rotation.
@@ -255,91 +267,35 @@ export class ServerCa {
     return mintJwtSvid(slot, id, req, { now, defaultTtlSeconds: this.jwtSvidTtlSeconds });
   }
 
-  // ------------------------------------------------------------------ operator controls (rules in authority-slots.ts)
+  // ------------------------------------------------------------------ operator controls (authority-admin.ts)
 
   /** `localauthority x509|jwt show`: active, prepared and old authorities. */
   authorityState(kind: AuthorityKind): AuthorityState {
     return this.#slots.state(kind);
   }
 
-  /**
-   * `localauthority ... prepare`: makes a new prepared authority now (published in the
-   * bundle, not signing). An existing prepared authority is replaced, as in SPIRE; it has
-   * signed nothing, so dropping it is safe.
-   */
+  /** `localauthority ... prepare`: a new prepared authority, published in the bundle, not signing. */
   async prepareAuthority(kind: AuthorityKind): Promise<AuthorityInfo> {
     this.#assertReady();
-    return this.#serial(async () => {
-      const now = this.#now();
-      if (!this.#slots.of(kind).some((s) => s.status === 'active' && now < s.notAfter)) {
-        fail('ERR_CA_NOT_READY', `there is no active ${kind} authority yet; the server is still initialising`);
-      }
-      const slot = await this.#slots.prepare(kind, now);
-      await this.#commit();
-      return slotInfo(slot);
-    });
+    return this.#serial(() => this.#admin.prepare(kind));
   }
 
-  /**
-   * `localauthority ... activate`: the prepared authority becomes active and the active one
-   * becomes old. When `authorityId` is given it must be the prepared one (SPIRE's check
-   * that the operator activates what they think they activate).
-   */
+  /** `localauthority ... activate`: the prepared authority (`authorityId`, when given) becomes active, the active one old. */
   async activateAuthority(kind: AuthorityKind, authorityId?: string): Promise<AuthorityInfo> {
     this.#assertReady();
-    return this.#serial(async () => {
-      const slots = this.#slots.of(kind);
-      const prepared = slots.find((s) => s.status === 'prepared');
-      if (authorityId !== undefined) {
-        const target = this.#slots.find(kind, authorityId);
-        if (target.status !== 'prepared') {
-          fail('ERR_CA_AUTHORITY_STATE', `${kind} authority ${authorityId} is ${target.status}; only the prepared authority can be activated (run prepare first)`);
-        }
-      }
-      if (!prepared) fail('ERR_CA_AUTHORITY_STATE', `there is no prepared ${kind} authority to activate; run "localauthority ${kind} prepare" first`);
-      this.#slots.activate(kind, prepared);
-      await this.#commit();
-      return slotInfo(prepared);
-    });
+    return this.#serial(() => this.#admin.activate(kind, authorityId));
   }
 
-  /**
-   * `localauthority ... taint`: marks an old authority as no longer to be relied on. Agents
-   * see it in `taintedAuthorities()` / the `authority-tainted` event and re-issue every SVID
-   * it signed. Only old authorities (never active or prepared) can be tainted, once; with
-   * an upstream authority the local X.509 authority is not in the bundle, so it cannot be.
-   */
+  /** `localauthority ... taint`: an old authority agents must move away from. */
   async taintAuthority(kind: AuthorityKind, authorityId: string): Promise<AuthorityInfo> {
     this.#assertReady();
-    return this.#serial(async () => {
-      const slot = this.#slots.checkOld(kind, authorityId, 'taint');
-      if (slot.tainted) fail('ERR_CA_AUTHORITY_STATE', `${kind} authority ${authorityId} is already tainted; revoke it once agents have re-issued their SVIDs`);
-      slot.tainted = true;
-      this.#log.warn({ kind, authorityId }, 'authority tainted: agents will re-issue SVIDs signed by it');
-      this.#emit({ type: 'authority-tainted', kind, authorityId });
-      await this.#commit();
-      return slotInfo(slot);
-    });
+    return this.#serial(() => this.#admin.taint(kind, authorityId));
   }
 
-  /**
-   * `localauthority ... revoke`: drops a tainted old authority from the bundle and deletes
-   * its key. Anything still signed by it stops verifying, which is why it must be tainted
-   * first (SPIRE: "it is not possible to revoke an untainted root CA").
-   */
+  /** `localauthority ... revoke`: a tainted old authority leaves the bundle and its key is deleted. */
   async revokeAuthority(kind: AuthorityKind, authorityId: string): Promise<AuthorityInfo> {
     this.#assertReady();
-    return this.#serial(async () => {
-      const slot = this.#slots.checkOld(kind, authorityId, 'revoke');
-      if (!slot.tainted) fail('ERR_CA_AUTHORITY_STATE', `${kind} authority ${authorityId} is not tainted; taint it first so agents move away from it, then revoke`);
-      const info = slotInfo(slot);
-      this.#slots.remove(kind, slot);
-      this.#log.warn({ kind, authorityId }, 'authority revoked and removed from the bundle');
-      this.#emit({ type: 'authority-revoked', kind, authorityId });
-      await this.#commit();
-      await this.#keys.deleteKey(slot.keyId);
-      return info;
-    });
+    return this.#serial(() => this.#admin.revoke(kind, authorityId));
   }
 
   // ------------------------------------------------------------------ internals: state

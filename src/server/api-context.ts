@@ -11,7 +11,7 @@ import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
-import type { CsrParser } from './csr-pool.js';
+import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
 import type { ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
@@ -70,7 +70,7 @@ export interface ApiContext {
   /** Remembers the intermediates of a chain the CA returned. */
   noteChain(chain: readonly Buffer[]): void;
   /** Where batch signing checks CSRs, mints and verifies (server/csr-pool's workers); inline when absent. */
-  readonly csrParser?: CsrParser;
+  readonly csrMinter?: CsrMinter;
   /** Per-agent copies of the authorised-entry set (server/authorized-cache); recomputed per call when absent. */
   readonly authorizedCache?: AuthorizedEntrySource;
   /** The bundle the server serves and trusts callers with (server/trust-bundle); the CA's own bundle when absent. */

@@ -32,7 +32,8 @@ import type { CsrJobResult, MintJob, MintJobOutcome, WireError } from './csr-wor
 
 export type { CsrMintItem, CsrMintOutcome, X509MintAuthority } from '../ca/mint.js';
 
-export interface CsrParser {
+/** Where batch signing's crypto runs: CSR checks, mint and verification per item (`CsrWorkerPool`, or inline). */
+export interface CsrMinter {
   /**
    * Checks every CSR, mints its X.509-SVID with `authority` at `now`, and verifies it
    * against `authority`'s bundle: `mintX509SvidsFromCsrs`, spread over the workers.
@@ -104,7 +105,7 @@ function refOf(a: X509MintAuthority): number {
   return r;
 }
 
-export class CsrWorkerPool implements CsrParser {
+export class CsrWorkerPool implements CsrMinter {
   readonly size: number;
   readonly #inlineBelow: number;
   readonly #url: URL | undefined;

@@ -257,7 +257,7 @@ export class MayflyServer {
       now: this.#now,
       intermediates: () => [...this.#intermediates.values()],
       noteChain: (chain) => this.#noteChain(chain),
-      csrParser: this.#csrPool,
+      csrMinter: this.#csrPool,
       authorizedCache: this.#authorizedCache,
       trustBundle,
     };

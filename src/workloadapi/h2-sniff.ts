@@ -40,7 +40,7 @@
  */
 import type net from 'node:net';
 import { MayflyError } from '../spiffe/errors.js';
-import { AuthorityRewriter, CONNECTION_PREFACE, type AuthorityRewriterOptions } from './h2-authority.js';
+import { AuthorityRewriter, CONNECTION_PREFACE, type AuthorityRewriterOptions } from './h2-rewriter.js';
 
 /** An empty SETTINGS frame: the server connection preface sent before the decision. */
 export const EMPTY_SETTINGS_FRAME = Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0]);

@@ -7,7 +7,7 @@
  * or for cA=true changes nothing: only its public key is used (server/api/issue for one,
  * ca/mint `mintX509SvidsFromCsrs` for a batch).
  *
- * Batch signing runs its crypto where ctx.csrParser puts it (server/csr-pool: worker
+ * Batch signing runs its crypto where ctx.csrMinter puts it (server/csr-pool: worker
  * threads; inline without one), with the authority snapshot taken when the request arrived
  * (ServerCa.x509MintAuthority); every SVID is verified against the bundle before it is
  * returned, on whichever thread minted it.
@@ -23,10 +23,10 @@ import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
 import { badRequest, denied, grpcCodeOf, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
-import type { CsrMintItem, CsrParser, X509MintAuthority } from '../csr-pool.js';
+import type { CsrMintItem, CsrMinter, X509MintAuthority } from '../csr-pool.js';
 
 /** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
-const inlineMint: Pick<CsrParser, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
+const inlineMint: Pick<CsrMinter, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
 import { csrFromWire, issueX509Svid, type IssueX509SvidRequest } from './issue.js';
 
 function workloadIdFromWire(ctx: ApiContext, id: string | undefined): SpiffeId {
@@ -67,10 +67,10 @@ async function authorizedEntryMap(ctx: ApiContext, agent: Parameters<typeof auth
 type BatchResult = { status: ItemStatus; svid: WireX509Svid | null };
 
 /**
- * Mints the authorised items of a batch through `pool` (ctx.csrParser's workers, or inline):
+ * Mints the authorised items of a batch through `pool` (ctx.csrMinter's workers, or inline):
  * one authority snapshot for the whole batch, then CSR checks, mint and verification.
  */
-async function mintBatch(ctx: ApiContext, pool: Pick<CsrParser, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
+async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
   const items: CsrMintItem[] = [];
   const itemSlot: number[] = [];
   reqs.forEach((r, k) => {
@@ -167,7 +167,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           results.push({ status: itemStatusOf(err), svid: null });
         }
       }
-      await mintBatch(ctx, ctx.csrParser ?? inlineMint, reqs, results, slotOf);
+      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf);
       return { results };
     }),
 

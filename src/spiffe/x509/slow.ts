@@ -3,8 +3,10 @@
  *
  * The reference mint path: the same leaf as X509SvidMinter, assembled with the
  * @peculiar/asn1-x509 schema classes and serialized by @peculiar/asn1-schema. It shares no
- * encoding code with the fast path, which is what makes it useful for cross-checking, and
- * it is the fallback for odd cases.
+ * encoding code with the fast path, which is what makes it useful for cross-checking.
+ * Nothing in the server or agent mints with it: it is that cross-check (mint.test.ts
+ * compares the two leaves field by field, all but serial and signature; openssl.test.ts
+ * has OpenSSL verify its leaf) and a line of `npm run bench`.
  */
 import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
@@ -41,7 +43,7 @@ function nameOf(s: MintRequest['subject']): Name {
   return new Name(rdns);
 }
 
-/** Mints a leaf X.509-SVID with an ASN.1 library (reference path; ~10x slower than the minter). */
+/** Mints a leaf X.509-SVID with an ASN.1 library (reference path; tens of times slower than the minter, see `npm run bench`). */
 export function mintX509SvidSlow(req: SlowMintRequest): Buffer {
   if (!(req.spiffeId instanceof SpiffeId)) throw new TypeError('spiffeId must be a SpiffeId');
   if (req.spiffeId.isTrustDomainId) throw new X509SvidError('ERR_X509_BUILD', `${req.spiffeId} is a trust domain ID; an X.509-SVID needs a workload ID with a path`);
