@@ -146,6 +146,7 @@ describe('Kubernetes end to end: k8s_psat agent attestation, node alias, k8s wor
     await kubelet?.stop();
     await apiServer?.stop();
     rmSync(root, { recursive: true, force: true });
+    rmSync(pki.dir, { recursive: true, force: true });
   }, 60_000);
 
   const createEntries = async (entries: object[]): Promise<void> => {

@@ -4,7 +4,7 @@
  * plus a second, unrelated CA to prove that verification is on.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -28,8 +28,6 @@ function makeCa(dir: string, name: string): void {
 
 export function makeTestPki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'mayfly-k8s-pki-'));
-  // Every test file's worker exits when the file is done: the PKI goes with it.
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   makeCa(dir, 'ca');
   makeCa(dir, 'other-ca');
   writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');

@@ -3,7 +3,7 @@
  * projected service-account JWTs (signed by a test issuer) as kube-apiserver does and
  * answers with the recorded TokenReview, Pod and Node shapes (test/k8s/fixtures).
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -36,6 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await apiServer.stop();
+  rmSync(pki.dir, { recursive: true, force: true });
 });
 beforeEach(() => {
   apiServer.pods.clear();

@@ -50,6 +50,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await kubelet.stop();
   rmSync(proc, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
 });
 
 // The conformance suite's workload is a real process; its cgroup file is presented as a pod container's.
