@@ -16,7 +16,6 @@
  *   the token (`CreateJoinToken` with an agent ID) match the agent that used it.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import type { Datastore } from '../../../datastore/datastore.js';
 import { MayflyError } from '../../../spiffe/errors.js';
 import type { Selector } from '../../../registration/selector.js';
 import type { NodeAttestationContext, NodeAttestationResult, NodeAttestor } from '../attestor.js';
@@ -36,13 +35,26 @@ export function generateJoinToken(): string {
   return randomUUID();
 }
 
+/**
+ * What the attestor needs of storage: one atomic consume. The attestor stores nothing
+ * itself; the server passes its datastore, which implements this (`Datastore.consumeJoinToken`).
+ */
+export interface JoinTokenConsumer {
+  /**
+   * Consumes `token` at `now` (Unix seconds): succeeds for exactly one caller of a token that
+   * exists, is unused and has not expired; throws MayflyError `ERR_JOIN_TOKEN_INVALID` for
+   * unknown, used and expired tokens alike.
+   */
+  consumeJoinToken(token: string, now: number): Promise<unknown>;
+}
+
 export interface JoinTokenAttestorConfig {
-  datastore: Pick<Datastore, 'consumeJoinToken'>;
+  datastore: JoinTokenConsumer;
 }
 
 export class JoinTokenAttestor implements NodeAttestor {
   readonly type = JOIN_TOKEN_TYPE;
-  readonly #ds: Pick<Datastore, 'consumeJoinToken'>;
+  readonly #ds: JoinTokenConsumer;
 
   constructor(cfg: JoinTokenAttestorConfig) {
     this.#ds = cfg.datastore;
