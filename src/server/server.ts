@@ -8,14 +8,18 @@
  *   when it exists at the final path with looser permissions. A socket file already at the
  *   path is replaced only when nothing answers on it: a live server's is never taken over.
  *   The socket's directory and every one above it must be ours or root's and not writable
- *   by others without the sticky bit (securefs/trusted-dir), checked before any state is
- *   opened: otherwise another user who created it first could move the socket aside and
- *   bind their own. The data directory is made 0700 before the datastore opens in it.
+ *   by others without the sticky bit (securefs/trusted-dir), checked again at start (whoever
+ *   composes the server checks it before opening any state: server/runner, server/testing):
+ *   otherwise another user who created it first could move the socket aside and bind their own.
  * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`,
  *   minted by the CA and renewed at half its life and on every CA change; it asks for a
  *   client certificate but does not require one (attesting agents have none yet), and
  *   server/auth verifies whatever is presented against the served bundle: the CA's own,
  *   merged with the authorities of every server sharing the datastore (server/trust-bundle).
+ *
+ * The server builds none of its parts: the datastore, the CA and the node attestors are
+ * given (ServerRunner builds them from the catalog, server/catalog), and the caller closes
+ * them after `stop()`.
  *
  * `stop()` drains: authorised-entry streams end with UNAVAILABLE (agents reconnect), calls
  * in flight get a grace period, then the servers are forced down.
@@ -25,11 +29,6 @@ import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { experimental, Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
-import { DiskKeyManager } from '../ca/disk-key-manager.js';
-import { FileJournalStore } from '../ca/journal-store.js';
-import { ServerCa } from '../ca/server-ca.js';
-import { openLevelDatastore } from '../datastore/level/level.js';
-import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
 import { ensurePrivateDir } from '../securefs/index.js';
 import { MayflyError } from '../spiffe/errors.js';
 import { generateKeyPair } from '../spiffe/keys.js';
@@ -56,11 +55,9 @@ import { serverApiServiceDefinition, type ServerApiService } from './proto.js';
 export interface MayflyServerConfig {
   trustDomain: string | TrustDomain;
   /**
-   * Where the server keeps its state when it opens its own datastore and CA (a LevelDB
-   * datastore in `<dataDir>/datastore`, CA keys in `<dataDir>/keys`, the CA journal in
-   * `<dataDir>/ca-journal.json`). Not used for the parts passed in, except
-   * `<dataDir>/bundle-owner-id`, always: the ID under which this server publishes its CA's
-   * authorities into a shared datastore (server/trust-bundle), kept across restarts.
+   * Holds `<dataDir>/bundle-owner-id`: the ID under which this server publishes its CA's
+   * authorities into a shared datastore (server/trust-bundle), kept across restarts. Made
+   * 0700 at start.
    */
   dataDir: string;
   adminSocketPath: string;
@@ -70,12 +67,17 @@ export interface MayflyServerConfig {
   bindAddress: string;
   /** 0 picks a free port (see `port` after start). */
   port: number;
-  datastore?: ServerDatastore;
-  ca?: ServerApiCa;
+  /**
+   * The parts the server API runs on, all given: it builds none of them (ServerRunner
+   * builds them from the catalog; tests use server/testing). The caller opens them before
+   * `start()` and closes them after `stop()`.
+   */
+  datastore: ServerDatastore;
+  ca: ServerApiCa;
+  /** Node attestors, one per attestation type (`NodeAttestor.type`). */
+  attestors: readonly NodeAttestor[];
   logger?: ServerLogger;
   now?: () => Date;
-  /** Node attestors by type; default: join_token. */
-  attestors?: readonly NodeAttestor[];
   limits?: Partial<ApiLimits>;
   /** Lifetime of the server's own TLS X509-SVID (seconds, default 3600). */
   serverSvidTtl?: number;
@@ -153,8 +155,8 @@ export class MayflyServer {
   readonly #streams = new AgentSyncStreams();
   readonly #provider = new SvidCertificateProvider();
   readonly #intermediates = new Map<string, Buffer>();
-  #ds: ServerDatastore | undefined;
-  #ca: ServerApiCa | undefined;
+  readonly #ds: ServerDatastore;
+  readonly #ca: ServerApiCa;
   #tcp: Server | undefined;
   #admin: Server | undefined;
   #port = 0;
@@ -164,8 +166,6 @@ export class MayflyServer {
   #started = false;
   /** Inode of the admin socket this server placed; stop() removes the file only while it is still that one. */
   #adminSocketIno: number | undefined;
-  /** Closers of the datastore and CA this server opened itself (not those passed in). */
-  readonly #owned: (() => Promise<void>)[] = [];
   #csrPool: CsrWorkerPool | undefined;
   #authorizedCache: AuthorizedEntryCache | undefined;
   #trustBundle: TrustBundle | undefined;
@@ -174,6 +174,9 @@ export class MayflyServer {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
     if (typeof cfg.adminSocketPath !== 'string' || cfg.adminSocketPath === '') throw new TypeError('adminSocketPath is required');
     if (!Number.isInteger(cfg.port) || cfg.port < 0 || cfg.port > 65535) throw new TypeError('port must be an integer from 0 to 65535');
+    if (typeof cfg.datastore !== 'object' || cfg.datastore === null) throw new TypeError('MayflyServer needs its datastore (ServerRunner builds one from the catalog; tests: server/testing)');
+    if (typeof cfg.ca !== 'object' || cfg.ca === null) throw new TypeError('MayflyServer needs its CA');
+    if (!Array.isArray(cfg.attestors) || cfg.attestors.length === 0) throw new TypeError('MayflyServer needs at least one node attestor');
     this.#cfg = cfg;
     this.trustDomain = typeof cfg.trustDomain === 'string' ? TrustDomain.parse(cfg.trustDomain) : cfg.trustDomain;
     this.serverId = this.trustDomain.idWithPath('/spire/server');
@@ -203,30 +206,11 @@ export class MayflyServer {
     // Refuse a hijackable admin socket directory before any state is opened or created.
     ensureAdminSocketDir(this.adminSocketPath);
     ensurePrivateDir(this.#cfg.dataDir, { onTightened: (msg) => this.#logger.warn({ dataDir: this.#cfg.dataDir }, msg) });
-    if (this.#ds === undefined) {
-      const path = join(this.#cfg.dataDir, 'datastore');
-      const ds = await openLevelDatastore({ path, now: this.#now, warn: (msg) => this.#logger.warn({ dataDir: path }, msg) });
-      this.#ds = ds;
-      this.#owned.push(() => ds.close());
-    }
-    if (this.#ca === undefined) {
-      const ca = new ServerCa({
-        trustDomain: this.trustDomain,
-        keyManager: new DiskKeyManager({ dataDir: this.#cfg.dataDir }),
-        journal: new FileJournalStore({ path: join(this.#cfg.dataDir, 'ca-journal.json') }),
-        now: this.#now,
-        logger: this.#logger,
-      });
-      await ca.init();
-      ca.start();
-      this.#ca = ca;
-      this.#owned.push(async () => ca.stop());
-    }
     const ds = this.#ds;
     const ca = this.#ca;
     if (!ca.trustDomain.equals(this.trustDomain)) throw new TypeError(`the CA is for ${ca.trustDomain.name}, the server for ${this.trustDomain.name}`);
     const attestors = new Map<string, NodeAttestor>();
-    for (const a of this.#cfg.attestors ?? [new JoinTokenAttestor({ datastore: ds })]) attestors.set(a.type, a);
+    for (const a of this.#cfg.attestors) attestors.set(a.type, a);
     // Subscribed to the hub before any stream, so a change empties the cache before a stream reads it.
     this.#authorizedCache = new AuthorizedEntryCache({ hub: this.#hub });
     this.#csrPool = new CsrWorkerPool(this.#cfg.csrWorkers === undefined ? {} : { size: this.#cfg.csrWorkers });
@@ -349,7 +333,7 @@ export class MayflyServer {
   }
 
   async #rotateServerSvid(): Promise<void> {
-    const ca = this.#ca as ServerApiCa;
+    const ca = this.#ca;
     const key = generateKeyPair('ec-p256');
     const ttl = this.#cfg.serverSvidTtl ?? 3600;
     const chain = ca.signX509Svid({ spiffeId: this.serverId, publicKey: key.publicKey, ttlSeconds: ttl }).certificates;
@@ -402,7 +386,6 @@ export class MayflyServer {
     this.#authorizedCache?.close();
     await this.#trustBundle?.stop();
     await this.#csrPool?.close();
-    for (const close of this.#owned.splice(0).reverse()) await close();
   }
 }
 
