@@ -3,19 +3,16 @@
  *
  * `MayflyServer`: the server API on two endpoints.
  * - The admin Unix socket: every admin RPC, no agent-only RPC. Its file mode (0770 by
- *   default, owner and group) is the authorisation, so the socket is bound inside a fresh
- *   0700 directory, given its mode, and only then renamed into place: there is no moment
- *   when it exists at the final path with looser permissions. A socket file already at the
- *   path is replaced only when nothing answers on it: a live server's is never taken over.
- *   The socket's directory and every one above it must be ours or root's and not writable
- *   by others without the sticky bit (securefs/trusted-dir), checked again at start (whoever
- *   composes the server checks it before opening any state: server/runner, server/testing):
- *   otherwise another user who created it first could move the socket aside and bind their own.
- * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`,
- *   minted by the CA and renewed at half its life and on every CA change; it asks for a
- *   client certificate but does not require one (attesting agents have none yet), and
- *   server/auth verifies whatever is presented against the served bundle: the CA's own,
- *   merged with the authorities of every server sharing the datastore (server/trust-bundle).
+ *   default) is the authorisation; server/admin-socket places it so that it is never
+ *   reachable with looser permissions nor a live server's taken over, in a directory
+ *   checked again at start (whoever composes the server checks it before opening any
+ *   state: server/runner, server/testing).
+ * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`
+ *   (server/server-svid: minted by the CA, renewed at half its life and on every CA
+ *   change); it asks for a client certificate but does not require one (attesting agents
+ *   have none yet), and server/auth verifies whatever is presented against the served
+ *   bundle: the CA's own, merged with the authorities of every server sharing the
+ *   datastore (server/trust-bundle).
  *
  * The server builds none of its parts: the datastore, the CA and the node attestors are
  * given (ServerRunner builds them from the catalog, server/catalog), and the caller closes
@@ -24,17 +21,10 @@
  * `stop()` drains: authorised-entry streams end with UNAVAILABLE (agents reconnect), calls
  * in flight get a grace period, then the servers are forced down.
  */
-import { chmod, lstat, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
-import { createConnection } from 'node:net';
-import { join, resolve } from 'node:path';
-import { experimental, Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
 import { ensurePrivateDir } from '../securefs/index.js';
-import { MayflyError } from '../spiffe/errors.js';
-import { generateKeyPair } from '../spiffe/keys.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
-import { parseCertificate } from '../spiffe/x509/parse.js';
-import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { agentService } from './api/agent.js';
 import { AgentSyncStreams, agentSyncService } from './api/agentsync.js';
 import { authorityService } from './api/authority.js';
@@ -49,6 +39,8 @@ import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
 import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
+import { AdminSocket, bindServer } from './admin-socket.js';
+import { ServerSvid } from './server-svid.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from './proto.js';
 
@@ -94,55 +86,6 @@ export interface MayflyServerConfig {
   csrWorkers?: number;
 }
 
-interface CertificateListener<T> {
-  (update: T | null): void;
-}
-
-/**
- * A grpc-js CertificateProvider fed by the server: identity = the server SVID, CA = the
- * bundle roots. Pushing a new value re-keys the TLS endpoint without a restart.
- */
-class SvidCertificateProvider {
-  #ca: { caCertificate: Buffer } | null = null;
-  #id: { certificate: Buffer; privateKey: Buffer } | null = null;
-  readonly #caListeners = new Set<CertificateListener<{ caCertificate: Buffer }>>();
-  readonly #idListeners = new Set<CertificateListener<{ certificate: Buffer; privateKey: Buffer }>>();
-
-  setCa(pem: string): void {
-    this.#ca = { caCertificate: Buffer.from(pem) };
-    for (const l of this.#caListeners) l(this.#ca);
-  }
-
-  setIdentity(certPem: string, keyPem: string): void {
-    this.#id = { certificate: Buffer.from(certPem), privateKey: Buffer.from(keyPem) };
-    for (const l of this.#idListeners) l(this.#id);
-  }
-
-  addCaCertificateListener(l: CertificateListener<{ caCertificate: Buffer }>): void {
-    this.#caListeners.add(l);
-    // Deferred: grpc-js registers its watcher only after adding the listener, so a
-    // synchronous first update would be lost and the endpoint would drop every connection.
-    setImmediate(() => {
-      if (this.#ca && this.#caListeners.has(l)) l(this.#ca);
-    });
-  }
-
-  removeCaCertificateListener(l: CertificateListener<{ caCertificate: Buffer }>): void {
-    this.#caListeners.delete(l);
-  }
-
-  addIdentityCertificateListener(l: CertificateListener<{ certificate: Buffer; privateKey: Buffer }>): void {
-    this.#idListeners.add(l);
-    setImmediate(() => {
-      if (this.#id && this.#idListeners.has(l)) l(this.#id);
-    });
-  }
-
-  removeIdentityCertificateListener(l: CertificateListener<{ certificate: Buffer; privateKey: Buffer }>): void {
-    this.#idListeners.delete(l);
-  }
-}
-
 const MAX_INTERMEDIATES = 16;
 
 export class MayflyServer {
@@ -153,19 +96,16 @@ export class MayflyServer {
   readonly #now: () => Date;
   readonly #hub = new ChangeHub();
   readonly #streams = new AgentSyncStreams();
-  readonly #provider = new SvidCertificateProvider();
+  readonly #adminSocket: AdminSocket;
+  #svid: ServerSvid | undefined;
   readonly #intermediates = new Map<string, Buffer>();
   readonly #ds: ServerDatastore;
   readonly #ca: ServerApiCa;
   #tcp: Server | undefined;
   #admin: Server | undefined;
   #port = 0;
-  #rotateTimer: NodeJS.Timeout | undefined;
   #unsubscribeCa: (() => void) | undefined;
-  #serverSvidNotAfter = 0;
   #started = false;
-  /** Inode of the admin socket this server placed; stop() removes the file only while it is still that one. */
-  #adminSocketIno: number | undefined;
   #csrPool: CsrWorkerPool | undefined;
   #authorizedCache: AuthorizedEntryCache | undefined;
   #trustBundle: TrustBundle | undefined;
@@ -184,6 +124,7 @@ export class MayflyServer {
     this.#now = cfg.now ?? (() => new Date());
     this.#ds = cfg.datastore;
     this.#ca = cfg.ca;
+    this.#adminSocket = new AdminSocket(cfg.adminSocketPath, cfg.adminSocketMode);
   }
 
   /** The TCP port actually bound (useful with `port: 0`). */
@@ -192,7 +133,7 @@ export class MayflyServer {
   }
 
   get adminSocketPath(): string {
-    return resolve(this.#cfg.adminSocketPath);
+    return this.#adminSocket.path;
   }
 
   /** The change hub (for in-process components that write to the datastore directly). */
@@ -225,9 +166,18 @@ export class MayflyServer {
       hub: this.#hub,
       logger: this.#logger,
       now: this.#now,
-      onChange: (b) => this.#provider.setCa(pemEncodeCertificates(b.x509Authorities)),
+      onChange: (b) => this.#svid?.setRoots(b),
     });
     this.#trustBundle = trustBundle;
+    const svid = new ServerSvid({
+      ca,
+      serverId: this.serverId,
+      ttlSeconds: this.#cfg.serverSvidTtl ?? 3600,
+      bundle: () => trustBundle.bundle(),
+      noteChain: (chain) => this.#noteChain(chain),
+      logger: this.#logger,
+    });
+    this.#svid = svid;
     await trustBundle.start();
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
@@ -246,13 +196,13 @@ export class MayflyServer {
       trustBundle,
     };
 
-    await this.#rotateServerSvid();
+    await svid.rotate();
     this.#unsubscribeCa = ca.onEvent((e) => {
       // Every CA change (prepare, activate, taint, revoke, expiry, bundle) reaches the
       // authorised-entry streams at once: taint in particular must reach agents without delay.
       this.#hub.publish({ kind: 'ca' });
       if (e.type !== 'bundle-updated' && e.type !== 'authority-activated') return;
-      this.#rotateServerSvid().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation after CA change failed'));
+      svid.rotate().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation after CA change failed'));
     });
 
     const options = {
@@ -265,16 +215,10 @@ export class MayflyServer {
     this.#addServices(this.#tcp, ctx, 'tcp');
     this.#addServices(this.#admin, ctx, 'admin-socket');
 
-    const creds = experimental.createCertificateProviderServerCredentials(
-      // grpc-js 1.14 passes these two straight through in swapped order; the provider serves both roles.
-      this.#provider as unknown as experimental.CertificateProvider,
-      this.#provider as unknown as experimental.CertificateProvider,
-      false,
-    );
     const host = this.#cfg.bindAddress.includes(':') ? `[${this.#cfg.bindAddress}]` : this.#cfg.bindAddress;
-    this.#port = await bind(this.#tcp, `${host}:${this.#cfg.port}`, creds);
+    this.#port = await bindServer(this.#tcp, `${host}:${this.#cfg.port}`, svid.credentials());
     await new Promise((r) => setImmediate(r)); // let the deferred first certificate update land
-    await this.#bindAdminSocket(this.#admin);
+    await this.#adminSocket.bind(this.#admin);
     this.#logger.info({ port: this.#port, adminSocket: this.adminSocketPath, trustDomain: this.trustDomain.name }, 'server API listening');
   }
 
@@ -293,33 +237,6 @@ export class MayflyServer {
     }
   }
 
-  async #bindAdminSocket(server: Server): Promise<void> {
-    const final = this.adminSocketPath;
-    const dir = ensureAdminSocketDir(this.adminSocketPath);
-    try {
-      const st = await lstat(final);
-      if (!st.isSocket()) throw new TypeError(`${final} exists and is not a socket; refusing to replace it`);
-      // Only a stale socket (nobody answering) is removed: unlinking a live one would take
-      // the admin API away from the server that holds it.
-      if (await socketAnswers(final)) {
-        throw new MayflyError('ERR_SERVER_ADDRESS_IN_USE', `another server is already listening on ${final}; stop it or choose another admin socket path`);
-      }
-      await unlink(final);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const tmpDir = await mkdtemp(join(dir, '.mayfly-admin-'));
-    const tmpPath = join(tmpDir, 'admin.sock');
-    try {
-      await bind(server, `unix:${tmpPath}`, ServerCredentials.createInsecure());
-      await chmod(tmpPath, this.#cfg.adminSocketMode ?? 0o770);
-      await rename(tmpPath, final);
-      this.#adminSocketIno = (await lstat(final)).ino;
-    } finally {
-      await rmdir(tmpDir).catch(() => undefined);
-    }
-  }
-
   #noteChain(chain: readonly Buffer[]): void {
     for (const c of chain.slice(1)) {
       const key = c.toString('base64');
@@ -332,28 +249,9 @@ export class MayflyServer {
     }
   }
 
-  async #rotateServerSvid(): Promise<void> {
-    const ca = this.#ca;
-    const key = generateKeyPair('ec-p256');
-    const ttl = this.#cfg.serverSvidTtl ?? 3600;
-    const chain = ca.signX509Svid({ spiffeId: this.serverId, publicKey: key.publicKey, ttlSeconds: ttl }).certificates;
-    this.#noteChain(chain);
-    const leaf = parseCertificate(chain[0] as Buffer);
-    this.#serverSvidNotAfter = leaf.notAfter.getTime();
-    this.#provider.setCa(pemEncodeCertificates((this.#trustBundle?.bundle() ?? ca.getBundle()).x509Authorities));
-    this.#provider.setIdentity(pemEncodeCertificates(chain), key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-    if (this.#rotateTimer !== undefined) clearTimeout(this.#rotateTimer);
-    const life = this.#serverSvidNotAfter - Date.now();
-    this.#rotateTimer = setTimeout(() => {
-      this.#rotateServerSvid().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation failed'));
-    }, Math.max(1000, life / 2));
-    this.#rotateTimer.unref();
-  }
-
   /** Stops both endpoints, draining calls in flight (see module doc). Idempotent. */
   async stop(): Promise<void> {
-    if (this.#rotateTimer !== undefined) clearTimeout(this.#rotateTimer);
-    this.#rotateTimer = undefined;
+    this.#svid?.stop();
     this.#unsubscribeCa?.();
     this.#unsubscribeCa = undefined;
     this.#streams.closeAll();
@@ -376,37 +274,9 @@ export class MayflyServer {
           }),
       ),
     );
-    if (this.#adminSocketIno !== undefined) {
-      const ino = this.#adminSocketIno;
-      this.#adminSocketIno = undefined;
-      // Never another server's socket (e.g. after a start that found the path in use).
-      const st = await lstat(this.adminSocketPath).catch(() => undefined);
-      if (st?.ino === ino) await unlink(this.adminSocketPath).catch(() => undefined);
-    }
+    await this.#adminSocket.remove();
     this.#authorizedCache?.close();
     await this.#trustBundle?.stop();
     await this.#csrPool?.close();
   }
-}
-
-/** Whether something accepts connections on the Unix socket at `path` (false on ECONNREFUSED/ENOENT). */
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((ok, fail) => {
-    const s = createConnection({ path });
-    s.once('connect', () => {
-      s.destroy();
-      ok(true);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      s.destroy();
-      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') ok(false);
-      else fail(new Error(`cannot tell whether ${path} is in use (${err.code ?? err.message}); remove it if no server holds it`, { cause: err }));
-    });
-  });
-}
-
-function bind(server: Server, address: string, creds: ServerCredentials): Promise<number> {
-  return new Promise((ok, fail) => {
-    server.bindAsync(address, creds, (err, port) => (err ? fail(err) : ok(port)));
-  });
 }
