@@ -13,17 +13,18 @@
 import { joinTokenAgentPlugin, type JoinTokenAgentDeps } from '../attestors/node/join_token/agent-plugin.js';
 import { k8sPsatAgentPlugin, type K8sPsatAgentDeps } from '../attestors/node/k8s_psat/agent-plugin.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
-import { k8sWorkloadPlugin } from '../attestors/workload/k8s/plugin.js';
+import { k8sWorkloadPlugin, type K8sWorkloadPluginDeps } from '../attestors/workload/k8s/plugin.js';
 import { unixWorkloadPlugin } from '../attestors/workload/unix/plugin.js';
 import { pluginsOfKind, type ConfiguredOf, type KindRule, type Plugin } from '../config/plugins.js';
 import type { AgentNodeAttestor } from './attestation.js';
 
 /** What the agent offers each kind's `build`. */
 export type AgentNodeAttestorDeps = JoinTokenAgentDeps & K8sPsatAgentDeps;
+export type WorkloadAttestorDeps = K8sWorkloadPluginDeps;
 
 export type AgentPlugin =
   | Plugin<'NodeAttestor', AgentNodeAttestorDeps, AgentNodeAttestor | undefined>
-  | Plugin<'WorkloadAttestor', object, WorkloadAttestor>;
+  | Plugin<'WorkloadAttestor', WorkloadAttestorDeps, WorkloadAttestor>;
 
 export type ConfiguredAgentPlugin = ConfiguredOf<AgentPlugin>;
 
