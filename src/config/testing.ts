@@ -32,21 +32,21 @@ export function testPluginCore(dataDir = '/nonexistent', notices: string[] = [])
  * `kind "name"` configured from `pluginData` (the HCL inside its `plugin_data { }`) exactly as
  * a config file's `plugins` block is read. Throws with every problem found.
  */
-export function configureFromHcl<T extends Plugin<string, never, unknown>>(
+export function configureFromHcl<T extends Plugin<string, never, unknown>, K extends T['kind']>(
   catalog: readonly T[],
   rules: readonly KindRule[],
-  kind: T['kind'],
+  kind: K,
   name: string,
   pluginData: string,
   core: PluginCore = testPluginCore(),
-): ConfiguredOf<T> {
+): ConfiguredOf<Extract<T, { readonly kind: K }>> {
   const tree = parseHcl(`plugins {\n  ${kind} ${JSON.stringify(name)} {\n    plugin_data {\n${pluginData}\n    }\n  }\n}`);
   const p = new Problems();
   const on = selectPlugins(tree.plugins as Parameters<typeof selectPlugins>[0], catalog, rules, core, p);
   if (p.list.length > 0) throw new Error(`${kind} "${name}": ${p.list.join('; ')}`);
   const found = on.find((c) => c.kind === kind && c.name === name);
   if (found === undefined) throw new Error(`${kind} "${name}" is not on after configuring it`);
-  return found as ConfiguredOf<T>;
+  return found as ConfiguredOf<Extract<T, { readonly kind: K }>>;
 }
 
 const SRC = join(dirname(fileURLToPath(import.meta.url)), '..');

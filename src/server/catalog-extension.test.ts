@@ -19,7 +19,7 @@ import type { NodeAttestationContext, NodeAttestationResult, NodeAttestor } from
 import { runNodeAttestorConformance, type NodeAttestorFixture } from '../attestors/node/conformance.js';
 import { checkKeys, str } from '../config/accessors.js';
 import { parseHcl, type HclObject } from '../config/hcl.js';
-import { definePlugin, parsedConfig, pluginsOfKind } from '../config/plugins.js';
+import { definePlugin, parsedConfig } from '../config/plugins.js';
 import { Problems } from '../config/problems.js';
 import { catalogFixtureProblems, configureFromHcl, discoverPluginFixtures } from '../config/testing.js';
 import { MayflyError } from '../spiffe/errors.js';
@@ -184,6 +184,6 @@ const fixture: NodeAttestorFixture = {
   refused: { 'another secret': async () => Buffer.from('not-the-secret') },
 };
 runNodeAttestorConformance('NodeAttestor "test_static"', fixture, () => {
-  const [c] = pluginsOfKind([configureFromHcl(serverCatalog, SERVER_PLUGIN_KINDS, 'NodeAttestor', 'test_static', fixture.pluginData())], 'NodeAttestor');
-  return (c as NonNullable<typeof c>).build({ joinTokens: { consumeJoinToken: async () => undefined } });
+  const c = configureFromHcl(serverCatalog, SERVER_PLUGIN_KINDS, 'NodeAttestor', 'test_static', fixture.pluginData());
+  return c.build({ joinTokens: { consumeJoinToken: async () => undefined } });
 });

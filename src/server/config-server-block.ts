@@ -49,6 +49,14 @@ const SERVER_KEYS = [
   'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject',
 ] as const;
 
+/** Duration keys of the `server` block and the settings they set (seconds). */
+const DURATIONS = [
+  ['ca_ttl', 'caTtlSeconds'],
+  ['default_x509_svid_ttl', 'defaultX509SvidTtl'],
+  ['default_jwt_svid_ttl', 'defaultJwtSvidTtl'],
+  ['agent_ttl', 'agentTtl'],
+] as const satisfies readonly (readonly [string, keyof ServerCoreSettings])[];
+
 function keyType(obj: HclObject, key: string, where: string, p: Problems): KeyType | undefined {
   const v = str(obj, key, where, p);
   if (v === undefined) return undefined;
@@ -110,18 +118,14 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
     bindPort: overrides.bindPort ?? port(srv.bind_port, 'server.bind_port', p) ?? DEFAULT_SERVER_PORT,
     logLevel: logLevel ?? 'info',
   };
-  const caTtl = duration(srv, 'ca_ttl', w, p);
-  if (caTtl !== undefined) s.caTtlSeconds = caTtl;
-  const x509Ttl = duration(srv, 'default_x509_svid_ttl', w, p);
-  if (x509Ttl !== undefined) s.defaultX509SvidTtl = x509Ttl;
-  const jwtTtl = duration(srv, 'default_jwt_svid_ttl', w, p);
-  if (jwtTtl !== undefined) s.defaultJwtSvidTtl = jwtTtl;
-  const agentTtl = duration(srv, 'agent_ttl', w, p);
-  if (agentTtl !== undefined) s.agentTtl = agentTtl;
-  const caKeyType = keyType(srv, 'ca_key_type', w, p);
-  if (caKeyType !== undefined) s.caKeyType = caKeyType;
-  const jwtKeyType = keyType(srv, 'jwt_key_type', w, p);
-  if (jwtKeyType !== undefined) s.jwtKeyType = jwtKeyType;
+  for (const [key, field] of DURATIONS) {
+    const v = duration(srv, key, w, p);
+    if (v !== undefined) s[field] = v;
+  }
+  for (const [key, field] of [['ca_key_type', 'caKeyType'], ['jwt_key_type', 'jwtKeyType']] as const) {
+    const v = keyType(srv, key, w, p);
+    if (v !== undefined) s[field] = v;
+  }
   const subject = caSubject(srv, p);
   if (subject !== undefined) s.caSubject = subject;
   if (s.caTtlSeconds !== undefined && s.defaultX509SvidTtl !== undefined && s.defaultX509SvidTtl >= s.caTtlSeconds) {

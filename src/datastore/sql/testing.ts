@@ -11,27 +11,22 @@ import { join } from 'node:path';
 import type { DataStoreFixture } from '../conformance.js';
 import { sql, startTestPostgres, type TestPostgres } from '../postgres/testing.js';
 
-const deps = (): object => ({ warn: () => undefined });
+const of = { binary: 'server', kind: 'DataStore', name: 'sql', deps: (): object => ({ warn: () => undefined }) } as const;
 
 const sqlite3: DataStoreFixture = {
-  binary: 'server',
-  kind: 'DataStore',
-  name: 'sql',
+  ...of,
   label: 'sqlite3 (LevelDB)',
   freshStore: async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'mayfly-sql-level-'));
     return { pluginData: 'database_type = "sqlite3"', dataDir, drop: () => rm(dataDir, { recursive: true, force: true }) };
   },
-  deps,
 };
 
 let cluster: TestPostgres | undefined;
 let databases = 0;
 
 const postgres: DataStoreFixture = {
-  binary: 'server',
-  kind: 'DataStore',
-  name: 'sql',
+  ...of,
   label: 'postgres',
   beforeAll: async () => {
     cluster = await startTestPostgres();
@@ -51,7 +46,6 @@ const postgres: DataStoreFixture = {
       drop: async () => void (await sql(c, `DROP DATABASE "${db}" WITH (FORCE)`)),
     };
   },
-  deps,
 };
 
 export const pluginFixtures = [sqlite3, postgres];
