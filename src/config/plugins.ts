@@ -186,7 +186,11 @@ function selectKind<T extends AnyPlugin>(byName: HclValue | undefined, rule: Kin
       continue;
     }
     const read = readBody(kind, name, body, p);
-    if (read === undefined || plugin === undefined) continue;
+    if (read === undefined) continue;
+    if (plugin === undefined) {
+      if (read.enabled) core.notice(`${kind} ${JSON.stringify(name)} is accepted and not used: ${rule.ignored?.why ?? 'nothing runs for it'}`);
+      continue;
+    }
     if (!read.enabled) {
       off.add(name);
       continue;
