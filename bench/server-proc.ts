@@ -14,6 +14,11 @@
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { JoinTokenAttestor } from '../src/attestors/node/join_token/join_token.js';
+import { DiskKeyManager } from '../src/ca/disk-key-manager.js';
+import { FileJournalStore } from '../src/ca/journal-store.js';
+import { ServerCa } from '../src/ca/server-ca.js';
+import { openLevelDatastore } from '../src/datastore/level/level.js';
 import { MayflyServer } from '../src/server/server.js';
 
 interface Command {
@@ -27,9 +32,17 @@ function send(msg: unknown): void {
 async function main(): Promise<void> {
   const dataDir = process.argv[2];
   if (dataDir === undefined) throw new TypeError('usage: server-proc <dataDir>');
+  // The parts `mayfly-server run` builds by default (server/catalog), without its metrics.
+  const datastore = await openLevelDatastore({ path: join(dataDir, 'datastore') });
+  const ca = new ServerCa({ trustDomain: 'bench.example', keyManager: new DiskKeyManager({ dataDir }), journal: new FileJournalStore({ path: join(dataDir, 'ca-journal.json') }) });
+  await ca.init();
+  ca.start();
   const server = new MayflyServer({
     trustDomain: 'bench.example',
     dataDir,
+    datastore,
+    ca,
+    attestors: [new JoinTokenAttestor({ datastore })],
     adminSocketPath: join(dataDir, 'admin.sock'),
     bindAddress: '127.0.0.1',
     port: 0,
@@ -38,6 +51,11 @@ async function main(): Promise<void> {
   });
   await server.start();
   send({ type: 'ready', port: server.port, adminSocketPath: server.adminSocketPath, startMs: performance.now(), rss: process.memoryUsage().rss });
+  const stop = async (): Promise<void> => {
+    await server.stop();
+    ca.stop();
+    await datastore.close();
+  };
   process.on('message', (cmd: Command) => {
     if (cmd.type === 'rss') {
       (globalThis as { gc?: () => void }).gc?.();
@@ -46,14 +64,14 @@ async function main(): Promise<void> {
       const u = process.cpuUsage();
       send({ type: 'cpu', micros: u.user + u.system });
     } else if (cmd.type === 'stop') {
-      server.stop().then(
+      stop().then(
         () => process.exit(0),
         () => process.exit(1),
       );
     }
   });
   process.on('disconnect', () => {
-    server.stop().finally(() => process.exit(0));
+    stop().finally(() => process.exit(0));
   });
 }
 

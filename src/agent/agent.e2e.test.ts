@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
-import { MayflyServer } from '../server/server.js';
+import { startTestServer, type TestServer } from '../server/testing.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
@@ -95,7 +95,7 @@ describe('MayflyAgent against the real MayflyServer', () => {
   const agentDir = join(root, 'agent', 'data');
   const adminSocket = join(root, 'admin', 'admin.sock');
   const socketPath = join(root, 'wl', 'api.sock');
-  let server: MayflyServer;
+  let server: TestServer;
   let port = 0;
   let admin: ServerApiClients;
   let agent: MayflyAgent;
@@ -104,8 +104,7 @@ describe('MayflyAgent against the real MayflyServer', () => {
   let stream: { inbox: Inbox<X509SvidMsg>; call: grpc.ClientReadableStream<X509SvidMsg> };
 
   const startServer = async (): Promise<void> => {
-    server = new MayflyServer({ trustDomain: 'example.org', dataDir: serverDir, adminSocketPath: adminSocket, bindAddress: '127.0.0.1', port, drainMs: 200 });
-    await server.start();
+    server = await startTestServer({ trustDomain: 'example.org', dataDir: serverDir, adminSocketPath: adminSocket, bindAddress: '127.0.0.1', port, drainMs: 200 });
     port = server.port;
     admin = adminSocketClients(adminSocket);
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfigText } from '../server/hcl.js';
+import { parseConfigText } from '../config/hcl.js';
 import { MayflyAgent } from './agent.js';
 import { resolveAgentConfig } from './config.js';
 

@@ -5,24 +5,32 @@
  * SPIRE's agent.conf (HCL or JSON), then flags. Unknown keys are errors, all reported at
  * once, so a typo never silently falls back to a default.
  *
- * Plugins: `NodeAttestor "join_token"` (the default: the token comes from `join_token` or
- * `-joinToken`) or `NodeAttestor "k8s_psat"` (one of the two); `WorkloadAttestor "unix"`
- * and `WorkloadAttestor "k8s"` (those listed run side by side; none listed = unix);
- * `KeyManager "disk"` / `"memory"` (accepted; the agent keeps its key in its data directory).
+ * Plugins are read through the agent's catalog (agent/catalog): `NodeAttestor "join_token"`
+ * (the default: the token comes from `join_token` or `-joinToken`) or `NodeAttestor
+ * "k8s_psat"` (one of the two); `WorkloadAttestor "unix"` and `WorkloadAttestor "k8s"`
+ * (those listed run side by side; none listed = unix); `KeyManager "disk"` / `"memory"`
+ * (accepted; the agent keeps its key in its data directory).
  *
  * Mayfly's own `agent { workload_api { … } }` block bounds the Workload API's connections
  * (see `src/workloadapi/connection-limits.ts`; every key optional):
  * `max_connections` (4096), `max_connections_per_uid` (256, below max_connections),
  * `max_connections_per_pid` (64), `connection_idle_timeout` ("5m"), `first_request_timeout` ("5s").
  */
-import { parseK8sPsatAgentPluginData } from '../attestors/node/k8s_psat/config.js';
 import type { K8sPsatAgentConfig } from '../attestors/node/k8s_psat/agent.js';
-import { parseK8sWorkloadPluginData } from '../attestors/workload/k8s/config.js';
 import type { K8sWorkloadAttestorConfig } from '../attestors/workload/k8s/k8s.js';
-import { ConfigError, type HclObject, type HclValue } from '../server/hcl.js';
-import { DEFAULT_BIND_PORT, DEFAULT_TRUST_DOMAIN, parseDurationSeconds, type LogLevel } from '../server/config.js';
+import type { UnixPluginConfig } from '../attestors/workload/unix/plugin.js';
+import { block, bool, checkKeys, port, str } from '../config/accessors.js';
+import { DEFAULT_SERVER_PORT, DEFAULT_TRUST_DOMAIN } from '../config/defaults.js';
+import { parseDurationSeconds } from '../config/duration.js';
+import type { HclObject, HclValue } from '../config/hcl.js';
+import { parseLogLevel, type LogLevel } from '../config/log-level.js';
+import { configOf, pluginsOfKind, selectPlugins } from '../config/plugins.js';
+import { Problems } from '../config/problems.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import { defaultSocketPath } from '../securefs/index.js';
+import { AGENT_CATALOG, AGENT_PLUGIN_KINDS, type AgentPlugin, type ConfiguredAgentPlugin } from './catalog.js';
+
+export { parseLogLevel } from '../config/log-level.js';
 
 export const DEFAULT_AGENT_DATA_DIR = './.mayfly/agent';
 export const DEFAULT_SERVER_ADDRESS = '127.0.0.1';
@@ -37,25 +45,33 @@ export interface AgentSettings {
   joinToken?: string;
   trustBundlePath?: string;
   insecureBootstrap: boolean;
-  /** How the agent attests: a join token (default) or its projected service-account token. */
-  nodeAttestor: 'join_token' | 'k8s_psat';
-  /** `NodeAttestor "k8s_psat"` plugin_data, when that is the node attestor. */
-  k8sPsat?: K8sPsatAgentConfig;
-  /** Workload attestors to run, in order (default unix only). */
-  workloadAttestors: ('unix' | 'k8s')[];
-  unix: { discoverWorkloadPath: boolean; workloadSizeLimit?: number };
-  /** `WorkloadAttestor "k8s"` plugin_data, when configured. */
-  k8s?: K8sWorkloadAttestorConfig;
   /** `agent { workload_api { … } }`: the Workload API's connection bounds given (defaults for the rest). */
   workloadApi: WorkloadApiLimits;
+  /** The plugins the agent runs, with their parsed configs, in kind order; `buildAgentPlugins` builds them. */
+  plugins: ConfiguredAgentPlugin[];
+  /** Things worth a log line at start. */
+  notices: string[];
+
+  // Views of `plugins` for readers (tests, logs); always current, never stored.
+  /** How the agent attests: `join_token` (default) or `k8s_psat`; undefined when its block says `enabled = false`. */
+  readonly nodeAttestor: string | undefined;
+  /** `NodeAttestor "k8s_psat"` plugin_data, when that is the node attestor. */
+  readonly k8sPsat?: K8sPsatAgentConfig;
+  /** Workload attestors that run, in order (default unix only). */
+  readonly workloadAttestors: string[];
+  /** `WorkloadAttestor "unix"` settings (its defaults when it does not run). */
+  readonly unix: UnixPluginConfig;
+  /** `WorkloadAttestor "k8s"` plugin_data, when configured. */
+  readonly k8s?: K8sWorkloadAttestorConfig;
 }
 
-export type AgentOverrides = Partial<Omit<AgentSettings, 'unix' | 'k8s' | 'k8sPsat' | 'nodeAttestor' | 'workloadAttestors' | 'workloadApi'>>;
+type Views = 'nodeAttestor' | 'k8sPsat' | 'workloadAttestors' | 'unix' | 'k8s';
+export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'notices' | 'workloadApi'>>;
 
-const AGENT_KEYS = new Set([
+const AGENT_KEYS = [
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
   'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'workload_api',
-]);
+] as const;
 
 /** `agent { workload_api { … } }` keys and the `WorkloadApiLimits` field each sets. */
 const WORKLOAD_API_KEYS = {
@@ -67,25 +83,21 @@ const WORKLOAD_API_KEYS = {
 } as const satisfies Record<string, keyof WorkloadApiLimits>;
 
 /** Reads the `workload_api` block; problems are reported with the config file's spellings. */
-function parseWorkloadApiBlock(block: HclValue, problems: string[]): WorkloadApiLimits {
+function parseWorkloadApiBlock(agent: HclObject, p: Problems): WorkloadApiLimits {
   const where = 'agent.workload_api';
-  if (!isObject(block)) {
-    problems.push(`${where} must be a block`);
-    return {};
-  }
+  const wa = block(agent, 'workload_api', 'agent', p);
+  if (wa === undefined) return {};
+  checkKeys(wa, Object.keys(WORKLOAD_API_KEYS), where, p);
   const limits: WorkloadApiLimits = {};
-  for (const [key, v] of Object.entries(block)) {
-    if (!Object.hasOwn(WORKLOAD_API_KEYS, key)) {
-      problems.push(`unknown key ${where}.${key} (expected ${Object.keys(WORKLOAD_API_KEYS).join(', ')})`);
-      continue;
-    }
+  for (const [key, v] of Object.entries(wa) as [string, HclValue][]) {
+    if (!Object.hasOwn(WORKLOAD_API_KEYS, key)) continue;
     const field = WORKLOAD_API_KEYS[key as keyof typeof WORKLOAD_API_KEYS];
     if (field.endsWith('Ms')) {
       const seconds = parseDurationSeconds(v);
-      if (seconds === undefined || seconds < 1) problems.push(`${where}.${key} must be a duration of at least 1s such as "5s" or "5m"; got ${JSON.stringify(v)}`);
+      if (seconds === undefined || seconds < 1) p.add(`${where}.${key} must be a duration of at least 1s such as "5s" or "5m"; got ${JSON.stringify(v)}`);
       else limits[field] = seconds * 1000;
     } else if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
-      problems.push(`${where}.${key} must be a positive integer; got ${JSON.stringify(v)}`);
+      p.add(`${where}.${key} must be a positive integer; got ${JSON.stringify(v)}`);
     } else {
       limits[field] = v;
     }
@@ -97,142 +109,86 @@ function parseWorkloadApiBlock(block: HclValue, problems: string[]): WorkloadApi
     // Longest names first: maxConnections is a prefix of maxConnectionsPerUid.
     const names = Object.entries(WORKLOAD_API_KEYS).sort(([, a], [, b]) => b.length - a.length);
     for (const [key, field] of names) msg = msg.replaceAll(field, key);
-    problems.push(`${where}: ${msg}`);
+    p.add(`${where}: ${msg}`);
   }
   return limits;
 }
-const PLUGIN_KINDS = new Set(['NodeAttestor', 'KeyManager', 'WorkloadAttestor']);
 
-function isObject(v: HclValue | undefined): v is HclObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error' };
-
-export function parseLogLevel(v: string): LogLevel | undefined {
-  return LEVELS[v.toLowerCase()];
+/** The `agent` block's core keys, over `s`. */
+function readAgentBlock(agent: HclObject, s: AgentSettings, p: Problems): void {
+  const w = 'agent';
+  checkKeys(agent, AGENT_KEYS, w, p);
+  const text = (k: string): string | undefined => str(agent, k, w, p, { nonEmpty: true });
+  s.trustDomain = text('trust_domain') ?? s.trustDomain;
+  s.dataDir = text('data_dir') ?? s.dataDir;
+  s.socketPath = text('socket_path') ?? s.socketPath;
+  s.serverAddress = text('server_address') ?? s.serverAddress;
+  const bundle = text('trust_bundle_path');
+  if (bundle !== undefined) s.trustBundlePath = bundle;
+  const token = text('join_token');
+  if (token !== undefined) s.joinToken = token;
+  s.serverPort = port(agent.server_port, 'agent.server_port', p, 1) ?? s.serverPort;
+  const level = text('log_level');
+  if (level !== undefined) {
+    const l = parseLogLevel(level);
+    if (l === undefined) p.add(`agent.log_level ${JSON.stringify(level)} is not one of DEBUG, INFO, WARN, ERROR`);
+    else s.logLevel = l;
+  }
+  s.workloadApi = parseWorkloadApiBlock(agent, p);
+  s.insecureBootstrap = bool(agent, 'insecure_bootstrap', w, p) ?? s.insecureBootstrap;
 }
 
 /**
  * Resolves the agent's settings; throws ConfigError listing every problem found. `env`
- * (default process.env) is where `WorkloadAttestor "k8s"` reads its node name variable.
+ * (default process.env) is where `WorkloadAttestor "k8s"` reads its node name variable;
+ * `catalog` is the agent's (tests add plugins).
  */
-export function resolveAgentConfig(file: HclObject | undefined, overrides: AgentOverrides = {}, opts: { env?: NodeJS.ProcessEnv } = {}): AgentSettings {
-  const problems: string[] = [];
+export function resolveAgentConfig(
+  file: HclObject | undefined,
+  overrides: AgentOverrides = {},
+  opts: { env?: NodeJS.ProcessEnv; catalog?: readonly AgentPlugin[] } = {},
+): AgentSettings {
+  const p = new Problems();
+  const root = file ?? {};
   const s: AgentSettings = {
     trustDomain: DEFAULT_TRUST_DOMAIN,
     dataDir: DEFAULT_AGENT_DATA_DIR,
     socketPath: defaultSocketPath('agent'),
     serverAddress: DEFAULT_SERVER_ADDRESS,
-    serverPort: DEFAULT_BIND_PORT,
+    serverPort: DEFAULT_SERVER_PORT,
     logLevel: 'info',
     insecureBootstrap: false,
-    nodeAttestor: 'join_token',
-    workloadAttestors: [],
-    unix: { discoverWorkloadPath: false },
     workloadApi: {},
+    plugins: [],
+    notices: [],
+    get nodeAttestor() {
+      return pluginsOfKind(this.plugins, 'NodeAttestor')[0]?.name;
+    },
+    get k8sPsat() {
+      return configOf(this.plugins, 'NodeAttestor', 'k8s_psat') as K8sPsatAgentConfig | undefined;
+    },
+    get workloadAttestors() {
+      return pluginsOfKind(this.plugins, 'WorkloadAttestor').map((a) => a.name);
+    },
+    get unix() {
+      return (configOf(this.plugins, 'WorkloadAttestor', 'unix') as UnixPluginConfig | undefined) ?? { discoverWorkloadPath: false };
+    },
+    get k8s() {
+      return configOf(this.plugins, 'WorkloadAttestor', 'k8s') as K8sWorkloadAttestorConfig | undefined;
+    },
   };
-  const str = (o: HclObject, k: string, where: string): string | undefined => {
-    const v = o[k];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v === '') problems.push(`${where}.${k} must be a non-empty string`);
-    else return v;
-    return undefined;
-  };
-  for (const key of Object.keys(file ?? {})) {
-    if (key !== 'agent' && key !== 'plugins') problems.push(`unknown top-level block ${JSON.stringify(key)} (expected agent, plugins)`);
-  }
-  const agent = file?.agent;
-  if (agent !== undefined && !isObject(agent)) problems.push('agent must be a block');
-  if (isObject(agent)) {
-    for (const k of Object.keys(agent)) if (!AGENT_KEYS.has(k)) problems.push(`unknown key agent.${k}`);
-    s.trustDomain = str(agent, 'trust_domain', 'agent') ?? s.trustDomain;
-    s.dataDir = str(agent, 'data_dir', 'agent') ?? s.dataDir;
-    s.socketPath = str(agent, 'socket_path', 'agent') ?? s.socketPath;
-    s.serverAddress = str(agent, 'server_address', 'agent') ?? s.serverAddress;
-    const bundle = str(agent, 'trust_bundle_path', 'agent');
-    if (bundle !== undefined) s.trustBundlePath = bundle;
-    const token = str(agent, 'join_token', 'agent');
-    if (token !== undefined) s.joinToken = token;
-    const port = agent.server_port;
-    if (port !== undefined) {
-      const n = typeof port === 'string' ? Number(port) : port;
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) problems.push('agent.server_port must be a port number from 1 to 65535');
-      else s.serverPort = n;
-    }
-    const level = str(agent, 'log_level', 'agent');
-    if (level !== undefined) {
-      const l = parseLogLevel(level);
-      if (l === undefined) problems.push(`agent.log_level ${JSON.stringify(level)} is not one of DEBUG, INFO, WARN, ERROR`);
-      else s.logLevel = l;
-    }
-    if (agent.workload_api !== undefined) s.workloadApi = parseWorkloadApiBlock(agent.workload_api, problems);
-    const insecure = agent.insecure_bootstrap;
-    if (insecure !== undefined) {
-      if (typeof insecure !== 'boolean') problems.push('agent.insecure_bootstrap must be true or false');
-      else s.insecureBootstrap = insecure;
-    }
-  }
-  const plugins = file?.plugins;
-  if (plugins !== undefined && !isObject(plugins)) problems.push('plugins must be a block');
-  if (isObject(plugins)) {
-    for (const [kind, byName] of Object.entries(plugins)) {
-      if (!PLUGIN_KINDS.has(kind)) {
-        problems.push(`unknown plugin kind ${JSON.stringify(kind)} (Mayfly's agent has ${[...PLUGIN_KINDS].join(', ')})`);
-        continue;
-      }
-      if (!isObject(byName)) continue;
-      if (kind === 'NodeAttestor' && Object.keys(byName).length > 1) problems.push(`plugins.NodeAttestor: configure one node attestor; found ${Object.keys(byName).join(', ')}`);
-      for (const [name, body] of Object.entries(byName)) {
-        const known =
-          (kind === 'NodeAttestor' && (name === 'join_token' || name === 'k8s_psat')) ||
-          (kind === 'KeyManager' && (name === 'disk' || name === 'memory')) ||
-          (kind === 'WorkloadAttestor' && (name === 'unix' || name === 'k8s'));
-        if (!known) {
-          problems.push(`plugin ${kind} ${JSON.stringify(name)} is not built in`);
-          continue;
-        }
-        if (kind === 'WorkloadAttestor') s.workloadAttestors.push(name as 'unix' | 'k8s');
-        if (kind === 'NodeAttestor' && name === 'k8s_psat') {
-          s.nodeAttestor = 'k8s_psat';
-          const data = isObject(body) ? body.plugin_data : undefined;
-          const r = parseK8sPsatAgentPluginData(data ?? {}, 'plugins.NodeAttestor.k8s_psat.plugin_data');
-          problems.push(...r.problems);
-          if (r.config !== undefined) s.k8sPsat = r.config;
-          continue;
-        }
-        if (kind === 'WorkloadAttestor' && name === 'k8s') {
-          const data = isObject(body) ? body.plugin_data : undefined;
-          const r = parseK8sWorkloadPluginData(data ?? {}, opts.env === undefined ? {} : { env: opts.env });
-          problems.push(...r.problems);
-          if (r.config !== undefined) s.k8s = r.config;
-          continue;
-        }
-        if (kind === 'WorkloadAttestor' && isObject(body) && isObject(body.plugin_data)) {
-          const d = body.plugin_data;
-          for (const k of Object.keys(d)) {
-            if (k !== 'discover_workload_path' && k !== 'workload_size_limit') problems.push(`unknown key WorkloadAttestor "unix" plugin_data.${k}`);
-          }
-          if (d.discover_workload_path !== undefined) {
-            if (typeof d.discover_workload_path !== 'boolean') problems.push('discover_workload_path must be true or false');
-            else s.unix.discoverWorkloadPath = d.discover_workload_path;
-          }
-          if (d.workload_size_limit !== undefined) {
-            if (typeof d.workload_size_limit !== 'number' || !Number.isInteger(d.workload_size_limit)) problems.push('workload_size_limit must be an integer (bytes)');
-            else s.unix.workloadSizeLimit = d.workload_size_limit;
-          }
-        }
-      }
-    }
-  }
+  checkKeys(root, ['agent', 'plugins'], '', p);
+  const agent = block(root, 'agent', '', p);
+  if (agent !== undefined) readAgentBlock(agent, s, p);
   for (const [k, v] of Object.entries(overrides)) {
     if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
   }
-  if (s.workloadAttestors.length === 0) s.workloadAttestors.push('unix');
-  if (s.nodeAttestor === 'k8s_psat' && s.joinToken !== undefined) {
-    problems.push('a join token (join_token / -joinToken) was given but the node attestor is k8s_psat: remove one');
+  const core = { dataDir: s.dataDir, env: opts.env ?? process.env, notice: (m: string) => void s.notices.push(m) };
+  s.plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? AGENT_CATALOG, AGENT_PLUGIN_KINDS, core, p);
+  if (s.nodeAttestor !== 'join_token' && s.joinToken !== undefined) {
+    p.add(`a join token (join_token / -joinToken) was given but the node attestor is ${s.nodeAttestor ?? 'disabled'}: remove one`);
   }
-  if (s.insecureBootstrap && s.trustBundlePath !== undefined) problems.push('set either trust_bundle_path (-trustBundle) or insecure_bootstrap (-insecureBootstrap), not both');
-  if (problems.length > 0) throw new ConfigError(`invalid agent configuration: ${problems.join('; ')}`);
+  if (s.insecureBootstrap && s.trustBundlePath !== undefined) p.add('set either trust_bundle_path (-trustBundle) or insecure_bootstrap (-insecureBootstrap), not both');
+  p.throwIfAny('invalid agent configuration');
   return s;
 }

@@ -190,7 +190,12 @@ export class GrpcServerClient implements ServerClient {
     const fn = (client as unknown as Record<string, Unary>)[method];
     if (typeof fn !== 'function') return Promise.reject(new TypeError(`no RPC ${method}`));
     return new Promise<T>((resolve, reject) => {
-      fn.call(client, req, { deadline: Date.now() + this.#timeout }, (err, res) => (err ? reject(callError(err)) : resolve(res as T)));
+      try {
+        fn.call(client, req, { deadline: Date.now() + this.#timeout }, (err, res) => (err ? reject(callError(err)) : resolve(res as T)));
+      } catch (err) {
+        // grpc-js throws (not calls back) on a closed channel: still a ServerCallError.
+        reject(callError(err as Error));
+      }
     });
   }
 

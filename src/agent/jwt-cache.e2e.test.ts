@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
-import { MayflyServer } from '../server/server.js';
+import { startTestServer, type TestServer } from '../server/testing.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { MayflyAgent } from './agent.js';
@@ -49,7 +49,7 @@ describe('JWT-SVID cache bounds with a real server, agent and Workload API clien
   const root = mkdtempSync(join(tmpdir(), 'mayfly-jwtcache-e2e-'));
   const adminSocket = join(root, 'admin', 'admin.sock');
   const socketPath = join(root, 'wl', 'api.sock');
-  let server: MayflyServer;
+  let server: TestServer;
   let admin: ServerApiClients;
   let agent: MayflyAgent;
   let wl: grpc.Client;
@@ -72,8 +72,7 @@ describe('JWT-SVID cache bounds with a real server, agent and Workload API clien
   const cacheSize = (): number => agent.cache?.jwtCacheSize ?? 0;
 
   beforeAll(async () => {
-    server = new MayflyServer({ trustDomain: 'example.org', dataDir: join(root, 'server'), adminSocketPath: adminSocket, bindAddress: '127.0.0.1', port: 0, drainMs: 200 });
-    await server.start();
+    server = await startTestServer({ trustDomain: 'example.org', dataDir: join(root, 'server'), adminSocketPath: adminSocket, bindAddress: '127.0.0.1', port: 0, drainMs: 200 });
     admin = adminSocketClients(adminSocket);
     const token = await unaryCall<{ value: string }>(admin.Agent, 'CreateJoinToken', { ttl: 600 });
     const b = await unaryCall<{ x509_authorities: Buffer[] }>(admin.Bundle, 'GetBundle', {});

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
-import { MayflyServer } from '../server/server.js';
+import { startTestServer, type TestServer } from '../server/testing.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates, splitDerCertificates } from '../spiffe/x509/pem.js';
@@ -54,7 +54,7 @@ describe('tainting and revoking authorities with a real server and agent', () =>
   const root = mkdtempSync(join(tmpdir(), 'mayfly-taint-e2e-'));
   const adminSocket = join(root, 'admin', 'admin.sock');
   const socketPath = join(root, 'wl', 'api.sock');
-  let server: MayflyServer;
+  let server: TestServer;
   let admin: ServerApiClients;
   let agent: MayflyAgent;
   let wl: grpc.Client;
@@ -86,8 +86,7 @@ describe('tainting and revoking authorities with a real server and agent', () =>
     );
 
   beforeAll(async () => {
-    server = new MayflyServer({ trustDomain: 'example.org', dataDir: join(root, 'server'), adminSocketPath: adminSocket, bindAddress: '127.0.0.1', port: 0, drainMs: 200 });
-    await server.start();
+    server = await startTestServer({ trustDomain: 'example.org', dataDir: join(root, 'server'), adminSocketPath: adminSocket, bindAddress: '127.0.0.1', port: 0, drainMs: 200 });
     admin = adminSocketClients(adminSocket);
     const token = await unaryCall<{ value: string }>(admin.Agent, 'CreateJoinToken', { ttl: 600 });
     const b = await unaryCall<{ x509_authorities: Buffer[] }>(admin.Bundle, 'GetBundle', {});

@@ -324,6 +324,12 @@ export class FakeServer {
       if (closed) throw new ServerCallError(GrpcCode.CANCELLED, 'client closed');
       this.#check();
     };
+    // As the real server: agent calls need an agent SVID (the client certificate).
+    const agentOnly = (): Extract<ServerClientCredentials, { mode: 'agent' }> => {
+      guard();
+      if (creds.mode !== 'agent') throw new ServerCallError(GrpcCode.UNAUTHENTICATED, 'no agent SVID');
+      return creds;
+    };
     return {
       attest: async (req): Promise<AttestResult> => {
         guard();
@@ -341,15 +347,13 @@ export class FakeServer {
         return { svid: this.#mint(`spiffe://${this.trustDomain.name}/spire/agent/join_token/${token}`, req.csr, this.agentTtlSeconds), bundle: this.bundle() };
       },
       renewAgent: async (csr): Promise<IssuedX509Svid> => {
-        guard();
-        if (creds.mode !== 'agent') throw new ServerCallError(GrpcCode.UNAUTHENTICATED, 'no agent SVID');
-        const id = parseCertificate(creds.certChain[0] as Buffer).uriSans[0] as string;
+        const id = parseCertificate(agentOnly().certChain[0] as Buffer).uriSans[0] as string;
         if (this.evicted.has(id)) throw new ServerCallError(GrpcCode.UNAUTHENTICATED, `agent ${id} is not attested (evicted)`);
         this.renewals.push(this.#sched.now().getTime());
         return this.#mint(id, csr, this.agentTtlSeconds);
       },
       newX509Svids: async (batch): Promise<NewX509SvidResult[]> => {
-        guard();
+        agentOnly();
         this.batches.push(batch.length);
         return batch.map((b): NewX509SvidResult => {
           const e = this.entries.find((x) => x.entryId === b.entryId);
@@ -358,7 +362,7 @@ export class FakeServer {
         });
       },
       newJwtSvid: async (entryId, audience): Promise<IssuedJwtSvidWire> => {
-        guard();
+        agentOnly();
         const e = this.entries.find((x) => x.entryId === entryId);
         if (e === undefined) throw new ServerCallError(GrpcCode.PERMISSION_DENIED, 'not authorised');
         this.jwtMints.push({ entryId, audience: [...audience] });
@@ -372,7 +376,11 @@ export class FakeServer {
           queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAVAILABLE, 'connection refused')));
           return () => {};
         }
-        const caller = creds.mode === 'agent' && this.evicted.size > 0 ? (parseCertificate(creds.certChain[0] as Buffer).uriSans[0] as string) : '';
+        if (creds.mode !== 'agent') {
+          queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAUTHENTICATED, 'SubscribeAuthorizedEntries needs an agent SVID')));
+          return () => {};
+        }
+        const caller = this.evicted.size > 0 ? (parseCertificate(creds.certChain[0] as Buffer).uriSans[0] as string) : '';
         if (this.evicted.has(caller)) {
           queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAUTHENTICATED, `agent ${caller} is not attested (evicted)`)));
           return () => {};

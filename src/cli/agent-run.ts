@@ -13,13 +13,11 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { MayflyAgent } from '../agent/agent.js';
+import { buildAgentPlugins } from '../agent/catalog.js';
 import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
-import { K8sPsatAgentAttestor } from '../attestors/node/k8s_psat/agent.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
-import { K8sWorkloadAttestor } from '../attestors/workload/k8s/k8s.js';
-import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
-import { parseConfigText } from '../server/hcl.js';
-import { createAgentLogger } from './agent-logger.js';
+import { parseConfigText } from '../config/hcl.js';
+import { createLogger } from '../observability/logger.js';
 import { checkHealth as checkAgentHealth, ServingStatus } from '../workloadapi/health.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { defaultSocketCandidates, defaultSocketPath, locateDefaultSocket } from '../securefs/index.js';
@@ -70,9 +68,9 @@ async function settingsFrom(o: RunFlags): Promise<AgentSettings> {
   return resolveAgentConfig(file, overrides);
 }
 
-/** The workload attestors the settings list, in order. */
+/** The workload attestors the settings list, in order, built by the agent's catalog. */
 export function buildWorkloadAttestors(s: AgentSettings): WorkloadAttestor[] {
-  return s.workloadAttestors.map((name) => (name === 'k8s' ? new K8sWorkloadAttestor(s.k8s ?? {}) : new UnixWorkloadAttestor(s.unix)));
+  return buildAgentPlugins(s.plugins, {}).workloadAttestors;
 }
 
 export function addAgentRunCommands(program: Command): void {
@@ -91,7 +89,10 @@ export function addAgentRunCommands(program: Command): void {
     .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
     .action(async (_o: unknown, cmd: Command) => {
       const s = await settingsFrom(cmd.opts<RunFlags>());
-      const logger = createAgentLogger(s.logLevel);
+      const logger = createLogger(s.logLevel);
+      for (const n of s.notices) logger.warn({}, n);
+      // Every plugin comes from the agent's catalog (agent/catalog), configured by s.plugins.
+      const plugins = buildAgentPlugins(s.plugins, s.joinToken !== undefined ? { joinToken: s.joinToken } : {});
       let fatal: Error | undefined;
       let wake: (() => void) | undefined;
       const agent = new MayflyAgent({
@@ -99,11 +100,10 @@ export function addAgentRunCommands(program: Command): void {
         trustDomain: s.trustDomain,
         dataDir: s.dataDir,
         socketPath: s.socketPath,
-        ...(s.joinToken !== undefined ? { joinToken: s.joinToken } : {}),
-        ...(s.nodeAttestor === 'k8s_psat' && s.k8sPsat !== undefined ? { nodeAttestor: new K8sPsatAgentAttestor(s.k8sPsat) } : {}),
+        ...(plugins.nodeAttestor !== undefined ? { nodeAttestor: plugins.nodeAttestor } : {}),
         ...(s.trustBundlePath !== undefined ? { trustBundlePath: s.trustBundlePath } : {}),
         insecureBootstrap: s.insecureBootstrap,
-        workloadAttestors: buildWorkloadAttestors(s),
+        workloadAttestors: plugins.workloadAttestors,
         workloadApiLimits: s.workloadApi,
         logger,
         onFatal: (err) => {

@@ -11,7 +11,7 @@ import { Option, type Command } from 'commander';
 import type { Client, ServiceError } from '@grpc/grpc-js';
 import { parseSelector, type Selector } from '../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
-import { parseDurationSeconds } from '../server/config.js';
+import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
 import type { ServerApiService } from '../wire/server/proto.js';

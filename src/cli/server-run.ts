@@ -9,11 +9,12 @@
  * finish, datastore closed) and exits 0; a second signal exits 1 at once.
  */
 import type { Command } from 'commander';
-import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
 import { defaultSocketPath } from '../securefs/index.js';
-import { ConfigError, loadConfigFile, resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
-import type { HclObject } from '../server/hcl.js';
-import { createServerLogger } from '../server/observability.js';
+import { loadConfigFile } from '../config/file.js';
+import { ConfigError, type HclObject } from '../config/hcl.js';
+import { pluginsOfKind } from '../config/plugins.js';
+import { createLogger } from '../observability/logger.js';
+import { resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
 import { ServerRunner } from '../server/runner.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
@@ -87,7 +88,7 @@ export function addRunCommands(program: Command): void {
   runOptions(program.command('run').description('run the server')).action(async (_o: unknown, cmd: Command) => {
     const io = ioOf(cmd);
     const settings = await settingsFrom(cmd.opts<RunFlags>(), io.env);
-    const logger = createServerLogger(settings.logLevel);
+    const logger = createLogger(settings.logLevel);
     const runner = new ServerRunner({ settings, logger });
     try {
       await runner.start();
@@ -130,11 +131,12 @@ export function addRunCommands(program: Command): void {
     const io = ioOf(cmd);
     if (o.config === undefined) throw new CliUsageError('-config is required');
     const settings = await settingsFrom(o, io.env);
-    if (settings.upstream !== undefined) {
+    // The upstream authority's files are read and checked now, as the CA would at start.
+    for (const upstream of pluginsOfKind(settings.plugins, 'UpstreamAuthority')) {
       try {
-        loadDiskUpstreamAuthority(settings.upstream);
+        upstream.build({});
       } catch (err) {
-        throw new ConfigError(`invalid configuration: UpstreamAuthority "disk": ${(err as Error).message}`);
+        throw new ConfigError(`invalid configuration: UpstreamAuthority "${upstream.name}": ${(err as Error).message}`);
       }
     }
     emit(io, o.output, { json: { valid: true, notices: settings.notices }, text: 'Configuration is valid.' });

@@ -652,3 +652,17 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
     });
   });
 }
+
+/** A DataStore plugin's fixture, as its folder's `testing.ts` keeps it for the server's catalog test. */
+export interface DataStoreFixture {
+  readonly binary: 'server';
+  readonly kind: 'DataStore';
+  readonly name: string;
+  readonly label?: string;
+  /** Before and after the suite (e.g. start and stop a database server). */
+  beforeAll?(): Promise<void>;
+  afterAll?(): Promise<void>;
+  /** A fresh, empty store: the HCL inside its `plugin_data { }`, the server's data directory, and how to remove it. */
+  freshStore(): Promise<{ pluginData: string; dataDir: string; drop(): Promise<void> }>;
+  deps(): object;
+}

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
 import { MemoryJournalStore } from '../ca/journal-store.js';
 import { MemoryKeyManager } from '../ca/key-manager.js';
 import { ServerCa } from '../ca/server-ca.js';
@@ -62,7 +63,7 @@ beforeAll(async () => {
   await ca.init();
   // The CA as `mayfly-server run` wires it (counting signatures for the metrics).
   metrics = new ServerMetrics({ processMetrics: false, datastore: ds });
-  server = new MayflyServer({ trustDomain: TD, dataDir: dir, adminSocketPath: join(dir, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, datastore: ds, ca: metrics.countingCa(ca), drainMs: 200, csrWorkers: 1 });
+  server = new MayflyServer({ trustDomain: TD, dataDir: dir, adminSocketPath: join(dir, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, datastore: ds, ca: metrics.countingCa(ca), attestors: [new JoinTokenAttestor({ datastore: ds })], drainMs: 200, csrWorkers: 1 });
   await server.start();
   admin = adminSocketClients(server.adminSocketPath);
   const roots = [...ca.getBundle().x509Authorities];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDurationSeconds, resolveServerConfig } from './config.js';
 import { defaultSocketPath } from '../securefs/index.js';
-import { parseConfigText, parseHcl } from './hcl.js';
+import { parseConfigText, parseHcl } from '../config/hcl.js';
 
 const SPIRE_CONF = `
 # SPIRE's sample server.conf, near verbatim

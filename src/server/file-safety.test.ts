@@ -16,7 +16,7 @@ import { resolveServerConfig } from './config.js';
 import { createServerLogger } from './observability.js';
 import type { ServerLogger } from './ports.js';
 import { ServerRunner } from './runner.js';
-import { MayflyServer } from './server.js';
+import { startTestServer, type TestServer } from './testing.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dirs = tempDirs('mayfly-server-files-');
@@ -31,10 +31,13 @@ function logger(): ServerLogger & { warnings: string[] } {
   return { warnings, info() {}, error() {}, warn: (_f, m) => void warnings.push(m) };
 }
 
-function server(dataDir: string, adminSocketPath: string, log: ServerLogger = logger()): MayflyServer {
-  const s = new MayflyServer({ trustDomain: 'files.test', dataDir, adminSocketPath, bindAddress: '127.0.0.1', port: 0, logger: log, csrWorkers: 0, drainMs: 100 });
-  stops.push(() => s.stop());
-  return s;
+function server(dataDir: string, adminSocketPath: string, log: ServerLogger = logger()): { start(): Promise<TestServer> } {
+  const start = async (): Promise<TestServer> => {
+    const s = await startTestServer({ trustDomain: 'files.test', dataDir, adminSocketPath, bindAddress: '127.0.0.1', port: 0, logger: log, csrWorkers: 0, drainMs: 100 });
+    stops.push(() => s.stop());
+    return s;
+  };
+  return { start };
 }
 
 describe('MayflyServer: the admin socket directory (finding 3)', () => {

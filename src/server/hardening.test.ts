@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { joinTokenSelector } from '../attestors/node/join_token/join_token.js';
+import { JoinTokenAttestor, joinTokenSelector } from '../attestors/node/join_token/join_token.js';
 import { MemoryJournalStore } from '../ca/journal-store.js';
 import { MemoryKeyManager } from '../ca/key-manager.js';
 import { ServerCa } from '../ca/server-ca.js';
@@ -164,6 +164,7 @@ beforeAll(async () => {
     port: 0,
     datastore: ds,
     ca,
+    attestors: [new JoinTokenAttestor({ datastore: ds })],
     now: () => new Date(Date.now() + skewSeconds * 1000),
     limits: { maxSyncStreamsPerAgent: MAX_STREAMS },
     drainMs: 500,
@@ -331,6 +332,7 @@ describe('admin socket ownership', () => {
       port: 0,
       datastore: ds,
       ca,
+      attestors: [new JoinTokenAttestor({ datastore: ds })],
       drainMs: 100,
       csrWorkers: 0,
     });
@@ -352,7 +354,7 @@ describe('admin socket ownership', () => {
     await exited;
     expect(statSync(path).isSocket()).toBe(true);
 
-    const srv = new MayflyServer({ trustDomain: TD, dataDir: own, adminSocketPath: path, bindAddress: '127.0.0.1', port: 0, datastore: ds, ca, drainMs: 100, csrWorkers: 0 });
+    const srv = new MayflyServer({ trustDomain: TD, dataDir: own, adminSocketPath: path, bindAddress: '127.0.0.1', port: 0, datastore: ds, ca, attestors: [new JoinTokenAttestor({ datastore: ds })], drainMs: 100, csrWorkers: 0 });
     await srv.start();
     const c = adminSocketClients(path);
     expect((await unaryCall<{ status: string }>(c.Health, 'Check', {})).status).toBe('SERVING');

@@ -14,15 +14,16 @@
  */
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { ResponderBuilder, ServerInterceptingCall, status as GrpcStatus, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ServerCa } from '../ca/server-ca.js';
-import type { LogLevel } from './config.js';
+import type { LogLevel } from '../config/log-level.js';
+import { createLogger } from '../observability/logger.js';
 import type { ServerApiCa, ServerDatastore } from './ports.js';
 
-/** A pino logger writing JSON lines to stderr (stdout stays free for command output). */
+/** The process logger (observability/logger), for the server's tests and tools. */
 export function createServerLogger(level: LogLevel = 'info', destination: NodeJS.WritableStream = process.stderr): Logger {
-  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  return createLogger(level, destination);
 }
 
 const CODE_NAMES = new Map<number, string>(Object.entries(GrpcStatus).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));

@@ -24,7 +24,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from './client.js';
 import type { WireBundle, WireX509Svid } from './messages.js';
 import { resolveServerConfig } from './config.js';
-import { parseHcl } from './hcl.js';
+import { parseHcl } from '../config/hcl.js';
 import { createServerLogger } from './observability.js';
 import { ServerRunner } from './runner.js';
 

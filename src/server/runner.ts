@@ -1,9 +1,11 @@
 /**
  * @module server/runner
  *
- * Assembles a whole server process from `ServerSettings` (server/config): the datastore
- * (LevelDB, or PostgreSQL when configured), the CA with its key manager and journal (and
- * upstream authority if any), the server API (`MayflyServer`) with RPC metrics, and the
+ * Assembles a whole server process from `ServerSettings` (server/config), the server's one
+ * composition root: the datastore, key manager, upstream authority (if any) and node
+ * attestors, each built by its catalog registration (server/catalog) from
+ * `settings.plugins`; the CA with its journal; the server API (`MayflyServer`, which is
+ * given every part and builds none) with RPC metrics; and the
  * HTTP listeners for metrics and health. `mayfly-server run` is this plus signal handling; tests and the demo can run it
  * in-process.
  *
@@ -13,19 +15,12 @@
  */
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { NodeAttestor } from '../attestors/node/attestor.js';
-import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
 import type { KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
-import { K8sPsatAttestor } from '../attestors/node/k8s_psat/k8s_psat.js';
-import { DiskKeyManager } from '../ca/disk-key-manager.js';
 import { FileJournalStore } from '../ca/journal-store.js';
-import { MemoryKeyManager, type KeyManager } from '../ca/key-manager.js';
 import { ServerCa, type ServerCaConfig } from '../ca/server-ca.js';
-import { loadDiskUpstreamAuthority } from '../ca/upstream.js';
-import type { Datastore } from '../datastore/datastore.js';
-import { openLevelDatastore } from '../datastore/level/level.js';
-import { openPostgresDatastore, PostgresDatastore } from '../datastore/postgres/postgres.js';
+import { pluginsOfKind } from '../config/plugins.js';
 import { ensurePrivateDir } from '../securefs/index.js';
+import type { RunnableDatastore } from './catalog.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
 import { HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
@@ -42,25 +37,17 @@ export interface ServerRunnerConfig {
   kubernetesApi?: (cluster: string) => KubernetesApi;
 }
 
-/** The node attestors `settings` enable, by name (see server/config). */
-export function buildNodeAttestors(settings: ServerSettings, datastore: Pick<Datastore, 'consumeJoinToken'>, kubernetesApi?: (cluster: string) => KubernetesApi): NodeAttestor[] {
-  const out: NodeAttestor[] = [];
-  for (const name of settings.nodeAttestors) {
-    if (name === 'join_token') out.push(new JoinTokenAttestor({ datastore }));
-    else if (name === 'k8s_psat') {
-      const cfg = settings.k8sPsat;
-      if (cfg === undefined) throw new TypeError('node attestor k8s_psat is enabled but settings.k8sPsat is missing');
-      const clusters = kubernetesApi === undefined ? cfg.clusters : Object.fromEntries(Object.entries(cfg.clusters).map(([n, c]) => [n, { ...c, api: kubernetesApi(n) }]));
-      out.push(new K8sPsatAttestor({ clusters }));
-    } else throw new TypeError(`unknown node attestor ${JSON.stringify(name)}`);
-  }
-  return out;
+/** The one configured plugin of a `one` kind the server cannot run without. */
+function required<T>(list: readonly T[], kind: string): T {
+  const [first] = list;
+  if (first === undefined) throw new TypeError(`settings.plugins has no ${kind}`);
+  return first;
 }
 
 export class ServerRunner {
   readonly #cfg: ServerRunnerConfig;
   readonly #log: Logger;
-  #ds: Datastore | undefined;
+  #ds: RunnableDatastore | undefined;
   #ca: ServerCa | undefined;
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
@@ -95,16 +82,14 @@ export class ServerRunner {
       // Nothing is opened or created before the admin socket's directory is known to be safe.
       ensureAdminSocketDir(s.socketPath);
       // The data directory (keys, journal, LevelDB) is 0700 before anything opens in it.
-      const tightened = (dir: string) => (msg: string): void => this.#log.warn({ dir }, msg);
-      ensurePrivateDir(s.dataDir, { onTightened: tightened(s.dataDir) });
-      if (s.keyManager.kind === 'disk' && s.keyManager.dataDir !== s.dataDir) ensurePrivateDir(s.keyManager.dataDir, { onTightened: tightened(s.keyManager.dataDir) });
-      // PostgreSQL when configured (servers of one trust domain may share it), else LevelDB in the data directory.
-      const ds: Datastore =
-        s.postgres !== undefined
-          ? await openPostgresDatastore({ connectionString: s.postgres.connectionString, ...(now ? { now } : {}) })
-          : await openLevelDatastore({ path: s.datastorePath, warn: tightened(s.datastorePath), ...(now ? { now } : {}) });
+      ensurePrivateDir(s.dataDir, { onTightened: (msg) => this.#log.warn({ dir: s.dataDir }, msg) });
+      // Every plugin comes from the catalog (server/catalog), configured by settings.plugins.
+      const plugins = s.plugins;
+      const warn = (fields: Record<string, unknown>, msg: string): void => this.#log.warn(fields, msg);
+      const at = now ? { now } : {};
+      const ds: RunnableDatastore = await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at });
       this.#ds = ds;
-      const keyManager: KeyManager = s.keyManager.kind === 'memory' ? new MemoryKeyManager() : new DiskKeyManager({ dataDir: s.keyManager.dataDir });
+      const keyManager = required(pluginsOfKind(plugins, 'KeyManager'), 'KeyManager').build({ warn });
       const caCfg: ServerCaConfig = {
         trustDomain: s.trustDomain,
         keyManager,
@@ -118,7 +103,8 @@ export class ServerRunner {
       if (s.caKeyType !== undefined) caCfg.caKeyType = s.caKeyType;
       if (s.jwtKeyType !== undefined) caCfg.jwtKeyType = s.jwtKeyType;
       if (s.caSubject !== undefined) caCfg.caSubject = s.caSubject;
-      if (s.upstream !== undefined) caCfg.upstream = loadDiskUpstreamAuthority(now ? { ...s.upstream, now } : s.upstream);
+      const [upstream] = pluginsOfKind(plugins, 'UpstreamAuthority');
+      if (upstream !== undefined) caCfg.upstream = upstream.build(at);
       const ca = new ServerCa(caCfg);
       await ca.init();
       ca.start();
@@ -139,7 +125,7 @@ export class ServerRunner {
         datastore: ds,
         ca: metrics.countingCa(ca),
         logger: this.#log,
-        attestors: buildNodeAttestors(s, ds, this.#cfg.kubernetesApi),
+        attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) => a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
         limits,
         interceptors: [metrics.interceptor()],
         ...(now ? { now } : {}),
@@ -148,7 +134,7 @@ export class ServerRunner {
       this.#server = server;
       // Servers sharing a PostgreSQL datastore hear of each other's writes through it, so
       // their authorised-entry caches and streams do not serve what another server changed.
-      if (ds instanceof PostgresDatastore) ds.watch((change) => server.hub.publish(change));
+      ds.watch?.((change) => server.hub.publish(change));
       await server.start();
 
       const ready = (): Promise<Readiness> => this.readiness();

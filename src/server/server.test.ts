@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
 import { MemoryKeyManager } from '../ca/key-manager.js';
 import { MemoryJournalStore } from '../ca/journal-store.js';
 import { ServerCa } from '../ca/server-ca.js';
@@ -16,6 +17,7 @@ import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from './client.js';
 import type { WireBundle, WireEntry, WireX509Svid } from './messages.js';
 import { MayflyServer } from './server.js';
+import { startTestServer } from './testing.js';
 
 const TD = 'example.org';
 const td = TrustDomain.parse(TD);
@@ -112,6 +114,7 @@ beforeAll(async () => {
     port: 0,
     datastore: ds,
     ca,
+    attestors: [new JoinTokenAttestor({ datastore: ds })],
     now: () => new Date(Date.now() + skewSeconds * 1000),
     drainMs: 500,
   });
@@ -491,11 +494,10 @@ describe('CA changes reach agents', () => {
   });
 });
 
-describe('a server that opens its own datastore and CA', () => {
+describe('a server on a data directory (LevelDB, disk CA keys: server/testing)', () => {
   it('serves from dataDir, and stop() ends streams with UNAVAILABLE and removes the socket', async () => {
     const own = mkdtempSync(join(tmpdir(), 'mayfly-own-'));
-    const srv = new MayflyServer({ trustDomain: 'own.test', dataDir: own, adminSocketPath: join(own, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, drainMs: 500 });
-    await srv.start();
+    const srv = await startTestServer({ trustDomain: 'own.test', dataDir: own, adminSocketPath: join(own, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, drainMs: 500 });
     const adm = adminSocketClients(srv.adminSocketPath);
     const bundle = await unaryCall<WireBundle>(adm.Bundle, 'GetBundle', {});
     const token = (await unaryCall<{ value: string }>(adm.Agent, 'CreateJoinToken', { ttl: 60 })).value;
@@ -521,8 +523,7 @@ describe('a server that opens its own datastore and CA', () => {
     expect(() => statSync(srv.adminSocketPath)).toThrow();
     for (const c of [adm, anon, ag, wrong]) c.close();
     // The state survived: a restarted server keeps the same trust bundle.
-    const again = new MayflyServer({ trustDomain: 'own.test', dataDir: own, adminSocketPath: join(own, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, drainMs: 500 });
-    await again.start();
+    const again = await startTestServer({ trustDomain: 'own.test', dataDir: own, adminSocketPath: join(own, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, drainMs: 500 });
     const adm2 = adminSocketClients(again.adminSocketPath);
     const b2 = await unaryCall<WireBundle>(adm2.Bundle, 'GetBundle', {});
     expect(b2.x509_authorities[0]?.equals(bundle.x509_authorities[0] as Buffer)).toBe(true);

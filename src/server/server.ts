@@ -3,39 +3,28 @@
  *
  * `MayflyServer`: the server API on two endpoints.
  * - The admin Unix socket: every admin RPC, no agent-only RPC. Its file mode (0770 by
- *   default, owner and group) is the authorisation, so the socket is bound inside a fresh
- *   0700 directory, given its mode, and only then renamed into place: there is no moment
- *   when it exists at the final path with looser permissions. A socket file already at the
- *   path is replaced only when nothing answers on it: a live server's is never taken over.
- *   The socket's directory and every one above it must be ours or root's and not writable
- *   by others without the sticky bit (securefs/trusted-dir), checked before any state is
- *   opened: otherwise another user who created it first could move the socket aside and
- *   bind their own. The data directory is made 0700 before the datastore opens in it.
- * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`,
- *   minted by the CA and renewed at half its life and on every CA change; it asks for a
- *   client certificate but does not require one (attesting agents have none yet), and
- *   server/auth verifies whatever is presented against the served bundle: the CA's own,
- *   merged with the authorities of every server sharing the datastore (server/trust-bundle).
+ *   default) is the authorisation; server/admin-socket places it so that it is never
+ *   reachable with looser permissions nor a live server's taken over, in a directory
+ *   checked again at start (whoever composes the server checks it before opening any
+ *   state: server/runner, server/testing).
+ * - TCP with TLS: the server presents an X509-SVID for `spiffe://<td>/spire/server`
+ *   (server/server-svid: minted by the CA, renewed at half its life and on every CA
+ *   change); it asks for a client certificate but does not require one (attesting agents
+ *   have none yet), and server/auth verifies whatever is presented against the served
+ *   bundle: the CA's own, merged with the authorities of every server sharing the
+ *   datastore (server/trust-bundle).
+ *
+ * The server builds none of its parts: the datastore, the CA and the node attestors are
+ * given (ServerRunner builds them from the catalog, server/catalog), and the caller closes
+ * them after `stop()`.
  *
  * `stop()` drains: authorised-entry streams end with UNAVAILABLE (agents reconnect), calls
  * in flight get a grace period, then the servers are forced down.
  */
-import { chmod, lstat, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
-import { createConnection } from 'node:net';
-import { join, resolve } from 'node:path';
-import { experimental, Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
-import { DiskKeyManager } from '../ca/disk-key-manager.js';
-import { FileJournalStore } from '../ca/journal-store.js';
-import { ServerCa } from '../ca/server-ca.js';
-import { openLevelDatastore } from '../datastore/level/level.js';
-import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
 import { ensurePrivateDir } from '../securefs/index.js';
-import { MayflyError } from '../spiffe/errors.js';
-import { generateKeyPair } from '../spiffe/keys.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
-import { parseCertificate } from '../spiffe/x509/parse.js';
-import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { agentService } from './api/agent.js';
 import { AgentSyncStreams, agentSyncService } from './api/agentsync.js';
 import { authorityService } from './api/authority.js';
@@ -50,17 +39,17 @@ import { CsrWorkerPool } from './csr-pool.js';
 import { ChangeHub } from './hub.js';
 import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
+import { AdminSocket, bindServer } from './admin-socket.js';
+import { ServerSvid } from './server-svid.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
   trustDomain: string | TrustDomain;
   /**
-   * Where the server keeps its state when it opens its own datastore and CA (a LevelDB
-   * datastore in `<dataDir>/datastore`, CA keys in `<dataDir>/keys`, the CA journal in
-   * `<dataDir>/ca-journal.json`). Not used for the parts passed in, except
-   * `<dataDir>/bundle-owner-id`, always: the ID under which this server publishes its CA's
-   * authorities into a shared datastore (server/trust-bundle), kept across restarts.
+   * Holds `<dataDir>/bundle-owner-id`: the ID under which this server publishes its CA's
+   * authorities into a shared datastore (server/trust-bundle), kept across restarts. Made
+   * 0700 at start.
    */
   dataDir: string;
   adminSocketPath: string;
@@ -70,12 +59,17 @@ export interface MayflyServerConfig {
   bindAddress: string;
   /** 0 picks a free port (see `port` after start). */
   port: number;
-  datastore?: ServerDatastore;
-  ca?: ServerApiCa;
+  /**
+   * The parts the server API runs on, all given: it builds none of them (ServerRunner
+   * builds them from the catalog; tests use server/testing). The caller opens them before
+   * `start()` and closes them after `stop()`.
+   */
+  datastore: ServerDatastore;
+  ca: ServerApiCa;
+  /** Node attestors, one per attestation type (`NodeAttestor.type`). */
+  attestors: readonly NodeAttestor[];
   logger?: ServerLogger;
   now?: () => Date;
-  /** Node attestors by type; default: join_token. */
-  attestors?: readonly NodeAttestor[];
   limits?: Partial<ApiLimits>;
   /** Lifetime of the server's own TLS X509-SVID (seconds, default 3600). */
   serverSvidTtl?: number;
@@ -92,55 +86,6 @@ export interface MayflyServerConfig {
   csrWorkers?: number;
 }
 
-interface CertificateListener<T> {
-  (update: T | null): void;
-}
-
-/**
- * A grpc-js CertificateProvider fed by the server: identity = the server SVID, CA = the
- * bundle roots. Pushing a new value re-keys the TLS endpoint without a restart.
- */
-class SvidCertificateProvider {
-  #ca: { caCertificate: Buffer } | null = null;
-  #id: { certificate: Buffer; privateKey: Buffer } | null = null;
-  readonly #caListeners = new Set<CertificateListener<{ caCertificate: Buffer }>>();
-  readonly #idListeners = new Set<CertificateListener<{ certificate: Buffer; privateKey: Buffer }>>();
-
-  setCa(pem: string): void {
-    this.#ca = { caCertificate: Buffer.from(pem) };
-    for (const l of this.#caListeners) l(this.#ca);
-  }
-
-  setIdentity(certPem: string, keyPem: string): void {
-    this.#id = { certificate: Buffer.from(certPem), privateKey: Buffer.from(keyPem) };
-    for (const l of this.#idListeners) l(this.#id);
-  }
-
-  addCaCertificateListener(l: CertificateListener<{ caCertificate: Buffer }>): void {
-    this.#caListeners.add(l);
-    // Deferred: grpc-js registers its watcher only after adding the listener, so a
-    // synchronous first update would be lost and the endpoint would drop every connection.
-    setImmediate(() => {
-      if (this.#ca && this.#caListeners.has(l)) l(this.#ca);
-    });
-  }
-
-  removeCaCertificateListener(l: CertificateListener<{ caCertificate: Buffer }>): void {
-    this.#caListeners.delete(l);
-  }
-
-  addIdentityCertificateListener(l: CertificateListener<{ certificate: Buffer; privateKey: Buffer }>): void {
-    this.#idListeners.add(l);
-    setImmediate(() => {
-      if (this.#id && this.#idListeners.has(l)) l(this.#id);
-    });
-  }
-
-  removeIdentityCertificateListener(l: CertificateListener<{ certificate: Buffer; privateKey: Buffer }>): void {
-    this.#idListeners.delete(l);
-  }
-}
-
 const MAX_INTERMEDIATES = 16;
 
 export class MayflyServer {
@@ -151,21 +96,16 @@ export class MayflyServer {
   readonly #now: () => Date;
   readonly #hub = new ChangeHub();
   readonly #streams = new AgentSyncStreams();
-  readonly #provider = new SvidCertificateProvider();
+  readonly #adminSocket: AdminSocket;
+  #svid: ServerSvid | undefined;
   readonly #intermediates = new Map<string, Buffer>();
-  #ds: ServerDatastore | undefined;
-  #ca: ServerApiCa | undefined;
+  readonly #ds: ServerDatastore;
+  readonly #ca: ServerApiCa;
   #tcp: Server | undefined;
   #admin: Server | undefined;
   #port = 0;
-  #rotateTimer: NodeJS.Timeout | undefined;
   #unsubscribeCa: (() => void) | undefined;
-  #serverSvidNotAfter = 0;
   #started = false;
-  /** Inode of the admin socket this server placed; stop() removes the file only while it is still that one. */
-  #adminSocketIno: number | undefined;
-  /** Closers of the datastore and CA this server opened itself (not those passed in). */
-  readonly #owned: (() => Promise<void>)[] = [];
   #csrPool: CsrWorkerPool | undefined;
   #authorizedCache: AuthorizedEntryCache | undefined;
   #trustBundle: TrustBundle | undefined;
@@ -174,6 +114,9 @@ export class MayflyServer {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
     if (typeof cfg.adminSocketPath !== 'string' || cfg.adminSocketPath === '') throw new TypeError('adminSocketPath is required');
     if (!Number.isInteger(cfg.port) || cfg.port < 0 || cfg.port > 65535) throw new TypeError('port must be an integer from 0 to 65535');
+    if (typeof cfg.datastore !== 'object' || cfg.datastore === null) throw new TypeError('MayflyServer needs its datastore (ServerRunner builds one from the catalog; tests: server/testing)');
+    if (typeof cfg.ca !== 'object' || cfg.ca === null) throw new TypeError('MayflyServer needs its CA');
+    if (!Array.isArray(cfg.attestors) || cfg.attestors.length === 0) throw new TypeError('MayflyServer needs at least one node attestor');
     this.#cfg = cfg;
     this.trustDomain = typeof cfg.trustDomain === 'string' ? TrustDomain.parse(cfg.trustDomain) : cfg.trustDomain;
     this.serverId = this.trustDomain.idWithPath('/spire/server');
@@ -181,6 +124,7 @@ export class MayflyServer {
     this.#now = cfg.now ?? (() => new Date());
     this.#ds = cfg.datastore;
     this.#ca = cfg.ca;
+    this.#adminSocket = new AdminSocket(cfg.adminSocketPath, cfg.adminSocketMode);
   }
 
   /** The TCP port actually bound (useful with `port: 0`). */
@@ -189,7 +133,7 @@ export class MayflyServer {
   }
 
   get adminSocketPath(): string {
-    return resolve(this.#cfg.adminSocketPath);
+    return this.#adminSocket.path;
   }
 
   /** The change hub (for in-process components that write to the datastore directly). */
@@ -203,30 +147,11 @@ export class MayflyServer {
     // Refuse a hijackable admin socket directory before any state is opened or created.
     ensureAdminSocketDir(this.adminSocketPath);
     ensurePrivateDir(this.#cfg.dataDir, { onTightened: (msg) => this.#logger.warn({ dataDir: this.#cfg.dataDir }, msg) });
-    if (this.#ds === undefined) {
-      const path = join(this.#cfg.dataDir, 'datastore');
-      const ds = await openLevelDatastore({ path, now: this.#now, warn: (msg) => this.#logger.warn({ dataDir: path }, msg) });
-      this.#ds = ds;
-      this.#owned.push(() => ds.close());
-    }
-    if (this.#ca === undefined) {
-      const ca = new ServerCa({
-        trustDomain: this.trustDomain,
-        keyManager: new DiskKeyManager({ dataDir: this.#cfg.dataDir }),
-        journal: new FileJournalStore({ path: join(this.#cfg.dataDir, 'ca-journal.json') }),
-        now: this.#now,
-        logger: this.#logger,
-      });
-      await ca.init();
-      ca.start();
-      this.#ca = ca;
-      this.#owned.push(async () => ca.stop());
-    }
     const ds = this.#ds;
     const ca = this.#ca;
     if (!ca.trustDomain.equals(this.trustDomain)) throw new TypeError(`the CA is for ${ca.trustDomain.name}, the server for ${this.trustDomain.name}`);
     const attestors = new Map<string, NodeAttestor>();
-    for (const a of this.#cfg.attestors ?? [new JoinTokenAttestor({ datastore: ds })]) attestors.set(a.type, a);
+    for (const a of this.#cfg.attestors) attestors.set(a.type, a);
     // Subscribed to the hub before any stream, so a change empties the cache before a stream reads it.
     this.#authorizedCache = new AuthorizedEntryCache({ hub: this.#hub });
     this.#csrPool = new CsrWorkerPool(this.#cfg.csrWorkers === undefined ? {} : { size: this.#cfg.csrWorkers });
@@ -241,9 +166,18 @@ export class MayflyServer {
       hub: this.#hub,
       logger: this.#logger,
       now: this.#now,
-      onChange: (b) => this.#provider.setCa(pemEncodeCertificates(b.x509Authorities)),
+      onChange: (b) => this.#svid?.setRoots(b),
     });
     this.#trustBundle = trustBundle;
+    const svid = new ServerSvid({
+      ca,
+      serverId: this.serverId,
+      ttlSeconds: this.#cfg.serverSvidTtl ?? 3600,
+      bundle: () => trustBundle.bundle(),
+      noteChain: (chain) => this.#noteChain(chain),
+      logger: this.#logger,
+    });
+    this.#svid = svid;
     await trustBundle.start();
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
@@ -262,13 +196,13 @@ export class MayflyServer {
       trustBundle,
     };
 
-    await this.#rotateServerSvid();
+    await svid.rotate();
     this.#unsubscribeCa = ca.onEvent((e) => {
       // Every CA change (prepare, activate, taint, revoke, expiry, bundle) reaches the
       // authorised-entry streams at once: taint in particular must reach agents without delay.
       this.#hub.publish({ kind: 'ca' });
       if (e.type !== 'bundle-updated' && e.type !== 'authority-activated') return;
-      this.#rotateServerSvid().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation after CA change failed'));
+      svid.rotate().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation after CA change failed'));
     });
 
     const options = {
@@ -281,16 +215,10 @@ export class MayflyServer {
     this.#addServices(this.#tcp, ctx, 'tcp');
     this.#addServices(this.#admin, ctx, 'admin-socket');
 
-    const creds = experimental.createCertificateProviderServerCredentials(
-      // grpc-js 1.14 passes these two straight through in swapped order; the provider serves both roles.
-      this.#provider as unknown as experimental.CertificateProvider,
-      this.#provider as unknown as experimental.CertificateProvider,
-      false,
-    );
     const host = this.#cfg.bindAddress.includes(':') ? `[${this.#cfg.bindAddress}]` : this.#cfg.bindAddress;
-    this.#port = await bind(this.#tcp, `${host}:${this.#cfg.port}`, creds);
+    this.#port = await bindServer(this.#tcp, `${host}:${this.#cfg.port}`, svid.credentials());
     await new Promise((r) => setImmediate(r)); // let the deferred first certificate update land
-    await this.#bindAdminSocket(this.#admin);
+    await this.#adminSocket.bind(this.#admin);
     this.#logger.info({ port: this.#port, adminSocket: this.adminSocketPath, trustDomain: this.trustDomain.name }, 'server API listening');
   }
 
@@ -309,33 +237,6 @@ export class MayflyServer {
     }
   }
 
-  async #bindAdminSocket(server: Server): Promise<void> {
-    const final = this.adminSocketPath;
-    const dir = ensureAdminSocketDir(this.adminSocketPath);
-    try {
-      const st = await lstat(final);
-      if (!st.isSocket()) throw new TypeError(`${final} exists and is not a socket; refusing to replace it`);
-      // Only a stale socket (nobody answering) is removed: unlinking a live one would take
-      // the admin API away from the server that holds it.
-      if (await socketAnswers(final)) {
-        throw new MayflyError('ERR_SERVER_ADDRESS_IN_USE', `another server is already listening on ${final}; stop it or choose another admin socket path`);
-      }
-      await unlink(final);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const tmpDir = await mkdtemp(join(dir, '.mayfly-admin-'));
-    const tmpPath = join(tmpDir, 'admin.sock');
-    try {
-      await bind(server, `unix:${tmpPath}`, ServerCredentials.createInsecure());
-      await chmod(tmpPath, this.#cfg.adminSocketMode ?? 0o770);
-      await rename(tmpPath, final);
-      this.#adminSocketIno = (await lstat(final)).ino;
-    } finally {
-      await rmdir(tmpDir).catch(() => undefined);
-    }
-  }
-
   #noteChain(chain: readonly Buffer[]): void {
     for (const c of chain.slice(1)) {
       const key = c.toString('base64');
@@ -348,28 +249,9 @@ export class MayflyServer {
     }
   }
 
-  async #rotateServerSvid(): Promise<void> {
-    const ca = this.#ca as ServerApiCa;
-    const key = generateKeyPair('ec-p256');
-    const ttl = this.#cfg.serverSvidTtl ?? 3600;
-    const chain = ca.signX509Svid({ spiffeId: this.serverId, publicKey: key.publicKey, ttlSeconds: ttl }).certificates;
-    this.#noteChain(chain);
-    const leaf = parseCertificate(chain[0] as Buffer);
-    this.#serverSvidNotAfter = leaf.notAfter.getTime();
-    this.#provider.setCa(pemEncodeCertificates((this.#trustBundle?.bundle() ?? ca.getBundle()).x509Authorities));
-    this.#provider.setIdentity(pemEncodeCertificates(chain), key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-    if (this.#rotateTimer !== undefined) clearTimeout(this.#rotateTimer);
-    const life = this.#serverSvidNotAfter - Date.now();
-    this.#rotateTimer = setTimeout(() => {
-      this.#rotateServerSvid().catch((err: unknown) => this.#logger.error({ err }, 'server SVID rotation failed'));
-    }, Math.max(1000, life / 2));
-    this.#rotateTimer.unref();
-  }
-
   /** Stops both endpoints, draining calls in flight (see module doc). Idempotent. */
   async stop(): Promise<void> {
-    if (this.#rotateTimer !== undefined) clearTimeout(this.#rotateTimer);
-    this.#rotateTimer = undefined;
+    this.#svid?.stop();
     this.#unsubscribeCa?.();
     this.#unsubscribeCa = undefined;
     this.#streams.closeAll();
@@ -392,38 +274,9 @@ export class MayflyServer {
           }),
       ),
     );
-    if (this.#adminSocketIno !== undefined) {
-      const ino = this.#adminSocketIno;
-      this.#adminSocketIno = undefined;
-      // Never another server's socket (e.g. after a start that found the path in use).
-      const st = await lstat(this.adminSocketPath).catch(() => undefined);
-      if (st?.ino === ino) await unlink(this.adminSocketPath).catch(() => undefined);
-    }
+    await this.#adminSocket.remove();
     this.#authorizedCache?.close();
     await this.#trustBundle?.stop();
     await this.#csrPool?.close();
-    for (const close of this.#owned.splice(0).reverse()) await close();
   }
-}
-
-/** Whether something accepts connections on the Unix socket at `path` (false on ECONNREFUSED/ENOENT). */
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((ok, fail) => {
-    const s = createConnection({ path });
-    s.once('connect', () => {
-      s.destroy();
-      ok(true);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      s.destroy();
-      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') ok(false);
-      else fail(new Error(`cannot tell whether ${path} is in use (${err.code ?? err.message}); remove it if no server holds it`, { cause: err }));
-    });
-  });
-}
-
-function bind(server: Server, address: string, creds: ServerCredentials): Promise<number> {
-  return new Promise((ok, fail) => {
-    server.bindAsync(address, creds, (err, port) => (err ? fail(err) : ok(port)));
-  });
 }

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { MayflyAgent } from '../../src/agent/agent.js';
 import type { AgentLogger } from '../../src/agent/logger.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
-import { MayflyServer } from '../../src/server/server.js';
+import { startTestServer, type TestServer } from '../../src/server/testing.js';
 import { pemEncodeCertificates } from '../../src/spiffe/x509/pem.js';
 
 export interface StartMayflyOptions {
@@ -43,7 +43,7 @@ export interface EntryOptions {
 }
 
 export interface MayflyDeployment {
-  server: MayflyServer;
+  server: TestServer;
   agent: MayflyAgent;
   /** Absolute path of the agent's Workload API socket. */
   socketPath: string;
@@ -91,7 +91,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
   // Not under the agent's data directory: that one is 0700 (and so may be its parent).
   const socketPath = join(root, 'public', 'api.sock');
   const adminSocket = join(root, 'server', 'admin', 'admin.sock');
-  let server: MayflyServer | undefined;
+  let server: TestServer | undefined;
   let agent: MayflyAgent | undefined;
   let admin: ServerApiClients | undefined;
 
@@ -106,7 +106,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
     const limits: { defaultX509SvidTtl?: number; defaultJwtSvidTtl?: number } = {};
     if (opts.x509SvidTtl !== undefined) limits.defaultX509SvidTtl = opts.x509SvidTtl;
     if (opts.jwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = opts.jwtSvidTtl;
-    server = new MayflyServer({
+    server = await startTestServer({
       trustDomain,
       dataDir: join(root, 'server', 'data'),
       adminSocketPath: adminSocket,
@@ -115,7 +115,6 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
       drainMs: 200,
       limits,
     });
-    await server.start();
     admin = adminSocketClients(adminSocket);
     const adminClients = admin;
 

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiServerClient } from '../../src/attestors/node/k8s_psat/apiserver.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
 import { resolveServerConfig } from '../../src/server/config.js';
-import { parseConfigText } from '../../src/server/hcl.js';
+import { parseConfigText } from '../../src/config/hcl.js';
 import { createServerLogger } from '../../src/server/observability.js';
 import { ServerRunner } from '../../src/server/runner.js';
 import { FakeApiServer, TokenIssuer } from './fake-cluster.js';

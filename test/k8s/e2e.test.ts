@@ -29,8 +29,8 @@ import { ApiServerClient } from '../../src/attestors/node/k8s_psat/apiserver.js'
 import { K8sWorkloadAttestor } from '../../src/attestors/workload/k8s/k8s.js';
 import { UnixWorkloadAttestor } from '../../src/attestors/workload/unix/unix.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
-import { resolveServerConfig } from '../../src/server/config.js';
-import { parseConfigText } from '../../src/server/hcl.js';
+import { resolveServerConfig, useServerPlugin } from '../../src/server/config.js';
+import { parseConfigText } from '../../src/config/hcl.js';
 import { createServerLogger } from '../../src/server/observability.js';
 import { ServerRunner } from '../../src/server/runner.js';
 import { TrustDomain } from '../../src/spiffe/id.js';
@@ -125,7 +125,7 @@ describe('Kubernetes end to end: k8s_psat agent attestation, node alias, k8s wor
       bindPort: 0,
     });
     expect(settings.nodeAttestors).toContain('k8s_psat');
-    settings.keyManager = { kind: 'memory' };
+    useServerPlugin(settings, 'KeyManager', 'memory');
     settings.metrics.enabled = false;
     settings.health.enabled = false;
     runner = new ServerRunner({

@@ -18,7 +18,7 @@ import { parseK8sWorkloadPluginData } from '../../src/attestors/workload/k8s/con
 import { DEFAULT_KUBELET_SECURE_PORT, KUBELET_API_CALLS, SERVICE_ACCOUNT_DIR } from '../../src/attestors/workload/k8s/kubelet.js';
 import { DEFAULT_BIND_PORT, resolveServerConfig } from '../../src/server/config.js';
 import { defaultSocketCandidates, defaultSocketPath } from '../../src/securefs/index.js';
-import { parseConfigText, type HclObject } from '../../src/server/hcl.js';
+import { parseConfigText, type HclObject } from '../../src/config/hcl.js';
 import { ENDPOINT_ENV } from '../../src/sdk/endpoint.js';
 
 // The containers run as root: the defaults are root's (/run/mayfly/...).

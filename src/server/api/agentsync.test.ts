@@ -7,7 +7,7 @@ import { generateKeyPair } from '../../spiffe/keys.js';
 import { createCsr } from '../../spiffe/x509/csr.js';
 import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from '../client.js';
 import type { WireBundle, WireEntry, WireX509Svid } from '../messages.js';
-import { MayflyServer } from '../server.js';
+import { startTestServer, type TestServer } from '../testing.js';
 
 const TD = 'sync.test';
 
@@ -17,7 +17,7 @@ interface Update {
 }
 
 let dir: string | undefined;
-let server: MayflyServer | undefined;
+let server: TestServer | undefined;
 const clients: ServerApiClients[] = [];
 
 afterEach(async () => {
@@ -31,7 +31,7 @@ afterEach(async () => {
 /** A server with the given coalescing window, an attested agent, and its open push stream. */
 async function agentStream(syncCoalesceMs: number) {
   dir = mkdtempSync(join(tmpdir(), 'mayfly-agentsync-'));
-  const srv = new MayflyServer({
+  const srv = await startTestServer({
     trustDomain: TD,
     dataDir: dir,
     adminSocketPath: join(dir, 'admin.sock'),
@@ -42,7 +42,6 @@ async function agentStream(syncCoalesceMs: number) {
     limits: { syncCoalesceMs },
   });
   server = srv;
-  await srv.start();
   const admin = adminSocketClients(srv.adminSocketPath);
   clients.push(admin);
   const bundle = await unaryCall<WireBundle>(admin.Bundle, 'GetBundle', {});

@@ -1,5 +1,5 @@
 /**
- * @module server/hcl
+ * @module config/hcl
  *
  * A small, bounded parser for the subset of HCL that SPIRE's `server.conf` and `agent.conf`
  * use: blocks with optional string labels (`DataStore "sql" { ... }`), `key = value`
@@ -132,7 +132,8 @@ function tokenize(src: string): Tok[] {
   return toks;
 }
 
-function isObject(v: HclValue | undefined): v is HclObject {
+/** Whether `v` is an object (a block or `{ ... }`), not a list or a scalar. */
+export function isHclObject(v: HclValue | undefined): v is HclObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -198,7 +199,7 @@ class Parser {
       for (const label of labels) {
         const existing = target[name];
         if (existing === undefined) target[name] = {};
-        else if (!isObject(existing)) this.fail(keyTok, `${path} is set twice`);
+        else if (!isHclObject(existing)) this.fail(keyTok, `${path} is set twice`);
         target = target[name] as HclObject;
         name = label;
       }
@@ -260,7 +261,7 @@ export function parseConfigText(text: string): HclObject {
     } catch (err) {
       throw new ConfigError(`config file is not valid JSON: ${(err as Error).message}`);
     }
-    if (!isObject(v as HclValue)) throw new ConfigError('config file must hold a JSON object');
+    if (!isHclObject(v as HclValue)) throw new ConfigError('config file must hold a JSON object');
     return v as HclObject;
   }
   return parseHcl(text);

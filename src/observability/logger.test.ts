@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createServerLogger } from '../server/observability.js';
-import { createAgentLogger } from './agent-logger.js';
+import { createLogger } from './logger.js';
 
 function firstLine(make: (out: PassThrough) => { info(fields: object, msg: string): void; debug(fields: object, msg: string): void }): Record<string, unknown> {
   const out = new PassThrough();
@@ -15,9 +15,9 @@ function firstLine(make: (out: PassThrough) => { info(fields: object, msg: strin
   return JSON.parse(lines[0]!) as Record<string, unknown>;
 }
 
-describe('createAgentLogger', () => {
+describe('createLogger (the agent binary logs through it)', () => {
   it('writes the same JSON line shape as the server logger', () => {
-    const agent = firstLine((out) => createAgentLogger('info', out));
+    const agent = firstLine((out) => createLogger('info', out));
     const server = firstLine((out) => createServerLogger('info', out));
     expect(Object.keys(agent).sort()).toEqual(Object.keys(server).sort());
     expect(agent).toMatchObject({ level: 30, pid: process.pid, socketPath: '/tmp/s', msg: 'agent started' });

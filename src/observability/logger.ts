@@ -1,0 +1,14 @@
+/**
+ * @module observability/logger
+ *
+ * The process logger of both binaries: pino, one JSON object per line on stderr (stdout
+ * stays free for command output). Neutral ground, so the agent binary loads no server
+ * module to log (the server's metrics stay in server/observability).
+ */
+import { pino, type Logger } from 'pino';
+import type { LogLevel } from '../config/log-level.js';
+
+/** A pino logger writing JSON lines to `destination` (stderr by default). */
+export function createLogger(level: LogLevel = 'info', destination: NodeJS.WritableStream = process.stderr): Logger {
+  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+}

@@ -1,0 +1,123 @@
+/**
+ * @module server/testing
+ *
+ * A real server for tests, assembled as `mayfly-server run` would with default settings:
+ * a LevelDB datastore in `<dataDir>/datastore`, CA keys on disk in `<dataDir>/keys` (or in
+ * memory), the CA journal in `<dataDir>/ca-journal.json`, and the join_token node
+ * attestor, all handed to `MayflyServer` (which builds none of its parts). State on disk
+ * survives a `stop()`, so a test can restart a server on the same data directory.
+ *
+ * In the order the runner keeps: the admin socket's directory is checked, then the data
+ * directory made 0700, before anything is opened. Not for production use.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NodeAttestor } from '../attestors/node/attestor.js';
+import { JoinTokenAttestor } from '../attestors/node/join_token/join_token.js';
+import { DiskKeyManager } from '../ca/disk-key-manager.js';
+import { FileJournalStore } from '../ca/journal-store.js';
+import { MemoryKeyManager } from '../ca/key-manager.js';
+import { ServerCa } from '../ca/server-ca.js';
+import type { Datastore } from '../datastore/datastore.js';
+import { openLevelDatastore } from '../datastore/level/level.js';
+import { ensurePrivateDir } from '../securefs/index.js';
+import { ensureAdminSocketDir } from './admin-socket-dir.js';
+import type { ChangeHub } from './hub.js';
+import { SILENT_LOGGER } from './ports.js';
+import { MayflyServer, type MayflyServerConfig } from './server.js';
+
+export interface TestServerConfig extends Partial<Omit<MayflyServerConfig, 'datastore' | 'ca' | 'attestors' | 'trustDomain'>> {
+  /** Default `example.org`. */
+  trustDomain?: string;
+  /** Default: a fresh temporary directory, removed by `stop()`. */
+  dataDir?: string;
+  /** Default `<dataDir>/admin.sock`. */
+  adminSocketPath?: string;
+  /** Where the CA keys live: `disk` (default, `<dataDir>/keys`, kept across restarts) or `memory`. */
+  keyManager?: 'disk' | 'memory';
+  /** Node attestors over the datastore (default: join_token). */
+  attestors?: (datastore: Datastore) => NodeAttestor[];
+}
+
+/** A started `MayflyServer` with the parts it was given, which `stop()` closes too. */
+export class TestServer {
+  readonly server: MayflyServer;
+  readonly datastore: Datastore;
+  readonly ca: ServerCa;
+  readonly dataDir: string;
+  readonly #removeDataDir: boolean;
+
+  constructor(parts: { server: MayflyServer; datastore: Datastore; ca: ServerCa; dataDir: string; removeDataDir: boolean }) {
+    this.server = parts.server;
+    this.datastore = parts.datastore;
+    this.ca = parts.ca;
+    this.dataDir = parts.dataDir;
+    this.#removeDataDir = parts.removeDataDir;
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  get adminSocketPath(): string {
+    return this.server.adminSocketPath;
+  }
+
+  get hub(): ChangeHub {
+    return this.server.hub;
+  }
+
+  /** Stops the server, then the CA, then closes the datastore (releasing its lock). */
+  async stop(): Promise<void> {
+    await this.server.stop();
+    this.ca.stop();
+    await this.datastore.close();
+    if (this.#removeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Opens the parts, starts a server on them; on failure closes whatever it opened and throws. */
+export async function startTestServer(cfg: TestServerConfig = {}): Promise<TestServer> {
+  const { keyManager = 'disk', attestors, ...rest } = cfg;
+  const dataDir = cfg.dataDir ?? mkdtempSync(join(tmpdir(), 'mayfly-test-server-'));
+  const adminSocketPath = cfg.adminSocketPath ?? join(dataDir, 'admin.sock');
+  const logger = cfg.logger ?? SILENT_LOGGER;
+  const now = cfg.now ?? ((): Date => new Date());
+  const closers: (() => Promise<void> | void)[] = [];
+  try {
+    ensureAdminSocketDir(adminSocketPath);
+    ensurePrivateDir(dataDir, { onTightened: (msg) => logger.warn({ dataDir }, msg) });
+    const path = join(dataDir, 'datastore');
+    const datastore = await openLevelDatastore({ path, now, warn: (msg) => logger.warn({ dataDir: path }, msg) });
+    closers.push(() => datastore.close());
+    const ca = new ServerCa({
+      trustDomain: cfg.trustDomain ?? 'example.org',
+      keyManager: keyManager === 'memory' ? new MemoryKeyManager() : new DiskKeyManager({ dataDir }),
+      journal: new FileJournalStore({ path: join(dataDir, 'ca-journal.json') }),
+      now,
+      logger,
+    });
+    await ca.init();
+    ca.start();
+    closers.push(() => ca.stop());
+    const server = new MayflyServer({
+      bindAddress: '127.0.0.1',
+      port: 0,
+      ...rest,
+      trustDomain: cfg.trustDomain ?? 'example.org',
+      dataDir,
+      adminSocketPath,
+      datastore,
+      ca,
+      attestors: attestors?.(datastore) ?? [new JoinTokenAttestor({ datastore })],
+    });
+    closers.push(() => server.stop());
+    await server.start();
+    return new TestServer({ server, datastore, ca, dataDir, removeDataDir: cfg.dataDir === undefined });
+  } catch (err) {
+    for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
+    if (cfg.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
