@@ -15,20 +15,40 @@ export interface Selector {
 }
 
 /**
- * What the kernel reported about a caller at accept (see `src/agent/peercred`). Declared
- * here too, structurally identical, so the endpoint does not import the agent.
+ * What the kernel reported about the process on the other end of a Workload API
+ * connection, read at accept (`src/agent/peercred` reads it; the agent's peercred types
+ * are these). Never taken from anything the caller sends.
  */
 export interface PeerCredentials {
+  /** Process ID of the peer when it connected. */
   readonly pid: number;
+  /** Effective user ID of the peer when it connected (`SO_PEERCRED`). */
   readonly uid: number;
+  /** Effective group ID of the peer when it connected (`SO_PEERCRED`). */
   readonly gid: number;
-  /** Process start time in clock ticks since boot; with `pid` it names one process. */
+  /**
+   * Start time of the process holding `pid` at accept, in clock ticks since boot
+   * (`/proc/<pid>/stat` field 22). Together with `pid` it names one process for the
+   * life of the machine; `pid` alone can be reused.
+   */
   readonly startTime: number;
-  /** `<dev>:<ino>` of the caller's executable at accept; undefined when unreadable. */
+  /**
+   * The executable the process ran at accept: `<dev>:<ino>` of the file behind
+   * `/proc/<pid>/exe`. Undefined when the agent may not read that link (a non-root agent
+   * and a caller of another uid). An `exec` changes it; nothing else does.
+   */
   readonly executable?: string;
 }
 
-/** Whether a caller is still the process that connected (see `src/agent/peercred`). */
+/**
+ * Whether the process that connected is still the one the kernel described at connect,
+ * checked before and after attestation and before every stream update.
+ * - `exited`: no live process holds the pid any more;
+ * - `pid-reused`: the pid now names another process (different start time);
+ * - `credentials-changed`: its effective uid/gid differ from what `SO_PEERCRED` recorded
+ *   at connect (a setuid/setgid `exec`, or `setuid()` after connecting);
+ * - `executable-changed`: it `exec`ed another file since accept.
+ */
 export type CallerCheck =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'exited' | 'pid-reused' | 'credentials-changed' | 'executable-changed'; readonly detail: string };
