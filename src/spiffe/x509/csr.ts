@@ -25,6 +25,7 @@ import { keyTypeOf, type KeyType } from '../keys.js';
 import { DerError, readChildren, readTlv, seq, set, tlv, oid, bitString, NULL_DER, TAG, octetString, TRUE_DER } from './der.js';
 import { encodeName, OID, sanValue, basicConstraintsValue } from './build.js';
 import { nativeEcVerifier } from './ec-native.js';
+import { SIGNATURE_ALGORITHMS } from './signature-algorithms.js';
 
 /** The largest CSR accepted (bytes). Real ones are well under 2 KiB. */
 export const MAX_CSR_BYTES = 64 * 1024;
@@ -36,14 +37,10 @@ export interface ParsedCsr {
   readonly keyType: KeyType;
 }
 
-const CSR_SIG_ALGS: Record<string, { hash: string; key: 'ec' | 'rsa' }> = {
-  [OID.ecdsaWithSha256]: { hash: 'sha256', key: 'ec' },
-  [OID.ecdsaWithSha384]: { hash: 'sha384', key: 'ec' },
-  [OID.ecdsaWithSha512]: { hash: 'sha512', key: 'ec' },
-  [OID.sha256WithRsa]: { hash: 'sha256', key: 'rsa' },
-  [OID.sha384WithRsa]: { hash: 'sha384', key: 'rsa' },
-  [OID.sha512WithRsa]: { hash: 'sha512', key: 'rsa' },
-};
+/** Certificate signature algorithms a CSR may be signed with: ECDSA and RSA (no Ed25519 SVID keys). */
+const CSR_SIG_ALGS: Record<string, { hash: string; key: 'ec' | 'rsa' }> = Object.fromEntries(
+  Object.entries(SIGNATURE_ALGORITHMS).flatMap(([oid, a]) => (a.hash !== null && a.key !== 'ed25519' ? [[oid, { hash: a.hash, key: a.key }]] : [])),
+);
 
 function bad(why: string, cause?: unknown): never {
   throw new X509SvidError('ERR_CSR_INVALID', `invalid certificate signing request: ${why}`, cause === undefined ? undefined : { cause });

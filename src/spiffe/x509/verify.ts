@@ -13,7 +13,7 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { X509SvidError } from '../errors.js';
 import type { SpiffeId, TrustDomain } from '../id.js';
-import { OID } from './build.js';
+import { SIGNATURE_ALGORITHMS as SIG_ALGS } from './signature-algorithms.js';
 import { parseCertificate, type NameSubtree, type ParsedCertificate } from './parse.js';
 import { checkLeaf, checkSigningCert } from './svid.js';
 
@@ -40,15 +40,6 @@ const MAX_PATH = 10;
  */
 export const MAX_ISSUER_CHECKS = 100;
 
-const SIG_ALGS: Record<string, { hash: string | null; key: 'ec' | 'rsa' | 'ed25519' }> = {
-  [OID.ecdsaWithSha256]: { hash: 'sha256', key: 'ec' },
-  [OID.ecdsaWithSha384]: { hash: 'sha384', key: 'ec' },
-  [OID.ecdsaWithSha512]: { hash: 'sha512', key: 'ec' },
-  [OID.sha256WithRsa]: { hash: 'sha256', key: 'rsa' },
-  [OID.sha384WithRsa]: { hash: 'sha384', key: 'rsa' },
-  [OID.sha512WithRsa]: { hash: 'sha512', key: 'rsa' },
-  [OID.ed25519]: { hash: null, key: 'ed25519' },
-};
 
 const keyCache = new WeakMap<ParsedCertificate, KeyObject | null>();
 
