@@ -114,9 +114,9 @@ export function runServerClientContract(name: string, target: () => Promise<Serv
       const stream = new Promise<never>((_resolve, reject) => {
         anon.subscribe(() => reject(new Error('the stream sent an update to a client without an agent SVID')), reject);
       });
-      for (const call of [anon.renewAgent(csr), anon.newX509Svids([{ entryId: 'x', csr }]), anon.newJwtSvid('x', ['a']), stream]) {
-        expect([GrpcCode.UNAUTHENTICATED, GrpcCode.PERMISSION_DENIED]).toContain((await callError(call)).grpcCode);
-      }
+      // Every outcome is awaited at once: one that settles first is never left unhandled.
+      const errors = await Promise.all([anon.renewAgent(csr), anon.newX509Svids([{ entryId: 'x', csr }]), anon.newJwtSvid('x', ['a']), stream].map(callError));
+      for (const err of errors) expect([GrpcCode.UNAUTHENTICATED, GrpcCode.PERMISSION_DENIED]).toContain(err.grpcCode);
     });
 
     it('renews the agent SVID for a new key under the same agent ID', async () => {

@@ -40,3 +40,21 @@ export function giveToOtherUser(path: string): void {
 export function modeOf(path: string): number {
   return lstatSync(path).mode & 0o7777;
 }
+
+const fixtureDirs = new Set<string>();
+
+/**
+ * A temporary directory for a test fixture (a plugin's pluginFixtures, a recorded /proc):
+ * removed after the test file that made it, by `test/setup.ts`.
+ */
+export function fixtureTempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  fixtureDirs.add(d);
+  return d;
+}
+
+/** Removes every `fixtureTempDir` made so far (test/setup.ts runs it after each test file). */
+export function removeFixtureTempDirs(): void {
+  for (const d of fixtureDirs) rmSync(d, { recursive: true, force: true });
+  fixtureDirs.clear();
+}

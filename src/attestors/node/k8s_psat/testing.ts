@@ -8,9 +8,10 @@
  * Not for production use.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import type { V1Node, V1Pod, V1TokenReview } from '@kubernetes/client-node';
 import type { AgentNodeAttestorFixture, NodeAttestorFixture } from '../conformance.js';
 import type { KubernetesApi } from './apiserver.js';
@@ -81,6 +82,11 @@ const server: NodeAttestorFixture = {
 };
 
 let dir: string | undefined;
+// Made on first use by a test of the importing file; removed when that file is done.
+afterAll(() => {
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
 const inDir = (name: string): string => join((dir ??= mkdtempSync(join(tmpdir(), 'mayfly-psat-fixture-'))), name);
 
 const agent: AgentNodeAttestorFixture = {

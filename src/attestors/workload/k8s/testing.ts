@@ -7,9 +7,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import type { WorkloadAttestorPluginFixture } from '../conformance.js';
 import type { KubeletPod } from './kubelet.js';
 
@@ -32,6 +33,11 @@ function fixturePod(name: string): FixturePod {
 
 const pods = [fixturePod('web'), fixturePod('worker')];
 let procRoot: string | undefined;
+// Made on first use by a test of the importing file; removed when that file is done.
+afterAll(() => {
+  if (procRoot !== undefined) rmSync(procRoot, { recursive: true, force: true });
+  procRoot = undefined;
+});
 const proc = (): string => (procRoot ??= mkdtempSync(join(tmpdir(), 'mayfly-k8s-fixture-proc-')));
 
 /** A `sleep` whose fixture cgroup file puts it in `p`'s container. */

@@ -4,17 +4,16 @@
  * Conformance fixture of `KeyManager "disk"`: each store in a fresh temporary directory,
  * named by `keys_path` as SPIRE's configs do. Not for production use.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyManagerFixture } from '../../conformance.js';
+import { fixtureTempDir } from '../../../securefs/testing.js';
 
 const disk: KeyManagerFixture = {
   binary: 'server',
   kind: 'KeyManager',
   name: 'disk',
-  pluginData: () => `keys_path = "${join(mkdtempSync(join(tmpdir(), 'mayfly-disk-km-')), 'keys.json')}"`,
-  dataDir: () => mkdtempSync(join(tmpdir(), 'mayfly-disk-km-data-')),
+  pluginData: () => `keys_path = "${join(fixtureTempDir('mayfly-disk-km-'), 'keys.json')}"`,
+  dataDir: () => fixtureTempDir('mayfly-disk-km-data-'),
   deps: () => ({ warn: () => undefined }),
   persistent: true,
 };

@@ -5,17 +5,17 @@
  * once as a root and once as an intermediate under a root given in `bundle_file_path`, and
  * configurations that do not hold together. Not for production use.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportPkcs8Pem, generateKeyPair } from '../../../spiffe/keys.js';
 import type { UpstreamAuthorityFixture } from '../../conformance.js';
 import { writeOperatorCa, type OperatorCa } from '../../testing.js';
+import { fixtureTempDir } from '../../../securefs/testing.js';
 
 const TD = 'conformance.test';
 
 function operatorCa(withIntermediate: boolean): OperatorCa {
-  return writeOperatorCa(mkdtempSync(join(tmpdir(), 'mayfly-upstream-')), { now: new Date(Date.now() - 60_000), trustDomain: TD, withIntermediate });
+  return writeOperatorCa(fixtureTempDir('mayfly-upstream-'), { now: new Date(Date.now() - 60_000), trustDomain: TD, withIntermediate });
 }
 
 const hcl = (cert: string, key: string, bundle?: string): string =>
