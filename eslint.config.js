@@ -14,7 +14,7 @@ const WALLS = {
   wire: [],
   config: ['spiffe'],
   observability: ['config'],
-  securefs: ['spiffe'],
+  securefs: ['spiffe', 'wire/workload'],
   registration: ['spiffe'],
   ca: ['spiffe', 'securefs', 'config'],
   datastore: ['spiffe', 'registration', 'securefs', 'config'],

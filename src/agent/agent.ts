@@ -42,7 +42,7 @@ export interface MayflyAgentConfig {
   trustDomain: string;
   /** Holds agent-svid.pem, agent-key.pem, bundle.pem (0700 / 0600). */
   dataDir: string;
-  /** Workload API socket (default `defaultSocketPath('agent')`: /run/mayfly/agent/public/api.sock as root, see securefs/socket-paths). */
+  /** Workload API socket (default `defaultSocketPath('agent')`: /run/mayfly/agent/public/api.sock as root, see wire/workload/socket-paths). */
   socketPath?: string;
   /** Single-use token for the first attestation (not needed once an agent SVID is stored). */
   joinToken?: string;

@@ -4,7 +4,7 @@
  * The `mayfly-server` command tree. Every command but `run` and `validate` is a client of
  * the server's admin API over its Unix socket (`-socketPath`, default: the first of
  * `defaultSocketCandidates('server')` that exists, i.e. `/run/mayfly/server/private/api.sock`
- * as root, see securefs/socket-paths). SPIRE's flag spellings (`-spiffeID`,
+ * as root, see wire/workload/socket-paths). SPIRE's flag spellings (`-spiffeID`,
  * `-selector a -selector b`, `-output json`) and `--kebab-case` both work; every failure is
  * one `Error: ...` line on stderr and a non-zero exit code.
  */

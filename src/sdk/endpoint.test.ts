@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { defaultSocketCandidates } from '../wire/workload/socket-paths.js';
 import { isMayflyError } from '../spiffe/errors.js';
 import { parseEndpointAddress, resolveEndpoint } from './endpoint.js';
 
@@ -50,9 +52,21 @@ describe('resolveEndpoint', () => {
     expect(resolveEndpoint({ env, socketPath: '/plain/path.sock' }).target).toBe('unix:///plain/path.sock');
   });
 
-  it('rejects a relative socket path and a missing address', () => {
+  it('without SPIFFE_ENDPOINT_SOCKET, uses Mayfly\'s default agent socket (the first that exists, else this user\'s)', () => {
+    const candidates = defaultSocketCandidates('agent', { env: {} });
+    const expected = candidates.find((p) => existsSync(p)) ?? candidates[0];
+    expect(resolveEndpoint({ env: {} })).toEqual({ address: `unix://${expected}`, target: `unix://${expected}`, kind: 'unix' });
+    expect(resolveEndpoint({ env: { SPIFFE_ENDPOINT_SOCKET: '' } }).address).toBe(`unix://${expected}`);
+    if (process.getuid?.() === 0) expect(expected).toBe('/run/mayfly/agent/public/api.sock');
+    // A non-root user with a runtime directory looks there first, then at root's agent.
+    expect(defaultSocketCandidates('agent', { uid: 1000, env: { XDG_RUNTIME_DIR: '/run/user/1000' } })).toEqual([
+      '/run/user/1000/mayfly/agent/public/api.sock',
+      '/run/mayfly/agent/public/api.sock',
+    ]);
+  });
+
+  it('rejects a relative socket path and a bad address', () => {
     expect(() => resolveEndpoint({ socketPath: 'relative.sock' })).toThrow(/must be absolute/);
-    expect(() => resolveEndpoint({ env: {} })).toThrow(/set SPIFFE_ENDPOINT_SOCKET/);
     expect(() => resolveEndpoint({ env: { SPIFFE_ENDPOINT_SOCKET: 'tcp://localhost:1' } })).toThrow(/must be an IP address/);
   });
 });

@@ -3,14 +3,18 @@
  *
  * Where the Workload API is: an explicit address option, else `SPIFFE_ENDPOINT_SOCKET`,
  * as the SPIFFE Workload Endpoint standard spells it (`unix:///abs/path`, `unix:/abs/path`
- * or `tcp://IP:port`), turned into a grpc-js target.
+ * or `tcp://IP:port`), turned into a grpc-js target; else Mayfly's default agent socket
+ * (`wire/workload/socket-paths`: this user's default, then root's `/run/mayfly/agent/
+ * public/api.sock`, the first that exists).
  *
  * Threat: connecting somewhere other than the local agent. A relative socket path resolves
  * against whatever directory the workload happens to run in, and a host name for `tcp`
  * sends the request (and trusts the answer) through DNS; both are rejected rather than
  * guessed at, as go-spiffe does.
  */
+import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { defaultSocketCandidates } from '../wire/workload/socket-paths.js';
 import { EndpointError } from './errors.js';
 
 /** The environment variable the SPIFFE standard names for the Workload API address. */
@@ -105,9 +109,12 @@ export function resolveEndpoint(options: EndpointOptions = {}): ResolvedEndpoint
     if (!p.startsWith('/')) throw new EndpointError(`socket path ${JSON.stringify(p)} must be absolute`);
     return { address: `unix://${p}`, target: `unix://${p}`, kind: 'unix' };
   }
-  const fromEnv = (options.env ?? process.env)[ENDPOINT_ENV];
+  const env = options.env ?? process.env;
+  const fromEnv = env[ENDPOINT_ENV];
   if (fromEnv === undefined || fromEnv === '') {
-    throw new EndpointError(`no Workload API address: set ${ENDPOINT_ENV} (e.g. unix:///run/spire/sockets/agent.sock) or pass one`);
+    const candidates = defaultSocketCandidates('agent', { env });
+    const path = candidates.find((p) => existsSync(p)) ?? (candidates[0] as string);
+    return { address: `unix://${path}`, target: `unix://${path}`, kind: 'unix' };
   }
   return parseEndpointAddress(fromEnv);
 }

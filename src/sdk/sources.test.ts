@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BundleSource, JwtSource, X509Source } from './sources.js';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BundleSource, DEFAULT_CREATE_TIMEOUT_MS, JwtSource, X509Source } from './sources.js';
 import { FakeWorkloadApi, jwtBundlesResponse, makeFakeTrustDomain, x509BundlesResponse, x509Response, type FakeTrustDomain } from './testing.js';
 
 let td: FakeTrustDomain;
@@ -72,6 +72,25 @@ describe('X509Source', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mayfly-src-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     await expect(X509Source.create({ socketPath: join(dir, 'none.sock'), ...fast, timeoutMs: 150 })).rejects.toThrow(/no answer from the Workload API/);
+  });
+
+  it('create() without a timeout gives up after the documented default (DEFAULT_CREATE_TIMEOUT_MS), not never', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mayfly-src-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let outcome: string | undefined;
+      void X509Source.create({ socketPath: join(dir, 'none.sock'), ...fast }).then(
+        () => (outcome = 'ready'),
+        (e: unknown) => (outcome = String(e)),
+      );
+      await vi.advanceTimersByTimeAsync(DEFAULT_CREATE_TIMEOUT_MS - 1);
+      expect(outcome).toBeUndefined();
+      await vi.advanceTimersByTimeAsync(1);
+      expect(outcome).toMatch(new RegExp(`no answer from the Workload API at unix://.*none.sock within ${DEFAULT_CREATE_TIMEOUT_MS} ms`));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses to hand out an expired SVID', async () => {

@@ -27,9 +27,15 @@ export interface SourceConfig extends WorkloadApiClientConfig {
 }
 
 export interface CreateSourceOptions {
-  /** Give up waiting for the first update after this long (the source is closed). */
+  /**
+   * Give up waiting for the first update after this long (the source is closed). `create()`
+   * waits `DEFAULT_CREATE_TIMEOUT_MS` (30 s) when this is not given; `0` waits for ever.
+   */
   timeoutMs?: number;
 }
+
+/** How long `X509Source.create()` and its siblings wait for the first update by default. */
+export const DEFAULT_CREATE_TIMEOUT_MS = 30_000;
 
 function tdName(td: TrustDomain | SpiffeId | string): string {
   if (td instanceof TrustDomain) return td.name;
@@ -123,8 +129,9 @@ abstract class WatchingSource<T> extends EventEmitter {
 }
 
 async function created<S extends WatchingSource<unknown>>(source: S, opts: CreateSourceOptions): Promise<S> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_CREATE_TIMEOUT_MS;
   try {
-    await source.ready(opts);
+    await source.ready(timeoutMs === 0 ? {} : { timeoutMs });
     return source;
   } catch (err) {
     source.close();

@@ -37,5 +37,5 @@ export { checkOutputDir, ensureOutputDir } from './output-dir.js';
 export { readPrivateFile, readRegularFile } from './read-file.js';
 export { writeFileAtomic, removeFile, type WriteFileOptions } from './write-file.js';
 export { fsyncDir } from './fsync-dir.js';
-export { defaultSocketCandidates, defaultSocketPath, runtimeDir, ROOT_RUNTIME_DIR, SOCKET_DIR_FIX, type SocketPathContext, type SocketRole } from './socket-paths.js';
+export { defaultSocketCandidates, defaultSocketPath, runtimeDir, ROOT_RUNTIME_DIR, SOCKET_DIR_FIX, type SocketPathContext, type SocketRole } from '../wire/workload/socket-paths.js';
 export { locateDefaultSocket, type LocatedSocket } from './locate-socket.js';

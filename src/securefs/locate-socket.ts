@@ -12,7 +12,7 @@
  */
 import { dirname } from 'node:path';
 import { lstatOrUndefined } from './ownership.js';
-import { defaultSocketCandidates, SOCKET_DIR_FIX, type SocketPathContext, type SocketRole } from './socket-paths.js';
+import { defaultSocketCandidates, SOCKET_DIR_FIX, type SocketPathContext, type SocketRole } from '../wire/workload/socket-paths.js';
 import { ensureTrustedDir } from './trusted-dir.js';
 
 export interface LocatedSocket {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../spiffe/errors.js';
 import { locateDefaultSocket } from './locate-socket.js';
-import { defaultSocketCandidates, defaultSocketPath } from './socket-paths.js';
+import { defaultSocketCandidates, defaultSocketPath } from '../wire/workload/socket-paths.js';
 import { tempDirs } from './testing.js';
 
 const dirs = tempDirs();

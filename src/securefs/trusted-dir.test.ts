@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isMayflyError } from '../spiffe/errors.js';
-import { SOCKET_DIR_FIX } from './socket-paths.js';
+import { SOCKET_DIR_FIX } from '../wire/workload/socket-paths.js';
 import { asRoot, giveToOtherUser, modeOf, OTHER_UID, tempDirs } from './testing.js';
 import { ensureTrustedDir } from './trusted-dir.js';
 

@@ -11,7 +11,7 @@
  *
  * Defaults, and why they differ from SPIRE's:
  * - trust domain `example.org`, data in `./.mayfly/server`, admin socket
- *   `defaultSocketPath('server')` (securefs/socket-paths): `/run/mayfly/server/private/api.sock`
+ *   `defaultSocketPath('server')` (wire/workload/socket-paths): `/run/mayfly/server/private/api.sock`
  *   as root, else under `$XDG_RUNTIME_DIR/mayfly` (SPIRE: `/tmp/spire-server/private/api.sock`,
  *   which any local user can create first);
  * - the agent API binds `127.0.0.1:8081`, not SPIRE's `0.0.0.0:8081`: a try-out should not

@@ -1,11 +1,13 @@
 /**
- * @module securefs/socket-paths
+ * @module wire/workload/socket-paths
  *
  * Where Mayfly's sockets live unless configured otherwise: the one function every
- * default names (agent, server, CLI clients, docs).
+ * default names (agent, server, CLI clients, the SDK, docs). In the Workload API's wire because both
+ * ends of the Workload API (the agent that binds it, the SDK that finds it) need it; the server's admin
+ * socket follows the same rule and sits beside it.
  *
  * Threat: a default under a directory every local user can write to (`/tmp/mayfly-...`),
- * which the first user to create it owns (securefs/trusted-dir refuses such a directory;
+ * which the first user to create it owns (`src/securefs/trusted-dir.ts` refuses such a directory;
  * these defaults keep a normal start from ever meeting one):
  * - as root: `/run/mayfly/agent/public/api.sock` and `/run/mayfly/server/private/api.sock`
  *   (`/run` is root's, 0755);
@@ -18,7 +20,6 @@
  */
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { processUid } from './ownership.js';
 
 export type SocketRole = 'agent' | 'server';
 
@@ -48,7 +49,7 @@ function roleOf(role: SocketRole): string {
 
 /** The directory Mayfly's sockets go under for this context (see the module doc). */
 export function runtimeDir(ctx: SocketPathContext = {}): string {
-  const uid = ctx.uid ?? processUid();
+  const uid = ctx.uid ?? process.getuid?.();
   if (uid === 0) return ROOT_RUNTIME_DIR;
   const xdg = (ctx.env ?? process.env).XDG_RUNTIME_DIR;
   // The XDG spec: a relative path in the variable is invalid and is ignored.
