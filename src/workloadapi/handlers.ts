@@ -7,7 +7,8 @@
  * check again, then entitlement (PERMISSION_DENIED). The caller check (`verify`, see
  * `src/agent/peercred`) fails with UNAVAILABLE when the process that connected exited or
  * its pid was reused, and with PERMISSION_DENIED when it changed uid/gid or executable
- * since it connected. A stream runs the check again before every update it sends.
+ * since it connected. A stream runs the check again before every update it sends. The
+ * checks are in `caller-check.ts`, the failing statuses in `rpc-status.ts`.
  *
  * Threats: a web page or SSRF-able proxy relaying requests to the socket (stopped by the
  * header, which such relays cannot set); one process obtaining another's identity because
@@ -30,46 +31,20 @@ import type {
   X509BundlesResponse,
   X509SVIDResponse,
 } from '../wire/workload/messages.js';
-import { isMayflyError } from '../spiffe/errors.js';
 import type {
-  CallerCheck,
   PeerCredentials,
   PeerCredentialSource,
-  Selector,
   ValidateJwtSvid,
   WorkloadIdentities,
   WorkloadUpdate,
 } from './identities.js';
-import { errorFields, type LogLimiter } from './log-limiter.js';
-import { SECURITY_HEADER, workloadServiceDefinition } from '../wire/workload/proto.js';
+import type { LogLimiter } from './log-limiter.js';
+import { attest, checkCaller } from './caller-check.js';
+import { asStatus, checkSecurityHeader, RpcError, type EndpointLogger, type SurfaceCall } from './rpc-status.js';
+import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { toStruct } from '../wire/workload/struct.js';
 
-/** pino-compatible logging, the two levels the endpoint uses. */
-export interface EndpointLogger {
-  debug(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-}
-
-/** The parts of any server call (unary or stream) the checks read. */
-export type SurfaceCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata' | 'getPeer'>;
-
-/** A gRPC status to end a call with. */
-export class RpcError extends Error {
-  constructor(
-    readonly code: grpc.status,
-    message: string,
-  ) {
-    super(message);
-  }
-  toStatus(): Partial<grpc.StatusObject> {
-    return { code: this.code, details: this.message };
-  }
-}
-
-function asStatus(err: unknown): Partial<grpc.StatusObject> {
-  if (err instanceof RpcError) return err.toStatus();
-  return { code: grpc.status.INTERNAL, details: 'internal error' };
-}
+export type { EndpointLogger } from './rpc-status.js';
 
 /** What the handlers need from the endpoint. */
 export interface HandlerContext {
@@ -87,89 +62,6 @@ export interface HandlerContext {
    * and stops watching; UNAVAILABLE makes every SPIFFE client reconnect to the restarted agent.
    */
   openStreams?: Set<(status: Partial<grpc.StatusObject>) => void>;
-}
-
-/** Rejects a call whose metadata lacks exactly one `workload.spiffe.io: true`. */
-export function checkSecurityHeader(call: SurfaceCall): void {
-  const values = call.metadata.get(SECURITY_HEADER);
-  if (values.length !== 1 || values[0] !== 'true') {
-    throw new RpcError(grpc.status.INVALID_ARGUMENT, 'security header missing from request');
-  }
-}
-
-/**
- * Results of `verify` within one synchronous run (a fan-out of one update to many streams
- * of one connection reads /proc once per connection, not once per stream); cleared at the
- * next microtask, so no verdict outlives the turn it was made in.
- */
-const verdicts = new Map<PeerCredentials, CallerCheck>();
-
-function verifyOnce(ctx: HandlerContext, cred: PeerCredentials): CallerCheck {
-  let verdict = verdicts.get(cred);
-  if (verdict === undefined) {
-    try {
-      verdict = ctx.peerCredentials.verify(cred);
-    } catch (err) {
-      ctx.logLimiter.warn('caller-check-failed', { pid: cred.pid, ...errorFields(err) }, 'cannot check the caller process; refusing');
-      verdict = { ok: false, reason: 'exited', detail: `process ${cred.pid} could not be checked` };
-    }
-    if (verdicts.size === 0) queueMicrotask(() => verdicts.clear());
-    verdicts.set(cred, verdict);
-  }
-  return verdict;
-}
-
-function callerChanged(): RpcError {
-  return new RpcError(
-    grpc.status.PERMISSION_DENIED,
-    'caller process changed since it connected (it executed another program or changed its uid/gid); reconnect from the process that makes the calls',
-  );
-}
-
-/**
- * Throws the status a call ends with when its caller is no longer the process that
- * connected: UNAVAILABLE when it exited or its pid was reused (a client that retries
- * reconnects as itself), PERMISSION_DENIED when it changed credentials or executable
- * since it connected (the exec-after-connect attack; see `src/agent/peercred`).
- */
-function checkCaller(ctx: HandlerContext, cred: PeerCredentials, method: string, when: string): void {
-  const verdict = verifyOnce(ctx, cred);
-  if (verdict.ok) return;
-  const facts = { method, pid: cred.pid, uid: cred.uid, gid: cred.gid, reason: verdict.reason, detail: verdict.detail };
-  if (verdict.reason === 'exited' || verdict.reason === 'pid-reused') {
-    ctx.logLimiter.warn('pid-reuse', facts, `caller exited or its pid now belongs to another process (PID reuse) ${when}; discarding attestation`);
-    throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed: caller process changed during attestation');
-  }
-  ctx.logLimiter.warn('caller-changed', facts, `caller is no longer the process that connected (${verdict.reason}) ${when}; refusing`);
-  throw callerChanged();
-}
-
-/**
- * Attests the call's caller between two checks that it is still the process that
- * connected; returns its credentials and selectors.
- */
-async function attest(ctx: HandlerContext, call: SurfaceCall, method: string): Promise<{ cred: PeerCredentials; selectors: Selector[] }> {
-  const cred = ctx.credentialsOf(call);
-  if (cred === undefined) {
-    // Every injected connection is registered before injection, so this means the
-    // mapping from call to connection broke (e.g. a grpc-js change): fail closed.
-    ctx.logger.warn({ method, peer: call.getPeer() }, 'call not mapped to any accepted connection; refusing');
-    throw new RpcError(grpc.status.UNAVAILABLE, 'caller credentials unknown');
-  }
-  checkCaller(ctx, cred, method, 'before attestation');
-  let selectors: Selector[];
-  try {
-    selectors = await ctx.identities.attest(cred);
-  } catch (err) {
-    if (isMayflyError(err, 'ERR_CALLER_CHANGED')) {
-      ctx.logLimiter.warn('caller-changed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'caller is no longer the process that connected; refusing');
-      throw callerChanged();
-    }
-    ctx.logLimiter.warn('attestation-failed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'workload attestation failed');
-    throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed');
-  }
-  checkCaller(ctx, cred, method, 'after attestation');
-  return { cred, selectors };
 }
 
 function noIdentity(): RpcError {
