@@ -256,8 +256,13 @@ export class AgentSvidRenewal {
         this.#arm(renewalTime(svid.notBefore, svid.notAfter, this.#random));
       }
     } catch (err) {
-      retryIn = this.#backoff.next();
-      this.#log.error({ err, retryInMs: retryIn }, `attesting again failed: ${(err as Error).message}; retrying`);
+      if (this.#id.canReattest()) {
+        retryIn = this.#backoff.next();
+        this.#log.error({ err, retryInMs: retryIn }, `attesting again failed: ${(err as Error).message}; retrying`);
+      } else {
+        // A join token the server refused: retrying cannot help; the caller explains what to do.
+        this.#log.error({ err }, `attesting again failed: ${(err as Error).message}`);
+      }
     } finally {
       this.#reattesting = false;
     }

@@ -4,7 +4,7 @@
  * API client on the agent's Unix socket (real SO_PEERCRED, real unix attestor, our uid).
  * The cases run in order and share the server, the agent and their data directories.
  */
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -120,7 +120,7 @@ describe('MayflyAgent against the real MayflyServer', () => {
     const id = `spiffe://example.org${path}`;
     const deadline = Date.now() + 20_000;
     while (!(agent.cache?.updateFor([{ type: 'unix', value: `uid:${uid}` }])?.identities.some((i) => i.spiffeId === id) ?? false)) {
-      if (Date.now() > deadline) throw new Error(`the agent never received ${id}`);
+      if (Date.now() > deadline) throw new Error(`the agent never received ${id}; logged: ${recorded.slice(-6).join(' | ')}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
@@ -268,5 +268,66 @@ describe('MayflyAgent against the real MayflyServer', () => {
     expect(s.inbox.items[0]?.svids.map((x) => x.spiffe_id)).toEqual(['spiffe://example.org/workload/steady', 'spiffe://example.org/workload/after-restart']);
     verifyMsg(s.inbox.items[0], 'spiffe://example.org/workload/steady');
     s.call.cancel();
+  }, 60_000);
+
+  it('evicted: without a new join token the log says what to do; restarted with one, it attests with it although its stored SVID is still valid', async () => {
+    const evictedId = agentId;
+    const errorsBefore = recorded.length;
+    await unaryCall(admin.Agent, 'DeleteAgent', { id: evictedId });
+    // The open stream is refused UNAUTHENTICATED (evicted); this agent has no token to attest with.
+    const deadline = Date.now() + 20_000;
+    while (!recorded.slice(errorsBefore).some((l) => l.startsWith('error: the server no longer accepts this agent'))) {
+      if (Date.now() > deadline) throw new Error(`no eviction message; logged: ${recorded.slice(errorsBefore).join(' | ')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const explained = recorded.slice(errorsBefore).find((l) => l.startsWith('error: the server no longer accepts this agent')) ?? '';
+    expect(explained).toContain('mayfly-server token generate');
+    expect(explained).toContain('-joinToken');
+    expect(explained).toContain(agentDir);
+    wl.close();
+    await agent.stop();
+
+    // The new token names a node alias; the entry hangs off it (the agent ID itself is random).
+    const alias = 'spiffe://example.org/node/after-evict';
+    const token = await unaryCall<{ value: string }>(admin.Agent, 'CreateJoinToken', { ttl: 600, agent_id: alias });
+    const res = await unaryCall<{ results: { status: { code: number; message: string } }[] }>(admin.Entry, 'BatchCreateEntry', {
+      entries: [{ spiffe_id: 'spiffe://example.org/workload/after-evict', parent_id: alias, selectors: [{ type: 'unix', value: `uid:${uid}` }] }],
+    });
+    expect(res.results[0]?.status.code, res.results[0]?.status.message).toBe(0);
+    const storedBefore = readFileSync(join(agentDir, 'agent-svid.pem'), 'utf8');
+    agent = newAgent(token.value);
+    await agent.start();
+    await agentHas('/workload/after-evict');
+    const newId = agent.agentSvid?.spiffeId ?? '';
+    expect(newId).toMatch(/^spiffe:\/\/example\.org\/spire\/agent\/join_token\//);
+    expect(newId).not.toBe(evictedId);
+    expect(readFileSync(join(agentDir, 'agent-svid.pem'), 'utf8')).not.toBe(storedBefore);
+    agentId = newId;
+    wl = workloadClient(socketPath);
+    const s = fetchX509(wl);
+    await s.inbox.until(() => s.inbox.items.length >= 1, 'SVIDs after re-attesting with the new token');
+    verifyMsg(s.inbox.items[0], 'spiffe://example.org/workload/after-evict');
+    s.call.cancel();
+  }, 60_000);
+
+  it("banned: the agent stops serving its workloads' SVIDs at once, and the log says what to do", async () => {
+    const s = fetchX509(wl);
+    await s.inbox.until(() => s.inbox.items.length >= 1, 'SVIDs before the ban');
+    const errorsBefore = recorded.length;
+    await unaryCall(admin.Agent, 'BanAgent', { id: agentId });
+    await s.inbox.until(() => s.inbox.status !== undefined, 'the open stream to end after the ban');
+    expect(s.inbox.status?.code).toBe(grpc.status.PERMISSION_DENIED);
+    // A new caller gets nothing either, X.509 or JWT.
+    const again = fetchX509(wl);
+    await again.inbox.until(() => again.inbox.status !== undefined, 'a new fetch after the ban');
+    expect(again.inbox.status?.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(again.inbox.items).toHaveLength(0);
+    const jwt = await new Promise<grpc.ServiceError | null>((resolve) => {
+      (wl as unknown as { FetchJWTSVID(req: object, md: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void): void }).FetchJWTSVID({ audience: ['a'] }, header(), (e) => resolve(e));
+    });
+    expect(jwt?.code).toBe(grpc.status.PERMISSION_DENIED);
+    const explained = recorded.slice(errorsBefore).find((l) => l.startsWith('error: the server banned')) ?? '';
+    expect(explained).toContain(agentId);
+    expect(explained).toContain('agent evict');
   }, 60_000);
 });

@@ -241,6 +241,10 @@ export class MayflyAgent {
         }
       },
       onRefused: (err) => identity.refused(err.message),
+      onBanned: (err) => {
+        identity.banned(err.message);
+        cache.withdrawAll('the server banned this agent');
+      },
       scheduler: this.#sched,
       logger: this.#log,
       random,

@@ -253,9 +253,24 @@ describe('AgentIdentity with a re-attestable node attestor (k8s_psat-like)', () 
     id.stop();
   });
 
-  it('refuses joinToken and nodeAttestor together; a join token cannot re-attest', () => {
-    const { make } = setup();
-    expect(make({ joinToken: 'tok-1' }).canReattest).toBe(false);
+  it('refuses joinToken and nodeAttestor together; a join token attests once: spent when the server answered, kept when it was unreachable', async () => {
+    const { make, bundlePath, server } = setup({ tokens: ['tok-1'] });
+    const id = make({ joinToken: 'tok-1', trustBundlePath: bundlePath });
+    expect(id.canReattest).toBe(true);
+    await id.init();
+    expect(id.canReattest).toBe(false);
+    // A used token refused by the server is spent too.
+    const used = setup({ tokens: [] });
+    const refusedId = used.make({ joinToken: 'tok-1', trustBundlePath: used.bundlePath });
+    await expect(refusedId.init()).rejects.toMatchObject({ grpcCode: GrpcCode.PERMISSION_DENIED });
+    expect(refusedId.canReattest).toBe(false);
+    // Unreachable: the server never judged the token, so it stays usable.
+    expect(server.available).toBe(true);
+    const away = setup({ tokens: ['tok-2'] });
+    away.server.available = false;
+    const awayId = away.make({ joinToken: 'tok-2', trustBundlePath: away.bundlePath });
+    await expect(awayId.init()).rejects.toMatchObject({ grpcCode: GrpcCode.UNAVAILABLE });
+    expect(awayId.canReattest).toBe(true);
     expect(
       () =>
         new AgentIdentity({

@@ -38,11 +38,32 @@ import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { AgentSvidRenewal, expiredMessage, type AgentSvid, type AgentSvidRenewalHooks } from './agent-svid-renewal.js';
 import type { Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
-import type { IssuedX509Svid, ServerClientCredentials, ServerClientFactory } from './server-client.js';
+import { GrpcCode, ServerCallError, type IssuedX509Svid, type ServerClientCredentials, type ServerClientFactory } from './server-client.js';
 import type { AgentStateStore } from './store.js';
 import type { TaintedAuthorities } from './taint.js';
 
 export { expiredMessage, type AgentSvid } from './agent-svid-renewal.js';
+
+/** Codes for which the server never saw (or never judged) the evidence: a join token stays usable. */
+const RETRYABLE: ReadonlySet<number> = new Set([GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED, GrpcCode.CANCELLED]);
+
+/** What an operator does for an agent the server no longer knows (evicted). */
+export function evictedMessage(dataDir: string): string {
+  return (
+    'the server no longer accepts this agent (it was evicted, or its record is gone) and its join token is used: ' +
+    'create a new join token ("mayfly-server token generate -spiffeID <node alias>") and restart the agent with ' +
+    `-joinToken <token>; it attests with it and replaces the SVID stored in ${dataDir}`
+  );
+}
+
+/** What an operator does for a banned agent. */
+export function bannedMessage(agentId: string): string {
+  return (
+    `the server banned ${agentId}: its workloads' SVIDs are no longer served. To bring this node back, evict it ` +
+    `("mayfly-server agent evict -spiffeID ${agentId}"), create a join token ("mayfly-server token generate") and ` +
+    'restart the agent with -joinToken <token>'
+  );
+}
 
 /** Node attestation evidence for one Agent.AttestAgent call. */
 export interface NodeAttestationData {
@@ -95,6 +116,10 @@ export class AgentIdentity {
   #epoch = 0;
   /** When to renew or attest again: agent-svid-renewal.ts. */
   readonly #renewal: AgentSvidRenewal;
+  /** A single-use attestor (join token) was presented and the server answered. */
+  #evidenceSpent = false;
+  #refusalExplained = false;
+  #banExplained = false;
 
   constructor(cfg: AgentIdentityConfig) {
     if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
@@ -116,9 +141,16 @@ export class AgentIdentity {
     });
   }
 
-  /** True when the configured evidence can attest again (not a join token). */
+  /**
+   * True when the configured evidence can attest (again): always for re-presentable
+   * evidence (k8s_psat); for a single-use join token, until this agent has presented it
+   * and the server answered. A token given at start while a stored SVID is resumed stays
+   * unspent, so if the server refuses that SVID (the agent was evicted) the agent attests
+   * with the new token instead of serving nothing until its data directory is deleted.
+   */
   get canReattest(): boolean {
-    return this.#attestor !== undefined && this.#attestor.canReattest !== false;
+    if (this.#attestor === undefined) return false;
+    return this.#attestor.canReattest !== false || !this.#evidenceSpent;
   }
 
   get svid(): AgentSvid {
@@ -214,6 +246,11 @@ export class AgentIdentity {
     let res;
     try {
       res = await client.attest({ type: evidence.type, payload: evidence.payload, csr: createCsr({ privateKey: key.privateKey }) });
+      this.#evidenceSpent = true;
+    } catch (err) {
+      // The server answered (refused the token): it is spent. Unreachable: try it later.
+      if (!(err instanceof ServerCallError) || !RETRYABLE.has(err.grpcCode)) this.#evidenceSpent = true;
+      throw err;
     } finally {
       client.close();
     }
@@ -306,13 +343,33 @@ export class AgentIdentity {
     return this.#renewal.renewIfTainted(tainted);
   }
 
-  /** The server no longer accepts the agent SVID: attests again when the evidence allows it; false for a join token. */
+  /**
+   * The server no longer accepts the agent SVID (evicted): attests again when the evidence
+   * allows it (a k8s_psat token, or a join token given at start and not yet used); else logs
+   * what the operator must do and returns false.
+   */
   refused(reason: string): boolean {
-    return this.#renewal.refused(reason);
+    if (this.#renewal.refused(reason)) return true;
+    if (!this.#refusalExplained) {
+      this.#refusalExplained = true;
+      this.#log.error({ reason, spiffeId: this.#svid?.spiffeId, dataDir: this.#cfg.store.dataDir }, evictedMessage(this.#cfg.store.dataDir));
+    }
+    return false;
+  }
+
+  /**
+   * The server banned this agent: nothing it holds may be served. Logged once with what to do.
+   */
+  banned(reason: string): void {
+    if (this.#banExplained) return;
+    this.#banExplained = true;
+    this.#log.error({ reason, spiffeId: this.#svid?.spiffeId }, bannedMessage(this.#svid?.spiffeId ?? 'this agent'));
   }
 
   /** The server accepted the agent (an entry update arrived): refusals start over. */
   accepted(): void {
+    this.#refusalExplained = false;
+    this.#banExplained = false;
     this.#renewal.accepted();
   }
 

@@ -260,6 +260,25 @@ export class SvidCache implements WorkloadIdentities {
     this.#rotation.kick();
   }
 
+  /**
+   * Stops serving every workload identity at once (the server banned this agent): entries,
+   * X509-SVIDs and cached JWT-SVIDs are dropped, open Workload API streams end with
+   * PERMISSION_DENIED. The bundles stay (they are public). The next update from the server
+   * (after an operator evicts the agent and it attests again) fills the cache anew.
+   */
+  withdrawAll(reason: string): void {
+    if (this.#closed || this.#entries.length === 0) return;
+    this.#log.warn({ entries: this.#entries.length, reason }, 'no longer serving any workload identity');
+    this.#workload.invalidate();
+    this.#svids.clear();
+    this.#firstSeen.clear();
+    this.#entries = [];
+    this.#entryById = new Map();
+    this.#rotation.retain(this.#entryById);
+    this.#jwt.retain(new Set());
+    this.#workload.publish();
+  }
+
   /** The tainted authorities the last update named. */
   get taintedAuthorities(): TaintedAuthorities {
     return this.#tainted;

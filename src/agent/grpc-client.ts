@@ -16,6 +16,7 @@ import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { RegistrationEntry } from '../registration/entry.js';
 import { serverApiClientConstructors, SERVER_API_PACKAGE } from '../wire/server/proto.js';
+import { AGENT_STANDING_TRAILER, parseAgentStanding } from '../wire/server/agent-standing.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { importSpki } from '../spiffe/keys.js';
@@ -117,7 +118,9 @@ function callError(err: grpc.ServiceError | Error): ServerCallError {
   if (err instanceof ServerCallError) return err;
   const code = typeof (err as grpc.ServiceError).code === 'number' ? (err as grpc.ServiceError).code : GrpcCode.UNAVAILABLE;
   const details = (err as grpc.ServiceError).details ?? err.message;
-  return new ServerCallError(code, `server call failed (${grpc.status[code] ?? code}): ${details}`, { cause: err });
+  const md = (err as grpc.ServiceError).metadata;
+  const standing = md instanceof grpc.Metadata ? parseAgentStanding(md.get(AGENT_STANDING_TRAILER)[0]) : undefined;
+  return new ServerCallError(code, `server call failed (${grpc.status[code] ?? code}): ${details}`, { cause: err, standing });
 }
 
 // ------------------------------------------------------------------ client

@@ -15,6 +15,7 @@ import type { RegistrationEntry } from '../registration/entry.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { MayflyError } from '../spiffe/errors.js';
 import type { AgentErrorCode } from './agent-error.js';
+import type { AgentStanding } from '../wire/server/agent-standing.js';
 
 /** An X509-SVID as the server returns it (the key stays with the agent). */
 export interface IssuedX509Svid {
@@ -93,6 +94,7 @@ export const GrpcCode = {
   OK: 0,
   CANCELLED: 1,
   INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   PERMISSION_DENIED: 7,
   UNAVAILABLE: 14,
@@ -102,8 +104,11 @@ export const GrpcCode = {
 /** A failed server call, with the gRPC status code it ended with. */
 export class ServerCallError extends MayflyError<AgentErrorCode> {
   readonly grpcCode: number;
-  constructor(grpcCode: number, message: string, options?: { cause?: unknown }) {
+  /** Set when the server refused the call because of this agent's standing (its trailer). */
+  readonly standing: AgentStanding | undefined;
+  constructor(grpcCode: number, message: string, options?: { cause?: unknown; standing?: AgentStanding }) {
     super('ERR_AGENT_SERVER_CALL', message, options);
     this.grpcCode = grpcCode;
+    this.standing = options?.standing;
   }
 }

@@ -33,6 +33,12 @@ export interface EntrySyncConfig {
    * `reconnect()`); the sync still retries on its own backoff either way.
    */
   onRefused?: (err: ServerCallError) => boolean;
+  /**
+   * The server refused the agent as banned (PERMISSION_DENIED with the `banned` standing
+   * trailer): the agent must stop serving its workloads at once. The sync keeps retrying on
+   * its backoff, so an agent whose record is later evicted can attest again.
+   */
+  onBanned?: (err: ServerCallError) => void;
   scheduler: Scheduler;
   logger?: AgentLogger;
   random?: () => number;
@@ -132,7 +138,14 @@ export class EntrySync implements SvidIssuer {
       }
       if (reattesting) this.#log.warn(fields, 'the server no longer accepts this agent (evicted?); attesting again');
       else this.#log.error(fields, 'the server no longer accepts this agent (evicted?); retrying, but the agent may need a new join token');
-    } else if (err.grpcCode === GrpcCode.PERMISSION_DENIED) this.#log.error(fields, 'the server refused this agent (banned or superseded SVID); retrying');
+    } else if (err.grpcCode === GrpcCode.PERMISSION_DENIED && err.standing === 'banned') {
+      try {
+        this.#cfg.onBanned?.(err);
+      } catch (e) {
+        this.#log.warn({ err: e }, 'onBanned handler threw');
+      }
+      this.#log.debug(fields, 'the server refused this agent as banned; retrying');
+    } else if (err.grpcCode === GrpcCode.PERMISSION_DENIED) this.#log.error(fields, 'the server refused this agent (superseded SVID); retrying');
     else this.#log.warn(fields, 'authorised-entry stream lost; serving cached SVIDs and reconnecting');
     this.#state = 'backoff';
     const retryGen = this.#generation;

@@ -25,7 +25,7 @@ import type { SpiffeId } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { servedBundle, type ApiContext } from './api-context.js';
-import { denied, unauthenticated } from './status.js';
+import { agentBanned, agentEvicted, denied, unauthenticated } from './status.js';
 
 export type Transport = 'admin-socket' | 'tcp';
 
@@ -52,8 +52,8 @@ export function isAgentId(id: SpiffeId): boolean {
 
 /** Checks an agent record against the serial of the SVID it presented. */
 export function checkAgentStanding(agent: AttestedAgent | undefined, agentId: string, serial: string): AttestedAgent {
-  if (agent === undefined) throw unauthenticated(`agent ${agentId} is not attested (evicted or never attested); attest again`);
-  if (agent.banned) throw denied(`agent ${agentId} is banned`);
+  if (agent === undefined) throw agentEvicted(agentId);
+  if (agent.banned) throw agentBanned(agentId);
   if (agent.serialNumber === '' || agent.serialNumber.toLowerCase() !== serial.toLowerCase()) {
     throw denied(`agent ${agentId} presented an X509-SVID that is no longer its current one; use the latest SVID or attest again`);
   }

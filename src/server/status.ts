@@ -8,6 +8,7 @@
  */
 import { status as GrpcStatus, type ServiceError, Metadata } from '@grpc/grpc-js';
 import { isMayflyError, MayflyError, type ErrorCode } from '../spiffe/errors.js';
+import { AGENT_STANDING_TRAILER, type AgentStanding } from '../wire/server/agent-standing.js';
 
 const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   ERR_DATASTORE_NOT_FOUND: GrpcStatus.NOT_FOUND,
@@ -44,6 +45,9 @@ export function publicMessageOf(err: unknown): string {
   return 'internal error; see the server log';
 }
 
+/** The agent standing trailer (wire/server/agent-standing) for refusals about the agent's record. */
+const STANDING_OF: Partial<Record<ErrorCode, AgentStanding>> = { ERR_AGENT_BANNED: 'banned', ERR_AGENT_UNKNOWN: 'evicted' };
+
 /** A grpc-js ServiceError for `err`. */
 export function toServiceError(err: unknown): ServiceError {
   const code = grpcCodeOf(err);
@@ -51,6 +55,8 @@ export function toServiceError(err: unknown): ServiceError {
   e.code = code;
   e.details = e.message;
   e.metadata = new Metadata();
+  const standing = isMayflyError(err) ? STANDING_OF[err.code] : undefined;
+  if (standing !== undefined) e.metadata.set(AGENT_STANDING_TRAILER, standing);
   return e;
 }
 
@@ -85,6 +91,16 @@ export function denied(message: string): MayflyError {
 
 export function unauthenticated(message: string): MayflyError {
   return new MayflyError('ERR_UNAUTHENTICATED', message);
+}
+
+/** The agent is banned: PERMISSION_DENIED with the `banned` standing trailer. */
+export function agentBanned(agentId: string): MayflyError {
+  return new MayflyError('ERR_AGENT_BANNED', `agent ${agentId} is banned`);
+}
+
+/** The agent has no record (evicted, or never attested): UNAUTHENTICATED with the `evicted` standing trailer. */
+export function agentEvicted(agentId: string): MayflyError {
+  return new MayflyError('ERR_AGENT_UNKNOWN', `agent ${agentId} is not attested (evicted or never attested); attest again`);
 }
 
 export { isMayflyError };

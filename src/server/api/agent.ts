@@ -23,7 +23,7 @@ import { parseCsr } from '../../spiffe/x509/csr.js';
 import { checkAgentStanding, isAgentId, type Transport } from '../auth.js';
 import { nowSeconds, pageSizeFromWire, pageTokenFromWire, servedBundle, unary, type ApiContext } from '../context.js';
 import { agentToWire, bundleToWire, type WireAgent } from '../messages.js';
-import { badRequest, denied, notFound } from '../status.js';
+import { agentBanned, badRequest, denied, notFound } from '../status.js';
 import { KeyedMutex } from '../keyed-mutex.js';
 import { checkNotReservedId } from './entry.js';
 import { csrFromWire, issueX509Svid } from './issue.js';
@@ -153,7 +153,7 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       }
       const issued = await agentLock(ctx).run(agentId, async () => {
         const existing = await ctx.ds.getAgent(agentId);
-        if (existing?.banned) throw denied(`agent ${agentId} is banned`);
+        if (existing?.banned) throw agentBanned(agentId);
         if (existing !== undefined && !existing.canReattest) throw denied(`agent ${agentId} has already attested and may not attest again`);
         const svid = await issueX509Svid(ctx, { spiffeId: result.agentId, csr: req.csr, ttlSeconds: ctx.limits.agentSvidTtl });
         const record = {

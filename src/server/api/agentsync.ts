@@ -32,7 +32,7 @@ import { checkAgentStanding } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
 import { nowSeconds, servedBundle, servedTaints, serverStream, type ApiContext } from '../context.js';
 import { bundleToWire, entryToWire, storedBundleToBundle, type WireBundle, type WireEntry } from '../messages.js';
-import { denied, toServiceError, tooLarge, unauthenticated } from '../status.js';
+import { agentBanned, agentEvicted, denied, toServiceError, tooLarge, unauthenticated } from '../status.js';
 
 interface AuthorizedEntriesUpdate {
   entries: WireEntry[];
@@ -218,8 +218,8 @@ class Subscription {
   async #computeAndSend(): Promise<void> {
     const { ctx } = this;
     const stored = await ctx.ds.getAgent(this.agentId);
-    if (stored === undefined) throw unauthenticated(`agent ${this.agentId} was evicted; attest again`);
-    if (stored.banned) throw denied(`agent ${this.agentId} is banned`);
+    if (stored === undefined) throw agentEvicted(this.agentId);
+    if (stored.banned) throw agentBanned(this.agentId);
     // Superseded (renewed or re-attested) SVID: PERMISSION_DENIED, as for any other call with it.
     const agent = checkAgentStanding(stored, this.agentId, this.serial);
     this.#checkSvidCurrent();
