@@ -13,6 +13,7 @@
 //	goworkload watch-rotation -count N
 //	goworkload server -listen 127.0.0.1:0 -authorize spiffe://td/client
 //	goworkload client -connect HOST:PORT -authorize spiffe://td/server -message M
+//	goworkload latency -n N -warmup W -audience A   (bench: sorted per-call latencies)
 package main
 
 import (
@@ -70,7 +71,7 @@ func fail(err error) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: goworkload x509|jwt|bundles|watch-rotation|server|client [flags]"))
+		fail(errors.New("usage: goworkload x509|jwt|bundles|watch-rotation|server|client|latency [flags]"))
 	}
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error
@@ -87,6 +88,8 @@ func main() {
 		err = runServer(args)
 	case "client":
 		err = runClient(args)
+	case "latency":
+		err = runLatency(args)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", cmd)
 	}
