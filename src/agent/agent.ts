@@ -15,12 +15,9 @@
  * SVID or an eviction (the stream ends UNAUTHENTICATED) leads to a new attestation instead,
  * and the stream reopens with the new SVID.
  *
- * Health (one verdict for `grpc.health.v1.Health/Check` on the socket, which `mayfly-agent
- * healthcheck` calls, and for `/ready`): the agent holds a valid agent SVID, its authorised
- * entries arrived, the Workload API listens, and the server has not been out of reach (no
- * open entry stream) for longer than `serverUnreachableThresholdSeconds` (default half the
- * agent SVID's lifetime: by then the agent should have renewed it). Metrics: agent/metrics,
- * served with `/live` and `/ready` on the HTTP listeners `http` asks for.
+ * Health (agent/agent-health: one verdict for `grpc.health.v1.Health/Check` on the socket
+ * and for `/ready`) and metrics (agent/metrics), served with `/live` and `/ready` on the
+ * HTTP listeners `http` asks for.
  */
 import { dirname } from 'node:path';
 import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
@@ -32,6 +29,7 @@ import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
+import { agentReadiness, unhealthyReason, type AgentHealthFacts } from './agent-health.js';
 import { AgentIdentity, type AgentNodeAttestor, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
@@ -167,41 +165,27 @@ export class MayflyAgent {
     return this.#http.map((h) => h.port);
   }
 
-  /** How long the server may be out of reach before the agent is unhealthy, ms. */
-  serverUnreachableThresholdMs(): number | undefined {
-    const t = this.#cfg.serverUnreachableThresholdSeconds;
-    if (t !== undefined) return t * 1000;
-    const svid = this.agentSvid;
-    return svid === undefined ? undefined : (svid.notAfter.getTime() - svid.notBefore.getTime()) / 2;
+  /** What the health verdict is made from (agent/agent-health). */
+  #healthFacts(): AgentHealthFacts {
+    return {
+      now: this.#sched.now(),
+      svid: this.agentSvid,
+      entries: this.#state === 'ready',
+      workloadApiListening: this.#endpoint !== undefined,
+      lastInSync: this.#sync?.lastInSync() ?? this.#startedAt,
+      thresholdSeconds: this.#cfg.serverUnreachableThresholdSeconds,
+      failure: this.#state === 'failed' ? (this.#lastError?.message ?? 'unknown error') : undefined,
+    };
   }
 
-  /**
-   * The health verdict, check by check: `agentSvid` valid now, `entries` arrived (state
-   * `ready`), `workloadApi` listening, `server` reached within the unreachable threshold.
-   */
+  /** The health verdict, check by check (agent/agent-health): `agentSvid`, `entries`, `workloadApi`, `server`. */
   readiness(): Readiness {
-    const now = this.#sched.now().getTime();
-    const svid = this.agentSvid;
-    const agentSvid = svid !== undefined && svid.notBefore.getTime() <= now && now < svid.notAfter.getTime();
-    const entries = this.#state === 'ready';
-    const workloadApi = this.#endpoint !== undefined && entries;
-    const lastInSync = this.#sync?.lastInSync() ?? this.#startedAt;
-    const threshold = this.serverUnreachableThresholdMs();
-    const server = lastInSync !== undefined && threshold !== undefined && now - lastInSync.getTime() <= threshold;
-    return { ready: agentSvid && entries && workloadApi && server, checks: { agentSvid, entries, workloadApi, server } };
+    return agentReadiness(this.#healthFacts());
   }
 
-  /** One line saying why the agent is not healthy (logs, the health check's callers); undefined when it is. */
+  /** One line saying why the agent is not healthy (the health check's answer carries it); undefined when it is. */
   unhealthyReason(): string | undefined {
-    const r = this.readiness();
-    if (r.ready) return undefined;
-    if (!r.checks.agentSvid) return 'the agent holds no valid agent SVID';
-    if (!r.checks.entries) return this.#state === 'failed' ? `the agent failed: ${this.#lastError?.message ?? 'unknown error'}` : 'the authorised entries have not arrived from the server yet';
-    if (!r.checks.server) {
-      const s = Math.round((this.serverUnreachableThresholdMs() ?? 0) / 1000);
-      return `the server has been unreachable for longer than ${s}s (server_unreachable_threshold)`;
-    }
-    return 'the Workload API is not listening';
+    return unhealthyReason(this.#healthFacts());
   }
 
   get lastError(): MayflyError | undefined {
