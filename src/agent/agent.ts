@@ -14,8 +14,13 @@
  * non-zero on `onFatal`). With a `nodeAttestor` that can attest again (k8s_psat), an expired
  * SVID or an eviction (the stream ends UNAUTHENTICATED) leads to a new attestation instead,
  * and the stream reopens with the new SVID.
+ *
+ * Health (agent/agent-health: one verdict for `grpc.health.v1.Health/Check` on the socket
+ * and for `/ready`) and metrics (agent/metrics), served with `/live` and `/ready` on the
+ * HTTP listeners `http` asks for.
  */
 import { dirname } from 'node:path';
+import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { MayflyError } from '../spiffe/errors.js';
@@ -24,11 +29,13 @@ import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
+import { agentReadiness, unhealthyReason, type AgentHealthFacts } from './agent-health.js';
 import { AgentIdentity, type AgentNodeAttestor, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
 import { grpcServerClientFactory } from './grpc-client.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
+import { AgentMetrics } from './metrics.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import type { ServerClientFactory } from './server-client.js';
 import { AgentStateStore } from './store.js';
@@ -74,6 +81,16 @@ export interface MayflyAgentConfig {
   onFatal?: (err: MayflyError) => void;
   /** Bounds of the JWT-SVID cache (defaults: 10,000 tokens, 16 MiB, 64 audience sets per SPIFFE ID; agent/jwt-cache). */
   jwtSvidCache?: { maxEntries?: number; maxBytes?: number; maxPerIdentity?: number };
+  /**
+   * HTTP listeners (none by default): `metrics` serves `/metrics`, `/live` and `/ready`
+   * (agent.conf `telemetry { Prometheus { … } }`); `health` serves SPIRE's `health_checks`
+   * paths. Port 0 picks a free port (see `httpPorts`).
+   */
+  http?: { metrics?: { host: string; port: number }; health?: { host: string; port: number; livePath?: string; readyPath?: string } };
+  /** How long the server may be out of reach before the agent reports unhealthy, seconds (default: half the agent SVID's lifetime). */
+  serverUnreachableThresholdSeconds?: number;
+  /** Node's process metrics in `/metrics` (default true). */
+  processMetrics?: boolean;
 }
 
 export type AgentState = 'stopped' | 'starting' | 'syncing' | 'ready' | 'failed' | 'stopping';
@@ -91,6 +108,10 @@ export class MayflyAgent {
   #endpoint: WorkloadApiEndpoint | undefined;
   #lastError: MayflyError | undefined;
   readonly #readyWaiters = new Set<() => void>();
+  readonly #http: HttpEndpoints[] = [];
+  #startedAt: Date | undefined;
+  /** The agent's Prometheus metrics (agent/metrics), served on the `http.metrics` listener. */
+  readonly metrics: AgentMetrics;
 
   constructor(cfg: MayflyAgentConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyAgent needs a config object');
@@ -104,6 +125,22 @@ export class MayflyAgent {
     this.socketPath = cfg.socketPath ?? defaultSocketPath('agent');
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
     this.#sched = cfg.scheduler ?? new SystemScheduler(cfg.now === undefined ? {} : { now: cfg.now });
+    const t = cfg.serverUnreachableThresholdSeconds;
+    if (t !== undefined && !(Number.isFinite(t) && t > 0)) throw new TypeError('serverUnreachableThresholdSeconds must be a positive number');
+    const secondsSince = (d: Date | undefined): number | undefined => (d === undefined ? undefined : (this.#sched.now().getTime() - d.getTime()) / 1000);
+    this.metrics = new AgentMetrics({
+      processMetrics: cfg.processMetrics ?? true,
+      state: {
+        x509SvidsCached: () => this.#cache?.x509SvidCount ?? 0,
+        serverConnected: () => this.#sync?.state === 'streaming',
+        secondsSinceSync: () => secondsSince(this.#sync?.lastInSync()),
+        bundleAgeSeconds: () => secondsSince(this.#cache?.bundleUpdatedAt),
+        agentSvidSecondsLeft: () => {
+          const svid = this.agentSvid;
+          return svid === undefined ? undefined : (svid.notAfter.getTime() - this.#sched.now().getTime()) / 1000;
+        },
+      },
+    });
   }
 
   get state(): AgentState {
@@ -120,11 +157,35 @@ export class MayflyAgent {
    * SVID is valid now (what `grpc.health.v1.Health/Check` on the socket reports).
    */
   get healthy(): boolean {
-    if (this.#state !== 'ready') return false;
-    const svid = this.agentSvid;
-    if (svid === undefined) return false;
-    const now = this.#sched.now().getTime();
-    return svid.notBefore.getTime() <= now && now < svid.notAfter.getTime();
+    return this.readiness().ready;
+  }
+
+  /** Ports of the HTTP listeners bound: [metrics, health] as configured (after start). */
+  get httpPorts(): number[] {
+    return this.#http.map((h) => h.port);
+  }
+
+  /** What the health verdict is made from (agent/agent-health). */
+  #healthFacts(): AgentHealthFacts {
+    return {
+      now: this.#sched.now(),
+      svid: this.agentSvid,
+      entries: this.#state === 'ready',
+      workloadApiListening: this.#endpoint !== undefined,
+      lastInSync: this.#sync?.lastInSync() ?? this.#startedAt,
+      thresholdSeconds: this.#cfg.serverUnreachableThresholdSeconds,
+      failure: this.#state === 'failed' ? (this.#lastError?.message ?? 'unknown error') : undefined,
+    };
+  }
+
+  /** The health verdict, check by check (agent/agent-health): `agentSvid`, `entries`, `workloadApi`, `server`. */
+  readiness(): Readiness {
+    return agentReadiness(this.#healthFacts());
+  }
+
+  /** One line saying why the agent is not healthy (the health check's answer carries it); undefined when it is. */
+  unhealthyReason(): string | undefined {
+    return unhealthyReason(this.#healthFacts());
   }
 
   get lastError(): MayflyError | undefined {
@@ -181,6 +242,7 @@ export class MayflyAgent {
 
   async #start(): Promise<void> {
     const cfg = this.#cfg;
+    this.#startedAt = this.#sched.now();
     // A Workload API socket directory another user could write to is refused before the
     // agent attests or stores anything (the endpoint checks again when it binds).
     ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
@@ -193,6 +255,7 @@ export class MayflyAgent {
       scheduler: this.#sched,
       logger: this.#log,
       random,
+      recorder: this.metrics,
       ...(cfg.joinToken !== undefined ? { joinToken: cfg.joinToken } : {}),
       ...(cfg.nodeAttestor !== undefined ? { nodeAttestor: cfg.nodeAttestor } : {}),
       ...(cfg.trustBundlePath !== undefined ? { trustBundlePath: cfg.trustBundlePath } : {}),
@@ -219,6 +282,7 @@ export class MayflyAgent {
       maxJwtSvids: cfg.jwtSvidCache?.maxEntries,
       maxJwtSvidBytes: cfg.jwtSvidCache?.maxBytes,
       maxJwtSvidsPerIdentity: cfg.jwtSvidCache?.maxPerIdentity,
+      recorder: this.metrics,
     });
     const sync = new EntrySync({
       connect: () => connect(identity.credentials()),
@@ -269,11 +333,22 @@ export class MayflyAgent {
       peerCredentials: cfg.peerCredentials ?? { read: (s) => readPeerCredentials(s), verify: (c) => verifyCaller(c) },
       logger: this.#log,
       serving: () => this.healthy,
+      notServingReason: () => this.unhealthyReason(),
+      interceptors: [this.metrics.workloadApiInterceptor()],
     });
     this.#state = 'syncing';
     sync.start();
     await this.#endpoint.start();
     this.#log.info({ socketPath: this.socketPath, spiffeId: identity.svid.spiffeId }, 'Workload API listening');
+    const ready = (): Readiness => this.readiness();
+    const live = (): boolean => this.#state !== 'failed' && this.#state !== 'stopped';
+    const { metrics, health } = cfg.http ?? {};
+    if (metrics !== undefined) this.#http.push(new HttpEndpoints({ host: metrics.host, port: metrics.port, metrics: this.metrics, ready, live }));
+    if (health !== undefined) {
+      this.#http.push(new HttpEndpoints({ host: health.host, port: health.port, ready, live, ...(health.livePath ? { livePath: health.livePath } : {}), ...(health.readyPath ? { readyPath: health.readyPath } : {}) }));
+    }
+    for (const h of this.#http) await h.start();
+    if (this.#http.length > 0) this.#log.info({ metricsPort: metrics !== undefined ? this.#http[0]?.port : undefined, healthPort: health !== undefined ? this.#http.at(-1)?.port : undefined }, 'HTTP listeners up');
   }
 
   #fail(err: MayflyError): void {
@@ -321,6 +396,7 @@ export class MayflyAgent {
     const endpoint = this.#endpoint;
     this.#endpoint = undefined;
     await endpoint?.close();
+    for (const h of this.#http.splice(0)) await h.stop();
     await this.#cache?.settled();
   }
 }

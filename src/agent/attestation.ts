@@ -87,6 +87,12 @@ export function joinTokenNodeAttestor(token: string): AgentNodeAttestor {
   return { canReattest: false, attestationData: async () => ({ type: 'join_token', payload: Buffer.from(token, 'utf8') }) };
 }
 
+/** What node attestation reports (the agent's metrics implement it; agent/metrics). */
+export interface AttestationRecorder {
+  /** One Agent.AttestAgent attempt with `attestor`'s evidence (`join_token`, `k8s_psat`), and how it ended. */
+  nodeAttestation(attestor: string, outcome: 'success' | 'failure'): void;
+}
+
 export interface AgentIdentityConfig {
   trustDomain: TrustDomain;
   store: AgentStateStore;
@@ -101,6 +107,7 @@ export interface AgentIdentityConfig {
   insecureBootstrap?: boolean;
   logger?: AgentLogger;
   random?: () => number;
+  recorder?: AttestationRecorder;
 }
 
 const AGENT_PATH_PREFIX = '/spire/agent/';
@@ -240,7 +247,20 @@ export class AgentIdentity {
     } else {
       throw new MayflyError('ERR_CONFIG_INVALID', 'cannot authenticate the server for the first attestation: pass trustBundlePath (PEM roots of the trust domain) or, for tests only, insecureBootstrap: true');
     }
+    let attestorName = 'unknown';
+    try {
+      const svid = await this.#attestWith(attestor, creds, (name) => (attestorName = name));
+      this.#cfg.recorder?.nodeAttestation(attestorName, 'success');
+      return svid;
+    } catch (err) {
+      this.#cfg.recorder?.nodeAttestation(attestorName, 'failure');
+      throw err;
+    }
+  }
+
+  async #attestWith(attestor: AgentNodeAttestor, creds: ServerClientCredentials, named: (attestor: string) => void): Promise<AgentSvid> {
     const evidence = await attestor.attestationData();
+    named(evidence.type);
     const key = generateKeyPair('ec-p256');
     const client = this.#cfg.connect(creds);
     let res;

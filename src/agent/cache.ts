@@ -58,6 +58,12 @@ export interface SvidIssuer extends X509SvidIssuer {
   newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire>;
 }
 
+/** What the cache reports as it works (the agent's metrics implement it; agent/metrics). */
+export interface SvidCacheRecorder {
+  /** An X509-SVID was replaced by a newer one for the same entry (renewal, taint, bundle change). */
+  x509SvidRotated(): void;
+}
+
 /** `maxBatch`, `maxConcurrentBatches` and `keyType` shape the issuance passes (rotation.ts). */
 export interface SvidCacheConfig extends Pick<X509SvidRotationConfig, 'maxBatch' | 'maxConcurrentBatches' | 'keyType'> {
   trustDomain: TrustDomain;
@@ -73,6 +79,7 @@ export interface SvidCacheConfig extends Pick<X509SvidRotationConfig, 'maxBatch'
   maxJwtSvidBytes?: number;
   /** Largest number of audience sets cached per SPIFFE ID (default 64). */
   maxJwtSvidsPerIdentity?: number;
+  recorder?: SvidCacheRecorder;
 }
 
 /** A bundle the cache holds: the `Bundle` and its Workload API form (what workload-views serves). */
@@ -109,6 +116,8 @@ export class SvidCache implements WorkloadIdentities {
   readonly #rotation: X509SvidRotation;
   #closed = false;
   #sequence = -1;
+  /** When the trust domain bundle last changed (as this agent saw it). */
+  #bundleSince: Date | undefined;
   /**
    * Order in which this agent first saw each entry. `createdAt` has one-second resolution,
    * so entries created in the same second are ordered by arrival (then by ID), which keeps
@@ -184,6 +193,16 @@ export class SvidCache implements WorkloadIdentities {
     return set;
   }
 
+  /** When the trust domain's bundle the agent holds was first received (it changes when the server's CA rotates). */
+  get bundleUpdatedAt(): Date | undefined {
+    return this.#bundleSince;
+  }
+
+  /** Number of X509-SVIDs held (metrics). */
+  get x509SvidCount(): number {
+    return this.#svids.size;
+  }
+
   /** The X509-SVID held for an entry (tests, diagnostics). */
   svidFor(entryId: string): CachedX509Svid | undefined {
     return this.#svids.get(entryId);
@@ -240,6 +259,7 @@ export class SvidCache implements WorkloadIdentities {
     const bundleChanged = this.#trustDomainBundle === undefined || !this.#trustDomainBundle.bundle.equals(u.bundle);
     if (bundleChanged) {
       this.#trustDomainBundle = cachedBundleOf(u.bundle);
+      this.#bundleSince = now;
       // An SVID whose chain no longer reaches the bundle (authority removed) is re-issued now.
       for (const s of this.#svids.values()) {
         if (!this.#verifies(s.certChain, now)) {
@@ -330,7 +350,9 @@ export class SvidCache implements WorkloadIdentities {
       this.#log.error({ entryId: entry.entryId, spiffeId: entry.spiffeId }, `discarding X509-SVID from the server: ${r.rejected}`);
       return false;
     }
+    const rotated = this.#svids.has(entry.entryId);
     this.#svids.set(entry.entryId, r);
+    if (rotated) this.#cfg.recorder?.x509SvidRotated();
     return true;
   }
 
@@ -352,7 +374,21 @@ export class SvidCache implements WorkloadIdentities {
 
   async attest(caller: PeerCredentials): Promise<Selector[]> {
     if (!this.ready) throw new MayflyError('ERR_AGENT_NOT_READY', 'the agent has not received its authorised entries from the server yet');
-    return attestWorkload(this.#cfg.workloadAttestors, caller);
+    const selectors = await attestWorkload(this.#cfg.workloadAttestors, caller);
+    if (this.#log.isLevelEnabled?.('debug') ?? false) this.#logAttested(caller, selectors);
+    return selectors;
+  }
+
+  /**
+   * The first line an operator reads when troubleshooting a workload: who called, what each
+   * workload attestor found (a selector's type is its attestor's name), which entries match.
+   */
+  #logAttested(caller: PeerCredentials, selectors: readonly Selector[]): void {
+    const byAttestor: Record<string, string[]> = {};
+    for (const a of this.#cfg.workloadAttestors) byAttestor[a.name] = [];
+    for (const s of selectors) (byAttestor[s.type] ??= []).push(s.value);
+    const matched = this.#workload.matching(selectors).map((e) => ({ entryId: e.entryId, spiffeId: e.spiffeId }));
+    this.#log.debug({ caller: { pid: caller.pid, uid: caller.uid, gid: caller.gid }, selectors: byAttestor, matchedEntries: matched }, matched.length === 0 ? 'workload attested; no entry matches its selectors' : 'workload attested');
   }
 
   subscribe(selectors: readonly Selector[], onUpdate: (update: WorkloadUpdate) => void): () => void {

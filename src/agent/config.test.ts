@@ -116,4 +116,39 @@ describe('resolveAgentConfig', () => {
     expect(() => new MayflyAgent({ ...cfg, workloadApiLimits: { maxConnections: 10 } })).toThrow(TypeError);
     expect(() => new MayflyAgent({ ...cfg, workloadApiLimits: { maxConnectionsPerUid: 100, maxConnectionsPerPid: 50 } })).not.toThrow();
   });
+
+  it("accepts SPIRE's telemetry and health_checks blocks (one parser with the server) and the unreachable threshold", () => {
+    const none = resolveAgentConfig(undefined);
+    expect(none.metrics.enabled).toBe(false);
+    expect(none.health.enabled).toBe(false);
+    expect(none.serverUnreachableThresholdSeconds).toBeUndefined();
+    const s = resolveAgentConfig(
+      parseConfigText(`
+agent { server_unreachable_threshold = "20m" }
+telemetry {
+  Prometheus { host = "0.0.0.0" }
+}
+health_checks {
+  listener_enabled = true
+  bind_port = 8081
+  live_path = "/livez"
+  ready_path = "/readyz"
+}
+`),
+    );
+    expect(s.metrics).toEqual({ enabled: true, host: '0.0.0.0', port: 9989 });
+    expect(s.health).toEqual({ enabled: true, host: '127.0.0.1', port: 8081, livePath: '/livez', readyPath: '/readyz' });
+    expect(s.serverUnreachableThresholdSeconds).toBe(1200);
+    const bad = (text: string): string => {
+      try {
+        resolveAgentConfig(parseConfigText(text));
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return '';
+    };
+    expect(bad('telemetry { Prometheus { prot = 1 } }')).toContain('unknown key telemetry.Prometheus.prot');
+    expect(bad('health_checks { ready_path = "ready" }')).toContain("health_checks.ready_path must be a path starting with '/'");
+    expect(bad('agent { server_unreachable_threshold = "soon" }')).toContain('agent.server_unreachable_threshold must be a duration');
+  });
 });

@@ -15,6 +15,16 @@
  * (see `src/workloadapi/connection-limits.ts`; every key optional):
  * `max_connections` (4096), `max_connections_per_uid` (256, below max_connections),
  * `max_connections_per_pid` (64), `connection_idle_timeout` ("5m"), `first_request_timeout` ("5s").
+ *
+ * SPIRE's top-level `telemetry { Prometheus { host port } }` and `health_checks {
+ * listener_enabled bind_address bind_port live_path ready_path }` blocks are read by the
+ * parser the server uses (config/listeners): `/metrics` only when `telemetry { Prometheus
+ * { … } }` asks (default 127.0.0.1:9989), SPIRE's health listener off unless enabled.
+ *
+ * Mayfly's own `agent { server_unreachable_threshold = "…" }`: how long the server may be
+ * out of reach (no open authorised-entry stream) before the agent reports itself unhealthy
+ * (`healthcheck`, `/ready`). Default: half the agent SVID's lifetime, the point where the
+ * agent should have renewed it.
  */
 import type { K8sPsatAgentConfig } from '../attestors/node/k8s_psat/agent.js';
 import type { K8sWorkloadAttestorConfig } from '../attestors/workload/k8s/k8s.js';
@@ -24,6 +34,7 @@ import { DEFAULT_SERVER_PORT, DEFAULT_TRUST_DOMAIN } from '../config/defaults.js
 import { parseDurationSeconds } from '../config/duration.js';
 import type { HclObject, HclValue } from '../config/hcl.js';
 import { parseLogLevel, type LogLevel } from '../config/log-level.js';
+import { AGENT_LISTENER_DEFAULTS, readListeners, type ListenerSettings } from '../config/listeners.js';
 import { configOf, pluginsOfKind, selectPlugins } from '../config/plugins.js';
 import { Problems } from '../config/problems.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
@@ -35,7 +46,7 @@ export { parseLogLevel } from '../config/log-level.js';
 export const DEFAULT_AGENT_DATA_DIR = './.mayfly/agent';
 export const DEFAULT_SERVER_ADDRESS = '127.0.0.1';
 
-export interface AgentSettings {
+export interface AgentSettings extends ListenerSettings {
   trustDomain: string;
   dataDir: string;
   socketPath: string;
@@ -47,6 +58,8 @@ export interface AgentSettings {
   insecureBootstrap: boolean;
   /** `agent { workload_api { … } }`: the Workload API's connection bounds given (defaults for the rest). */
   workloadApi: WorkloadApiLimits;
+  /** `agent { server_unreachable_threshold }` in seconds; undefined: half the agent SVID's lifetime. */
+  serverUnreachableThresholdSeconds?: number;
   /** The plugins the agent runs, with their parsed configs, in kind order; `buildAgentPlugins` builds them. */
   plugins: ConfiguredAgentPlugin[];
   /** Things worth a log line at start. */
@@ -66,11 +79,11 @@ export interface AgentSettings {
 }
 
 type Views = 'nodeAttestor' | 'k8sPsat' | 'workloadAttestors' | 'unix' | 'k8s';
-export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'notices' | 'workloadApi'>>;
+export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'notices' | 'workloadApi' | 'metrics' | 'health'>>;
 
 const AGENT_KEYS = [
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
-  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'workload_api',
+  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'workload_api', 'server_unreachable_threshold',
 ] as const;
 
 /** `agent { workload_api { … } }` keys and the `WorkloadApiLimits` field each sets. */
@@ -136,6 +149,12 @@ function readAgentBlock(agent: HclObject, s: AgentSettings, p: Problems): void {
   }
   s.workloadApi = parseWorkloadApiBlock(agent, p);
   s.insecureBootstrap = bool(agent, 'insecure_bootstrap', w, p) ?? s.insecureBootstrap;
+  if (agent.server_unreachable_threshold !== undefined) {
+    const v = agent.server_unreachable_threshold;
+    const seconds = parseDurationSeconds(v);
+    if (seconds === undefined || seconds < 1) p.add(`agent.server_unreachable_threshold must be a duration of at least 1s such as "30m"; got ${JSON.stringify(v)}`);
+    else s.serverUnreachableThresholdSeconds = seconds;
+  }
 }
 
 /**
@@ -159,6 +178,8 @@ export function resolveAgentConfig(
     logLevel: 'info',
     insecureBootstrap: false,
     workloadApi: {},
+    metrics: { enabled: false, host: '', port: 0 },
+    health: { enabled: false, host: '', port: 0, livePath: '', readyPath: '' },
     plugins: [],
     notices: [],
     get nodeAttestor() {
@@ -177,9 +198,12 @@ export function resolveAgentConfig(
       return configOf(this.plugins, 'WorkloadAttestor', 'k8s') as K8sWorkloadAttestorConfig | undefined;
     },
   };
-  checkKeys(root, ['agent', 'plugins'], '', p);
+  checkKeys(root, ['agent', 'plugins', 'telemetry', 'health_checks'], '', p);
   const agent = block(root, 'agent', '', p);
   if (agent !== undefined) readAgentBlock(agent, s, p);
+  const listeners = readListeners(root, p, AGENT_LISTENER_DEFAULTS);
+  s.metrics = listeners.metrics;
+  s.health = listeners.health;
   for (const [k, v] of Object.entries(overrides)) {
     if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
   }

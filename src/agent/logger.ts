@@ -9,6 +9,8 @@ export interface AgentLogger {
   info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
   error(fields: object, message: string): void;
+  /** pino's: lets a costly debug line be skipped when debug is off. Absent: such lines are skipped. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 export const SILENT_AGENT_LOGGER: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };

@@ -55,6 +55,8 @@ export class EntrySync implements SvidIssuer {
   #cancelRetry: (() => void) | undefined;
   #state: SyncState = 'idle';
   #generation = 0;
+  /** When the stream was last seen open (its last update, or the moment it was lost). */
+  #lastStreamingAt: Date | undefined;
   /** Number of times a stream was (re)opened (tests, metrics). */
   subscriptions = 0;
 
@@ -66,6 +68,15 @@ export class EntrySync implements SvidIssuer {
 
   get state(): SyncState {
     return this.#state;
+  }
+
+  /**
+   * The last moment the agent knew it was in sync with the server: now while the stream
+   * is open (the server pushes every change on it), else when it was last open; undefined
+   * when it never was.
+   */
+  lastInSync(): Date | undefined {
+    return this.#state === 'streaming' ? this.#cfg.scheduler.now() : this.#lastStreamingAt;
   }
 
   start(): void {
@@ -82,6 +93,7 @@ export class EntrySync implements SvidIssuer {
   }
 
   #teardown(): void {
+    if (this.#state === 'streaming') this.#lastStreamingAt = this.#cfg.scheduler.now();
     this.#generation++;
     this.#cancelRetry?.();
     this.#cancelRetry = undefined;
@@ -113,6 +125,7 @@ export class EntrySync implements SvidIssuer {
         if (gen !== this.#generation) return;
         if (this.#state !== 'streaming') this.#log.info({ sequence: u.sequence, entries: u.entries.length }, 'authorised-entry stream open');
         this.#state = 'streaming';
+        this.#lastStreamingAt = this.#cfg.scheduler.now();
         this.#backoff.reset();
         try {
           this.#cfg.onUpdate(u);
@@ -126,6 +139,7 @@ export class EntrySync implements SvidIssuer {
 
   #onStreamError(gen: number, err: ServerCallError): void {
     if (gen !== this.#generation || this.#state === 'stopped') return;
+    if (this.#state === 'streaming') this.#lastStreamingAt = this.#cfg.scheduler.now();
     this.#cancelStream = undefined;
     const delay = this.#backoff.next();
     const fields = { code: err.grpcCode, err: err.message, retryInMs: delay };

@@ -18,7 +18,7 @@ import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSetti
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { parseConfigText } from '../config/hcl.js';
 import { createLogger } from '../observability/logger.js';
-import { checkHealth as checkAgentHealth, ServingStatus } from '../workloadapi/health.js';
+import { checkHealthDetail, ServingStatus } from '../workloadapi/health.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { defaultSocketCandidates, defaultSocketPath, locateDefaultSocket } from '../securefs/index.js';
 
@@ -33,6 +33,7 @@ interface RunFlags {
   trustBundle?: string;
   insecureBootstrap?: boolean;
   logLevel?: string;
+  metricsPort?: string;
 }
 
 async function settingsFrom(o: RunFlags): Promise<AgentSettings> {
@@ -65,7 +66,22 @@ async function settingsFrom(o: RunFlags): Promise<AgentSettings> {
     if (level === undefined) throw new CliUsageError(`-logLevel must be DEBUG, INFO, WARN or ERROR; got ${JSON.stringify(o.logLevel)}`);
     overrides.logLevel = level;
   }
-  return resolveAgentConfig(file, overrides);
+  const settings = resolveAgentConfig(file, overrides);
+  if (o.metricsPort !== undefined) {
+    if (!/^\d{1,5}$/.test(o.metricsPort) || Number(o.metricsPort) > 65535) {
+      throw new CliUsageError(`-metricsPort must be a port number from 0 to 65535; got ${JSON.stringify(o.metricsPort)}`);
+    }
+    settings.metrics = { ...settings.metrics, enabled: true, port: Number(o.metricsPort) };
+  }
+  return settings;
+}
+
+/** The HTTP listeners the settings ask for, as MayflyAgent takes them. */
+export function httpListenersOf(s: AgentSettings): NonNullable<ConstructorParameters<typeof MayflyAgent>[0]['http']> {
+  return {
+    ...(s.metrics.enabled ? { metrics: { host: s.metrics.host, port: s.metrics.port } } : {}),
+    ...(s.health.enabled ? { health: { host: s.health.host, port: s.health.port, livePath: s.health.livePath, readyPath: s.health.readyPath } } : {}),
+  };
 }
 
 /** The workload attestors the settings list, in order, built by the agent's catalog. */
@@ -87,6 +103,7 @@ export function addAgentRunCommands(program: Command): void {
     .option('--trust-bundle <file>', "PEM file with the server trust domain's roots (bootstrap trust)")
     .option('--insecure-bootstrap', 'trust the server on first use instead of a trust bundle (try-outs only)')
     .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
+    .option('--metrics-port <port>', 'serve /metrics, /live and /ready on this port (127.0.0.1 unless telemetry.Prometheus.host says otherwise; default: off, or 9989 with a telemetry { Prometheus {} } block)')
     .action(async (_o: unknown, cmd: Command) => {
       const s = await settingsFrom(cmd.opts<RunFlags>());
       const logger = createLogger(s.logLevel);
@@ -105,6 +122,8 @@ export function addAgentRunCommands(program: Command): void {
         insecureBootstrap: s.insecureBootstrap,
         workloadAttestors: plugins.workloadAttestors,
         workloadApiLimits: s.workloadApi,
+        http: httpListenersOf(s),
+        ...(s.serverUnreachableThresholdSeconds !== undefined ? { serverUnreachableThresholdSeconds: s.serverUnreachableThresholdSeconds } : {}),
         logger,
         onFatal: (err) => {
           fatal = err;
@@ -138,14 +157,15 @@ export function addAgentRunCommands(program: Command): void {
     .action(async (o: { socketPath?: string; verbose?: boolean }, cmd: Command) => {
       const io = ioOf(cmd);
       const socketPath = o.socketPath ?? locateDefaultSocket('agent').path;
-      let result: number;
+      let result: { status: number; reason?: string };
       try {
-        result = await checkAgentHealth(socketPath, 3000);
+        result = await checkHealthDetail(socketPath, 3000);
       } catch (err) {
         throw new Error(`agent is unhealthy: ${(err as Error).message}`, { cause: err });
       }
-      if (result !== ServingStatus.SERVING) {
-        throw new Error(`agent is unhealthy: it reports ${result === ServingStatus.NOT_SERVING ? 'NOT_SERVING (no valid agent SVID, or its entries have not arrived)' : `status ${result}`}`);
+      if (result.status !== ServingStatus.SERVING) {
+        const why = result.reason ?? 'no valid agent SVID, its entries have not arrived, or the server has been unreachable too long';
+        throw new Error(`agent is unhealthy: it reports ${result.status === ServingStatus.NOT_SERVING ? `NOT_SERVING: ${why}` : `status ${result.status}`}`);
       }
       io.out(o.verbose ? `Agent is healthy (Workload API at ${socketPath} reports SERVING).\n` : 'Agent is healthy.\n');
     });

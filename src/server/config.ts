@@ -7,7 +7,7 @@
  * is a problem (a typo such as `bind_prot` must not silently fall back to a default).
  * Block by block: `server` (server/config-server-block), `plugins` (read through the
  * server's catalog, server/catalog), `health_checks` and `telemetry`
- * (server/config-listeners).
+ * (config/listeners).
  *
  * Defaults, and why they differ from SPIRE's:
  * - trust domain `example.org`, data in `./.mayfly/server`, admin socket
@@ -31,7 +31,7 @@ import { Problems } from '../config/problems.js';
 import type { DiskUpstreamAuthorityPluginConfig } from '../ca/upstreamauthority/disk/plugin.js';
 import type { SqlDataStoreConfig } from '../datastore/sql/plugin.js';
 import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type ConfiguredServerPlugin, type ServerPlugin, type ServerPluginKind } from './catalog.js';
-import { readListeners, type ListenerSettings } from './config-listeners.js';
+import { readListeners, type ListenerSettings } from '../config/listeners.js';
 import { readServerBlock, type ServerCoreSettings, type ServerOverrides } from './config-server-block.js';
 
 export { ConfigError } from '../config/hcl.js';
@@ -40,7 +40,7 @@ export { parseDurationSeconds } from '../config/duration.js';
 export type { LogLevel } from '../config/log-level.js';
 export { DEFAULT_TRUST_DOMAIN, DEFAULT_SERVER_PORT as DEFAULT_BIND_PORT } from '../config/defaults.js';
 export { DEFAULT_BIND_ADDRESS, DEFAULT_DATA_DIR, type ServerCoreSettings, type ServerOverrides } from './config-server-block.js';
-export { DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, type HttpListenerSettings } from './config-listeners.js';
+export { DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, type HttpListenerSettings } from '../config/listeners.js';
 
 export interface ServerSettings extends ServerCoreSettings, ListenerSettings {
   /** Where the LevelDB datastore lives (`<data_dir>/datastore`), when that is the datastore. */

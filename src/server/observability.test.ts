@@ -3,7 +3,8 @@ import { status } from '@grpc/grpc-js';
 import { MemoryJournalStore } from '../ca/journal-store.js';
 import { MemoryKeyManager } from '../ca/key-manager.js';
 import { ServerCa } from '../ca/server-ca.js';
-import { grpcCodeName, HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
+import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
+import { grpcCodeName, ServerMetrics } from './observability.js';
 
 describe('HttpEndpoints', () => {
   it('answers /ready with 503 and the failing checks until every check passes, and serves nothing else', async () => {

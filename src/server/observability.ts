@@ -6,19 +6,20 @@
  * - Prometheus metrics (`prom-client`, a registry per server, never the global one):
  *   SVIDs signed by type, RPCs by method and status code, RPC latency, and the number of
  *   entries, agents and federated bundles read from the datastore at scrape time;
- * - an HTTP listener for `/metrics`, `/live` and `/ready` (readiness is a function the
- *   caller gives: datastore open, CA with an active authority, listeners up).
- *
- * Threat: the metrics listener leaking or being abused. It serves only GET of fixed
- * paths, no request body is read, and it binds 127.0.0.1 unless told otherwise.
+ * - served over the shared HTTP listener (observability/http-endpoints) with `/live` and
+ *   `/ready` (server/runner gives the readiness: datastore open, CA with an active
+ *   authority, listeners up).
+ * The registry plumbing, the gRPC interceptor and the listener are observability's,
+ * shared with the agent; what is counted here is the server's.
  */
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { ResponderBuilder, ServerInterceptingCall, status as GrpcStatus, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
+import type { ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ServerCa } from '../ca/server-ca.js';
 import type { LogLevel } from '../config/log-level.js';
+import type { MetricsExposition } from '../observability/http-endpoints.js';
 import { createLogger } from '../observability/logger.js';
+import { metricsOf, newRegistry, rpcInterceptor } from '../observability/metrics.js';
 import type { ServerApiCa, ServerDatastore } from './ports.js';
 
 /** The process logger (observability/logger), for the server's tests and tools. */
@@ -26,12 +27,8 @@ export function createServerLogger(level: LogLevel = 'info', destination: NodeJS
   return createLogger(level, destination);
 }
 
-const CODE_NAMES = new Map<number, string>(Object.entries(GrpcStatus).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
-
-/** `OK`, `INVALID_ARGUMENT`, ... for a gRPC status number. */
-export function grpcCodeName(code: number): string {
-  return CODE_NAMES.get(code) ?? String(code);
-}
+export { grpcCodeName } from '../observability/metrics.js';
+export { HttpEndpoints, type HttpEndpointsConfig, type Readiness } from '../observability/http-endpoints.js';
 
 export interface ServerMetricsConfig {
   /** Counted at scrape time (the datastore is the truth, not a counter kept on the side). */
@@ -42,13 +39,14 @@ export interface ServerMetricsConfig {
   processMetrics?: boolean;
 }
 
-export class ServerMetrics {
-  readonly registry = new Registry();
+export class ServerMetrics implements MetricsExposition {
+  readonly registry: Registry;
   readonly svidsSigned: Counter<'type'>;
   readonly rpcs: Counter<'method' | 'code'>;
   readonly rpcSeconds: Histogram<'method'>;
 
   constructor(cfg: ServerMetricsConfig = {}) {
+    this.registry = newRegistry({ prefix: 'mayfly_', processMetrics: cfg.processMetrics ?? true });
     const registers = [this.registry];
     this.svidsSigned = new Counter({ name: 'mayfly_svids_signed_total', help: 'SVIDs signed by the CA, by type (x509, jwt).', labelNames: ['type'], registers });
     this.rpcs = new Counter({ name: 'mayfly_rpc_total', help: 'Server API calls by method and gRPC status code.', labelNames: ['method', 'code'], registers });
@@ -88,24 +86,16 @@ export class ServerMetrics {
         },
       });
     }
-    if (cfg.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mayfly_' });
   }
 
   /** A grpc-js server interceptor counting every call by method and status, and timing it. */
   interceptor(): ServerInterceptor {
-    return (descriptor, call: ServerInterceptingCallInterface) => {
-      // '/mayfly.server.v1.Entry/ListEntries' → 'Entry/ListEntries'
-      const method = descriptor.path.replace(/^\/(?:[^/]*\.)?([^./]+\/[^/]+)$/, '$1');
-      const end = this.rpcSeconds.startTimer({ method });
-      const responder = new ResponderBuilder()
-        .withSendStatus((st, next) => {
-          end();
-          this.rpcs.inc({ method, code: grpcCodeName(st.code) });
-          next(st);
-        })
-        .build();
-      return new ServerInterceptingCall(call, responder);
-    };
+    return rpcInterceptor({
+      rpcEnded: (method, code, seconds) => {
+        this.rpcSeconds.observe({ method }, seconds);
+        this.rpcs.inc({ method, code });
+      },
+    });
   }
 
   /** The CA as the server API sees it, with every signature counted. */
@@ -136,97 +126,12 @@ export class ServerMetrics {
     };
   }
 
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
   /** The Prometheus text exposition. */
   async text(): Promise<string> {
-    return this.registry.metrics();
-  }
-}
-
-export interface Readiness {
-  ready: boolean;
-  /** Each check by name: true when it passes. */
-  checks: Record<string, boolean>;
-}
-
-export interface HttpEndpointsConfig {
-  host: string;
-  /** 0 picks a free port (see `port` after start). */
-  port: number;
-  /** Serve /metrics from this; omitted = no /metrics route. */
-  metrics?: ServerMetrics;
-  livePath?: string;
-  readyPath?: string;
-  ready: () => Promise<Readiness> | Readiness;
-  live?: () => boolean;
-}
-
-/** A small HTTP listener for `/metrics`, `/live` and `/ready`. */
-export class HttpEndpoints {
-  readonly #cfg: HttpEndpointsConfig;
-  #server: HttpServer | undefined;
-  #port = 0;
-
-  constructor(cfg: HttpEndpointsConfig) {
-    if (typeof cfg !== 'object' || cfg === null) throw new TypeError('HttpEndpoints needs a config object');
-    this.#cfg = cfg;
-  }
-
-  get port(): number {
-    return this.#port;
-  }
-
-  async start(): Promise<void> {
-    const server = createServer((req, res) => {
-      this.#handle(req, res).catch(() => {
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end('internal error\n');
-      });
-    });
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 10_000;
-    await new Promise<void>((ok, fail) => {
-      server.once('error', fail);
-      server.listen(this.#cfg.port, this.#cfg.host, () => {
-        server.off('error', fail);
-        ok();
-      });
-    });
-    const addr = server.address();
-    this.#port = typeof addr === 'object' && addr !== null ? addr.port : this.#cfg.port;
-    this.#server = server;
-  }
-
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
-      return;
-    }
-    if (path === '/metrics' && this.#cfg.metrics !== undefined) {
-      const body = await this.#cfg.metrics.text();
-      res.writeHead(200, { 'content-type': this.#cfg.metrics.registry.contentType }).end(body);
-      return;
-    }
-    if (path === (this.#cfg.livePath ?? '/live')) {
-      const live = this.#cfg.live?.() ?? true;
-      res.writeHead(live ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ live })}\n`);
-      return;
-    }
-    if (path === (this.#cfg.readyPath ?? '/ready')) {
-      const r = await this.#cfg.ready();
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-  }
-
-  async stop(): Promise<void> {
-    const s = this.#server;
-    this.#server = undefined;
-    if (s === undefined) return;
-    await new Promise<void>((done) => {
-      s.close(() => done());
-      s.closeAllConnections();
-    });
+    return metricsOf(this.registry).text();
   }
 }

@@ -23,7 +23,8 @@ import { ensurePrivateDir } from '../securefs/index.js';
 import type { RunnableDatastore } from './catalog.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
-import { HttpEndpoints, ServerMetrics, type Readiness } from './observability.js';
+import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
+import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { MayflyServer } from './server.js';
 

@@ -80,6 +80,10 @@ export interface WorkloadApiEndpointConfig extends WorkloadApiLimits {
    * socket (health.ts). Default: serving while the endpoint is up.
    */
   serving?: () => boolean;
+  /** Why the agent is not serving, for the health check's answer (health.ts). */
+  notServingReason?: () => string | undefined;
+  /** grpc-js server interceptors (the agent counts calls by method and status code with one). */
+  interceptors?: grpc.ServerInterceptor[];
 }
 
 const silent: EndpointLogger = { debug() {}, warn() {} };
@@ -154,6 +158,7 @@ export class WorkloadApiEndpoint {
       'grpc.max_connection_idle_ms': this.limits.connectionIdleTimeoutMs,
       // No channelz bookkeeping per connection: nothing reads it, and it costs per socket.
       'grpc.enable_channelz': 0,
+      ...(this.config.interceptors !== undefined ? { interceptors: this.config.interceptors } : {}),
     });
     server.addService(
       workloadServiceDefinitionForServing(),
@@ -168,7 +173,10 @@ export class WorkloadApiEndpoint {
       }),
     );
     const serving = this.config.serving ?? (() => true);
-    server.addService(healthServiceDefinition(), healthHandlers(() => !this.closing && serving()));
+    server.addService(healthServiceDefinition(), healthHandlers(
+        () => !this.closing && serving(),
+        () => (this.closing ? 'the agent is shutting down' : this.config.notServingReason?.()),
+      ));
     this.grpcServer = server;
     this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 

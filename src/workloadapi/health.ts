@@ -12,11 +12,17 @@
  * { string service = 1; }`, `HealthCheckResponse { ServingStatus status = 1; }` with
  * UNKNOWN 0, SERVING 1, NOT_SERVING 2, SERVICE_UNKNOWN 3): loading a proto file at start-up
  * would cost more than the whole codec. The health check needs no security header and
- * attests nobody: it tells no identity, only whether the agent is serving.
+ * attests nobody: it tells no identity, only whether the agent is serving. A NOT_SERVING
+ * answer carries why in the trailing metadata `mayfly-not-serving-reason` (one line of
+ * ASCII, e.g. that the server has been unreachable too long), which `checkHealthDetail`
+ * returns and `mayfly-agent healthcheck` prints; other clients ignore it.
  */
 import * as grpc from '@grpc/grpc-js';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
+
+/** Trailing metadata key of a NOT_SERVING answer's reason. */
+export const NOT_SERVING_REASON_KEY = 'mayfly-not-serving-reason';
 
 /** `HealthCheckResponse.ServingStatus`. */
 export const ServingStatus = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
@@ -84,8 +90,16 @@ export function healthServiceDefinition(): grpc.ServiceDefinition {
   };
 }
 
-/** The Check handler; `serving()` says whether the agent can serve workloads now. */
-export function healthHandlers(serving: () => boolean): grpc.UntypedServiceImplementation {
+/** Metadata values must be printable ASCII: anything else becomes '?', and the line is bounded. */
+function reasonValue(reason: string): string {
+  return reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
+/**
+ * The Check handler; `serving()` says whether the agent can serve workloads now and
+ * `reason()`, when given, why not.
+ */
+export function healthHandlers(serving: () => boolean, reason?: () => string | undefined): grpc.UntypedServiceImplementation {
   return {
     Check(call: grpc.ServerUnaryCall<{ service: string }, { status: number }>, callback: grpc.sendUnaryData<{ status: number }>) {
       const { service } = call.request;
@@ -99,7 +113,19 @@ export function healthHandlers(serving: () => boolean): grpc.UntypedServiceImple
       } catch {
         ok = false;
       }
-      callback(null, { status: ok ? ServingStatus.SERVING : ServingStatus.NOT_SERVING });
+      if (ok) {
+        callback(null, { status: ServingStatus.SERVING });
+        return;
+      }
+      const trailer = new grpc.Metadata();
+      let why: string | undefined;
+      try {
+        why = reason?.();
+      } catch {
+        why = undefined;
+      }
+      if (why !== undefined && why !== '') trailer.set(NOT_SERVING_REASON_KEY, reasonValue(why));
+      callback(null, { status: ServingStatus.NOT_SERVING }, trailer);
     },
   };
 }
@@ -109,11 +135,18 @@ export function healthHandlers(serving: () => boolean): grpc.UntypedServiceImple
  * does; resolves to the reported `ServingStatus`, rejects when the socket does not answer
  * within `timeoutMs`.
  */
-export function checkHealth(socketPath: string, timeoutMs: number): Promise<number> {
+export async function checkHealth(socketPath: string, timeoutMs: number): Promise<number> {
+  return (await checkHealthDetail(socketPath, timeoutMs)).status;
+}
+
+/** As `checkHealth`, with the agent's reason when it is not serving (Mayfly's trailer). */
+export function checkHealthDetail(socketPath: string, timeoutMs: number): Promise<{ status: number; reason?: string }> {
   const client = new grpc.Client(`unix://${socketPath}`, grpc.credentials.createInsecure());
   const check = healthServiceDefinition().Check as grpc.MethodDefinition<object, { status: number }>;
-  return new Promise<number>((resolve, reject) => {
-    client.makeUnaryRequest(
+  return new Promise((resolve, reject) => {
+    // grpc-js calls back before it emits 'status' (which carries the trailer): settle on 'status'.
+    let outcome: { err: grpc.ServiceError | null; status?: number } | undefined;
+    const call = client.makeUnaryRequest(
       check.path,
       () => Buffer.alloc(0),
       check.responseDeserialize,
@@ -121,10 +154,18 @@ export function checkHealth(socketPath: string, timeoutMs: number): Promise<numb
       new grpc.Metadata(),
       { deadline: Date.now() + timeoutMs },
       (err, res) => {
-        client.close();
-        if (err !== null) reject(new Error(`${grpc.status[err.code] ?? err.code}: ${err.details}`));
-        else resolve(res?.status ?? ServingStatus.UNKNOWN);
+        outcome = { err, status: res?.status ?? ServingStatus.UNKNOWN };
       },
     );
+    call.on('status', (st: grpc.StatusObject) => {
+      client.close();
+      const err = outcome?.err ?? null;
+      if (err !== null || outcome === undefined) {
+        reject(new Error(`${grpc.status[st.code] ?? st.code}: ${st.details}`));
+        return;
+      }
+      const v = st.metadata.get(NOT_SERVING_REASON_KEY)[0];
+      resolve({ status: outcome.status ?? ServingStatus.UNKNOWN, ...(typeof v === 'string' ? { reason: v } : {}) });
+    });
   });
 }

@@ -21,7 +21,7 @@ export const ROOMS: readonly Room[] = [
   { room: 'spiffe', mayImport: [], holds: 'the standard: SPIFFE ID, keys, X.509-SVID, JWT-SVID, bundles' },
   { room: 'wire', mayImport: [], holds: 'Workload API (wire/workload) and server API (wire/server) proto loading and message shapes' },
   { room: 'config', mayImport: ['spiffe'], holds: 'config files both binaries read: HCL subset, typed accessors, problems, durations, plugin registrations' },
-  { room: 'observability', mayImport: ['config'], holds: 'the process logger both binaries use' },
+  { room: 'observability', mayImport: ['config'], holds: 'the process logger, metrics plumbing and /metrics /live /ready listener both binaries use' },
   { room: 'securefs', mayImport: ['spiffe', 'wire/workload'], holds: 'private dirs, key/state files, socket dirs and default socket paths' },
   { room: 'registration', mayImport: ['spiffe'], holds: 'registration entries and selectors: the model and its validation' },
   { room: 'ca', mayImport: ['spiffe', 'securefs', 'config'], holds: 'key managers, X.509 and JWT authorities, rotation slots, the fast mint path' },

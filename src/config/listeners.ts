@@ -1,15 +1,25 @@
 /**
- * @module server/config-listeners
+ * @module config/listeners
  *
- * The `health_checks { … }` and `telemetry { Prometheus { … } }` blocks of `server.conf`:
- * the HTTP listeners for `/metrics` and for SPIRE's health checks.
+ * The top-level `health_checks { … }` and `telemetry { Prometheus { … } }` blocks of
+ * `server.conf` and `agent.conf` (SPIRE's spellings): the HTTP listeners for `/metrics`
+ * and for SPIRE's health checks. One parser for both binaries; each gives its defaults
+ * (the server serves metrics on 127.0.0.1:9988 unless told otherwise, the agent only
+ * when a `telemetry { Prometheus { … } }` block or `-metricsPort` asks).
+ *
+ * `telemetry` without a `Prometheus` block turns metrics off; `Prometheus {}` without a
+ * port uses the binary's default port. `health_checks` is off unless
+ * `listener_enabled = true` (SPIRE's default), on 127.0.0.1:8080 with `/live` and `/ready`.
  */
-import { block, bool, checkKeys, port, str } from '../config/accessors.js';
-import type { HclObject } from '../config/hcl.js';
-import type { Problems } from '../config/problems.js';
+import { block, bool, checkKeys, port, str } from './accessors.js';
+import type { HclObject } from './hcl.js';
+import type { Problems } from './problems.js';
 
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
+/** The server's metrics port. */
 export const DEFAULT_METRICS_PORT = 9988;
+/** The agent's metrics port (beside the server's, so both fit on one host). */
+export const DEFAULT_AGENT_METRICS_PORT = 9989;
 
 export interface HttpListenerSettings {
   enabled: boolean;
@@ -24,10 +34,20 @@ export interface ListenerSettings {
   health: HttpListenerSettings & { livePath: string; readyPath: string };
 }
 
-/** The listeners the file's top level (`root`) asks for, over the defaults. */
-export function readListeners(root: HclObject, p: Problems): ListenerSettings {
+/** What a binary serves when its file says nothing. */
+export interface ListenerDefaults {
+  /** Whether `/metrics` is served without a `telemetry` block (server: yes; agent: no). */
+  metricsEnabled: boolean;
+  metricsPort: number;
+}
+
+const SERVER_DEFAULTS: ListenerDefaults = { metricsEnabled: true, metricsPort: DEFAULT_METRICS_PORT };
+export const AGENT_LISTENER_DEFAULTS: ListenerDefaults = { metricsEnabled: false, metricsPort: DEFAULT_AGENT_METRICS_PORT };
+
+/** The listeners the file's top level (`root`) asks for, over the defaults (the server's unless given). */
+export function readListeners(root: HclObject, p: Problems, defaults: ListenerDefaults = SERVER_DEFAULTS): ListenerSettings {
   const s: ListenerSettings = {
-    metrics: { enabled: true, host: DEFAULT_METRICS_HOST, port: DEFAULT_METRICS_PORT },
+    metrics: { enabled: defaults.metricsEnabled, host: DEFAULT_METRICS_HOST, port: defaults.metricsPort },
     health: { enabled: false, host: '127.0.0.1', port: 8080, livePath: '/live', readyPath: '/ready' },
   };
   const hc = block(root, 'health_checks', '', p);
@@ -51,6 +71,7 @@ export function readListeners(root: HclObject, p: Problems): ListenerSettings {
     const prom = block(tel, 'Prometheus', 'telemetry', p);
     if (prom !== undefined) {
       checkKeys(prom, ['host', 'port'], 'telemetry.Prometheus', p);
+      s.metrics.enabled = true;
       s.metrics.host = str(prom, 'host', 'telemetry.Prometheus', p) ?? s.metrics.host;
       s.metrics.port = port(prom.port, 'telemetry.Prometheus.port', p) ?? s.metrics.port;
     } else s.metrics.enabled = false;
