@@ -125,7 +125,7 @@ describe('api fetch jwt / validate jwt', () => {
     expect(bundles.out).toMatch(/^bundle\(spiffe:\/\/example.org\):/);
 
     const missing = await run(['api', 'fetch', 'jwt', '-socketPath', f.socketPath]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2); // invalid input (cli/cli-error)
     expect(missing.err).toBe('Error: -audience is required (one or more, comma separated or repeated)\n');
     const badId = await run(['api', 'fetch', 'jwt', '-audience', 'a', '-spiffeID', 'spiffe://Example.org/x', '-socketPath', f.socketPath]);
     expect(badId.err).toMatch(/^Error: invalid -spiffeID: invalid SPIFFE ID/);

@@ -17,10 +17,11 @@
  */
 import { Command, CommanderError, type Option } from 'commander';
 import { MayflyError } from '../spiffe/errors.js';
-import type { CliErrorCode } from './cli-error.js';
+import { EXIT_CODES, type CliErrorCode } from './cli-error.js';
 
-/** A command-line mistake by the operator: bad flag, missing value, bad value. Exit code 1. */
+/** A command-line mistake by the operator: bad flag, missing value, bad value. Exit code 2 (invalid input). */
 export class CliUsageError extends MayflyError<CliErrorCode> {
+  readonly exitCode: number = EXIT_CODES.invalidInput;
   constructor(message: string) {
     super('ERR_CLI_USAGE', message);
   }
@@ -270,8 +271,9 @@ function longName(o: Option): string | undefined {
 
 /**
  * Parses `argv` (user arguments only, no node/script path) and runs the matching action.
- * Returns the exit code: 0 on success or help, 1 (or an error's own `exitCode`) on any
- * error, after writing exactly one `Error: <message>` line to the program's stderr.
+ * Returns the exit code: 0 on success or help, 2 on a command-line mistake, an error's own
+ * `exitCode` (cli/cli-error's table) or 1 on any other error, after writing exactly one
+ * `Error: <message>` line to the program's stderr.
  */
 export async function runProgram(program: Command, argv: readonly string[]): Promise<number> {
   const state = programs.get(program);
@@ -302,7 +304,7 @@ export async function runProgram(program: Command, argv: readonly string[]): Pro
         return err.exitCode;
       }
       io.err(`Error: ${oneLine(err.message)}\n`);
-      return err.exitCode === 0 ? 1 : err.exitCode;
+      return EXIT_CODES.invalidInput;
     }
     const message = err instanceof Error ? err.message : String(err);
     io.err(`Error: ${oneLine(message)}\n`);
