@@ -85,11 +85,11 @@ describe('api fetch x509', () => {
   it('fails with one line when there is no socket or no identity', async () => {
     const none = join(tempDir(), 'none.sock');
     let r = await run(['api', 'fetch', 'x509', '-socketPath', none]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(5); // unreachable
     expect(r.err).toBe(`Error: no Workload API socket at ${none}: is the agent running, and is -socketPath right?\n`);
     const f = await fake({ x509: { code: status.PERMISSION_DENIED, details: 'no identity issued' } });
     r = await run(['api', 'fetch', 'x509', '-socketPath', f.socketPath]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4); // PERMISSION_DENIED: no identity
     expect(r.err).toMatch(/^Error: no identity issued for this workload: check its registration entry selectors \(FetchX509SVID: no identity issued\)\n$/);
     r = await run(['api', 'fetch', 'x509', '-socketPath', f.socketPath, '-timeout', 'soon']);
     expect(r.err).toBe('Error: invalid -timeout "soon": use a positive Go duration such as 5s or 500ms\n');
@@ -141,7 +141,7 @@ describe('api fetch jwt / validate jwt', () => {
     const ok = await run(['api', 'validate', 'jwt', '-audience', 'db', '-svid', 'good.token.here', '-socketPath', f.socketPath]);
     expect(ok).toEqual({ code: 0, out: 'SVID is valid.\nSPIFFE ID : spiffe://example.org/web\nClaims    : {"sub":"spiffe://example.org/web","aud":["db"]}\n', err: '' });
     const bad = await run(['api', 'validate', 'jwt', '-audience', 'db', '-svid', 'forged.token.x', '-socketPath', f.socketPath]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // INVALID_ARGUMENT
     expect(bad.err).toBe('Error: the agent rejected the request as invalid (ValidateJWTSVID: token is invalid: signature)\n');
   });
 });
@@ -166,7 +166,7 @@ describe('api watch', () => {
   it('ends with an error line when the agent refuses the request', async () => {
     const f = await fake({ x509: { code: status.INVALID_ARGUMENT, details: 'security header missing' } });
     const r = await run(['api', 'watch', '-socketPath', f.socketPath], {}, new AbortController().signal);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toBe('Error: the agent rejected the request as invalid (FetchX509SVID: security header missing)\n');
   });
 });

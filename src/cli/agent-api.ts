@@ -19,7 +19,9 @@
  * With no socket named, the client looks at `defaultSocketCandidates('agent')` (its own
  * default, then root's /run/mayfly/agent/public/api.sock) and uses the first that exists,
  * if the directories on its path pass securefs's trusted-dir check.
- * Every failure is one `Error: ...` line and exit code 1 (see cli/flags `runProgram`).
+ * Every failure is one `Error: ...` line and a documented exit code (cli/cli-error): 2 for a
+ * bad flag or an INVALID_ARGUMENT answer, 4 when the agent issues no identity to the
+ * caller (PERMISSION_DENIED), 5 when there is no socket or the agent does not answer.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,6 +33,7 @@ import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { WorkloadApiClient } from '../sdk/client.js';
 import { ENDPOINT_ENV } from '../sdk/endpoint.js';
 import { x509SvidPem, type JwtSvid, type X509Context } from '../sdk/model.js';
+import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
 
@@ -65,22 +68,31 @@ function clientFor(opts: CommonOptions, io: CliIo, timeoutMs?: number): Workload
   const timeout = timeoutMs === undefined ? { timeoutMs: opts.timeout } : timeoutMs === 0 ? {} : { timeoutMs };
   if (opts.socketPath !== undefined) {
     const path = opts.socketPath.startsWith('unix:') ? opts.socketPath.replace(/^unix:(\/\/)?/, '') : opts.socketPath;
-    if (path.startsWith('/') && !existsSync(path)) throw new Error(`no Workload API socket at ${path}: is the agent running, and is -socketPath right?`);
+    if (path.startsWith('/') && !existsSync(path)) throw new CliCallError('ERR_CLI_UNREACHABLE', `no Workload API socket at ${path}: is the agent running, and is -socketPath right?`);
     return new WorkloadApiClient({ socketPath: opts.socketPath, ...timeout });
   }
   const fromEnv = io.env[ENDPOINT_ENV];
   if (fromEnv) return new WorkloadApiClient({ address: fromEnv, ...timeout });
   const located = locateDefaultSocket('agent');
   if (!located.found) {
-    throw new Error(`no Workload API socket at ${located.candidates.join(' or ')}: is the agent running? Pass -socketPath or set ${ENDPOINT_ENV}`);
+    throw new CliCallError('ERR_CLI_UNREACHABLE', `no Workload API socket at ${located.candidates.join(' or ')}: is the agent running? Pass -socketPath or set ${ENDPOINT_ENV}`);
   }
   return new WorkloadApiClient({ socketPath: located.path, ...timeout });
+}
+
+/** A Workload API failure carrying a gRPC status, as the CLI error that exits with its code. */
+function asCliError(err: unknown): unknown {
+  const grpcCode = (err as { grpcCode?: unknown } | null)?.grpcCode;
+  if (typeof grpcCode !== 'number' || !(err instanceof Error)) return err;
+  return new CliCallError(cliCodeOfGrpc(grpcCode), err.message, { cause: err });
 }
 
 async function withClient<T>(opts: CommonOptions, io: CliIo, fn: (c: WorkloadApiClient) => Promise<T>): Promise<T> {
   const client = clientFor(opts, io);
   try {
     return await fn(client);
+  } catch (err) {
+    throw asCliError(err);
   } finally {
     client.close();
   }
@@ -289,7 +301,7 @@ export function registerAgentApiCommands(program: Command): Command {
         cancel();
         client.close();
       }
-      if (failure) throw failure;
+      if (failure) throw asCliError(failure);
     });
 
   return api;
