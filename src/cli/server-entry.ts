@@ -21,6 +21,7 @@ import { batchSummary, runBatched } from './entry-batch.js';
 import { entriesFromData, idsFromDeleteFile, type EntryRequest } from './entry-data.js';
 import { CliUsageError } from './flags.js';
 import { emit, tableText } from './output.js';
+import { selectorWarnings } from './selector-check.js';
 import { spireEntry, spireEntryFromRequest, spireStatus } from './spire-json.js';
 import {
   choiceArg,
@@ -201,6 +202,13 @@ export { listAll as listAllEntries };
 
 const grpcName = (code: number): string => grpcCodeName(code);
 
+/** `Warning: ...` on stderr for each selector no built-in attestor emits (cli/selector-check); the entries are still sent. */
+function warnSelectors(ctx: CommandContext, entries: readonly EntryRequest[], fromData: boolean): void {
+  entries.forEach((e, i) => {
+    for (const w of selectorWarnings(e.selectors ?? [], fromData ? `entries[${i}]` : '')) ctx.io.err(`Warning: ${w}\n`);
+  });
+}
+
 function selectorsKey(e: WireEntry): string {
   return e.selectors.map((x) => `${x.type}:${x.value}`).sort().join('\u0000');
 }
@@ -220,6 +228,7 @@ export function addEntryCommands(program: Command): void {
     const fromData = o.data !== undefined ? entriesFromData(await readFileOrStdin(o.data, '-data'), o.data) : undefined;
     await withServer(cmd, async (ctx) => {
       const entries = fromData ?? [await entryFromFlags(ctx, o, false)];
+      warnSelectors(ctx, entries, fromData !== undefined);
       // A revision or creation time read from `entry show` output is the old entry's: the server sets both.
       for (const e of entries) {
         delete e.revision;
@@ -248,6 +257,7 @@ export function addEntryCommands(program: Command): void {
           e.revision = rev ?? (await ctx.call<WireEntry>('Entry', 'GetEntry', { id: e.id })).revision;
           entries = [e];
         }
+        warnSelectors(ctx, entries, fromData !== undefined);
         for (const e of entries) {
           if (e.revision === undefined) e.revision = (await ctx.call<WireEntry>('Entry', 'GetEntry', { id: e.id })).revision;
         }

@@ -139,6 +139,8 @@ export function addRunCommands(program: Command): void {
         throw new ConfigError(`invalid configuration: UpstreamAuthority "${upstream.name}": ${(err as Error).message}`);
       }
     }
+    // Valid, but perhaps not what was meant (sqlite3 is LevelDB, an ignored key): said on stderr.
+    if (o.output !== 'json') for (const n of settings.notices) io.err(`Warning: ${n}\n`);
     emit(io, o.output, { json: { valid: true, notices: settings.notices }, text: 'Configuration is valid.' });
   });
 

@@ -154,6 +154,11 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
     expect(created.stdout).toContain(`SPIFFE ID        : spiffe://${TD}/web\n`);
     expect(created.stdout).toContain('X509-SVID TTL    : 300\n');
     expect(created.stdout).toContain('Selector         : unix:uid:1000\n');
+    const typo = await cli(s('entry', 'create', '-spiffeID', `spiffe://${TD}/typo`, '-parentID', `spiffe://${TD}/host1`, '-selector', 'unix:uids:1000'));
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toMatch(/^Warning: selector unix:uids:1000: the unix attestor emits no "uids" selectors.*\(did you mean uid/);
+    const typoId = /^Entry ID +: (\S+)$/m.exec(typo.stdout)?.[1] as string;
+    expect((await cli(s('entry', 'delete', '-entryID', typoId))).code).toBe(0);
     const kebab = await cli([
       'entry', 'create', `--spiffe-id=spiffe://${TD}/db`, '--parent-id', `spiffe://${TD}/host1`, '--selector', 'unix:uid:2000', '--socket-path', sock, '--output', 'json',
     ]);
@@ -343,6 +348,11 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
   it('validates config files', async () => {
     const good = await cli(['validate', '-config', join(dir, 'server.conf')]);
     expect(good).toMatchObject({ code: 0, stdout: 'Configuration is valid.\n' });
+    // Valid, but not what a SPIRE operator may think: each said on stderr, naming the HCL key.
+    const warnings = good.stderr.split('\n').filter((l) => l !== '');
+    expect(warnings.every((l) => l.startsWith('Warning: '))).toBe(true);
+    expect(warnings.some((l) => /plugins\.DataStore\.sql\.plugin_data\.database_type "sqlite3" means Mayfly's LevelDB datastore/.test(l))).toBe(true);
+    expect(warnings.some((l) => /plugins\.DataStore\.sql\.plugin_data\.connection_string is not used/.test(l))).toBe(true);
     writeFileSync(join(dir, 'bad.conf'), 'server {\n  trust_domain = "x.test"\n  bind_prot = 1\n}\n');
     expect(oneErrorLine(await cli(['validate', '-config', join(dir, 'bad.conf')]))).toMatch(/unknown key server\.bind_prot/);
     writeFileSync(join(dir, 'broken.conf'), 'server {\n  trust_domain = \n');
