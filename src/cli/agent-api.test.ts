@@ -69,6 +69,23 @@ describe('api fetch x509', () => {
     expect(createPublicKey(importPkcs8(keyPem).privateKey).equals(svid.key.publicKey)).toBe(true);
     expect(parsePemCertificates(readFileSync(join(dir, 'bundle.0.pem'), 'utf8'))[0]!.equals(td.ca.certificate)).toBe(true);
     expect(parsePemCertificates(readFileSync(join(dir, 'federated_bundle.0.0.pem'), 'utf8'))[0]!.equals(fed.ca.certificate)).toBe(true);
+    // SPIRE's lines for what -write wrote, after the summary.
+    expect(r.out.split('\n').filter((l) => l.startsWith('Writing '))).toEqual([
+      `Writing SVID #0 to file ${join(dir, 'svid.0.pem')}.`,
+      `Writing key #0 to file ${join(dir, 'svid.0.key')}.`,
+      `Writing bundle #0 to file ${join(dir, 'bundle.0.pem')}.`,
+      `Writing federated bundle #0 for trust domain spiffe://partner.test to file ${join(dir, 'federated_bundle.0.0.pem')}.`,
+    ]);
+  });
+
+  it('api fetch alone fetches X.509, as in SPIRE', async () => {
+    const f = await fake({ x509: x509Response(td, [td.svid('/web')]) });
+    const r = await run(['api', 'fetch', '-socketPath', f.socketPath]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Received 1 svid after [\d.]+ms\n/);
+    const json = await run(['api', 'fetch', '-output', 'json', '-socketPath', f.socketPath]);
+    expect(JSON.parse(json.out).svids[0].spiffe_id).toBe('spiffe://example.org/web');
   });
 
   it('-silent prints nothing; -output json prints one document; the env names the socket', async () => {

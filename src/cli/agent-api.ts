@@ -138,25 +138,32 @@ function x509Text(ctx: X509Context, elapsedMs: number): string {
   return lines.join('\n');
 }
 
-/** Writes SPIRE's file set for `ctx` into `dir` (created 0755 if missing); returns the paths written. */
-export function writeX509Files(ctx: X509Context, dir: string): string[] {
+/** One file `-write` wrote, with SPIRE's line for it (`Writing SVID #0 to file /d/svid.0.pem.`). */
+export interface WrittenFile {
+  path: string;
+  line: string;
+}
+
+/** Writes SPIRE's file set for `ctx` into `dir` (created 0755 if missing); returns what it wrote, in order. */
+export function writeX509Files(ctx: X509Context, dir: string): WrittenFile[] {
   ensureOutputDir(dir);
-  const written: string[] = [];
-  const put = (name: string, data: string, mode: 0o600 | 0o644): void => {
+  const written: WrittenFile[] = [];
+  const put = (name: string, data: string, mode: 0o600 | 0o644, what: string): void => {
     const p = join(dir, name);
     writeFileAtomic(p, data, { mode });
-    written.push(p);
+    written.push({ path: p, line: `Writing ${what} to file ${p}.` });
   };
   ctx.svids.forEach((s, i) => {
     const pem = x509SvidPem(s);
-    put(`svid.${i}.pem`, pem.certificates, 0o644);
-    put(`svid.${i}.key`, pem.privateKey, 0o600);
+    put(`svid.${i}.pem`, pem.certificates, 0o644, `SVID #${i}`);
+    put(`svid.${i}.key`, pem.privateKey, 0o600, `key #${i}`);
     const own = ctx.bundles.get(s.id.trustDomain);
-    put(`bundle.${i}.pem`, own ? pemEncodeCertificates(own.x509Authorities) : '', 0o644);
+    put(`bundle.${i}.pem`, own ? pemEncodeCertificates(own.x509Authorities) : '', 0o644, `bundle #${i}`);
     let j = 0;
     for (const b of ctx.bundles) {
       if (b.trustDomain.equals(s.id.trustDomain)) continue;
-      put(`federated_bundle.${i}.${j++}.pem`, pemEncodeCertificates(b.x509Authorities), 0o644);
+      put(`federated_bundle.${i}.${j}.pem`, pemEncodeCertificates(b.x509Authorities), 0o644, `federated bundle #${j} for trust domain ${b.trustDomain.idString}`);
+      j++;
     }
   });
   return written;
@@ -210,7 +217,8 @@ export function registerAgentApiCommands(program: Command): Command {
   const api = program.command('api').description('talk to the Workload API as a workload would');
   const fetch = api.command('fetch').description('fetch SVIDs and bundles');
 
-  common(fetch.command('x509').description('fetch X509-SVIDs, their keys and bundles'))
+  // `api fetch` alone is `api fetch x509`, as in SPIRE.
+  common(fetch.command('x509', { isDefault: true }).description('fetch X509-SVIDs, their keys and bundles (the default)'))
     .option('--write <dir>', 'write the SVIDs, keys and bundles into this directory')
     .option('--silent', 'print nothing (with -write)')
     .action(async function (this: Command, opts: CommonOptions & { write?: string; silent?: boolean }) {
@@ -218,8 +226,9 @@ export function registerAgentApiCommands(program: Command): Command {
       const started = performance.now();
       const ctx = await withClient(opts, io, (c) => c.fetchX509Context());
       const elapsed = performance.now() - started;
-      if (opts.write !== undefined) writeX509Files(ctx, opts.write);
-      if (!opts.silent) emit(io, opts.output, { json: x509Json(ctx), text: () => x509Text(ctx, elapsed) });
+      const written = opts.write === undefined ? [] : writeX509Files(ctx, opts.write);
+      // As SPIRE's: the summary, then one line per file written (pretty output only: JSON stays one document).
+      if (!opts.silent) emit(io, opts.output, { json: x509Json(ctx), text: () => [x509Text(ctx, elapsed), ...(written.length > 0 ? ['', ...written.map((w) => w.line)] : [])].join('\n') });
     });
 
   const jwt = common(fetch.command('jwt').description('fetch JWT-SVIDs for an audience, and the JWT bundles'))
