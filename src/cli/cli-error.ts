@@ -10,7 +10,7 @@
  * |---|---|---|
  * | 0 | success | |
  * | 1 | any other failure | the server's other statuses, a partly failed batch of mixed reasons |
- * | 2 | invalid input | a bad flag, value or file; INVALID_ARGUMENT |
+ * | 2 | invalid input | a bad flag, value, `-data` or config file; INVALID_ARGUMENT |
  * | 3 | not found | NOT_FOUND |
  * | 4 | permission denied | PERMISSION_DENIED, UNAUTHENTICATED, a socket the user may not open |
  * | 5 | unreachable | no socket, connection refused, UNAVAILABLE, DEADLINE_EXCEEDED |

@@ -16,7 +16,7 @@
  * single-dash multi-letter flag here is what stops that.
  */
 import { Command, CommanderError, type Option } from 'commander';
-import { MayflyError } from '../spiffe/errors.js';
+import { isMayflyError, MayflyError } from '../spiffe/errors.js';
 import { EXIT_CODES, type CliErrorCode } from './cli-error.js';
 
 /** A command-line mistake by the operator: bad flag, missing value, bad value. Exit code 2 (invalid input). */
@@ -309,7 +309,9 @@ export async function runProgram(program: Command, argv: readonly string[]): Pro
     const message = err instanceof Error ? err.message : String(err);
     io.err(`Error: ${oneLine(message)}\n`);
     const code = (err as { exitCode?: unknown } | null)?.exitCode;
-    return typeof code === 'number' && code > 0 ? code : 1;
+    if (typeof code === 'number' && code > 0) return code;
+    // A configuration file that breaks a rule is invalid input too (cli/cli-error's table).
+    return isMayflyError(err, 'ERR_CONFIG_INVALID') ? EXIT_CODES.invalidInput : EXIT_CODES.failed;
   }
 }
 
