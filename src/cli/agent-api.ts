@@ -34,6 +34,7 @@ import { WorkloadApiClient } from '../sdk/client.js';
 import { ENDPOINT_ENV } from '../sdk/endpoint.js';
 import { x509SvidPem, type JwtSvid, type X509Context } from '../sdk/model.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
+import { quietGrpc } from './grpc-quiet.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
 
@@ -65,6 +66,7 @@ function common(cmd: Command): Command {
 
 /** A client for the socket the operator named (flag, then SPIFFE_ENDPOINT_SOCKET, then the default). */
 function clientFor(opts: CommonOptions, io: CliIo, timeoutMs?: number): WorkloadApiClient {
+  quietGrpc(io.env);
   const timeout = timeoutMs === undefined ? { timeoutMs: opts.timeout } : timeoutMs === 0 ? {} : { timeoutMs };
   if (opts.socketPath !== undefined) {
     const path = opts.socketPath.startsWith('unix:') ? opts.socketPath.replace(/^unix:(\/\/)?/, '') : opts.socketPath;

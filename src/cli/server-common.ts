@@ -17,6 +17,7 @@ import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/
 import type { ServerApiService } from '../wire/server/proto.js';
 import { grpcCodeName } from '../server/observability.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
+import { quietGrpc } from './grpc-quiet.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { withOutputOption, type OutputFormat } from './output.js';
 
@@ -106,7 +107,10 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
     format: opts.output ?? 'pretty',
     socketPath,
     call: async <Res>(service: ServerApiService, method: string, request: unknown): Promise<Res> => {
-      clients ??= adminSocketClients(socketPath);
+      if (clients === undefined) {
+        quietGrpc(ctx.io.env);
+        clients = adminSocketClients(socketPath);
+      }
       try {
         return await unaryCall<Res>(clients[service] as Client, method, request, { deadlineMs: 30_000 });
       } catch (err) {
