@@ -1,6 +1,6 @@
 import { Option } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { CliUsageError, closeMatches, createProgram, normalizeArgv, oneLine, runProgram, SPIRE_FLAGS } from './flags.js';
+import { asTyped, CliUsageError, closeMatches, createProgram, normalizeArgv, oneLine, runProgram, SPIRE_FLAGS } from './flags.js';
 import { emit, withOutputOption } from './output.js';
 
 const norm = (argv: string[]): string[] => normalizeArgv(argv, SPIRE_FLAGS);
@@ -146,6 +146,18 @@ describe('createProgram / runProgram', () => {
     h = harness();
     expect(await runProgram(h.program, ['show', '--output=json'])).toBe(0);
     expect(JSON.parse(h.out.join(''))).toEqual({ a: 1 });
+  });
+
+  it('names each flag in errors as the user typed it', async () => {
+    let h = harness();
+    expect(await runProgram(h.program, ['entry', 'create', '--spiffe-id', 'x', '--x509-svid-ttl', '-5'])).toBe(2);
+    expect(h.err.join('')).toBe('Error: invalid --x509-svid-ttl -5: must be a non-negative integer\n');
+    h = harness();
+    expect(await runProgram(h.program, ['entry', 'create', '-x509SVIDTTL', '-5', '-spiffeID', 'x'])).toBe(2);
+    expect(h.err.join('')).toBe('Error: invalid -x509SVIDTTL -5: must be a non-negative integer\n');
+    expect(asTyped("required option '--spiffe-id <id>' not specified; see -selector", new Map([['spiffe-id', '-spiffeID'], ['selector', '--selector']]), SPIRE_FLAGS))
+      .toBe("required option '-spiffeID <id>' not specified; see --selector");
+    expect(asTyped('-spiffeIDs and spiffe://td/-spiffeID-x stay', new Map([['spiffe-id', '--spiffe-id']]), SPIRE_FLAGS)).toBe('-spiffeIDs and spiffe://td/-spiffeID-x stay');
   });
 
   it('exits 0 on help', async () => {
