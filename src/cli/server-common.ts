@@ -33,6 +33,7 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['file', 'file'],
   ['banned', 'banned'],
   ['canReattest', 'can-reattest'],
+  ['level', 'level'],
 ]);
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
