@@ -69,6 +69,23 @@ describe('api fetch x509', () => {
     expect(createPublicKey(importPkcs8(keyPem).privateKey).equals(svid.key.publicKey)).toBe(true);
     expect(parsePemCertificates(readFileSync(join(dir, 'bundle.0.pem'), 'utf8'))[0]!.equals(td.ca.certificate)).toBe(true);
     expect(parsePemCertificates(readFileSync(join(dir, 'federated_bundle.0.0.pem'), 'utf8'))[0]!.equals(fed.ca.certificate)).toBe(true);
+    // SPIRE's lines for what -write wrote, after the summary.
+    expect(r.out.split('\n').filter((l) => l.startsWith('Writing '))).toEqual([
+      `Writing SVID #0 to file ${join(dir, 'svid.0.pem')}.`,
+      `Writing key #0 to file ${join(dir, 'svid.0.key')}.`,
+      `Writing bundle #0 to file ${join(dir, 'bundle.0.pem')}.`,
+      `Writing federated bundle #0 for trust domain spiffe://partner.test to file ${join(dir, 'federated_bundle.0.0.pem')}.`,
+    ]);
+  });
+
+  it('api fetch alone fetches X.509, as in SPIRE', async () => {
+    const f = await fake({ x509: x509Response(td, [td.svid('/web')]) });
+    const r = await run(['api', 'fetch', '-socketPath', f.socketPath]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Received 1 svid after [\d.]+ms\n/);
+    const json = await run(['api', 'fetch', '-output', 'json', '-socketPath', f.socketPath]);
+    expect(JSON.parse(json.out).svids[0].spiffe_id).toBe('spiffe://example.org/web');
   });
 
   it('-silent prints nothing; -output json prints one document; the env names the socket', async () => {
@@ -85,11 +102,11 @@ describe('api fetch x509', () => {
   it('fails with one line when there is no socket or no identity', async () => {
     const none = join(tempDir(), 'none.sock');
     let r = await run(['api', 'fetch', 'x509', '-socketPath', none]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(5); // unreachable
     expect(r.err).toBe(`Error: no Workload API socket at ${none}: is the agent running, and is -socketPath right?\n`);
     const f = await fake({ x509: { code: status.PERMISSION_DENIED, details: 'no identity issued' } });
     r = await run(['api', 'fetch', 'x509', '-socketPath', f.socketPath]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4); // PERMISSION_DENIED: no identity
     expect(r.err).toMatch(/^Error: no identity issued for this workload: check its registration entry selectors \(FetchX509SVID: no identity issued\)\n$/);
     r = await run(['api', 'fetch', 'x509', '-socketPath', f.socketPath, '-timeout', 'soon']);
     expect(r.err).toBe('Error: invalid -timeout "soon": use a positive Go duration such as 5s or 500ms\n');
@@ -125,7 +142,7 @@ describe('api fetch jwt / validate jwt', () => {
     expect(bundles.out).toMatch(/^bundle\(spiffe:\/\/example.org\):/);
 
     const missing = await run(['api', 'fetch', 'jwt', '-socketPath', f.socketPath]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2); // invalid input (cli/cli-error)
     expect(missing.err).toBe('Error: -audience is required (one or more, comma separated or repeated)\n');
     const badId = await run(['api', 'fetch', 'jwt', '-audience', 'a', '-spiffeID', 'spiffe://Example.org/x', '-socketPath', f.socketPath]);
     expect(badId.err).toMatch(/^Error: invalid -spiffeID: invalid SPIFFE ID/);
@@ -141,7 +158,7 @@ describe('api fetch jwt / validate jwt', () => {
     const ok = await run(['api', 'validate', 'jwt', '-audience', 'db', '-svid', 'good.token.here', '-socketPath', f.socketPath]);
     expect(ok).toEqual({ code: 0, out: 'SVID is valid.\nSPIFFE ID : spiffe://example.org/web\nClaims    : {"sub":"spiffe://example.org/web","aud":["db"]}\n', err: '' });
     const bad = await run(['api', 'validate', 'jwt', '-audience', 'db', '-svid', 'forged.token.x', '-socketPath', f.socketPath]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // INVALID_ARGUMENT
     expect(bad.err).toBe('Error: the agent rejected the request as invalid (ValidateJWTSVID: token is invalid: signature)\n');
   });
 });
@@ -166,7 +183,7 @@ describe('api watch', () => {
   it('ends with an error line when the agent refuses the request', async () => {
     const f = await fake({ x509: { code: status.INVALID_ARGUMENT, details: 'security header missing' } });
     const r = await run(['api', 'watch', '-socketPath', f.socketPath], {}, new AbortController().signal);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toBe('Error: the agent rejected the request as invalid (FetchX509SVID: security header missing)\n');
   });
 });

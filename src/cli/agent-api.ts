@@ -19,7 +19,9 @@
  * With no socket named, the client looks at `defaultSocketCandidates('agent')` (its own
  * default, then root's /run/mayfly/agent/public/api.sock) and uses the first that exists,
  * if the directories on its path pass securefs's trusted-dir check.
- * Every failure is one `Error: ...` line and exit code 1 (see cli/flags `runProgram`).
+ * Every failure is one `Error: ...` line and a documented exit code (cli/cli-error): 2 for a
+ * bad flag or an INVALID_ARGUMENT answer, 4 when the agent issues no identity to the
+ * caller (PERMISSION_DENIED), 5 when there is no socket or the agent does not answer.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,6 +33,8 @@ import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { WorkloadApiClient } from '../sdk/client.js';
 import { ENDPOINT_ENV } from '../sdk/endpoint.js';
 import { x509SvidPem, type JwtSvid, type X509Context } from '../sdk/model.js';
+import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
+import { quietGrpc } from './grpc-quiet.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
 
@@ -62,25 +66,35 @@ function common(cmd: Command): Command {
 
 /** A client for the socket the operator named (flag, then SPIFFE_ENDPOINT_SOCKET, then the default). */
 function clientFor(opts: CommonOptions, io: CliIo, timeoutMs?: number): WorkloadApiClient {
+  quietGrpc(io.env);
   const timeout = timeoutMs === undefined ? { timeoutMs: opts.timeout } : timeoutMs === 0 ? {} : { timeoutMs };
   if (opts.socketPath !== undefined) {
     const path = opts.socketPath.startsWith('unix:') ? opts.socketPath.replace(/^unix:(\/\/)?/, '') : opts.socketPath;
-    if (path.startsWith('/') && !existsSync(path)) throw new Error(`no Workload API socket at ${path}: is the agent running, and is -socketPath right?`);
+    if (path.startsWith('/') && !existsSync(path)) throw new CliCallError('ERR_CLI_UNREACHABLE', `no Workload API socket at ${path}: is the agent running, and is -socketPath right?`);
     return new WorkloadApiClient({ socketPath: opts.socketPath, ...timeout });
   }
   const fromEnv = io.env[ENDPOINT_ENV];
   if (fromEnv) return new WorkloadApiClient({ address: fromEnv, ...timeout });
   const located = locateDefaultSocket('agent');
   if (!located.found) {
-    throw new Error(`no Workload API socket at ${located.candidates.join(' or ')}: is the agent running? Pass -socketPath or set ${ENDPOINT_ENV}`);
+    throw new CliCallError('ERR_CLI_UNREACHABLE', `no Workload API socket at ${located.candidates.join(' or ')}: is the agent running? Pass -socketPath or set ${ENDPOINT_ENV}`);
   }
   return new WorkloadApiClient({ socketPath: located.path, ...timeout });
+}
+
+/** A Workload API failure carrying a gRPC status, as the CLI error that exits with its code. */
+function asCliError(err: unknown): unknown {
+  const grpcCode = (err as { grpcCode?: unknown } | null)?.grpcCode;
+  if (typeof grpcCode !== 'number' || !(err instanceof Error)) return err;
+  return new CliCallError(cliCodeOfGrpc(grpcCode), err.message, { cause: err });
 }
 
 async function withClient<T>(opts: CommonOptions, io: CliIo, fn: (c: WorkloadApiClient) => Promise<T>): Promise<T> {
   const client = clientFor(opts, io);
   try {
     return await fn(client);
+  } catch (err) {
+    throw asCliError(err);
   } finally {
     client.close();
   }
@@ -126,25 +140,32 @@ function x509Text(ctx: X509Context, elapsedMs: number): string {
   return lines.join('\n');
 }
 
-/** Writes SPIRE's file set for `ctx` into `dir` (created 0755 if missing); returns the paths written. */
-export function writeX509Files(ctx: X509Context, dir: string): string[] {
+/** One file `-write` wrote, with SPIRE's line for it (`Writing SVID #0 to file /d/svid.0.pem.`). */
+export interface WrittenFile {
+  path: string;
+  line: string;
+}
+
+/** Writes SPIRE's file set for `ctx` into `dir` (created 0755 if missing); returns what it wrote, in order. */
+export function writeX509Files(ctx: X509Context, dir: string): WrittenFile[] {
   ensureOutputDir(dir);
-  const written: string[] = [];
-  const put = (name: string, data: string, mode: 0o600 | 0o644): void => {
+  const written: WrittenFile[] = [];
+  const put = (name: string, data: string, mode: 0o600 | 0o644, what: string): void => {
     const p = join(dir, name);
     writeFileAtomic(p, data, { mode });
-    written.push(p);
+    written.push({ path: p, line: `Writing ${what} to file ${p}.` });
   };
   ctx.svids.forEach((s, i) => {
     const pem = x509SvidPem(s);
-    put(`svid.${i}.pem`, pem.certificates, 0o644);
-    put(`svid.${i}.key`, pem.privateKey, 0o600);
+    put(`svid.${i}.pem`, pem.certificates, 0o644, `SVID #${i}`);
+    put(`svid.${i}.key`, pem.privateKey, 0o600, `key #${i}`);
     const own = ctx.bundles.get(s.id.trustDomain);
-    put(`bundle.${i}.pem`, own ? pemEncodeCertificates(own.x509Authorities) : '', 0o644);
+    put(`bundle.${i}.pem`, own ? pemEncodeCertificates(own.x509Authorities) : '', 0o644, `bundle #${i}`);
     let j = 0;
     for (const b of ctx.bundles) {
       if (b.trustDomain.equals(s.id.trustDomain)) continue;
-      put(`federated_bundle.${i}.${j++}.pem`, pemEncodeCertificates(b.x509Authorities), 0o644);
+      put(`federated_bundle.${i}.${j}.pem`, pemEncodeCertificates(b.x509Authorities), 0o644, `federated bundle #${j} for trust domain ${b.trustDomain.idString}`);
+      j++;
     }
   });
   return written;
@@ -198,7 +219,8 @@ export function registerAgentApiCommands(program: Command): Command {
   const api = program.command('api').description('talk to the Workload API as a workload would');
   const fetch = api.command('fetch').description('fetch SVIDs and bundles');
 
-  common(fetch.command('x509').description('fetch X509-SVIDs, their keys and bundles'))
+  // `api fetch` alone is `api fetch x509`, as in SPIRE.
+  common(fetch.command('x509', { isDefault: true }).description('fetch X509-SVIDs, their keys and bundles (the default)'))
     .option('--write <dir>', 'write the SVIDs, keys and bundles into this directory')
     .option('--silent', 'print nothing (with -write)')
     .action(async function (this: Command, opts: CommonOptions & { write?: string; silent?: boolean }) {
@@ -206,8 +228,9 @@ export function registerAgentApiCommands(program: Command): Command {
       const started = performance.now();
       const ctx = await withClient(opts, io, (c) => c.fetchX509Context());
       const elapsed = performance.now() - started;
-      if (opts.write !== undefined) writeX509Files(ctx, opts.write);
-      if (!opts.silent) emit(io, opts.output, { json: x509Json(ctx), text: () => x509Text(ctx, elapsed) });
+      const written = opts.write === undefined ? [] : writeX509Files(ctx, opts.write);
+      // As SPIRE's: the summary, then one line per file written (pretty output only: JSON stays one document).
+      if (!opts.silent) emit(io, opts.output, { json: x509Json(ctx), text: () => [x509Text(ctx, elapsed), ...(written.length > 0 ? ['', ...written.map((w) => w.line)] : [])].join('\n') });
     });
 
   const jwt = common(fetch.command('jwt').description('fetch JWT-SVIDs for an audience, and the JWT bundles'))
@@ -289,7 +312,7 @@ export function registerAgentApiCommands(program: Command): Command {
         cancel();
         client.close();
       }
-      if (failure) throw failure;
+      if (failure) throw asCliError(failure);
     });
 
   return api;

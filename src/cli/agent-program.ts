@@ -1,7 +1,7 @@
 /**
  * @module cli/agent-program
  *
- * The `mayfly-agent` command tree: `run`, `healthcheck` and the `api` client commands.
+ * The `mayfly-agent` command tree: `run`, `validate`, `healthcheck` and the `api` client commands.
  * SPIRE's flag spellings and `--kebab-case` both work; every failure is one `Error: ...`
  * line on stderr and a non-zero exit code.
  */
@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { createProgram, type CliIo } from './flags.js';
 import { registerAgentApiCommands } from './agent-api.js';
 import { addAgentRunCommands } from './agent-run.js';
+import { addAgentValidateCommand } from './agent-validate.js';
 
 export function buildAgentProgram(io?: Partial<CliIo>): Command {
   const program = createProgram({
@@ -18,6 +19,7 @@ export function buildAgentProgram(io?: Partial<CliIo>): Command {
     ...(io ? { io } : {}),
   });
   addAgentRunCommands(program);
+  addAgentValidateCommand(program);
   registerAgentApiCommands(program);
   return program;
 }

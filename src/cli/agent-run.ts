@@ -10,15 +10,14 @@
  * attestation; with a join token the agent logs why and exits 1 (join tokens cannot
  * re-attest: the operator must issue a new one).
  */
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { MayflyAgent } from '../agent/agent.js';
 import { buildAgentPlugins } from '../agent/catalog.js';
 import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
-import { parseConfigText } from '../config/hcl.js';
 import { createLogger } from '../observability/logger.js';
 import { checkHealthDetail, ServingStatus } from '../workloadapi/health.js';
+import { readConfigFile } from './config-env.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { defaultSocketCandidates, defaultSocketPath, locateDefaultSocket } from '../securefs/index.js';
 
@@ -34,19 +33,12 @@ interface RunFlags {
   insecureBootstrap?: boolean;
   logLevel?: string;
   metricsPort?: string;
+  expandEnv?: boolean;
 }
 
-async function settingsFrom(o: RunFlags): Promise<AgentSettings> {
-  let file;
-  if (o.config !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(o.config, 'utf8');
-    } catch (err) {
-      throw new CliUsageError(`cannot read config file ${o.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
-    file = parseConfigText(text);
-  }
+/** The agent's settings from `-config` (with `-expandEnv`, $VARs from `env`) and the flags; ConfigError/CliUsageError naming the problem. */
+export async function settingsFrom(o: RunFlags, env: NodeJS.ProcessEnv = process.env): Promise<AgentSettings> {
+  const file = o.config === undefined ? undefined : await readConfigFile(o.config, o.expandEnv ?? false, env);
   const overrides: AgentOverrides = {};
   if (o.trustDomain !== undefined) overrides.trustDomain = o.trustDomain;
   if (o.dataDir !== undefined) overrides.dataDir = o.dataDir;
@@ -104,8 +96,9 @@ export function addAgentRunCommands(program: Command): void {
     .option('--insecure-bootstrap', 'trust the server on first use instead of a trust bundle (try-outs only)')
     .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
     .option('--metrics-port <port>', 'serve /metrics, /live and /ready on this port (127.0.0.1 unless telemetry.Prometheus.host says otherwise; default: off, or 9989 with a telemetry { Prometheus {} } block)')
+    .option('--expand-env', 'expand $VAR and ${VAR} in the config file')
     .action(async (_o: unknown, cmd: Command) => {
-      const s = await settingsFrom(cmd.opts<RunFlags>());
+      const s = await settingsFrom(cmd.opts<RunFlags>(), ioOf(cmd).env);
       const logger = createLogger(s.logLevel);
       for (const n of s.notices) logger.warn({}, n);
       // Every plugin comes from the agent's catalog (agent/catalog), configured by s.plugins.

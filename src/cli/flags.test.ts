@@ -1,6 +1,6 @@
 import { Option } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { CliUsageError, closeMatches, createProgram, normalizeArgv, oneLine, runProgram, SPIRE_FLAGS } from './flags.js';
+import { asTyped, CliUsageError, closeMatches, createProgram, normalizeArgv, oneLine, runProgram, SPIRE_FLAGS } from './flags.js';
 import { emit, withOutputOption } from './output.js';
 
 const norm = (argv: string[]): string[] => normalizeArgv(argv, SPIRE_FLAGS);
@@ -117,20 +117,20 @@ describe('createProgram / runProgram', () => {
     expect(h.err).toEqual([]);
   });
 
-  it('makes every error one line on stderr with a non-zero code', async () => {
-    const cases: Array<[string[], RegExp]> = [
-      [['entry', 'create', '-spiffeIDD', 'x'], /^Error: flag provided but not defined: -spiffeIDD \(did you mean -spiffeID\?\)\n$/],
-      [['entry', 'create'], /^Error: required option '--spiffe-id <id>' not specified\n$/],
-      [['entry', 'create', '-spiffeID', 'x', '-x509SVIDTTL', '-5'], /^Error: invalid -x509SVIDTTL -5: must be a non-negative integer\n$/],
-      [['entry', 'create', '-spiffeID', 'x', '--bogus-thing'], /^Error: unknown option '--bogus-thing'.*\n$/],
-      [['nosuch'], /^Error: unknown command 'nosuch'.*\n$/],
-      [['show', '-output', 'xml'], /^Error: invalid -output value "xml": use pretty or json\n$/],
-      [['boom'], /^Error: it broke badly\n$/],
+  it('makes every error one line on stderr with a non-zero code: 2 for command-line mistakes, 1 otherwise', async () => {
+    const cases: Array<[string[], RegExp, number]> = [
+      [['entry', 'create', '-spiffeIDD', 'x'], /^Error: flag provided but not defined: -spiffeIDD \(did you mean -spiffeID\?\)\n$/, 2],
+      [['entry', 'create'], /^Error: required option '--spiffe-id <id>' not specified\n$/, 2],
+      [['entry', 'create', '-spiffeID', 'x', '-x509SVIDTTL', '-5'], /^Error: invalid -x509SVIDTTL -5: must be a non-negative integer\n$/, 2],
+      [['entry', 'create', '-spiffeID', 'x', '--bogus-thing'], /^Error: unknown option '--bogus-thing'.*\n$/, 2],
+      [['nosuch'], /^Error: unknown command 'nosuch'.*\n$/, 2],
+      [['show', '-output', 'xml'], /^Error: invalid -output value "xml": use pretty or json\n$/, 2],
+      [['boom'], /^Error: it broke badly\n$/, 1],
     ];
-    for (const [argv, re] of cases) {
+    for (const [argv, re, exit] of cases) {
       const h = harness();
       const code = await runProgram(h.program, argv);
-      expect(code, argv.join(' ')).toBe(1);
+      expect(code, argv.join(' ')).toBe(exit);
       expect(h.err.join(''), argv.join(' ')).toMatch(re);
       expect(h.err.join('').split('\n').length).toBe(2);
     }
@@ -146,6 +146,18 @@ describe('createProgram / runProgram', () => {
     h = harness();
     expect(await runProgram(h.program, ['show', '--output=json'])).toBe(0);
     expect(JSON.parse(h.out.join(''))).toEqual({ a: 1 });
+  });
+
+  it('names each flag in errors as the user typed it', async () => {
+    let h = harness();
+    expect(await runProgram(h.program, ['entry', 'create', '--spiffe-id', 'x', '--x509-svid-ttl', '-5'])).toBe(2);
+    expect(h.err.join('')).toBe('Error: invalid --x509-svid-ttl -5: must be a non-negative integer\n');
+    h = harness();
+    expect(await runProgram(h.program, ['entry', 'create', '-x509SVIDTTL', '-5', '-spiffeID', 'x'])).toBe(2);
+    expect(h.err.join('')).toBe('Error: invalid -x509SVIDTTL -5: must be a non-negative integer\n');
+    expect(asTyped("required option '--spiffe-id <id>' not specified; see -selector", new Map([['spiffe-id', '-spiffeID'], ['selector', '--selector']]), SPIRE_FLAGS))
+      .toBe("required option '-spiffeID <id>' not specified; see --selector");
+    expect(asTyped('-spiffeIDs and spiffe://td/-spiffeID-x stay', new Map([['spiffe-id', '--spiffe-id']]), SPIRE_FLAGS)).toBe('-spiffeIDs and spiffe://td/-spiffeID-x stay');
   });
 
   it('exits 0 on help', async () => {

@@ -16,11 +16,12 @@
  * single-dash multi-letter flag here is what stops that.
  */
 import { Command, CommanderError, type Option } from 'commander';
-import { MayflyError } from '../spiffe/errors.js';
-import type { CliErrorCode } from './cli-error.js';
+import { isMayflyError, MayflyError } from '../spiffe/errors.js';
+import { EXIT_CODES, type CliErrorCode } from './cli-error.js';
 
-/** A command-line mistake by the operator: bad flag, missing value, bad value. Exit code 1. */
+/** A command-line mistake by the operator: bad flag, missing value, bad value. Exit code 2 (invalid input). */
 export class CliUsageError extends MayflyError<CliErrorCode> {
+  readonly exitCode: number = EXIT_CODES.invalidInput;
   constructor(message: string) {
     super('ERR_CLI_USAGE', message);
   }
@@ -89,6 +90,8 @@ export const SPIRE_BOOLEAN_FLAGS: ReadonlySet<string> = new Set([
 export interface NormalizeOptions {
   /** Kebab names of flags that take no value. Default: SPIRE_BOOLEAN_FLAGS. */
   booleans?: ReadonlySet<string>;
+  /** Filled with kebab name → the spelling the user typed (`-spiffeID`, `--spiffe-id`), for error messages. */
+  typed?: Map<string, string>;
 }
 
 // Go's strconv.ParseBool spellings.
@@ -169,6 +172,7 @@ export function normalizeArgv(argv: readonly string[], known: ReadonlyMap<string
       const hint = near.length > 0 ? ` (did you mean ${near.map((n) => `-${n}`).join(', ')}?)` : '';
       throw new CliUsageError(`flag provided but not defined: -${name}${hint}`);
     }
+    options.typed?.set(kebab, `${'-'.repeat(dashes)}${name}`);
     if (booleans.has(kebab)) {
       if (inline === undefined || GO_TRUE.has(inline)) out.push(`--${kebab}`);
       else if (!GO_FALSE.has(inline)) throw new CliUsageError(`invalid boolean value ${JSON.stringify(inline)} for -${name}: use true or false`);
@@ -230,6 +234,23 @@ export function oneLine(message: string): string {
   return message.replace(/^error:\s*/i, '').replace(/\s*\n\s*/g, ' ').trim();
 }
 
+const escapeRe = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * An error message with each flag the user typed spelt as they typed it: messages name
+ * flags in SPIRE's spelling (`-spiffeID`) and commander's in kebab form (`'--spiffe-id <id>'`);
+ * an operator who wrote `--spiffe-id` reads `--spiffe-id`, one who wrote `-spiffeID` reads that.
+ */
+export function asTyped(message: string, typed: ReadonlyMap<string, string>, spireFlags: ReadonlyMap<string, string>): string {
+  let out = message;
+  for (const [spire, kebab] of spireFlags) {
+    const as = typed.get(kebab);
+    if (as === undefined) continue;
+    out = out.replace(new RegExp(`(?<![\\w-])--?(?:${escapeRe(spire)}|${escapeRe(kebab)})(?![\\w-])`, 'g'), as);
+  }
+  return out;
+}
+
 /**
  * A commander program whose errors never call process.exit and never print on their own:
  * `runProgram` turns them into one `Error: ...` line and an exit code. Sub-commands made
@@ -270,12 +291,14 @@ function longName(o: Option): string | undefined {
 
 /**
  * Parses `argv` (user arguments only, no node/script path) and runs the matching action.
- * Returns the exit code: 0 on success or help, 1 (or an error's own `exitCode`) on any
- * error, after writing exactly one `Error: <message>` line to the program's stderr.
+ * Returns the exit code: 0 on success or help, 2 on a command-line mistake, an error's own
+ * `exitCode` (cli/cli-error's table) or 1 on any other error, after writing exactly one
+ * `Error: <message>` line to the program's stderr.
  */
 export async function runProgram(program: Command, argv: readonly string[]): Promise<number> {
   const state = programs.get(program);
   const io = ioOf(program);
+  const typed = new Map<string, string>();
   try {
     const options = collectOptions(program, []);
     // Every declared long option is accepted by its kebab name too; booleans are options that
@@ -292,22 +315,25 @@ export async function runProgram(program: Command, argv: readonly string[]): Pro
       else booleans.add(n);
     }
     for (const v of valued) booleans.delete(v);
-    const normalized = normalizeArgv(argv, known, { booleans });
+    const normalized = normalizeArgv(argv, known, { booleans, typed });
     await program.parseAsync(normalized, { from: 'user' });
     return 0;
   } catch (err) {
+    const say = (message: string): string => asTyped(oneLine(message), typed, state?.spireFlags ?? SPIRE_FLAGS);
     if (err instanceof CommanderError) {
       // Help and version were already printed by commander; a bare group printed its help.
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
         return err.exitCode;
       }
-      io.err(`Error: ${oneLine(err.message)}\n`);
-      return err.exitCode === 0 ? 1 : err.exitCode;
+      io.err(`Error: ${say(err.message)}\n`);
+      return EXIT_CODES.invalidInput;
     }
     const message = err instanceof Error ? err.message : String(err);
-    io.err(`Error: ${oneLine(message)}\n`);
+    io.err(`Error: ${say(message)}\n`);
     const code = (err as { exitCode?: unknown } | null)?.exitCode;
-    return typeof code === 'number' && code > 0 ? code : 1;
+    if (typeof code === 'number' && code > 0) return code;
+    // A configuration file that breaks a rule is invalid input too (cli/cli-error's table).
+    return isMayflyError(err, 'ERR_CONFIG_INVALID') ? EXIT_CODES.invalidInput : EXIT_CODES.failed;
   }
 }
 

@@ -1,14 +1,61 @@
 /**
  * @module cli/server-agent
  *
- * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`.
+ * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`. `-output json`
+ * prints SPIRE's `ListAgentsResponse` / `types.Agent` (cli/spire-json). `agent list` takes
+ * SPIRE's filters: `-banned true|false` is the server's; `-selector` (with
+ * `-matchSelectorsOn`), `-attestationType`, `-canReattest true|false` and `-expiresBefore`
+ * are applied here to the listed agents (the server's ListAgents filters by ban and expiry
+ * only). As in SPIRE, a `-banned` or `-canReattest` value other than true or false means all.
  */
 import { Option, type Command } from 'commander';
-import { formatSelector } from '../registration/selector.js';
+import { formatSelector, type Selector } from '../registration/selector.js';
 import type { WireAgent } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
-import { clientCommand, fields, secondsArg, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
+import { choiceArg, clientCommand, collect, fields, secondsArg, selectorArgs, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
+import { spireAgent } from './spire-json.js';
+
+const MATCHES = ['exact', 'subset', 'superset', 'any'] as const;
+type MatchName = (typeof MATCHES)[number];
+
+/** Does the agent's selector set match `wanted` under `how` (SPIRE's SelectorMatch semantics)? */
+export function selectorsMatch(have: readonly Selector[], wanted: readonly Selector[], how: MatchName): boolean {
+  const key = (s: Selector): string => `${s.type}\u0000${s.value}`;
+  const h = new Set(have.map(key));
+  const w = new Set(wanted.map(key));
+  const hasAllWanted = [...w].every((k) => h.has(k));
+  const allHaveWanted = [...h].every((k) => w.has(k));
+  switch (how) {
+    case 'exact':
+      return hasAllWanted && allHaveWanted;
+    case 'superset':
+      return hasAllWanted;
+    case 'subset':
+      return allHaveWanted;
+    case 'any':
+      return [...w].some((k) => h.has(k));
+  }
+}
+
+/**
+ * Unix seconds from SPIRE's `-expiresBefore` layout (Go `2006-01-02 15:04:05 -0700 -07`,
+ * e.g. `2026-01-02 15:04:05 +0000 +00`) or from RFC 3339 (`2026-01-02T15:04:05Z`).
+ */
+export function parseExpiresBefore(value: string): number {
+  const go = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) ([+-]\d{2})(\d{2}) [+-]\d{2}$/.exec(value);
+  const iso = go ? `${go[1]}T${go[2]}${go[3]}:${go[4]}` : value;
+  const ms = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(iso) ? Date.parse(iso) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new CliUsageError(`-expiresBefore: date is not valid: ${JSON.stringify(value)}; use "2006-01-02 15:04:05 -0700 -07" (SPIRE's layout) or RFC 3339`);
+  }
+  return Math.floor(ms / 1000);
+}
+
+/** SPIRE's tri-state flags: 'true', 'false', anything else (or absent) = no filter. */
+function triState(value: string | undefined): boolean | undefined {
+  return value === 'true' ? true : value === 'false' ? false : undefined;
+}
 
 export function agentText(a: WireAgent): string {
   const rows: [string, string | number | boolean | undefined][] = [
@@ -46,11 +93,30 @@ function agentIdOf(cmd: Command): string {
 export function addAgentCommands(program: Command): void {
   const agent = program.command('agent').description('attested agents');
 
-  clientCommand(agent.command('list').description('list attested agents')).action(async (_o: unknown, cmd: Command) => {
+  clientCommand(agent.command('list').description('list attested agents'))
+    .option('--selector <type:value>', 'only agents with this selector (repeatable)', collect)
+    .addOption(new Option('--match-selectors-on <how>', 'exact, subset, superset or any').default('superset'))
+    .option('--attestation-type <type>', 'only agents attested this way (join_token, k8s_psat, ...)')
+    .option('--banned <true|false>', "true: banned agents only; false: agents not banned")
+    .option('--can-reattest <true|false>', "true: agents that can re-attest; false: agents that can't")
+    .option('--expires-before <time>', 'only agents whose SVID expires before this time ("2006-01-02 15:04:05 -0700 -07")')
+    .action(async (_o: unknown, cmd: Command) => {
+    const o = cmd.opts<{ selector?: string[]; matchSelectorsOn: string; attestationType?: string; banned?: string; canReattest?: string; expiresBefore?: string }>();
+    const selectors = selectorArgs(o.selector);
+    const how = choiceArg(o.matchSelectorsOn, '-matchSelectorsOn', MATCHES, 'superset');
+    const before = o.expiresBefore === undefined || o.expiresBefore === '' ? undefined : parseExpiresBefore(o.expiresBefore);
+    const banned = triState(o.banned);
+    const canReattest = triState(o.canReattest);
     await withServer(cmd, async (ctx) => {
-      const agents = await listAgents(ctx, {});
+      const filter: Record<string, unknown> = {};
+      if (banned !== undefined) filter.by_banned = banned ? 'BAN_FILTER_BANNED' : 'BAN_FILTER_NOT_BANNED';
+      let agents = await listAgents(ctx, filter);
+      if (selectors.length > 0) agents = agents.filter((a) => selectorsMatch(a.selectors, selectors, how));
+      if (o.attestationType !== undefined && o.attestationType !== '') agents = agents.filter((a) => a.attestation_type === o.attestationType);
+      if (canReattest !== undefined) agents = agents.filter((a) => a.can_reattest === canReattest);
+      if (before !== undefined) agents = agents.filter((a) => a.x509svid_expires_at < before);
       emit(ctx.io, ctx.format, {
-        json: { agents },
+        json: { agents: agents.map(spireAgent), next_page_token: '' },
         text: () => (agents.length === 0 ? 'No attested agents found' : [`Found ${plural(agents.length, 'attested agent', 'attested agents')}:`, ...agents.map(agentText)].join('\n\n')),
       });
     });
@@ -62,7 +128,7 @@ export function addAgentCommands(program: Command): void {
       const id = agentIdOf(cmd);
       await withServer(cmd, async (ctx) => {
         const a = await ctx.call<WireAgent>('Agent', 'GetAgent', { id });
-        emit(ctx.io, ctx.format, { json: a, text: `Found an attested agent given its SPIFFE ID\n\n${agentText(a)}` });
+        emit(ctx.io, ctx.format, { json: spireAgent(a), text: `Found an attested agent given its SPIFFE ID\n\n${agentText(a)}` });
       });
     });
 

@@ -5,6 +5,8 @@
  * authorities) or in the SPIFFE bundle format (a JWK set with `spiffe_sequence` and
  * `spiffe_refresh_hint`), read back the same ways, and checked locally before upload.
  *
+ * `-output json` prints SPIRE's `types.Bundle` / `ListFederatedBundlesResponse` (cli/spire-json).
+ *
  * `delete -mode`: `restrict` (default) refuses while entries federate with the trust
  * domain; `dissociate` removes it from those entries first; `delete` deletes those entries
  * first. These steps are separate calls, not one transaction.
@@ -17,6 +19,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { bundleFromWire, bundleToWire, type WireBundle, type WireEntry, type WireStatus } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
+import { spireBundle } from './spire-json.js';
 import { emit } from './output.js';
 import { listAllEntries } from './server-entry.js';
 import { choiceArg, clientCommand, itemFailed, readFileOrStdin, trustDomainArg, withServer, type CommandContext } from './server-common.js';
@@ -24,24 +27,13 @@ import { choiceArg, clientCommand, itemFailed, readFileOrStdin, trustDomainArg, 
 const FORMATS = ['pem', 'spiffe'] as const;
 type BundleFormat = (typeof FORMATS)[number];
 
-/** The bundle as JSON-friendly data (DER as base64). */
-export function bundleJson(w: WireBundle): Record<string, unknown> {
-  return {
-    trust_domain: w.trust_domain,
-    x509_authorities: w.x509_authorities.map((d) => Buffer.from(d).toString('base64')),
-    jwt_authorities: w.jwt_authorities.map((a) => ({ key_id: a.key_id, public_key: Buffer.from(a.public_key).toString('base64'), expires_at: a.expires_at })),
-    refresh_hint: w.refresh_hint,
-    sequence_number: w.sequence_number,
-  };
-}
-
 function bundleText(w: WireBundle, format: BundleFormat): string {
   if (format === 'pem') return pemEncodeCertificates(w.x509_authorities);
   return `${JSON.stringify(JSON.parse(bundleFromWire(w).toJson()), null, 4)}\n`;
 }
 
 function printBundle(ctx: CommandContext, w: WireBundle, format: BundleFormat): void {
-  emit(ctx.io, ctx.format, { json: bundleJson(w), text: bundleText(w, format) });
+  emit(ctx.io, ctx.format, { json: spireBundle(w), text: bundleText(w, format) });
 }
 
 function banner(td: string): string {
@@ -92,7 +84,7 @@ export function addBundleCommands(program: Command): void {
           if (token === '') break;
         }
         emit(ctx.io, ctx.format, {
-          json: { bundles: all.map(bundleJson) },
+          json: { bundles: all.map(spireBundle), next_page_token: '' },
           text: () => (all.length === 0 ? 'No federated bundles found' : all.map((w) => banner(w.trust_domain) + bundleText(w, format)).join('\n')),
         });
       });

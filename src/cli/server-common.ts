@@ -16,6 +16,8 @@ import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
 import type { ServerApiService } from '../wire/server/proto.js';
 import { grpcCodeName } from '../server/observability.js';
+import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
+import { quietGrpc } from './grpc-quiet.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { withOutputOption, type OutputFormat } from './output.js';
 
@@ -28,6 +30,10 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['includeNonExpired', 'include-non-expired'],
   ['metricsPort', 'metrics-port'],
   ['metricsAddress', 'metrics-address'],
+  ['file', 'file'],
+  ['banned', 'banned'],
+  ['canReattest', 'can-reattest'],
+  ['level', 'level'],
 ]);
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -52,9 +58,9 @@ export async function readFileOrStdin(path: string | undefined, flag: string): P
  * path pass securefs's trusted-dir check (another user's directory there could hold a
  * socket of theirs, collecting the operator's admin requests).
  */
-export function clientCommand(cmd: Command): Command {
+export function clientCommand(cmd: Command, formats?: readonly OutputFormat[]): Command {
   cmd.addOption(new Option('--socket-path <path>', `path to the server's admin socket (default: the first of ${defaultSocketCandidates('server').join(', ')} that exists)`));
-  return withOutputOption(cmd);
+  return withOutputOption(cmd, formats);
 }
 
 export interface CommandContext {
@@ -66,18 +72,19 @@ export interface CommandContext {
 }
 
 const UNREACHABLE = (path: string): string => `cannot reach the server's admin socket at ${path}: is \`mayfly-server run\` running?`;
+const DENIED = (path: string): string => `permission denied on the server's admin socket at ${path}: run as the server's user or a member of its group`;
 
-/** One line for a failed call: unreachable server, permission, or the server's message. */
+/** One line for a failed call (unreachable server, permission, or the server's message), with its exit code. */
 export function describeCallError(err: unknown, socketPath: string): Error {
   const e = err as Partial<ServiceError>;
   if (typeof e?.code === 'number') {
     const details = String(e.details ?? e.message ?? '');
     if (e.code === 14 /* UNAVAILABLE */) {
-      if (/EACCES|EPERM/.test(details)) return new Error(`permission denied on the server's admin socket at ${socketPath}: run as the server's user or a member of its group`);
-      if (/ENOENT|ECONNREFUSED|No connection established|Connection dropped|ENOTSOCK/i.test(details)) return new Error(UNREACHABLE(socketPath));
+      if (/EACCES|EPERM/.test(details)) return new CliCallError('ERR_CLI_PERMISSION_DENIED', DENIED(socketPath), { cause: err });
+      if (/ENOENT|ECONNREFUSED|No connection established|Connection dropped|ENOTSOCK/i.test(details)) return new CliCallError('ERR_CLI_UNREACHABLE', UNREACHABLE(socketPath), { cause: err });
     }
-    if (e.code === 4 /* DEADLINE_EXCEEDED */) return new Error(`the server at ${socketPath} did not answer in time`);
-    return new Error(`${details || grpcCodeName(e.code)} (${grpcCodeName(e.code)})`);
+    if (e.code === 4 /* DEADLINE_EXCEEDED */) return new CliCallError('ERR_CLI_UNREACHABLE', `the server at ${socketPath} did not answer in time`, { cause: err });
+    return new CliCallError(cliCodeOfGrpc(e.code), `${details || grpcCodeName(e.code)} (${grpcCodeName(e.code)})`, { cause: err });
   }
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -92,8 +99,8 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
   } catch (err) {
     if (err instanceof CliUsageError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES') throw new Error(`permission denied on the server's admin socket at ${socketPath}: run as the server's user or a member of its group`, { cause: err });
-    throw new Error(UNREACHABLE(socketPath), { cause: err });
+    if (code === 'EACCES') throw new CliCallError('ERR_CLI_PERMISSION_DENIED', DENIED(socketPath), { cause: err });
+    throw new CliCallError('ERR_CLI_UNREACHABLE', UNREACHABLE(socketPath), { cause: err });
   }
   let clients: ServerApiClients | undefined;
   const ctx: CommandContext = {
@@ -101,7 +108,10 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
     format: opts.output ?? 'pretty',
     socketPath,
     call: async <Res>(service: ServerApiService, method: string, request: unknown): Promise<Res> => {
-      clients ??= adminSocketClients(socketPath);
+      if (clients === undefined) {
+        quietGrpc(ctx.io.env);
+        clients = adminSocketClients(socketPath);
+      }
       try {
         return await unaryCall<Res>(clients[service] as Client, method, request, { deadlineMs: 30_000 });
       } catch (err) {
@@ -188,7 +198,8 @@ export function fields(rows: readonly (readonly [string, string | number | boole
     .join('\n');
 }
 
-/** An operation failed on the server for one item of a batch. */
+/** An operation failed on the server for one item of a batch; exits with the item status's code. */
 export function itemFailed(what: string, status: { code: number; message: string } | undefined): Error {
-  return new Error(`${what}: ${status?.message ?? 'no status'} (${grpcCodeName(status?.code ?? 2)})`);
+  const code = status?.code ?? 2;
+  return new CliCallError(cliCodeOfGrpc(code), `${what}: ${status?.message ?? 'no status'} (${grpcCodeName(code)})`);
 }

@@ -1,10 +1,12 @@
 /**
  * @module cli/server-entry
  *
- * `mayfly-server entry create|update|delete|show|count`, with SPIRE's flags and output.
- * `-data FILE` (or `-data -` for stdin) takes SPIRE's batch format
- * `{"entries": [{"spiffe_id": ..., "parent_id": ..., "selectors": [{"type","value"}], ...}]}`
- * (proto names or lowerCamel JSON names, as protojson accepts).
+ * `mayfly-server entry create|update|delete|show|count`, with SPIRE's flags and output:
+ * `-output json` prints SPIRE's response messages (cli/spire-json). `-data FILE` (or
+ * `-data -` for stdin) takes SPIRE's batch format or `entry show -output json`'s output
+ * (cli/entry-data), split into calls the server accepts (cli/entry-batch), with a summary
+ * of what was created and what failed, and why, on stderr. `entry delete -file` takes
+ * `{"ids": [...]}`. `entry show -output table` prints one line per entry.
  *
  * `update` replaces the whole entry (as SPIRE's does). The server checks revisions: with
  * `-revision N` the update fails if the entry changed since revision N; without it the CLI
@@ -13,15 +15,20 @@
 import { Option, type Command } from 'commander';
 import { formatSelector } from '../registration/selector.js';
 import type { WireEntry, WireStatus } from '../server/messages.js';
+import { grpcCodeName } from '../server/observability.js';
+import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
+import { batchSummary, runBatched } from './entry-batch.js';
+import { entriesFromData, idsFromDeleteFile, type EntryRequest } from './entry-data.js';
 import { CliUsageError } from './flags.js';
-import { emit } from './output.js';
+import { emit, tableText } from './output.js';
+import { selectorWarnings } from './selector-check.js';
+import { spireEntry, spireEntryFromRequest, spireStatus } from './spire-json.js';
 import {
   choiceArg,
   clientCommand,
   collect,
   fields,
   integerArg,
-  itemFailed,
   readFileOrStdin,
   secondsArg,
   selectorArgs,
@@ -62,6 +69,14 @@ function entriesText(entries: readonly WireEntry[]): string {
   return [head, ...entries.map(entryText)].join('\n\n');
 }
 
+/** `-output table`: one line per entry, for sets too large to read in the pretty layout. */
+export function entriesTable(entries: readonly WireEntry[]): string {
+  return tableText(
+    ['ENTRY ID', 'SPIFFE ID', 'PARENT ID', 'REVISION', 'SELECTORS'],
+    entries.map((e) => [e.id, e.spiffe_id, e.parent_id, String(e.revision), e.selectors.map(formatSelector).join(',')]),
+  );
+}
+
 interface EntryFlags {
   entryId?: string;
   spiffeId?: string;
@@ -76,11 +91,11 @@ interface EntryFlags {
   downstream?: boolean;
   hint?: string;
   entryExpiry?: string;
+  storeSvid?: boolean;
   data?: string;
+  file?: string;
   revision?: string;
 }
-
-type EntryRequest = Partial<WireEntry>;
 
 async function serverTrustDomain(ctx: CommandContext): Promise<string> {
   const b = await ctx.call<{ trust_domain: string }>('Bundle', 'GetBundle', {});
@@ -88,6 +103,7 @@ async function serverTrustDomain(ctx: CommandContext): Promise<string> {
 }
 
 async function entryFromFlags(ctx: CommandContext, o: EntryFlags, forUpdate: boolean): Promise<EntryRequest> {
+  if (o.storeSvid) throw new CliUsageError('-storeSVID: Mayfly has no SVIDStore plugins to store SVIDs through; leave the flag out');
   const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { required: true }) as string;
   if (o.node && o.parentId !== undefined) throw new CliUsageError('-node and -parentID cannot be used together');
   let parentId = spiffeIdArg(o.parentId, '-parentID');
@@ -115,60 +131,41 @@ async function entryFromFlags(ctx: CommandContext, o: EntryFlags, forUpdate: boo
   return e;
 }
 
-const DATA_KEYS: Record<string, keyof WireEntry | 'ttl'> = {
-  entry_id: 'id', entryId: 'id', id: 'id',
-  spiffe_id: 'spiffe_id', spiffeId: 'spiffe_id',
-  parent_id: 'parent_id', parentId: 'parent_id',
-  selectors: 'selectors',
-  x509_svid_ttl: 'x509_svid_ttl', x509SvidTtl: 'x509_svid_ttl', ttl: 'ttl',
-  jwt_svid_ttl: 'jwt_svid_ttl', jwtSvidTtl: 'jwt_svid_ttl',
-  dns_names: 'dns_names', dnsNames: 'dns_names',
-  federates_with: 'federates_with', federatesWith: 'federates_with',
-  admin: 'admin', downstream: 'downstream', hint: 'hint',
-  entryExpiry: 'expires_at', entry_expiry: 'expires_at', expires_at: 'expires_at', expiresAt: 'expires_at',
-  revision_number: 'revision', revisionNumber: 'revision', revision: 'revision',
-};
-
-/** Entries from SPIRE's `-data` JSON. Field types are left to the server to judge, except shapes. */
-export function entriesFromData(text: string, source: string): EntryRequest[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new CliUsageError(`-data ${source} is not valid JSON: ${(err as Error).message}`);
-  }
-  const list = (doc as { entries?: unknown } | null)?.entries;
-  if (!Array.isArray(list)) throw new CliUsageError(`-data ${source} must hold {"entries": [ ... ]}`);
-  return list.map((raw, i) => {
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CliUsageError(`-data ${source}: entries[${i}] must be an object`);
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-      if (k === 'store_svid' || k === 'storeSvid') continue;
-      const field = DATA_KEYS[k];
-      if (field === undefined) throw new CliUsageError(`-data ${source}: entries[${i}] has unknown field ${JSON.stringify(k)}`);
-      out[field === 'ttl' ? 'x509_svid_ttl' : field] = v;
-    }
-    const e = out as EntryRequest;
-    for (const [f, flag] of [['spiffe_id', 'spiffe_id'], ['parent_id', 'parent_id']] as const) {
-      if (typeof e[f] === 'string') spiffeIdArg(e[f], `-data ${source}: entries[${i}].${flag}`);
-    }
-    if (e.selectors !== undefined && !Array.isArray(e.selectors)) throw new CliUsageError(`-data ${source}: entries[${i}].selectors must be a list`);
-    return e;
-  });
-}
-
 type BatchResult = { status: WireStatus; entry: WireEntry | null };
 
-function reportBatch(ctx: CommandContext, verb: string, results: BatchResult[]): void {
+/**
+ * Sends `entries` in calls the server accepts and prints SPIRE's batch response: every
+ * result in `-output json` (a failed one echoes the entry sent, as SPIRE's CLI does), the
+ * entries made in pretty text. With more than one entry a summary goes to stderr. Any
+ * failure exits non-zero: with the items' code when they all failed for one reason.
+ */
+async function sendBatch(ctx: CommandContext, verb: 'create' | 'update', entries: EntryRequest[]): Promise<void> {
+  const method = verb === 'create' ? 'BatchCreateEntry' : 'BatchUpdateEntry';
+  const results = await runBatched<EntryRequest, BatchResult>({
+    items: entries,
+    call: async (chunk) => (await ctx.call<{ results: BatchResult[] }>('Entry', method, { entries: chunk })).results,
+    io: ctx.io,
+    verb: verb === 'create' ? 'created' : 'updated',
+    noun: 'entries',
+  });
   const ok = results.filter((r) => r.status.code === 0 && r.entry !== null).map((r) => r.entry as WireEntry);
   const failed = results.map((r, i) => ({ r, i })).filter(({ r }) => r.status.code !== 0);
-  if (ctx.format === 'json') emit(ctx.io, 'json', { json: { results }, text: '' });
-  else if (ok.length > 0) emit(ctx.io, 'pretty', { json: null, text: ok.map(entryText).join('\n\n') });
-  if (failed.length === 1 && results.length === 1) throw itemFailed(`failed to ${verb} entry`, failed[0]?.r.status);
-  if (failed.length > 0) {
-    const first = failed[0] as { r: BatchResult; i: number };
-    throw itemFailed(`failed to ${verb} ${failed.length} of ${results.length} entries (first: entries[${first.i}])`, first.r.status);
+  if (ctx.format === 'json') {
+    emit(ctx.io, 'json', {
+      json: { results: results.map((r, i) => ({ status: spireStatus(r.status), entry: r.status.code === 0 && r.entry ? spireEntry(r.entry) : spireEntryFromRequest(entries[i] ?? {}) })) },
+      text: '',
+    });
+  } else if (ok.length > 0) emit(ctx.io, 'pretty', { json: null, text: ok.map(entryText).join('\n\n') });
+  if (results.length > 1) {
+    const describe = (i: number): string => `entries[${i}]${entries[i]?.spiffe_id ? ` ${entries[i]?.spiffe_id}` : ''}`;
+    ctx.io.err(batchSummary(verb === 'create' ? 'Created' : 'Updated', results, describe));
   }
+  if (failed.length === 0) return;
+  const codes = new Set(failed.map(({ r }) => cliCodeOfGrpc(r.status.code)));
+  const code = codes.size === 1 ? [...codes][0] ?? 'ERR_CLI_FAILED' : 'ERR_CLI_FAILED';
+  const first = failed[0] as { r: BatchResult; i: number };
+  if (results.length === 1) throw new CliCallError(code, `failed to ${verb} entry: ${first.r.status.message} (${grpcName(first.r.status.code)})`);
+  throw new CliCallError(code, `failed to ${verb} ${failed.length} of ${results.length} entries (first: entries[${first.i}]: ${first.r.status.message})`);
 }
 
 function entryOptions(cmd: Command): Command {
@@ -185,6 +182,7 @@ function entryOptions(cmd: Command): Command {
     .option('--downstream', 'the SVID may mint for a downstream server')
     .option('--hint <text>', 'hint for workloads choosing among SVIDs')
     .option('--entry-expiry <unix-seconds>', 'when the entry expires (0 = never)')
+    .option('--store-svid', 'SPIRE: store the SVID through an SVIDStore plugin (Mayfly has none: refused)')
     .option('--data <file>', "entries as SPIRE's JSON ({\"entries\": [...]}); '-' reads stdin");
 }
 
@@ -202,15 +200,41 @@ async function listAll(ctx: CommandContext, filter: Record<string, unknown>): Pr
 
 export { listAll as listAllEntries };
 
+const grpcName = (code: number): string => grpcCodeName(code);
+
+/** `Warning: ...` on stderr for each selector no built-in attestor emits (cli/selector-check); the entries are still sent. */
+function warnSelectors(ctx: CommandContext, entries: readonly EntryRequest[], fromData: boolean): void {
+  entries.forEach((e, i) => {
+    for (const w of selectorWarnings(e.selectors ?? [], fromData ? `entries[${i}]` : '')) ctx.io.err(`Warning: ${w}\n`);
+  });
+}
+
+function selectorsKey(e: WireEntry): string {
+  return e.selectors.map((x) => `${x.type}:${x.value}`).sort().join('\u0000');
+}
+
+/** SPIRE's order for printed entries: SPIFFE ID, then parent ID, then selectors, then ID. */
+export function sortEntries(entries: readonly WireEntry[]): WireEntry[] {
+  const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+  return [...entries].sort((a, b) => cmp(a.spiffe_id, b.spiffe_id) || cmp(a.parent_id, b.parent_id) || cmp(selectorsKey(a), selectorsKey(b)) || cmp(a.id, b.id));
+}
+
 export function addEntryCommands(program: Command): void {
   const entry = program.command('entry').description('registration entries');
 
   entryOptions(entry.command('create').description('create registration entries')).action(async (_o: unknown, cmd: Command) => {
     const o = cmd.opts<EntryFlags>();
+    // A -data file is read and checked before the server is: invalid input exits 2 even with no server.
+    const fromData = o.data !== undefined ? entriesFromData(await readFileOrStdin(o.data, '-data'), o.data) : undefined;
     await withServer(cmd, async (ctx) => {
-      const entries = o.data !== undefined ? entriesFromData(await readFileOrStdin(o.data, '-data'), o.data) : [await entryFromFlags(ctx, o, false)];
-      const res = await ctx.call<{ results: BatchResult[] }>('Entry', 'BatchCreateEntry', { entries });
-      reportBatch(ctx, 'create', res.results);
+      const entries = fromData ?? [await entryFromFlags(ctx, o, false)];
+      warnSelectors(ctx, entries, fromData !== undefined);
+      // A revision or creation time read from `entry show` output is the old entry's: the server sets both.
+      for (const e of entries) {
+        delete e.revision;
+        delete e.created_at;
+      }
+      await sendBatch(ctx, 'create', entries);
     });
   });
 
@@ -219,38 +243,61 @@ export function addEntryCommands(program: Command): void {
     .option('--revision <n>', 'fail unless the entry is still at this revision')
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.opts<EntryFlags>();
+      const fromData = o.data !== undefined ? entriesFromData(await readFileOrStdin(o.data, '-data'), o.data) : undefined;
+      for (const [i, e] of (fromData ?? []).entries()) {
+        if (typeof e.id !== 'string' || e.id === '') throw new CliUsageError(`-data ${o.data ?? ''}: entries[${i}] needs an entry_id (or id) to update`);
+        delete e.created_at;
+      }
       await withServer(cmd, async (ctx) => {
         let entries: EntryRequest[];
-        if (o.data !== undefined) entries = entriesFromData(await readFileOrStdin(o.data, '-data'), o.data);
+        if (fromData !== undefined) entries = fromData;
         else {
           const e = await entryFromFlags(ctx, o, true);
           const rev = integerArg(o.revision, '-revision');
           e.revision = rev ?? (await ctx.call<WireEntry>('Entry', 'GetEntry', { id: e.id })).revision;
           entries = [e];
         }
-        for (const [i, e] of entries.entries()) {
-          if (typeof e.id !== 'string' || e.id === '') throw new CliUsageError(`entries[${i}] needs an entry_id to update`);
+        warnSelectors(ctx, entries, fromData !== undefined);
+        for (const e of entries) {
           if (e.revision === undefined) e.revision = (await ctx.call<WireEntry>('Entry', 'GetEntry', { id: e.id })).revision;
         }
-        const res = await ctx.call<{ results: BatchResult[] }>('Entry', 'BatchUpdateEntry', { entries });
-        reportBatch(ctx, 'update', res.results);
+        await sendBatch(ctx, 'update', entries);
       });
     });
 
-  clientCommand(entry.command('delete').description('delete a registration entry'))
+  clientCommand(entry.command('delete').description('delete registration entries'))
     .option('--entry-id <id>', 'the entry to delete')
+    .option('--file <file>', 'entry IDs to delete, as {"ids": [...]}; \'-\' reads stdin')
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.opts<EntryFlags>();
-      if (o.entryId === undefined || o.entryId === '') throw new CliUsageError('-entryID is required');
+      let ids: string[];
+      if (o.file !== undefined) ids = idsFromDeleteFile(await readFileOrStdin(o.file, '-file'), o.file);
+      else if (o.entryId === undefined || o.entryId === '') throw new CliUsageError('-entryID or -file is required');
+      else ids = [o.entryId];
       await withServer(cmd, async (ctx) => {
-        const res = await ctx.call<{ results: { status: WireStatus; id: string }[] }>('Entry', 'BatchDeleteEntry', { ids: [o.entryId] });
-        const r = res.results[0];
-        if (r === undefined || r.status.code !== 0) throw itemFailed(`failed to delete entry ${o.entryId}`, r?.status);
-        emit(ctx.io, ctx.format, { json: res, text: `Deleted entry with ID: ${r.id}` });
+        const results = await runBatched<string, { status: WireStatus; id: string }>({
+          items: ids,
+          call: async (chunk) => (await ctx.call<{ results: { status: WireStatus; id: string }[] }>('Entry', 'BatchDeleteEntry', { ids: chunk })).results,
+          io: ctx.io,
+          verb: 'deleted',
+          noun: 'entries',
+        });
+        const failed = results.filter((r) => r.status.code !== 0);
+        const okIds = results.filter((r) => r.status.code === 0).map((r) => `Deleted entry with ID: ${r.id}`);
+        emit(ctx.io, ctx.format, { json: { results: results.map((r) => ({ status: spireStatus(r.status), id: r.id })) }, text: okIds.join('\n') });
+        if (failed.length === 0) return;
+        if (results.length > 1) {
+          for (const r of failed) ctx.io.err(`Failed to delete entry with ID ${r.id} (code: ${grpcName(r.status.code)}, msg: ${JSON.stringify(r.status.message)})\n`);
+        }
+        const codes = new Set(failed.map((r) => cliCodeOfGrpc(r.status.code)));
+        const code = codes.size === 1 ? [...codes][0] ?? 'ERR_CLI_FAILED' : 'ERR_CLI_FAILED';
+        const first = failed[0] as { status: WireStatus; id: string };
+        if (results.length === 1) throw new CliCallError(code, `failed to delete entry ${first.id}: ${first.status.message} (${grpcName(first.status.code)})`);
+        throw new CliCallError(code, `deleted ${results.length - failed.length} entries, failed to delete ${failed.length}`);
       });
     });
 
-  clientCommand(entry.command('show').description('show registration entries'))
+  clientCommand(entry.command('show').description('show registration entries'), ['pretty', 'json', 'table'])
     .option('--entry-id <id>', 'only this entry')
     .option('--spiffe-id <id>', 'only entries with this SPIFFE ID')
     .option('--parent-id <id>', 'only entries with this parent')
@@ -259,6 +306,7 @@ export function addEntryCommands(program: Command): void {
     .option('--federates-with <td>', 'federated trust domain to match (repeatable)', collect)
     .addOption(new Option('--match-federates-with <how>', 'exact, subset, superset or any').default('superset'))
     .option('--downstream', 'only downstream entries')
+    .option('--hint <hint>', 'only entries with this hint')
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.opts<EntryFlags & { matchSelectorsOn: string; matchFederatesWith: string }>();
       const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID');
@@ -267,6 +315,9 @@ export function addEntryCommands(program: Command): void {
       const matchSel = choiceArg(o.matchSelectorsOn, '-matchSelectorsOn', MATCHES, 'superset');
       const tds = (o.federatesWith ?? []).map((f) => trustDomainArg(f, '-federatesWith'));
       const matchFed = choiceArg(o.matchFederatesWith, '-matchFederatesWith', MATCHES, 'superset');
+      if (o.entryId !== undefined && (spiffeId !== undefined || parentId !== undefined || selectors.length > 0)) {
+        throw new CliUsageError("the -entryID flag can't be combined with -spiffeID, -parentID or -selector");
+      }
       await withServer(cmd, async (ctx) => {
         let entries: WireEntry[];
         if (o.entryId !== undefined) {
@@ -279,8 +330,16 @@ export function addEntryCommands(program: Command): void {
           if (tds.length > 0) filter.by_federates_with = { trust_domains: tds, match: WIRE_MATCH[matchFed] };
           entries = await listAll(ctx, filter);
         }
+        // The server filters by IDs, selectors and trust domains; these two are filtered here.
         if (o.downstream) entries = entries.filter((e) => e.downstream);
-        emit(ctx.io, ctx.format, { json: { entries }, text: () => entriesText(entries) });
+        if (o.hint !== undefined && o.hint !== '') entries = entries.filter((e) => e.hint === o.hint);
+        // SPIRE sorts (pkg/common/util SortTypesEntries): by SPIFFE ID, then parent ID, then selectors.
+        entries = sortEntries(entries);
+        emit(ctx.io, ctx.format, {
+          json: { entries: entries.map(spireEntry), next_page_token: '' },
+          text: () => entriesText(entries),
+          table: () => entriesTable(entries),
+        });
       });
     });
 

@@ -10,12 +10,12 @@
  */
 import type { Command } from 'commander';
 import { defaultSocketPath } from '../securefs/index.js';
-import { loadConfigFile } from '../config/file.js';
 import { ConfigError, type HclObject } from '../config/hcl.js';
 import { pluginsOfKind } from '../config/plugins.js';
 import { createLogger } from '../observability/logger.js';
 import { resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
 import { ServerRunner } from '../server/runner.js';
+import { readConfigFile } from './config-env.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
 import { clientCommand, withServer } from './server-common.js';
@@ -32,13 +32,9 @@ interface RunFlags {
   metricsPort?: string;
 }
 
-/** `$VAR` and `${VAR}` replaced from the environment (SPIRE's -expandEnv); unset → empty. */
-export function expandEnv(text: string, env: NodeJS.ProcessEnv): string {
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, a: string | undefined, b: string | undefined) => env[(a ?? b) as string] ?? '');
-}
 
 function readConfig(path: string, expand: boolean, env: NodeJS.ProcessEnv): Promise<HclObject> {
-  return loadConfigFile(path, expand ? (text) => expandEnv(text, env) : undefined);
+  return readConfigFile(path, expand, env);
 }
 
 function portFlag(v: string | undefined, flag: string): number | undefined {
@@ -139,6 +135,8 @@ export function addRunCommands(program: Command): void {
         throw new ConfigError(`invalid configuration: UpstreamAuthority "${upstream.name}": ${(err as Error).message}`);
       }
     }
+    // Valid, but perhaps not what was meant (sqlite3 is LevelDB, an ignored key): said on stderr.
+    if (o.output !== 'json') for (const n of settings.notices) io.err(`Warning: ${n}\n`);
     emit(io, o.output, { json: { valid: true, notices: settings.notices }, text: 'Configuration is valid.' });
   });
 

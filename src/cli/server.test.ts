@@ -154,6 +154,11 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
     expect(created.stdout).toContain(`SPIFFE ID        : spiffe://${TD}/web\n`);
     expect(created.stdout).toContain('X509-SVID TTL    : 300\n');
     expect(created.stdout).toContain('Selector         : unix:uid:1000\n');
+    const typo = await cli(s('entry', 'create', '-spiffeID', `spiffe://${TD}/typo`, '-parentID', `spiffe://${TD}/host1`, '-selector', 'unix:uids:1000'));
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toMatch(/^Warning: selector unix:uids:1000: the unix attestor emits no "uids" selectors.*\(did you mean uid/);
+    const typoId = /^Entry ID +: (\S+)$/m.exec(typo.stdout)?.[1] as string;
+    expect((await cli(s('entry', 'delete', '-entryID', typoId))).code).toBe(0);
     const kebab = await cli([
       'entry', 'create', `--spiffe-id=spiffe://${TD}/db`, '--parent-id', `spiffe://${TD}/host1`, '--selector', 'unix:uid:2000', '--socket-path', sock, '--output', 'json',
     ]);
@@ -163,24 +168,35 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
     const shown = await cli(s('entry', 'show', '-spiffeID', `spiffe://${TD}/web`, '-output', 'json'));
     const entries = JSON.parse(shown.stdout).entries;
     expect(entries).toHaveLength(1);
+    // SPIRE's protojson shape: IDs as {trust_domain, path}, int64s as strings, zero values present.
     expect(entries[0]).toMatchObject({
-      spiffe_id: `spiffe://${TD}/web`,
-      parent_id: `spiffe://${TD}/host1`,
+      spiffe_id: { trust_domain: TD, path: '/web' },
+      parent_id: { trust_domain: TD, path: '/host1' },
       x509_svid_ttl: 300,
+      jwt_svid_ttl: 0,
       dns_names: ['web.example.test'],
       federates_with: ['fed.test'],
       hint: 'frontend',
-      revision: 0,
+      revision_number: '0',
+      expires_at: '0',
+      store_svid: false,
+      admin: false,
+      downstream: false,
+      created_at: expect.stringMatching(/^[1-9]\d*$/),
     });
+    expect(Object.keys(entries[0]).sort()).toEqual(
+      ['admin', 'created_at', 'dns_names', 'downstream', 'expires_at', 'federates_with', 'hint', 'id', 'jwt_svid_ttl', 'parent_id', 'revision_number', 'selectors', 'spiffe_id', 'store_svid', 'x509_svid_ttl'],
+    );
+    expect(shown.stdout.split('\n')).toHaveLength(2); // one compact line, as SPIRE prints
     expect(entries[0].selectors).toEqual(expect.arrayContaining([{ type: 'unix', value: 'uid:1000' }, { type: 'unix', value: 'gid:50' }]));
     const id = entries[0].id as string;
 
     const bySel = JSON.parse((await cli(s('entry', 'show', '-selector', 'unix:uid:2000', '-selector', 'unix:uid:1000', '-matchSelectorsOn', 'any', '-output', 'json'))).stdout);
-    expect(bySel.entries.map((e: { spiffe_id: string }) => e.spiffe_id).sort()).toEqual([`spiffe://${TD}/db`, `spiffe://${TD}/web`]);
+    expect(bySel.entries.map((e: { spiffe_id: { path: string } }) => e.spiffe_id.path)).toEqual(['/db', '/web']);
 
     const upd = await cli(s('entry', 'update', '-entryID', id, '-revision', '0', '-spiffeID', `spiffe://${TD}/web`, '-parentID', `spiffe://${TD}/host1`, '-selector', 'unix:uid:1001', '-output', 'json'));
     expect(upd.code).toBe(0);
-    expect(JSON.parse(upd.stdout).results[0].entry).toMatchObject({ id, revision: 1, selectors: [{ type: 'unix', value: 'uid:1001' }] });
+    expect(JSON.parse(upd.stdout).results[0]).toMatchObject({ status: { code: 0 }, entry: { id, revision_number: '1', selectors: [{ type: 'unix', value: 'uid:1001' }] } });
     const stale = await cli(s('entry', 'update', '-entryID', id, '-revision', '0', '-spiffeID', `spiffe://${TD}/web`, '-parentID', `spiffe://${TD}/host1`, '-selector', 'unix:uid:1002'));
     expect(oneErrorLine(stale)).toMatch(/revision 1, not 0.*FAILED_PRECONDITION/);
 
@@ -236,6 +252,10 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
     expect((await cli(s('bundle', 'delete', '-id', 'spiffe://fed.test', '-mode', 'dissociate'))).stdout).toBe('bundle deleted.\n');
     const after = JSON.parse((await cli(s('entry', 'show', '-spiffeID', `spiffe://${TD}/fedclient`, '-output', 'json'))).stdout);
     expect(after.entries[0].federates_with).toEqual([]);
+    const own = JSON.parse((await cli(s('bundle', 'show', '-output', 'json'))).stdout);
+    expect(own).toMatchObject({ trust_domain: TD, refresh_hint: expect.stringMatching(/^\d+$/), sequence_number: expect.stringMatching(/^\d+$/) });
+    expect(own.x509_authorities[0]).toEqual({ asn1: expect.any(String), tainted: false });
+    expect(own.jwt_authorities[0]).toEqual({ public_key: expect.any(String), key_id: expect.any(String), expires_at: expect.stringMatching(/^\d+$/), tainted: false });
     expect((await cli(s('bundle', 'delete', '-id', 'spiffe://other.test'))).code).toBe(0);
     expect((await cli(s('bundle', 'count'))).stdout).toBe('1 bundle\n');
   });
@@ -270,6 +290,7 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
 
   it('lists and counts agents (none yet)', async () => {
     expect((await cli(s('agent', 'list'))).stdout).toBe('No attested agents found\n');
+    expect(JSON.parse((await cli(s('agent', 'list', '-output', 'json'))).stdout)).toEqual({ agents: [], next_page_token: '' });
     expect(JSON.parse((await cli(s('agent', 'count', '-output', 'json'))).stdout)).toEqual({ count: 0 });
     expect((await cli(s('agent', 'purge', '-dryRun'))).stdout).toBe('Found 0 expired agents\n');
   });
@@ -277,7 +298,7 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
   it('shows, prepares and activates local X.509 authorities', async () => {
     const before = JSON.parse((await cli(s('localauthority', 'x509', 'show', '-output', 'json'))).stdout);
     expect(before.active.authority_id).toMatch(/\w+/);
-    expect(before.prepared).toBeNull();
+    expect(before.prepared).toBeUndefined(); // unset messages are left out, as SPIRE prints them
     const prepared = await cli(s('localauthority', 'x509', 'prepare'));
     expect(prepared.stdout).toMatch(/^Prepared X\.509 authority:\n {2}Authority ID : (\w+)/);
     const newId = /Authority ID : (\w+)/.exec(prepared.stdout)?.[1] as string;
@@ -327,6 +348,11 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
   it('validates config files', async () => {
     const good = await cli(['validate', '-config', join(dir, 'server.conf')]);
     expect(good).toMatchObject({ code: 0, stdout: 'Configuration is valid.\n' });
+    // Valid, but not what a SPIRE operator may think: each said on stderr, naming the HCL key.
+    const warnings = good.stderr.split('\n').filter((l) => l !== '');
+    expect(warnings.every((l) => l.startsWith('Warning: '))).toBe(true);
+    expect(warnings.some((l) => /plugins\.DataStore\.sql\.plugin_data\.database_type "sqlite3" means Mayfly's LevelDB datastore/.test(l))).toBe(true);
+    expect(warnings.some((l) => /plugins\.DataStore\.sql\.plugin_data\.connection_string is not used/.test(l))).toBe(true);
     writeFileSync(join(dir, 'bad.conf'), 'server {\n  trust_domain = "x.test"\n  bind_prot = 1\n}\n');
     expect(oneErrorLine(await cli(['validate', '-config', join(dir, 'bad.conf')]))).toMatch(/unknown key server\.bind_prot/);
     writeFileSync(join(dir, 'broken.conf'), 'server {\n  trust_domain = \n');

@@ -10,7 +10,7 @@ import type { AgentErrorCode } from '../../src/agent/agent-error.js';
 import { ServerCallError } from '../../src/agent/server-client.js';
 import type { AttestorErrorCode } from '../../src/attestors/attestor-error.js';
 import { CaError, type CaErrorCode } from '../../src/ca/ca-error.js';
-import type { CliErrorCode } from '../../src/cli/cli-error.js';
+import { CliCallError, type CliErrorCode } from '../../src/cli/cli-error.js';
 import { CliUsageError } from '../../src/cli/flags.js';
 import type { DatastoreErrorCode } from '../../src/datastore/datastore-error.js';
 import { DatastoreError } from '../../src/datastore/records.js';
@@ -114,6 +114,11 @@ type StableErrorCode =
   | 'ERR_WORKLOAD_API_HTTP2'
   | 'ERR_PEER_UNAUTHORIZED'
   | 'ERR_CLI_USAGE'
+  | 'ERR_CLI_FAILED'
+  | 'ERR_CLI_INVALID_INPUT'
+  | 'ERR_CLI_NOT_FOUND'
+  | 'ERR_CLI_PERMISSION_DENIED'
+  | 'ERR_CLI_UNREACHABLE'
   // Files, directories and socket paths (src/securefs)
   | 'ERR_FILE_PERMISSIONS'
   | 'ERR_FILE_NOT_REGULAR'
@@ -147,6 +152,7 @@ describe('error codes', () => {
       [new ServerCallError(14, 'm'), 'ERR_AGENT_SERVER_CALL'],
       [new WorkloadApiError('ERR_WORKLOAD_API_CALL', 'm'), 'ERR_WORKLOAD_API_CALL'],
       [new CliUsageError('m'), 'ERR_CLI_USAGE'],
+      [new CliCallError('ERR_CLI_NOT_FOUND', 'm'), 'ERR_CLI_NOT_FOUND'],
       [new MayflyError('ERR_ATTESTATION_FAILED', 'm'), 'ERR_ATTESTATION_FAILED'],
     ];
     for (const [err, code] of errors) {

@@ -41,7 +41,8 @@ export const sqlDataStorePlugin = definePlugin({
     }
     if (dbType !== undefined && dbType !== 'sqlite3') p.add(`${where}.database_type: "sqlite3" (stored in LevelDB) or "postgres"; got ${JSON.stringify(dbType)}`);
     const config = levelConfig(core);
-    if (data.connection_string !== undefined && config.databaseType === 'sqlite3') core.notice(`DataStore connection_string is not used: the datastore is LevelDB in ${config.path}`);
+    if (dbType === 'sqlite3' && config.databaseType === 'sqlite3') core.notice(`${where}.database_type "sqlite3" means Mayfly's LevelDB datastore in ${config.path}: no SQLite database is opened, and a SPIRE datastore.sqlite3 is not read`);
+    if (data.connection_string !== undefined && config.databaseType === 'sqlite3') core.notice(`${where}.connection_string is not used: the datastore is LevelDB in ${config.path}`);
     return parsedConfig(p, config);
   },
   defaultConfig: levelConfig,
