@@ -117,3 +117,11 @@ describe('resolveAgentConfig', () => {
     expect(() => new MayflyAgent({ ...cfg, workloadApiLimits: { maxConnectionsPerUid: 100, maxConnectionsPerPid: 50 } })).not.toThrow();
   });
 });
+
+describe('agent logging keys (SPIRE spellings)', () => {
+  it('reads log_format and log_file from the agent block and refuses other formats', () => {
+    const s = resolveAgentConfig(parseConfigText('agent {\n log_format = "text"\n log_file = "/var/log/agent.log"\n}'));
+    expect(s).toMatchObject({ logFormat: 'text', logFile: '/var/log/agent.log' });
+    expect(() => resolveAgentConfig(parseConfigText('agent {\n log_format = "xml"\n}'))).toThrow(/agent\.log_format must be "json" or "text"/);
+  });
+});

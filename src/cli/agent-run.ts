@@ -18,6 +18,7 @@ import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSetti
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { parseConfigText } from '../config/hcl.js';
 import { createLogger } from '../observability/logger.js';
+import { logDestination } from '../observability/log-destination.js';
 import { checkHealth as checkAgentHealth, ServingStatus } from '../workloadapi/health.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { defaultSocketCandidates, defaultSocketPath, locateDefaultSocket } from '../securefs/index.js';
@@ -89,7 +90,7 @@ export function addAgentRunCommands(program: Command): void {
     .option('--log-level <level>', 'DEBUG, INFO, WARN or ERROR')
     .action(async (_o: unknown, cmd: Command) => {
       const s = await settingsFrom(cmd.opts<RunFlags>());
-      const logger = createLogger(s.logLevel);
+      const logger = createLogger(s.logLevel, logDestination({ ...(s.logFormat ? { format: s.logFormat } : {}), ...(s.logFile !== undefined ? { file: s.logFile } : {}) }));
       for (const n of s.notices) logger.warn({}, n);
       // Every plugin comes from the agent's catalog (agent/catalog), configured by s.plugins.
       const plugins = buildAgentPlugins(s.plugins, s.joinToken !== undefined ? { joinToken: s.joinToken } : {});
