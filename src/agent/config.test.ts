@@ -152,3 +152,11 @@ health_checks {
     expect(bad('agent { server_unreachable_threshold = "soon" }')).toContain('agent.server_unreachable_threshold must be a duration');
   });
 });
+
+describe('agent logging keys (SPIRE spellings)', () => {
+  it('reads log_format and log_file from the agent block and refuses other formats', () => {
+    const s = resolveAgentConfig(parseConfigText('agent {\n log_format = "text"\n log_file = "/var/log/agent.log"\n}'));
+    expect(s).toMatchObject({ logFormat: 'text', logFile: '/var/log/agent.log' });
+    expect(() => resolveAgentConfig(parseConfigText('agent {\n log_format = "xml"\n}'))).toThrow(/agent\.log_format must be "json" or "text"/);
+  });
+});

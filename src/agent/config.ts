@@ -53,6 +53,10 @@ export interface AgentSettings extends ListenerSettings {
   serverAddress: string;
   serverPort: number;
   logLevel: LogLevel;
+  /** `log_format`: json (default) or text. */
+  logFormat?: 'json' | 'text';
+  /** `log_file`: append logs here instead of stderr. */
+  logFile?: string;
   joinToken?: string;
   trustBundlePath?: string;
   insecureBootstrap: boolean;
@@ -83,7 +87,7 @@ export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'no
 
 const AGENT_KEYS = [
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
-  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'workload_api', 'server_unreachable_threshold',
+  'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'log_file', 'workload_api', 'server_unreachable_threshold',
 ] as const;
 
 /** `agent { workload_api { … } }` keys and the `WorkloadApiLimits` field each sets. */
@@ -147,6 +151,11 @@ function readAgentBlock(agent: HclObject, s: AgentSettings, p: Problems): void {
     if (l === undefined) p.add(`agent.log_level ${JSON.stringify(level)} is not one of DEBUG, INFO, WARN, ERROR`);
     else s.logLevel = l;
   }
+  const format = text('log_format')?.toLowerCase();
+  if (format === 'json' || format === 'text') s.logFormat = format;
+  else if (format !== undefined) p.add(`agent.log_format must be "json" or "text"; got ${JSON.stringify(format)}`);
+  const logFile = text('log_file');
+  if (logFile !== undefined) s.logFile = logFile;
   s.workloadApi = parseWorkloadApiBlock(agent, p);
   s.insecureBootstrap = bool(agent, 'insecure_bootstrap', w, p) ?? s.insecureBootstrap;
   if (agent.server_unreachable_threshold !== undefined) {

@@ -16,6 +16,7 @@ import { buildAgentPlugins } from '../agent/catalog.js';
 import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { createLogger } from '../observability/logger.js';
+import { logDestination } from '../observability/log-destination.js';
 import { checkHealthDetail, ServingStatus } from '../workloadapi/health.js';
 import { readConfigFile } from './config-env.js';
 import { CliUsageError, ioOf } from './flags.js';
@@ -99,7 +100,7 @@ export function addAgentRunCommands(program: Command): void {
     .option('--expand-env', 'expand $VAR and ${VAR} in the config file')
     .action(async (_o: unknown, cmd: Command) => {
       const s = await settingsFrom(cmd.opts<RunFlags>(), ioOf(cmd).env);
-      const logger = createLogger(s.logLevel);
+      const logger = createLogger(s.logLevel, logDestination({ ...(s.logFormat ? { format: s.logFormat } : {}), ...(s.logFile !== undefined ? { file: s.logFile } : {}) }));
       for (const n of s.notices) logger.warn({}, n);
       // Every plugin comes from the agent's catalog (agent/catalog), configured by s.plugins.
       const plugins = buildAgentPlugins(s.plugins, s.joinToken !== undefined ? { joinToken: s.joinToken } : {});

@@ -13,6 +13,7 @@ import { defaultSocketPath } from '../securefs/index.js';
 import { ConfigError, type HclObject } from '../config/hcl.js';
 import { pluginsOfKind } from '../config/plugins.js';
 import { createLogger } from '../observability/logger.js';
+import { logDestination } from '../observability/log-destination.js';
 import { resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
 import { ServerRunner } from '../server/runner.js';
 import { readConfigFile } from './config-env.js';
@@ -84,7 +85,7 @@ export function addRunCommands(program: Command): void {
   runOptions(program.command('run').description('run the server')).action(async (_o: unknown, cmd: Command) => {
     const io = ioOf(cmd);
     const settings = await settingsFrom(cmd.opts<RunFlags>(), io.env);
-    const logger = createLogger(settings.logLevel);
+    const logger = createLogger(settings.logLevel, logDestination({ ...(settings.logFormat ? { format: settings.logFormat } : {}), ...(settings.logFile !== undefined ? { file: settings.logFile } : {}) }));
     const runner = new ServerRunner({ settings, logger });
     try {
       await runner.start();

@@ -25,6 +25,10 @@ export interface ServerCoreSettings {
   bindAddress: string;
   bindPort: number;
   logLevel: LogLevel;
+  /** `log_format`: json (default) or text. */
+  logFormat?: 'json' | 'text';
+  /** `log_file`: append logs here instead of stderr. */
+  logFile?: string;
   caTtlSeconds?: number;
   defaultX509SvidTtl?: number;
   defaultJwtSvidTtl?: number;
@@ -45,7 +49,7 @@ export interface ServerOverrides {
 }
 
 const SERVER_KEYS = [
-  'bind_address', 'bind_port', 'trust_domain', 'data_dir', 'log_level', 'log_format', 'socket_path',
+  'bind_address', 'bind_port', 'trust_domain', 'data_dir', 'log_level', 'log_format', 'log_file', 'socket_path',
   'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject',
 ] as const;
 
@@ -94,7 +98,7 @@ function caSubject(srv: HclObject, p: Problems): ServerCoreSettings['caSubject']
 }
 
 /** The settings the `server` block (`{}` when absent) and the overrides give. */
-export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: Problems, notices: string[]): ServerCoreSettings {
+export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: Problems, _notices: string[]): ServerCoreSettings {
   const w = 'server';
   checkKeys(srv, SERVER_KEYS, w, p);
   const trustDomainRaw = overrides.trustDomain ?? str(srv, 'trust_domain', w, p) ?? DEFAULT_TRUST_DOMAIN;
@@ -108,7 +112,9 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
   const logLevel = parseLogLevel(levelRaw);
   if (logLevel === undefined) p.add(`${overrides.logLevel !== undefined ? '-logLevel' : 'server.log_level'} must be DEBUG, INFO, WARN or ERROR; got ${JSON.stringify(levelRaw)}`);
   const logFormat = str(srv, 'log_format', w, p);
-  if (logFormat !== undefined && logFormat.toLowerCase() !== 'json') notices.push(`log_format ${JSON.stringify(logFormat)} ignored: Mayfly logs JSON`);
+  const fmt = logFormat?.toLowerCase();
+  if (fmt !== undefined && fmt !== 'json' && fmt !== 'text') p.add(`server.log_format must be "json" or "text"; got ${JSON.stringify(logFormat)}`);
+  const logFile = str(srv, 'log_file', w, p);
 
   const s: ServerCoreSettings = {
     trustDomain,
@@ -117,6 +123,8 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
     bindAddress: overrides.bindAddress ?? str(srv, 'bind_address', w, p) ?? DEFAULT_BIND_ADDRESS,
     bindPort: overrides.bindPort ?? port(srv.bind_port, 'server.bind_port', p) ?? DEFAULT_SERVER_PORT,
     logLevel: logLevel ?? 'info',
+    ...(fmt === 'text' || fmt === 'json' ? { logFormat: fmt } : {}),
+    ...(logFile !== undefined ? { logFile } : {}),
   };
   for (const [key, field] of DURATIONS) {
     const v = duration(srv, key, w, p);

@@ -216,3 +216,11 @@ plugins {
     expect(problemsOf(conf('NodeAttestor "x509pop" { plugin_data {} }'))).toMatch(/only "join_token" and "k8s_psat" are supported; got "x509pop"/);
   });
 });
+
+describe('server logging keys (SPIRE spellings)', () => {
+  it('reads log_format and log_file from the server block and refuses other formats', () => {
+    const s = resolveServerConfig(parseHcl('server {\n trust_domain = "example.org"\n log_format = "TEXT"\n log_file = "/var/log/mayfly.log"\n}'));
+    expect(s).toMatchObject({ logFormat: 'text', logFile: '/var/log/mayfly.log' });
+    expect(() => resolveServerConfig(parseHcl('server {\n log_format = "xml"\n}'))).toThrow(/server\.log_format must be "json" or "text"/);
+  });
+});

@@ -41,7 +41,7 @@ function verifyOnce(ctx: CallerContext, cred: PeerCredentials): CallerCheck {
     try {
       verdict = ctx.peerCredentials.verify(cred);
     } catch (err) {
-      ctx.logLimiter.warn('caller-check-failed', { pid: cred.pid, ...errorFields(err) }, 'cannot check the caller process; refusing');
+      ctx.logLimiter.warn('caller-check-failed', { caller_pid: cred.pid, ...errorFields(err) }, 'cannot check the caller process; refusing');
       verdict = { ok: false, reason: 'exited', detail: `process ${cred.pid} could not be checked` };
     }
     if (verdicts.size === 0) queueMicrotask(() => verdicts.clear());
@@ -66,7 +66,7 @@ function callerChanged(): RpcError {
 export function checkCaller(ctx: CallerContext, cred: PeerCredentials, method: string, when: string): void {
   const verdict = verifyOnce(ctx, cred);
   if (verdict.ok) return;
-  const facts = { method, pid: cred.pid, uid: cred.uid, gid: cred.gid, reason: verdict.reason, detail: verdict.detail };
+  const facts = { method, caller_pid: cred.pid, uid: cred.uid, gid: cred.gid, reason: verdict.reason, detail: verdict.detail };
   if (verdict.reason === 'exited' || verdict.reason === 'pid-reused') {
     ctx.logLimiter.warn('pid-reuse', facts, `caller exited or its pid now belongs to another process (PID reuse) ${when}; discarding attestation`);
     throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed: caller process changed during attestation');
@@ -93,10 +93,10 @@ export async function attest(ctx: CallerContext, call: SurfaceCall, method: stri
     selectors = await ctx.identities.attest(cred);
   } catch (err) {
     if (isMayflyError(err, 'ERR_CALLER_CHANGED')) {
-      ctx.logLimiter.warn('caller-changed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'caller is no longer the process that connected; refusing');
+      ctx.logLimiter.warn('caller-changed', { method, caller_pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'caller is no longer the process that connected; refusing');
       throw callerChanged();
     }
-    ctx.logLimiter.warn('attestation-failed', { method, pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'workload attestation failed');
+    ctx.logLimiter.warn('attestation-failed', { method, caller_pid: cred.pid, uid: cred.uid, ...errorFields(err) }, 'workload attestation failed');
     throw new RpcError(grpc.status.UNAVAILABLE, 'workload attestation failed');
   }
   checkCaller(ctx, cred, method, 'after attestation');

@@ -232,7 +232,7 @@ export class WorkloadApiEndpoint {
     if (refusal !== undefined) {
       this.log.warn(
         refusal.cap === 'uid' ? 'over-uid-cap' : 'over-pid-cap',
-        { uid: cred.uid, pid: cred.pid, limit: refusal.limit },
+        { uid: cred.uid, caller_pid: cred.pid, limit: refusal.limit },
         `refusing Workload API connection: its ${refusal.cap} already holds ${refusal.limit} connections (maxConnectionsPer${refusal.cap === 'uid' ? 'Uid' : 'Pid'})`,
       );
       socket.destroy();
