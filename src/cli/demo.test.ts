@@ -21,6 +21,8 @@ it('runs end to end and cleans up', async () => {
   expect(stdout).toMatch(/^4\. frontend holds spiffe:\/\/example\.org\/demo\/frontend .* backend holds spiffe:\/\/example\.org\/demo\/backend$/m);
   expect(stdout).toContain('5. mTLS GET /hello → "hello spiffe://example.org/demo/frontend, this is spiffe://example.org/demo/backend"');
   expect(stdout).toMatch(/^6\. a caller presenting spiffe:\/\/example\.org\/demo\/backend was refused/m);
+  // The server helper names the refused peer and why (not a bare ECONNRESET).
+  expect(stdout).toMatch(/the backend says: refused TLS peer spiffe:\/\/example\.org\/demo\/backend from 127\.0\.0\.1:\d+: peer SPIFFE ID spiffe:\/\/example\.org\/demo\/backend is not the expected spiffe:\/\/example\.org\/demo\/frontend$/m);
   expect(stdout).toMatch(/^done: everything stopped/m);
   const after = (await readdir(tmpdir())).filter((n) => n.startsWith('mayfly-demo-') && !before.has(n));
   expect(after).toEqual([]);

@@ -26,7 +26,7 @@ import { createServerLogger } from '../server/observability.js';
 import { ServerRunner } from '../server/runner.js';
 import { writeFileAtomic } from '../securefs/index.js';
 import { X509Source } from '../sdk/sources.js';
-import { authorizeId, createClientTlsOptions, createSpiffeHttpsServer, peerSpiffeId } from '../sdk/tls.js';
+import { authorizeId, createClientTlsOptions, createSpiffeHttpsServer, peerSpiffeId, PEER_REJECTED_EVENT } from '../sdk/tls.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 
 const TRUST_DOMAIN = 'example.org';
@@ -105,6 +105,9 @@ export async function runDemo(print: (line: string) => void = (l) => process.std
       const caller = peerSpiffeId(req.socket as import('node:tls').TLSSocket).toString();
       res.end(`hello ${caller}, this is ${BACKEND}`);
     });
+    // The backend's own word on each caller it refuses (the caller only sees the connection end).
+    const refusals: string[] = [];
+    server.on(PEER_REJECTED_EVENT, (err: Error) => refusals.push(err.message));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.unshift(() => new Promise<void>((r) => server.close(() => r())));
     const backendPort = (server.address() as AddressInfo).port;
@@ -117,7 +120,7 @@ export async function runDemo(print: (line: string) => void = (l) => process.std
       () => true,
     );
     if (!refused) throw new Error('the backend accepted a caller it does not authorise');
-    step(6, `a caller presenting ${BACKEND} was refused by the backend (not authorised)`);
+    step(6, `a caller presenting ${BACKEND} was refused by the backend (not authorised); the backend says: ${refusals[0] ?? '(nothing)'}`);
   } finally {
     for (const c of cleanups) {
       try {

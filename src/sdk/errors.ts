@@ -32,10 +32,24 @@ export class WorkloadApiError extends MayflyError<SdkErrorCode> {
   }
 }
 
-/** A TLS peer whose SVID failed SPIFFE verification or whose SPIFFE ID the authorizer refused. */
+/** Who a refused TLS peer was, as far as the connection tells. */
+export interface RefusedPeer {
+  /** The SPIFFE ID its certificate names (unverified when the refusal is about the certificate), if it names one. */
+  readonly spiffeId?: string;
+  /** `host:port` it connected from. */
+  readonly address?: string;
+}
+
+/**
+ * A TLS peer whose SVID failed SPIFFE verification, whose SPIFFE ID the authorizer refused,
+ * or (on a guarded server) whose handshake failed. `peer` is set by the server helpers.
+ */
 export class PeerAuthorizationError extends MayflyError<SdkErrorCode> {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_PEER_UNAUTHORIZED', message, options);
+  readonly peer?: RefusedPeer;
+
+  constructor(message: string, options?: { cause?: unknown; peer?: RefusedPeer }) {
+    super('ERR_PEER_UNAUTHORIZED', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    if (options?.peer !== undefined) this.peer = options.peer;
   }
 }
 

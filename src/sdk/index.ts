@@ -6,10 +6,10 @@
  */
 export { WorkloadApiClient, backoffDelay, isRetryable, type BackoffConfig, type CallOptions, type CancelWatch, type WatchErrorHandler, type WorkloadApiClientConfig } from './client.js';
 export { ENDPOINT_ENV, parseEndpointAddress, resolveEndpoint, type EndpointOptions, type ResolvedEndpoint } from './endpoint.js';
-export { EndpointError, PeerAuthorizationError, WorkloadApiError } from './errors.js';
+export { EndpointError, PeerAuthorizationError, WorkloadApiError, type RefusedPeer } from './errors.js';
 export { x509SvidPem, type JwtSvid, type ValidatedJwtSvid, type X509Context, type X509Svid } from './model.js';
 export { BundleSource, JwtSource, X509Source, type CreateSourceOptions, type SourceConfig, type X509SourceConfig } from './sources.js';
 export {
   authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, createClientTlsOptions, createServerTlsOptions, createSpiffeHttpsServer,
-  createSpiffeTlsServer, guardTlsServer, peerSpiffeId, PEER_REJECTED_EVENT, verifyPeer, type Authorizer, type SpiffeTlsOptions, type X509SvidSourceLike,
+  createSpiffeTlsServer, guardTlsServer, peerSpiffeId, PEER_REJECTED_EVENT, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS, verifyPeer, type Authorizer, type SpiffeTlsOptions, type X509SvidSourceLike,
 } from './tls.js';

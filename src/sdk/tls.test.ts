@@ -7,11 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../spiffe/keys.js';
 import { SpiffeId } from '../spiffe/id.js';
+import { PeerAuthorizationError } from './errors.js';
 import { X509Source } from './sources.js';
 import { FakeWorkloadApi, makeFakeTrustDomain, x509Response, type FakeSvid, type FakeTrustDomain } from './testing.js';
 import {
   authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, createClientTlsOptions, createSpiffeHttpsServer, createSpiffeTlsServer, peerSpiffeId,
-  PEER_REJECTED_EVENT, type Authorizer,
+  createServerTlsOptions, guardTlsServer, PEER_REJECTED_EVENT, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS, type Authorizer,
 } from './tls.js';
 
 let td: FakeTrustDomain;
@@ -115,7 +116,8 @@ describe('SPIFFE mTLS', () => {
     expect(out.data).toBe('');
     expect(h.served).toEqual([]);
     expect(h.rejected.map((e) => (e as Error & { code: string }).code)).toEqual(['ERR_PEER_UNAUTHORIZED']);
-    expect(h.rejected[0]!.message).toMatch(/stranger is not one of the 2 allowed IDs/);
+    expect(h.rejected[0]!.message).toMatch(/^refused TLS peer spiffe:\/\/example\.org\/stranger from 127\.0\.0\.1:\d+: peer SPIFFE ID spiffe:\/\/example\.org\/stranger is not one of the 2 allowed IDs$/);
+    expect((h.rejected[0] as PeerAuthorizationError).peer).toEqual({ spiffeId: 'spiffe://example.org/stranger', address: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
   });
 
   it('refuses a certificate from a trust domain nobody trusts (OpenSSL stops it in the handshake)', async () => {
@@ -126,10 +128,11 @@ describe('SPIFFE mTLS', () => {
     const out = await connect(intruder, h.port, authorizeAny());
     expect(out.data).toBe('');
     expect(h.served).toEqual([]);
-    expect(h.rejected).toEqual([]);
-    // Node destroys a TLS socket whose client chain failed OpenSSL verification before our
-    // guard runs, and reports it as a hang-up.
-    expect(h.clientErrors.map((e) => (e as Error & { code?: string }).code)).toEqual(['ECONNRESET']);
+    // OpenSSL's verdict, reported with the peer's claimed ID and why: not a bare ECONNRESET.
+    expect(h.clientErrors).toEqual([]);
+    expect(h.rejected).toHaveLength(1);
+    expect(h.rejected[0]!.message).toMatch(/^refused TLS peer spiffe:\/\/evil\.test\/client from 127\.0\.0\.1:\d+: its certificate chain does not verify against this workload's bundle roots \(\w+\)$/);
+    expect((h.rejected[0] as PeerAuthorizationError).peer?.spiffeId).toBe('spiffe://evil.test/client');
     // And a client refuses such a server: the client trusts example.org and partner.test only.
     const evilSrv = await workload(evil, evil.svid('/server'), [td]);
     const h2 = await server(evilSrv, authorizeAny());
@@ -227,5 +230,91 @@ describe('SPIFFE mTLS', () => {
   it('requires an authorizer', async () => {
     const w = await workload(td, td.svid('/x'));
     expect(() => createClientTlsOptions(w.source, {} as { authorize: Authorizer })).toThrow(/an authorizer is required/);
+  });
+});
+
+describe('a guarded server tells who it refused and why', () => {
+  /** A guarded server nobody listens to for refusals: it logs them itself through `log`. */
+  async function loggingServer(w: Workload, authorize: Authorizer, clock: { t: number }): Promise<{ port: number; lines: string[] }> {
+    const lines: string[] = [];
+    const s = createSpiffeTlsServer(w.source, { authorize, log: (l) => lines.push(l), now: () => new Date(clock.t) }, (socket) => socket.end('hello'));
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => s.close(r)));
+    return { port: (s.address() as AddressInfo).port, lines };
+  }
+
+  it('logs a refused peer with its SPIFFE ID, address and reason when nothing listens for the event', async () => {
+    const srv = await workload(td, td.svid('/api'));
+    const cli = await workload(td, td.svid('/stranger'));
+    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const h = await loggingServer(srv, authorizeId('spiffe://example.org/web'), clock);
+    const out = await connect(cli, h.port, authorizeAny());
+    expect(out.data).toBe('');
+    expect(h.lines).toHaveLength(1);
+    expect(h.lines[0]).toMatch(
+      /^mayfly sdk: refused TLS peer spiffe:\/\/example\.org\/stranger from 127\.0\.0\.1:\d+: peer SPIFFE ID spiffe:\/\/example\.org\/stranger is not the expected spiffe:\/\/example\.org\/web$/,
+    );
+  });
+
+  it('names a client that sends no certificate, and one whose chain the bundle does not sign', async () => {
+    const srv = await workload(td, td.svid('/api'));
+    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const h = await loggingServer(srv, authorizeAny(), clock);
+    // No client certificate at all (a plain TLS client).
+    await new Promise<void>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: h.port, rejectUnauthorized: false });
+      s.on('error', () => undefined);
+      s.on('close', () => resolve());
+    });
+    // A certificate of a trust domain this server does not trust.
+    const intruder = await workload(evil, evil.svid('/client'), [td]);
+    await connect(intruder, h.port, authorizeAny());
+    expect(h.lines).toHaveLength(2);
+    expect(h.lines[0]).toMatch(/^mayfly sdk: refused TLS peer \(no SPIFFE ID\) from 127\.0\.0\.1:\d+: it presented no certificate$/);
+    expect(h.lines[1]).toMatch(/^mayfly sdk: refused TLS peer spiffe:\/\/evil\.test\/client from 127\.0\.0\.1:\d+: its certificate chain does not verify against this workload's bundle roots/);
+  });
+
+  it('bounds its own log: a burst, then a count of what it left out', async () => {
+    const srv = await workload(td, td.svid('/api'));
+    const cli = await workload(td, td.svid('/stranger'));
+    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const h = await loggingServer(srv, authorizeId('spiffe://example.org/web'), clock);
+    for (let i = 0; i < REFUSAL_LOG_BURST + 2; i++) await connect(cli, h.port, authorizeAny());
+    expect(h.lines).toHaveLength(REFUSAL_LOG_BURST);
+    clock.t += REFUSAL_LOG_WINDOW_MS;
+    await connect(cli, h.port, authorizeAny());
+    expect(h.lines.slice(REFUSAL_LOG_BURST)).toEqual([
+      `mayfly sdk: 2 more refused TLS peers were not logged in the last ${REFUSAL_LOG_WINDOW_MS / 1000} s`,
+      expect.stringMatching(/^mayfly sdk: refused TLS peer spiffe:\/\/example\.org\/stranger from /),
+    ]);
+  });
+
+  it('guarding a server built with createServerTlsOptions reports a chain OpenSSL refused by its reason, not ECONNRESET', async () => {
+    const srv = await workload(td, td.svid('/api'));
+    const opts = { authorize: authorizeAny() };
+    const s = guardTlsServer(tls.createServer(createServerTlsOptions(srv.source, opts), (socket) => socket.end('hello')), srv.source, opts);
+    const rejected: PeerAuthorizationError[] = [];
+    s.on(PEER_REJECTED_EVENT, (err: PeerAuthorizationError) => rejected.push(err));
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => s.close(r)));
+    const intruder = await workload(evil, evil.svid('/client'), [td]);
+    const out = await connect(intruder, (s.address() as AddressInfo).port, authorizeAny());
+    expect(out.data).toBe('');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(rejected.map((e) => e.code)).toEqual(['ERR_PEER_UNAUTHORIZED']);
+    // Node destroyed the socket before the guard: the reason is known, the certificate no longer.
+    expect(rejected[0]!.message).toMatch(/^refused a TLS peer: its certificate chain does not verify against this workload's bundle roots \((?!ECONNRESET)\w+\)$/);
+  });
+
+  it('a client that gives up on the server during the handshake is reported as such', async () => {
+    const srv = await workload(td, td.svid('/imposter'));
+    const cli = await workload(td, td.svid('/client'));
+    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const h = await loggingServer(srv, authorizeAny(), clock);
+    const out = await connect(cli, h.port, authorizeId('spiffe://example.org/api'));
+    expect(out.error?.code).toBe('ERR_PEER_UNAUTHORIZED');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(h.lines).toHaveLength(1);
+    expect(h.lines[0]).toMatch(/^mayfly sdk: TLS handshake failed: the peer closed the connection during the handshake \(ECONNRESET\); a SPIFFE client does that when it refuses this server's SVID$/);
   });
 });

@@ -16,7 +16,12 @@
  * - Web PKI hostname checks: SPIFFE certificates name workloads, not hosts, so Node's
  *   `checkServerIdentity` hostname match is meaningless. It is replaced by the SPIFFE
  *   checks, never switched off with `rejectUnauthorized: false`: OpenSSL still validates
- *   the chain against the bundle roots (`ca`) first.
+ *   the chain against the bundle roots (`ca`) first. (The servers `createSpiffeTlsServer`
+ *   and `createSpiffeHttpsServer` build let the handshake finish so that a refused client
+ *   can be reported with its reason; their guard reads OpenSSL's verdict, `socket.authorized`,
+ *   before anything else, and no socket reaches a listener unless it holds.)
+ * - Refusals nobody can explain: a guarded server reports every refused client, handshake
+ *   failures included, with the peer's SPIFFE ID, address and reason (sdk/peer-refusals).
  * - Serving a rotated-out SVID: secure contexts are rebuilt from the source's current SVID
  *   and bundles for every new connection (client: a `secureContext` getter; server:
  *   `SNICallback` and `setSecureContext` on each source update), so rotation needs no
@@ -33,6 +38,9 @@ import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { PeerAuthorizationError } from './errors.js';
 import { x509SvidPem, type X509Svid } from './model.js';
+import { chainProblem, handshakeRefusal, peerRefusal, RefusalReporter } from './peer-refusals.js';
+
+export { PEER_REJECTED_EVENT, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS } from './peer-refusals.js';
 
 /** Decides whether a verified peer may talk to us; throws PeerAuthorizationError to refuse. */
 export type Authorizer = (id: SpiffeId) => void;
@@ -79,6 +87,11 @@ export interface SpiffeTlsOptions {
   authorize: Authorizer;
   /** Clock for certificate validity checks. */
   now?: () => Date;
+  /**
+   * Where a guarded server writes a refused peer's line when nothing listens for
+   * `PEER_REJECTED_EVENT` (default `console.warn`; at most `REFUSAL_LOG_BURST` lines a minute).
+   */
+  log?: (line: string) => void;
 }
 
 function checkOptions(opts: SpiffeTlsOptions): void {
@@ -204,13 +217,21 @@ export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeT
  * `createSpiffeTlsServer` / `createSpiffeHttpsServer`, which do both.
  */
 export function createServerTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions): tls.TlsOptions {
+  return serverTlsOptions(source, opts, true);
+}
+
+/**
+ * The server options; `rejectUnauthorized: false` only for a server `guardTlsServer` guards
+ * (it refuses what OpenSSL did not verify, and can then say why).
+ */
+function serverTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions, rejectUnauthorized: boolean): tls.TlsOptions {
   checkOptions(opts);
   const current = contextGetter(source, true);
   const { svid: _s, bundles: _b, ...initial } = contextOptions(source);
   return {
     ...initial,
     requestCert: true,
-    rejectUnauthorized: true,
+    rejectUnauthorized,
     secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
     SNICallback: (_servername, cb) => {
       try {
@@ -222,32 +243,36 @@ export function createServerTlsOptions(source: X509SvidSourceLike, opts: SpiffeT
   };
 }
 
-/** Emitted on a guarded server for every refused client: `(err, socket)`. */
-export const PEER_REJECTED_EVENT = 'spiffePeerRejected';
-
 /**
- * Makes `server` check every client's SVID and SPIFFE ID before any of its existing
- * `secureConnection` listeners (including the HTTP layer of an https.Server) see the
- * socket; refused sockets are destroyed and reported with PEER_REJECTED_EVENT. Also swaps
- * the server's default secure context (used when the client sends no SNI) on each source
- * update. Listeners added after this call run after the check and see refused sockets
- * already destroyed.
+ * Makes `server` check every client's chain (OpenSSL's verdict), SVID and SPIFFE ID before
+ * any of its existing `secureConnection` listeners (including the HTTP layer of an
+ * https.Server) see the socket. Refused sockets are destroyed and reported, as are failed
+ * handshakes: a `PeerAuthorizationError` naming the peer's SPIFFE ID, address and reason,
+ * emitted as PEER_REJECTED_EVENT, or logged through `opts.log` when nothing listens
+ * (sdk/peer-refusals). Also swaps the server's default secure context (used when the client
+ * sends no SNI) on each source update. Listeners added after this call run after the check
+ * and see refused sockets already destroyed.
  */
 export function guardTlsServer<S extends tls.Server>(server: S, source: X509SvidSourceLike, opts: SpiffeTlsOptions): S {
   checkOptions(opts);
   const now = opts.now ?? (() => new Date());
+  const reporter = new RefusalReporter({ server, now, log: opts.log ?? ((line) => console.warn(line)) });
   const inner = server.listeners('secureConnection') as Array<(socket: tls.TLSSocket) => void>;
   server.removeAllListeners('secureConnection');
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    const chain = presentedChain(socket.getPeerCertificate(true));
     try {
-      verifyPeer(presentedChain(socket.getPeerCertificate(true)), source.getX509Bundles(), opts.authorize, now());
+      if (!socket.authorized) throw new PeerAuthorizationError(chainProblem(socket.authorizationError, chain.length > 0));
+      verifyPeer(chain, source.getX509Bundles(), opts.authorize, now());
     } catch (err) {
+      const refusal = peerRefusal(err, socket, chain); // before destroy(): it names the peer's address
       socket.destroy();
-      server.emit(PEER_REJECTED_EVENT, err, socket);
+      reporter.report(refusal, socket);
       return;
     }
     for (const l of inner) l.call(server, socket);
   });
+  server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => reporter.report(handshakeRefusal(err, socket), socket));
   if (source.on) {
     const onUpdate = (): void => {
       try {
@@ -265,12 +290,13 @@ export function guardTlsServer<S extends tls.Server>(server: S, source: X509Svid
 
 /** A `tls.Server` doing SPIFFE mTLS; `listener` only sees authorized peers. */
 export function createSpiffeTlsServer(source: X509SvidSourceLike, opts: SpiffeTlsOptions, listener?: (socket: tls.TLSSocket) => void): tls.Server {
-  return guardTlsServer(tls.createServer(createServerTlsOptions(source, opts), listener), source, opts);
+  return guardTlsServer(tls.createServer(serverTlsOptions(source, opts, false), listener), source, opts);
 }
 
 /** An `https.Server` doing SPIFFE mTLS; requests only arrive from authorized peers. */
 export function createSpiffeHttpsServer(source: X509SvidSourceLike, opts: SpiffeTlsOptions, listener?: Parameters<typeof https.createServer>[1]): https.Server {
-  const server = listener ? https.createServer(createServerTlsOptions(source, opts), listener) : https.createServer(createServerTlsOptions(source, opts));
+  const options = serverTlsOptions(source, opts, false);
+  const server = listener ? https.createServer(options, listener) : https.createServer(options);
   return guardTlsServer(server, source, opts);
 }
 
