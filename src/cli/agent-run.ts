@@ -11,12 +11,10 @@
  * re-attest: the operator must issue a new one).
  */
 import type { Command } from 'commander';
-import { MayflyAgent } from '../agent/agent.js';
+import type { MayflyAgent } from '../agent/agent.js';
 import { buildAgentPlugins } from '../agent/catalog.js';
 import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
-import { createLogger } from '../observability/logger.js';
-import { logDestination } from '../observability/log-destination.js';
 import { checkHealthDetail, ServingStatus } from '../workloadapi/health.js';
 import { readConfigFile } from './config-env.js';
 import { CliUsageError, ioOf } from './flags.js';
@@ -100,6 +98,12 @@ export function addAgentRunCommands(program: Command): void {
     .option('--expand-env', 'expand $VAR and ${VAR} in the config file')
     .action(async (_o: unknown, cmd: Command) => {
       const s = await settingsFrom(cmd.opts<RunFlags>(), ioOf(cmd).env);
+      // Loaded by `run` only, so client commands (`healthcheck`) start without them (issue 18).
+      const [{ MayflyAgent }, { createLogger }, { logDestination }] = await Promise.all([
+        import('../agent/agent.js'),
+        import('../observability/logger.js'),
+        import('../observability/log-destination.js'),
+      ]);
       const logger = createLogger(s.logLevel, logDestination({ ...(s.logFormat ? { format: s.logFormat } : {}), ...(s.logFile !== undefined ? { file: s.logFile } : {}) }));
       for (const n of s.notices) logger.warn({}, n);
       // Every plugin comes from the agent's catalog (agent/catalog), configured by s.plugins.

@@ -10,7 +10,7 @@
  * one document.
  */
 import type { WireStatus } from '../server/messages.js';
-import { grpcCodeName } from '../server/observability.js';
+import { grpcCodeName } from '../observability/grpc-code-name.js';
 import type { CliIo } from './flags.js';
 
 /** The server's default per-call limit (server/api-context DEFAULT_LIMITS.maxBatch). */

@@ -15,7 +15,7 @@ import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
 import type { ServerApiService } from '../wire/server/proto.js';
-import { grpcCodeName } from '../server/observability.js';
+import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
 import { quietGrpc } from './grpc-quiet.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';

@@ -15,7 +15,7 @@
 import { Option, type Command } from 'commander';
 import { formatSelector } from '../registration/selector.js';
 import type { WireEntry, WireStatus } from '../server/messages.js';
-import { grpcCodeName } from '../server/observability.js';
+import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
 import { batchSummary, runBatched } from './entry-batch.js';
 import { entriesFromData, idsFromDeleteFile, type EntryRequest } from './entry-data.js';

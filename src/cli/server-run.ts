@@ -12,10 +12,7 @@ import type { Command } from 'commander';
 import { defaultSocketPath } from '../securefs/index.js';
 import { ConfigError, type HclObject } from '../config/hcl.js';
 import { pluginsOfKind } from '../config/plugins.js';
-import { createLogger } from '../observability/logger.js';
-import { logDestination } from '../observability/log-destination.js';
-import { resolveServerConfig, type ServerOverrides, type ServerSettings } from '../server/config.js';
-import { ServerRunner } from '../server/runner.js';
+import type { ServerOverrides, ServerSettings } from '../server/config.js';
 import { readConfigFile } from './config-env.js';
 import { CliUsageError, ioOf } from './flags.js';
 import { emit, withOutputOption, type OutputFormat } from './output.js';
@@ -54,6 +51,9 @@ async function settingsFrom(o: RunFlags, env: NodeJS.ProcessEnv): Promise<Server
   const port = portFlag(o.serverPort, '-serverPort');
   if (port !== undefined) overrides.bindPort = port;
   if (o.logLevel !== undefined) overrides.logLevel = o.logLevel;
+  // Loaded here, not at start-up: the config loader pulls in every plugin (issue 18: a
+  // client command such as `healthcheck` should not pay for the server's modules).
+  const { resolveServerConfig } = await import('../server/config.js');
   const settings = resolveServerConfig(file, overrides);
   const metricsPort = portFlag(o.metricsPort, '-metricsPort');
   if (metricsPort !== undefined) settings.metrics = { ...settings.metrics, enabled: true, port: metricsPort };
@@ -85,6 +85,11 @@ export function addRunCommands(program: Command): void {
   runOptions(program.command('run').description('run the server')).action(async (_o: unknown, cmd: Command) => {
     const io = ioOf(cmd);
     const settings = await settingsFrom(cmd.opts<RunFlags>(), io.env);
+    const [{ createLogger }, { logDestination }, { ServerRunner }] = await Promise.all([
+      import('../observability/logger.js'),
+      import('../observability/log-destination.js'),
+      import('../server/runner.js'),
+    ]);
     const logger = createLogger(settings.logLevel, logDestination({ ...(settings.logFormat ? { format: settings.logFormat } : {}), ...(settings.logFile !== undefined ? { file: settings.logFile } : {}) }));
     const runner = new ServerRunner({ settings, logger });
     try {

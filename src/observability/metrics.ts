@@ -7,16 +7,13 @@
  * every call's method, status code and duration to a recorder (the server counts its API,
  * the agent its Workload API).
  */
-import { ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, status as GrpcStatus, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
+import { ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { MetricsExposition } from './http-endpoints.js';
 
-const CODE_NAMES = new Map<number, string>(Object.entries(GrpcStatus).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
+import { grpcCodeName } from './grpc-code-name.js';
 
-/** `OK`, `INVALID_ARGUMENT`, ... for a gRPC status number. */
-export function grpcCodeName(code: number): string {
-  return CODE_NAMES.get(code) ?? String(code);
-}
+export { grpcCodeName };
 
 /** A fresh registry; with `processMetrics` (default true) Node's process metrics under `prefix`. */
 export function newRegistry(opts: { prefix: string; processMetrics?: boolean }): Registry {

@@ -246,7 +246,7 @@ describe('a guarded server tells who it refused and why', () => {
   it('logs a refused peer with its SPIFFE ID, address and reason when nothing listens for the event', async () => {
     const srv = await workload(td, td.svid('/api'));
     const cli = await workload(td, td.svid('/stranger'));
-    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const clock = { t: Date.now() }; // the SVIDs are minted now; the clock moves only the log's window
     const h = await loggingServer(srv, authorizeId('spiffe://example.org/web'), clock);
     const out = await connect(cli, h.port, authorizeAny());
     expect(out.data).toBe('');
@@ -258,7 +258,7 @@ describe('a guarded server tells who it refused and why', () => {
 
   it('names a client that sends no certificate, and one whose chain the bundle does not sign', async () => {
     const srv = await workload(td, td.svid('/api'));
-    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const clock = { t: Date.now() }; // the SVIDs are minted now; the clock moves only the log's window
     const h = await loggingServer(srv, authorizeAny(), clock);
     // No client certificate at all (a plain TLS client).
     await new Promise<void>((resolve) => {
@@ -277,7 +277,7 @@ describe('a guarded server tells who it refused and why', () => {
   it('bounds its own log: a burst, then a count of what it left out', async () => {
     const srv = await workload(td, td.svid('/api'));
     const cli = await workload(td, td.svid('/stranger'));
-    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const clock = { t: Date.now() }; // the SVIDs are minted now; the clock moves only the log's window
     const h = await loggingServer(srv, authorizeId('spiffe://example.org/web'), clock);
     for (let i = 0; i < REFUSAL_LOG_BURST + 2; i++) await connect(cli, h.port, authorizeAny());
     expect(h.lines).toHaveLength(REFUSAL_LOG_BURST);
@@ -309,7 +309,7 @@ describe('a guarded server tells who it refused and why', () => {
   it('a client that gives up on the server during the handshake is reported as such', async () => {
     const srv = await workload(td, td.svid('/imposter'));
     const cli = await workload(td, td.svid('/client'));
-    const clock = { t: Date.parse('2026-12-03T08:00:00Z') };
+    const clock = { t: Date.now() }; // the SVIDs are minted now; the clock moves only the log's window
     const h = await loggingServer(srv, authorizeAny(), clock);
     const out = await connect(cli, h.port, authorizeId('spiffe://example.org/api'));
     expect(out.error?.code).toBe('ERR_PEER_UNAUTHORIZED');
