@@ -92,7 +92,7 @@ export async function benchSpire(options: SpireBenchOptions = {}): Promise<Serve
     for (const [label, args] of [
       ['healthcheck', (): string[] => ['healthcheck']],
       ['entry show', (): string[] => ['entry', 'show', '-spiffeID', NODE_ALIAS]],
-      ['entry create', (i: number): string[] => ['entry', 'create', '-parentID', `spiffe://${TRUST_DOMAIN}/cli-parent`, '-spiffeID', `spiffe://${TRUST_DOMAIN}/cli/${label}/${i}`, '-selector', 'unix:uid:4242']],
+      ['entry create', (i: number): string[] => ['entry', 'create', '-parentID', `spiffe://${TRUST_DOMAIN}/cli-parent`, '-spiffeID', `spiffe://${TRUST_DOMAIN}/cli/created/${i}`, '-selector', 'unix:uid:4242']],
     ] as const) {
       const t: Record<string, number> = {};
       for (const st of [m, s]) {
