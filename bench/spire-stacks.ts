@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, httpOk, mustRun, Proc, REPO, until, writeSpireAgentConf, writeSpireServerConf, type SpireLayout } from './spire-procs.js';
+import { freePort, httpOk, mustRun, Proc, REPO, runCmd, until, writeSpireAgentConf, writeSpireServerConf, type SpireLayout } from './spire-procs.js';
 
 export const TRUST_DOMAIN = 'bench.example';
 /** The node alias every bench entry of the agent hangs off (made by `token generate -spiffeID`). */
@@ -85,7 +85,7 @@ abstract class BaseStack implements Stack {
     if (typeof token !== 'string' || token === '') throw new Error(`${this.name}: no token in ${out}`);
     writeFileSync(this.l.bundlePath, await this.cli(['bundle', 'show']));
     this.agent = this.spawnAgent(token);
-    await until(`${this.name} agent socket`, async () => (await mustRunOk(this.agentHealthcheck())), 60_000, this.agent, 50);
+    await until(`${this.name} agent socket`, () => exitsZero(this.agentHealthcheck()), 60_000, this.agent, 50);
   }
 
   /** A command that exits 0 once the agent serves. */
@@ -102,13 +102,8 @@ abstract class BaseStack implements Stack {
   }
 }
 
-async function mustRunOk([file, args]: [string, string[]]): Promise<boolean> {
-  try {
-    await mustRun(file, args, 10_000);
-    return true;
-  } catch {
-    return false;
-  }
+async function exitsZero([file, args]: [string, string[]]): Promise<boolean> {
+  return (await runCmd(file, args, 10_000)).code === 0;
 }
 
 export class SpireStack extends BaseStack {

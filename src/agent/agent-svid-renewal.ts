@@ -40,6 +40,24 @@ export function expiredMessage(notAfter: Date): string {
   return `agent SVID expired at ${notAfter.toISOString()}; re-attest with a new join token (start the agent with --join-token)`;
 }
 
+/** What an operator does for an agent the server no longer knows (evicted). */
+export function evictedMessage(dataDir: string): string {
+  return (
+    'the server no longer accepts this agent (it was evicted, or its record is gone) and its join token is used: ' +
+    'create a new join token ("mayfly-server token generate -spiffeID <node alias>") and restart the agent with ' +
+    `-joinToken <token>; it attests with it and replaces the SVID stored in ${dataDir}`
+  );
+}
+
+/** What an operator does for a banned agent. */
+export function bannedMessage(agentId: string): string {
+  return (
+    `the server banned ${agentId}: its workloads' SVIDs are no longer served. To bring this node back, evict it ` +
+    `("mayfly-server agent evict -spiffeID ${agentId}"), create a join token ("mayfly-server token generate") and ` +
+    'restart the agent with -joinToken <token>'
+  );
+}
+
 /** What the renewal drives: the agent's identity (`AgentIdentity`, attestation.ts). */
 export interface RenewableIdentity {
   /** The agent SVID; throws before the first one. */

@@ -35,7 +35,7 @@ import { createCsr } from '../spiffe/x509/csr.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { parsePemCertificates } from '../spiffe/x509/pem.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { AgentSvidRenewal, expiredMessage, type AgentSvid, type AgentSvidRenewalHooks } from './agent-svid-renewal.js';
+import { AgentSvidRenewal, bannedMessage, evictedMessage, expiredMessage, type AgentSvid, type AgentSvidRenewalHooks } from './agent-svid-renewal.js';
 import type { Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { GrpcCode, ServerCallError, type IssuedX509Svid, type ServerClientCredentials, type ServerClientFactory } from './server-client.js';
@@ -46,24 +46,6 @@ export { expiredMessage, type AgentSvid } from './agent-svid-renewal.js';
 
 /** Codes for which the server never saw (or never judged) the evidence: a join token stays usable. */
 const RETRYABLE: ReadonlySet<number> = new Set([GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED, GrpcCode.CANCELLED]);
-
-/** What an operator does for an agent the server no longer knows (evicted). */
-export function evictedMessage(dataDir: string): string {
-  return (
-    'the server no longer accepts this agent (it was evicted, or its record is gone) and its join token is used: ' +
-    'create a new join token ("mayfly-server token generate -spiffeID <node alias>") and restart the agent with ' +
-    `-joinToken <token>; it attests with it and replaces the SVID stored in ${dataDir}`
-  );
-}
-
-/** What an operator does for a banned agent. */
-export function bannedMessage(agentId: string): string {
-  return (
-    `the server banned ${agentId}: its workloads' SVIDs are no longer served. To bring this node back, evict it ` +
-    `("mayfly-server agent evict -spiffeID ${agentId}"), create a join token ("mayfly-server token generate") and ` +
-    'restart the agent with -joinToken <token>'
-  );
-}
 
 /** Node attestation evidence for one Agent.AttestAgent call. */
 export interface NodeAttestationData {

@@ -247,14 +247,7 @@ export class SvidCache implements WorkloadIdentities {
     for (const e of [...live].sort(compareEntries)) if (!this.#firstSeen.has(e.entryId)) this.#firstSeen.set(e.entryId, ++this.#seenCounter);
     const seen = (e: RegistrationEntry): number => this.#firstSeen.get(e.entryId) ?? 0;
     const entries = live.sort((a, b) => (a.createdAt !== b.createdAt ? a.createdAt - b.createdAt : seen(a) - seen(b)));
-    const byId = new Map(entries.map((e) => [e.entryId, e]));
-    for (const id of [...this.#firstSeen.keys()]) if (!byId.has(id)) this.#firstSeen.delete(id);
-    for (const id of [...this.#svids.keys()]) if (!byId.has(id)) this.#svids.delete(id);
-    this.#rotation.retain(byId);
-    this.#entries = entries;
-    this.#entryById = byId;
-    const ids = new Set(entries.map((e) => e.spiffeId));
-    this.#jwt.retain(ids);
+    this.#setEntries(entries);
 
     const bundleChanged = this.#trustDomainBundle === undefined || !this.#trustDomainBundle.bundle.equals(u.bundle);
     if (bundleChanged) {
@@ -290,13 +283,19 @@ export class SvidCache implements WorkloadIdentities {
     if (this.#closed || this.#entries.length === 0) return;
     this.#log.warn({ entries: this.#entries.length, reason }, 'no longer serving any workload identity');
     this.#workload.invalidate();
-    this.#svids.clear();
-    this.#firstSeen.clear();
-    this.#entries = [];
-    this.#entryById = new Map();
-    this.#rotation.retain(this.#entryById);
-    this.#jwt.retain(new Set());
+    this.#setEntries([]);
     this.#workload.publish();
+  }
+
+  /** Makes `entries` the cache's entries: what they no longer name (SVIDs, JWT-SVIDs, rotation, first-seen order) goes. */
+  #setEntries(entries: RegistrationEntry[]): void {
+    const byId = new Map(entries.map((e) => [e.entryId, e]));
+    for (const id of [...this.#firstSeen.keys()]) if (!byId.has(id)) this.#firstSeen.delete(id);
+    for (const id of [...this.#svids.keys()]) if (!byId.has(id)) this.#svids.delete(id);
+    this.#rotation.retain(byId);
+    this.#entries = entries;
+    this.#entryById = byId;
+    this.#jwt.retain(new Set(entries.map((e) => e.spiffeId)));
   }
 
   /** The tainted authorities the last update named. */
