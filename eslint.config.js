@@ -21,7 +21,9 @@ const WALLS = {
   attestors: ['spiffe', 'registration', 'config'],
   workloadapi: ['spiffe', 'wire/workload', 'securefs'],
   sdk: ['spiffe', 'wire/workload'],
-  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'wire/server', 'securefs', 'config', 'observability'],
+  federation: ['spiffe', 'config', 'securefs'],
+  oidc: ['spiffe', 'config'],
+  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'wire/server', 'securefs', 'config', 'observability'],
   agent: ['spiffe', 'registration', 'attestors', 'workloadapi', 'wire', 'securefs', 'config', 'observability'],
   cli: '*',
 };

@@ -14,6 +14,7 @@ import { CliCallError, type CliErrorCode } from '../../src/cli/cli-error.js';
 import { CliUsageError } from '../../src/cli/flags.js';
 import type { DatastoreErrorCode } from '../../src/datastore/datastore-error.js';
 import { DatastoreError } from '../../src/datastore/records.js';
+import { FederationError, type FederationErrorCode } from '../../src/federation/federation-error.js';
 import type { RegistrationErrorCode } from '../../src/registration/registration-error.js';
 import { SelectorError } from '../../src/registration/selector.js';
 import { WorkloadApiError, type SdkErrorCode } from '../../src/sdk/errors.js';
@@ -86,6 +87,8 @@ type StableErrorCode =
   | 'ERR_CA_KEY_PERMISSIONS'
   | 'ERR_CA_JOURNAL_INVALID'
   | 'ERR_CA_UPSTREAM_INVALID'
+  // Federation (bundle endpoint URLs and profiles, peer bundles)
+  | 'ERR_FEDERATION_INVALID'
   // Attestation and authorisation
   | 'ERR_ATTESTATION_FAILED'
   | 'ERR_JOIN_TOKEN_INVALID'
@@ -133,6 +136,7 @@ describe('error codes', () => {
       | RegistrationErrorCode
       | CaErrorCode
       | DatastoreErrorCode
+      | FederationErrorCode
       | AttestorErrorCode
       | ServerErrorCode
       | AgentErrorCode
@@ -149,6 +153,7 @@ describe('error codes', () => {
       [new SelectorError('m'), 'ERR_SELECTOR_INVALID'],
       [new CaError('ERR_CA_NOT_READY', 'm'), 'ERR_CA_NOT_READY'],
       [new DatastoreError('ERR_DATASTORE_CONFLICT', 'm'), 'ERR_DATASTORE_CONFLICT'],
+      [new FederationError('ERR_FEDERATION_INVALID', 'm'), 'ERR_FEDERATION_INVALID'],
       [new ServerCallError(14, 'm'), 'ERR_AGENT_SERVER_CALL'],
       [new WorkloadApiError('ERR_WORKLOAD_API_CALL', 'm'), 'ERR_WORKLOAD_API_CALL'],
       [new CliUsageError('m'), 'ERR_CLI_USAGE'],

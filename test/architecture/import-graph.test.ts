@@ -137,7 +137,7 @@ describe('the rule engine catches a breach', () => {
       'src/ca/testing.ts': ['src/spiffe/x509/testing.ts'],
       'src/datastore/level/level.ts': ['src/datastore/conformance.ts', 'src/datastore/testdata/kill-writer.ts'],
       'bench/x509.ts': ['src/spiffe/x509/testing.ts', 'src/ca/mint.ts'],
-      'src/federation/fetch.ts': ['src/spiffe/id.ts'],
+      'src/nowhere/fetch.ts': ['src/spiffe/id.ts'],
       'src/attestors/workload/k8s/k8s.test.ts': ['test/k8s/fixtures.ts', 'src/attestors/workload/testing.ts'],
     });
     const found = wallViolations(g).map((v) => `${v.rule} ${v.from} → ${v.to}`);
@@ -148,7 +148,7 @@ describe('the rule engine catches a breach', () => {
         'test-support src/datastore/level/level.ts → src/datastore/conformance.ts',
         'test-support src/datastore/level/level.ts → src/datastore/testdata/kill-writer.ts',
         'test-support bench/x509.ts → src/spiffe/x509/testing.ts',
-        'unknown-room src/federation/fetch.ts → ',
+        'unknown-room src/nowhere/fetch.ts → ',
       ].sort(),
     );
   });

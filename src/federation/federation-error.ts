@@ -1,0 +1,17 @@
+/**
+ * @module federation/federation-error
+ *
+ * The codes the federation room raises (stable: never rename one), and the class that
+ * carries them.
+ */
+import { MayflyError } from '../spiffe/errors.js';
+
+export type FederationErrorCode =
+  /** A bundle endpoint URL, profile or endpoint SPIFFE ID that cannot be used. */
+  | 'ERR_FEDERATION_INVALID';
+
+declare module '../spiffe/errors.js' {
+  interface MayflyErrorCodes extends Record<FederationErrorCode, 'federation'> {}
+}
+
+export class FederationError extends MayflyError<FederationErrorCode> {}
