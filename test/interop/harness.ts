@@ -38,6 +38,8 @@ export interface EntryOptions {
   /** Per-entry X509-SVID lifetime in seconds (0 = the server default). */
   x509SvidTtl?: number;
   hint?: string;
+  /** Trust domains whose bundles the entry's workloads also receive (bare names). */
+  federatesWith?: readonly string[];
   /** Wait until the agent holds an SVID for it (default true). */
   wait?: boolean;
 }
@@ -156,6 +158,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
             selectors: selectors.map(parseSelector),
             ...(eo.x509SvidTtl !== undefined ? { x509_svid_ttl: eo.x509SvidTtl } : {}),
             ...(eo.hint !== undefined ? { hint: eo.hint } : {}),
+            ...(eo.federatesWith !== undefined ? { federates_with: [...eo.federatesWith] } : {}),
           },
         ],
       });

@@ -317,10 +317,11 @@ func runServer(args []string) error {
 	c.register(fs)
 	listen := fs.String("listen", "127.0.0.1:0", "TCP address to listen on")
 	authorize := fs.String("authorize", "", "SPIFFE ID a client must present")
+	memberOf := fs.String("memberOf", "", "trust domain a client must belong to (instead of -authorize)")
 	_ = fs.Parse(args)
-	clientID, err := spiffeid.FromString(*authorize)
+	authorizer, err := authorizerFrom(*authorize, *memberOf)
 	if err != nil {
-		return fmt.Errorf("server: -authorize: %w", err)
+		return fmt.Errorf("server: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	source, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(c.clientOptions()...))
@@ -334,7 +335,7 @@ func runServer(args []string) error {
 		return fmt.Errorf("GetX509SVID: %w", err)
 	}
 	ln, err := spiffetls.ListenWithMode(context.Background(), "tcp", *listen,
-		spiffetls.MTLSServerWithSource(tlsconfig.AuthorizeID(clientID), source))
+		spiffetls.MTLSServerWithSource(authorizer, source))
 	if err != nil {
 		return fmt.Errorf("spiffetls.ListenWithMode: %w", err)
 	}
@@ -385,11 +386,12 @@ func runClient(args []string) error {
 	c.register(fs)
 	connect := fs.String("connect", "", "server address HOST:PORT")
 	authorize := fs.String("authorize", "", "SPIFFE ID the server must present")
+	memberOf := fs.String("memberOf", "", "trust domain the server must belong to (instead of -authorize)")
 	message := fs.String("message", "hello", "line to send")
 	_ = fs.Parse(args)
-	serverID, err := spiffeid.FromString(*authorize)
+	authorizer, err := authorizerFrom(*authorize, *memberOf)
 	if err != nil {
-		return fmt.Errorf("client: -authorize: %w", err)
+		return fmt.Errorf("client: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -403,7 +405,7 @@ func runClient(args []string) error {
 		return fmt.Errorf("GetX509SVID: %w", err)
 	}
 	conn, err := spiffetls.DialWithMode(ctx, "tcp", *connect,
-		spiffetls.MTLSClientWithSource(tlsconfig.AuthorizeID(serverID), source))
+		spiffetls.MTLSClientWithSource(authorizer, source))
 	if err != nil {
 		return fmt.Errorf("spiffetls.DialWithMode: %w", err)
 	}
@@ -426,4 +428,24 @@ func runClient(args []string) error {
 		"reply":    strings.TrimSuffix(reply, "\n"),
 	})
 	return nil
+}
+
+// authorizerFrom is tlsconfig.AuthorizeID for -authorize, or tlsconfig.AuthorizeMemberOf for
+// -memberOf (exactly one of them).
+func authorizerFrom(authorize, memberOf string) (tlsconfig.Authorizer, error) {
+	if (authorize == "") == (memberOf == "") {
+		return nil, errors.New("give exactly one of -authorize and -memberOf")
+	}
+	if memberOf != "" {
+		td, err := spiffeid.TrustDomainFromString(memberOf)
+		if err != nil {
+			return nil, fmt.Errorf("-memberOf: %w", err)
+		}
+		return tlsconfig.AuthorizeMemberOf(td), nil
+	}
+	id, err := spiffeid.FromString(authorize)
+	if err != nil {
+		return nil, fmt.Errorf("-authorize: %w", err)
+	}
+	return tlsconfig.AuthorizeID(id), nil
 }
