@@ -23,7 +23,8 @@ const WALLS = {
   sdk: ['spiffe', 'wire/workload'],
   federation: ['spiffe', 'config', 'securefs'],
   oidc: ['spiffe', 'config'],
-  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'wire/server', 'securefs', 'config', 'observability'],
+  audit: ['spiffe'],
+  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'wire/server', 'securefs', 'config', 'observability'],
   agent: ['spiffe', 'registration', 'attestors', 'workloadapi', 'wire', 'securefs', 'config', 'observability'],
   cli: '*',
 };

@@ -24,6 +24,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { isMayflyError, type ErrorCode } from '../spiffe/errors.js';
 import { makeTestCa } from '../spiffe/x509/testing.js';
 import type { BundleAuthority, Datastore } from './datastore.js';
+import { auditConformance } from './testdata/audit-conformance.js';
 
 export interface ConformanceHandle {
   ds: Datastore;
@@ -593,6 +594,12 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         expect([...(await ds.getCaJournal())!]).toEqual([1, 2, 3]);
       });
     });
+
+    auditConformance(() => ({
+      ds,
+      ...(h.reopen !== undefined ? { reopen: async () => (ds = await h.reopen!()) } : {}),
+      ...(h.sibling !== undefined ? { sibling: h.sibling } : {}),
+    }));
 
     describe('lifecycle', () => {
       it('refuses calls after close', async () => {

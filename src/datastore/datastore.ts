@@ -159,6 +159,21 @@ export interface BundleMerge {
   owner?: string;
 }
 
+/** One record of the audit ledger as stored: the datastore keeps the chain's links, not its meaning. */
+export interface AuditRecordRow {
+  /** 1, 2, 3, … without gaps, assigned by the store at append. */
+  readonly seq: number;
+  /** The previous record's `hash`; '' for the first record ever appended. */
+  readonly prevHash: string;
+  /** What `AuditLink` returned for this record. */
+  readonly hash: string;
+  /** The record's text, stored as given (the datastore does not parse it); at most 64 KiB. */
+  readonly body: string;
+}
+
+/** Computes a record's hash from its seq, the previous record's hash ('' for the first) and its body: 64 lowercase hex. */
+export type AuditLink = (seq: number, prevHash: string, body: string) => string;
+
 export interface Datastore {
   // ---- registration entries ----
   /** Stores a new entry (revision 0). `ERR_DATASTORE_ALREADY_EXISTS` when an entry with the same id, or the same (parentId, spiffeId, selectors), exists; the error's `existingEntryId` names it. */
@@ -230,6 +245,23 @@ export interface Datastore {
   mergeBundle(merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }>;
   /** `ERR_DATASTORE_CONFLICT` while any entry federates with `trustDomain` (nothing is dissociated silently). */
   deleteBundle(trustDomain: string): Promise<void>;
+
+  // ---- audit ledger ----
+  /**
+   * Appends `bodies` (1 to 10,000, in order) after the current last record, in one atomic,
+   * durable write: under the store's serialisation (across every server sharing the store),
+   * each gets the next seq and its hash from `link`, chained to the one before. Of concurrent
+   * appends none interleave and none fork the chain. Returns the rows written.
+   * With `expectedLastSeq`, appends only if the last record is still that one (0: none),
+   * else `ERR_DATASTORE_CONFLICT` (a checkpoint signs the head it follows).
+   */
+  appendAuditRecords(bodies: readonly string[], link: AuditLink, opts?: { expectedLastSeq?: number }): Promise<AuditRecordRow[]>;
+  /** Records with seq > `afterSeq` (default 0), ascending, at most `limit` (1..1000, default 500). */
+  listAuditRecords(query?: { afterSeq?: number; limit?: number }): Promise<AuditRecordRow[]>;
+  /** The last record, or undefined when none was ever appended. */
+  lastAuditRecord(): Promise<AuditRecordRow | undefined>;
+  /** Deletes records with seq < `beforeSeq`, never the last record; returns how many. */
+  pruneAuditRecords(beforeSeq: number): Promise<number>;
 
   // ---- CA journal ----
   getCaJournal(): Promise<Uint8Array | undefined>;

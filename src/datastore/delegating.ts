@@ -9,6 +9,8 @@
 import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 import type {
   AgentUpdate,
+  AuditLink,
+  AuditRecordRow,
   AttestedAgent,
   BundleMerge,
   CreateEntryResult,
@@ -54,6 +56,12 @@ export interface StoreOperations<S> {
     deleteBundle(s: S, trustDomain: string): Promise<void>;
     getCaJournal(s: S): Promise<Uint8Array | undefined>;
     setCaJournal(s: S, bytes: Uint8Array): Promise<void>;
+  };
+  audit: {
+    appendAuditRecords(s: S, bodies: readonly string[], link: AuditLink, opts: { expectedLastSeq?: number }): Promise<AuditRecordRow[]>;
+    listAuditRecords(s: S, query: { afterSeq?: number; limit?: number }): Promise<AuditRecordRow[]>;
+    lastAuditRecord(s: S): Promise<AuditRecordRow | undefined>;
+    pruneAuditRecords(s: S, beforeSeq: number): Promise<number>;
   };
 }
 
@@ -181,5 +189,23 @@ export abstract class DelegatingDatastore<S> implements Datastore {
 
   setCaJournal(bytes: Uint8Array): Promise<void> {
     return this.#ops.bundles.setCaJournal(this.#s, bytes);
+  }
+
+  // ---------------------------------------------------------------- audit ledger
+
+  appendAuditRecords(bodies: readonly string[], link: AuditLink, opts: { expectedLastSeq?: number } = {}): Promise<AuditRecordRow[]> {
+    return this.#ops.audit.appendAuditRecords(this.#s, bodies, link, opts);
+  }
+
+  listAuditRecords(query: { afterSeq?: number; limit?: number } = {}): Promise<AuditRecordRow[]> {
+    return this.#ops.audit.listAuditRecords(this.#s, query);
+  }
+
+  lastAuditRecord(): Promise<AuditRecordRow | undefined> {
+    return this.#ops.audit.lastAuditRecord(this.#s);
+  }
+
+  pruneAuditRecords(beforeSeq: number): Promise<number> {
+    return this.#ops.audit.pruneAuditRecords(this.#s, beforeSeq);
   }
 }

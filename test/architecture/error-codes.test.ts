@@ -15,6 +15,7 @@ import { CliUsageError } from '../../src/cli/flags.js';
 import type { DatastoreErrorCode } from '../../src/datastore/datastore-error.js';
 import { DatastoreError } from '../../src/datastore/records.js';
 import { FederationError, type FederationErrorCode } from '../../src/federation/federation-error.js';
+import { AuditError, type AuditErrorCode } from '../../src/audit/audit-error.js';
 import type { RegistrationErrorCode } from '../../src/registration/registration-error.js';
 import { SelectorError } from '../../src/registration/selector.js';
 import { WorkloadApiError, type SdkErrorCode } from '../../src/sdk/errors.js';
@@ -89,6 +90,9 @@ type StableErrorCode =
   | 'ERR_CA_UPSTREAM_INVALID'
   // Federation (bundle endpoint URLs and profiles, peer bundles)
   | 'ERR_FEDERATION_INVALID'
+  // Audit ledger
+  | 'ERR_AUDIT_UNAVAILABLE'
+  | 'ERR_AUDIT_INVALID'
   // Attestation and authorisation
   | 'ERR_ATTESTATION_FAILED'
   | 'ERR_JOIN_TOKEN_INVALID'
@@ -137,6 +141,7 @@ describe('error codes', () => {
       | CaErrorCode
       | DatastoreErrorCode
       | FederationErrorCode
+      | AuditErrorCode
       | AttestorErrorCode
       | ServerErrorCode
       | AgentErrorCode
@@ -154,6 +159,7 @@ describe('error codes', () => {
       [new CaError('ERR_CA_NOT_READY', 'm'), 'ERR_CA_NOT_READY'],
       [new DatastoreError('ERR_DATASTORE_CONFLICT', 'm'), 'ERR_DATASTORE_CONFLICT'],
       [new FederationError('ERR_FEDERATION_INVALID', 'm'), 'ERR_FEDERATION_INVALID'],
+      [new AuditError('ERR_AUDIT_UNAVAILABLE', 'm'), 'ERR_AUDIT_UNAVAILABLE'],
       [new ServerCallError(14, 'm'), 'ERR_AGENT_SERVER_CALL'],
       [new WorkloadApiError('ERR_WORKLOAD_API_CALL', 'm'), 'ERR_WORKLOAD_API_CALL'],
       [new CliUsageError('m'), 'ERR_CLI_USAGE'],

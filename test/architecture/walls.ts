@@ -30,10 +30,11 @@ export const ROOMS: readonly Room[] = [
   { room: 'workloadapi', mayImport: ['spiffe', 'wire/workload', 'securefs'], holds: 'the Workload API endpoint (agent side)' },
   { room: 'sdk', mayImport: ['spiffe', 'wire/workload'], holds: 'Workload API client, X509/JWT/bundle sources, mTLS helpers' },
   { room: 'federation', mayImport: ['spiffe', 'config', 'securefs'], holds: 'the bundle endpoint, federation relationships and the peer bundle fetcher (https_web, https_spiffe)' },
+  { room: 'audit', mayImport: ['spiffe'], holds: 'the hash-chained audit ledger: records, group-committed appends, signed checkpoints, verification' },
   { room: 'oidc', mayImport: ['spiffe', 'config'], holds: 'the OIDC discovery document and JWKS listener for JWT-SVIDs' },
   {
     room: 'server',
-    mayImport: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'wire/server', 'securefs', 'config', 'observability'],
+    mayImport: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'wire/server', 'securefs', 'config', 'observability'],
     holds: 'server APIs, node attestation, authorised-entry push streams, admin auth',
   },
   {

@@ -18,6 +18,7 @@
  *   t!<sha256(token)>              → join token JSON (without the token)
  *   b!<trust domain>               → bundle JSON
  *   j!ca                           → CA journal, base64
+ *   L!<seq, 16 digits>             → audit ledger record JSON {prevHash, hash, body}
  */
 import { createHash } from 'node:crypto';
 import { entryUniqueKey, type RegistrationEntry } from '../../registration/entry.js';

@@ -31,6 +31,7 @@ import { Level } from 'level';
 import { ensurePrivateDir } from '../../securefs/index.js';
 import { DelegatingDatastore } from '../delegating.js';
 import { DatastoreError } from '../records.js';
+import * as audit from './audit.js';
 import * as agents from './agents.js';
 import * as bundles from './bundles.js';
 import * as entries from './entries.js';
@@ -106,7 +107,7 @@ export async function openLevelDatastore(config: LevelDatastoreConfig): Promise<
 export class LevelDatastore extends DelegatingDatastore<LevelStore> {
   /** @internal use openLevelDatastore */
   constructor(db: Level<string, string>, now: () => Date) {
-    super(new LevelStore(db, now), { entries, agents, joinTokens, bundles });
+    super(new LevelStore(db, now), { entries, agents, joinTokens, bundles, audit });
   }
 
   // ---------------------------------------------------------------- lifecycle

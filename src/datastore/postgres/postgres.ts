@@ -43,6 +43,7 @@ import { MayflyError } from '../../spiffe/errors.js';
 import { toPostgresUrl } from './connection-string.js';
 import { DelegatingDatastore } from '../delegating.js';
 import { DatastoreError } from '../records.js';
+import * as audit from './audit.js';
 import * as agents from './agents.js';
 import * as bundles from './bundles.js';
 import * as entries from './entries.js';
@@ -126,7 +127,7 @@ export class PostgresDatastore extends DelegatingDatastore<PostgresStore> {
   /** @internal use openPostgresDatastore */
   constructor(pool: PgPool, quotedSchema: string, now: () => Date, synchronousCommit: string, clientConfig: PoolConfig) {
     const store = new PostgresStore(pool, quotedSchema, now);
-    super(store, { entries, agents, joinTokens, bundles });
+    super(store, { entries, agents, joinTokens, bundles, audit });
     this.#w = new PostgresWatcher(store, clientConfig);
     this.synchronousCommit = synchronousCommit;
   }

@@ -1,0 +1,123 @@
+/**
+ * @module audit/record
+ *
+ * What one ledger record says and how records are chained.
+ *
+ * Threat: a record edited, deleted, reordered or inserted after it was written, by anyone
+ * with write access to the datastore. Each record's hash covers its position, the previous
+ * record's hash and its exact text (`sha256("mayfly-audit-v1\n" seq "\n" prevHash "\n" body)`),
+ * so any such change breaks a link that `verifyAuditChain` names; a rewrite of the whole tail
+ * is caught by the signed checkpoints (`checkpoint.ts`).
+ */
+import { createHash } from 'node:crypto';
+
+/** Who asked for what a record describes, as the server authenticated them. */
+export interface AuditActor {
+  /** `admin` (admin socket or an admin SVID), `agent` (an attested agent's SVID), `server` (the server itself, e.g. an automatic rotation), `anonymous`. */
+  readonly kind: 'admin' | 'agent' | 'server' | 'anonymous';
+  /** The caller's SPIFFE ID, or e.g. `uid:0` for the admin socket. */
+  readonly id: string;
+}
+
+export interface X509SvidIssued {
+  readonly kind: 'x509-svid.issued';
+  readonly serial: string;
+  readonly spiffeId: string;
+  readonly notAfter: number;
+  readonly entryId?: string;
+  readonly agentId?: string;
+  /** The entry's selectors (`type:value`): what a workload needed to receive it. */
+  readonly selectors?: readonly string[];
+}
+
+export interface JwtSvidIssued {
+  readonly kind: 'jwt-svid.issued';
+  readonly spiffeId: string;
+  readonly audience: readonly string[];
+  readonly notAfter: number;
+  readonly keyId: string;
+  readonly entryId?: string;
+  readonly agentId?: string;
+}
+
+/** An administrative change: the API method and what it changed, with secrets left out. */
+export interface AdminChange {
+  readonly kind: 'admin';
+  readonly method: string;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+/** A CA authority step (prepare/activate/taint/revoke), by an operator or the CA's own rotation. */
+export interface AuthorityChange {
+  readonly kind: 'authority';
+  readonly authority: 'x509' | 'jwt';
+  readonly step: string;
+  readonly authorityId: string;
+  /** The JWT authority's public key (JWK), so checkpoints it signs stay verifiable after it left the bundle. */
+  readonly publicJwk?: Readonly<Record<string, unknown>>;
+}
+
+/** A server started writing to the ledger, with the JWT keys it may sign checkpoints with. */
+export interface ServerStarted {
+  readonly kind: 'server.started';
+  readonly jwtKeys: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+}
+
+/** A signed statement of the chain head (see checkpoint.ts). */
+export interface Checkpoint {
+  readonly kind: 'checkpoint';
+  /** The record this checkpoint vouches for: the one right before it. */
+  readonly head: { readonly seq: number; readonly hash: string };
+  /** A JWT-SVID for the server's ID whose only audience names the head. */
+  readonly token: string;
+}
+
+export type AuditEvent = X509SvidIssued | JwtSvidIssued | AdminChange | AuthorityChange | ServerStarted | Checkpoint;
+
+/** A record as written: the event with when, by whom, and which server wrote it. */
+export type AuditRecordBody = AuditEvent & {
+  readonly v: 1;
+  /** Unix milliseconds by the writing server's clock (servers' clocks may disagree; `seq` orders). */
+  readonly time: number;
+  /** The writing server's instance ID. */
+  readonly server: string;
+  readonly actor: AuditActor;
+};
+
+/** A stored record with its link fields. */
+export interface AuditRecord {
+  readonly seq: number;
+  readonly prevHash: string;
+  readonly hash: string;
+  readonly body: string;
+}
+
+export const AUDIT_EVENT_KINDS: readonly AuditEvent['kind'][] = ['x509-svid.issued', 'jwt-svid.issued', 'admin', 'authority', 'server.started', 'checkpoint'];
+
+/** The link function the datastore calls: the record's hash from its position, predecessor and text. */
+export function auditLink(seq: number, prevHash: string, body: string): string {
+  return createHash('sha256').update(`mayfly-audit-v1\n${seq}\n${prevHash}\n${body}`).digest('hex');
+}
+
+/** The text of a record (JSON, fields in a fixed order). */
+export function encodeRecordBody(body: AuditRecordBody): string {
+  const { v, time, server, actor, ...event } = body;
+  return JSON.stringify({ v, time, server, actor, ...event });
+}
+
+/** Parses a record's text; undefined when it is not a record this build understands. */
+export function decodeRecordBody(text: string): AuditRecordBody | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const r = v as Record<string, unknown>;
+  if (r.v !== 1 || typeof r.time !== 'number' || typeof r.server !== 'string' || typeof r.kind !== 'string') return undefined;
+  if (!(AUDIT_EVENT_KINDS as readonly string[]).includes(r.kind)) return undefined;
+  const actor = r.actor as Record<string, unknown> | undefined;
+  if (typeof actor !== 'object' || actor === null || typeof actor.kind !== 'string' || typeof actor.id !== 'string') return undefined;
+  return r as unknown as AuditRecordBody;
+}
