@@ -19,7 +19,7 @@ function signerWith(kid: string): { signer: CheckpointSigner; keys: Map<string, 
   const pair = generateKeyPair();
   const jwt = new JwtSvidSigner({ privateKey: pair.privateKey, kid });
   return {
-    signer: { signCheckpoint: (aud) => jwt.mint({ spiffeId: SpiffeId.parse(SERVER_ID), audience: [aud], ttlSeconds: 60 }) },
+    signer: { signCheckpoint: (aud) => ({ token: jwt.mint({ spiffeId: SpiffeId.parse(SERVER_ID), audience: [aud], ttlSeconds: 60 }) }) },
     keys: new Map([[kid, pair.publicKey]]),
   };
 }

@@ -25,7 +25,7 @@ export interface AuditStore {
 
 /** Mints the checkpoint token: a JWT-SVID for the server's ID with this one audience. */
 export interface CheckpointSigner {
-  signCheckpoint(audience: string): string;
+  signCheckpoint(audience: string): { token: string; publicJwk?: Record<string, unknown> };
 }
 
 export interface AuditLedgerLogger {
@@ -98,6 +98,13 @@ export class AuditLedger {
     });
   }
 
+  /** Appends a checkpoint for the current head now (after the records already queued). */
+  async checkpoint(): Promise<void> {
+    if (this.#queue.length > 0) this.#kick();
+    while (this.#writing !== undefined) await this.#writing;
+    await this.#enqueueCheckpoint();
+  }
+
   /** Waits for queued records, writes a last checkpoint when records are unsigned, stops the timer. */
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
@@ -152,7 +159,7 @@ export class AuditLedger {
       try {
         const head = await this.#cfg.store.lastAuditRecord();
         if (head === undefined) return;
-        const token = this.#cfg.signer.signCheckpoint(checkpointAudience(head));
+        const { token, publicJwk } = this.#cfg.signer.signCheckpoint(checkpointAudience(head));
         const body = encodeRecordBody({
           v: 1,
           time: this.#now().getTime(),
@@ -161,6 +168,7 @@ export class AuditLedger {
           kind: 'checkpoint',
           head: { seq: head.seq, hash: head.hash },
           token,
+          ...(publicJwk !== undefined ? { publicJwk } : {}),
         });
         await this.#cfg.store.appendAuditRecords([body], auditLink, { expectedLastSeq: head.seq });
         this.#sinceCheckpoint = 0;

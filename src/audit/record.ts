@@ -70,6 +70,12 @@ export interface Checkpoint {
   readonly head: { readonly seq: number; readonly hash: string };
   /** A JWT-SVID for the server's ID whose only audience names the head. */
   readonly token: string;
+  /**
+   * The signing key's public JWK, so the checkpoint stays checkable after the key left the
+   * bundle (or died with a memory key manager). It is trusted only as far as a later
+   * checkpoint signed by a key of the trust bundle covers this record (audit/verify).
+   */
+  readonly publicJwk?: Readonly<Record<string, unknown>>;
 }
 
 export type AuditEvent = X509SvidIssued | JwtSvidIssued | AdminChange | AuthorityChange | ServerStarted | Checkpoint;

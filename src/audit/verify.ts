@@ -45,6 +45,15 @@ function jwkKey(jwk: unknown): KeyObject | undefined {
   }
 }
 
+function kidOf(token: string): string | undefined {
+  try {
+    const h = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
+    return typeof h.kid === 'string' ? h.kid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function verifyAuditChain(input: VerifyAuditChainInput): Promise<AuditVerification> {
   const known = new Map(input.trustedKeys);
   let count = 0;
@@ -92,6 +101,11 @@ export async function verifyAuditChain(input: VerifyAuditChainInput): Promise<Au
       if (k !== undefined && !known.has(body.authorityId)) known.set(body.authorityId, k);
     } else if (body.kind === 'checkpoint') {
       if (body.head.seq !== r.seq - 1 || body.head.hash !== r.prevHash) return bad('the checkpoint names a head other than the record before it');
+      if (body.publicJwk !== undefined) {
+        const kid = kidOf(body.token);
+        const k = jwkKey(body.publicJwk);
+        if (kid !== undefined && k !== undefined && !known.has(kid)) known.set(kid, k);
+      }
       const v = verifyCheckpoint(body.token, body.head, known, input.signerId);
       if (!v.ok) return bad(`checkpoint: ${v.reason}`);
       checkpoints += 1;

@@ -34,6 +34,12 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['banned', 'banned'],
   ['canReattest', 'can-reattest'],
   ['level', 'level'],
+  ['from', 'from'],
+  ['after', 'after'],
+  ['since', 'since'],
+  ['until', 'until'],
+  ['serial', 'serial'],
+  ['trustBundlePath', 'trust-bundle-path'],
 ]);
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];

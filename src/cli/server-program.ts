@@ -11,6 +11,7 @@
 import type { Command } from 'commander';
 import { createProgram, type CliIo } from './flags.js';
 import { addAgentCommands } from './server-agent.js';
+import { addAuditCommands } from './server-audit.js';
 import { addBundleCommands } from './server-bundle.js';
 import { SERVER_SPIRE_FLAGS } from './server-common.js';
 import { addEntryCommands } from './server-entry.js';
@@ -32,5 +33,6 @@ export function buildServerProgram(io?: Partial<CliIo>): Command {
   addBundleCommands(program);
   addSvidCommands(program);
   addLoggerCommands(program);
+  addAuditCommands(program);
   return program;
 }

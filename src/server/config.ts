@@ -28,6 +28,7 @@ import { block, checkKeys } from '../config/accessors.js';
 import type { HclObject } from '../config/hcl.js';
 import { configOf, configurePlugin, pluginsOfKind, selectPlugins, type PluginCore } from '../config/plugins.js';
 import { Problems } from '../config/problems.js';
+import { readAuditBlock, type AuditSettings } from './config-audit.js';
 import type { DiskUpstreamAuthorityPluginConfig } from '../ca/upstreamauthority/disk/plugin.js';
 import type { SqlDataStoreConfig } from '../datastore/sql/plugin.js';
 import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type ConfiguredServerPlugin, type ServerPlugin, type ServerPluginKind } from './catalog.js';
@@ -43,6 +44,8 @@ export { DEFAULT_BIND_ADDRESS, DEFAULT_DATA_DIR, type ServerCoreSettings, type S
 export { DEFAULT_METRICS_HOST, DEFAULT_METRICS_PORT, type HttpListenerSettings } from '../config/listeners.js';
 
 export interface ServerSettings extends ServerCoreSettings, ListenerSettings {
+  /** The top-level `audit` block (server/config-audit). */
+  audit: AuditSettings;
   /** Where the LevelDB datastore lives (`<data_dir>/datastore`), when that is the datastore. */
   datastorePath: string;
   /**
@@ -82,15 +85,17 @@ export function resolveServerConfig(
 ): ServerSettings {
   const p = new Problems();
   const root = file ?? {};
-  checkKeys(root, ['server', 'plugins', 'health_checks', 'telemetry'], '', p);
+  checkKeys(root, ['server', 'plugins', 'health_checks', 'telemetry', 'audit'], '', p);
   const notices: string[] = [];
   const core = readServerBlock(block(root, 'server', '', p) ?? {}, overrides, p, notices);
   const plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? SERVER_CATALOG, SERVER_PLUGIN_KINDS, serverPluginCore(core.dataDir, notices), p);
   const listeners = readListeners(root, p);
+  const audit = readAuditBlock(root, p);
   p.throwIfAny('invalid configuration');
   return {
     ...core,
     ...listeners,
+    audit,
     datastorePath: join(core.dataDir, 'datastore'),
     plugins,
     notices,

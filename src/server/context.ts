@@ -10,6 +10,7 @@
 import type { handleServerStreamingCall, handleUnaryCall, sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ApiContext } from './api-context.js';
+import { auditActorOf, auditEventsOf } from './audit-events.js';
 import { authenticate, authorize, type Caller, type Policy, type Transport } from './auth.js';
 import { badRequest, grpcCodeOf, toServiceError, tooLarge } from './status.js';
 
@@ -44,6 +45,13 @@ export function unary<Req, Res>(
         const caller = policy === 'public' ? ({ kind: 'anonymous' } as const) : await authenticate(ctx, transport, call);
         authorize(caller, policy, method);
         const res = await fn(call.request, caller, call);
+        // Nothing is acknowledged (an SVID handed out, a change reported done) before its
+        // audit record is durable; a ledger failure answers UNAVAILABLE (audit/ledger).
+        if (ctx.audit !== undefined) {
+          const audit = ctx.audit;
+          const actor = auditActorOf(caller);
+          await Promise.all(auditEventsOf(method, call.request, res, caller).map((e) => audit.record(actor, e)));
+        }
         callback(null, res);
       } catch (err) {
         logFailure(ctx, method, err);

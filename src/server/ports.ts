@@ -7,6 +7,7 @@
  */
 import type { ServerCa } from '../ca/server-ca.js';
 import type { Datastore } from '../datastore/datastore.js';
+import type { AuditActor, AuditEvent } from '../audit/record.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 
 /** The datastore calls the server API makes. */
@@ -34,6 +35,7 @@ export type ServerDatastore = Pick<
   | 'listBundles'
   | 'mergeBundle'
   | 'deleteBundle'
+  | 'listAuditRecords'
 >;
 
 /**
@@ -80,3 +82,8 @@ export interface ServerLogger {
 }
 
 export const SILENT_LOGGER: ServerLogger = { info() {}, warn() {}, error() {} };
+
+/** Where the server API records issuances and changes (audit/ledger's AuditLedger fits): resolves once durable. */
+export interface AuditRecorder {
+  record(actor: AuditActor, event: AuditEvent): Promise<void>;
+}

@@ -27,6 +27,9 @@ import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.j
 import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { MayflyServer } from './server.js';
+import { startServerAudit, type ServerAudit } from './audit-ledger.js';
+import { loadBundleOwnerId } from './trust-bundle.js';
+import { SpiffeId } from '../spiffe/id.js';
 
 export interface ServerRunnerConfig {
   settings: ServerSettings;
@@ -52,6 +55,7 @@ export class ServerRunner {
   #ca: ServerCa | undefined;
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
+  #audit: ServerAudit | undefined;
   readonly #http: HttpEndpoints[] = [];
   #listening = false;
   #stopping = false;
@@ -117,6 +121,17 @@ export class ServerRunner {
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;
       if (s.defaultJwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = s.defaultJwtSvidTtl;
       if (s.agentTtl !== undefined) limits.agentSvidTtl = s.agentTtl;
+      if (s.audit.enabled) {
+        this.#audit = await startServerAudit({
+          datastore: ds,
+          ca,
+          serverId: SpiffeId.parse(`spiffe://${ca.trustDomain.name}/spire/server`),
+          instanceId: loadBundleOwnerId(s.dataDir),
+          settings: s.audit,
+          logger: this.#log,
+          ...(now ? { now } : {}),
+        });
+      }
       const server = new MayflyServer({
         trustDomain: s.trustDomain,
         dataDir: s.dataDir,
@@ -129,6 +144,7 @@ export class ServerRunner {
         attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) => a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
         limits,
         interceptors: [metrics.interceptor()],
+        ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
         ...(now ? { now } : {}),
         ...(this.#cfg.drainMs !== undefined ? { drainMs: this.#cfg.drainMs } : {}),
       });
@@ -193,6 +209,9 @@ export class ServerRunner {
     const server = this.#server;
     this.#server = undefined;
     if (server !== undefined) await server.stop();
+    // After the API: calls in flight finish with their records written; before the CA and datastore close.
+    await this.#audit?.stop().catch((err: unknown) => this.#log.error({ err }, 'audit ledger stop failed'));
+    this.#audit = undefined;
     this.#ca?.stop();
     this.#ca = undefined;
     const ds = this.#ds;

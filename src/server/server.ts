@@ -26,6 +26,7 @@ import type { NodeAttestor } from '../attestors/node/attestor.js';
 import { ensurePrivateDir } from '../securefs/index.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
 import { agentService } from './api/agent.js';
+import { auditService } from './api/audit.js';
 import { AgentSyncStreams, agentSyncService } from './api/agentsync.js';
 import { authorityService } from './api/authority.js';
 import { bundleService } from './api/bundle.js';
@@ -41,7 +42,7 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
-import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
+import { SILENT_LOGGER, type AuditRecorder, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
@@ -84,6 +85,8 @@ export interface MayflyServerConfig {
    * one per core, at most 4; 0 = on the event loop).
    */
   csrWorkers?: number;
+  /** The audit ledger (server/audit-ledger builds one for ServerRunner); absent: nothing is recorded. */
+  audit?: AuditRecorder;
 }
 
 const MAX_INTERMEDIATES = 16;
@@ -194,6 +197,7 @@ export class MayflyServer {
       csrMinter: this.#csrPool,
       authorizedCache: this.#authorizedCache,
       trustBundle,
+      ...(this.#cfg.audit !== undefined ? { audit: this.#cfg.audit } : {}),
     };
 
     await svid.rotate();
@@ -230,6 +234,7 @@ export class MayflyServer {
       SVID: svidService(ctx, t),
       LocalAuthority: authorityService(ctx, t),
       AgentSync: agentSyncService(ctx, t, this.#streams),
+      Audit: auditService(ctx, t),
       Health: healthService(ctx, t),
     };
     for (const [name, impl] of Object.entries(impls) as [ServerApiService, UntypedServiceImplementation][]) {
