@@ -96,6 +96,8 @@ export class ReadOnlyListener {
   #port = 0;
   /** Every TCP connection, TLS handshakes in progress included (Node's HTTP layer tracks only parsed ones). */
   readonly #sockets = new Set<Socket>();
+  /** The response headers of each route answer, built once (routes hand out the same object until their bytes change). */
+  readonly #headers = new WeakMap<RouteResponse, Record<string, string>>();
 
   constructor(cfg: ReadOnlyListenerConfig) {
     if (typeof cfg !== 'object' || cfg === null || typeof cfg.route !== 'function') throw new TypeError('ReadOnlyListener needs { host, port, route }');
@@ -191,7 +193,12 @@ export class ReadOnlyListener {
       return refuse(503, 'not available', {}, true);
     }
     if (r === undefined) return refuse(404, 'not found');
-    res.writeHead(200, { ...base, ...r.headers, 'content-type': r.contentType, 'content-length': String(r.body.length) });
+    let headers = this.#headers.get(r);
+    if (headers === undefined) {
+      headers = { ...base, ...r.headers, 'content-type': r.contentType, 'content-length': String(r.body.length) };
+      this.#headers.set(r, headers);
+    }
+    res.writeHead(200, headers);
     res.end(r.body);
   }
 
