@@ -12,7 +12,15 @@ import { fork } from 'node:child_process';
 import { Agent, request } from 'node:https';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BenchLine } from './index.js';
+
+/** One printed line (the shape bench/index prints: a rate, its baseline and their ratio). */
+export interface BundleEndpointBenchLine {
+  name: string;
+  perSecond: number;
+  baseline: number;
+  ratio: number;
+  baselineName: string;
+}
 
 const CONNECTIONS = 8;
 const IN_FLIGHT = 32;
@@ -45,7 +53,7 @@ async function rate(port: number, agent: Agent, ms: number): Promise<number> {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-export async function benchBundleEndpoint(opts: { msPerSlice?: number; rounds?: number } = {}): Promise<BenchLine[]> {
+export async function benchBundleEndpoint(opts: { msPerSlice?: number; rounds?: number } = {}): Promise<BundleEndpointBenchLine[]> {
   const ms = opts.msPerSlice ?? 500;
   const rounds = opts.rounds ?? 7;
   const here = dirname(fileURLToPath(import.meta.url));
