@@ -7,22 +7,24 @@
  * fetched again with the previous bundle as trust (the endpoint's SVID is by then signed by
  * the new CA, which that bundle already holds since prepare).
  *
- * Mayfly runs in this process as `mayfly-server run` assembles it (ServerRunner from a
- * server.conf); SPIRE is its own process with its own data dir. SPIRE polls a federated
+ * Both are real processes: `mayfly-server run` (from dist/, with a server.conf naming the
+ * bundle endpoint; rotated with `mayfly-server localauthority x509 prepare|activate` as an
+ * operator would) and `spire-server run` with its own data dir. SPIRE polls a federated
  * endpoint no more often than every 15 s (its 1 min minimum refresh hint, 4 polls), so the
  * test asks it to fetch at once with `spire-server federation refresh`, as an operator would.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseHcl } from '../../../src/config/hcl.js';
-import { resolveServerConfig } from '../../../src/server/config.js';
-import { createServerLogger } from '../../../src/server/observability.js';
-import { ServerRunner } from '../../../src/server/runner.js';
 import { spireBinary } from './bin.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const MAYFLY = join(ROOT, 'bin', 'mayfly-server.js');
 
 const TD = 'mayfly.test';
 
@@ -69,11 +71,45 @@ function keysOf(json: string): string[] {
 const logs: string[] = [];
 let dir: string;
 let spireSock: string;
+let mayflySock: string;
 let spire: ChildProcess | undefined;
-let runner: ServerRunner | undefined;
+let mayfly: ChildProcess | undefined;
 let endpointPort: number;
 
 const spireCli = (args: string[]): Promise<Result> => exec(spireBinary('spire-server'), [...args, '-socketPath', spireSock]);
+const mayflyCli = (args: string[]): Promise<Result> => exec(process.execPath, [MAYFLY, ...args, '-socketPath', mayflySock]);
+
+async function mayflyOk(args: string[]): Promise<unknown> {
+  const r = await mayflyCli([...args, '-output', 'json']);
+  if (r.code !== 0) throw new Error(`mayfly-server ${args.join(' ')} failed: ${r.stdout}${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function spawnLogged(file: string, args: string[]): ChildProcess {
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const st of [child.stdout, child.stderr]) st?.on('data', (d: Buffer) => logs.push(...d.toString('utf8').trimEnd().split('\n')));
+  return child;
+}
+
+async function waitFor(what: string, child: ChildProcess, ok: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; ; i++) {
+    if (await ok()) return;
+    if (i >= 300 || child.exitCode !== null) throw new Error(`${what} did not come up: ${logs.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** SPIRE's stored copy of our bundle (`bundle list -id … -format spiffe`), or undefined when it has none. */
 async function spireCopy(): Promise<string | undefined> {
@@ -102,23 +138,32 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mayfly-spire-fed-ours-'));
 
   // Mayfly: the bundle endpoint on a free port, https_spiffe, as server.conf spells it.
-  const conf = parseHcl(`server {
-    trust_domain = "${TD}"
-    federation {
-      bundle_endpoint {
-        address = "127.0.0.1"
-        port = 0
-        refresh_hint = "1m"
-        profile "https_spiffe" {}
-      }
+  endpointPort = await freePort();
+  mayflySock = join(dir, 'mayfly', 'private', 'api.sock');
+  writeFileSync(
+    join(dir, 'mayfly.conf'),
+    `server {
+  bind_address = "127.0.0.1"
+  bind_port = 0
+  socket_path = "${mayflySock}"
+  trust_domain = "${TD}"
+  data_dir = "${join(dir, 'mayfly', 'data')}"
+  log_level = "WARN"
+  federation {
+    bundle_endpoint {
+      address = "127.0.0.1"
+      port = ${endpointPort}
+      refresh_hint = "1m"
+      profile "https_spiffe" {}
     }
   }
-  plugins { KeyManager "memory" { plugin_data {} } }`);
-  const settings = resolveServerConfig(conf, { dataDir: join(dir, 'mayfly'), socketPath: join(dir, 'mayfly-admin', 'api.sock'), bindPort: 0 });
-  settings.metrics.enabled = false;
-  runner = new ServerRunner({ settings, logger: createServerLogger('error'), drainMs: 200 });
-  await runner.start();
-  endpointPort = runner.publisherPorts.bundleEndpoint as number;
+}
+plugins { KeyManager "memory" { plugin_data {} } }
+telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
+`,
+  );
+  mayfly = spawnLogged(process.execPath, [MAYFLY, 'run', '-config', join(dir, 'mayfly.conf')]);
+  await waitFor('mayfly-server', mayfly, async () => (await mayflyCli(['healthcheck'])).code === 0 && (await served(endpointPort).then(() => true, () => false)));
 
   // SPIRE: federates with mayfly.test through our endpoint.
   spireSock = join(dir, 'spire', 'api.sock');
@@ -148,14 +193,8 @@ plugins {
 }
 `,
   );
-  spire = spawn(spireBinary('spire-server'), ['run', '-config', join(dir, 'spire.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  for (const s of [spire.stdout, spire.stderr]) s?.on('data', (d: Buffer) => logs.push(...d.toString('utf8').trimEnd().split('\n')));
-  for (let i = 0; ; i++) {
-    const h = await spireCli(['healthcheck']);
-    if (h.code === 0) break;
-    if (i >= 300 || spire.exitCode !== null) throw new Error(`spire-server did not come up: ${logs.join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  spire = spawnLogged(spireBinary('spire-server'), ['run', '-config', join(dir, 'spire.conf')]);
+  await waitFor('spire-server', spire, async () => (await spireCli(['healthcheck'])).code === 0);
   // Bootstrap: SPIRE needs our bundle to authenticate the endpoint the first time.
   writeFileSync(join(dir, 'mayfly-bundle.json'), await served(endpointPort));
   const set = await spireCli(['bundle', 'set', '-format', 'spiffe', '-id', `spiffe://${TD}`, '-path', join(dir, 'mayfly-bundle.json')]);
@@ -163,13 +202,13 @@ plugins {
 }, 120_000);
 
 afterAll(async () => {
-  if (spire && spire.exitCode === null) {
-    const exited = new Promise((r) => spire?.once('exit', r));
-    spire.kill('SIGTERM');
+  for (const c of [spire, mayfly]) {
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (spire.exitCode === null) spire.kill('SIGKILL');
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
-  await runner?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -184,20 +223,15 @@ describe('SPIRE v1.13.3 fetches our bundle endpoint (https_spiffe)', () => {
   }, 120_000);
 
   it('follows our X.509 CA rotation (prepare, then activate): its copy gains the new roots, fetched over the re-keyed SVID', async () => {
-    const ca = runner?.ca;
-    if (ca === undefined) throw new Error('runner not started');
-    const before = JSON.parse((await untilSpireHolds('before rotation')).theirs) as Doc;
-    await ca.prepareAuthority('x509');
-    const prepared = await untilSpireHolds('after prepare');
-    expect(keysOf(prepared.theirs).filter((k) => k.startsWith('x509:'))).toHaveLength(2);
-    expect(keysOf(prepared.theirs)).not.toEqual(keysOf(JSON.stringify(before)));
-    await ca.activateAuthority('x509');
-    const newRoot = `x509:${(ca.authorityState('x509').active?.certificate as Buffer).toString('base64')}`;
-    const activated = await untilSpireHolds('after activate');
-    expect(keysOf(activated.theirs)).toContain(newRoot);
+    const before = await untilSpireHolds('before rotation');
+    expect(keysOf(before.theirs).filter((k) => k.startsWith('x509:'))).toHaveLength(1);
+    const prepared = (await mayflyOk(['localauthority', 'x509', 'prepare'])) as { authority: { authority_id: string } };
+    const afterPrepare = await untilSpireHolds('after prepare');
+    expect(keysOf(afterPrepare.theirs).filter((k) => k.startsWith('x509:'))).toHaveLength(2);
+    await mayflyOk(['localauthority', 'x509', 'activate', '-authorityID', prepared.authority.authority_id]);
     // The endpoint's SVID is now signed by the new CA; a further change still reaches SPIRE,
-    // so SPIRE authenticated it against the copy it got at prepare.
-    await ca.prepareAuthority('x509');
+    // so SPIRE authenticated the re-keyed endpoint against the copy it got at prepare.
+    await mayflyOk(['localauthority', 'x509', 'prepare']);
     const again = await untilSpireHolds('after activate and another prepare');
     expect(keysOf(again.theirs).filter((k) => k.startsWith('x509:'))).toHaveLength(3);
     expect(keysOf(again.theirs)).toEqual(keysOf(await served(endpointPort)));
