@@ -72,11 +72,6 @@ export class ServerRunner {
     return this.#server;
   }
 
-  /** The CA (after `start`): in-process callers (tests, the demo) drive its rotation. */
-  get ca(): ServerCa | undefined {
-    return this.#ca;
-  }
-
   get metrics(): ServerMetrics | undefined {
     return this.#metrics;
   }
