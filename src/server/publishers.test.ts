@@ -133,6 +133,22 @@ describe('bundle endpoint on the server', () => {
     expect((await served()).body).toBe(trustBundle().bundle().toJson());
   });
 
+  it('serves an SVID of the configured spiffe_id when the profile names one', async () => {
+    const other = await startPublishers({
+      settings: { bundleEndpoint: { address: '127.0.0.1', port: 0, profile: { name: 'https_spiffe', spiffeId: 'spiffe://mayfly.test/bundle-endpoint' } } },
+      server: ts.server,
+      ca: ts.ca,
+      logger: createServerLogger('error'),
+    });
+    try {
+      const a = await httpsGet(other.ports.bundleEndpoint as number);
+      expect(verifyX509Svid(a.peer, trustBundle().bundle()).spiffeId.toString()).toBe('spiffe://mayfly.test/bundle-endpoint');
+      expect(other.ports.oidcDiscovery).toBeUndefined();
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('stops with the publishers: the port is closed afterwards', async () => {
     const port = pub.ports.bundleEndpoint as number;
     await pub.stop();
