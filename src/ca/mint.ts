@@ -99,14 +99,14 @@ export function mintX509Svid(
 }
 
 /** Mints a JWT-SVID for `id` with `slot`; `exp` is capped at the key's NotAfter. */
-export function mintJwtSvid(slot: Slot, id: SpiffeId, req: SignJwtSvidRequest, ctx: { now: Date; defaultTtlSeconds: number }): SignedJwtSvid {
+export function mintJwtSvid(slot: Slot, id: SpiffeId, req: SignJwtSvidRequest, ctx: { now: Date; defaultTtlSeconds: number; issuer?: string }): SignedJwtSvid {
   const now = ctx.now;
   const wanted = req.ttlSeconds === undefined ? ctx.defaultTtlSeconds : positive(req.ttlSeconds, 0, 'ttlSeconds');
   const left = Math.floor((slot.notAfter.getTime() - now.getTime()) / 1000);
   const ttl = Math.min(wanted, left);
   if (ttl <= 0) fail('ERR_CA_NOT_READY', 'the active JWT key expires within a second; rotation is behind (is tick() running?)');
   const signer = (slot.signer ??= new JwtSvidSigner({ privateKey: slot.key.privateKey, kid: slot.id }));
-  const token = signer.mint({ spiffeId: id, audience: req.audience, ttlSeconds: ttl, now });
+  const token = signer.mint({ spiffeId: id, audience: req.audience, ttlSeconds: ttl, now, ...(ctx.issuer !== undefined ? { extraClaims: { iss: ctx.issuer } } : {}) });
   return { token, expiresAt: new Date((Math.floor(now.getTime() / 1000) + ttl) * 1000), authorityId: slot.id };
 }
 

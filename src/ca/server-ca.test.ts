@@ -169,6 +169,21 @@ describe('ServerCa: start, restart, minting', () => {
   });
 });
 
+describe('ServerCa: jwt_issuer', () => {
+  const claims = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+
+  it('JWT-SVIDs carry iss = jwtIssuer when set, and no iss when unset', async () => {
+    const clock = new TestClock();
+    const withIss = await makeCa(clock, { jwtIssuer: 'https://oidc.example.org' }, join(dir, 'a'));
+    const token = withIss.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['db'] }).token;
+    expect(claims(token).iss).toBe('https://oidc.example.org');
+    expect(validateJwtSvid(token, { audience: 'db', bundles: withIss.ca.getBundle(), now: clock.now() }).spiffeId.toString()).toBe('spiffe://example.org/w');
+    const without = await makeCa(clock, {}, join(dir, 'b'));
+    expect('iss' in claims(without.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['db'] }).token)).toBe(false);
+    expect(() => new ServerCa({ trustDomain: 'example.org', keyManager: new DiskKeyManager({ dataDir: join(dir, 'c') }), journal: new FileJournalStore({ path: join(dir, 'c.json') }), jwtIssuer: '' })).toThrow(TypeError);
+  });
+});
+
 describe('ServerCa: rotation', () => {
   it('prepares at 1/2, activates at 5/6, keeps the old authority until it expires; sequence rises on each bundle change', async () => {
     const clock = new TestClock();

@@ -75,6 +75,8 @@ export interface ServerCaConfig {
   /** The operator's CA: Mayfly's CA becomes an intermediate under it (see upstream.ts). */
   upstream?: UpstreamAuthority;
   bundleRefreshHintSeconds?: number;
+  /** `iss` of every JWT-SVID minted (SPIRE's `jwt_issuer`); none when unset. */
+  jwtIssuer?: string;
   logger?: CaLogger;
 }
 
@@ -93,6 +95,7 @@ export class ServerCa {
   readonly caKeyType: KeyType;
   readonly jwtKeyType: KeyType;
   readonly #refreshHint: number;
+  readonly #jwtIssuer: string | undefined;
 
   readonly #slots: AuthoritySlots;
   /** prepare / activate / taint / revoke: authority-admin.ts. */
@@ -122,6 +125,8 @@ export class ServerCa {
     this.x509SvidTtlSeconds = positive(config.x509SvidTtlSeconds, DEFAULT_X509_SVID_TTL_SECONDS, 'x509SvidTtlSeconds');
     this.jwtSvidTtlSeconds = positive(config.jwtSvidTtlSeconds, DEFAULT_JWT_SVID_TTL_SECONDS, 'jwtSvidTtlSeconds');
     this.#refreshHint = positive(config.bundleRefreshHintSeconds, DEFAULT_BUNDLE_REFRESH_HINT_SECONDS, 'bundleRefreshHintSeconds');
+    if (config.jwtIssuer !== undefined && (typeof config.jwtIssuer !== 'string' || config.jwtIssuer === '')) throw new TypeError('jwtIssuer must be a non-empty string');
+    this.#jwtIssuer = config.jwtIssuer;
     this.caKeyType = config.caKeyType ?? DEFAULT_KEY_TYPE;
     this.jwtKeyType = config.jwtKeyType ?? DEFAULT_KEY_TYPE;
     if (!isKeyType(this.caKeyType)) throw new TypeError(`caKeyType ${String(this.caKeyType)} is not one of ec-p256, ec-p384, rsa-2048`);
@@ -264,7 +269,7 @@ export class ServerCa {
     const id = memberId(this.trustDomain, req.spiffeId);
     const now = this.#now();
     const slot = this.#slots.active('jwt', 'JWT', now);
-    return mintJwtSvid(slot, id, req, { now, defaultTtlSeconds: this.jwtSvidTtlSeconds });
+    return mintJwtSvid(slot, id, req, { now, defaultTtlSeconds: this.jwtSvidTtlSeconds, ...(this.#jwtIssuer !== undefined ? { issuer: this.#jwtIssuer } : {}) });
   }
 
   // ------------------------------------------------------------------ operator controls (authority-admin.ts)

@@ -36,6 +36,8 @@ export interface ServerCoreSettings {
   caKeyType?: KeyType;
   jwtKeyType?: KeyType;
   caSubject?: { commonName?: string; organization?: string; country?: string };
+  /** `jwt_issuer`: the `iss` of every minted JWT-SVID (none when unset). */
+  jwtIssuer?: string;
 }
 
 /** Command-line overrides (all optional); they win over the file. */
@@ -51,6 +53,7 @@ export interface ServerOverrides {
 const SERVER_KEYS = [
   'bind_address', 'bind_port', 'trust_domain', 'data_dir', 'log_level', 'log_format', 'log_file', 'socket_path',
   'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject',
+  'jwt_issuer', 'federation', 'oidc_discovery',
 ] as const;
 
 /** Duration keys of the `server` block and the settings they set (seconds). */
@@ -134,6 +137,8 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
     const v = keyType(srv, key, w, p);
     if (v !== undefined) s[field] = v;
   }
+  const jwtIssuer = str(srv, 'jwt_issuer', w, p, { nonEmpty: true });
+  if (jwtIssuer !== undefined) s.jwtIssuer = jwtIssuer;
   const subject = caSubject(srv, p);
   if (subject !== undefined) s.caSubject = subject;
   if (s.caTtlSeconds !== undefined && s.defaultX509SvidTtl !== undefined && s.defaultX509SvidTtl >= s.caTtlSeconds) {

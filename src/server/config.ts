@@ -34,6 +34,7 @@ import type { SqlDataStoreConfig } from '../datastore/sql/plugin.js';
 import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type ConfiguredServerPlugin, type ServerPlugin, type ServerPluginKind } from './catalog.js';
 import { readListeners, type ListenerSettings } from '../config/listeners.js';
 import { readServerBlock, type ServerCoreSettings, type ServerOverrides } from './config-server-block.js';
+import { readFederationBlock, readOidcBlock, type BundleEndpointSettings, type OidcDiscoverySettings } from './config-federation.js';
 
 export { ConfigError } from '../config/hcl.js';
 export { loadConfigFile } from '../config/file.js';
@@ -55,6 +56,10 @@ export interface ServerSettings extends ServerCoreSettings, ListenerSettings {
   plugins: ConfiguredServerPlugin[];
   /** Things worth a log line at start (e.g. a SPIRE setting Mayfly does not use). */
   notices: string[];
+  /** `server.federation.bundle_endpoint`, when configured (server/config-federation). */
+  bundleEndpoint?: BundleEndpointSettings;
+  /** `server.oidc_discovery`, when configured (server/config-federation). */
+  oidcDiscovery?: OidcDiscoverySettings;
 
   // Views of `plugins` for readers (`validate`, tests); always current, never stored.
   /** Set when `DataStore "sql"` has database_type `postgres`. */
@@ -87,7 +92,11 @@ export function resolveServerConfig(
   const root = file ?? {};
   checkKeys(root, ['server', 'plugins', 'health_checks', 'telemetry', 'audit'], '', p);
   const notices: string[] = [];
-  const core = readServerBlock(block(root, 'server', '', p) ?? {}, overrides, p, notices);
+  const srv = block(root, 'server', '', p) ?? {};
+  const core = readServerBlock(srv, overrides, p, notices);
+  const bundleEndpoint = readFederationBlock(srv, core.trustDomain, p, notices);
+  const { oidc: oidcDiscovery, jwtIssuer } = readOidcBlock(srv, core.jwtIssuer, p);
+  if (jwtIssuer !== undefined) core.jwtIssuer = jwtIssuer;
   const plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? SERVER_CATALOG, SERVER_PLUGIN_KINDS, serverPluginCore(core.dataDir, notices), p);
   const listeners = readListeners(root, p);
   const audit = readAuditBlock(root, p);
@@ -99,6 +108,8 @@ export function resolveServerConfig(
     datastorePath: join(core.dataDir, 'datastore'),
     plugins,
     notices,
+    ...(bundleEndpoint !== undefined ? { bundleEndpoint } : {}),
+    ...(oidcDiscovery !== undefined ? { oidcDiscovery } : {}),
     get postgres() {
       const c = configOf(this.plugins, 'DataStore', 'sql') as SqlDataStoreConfig | undefined;
       return c?.databaseType === 'postgres' ? { connectionString: c.connectionString } : undefined;

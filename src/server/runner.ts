@@ -6,7 +6,8 @@
  * attestors, each built by its catalog registration (server/catalog) from
  * `settings.plugins`; the CA with its journal; the server API (`MayflyServer`, which is
  * given every part and builds none) with RPC metrics; and the
- * HTTP listeners for metrics and health. `mayfly-server run` is this plus signal handling; tests and the demo can run it
+ * HTTP listeners for metrics and health; the bundle endpoint and OIDC discovery
+ * (server/publishers) when configured. `mayfly-server run` is this plus signal handling; tests and the demo can run it
  * in-process.
  *
  * `stop()` drains in order: readiness goes false first (load balancers stop sending), the
@@ -16,6 +17,7 @@
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
+import type { ListenerLimits } from '../federation/bundle-endpoint-http.js';
 import { FileJournalStore } from '../ca/journal-store.js';
 import { ServerCa, type ServerCaConfig } from '../ca/server-ca.js';
 import { pluginsOfKind } from '../config/plugins.js';
@@ -30,6 +32,7 @@ import { MayflyServer } from './server.js';
 import { startServerAudit, type ServerAudit } from './audit-ledger.js';
 import { loadBundleOwnerId } from './trust-bundle.js';
 import { SpiffeId } from '../spiffe/id.js';
+import { startPublishers, type Publishers } from './publishers.js';
 
 export interface ServerRunnerConfig {
   settings: ServerSettings;
@@ -39,6 +42,8 @@ export interface ServerRunnerConfig {
   drainMs?: number;
   /** How k8s_psat reaches each cluster's API server (default: the pod's in-cluster configuration); tests point it at a fake. */
   kubernetesApi?: (cluster: string) => KubernetesApi;
+  /** Limits of the bundle endpoint and OIDC discovery listeners (default federation/bundle-endpoint-http's). */
+  publisherLimits?: Partial<ListenerLimits>;
 }
 
 /** The one configured plugin of a `one` kind the server cannot run without. */
@@ -57,6 +62,7 @@ export class ServerRunner {
   #metrics: ServerMetrics | undefined;
   #audit: ServerAudit | undefined;
   readonly #http: HttpEndpoints[] = [];
+  #publishers: Publishers | undefined;
   #listening = false;
   #stopping = false;
 
@@ -77,6 +83,11 @@ export class ServerRunner {
   /** Ports of the HTTP listeners actually bound: [metrics, health] as configured. */
   get httpPorts(): number[] {
     return this.#http.map((h) => h.port);
+  }
+
+  /** Ports of the bundle endpoint and the OIDC discovery listener, when they run. */
+  get publisherPorts(): { bundleEndpoint?: number; oidcDiscovery?: number } {
+    return this.#publishers?.ports ?? {};
   }
 
   async start(): Promise<void> {
@@ -108,6 +119,8 @@ export class ServerRunner {
       if (s.caKeyType !== undefined) caCfg.caKeyType = s.caKeyType;
       if (s.jwtKeyType !== undefined) caCfg.jwtKeyType = s.jwtKeyType;
       if (s.caSubject !== undefined) caCfg.caSubject = s.caSubject;
+      if (s.jwtIssuer !== undefined) caCfg.jwtIssuer = s.jwtIssuer;
+      if (s.bundleEndpoint?.refreshHintSeconds !== undefined) caCfg.bundleRefreshHintSeconds = s.bundleEndpoint.refreshHintSeconds;
       const [upstream] = pluginsOfKind(plugins, 'UpstreamAuthority');
       if (upstream !== undefined) caCfg.upstream = upstream.build(at);
       const ca = new ServerCa(caCfg);
@@ -153,6 +166,8 @@ export class ServerRunner {
       // their authorised-entry caches and streams do not serve what another server changed.
       ds.watch?.((change) => server.hub.publish(change));
       await server.start();
+      // The bundle endpoint and OIDC discovery, when configured (server/publishers).
+      this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
 
       const ready = (): Promise<Readiness> => this.readiness();
       const live = (): boolean => this.#ds !== undefined;
@@ -206,6 +221,10 @@ export class ServerRunner {
   /** Drains and closes everything (see module doc). Idempotent. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    // Public listeners drain first: they read the bundle the server keeps.
+    const publishers = this.#publishers;
+    this.#publishers = undefined;
+    await publishers?.stop();
     const server = this.#server;
     this.#server = undefined;
     if (server !== undefined) await server.stop();

@@ -76,9 +76,17 @@ export interface ServerSvidConfig {
   logger: ServerLogger;
 }
 
+/** The SVID as PEM: the chain (leaf first) and its key. */
+export interface ServerSvidPem {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
 export class ServerSvid {
   readonly #cfg: ServerSvidConfig;
   readonly #provider = new SvidCertificateProvider();
+  #current: ServerSvidPem | undefined;
+  readonly #listeners = new Set<(id: ServerSvidPem) => void>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -110,13 +118,27 @@ export class ServerSvid {
     this.#cfg.noteChain(chain);
     const notAfter = parseCertificate(chain[0] as Buffer).notAfter.getTime();
     this.setRoots(this.#cfg.bundle());
-    this.#provider.setIdentity(pemEncodeCertificates(chain), key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    const pem = { certPem: pemEncodeCertificates(chain), keyPem: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+    this.#provider.setIdentity(pem.certPem, pem.keyPem);
+    this.#current = pem;
+    for (const l of this.#listeners) l(pem);
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     const life = notAfter - Date.now();
     this.#timer = setTimeout(() => {
       this.rotate().catch((err: unknown) => this.#cfg.logger.error({ err }, 'server SVID rotation failed'));
     }, Math.max(1000, life / 2));
     this.#timer.unref();
+  }
+
+  /** The SVID served now (undefined before the first `rotate`). */
+  current(): ServerSvidPem | undefined {
+    return this.#current;
+  }
+
+  /** Told of every new SVID; returns the unsubscribe. */
+  onChange(listener: (id: ServerSvidPem) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   stop(): void {

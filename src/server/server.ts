@@ -139,6 +139,11 @@ export class MayflyServer {
     return this.#adminSocket.path;
   }
 
+  /** The trust domain's bundle as served (after `start`): what the bundle endpoint and OIDC discovery publish. */
+  get trustBundle(): TrustBundle | undefined {
+    return this.#trustBundle;
+  }
+
   /** The change hub (for in-process components that write to the datastore directly). */
   get hub(): ChangeHub {
     return this.#hub;
