@@ -207,7 +207,7 @@ export class MayflyAgent {
     // A Workload API socket directory another user could write to is refused before the
     // agent attests or stores anything (the endpoint checks again when it binds).
     ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
-    const { connect, pool } = serverConnection({ ...cfg, trustDomain: this.trustDomain, logger: this.#log });
+    const { connect, pool } = serverConnection({ ...cfg, trustDomain: this.trustDomain, logger: this.#log, scheduler: this.#sched });
     this.#pool = pool;
     const random = cfg.random ?? Math.random;
     const identity = new AgentIdentity({

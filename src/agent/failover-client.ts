@@ -10,7 +10,11 @@
  *
  * The authorised-entry stream is opened on the current endpoint; when it breaks for want
  * of a server the pool moves on before the entry sync hears of it, so the sync's next
- * subscription lands on the next server (at once, while the pool `hasAlternative()`).
+ * subscription lands on the next server (at once, while the pool `hasAlternative()`). A
+ * server answers a subscription with the full authorised state at once, so a stream that
+ * brings nothing within `firstUpdateTimeoutMs` (default 15 s) is treated as unreachable:
+ * an address that swallows connection attempts (no reset, the OS's TCP connect timeout is
+ * about two minutes) or a hung server does not hold the stream up for longer.
  */
 import {
   GrpcCode,
@@ -24,7 +28,11 @@ import {
   type ServerClientCredentials,
   type ServerClientFactory,
 } from './server-client.js';
+import type { Scheduler } from './clock.js';
 import type { ServerPool } from './server-pool.js';
+
+/** How long a new stream may go without its first update before the server counts as unreachable. */
+export const FIRST_UPDATE_TIMEOUT_MS = 15_000;
 
 /** A client for one endpoint (`ip:port`) with one set of credentials. */
 export type EndpointClientFactory = (address: string, creds: ServerClientCredentials) => ServerClient;
@@ -43,12 +51,17 @@ export interface FailoverServerClientConfig {
   pool: ServerPool;
   clientFor: EndpointClientFactory;
   credentials: ServerClientCredentials;
+  scheduler: Scheduler;
+  /** Default `FIRST_UPDATE_TIMEOUT_MS`. */
+  firstUpdateTimeoutMs?: number;
 }
 
 export class FailoverServerClient implements ServerClient {
   readonly #pool: ServerPool;
   readonly #clientFor: EndpointClientFactory;
   readonly #creds: ServerClientCredentials;
+  readonly #sched: Scheduler;
+  readonly #firstUpdateMs: number;
   readonly #clients = new Map<string, ServerClient>();
   #closed = false;
 
@@ -56,6 +69,8 @@ export class FailoverServerClient implements ServerClient {
     this.#pool = cfg.pool;
     this.#clientFor = cfg.clientFor;
     this.#creds = cfg.credentials;
+    this.#sched = cfg.scheduler;
+    this.#firstUpdateMs = cfg.firstUpdateTimeoutMs ?? FIRST_UPDATE_TIMEOUT_MS;
   }
 
   #client(address: string): ServerClient {
@@ -111,9 +126,11 @@ export class FailoverServerClient implements ServerClient {
     let cancelled = false;
     let address: string | undefined;
     let cancelInner: (() => void) | undefined;
+    let cancelTimer: (() => void) | undefined;
     const fail = (err: unknown): void => {
       if (cancelled) return;
       cancelled = true;
+      cancelTimer?.();
       if (address !== undefined) {
         this.#pool.streamEnded(address);
         if (isUnreachable(err)) this.#pool.failed(address, (err as Error).message);
@@ -125,12 +142,18 @@ export class FailoverServerClient implements ServerClient {
         if (cancelled) return;
         address = a;
         let first = true;
+        cancelTimer = this.#sched.at(new Date(this.#sched.now().getTime() + this.#firstUpdateMs), () => {
+          if (!first) return;
+          cancelInner?.();
+          fail(new ServerCallError(GrpcCode.DEADLINE_EXCEEDED, `server ${a} sent no authorised entries within ${this.#firstUpdateMs / 1000}s of subscribing`));
+        });
         try {
           cancelInner = this.#client(a).subscribe(
             (u) => {
               if (cancelled) return;
               if (first) {
                 first = false;
+                cancelTimer?.();
                 this.#pool.streaming(a);
               }
               onUpdate(u);
@@ -146,6 +169,7 @@ export class FailoverServerClient implements ServerClient {
     return () => {
       if (cancelled) return;
       cancelled = true;
+      cancelTimer?.();
       if (address !== undefined) this.#pool.streamEnded(address);
       cancelInner?.();
     };
@@ -159,6 +183,6 @@ export class FailoverServerClient implements ServerClient {
 }
 
 /** Clients over every server of `pool`, each made for the credentials the agent holds. */
-export function failoverServerClientFactory(cfg: { pool: ServerPool; clientFor: EndpointClientFactory }): ServerClientFactory {
+export function failoverServerClientFactory(cfg: Omit<FailoverServerClientConfig, 'credentials'>): ServerClientFactory {
   return (credentials) => new FailoverServerClient({ ...cfg, credentials });
 }

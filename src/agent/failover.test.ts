@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { MayflyAgent } from './agent.js';
+import { FIRST_UPDATE_TIMEOUT_MS } from './failover-client.js';
 import type { AgentLogger } from './logger.js';
 import { GrpcCode, ServerCallError, type ServerClient, type ServerClientCredentials } from './server-client.js';
 import { FakeServer, ManualScheduler, testEntry } from './testing.js';
@@ -24,6 +25,8 @@ afterEach(async () => {
 /** One server process in front of the shared backend: `down()` refuses its calls and breaks its streams. */
 class Front {
   up = true;
+  /** Accepts subscriptions and never answers them (a hung server, or an address that swallows connections). */
+  silent = false;
   calls = 0;
   readonly #streams = new Set<(e: ServerCallError) => void>();
   constructor(readonly backend: FakeServer) {}
@@ -54,6 +57,7 @@ class Front {
           queueMicrotask(() => onError(new ServerCallError(GrpcCode.UNAVAILABLE, 'connect ECONNREFUSED')));
           return () => {};
         }
+        if (this.silent) return () => {};
         const kill = (e: ServerCallError): void => {
           this.#streams.delete(kill);
           cancel();
@@ -74,7 +78,7 @@ class Front {
   }
 }
 
-function setup(opts: { firstDown?: boolean } = {}) {
+function setup(opts: { firstDown?: boolean; firstSilent?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mayfly-agent-failover-'));
   dirs.push(dir);
   const sched = new ManualScheduler();
@@ -83,6 +87,7 @@ function setup(opts: { firstDown?: boolean } = {}) {
   const fronts = new Map([['10.0.0.1:8081', new Front(backend)], ['10.0.0.2:8081', new Front(backend)]]);
   const [a, b] = [...fronts.values()] as [Front, Front];
   if (opts.firstDown === true) a.up = false;
+  if (opts.firstSilent === true) a.silent = true;
   const lookups: string[] = [];
   const lines: string[] = [];
   const rec = (_f: object, m: string): void => void lines.push(m);
@@ -201,5 +206,21 @@ describe('agent failover across the addresses of one DNS name', () => {
     expect(a.calls).toBeGreaterThan(0);
     expect(b.streamCount).toBe(1);
     expect(agent.cache!.svidFor('e1')?.spiffeId).toBe('spiffe://example.org/w1');
+  });
+
+  it('gives up on a server that accepts the stream but sends nothing, after the first-update timeout, and streams from the other', async () => {
+    const { sched, backend, a, b, agent, lines, entry } = setup({ firstSilent: true });
+    backend.entries = [entry(1)];
+    await agent.start();
+    await sched.settle();
+    expect(agent.ready).toBe(false);
+    expect(b.streamCount).toBe(0);
+    await sched.advanceAndSettle(FIRST_UPDATE_TIMEOUT_MS);
+    await sched.advanceAndSettle(200);
+    expect(b.streamCount).toBe(1);
+    expect(agent.ready).toBe(true);
+    expect(agent.serverAddress).toBe('10.0.0.2:8081');
+    expect(lines).toContain('server 10.0.0.1:8081 unreachable; moving to server 10.0.0.2:8081');
+    expect(a.calls).toBeGreaterThan(0);
   });
 });

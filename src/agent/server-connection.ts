@@ -8,6 +8,7 @@
  * per-endpoint client (`serverClientFor`), the resolver, or the whole factory.
  */
 import type { TrustDomain } from '../spiffe/id.js';
+import type { Scheduler } from './clock.js';
 import { failoverServerClientFactory, type EndpointClientFactory } from './failover-client.js';
 import { GrpcServerClient } from './grpc-client.js';
 import type { AgentLogger } from './logger.js';
@@ -22,6 +23,7 @@ export interface ServerConnectionConfig {
   serverClientFor?: EndpointClientFactory;
   serverClientFactory?: ServerClientFactory;
   logger: AgentLogger;
+  scheduler: Scheduler;
 }
 
 /** The targets given, checked: `serverAddress` or a non-empty `serverAddresses` (not both), each `host:port`. TypeError otherwise. */
@@ -47,5 +49,5 @@ export function serverConnection(cfg: ServerConnectionConfig): { connect: Server
   const pool = new ServerPool({ targets: serverTargets(cfg), logger: cfg.logger, ...(cfg.resolveHost !== undefined ? { resolve: cfg.resolveHost } : {}) });
   const td = cfg.trustDomain;
   const clientFor: EndpointClientFactory = cfg.serverClientFor ?? ((address, credentials) => new GrpcServerClient({ address, trustDomain: td, credentials }));
-  return { connect: failoverServerClientFactory({ pool, clientFor }), pool };
+  return { connect: failoverServerClientFactory({ pool, clientFor, scheduler: cfg.scheduler }), pool };
 }

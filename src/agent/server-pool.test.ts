@@ -4,6 +4,7 @@ import type { AgentLogger } from './logger.js';
 import { GrpcCode, ServerCallError, type ServerClient } from './server-client.js';
 import { serverTargets } from './server-connection.js';
 import { joinHostPort, ServerPool, splitHostPort } from './server-pool.js';
+import { ManualScheduler } from './testing.js';
 
 function recorder(): { logger: AgentLogger; lines: string[] } {
   const lines: string[] = [];
@@ -130,7 +131,7 @@ describe('FailoverServerClient', () => {
   it('tries a call once on each server until one answers; an answer (even a refusal) is not retried elsewhere', async () => {
     const pool = new ServerPool({ targets: ['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1'] });
     const { clientFor, calls } = endpoints({ '10.0.0.1:1': GrpcCode.UNAVAILABLE, '10.0.0.2:1': GrpcCode.PERMISSION_DENIED });
-    const client = new FailoverServerClient({ pool, clientFor, credentials: { mode: 'insecure-bootstrap' } });
+    const client = new FailoverServerClient({ pool, clientFor, credentials: { mode: 'insecure-bootstrap' }, scheduler: new ManualScheduler() });
     const err = (await client.renewAgent(Buffer.alloc(0)).catch((e: unknown) => e)) as ServerCallError;
     expect(err.grpcCode).toBe(GrpcCode.PERMISSION_DENIED);
     expect(calls).toEqual(['10.0.0.1:1', '10.0.0.2:1']);
@@ -140,7 +141,7 @@ describe('FailoverServerClient', () => {
   it('fails with the last error once every server was unreachable, each tried once', async () => {
     const pool = new ServerPool({ targets: ['10.0.0.1:1', '10.0.0.2:1'] });
     const { clientFor, calls } = endpoints({ '10.0.0.1:1': GrpcCode.UNAVAILABLE, '10.0.0.2:1': GrpcCode.DEADLINE_EXCEEDED });
-    const client = new FailoverServerClient({ pool, clientFor, credentials: { mode: 'insecure-bootstrap' } });
+    const client = new FailoverServerClient({ pool, clientFor, credentials: { mode: 'insecure-bootstrap' }, scheduler: new ManualScheduler() });
     const err = (await client.newJwtSvid('e', ['aud']).catch((e: unknown) => e)) as ServerCallError;
     expect(err.grpcCode).toBe(GrpcCode.DEADLINE_EXCEEDED);
     expect(calls).toEqual(['10.0.0.1:1', '10.0.0.2:1']);
