@@ -87,7 +87,7 @@ export class MayflyAgent {
       state: {
         x509SvidsCached: () => this.#cache?.x509SvidCount ?? 0,
         serverConnected: () => this.#sync?.state === 'streaming',
-        serverAddress: () => (this.#sync?.state === 'streaming' ? this.#pool?.streamingOn : undefined) ?? this.#pool?.address,
+        serverAddress: () => this.serverAddress,
         secondsSinceSync: () => secondsSince(this.#sync?.lastInSync()),
         bundleAgeSeconds: () => secondsSince(this.#cache?.bundleUpdatedAt),
         agentSvidSecondsLeft: () => {
