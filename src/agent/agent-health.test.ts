@@ -21,6 +21,7 @@ describe('agent health', () => {
     expect(agentReadiness(at(1800_001)).checks.server).toBe(false);
     expect(unhealthyReason(at(1800_001))).toBe('the server has been unreachable for longer than 1800s (server_unreachable_threshold)');
     expect(agentReadiness({ ...at(1800_001), thresholdSeconds: 3000 }).ready).toBe(true);
+    expect(unhealthyReason({ ...at(1800_001), serverAddress: '10.0.0.2:8081' })).toBe('the server has been unreachable for longer than 1800s (server_unreachable_threshold; trying 10.0.0.2:8081)');
   });
 
   it('names the first failing check', () => {

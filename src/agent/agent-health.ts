@@ -24,6 +24,8 @@ export interface AgentHealthFacts {
   readonly thresholdSeconds: number | undefined;
   /** Why the agent failed, when it did. */
   readonly failure: string | undefined;
+  /** The server endpoint the agent streams from or tries next (agent/server-pool), when known. */
+  readonly serverAddress?: string | undefined;
 }
 
 /** How long the server may be out of reach, ms: the configured threshold, else half the agent SVID's lifetime. */
@@ -50,7 +52,8 @@ export function unhealthyReason(f: AgentHealthFacts): string | undefined {
   if (!r.checks.entries) return f.failure !== undefined ? `the agent failed: ${f.failure}` : 'the authorised entries have not arrived from the server yet';
   if (!r.checks.server) {
     const s = Math.round((unreachableThresholdMs(f.thresholdSeconds, f.svid) ?? 0) / 1000);
-    return `the server has been unreachable for longer than ${s}s (server_unreachable_threshold)`;
+    const tried = f.serverAddress !== undefined ? `; trying ${f.serverAddress}` : '';
+    return `the server has been unreachable for longer than ${s}s (server_unreachable_threshold${tried})`;
   }
   return 'the Workload API is not listening';
 }

@@ -22,76 +22,29 @@
 import { dirname } from 'node:path';
 import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
-import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { MayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
-import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
-import type { PeerCredentialSource, ValidateJwtSvid } from '../workloadapi/identities.js';
+import { resolveWorkloadApiLimits } from '../workloadapi/connection-limits.js';
+import type { ValidateJwtSvid } from '../workloadapi/identities.js';
 import { agentReadiness, unhealthyReason, type AgentHealthFacts } from './agent-health.js';
-import { AgentIdentity, type AgentNodeAttestor, type AgentSvid } from './attestation.js';
+import { AgentIdentity, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
-import { grpcServerClientFactory } from './grpc-client.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { AgentMetrics } from './metrics.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
-import type { ServerClientFactory } from './server-client.js';
+import { serverConnection, serverTargets } from './server-connection.js';
+import type { ServerPool } from './server-pool.js';
 import { AgentStateStore } from './store.js';
 import { defaultSocketPath, ensureTrustedDir, SOCKET_DIR_FIX } from '../securefs/index.js';
 import { EntrySync } from './sync.js';
 import { taintedAuthoritiesOf } from './taint.js';
 
-export interface MayflyAgentConfig {
-  /** `host:port` of the server's TCP endpoint. */
-  serverAddress: string;
-  trustDomain: string;
-  /** Holds agent-svid.pem, agent-key.pem, bundle.pem (0700 / 0600). */
-  dataDir: string;
-  /** Workload API socket (default `defaultSocketPath('agent')`: /run/mayfly/agent/public/api.sock as root, see wire/workload/socket-paths). */
-  socketPath?: string;
-  /** Single-use token for the first attestation (not needed once an agent SVID is stored). */
-  joinToken?: string;
-  /**
-   * Node attestation evidence other than a join token (e.g. `K8sPsatAgentAttestor`); give
-   * this or `joinToken`, not both. Unless it says `canReattest: false`, the agent attests
-   * again with it when its SVID expired or the server evicted it.
-   */
-  nodeAttestor?: AgentNodeAttestor;
-  /** PEM roots of the server's trust domain, to authenticate the server at first attestation. */
-  trustBundlePath?: string;
-  /** Trust on first use instead of trustBundlePath (logs a loud warning). */
-  insecureBootstrap?: boolean;
-  /** Default: the unix attestor. */
-  workloadAttestors?: readonly WorkloadAttestor[];
-  logger?: AgentLogger;
-  now?: () => Date;
-  /** Timers (default: real time over `now`); tests pass a ManualScheduler. */
-  scheduler?: Scheduler;
-  /** Uniform [0, 1) for jitter (tests pin it). */
-  random?: () => number;
-  /** How to reach the server (default: grpc-js over TCP + TLS). */
-  serverClientFactory?: ServerClientFactory;
-  /** Peer credentials of Workload API callers (default: SO_PEERCRED, Linux). */
-  peerCredentials?: PeerCredentialSource;
-  /** Workload API connection bounds: global, per-uid and per-pid caps, timeouts (defaults in connection-limits.ts). */
-  workloadApiLimits?: WorkloadApiLimits;
-  /** Called once when the agent can no longer get SVIDs (agent SVID expired). */
-  onFatal?: (err: MayflyError) => void;
-  /** Bounds of the JWT-SVID cache (defaults: 10,000 tokens, 16 MiB, 64 audience sets per SPIFFE ID; agent/jwt-cache). */
-  jwtSvidCache?: { maxEntries?: number; maxBytes?: number; maxPerIdentity?: number };
-  /**
-   * HTTP listeners (none by default): `metrics` serves `/metrics`, `/live` and `/ready`
-   * (agent.conf `telemetry { Prometheus { … } }`); `health` serves SPIRE's `health_checks`
-   * paths. Port 0 picks a free port (see `httpPorts`).
-   */
-  http?: { metrics?: { host: string; port: number }; health?: { host: string; port: number; livePath?: string; readyPath?: string } };
-  /** How long the server may be out of reach before the agent reports unhealthy, seconds (default: half the agent SVID's lifetime). */
-  serverUnreachableThresholdSeconds?: number;
-  /** Node's process metrics in `/metrics` (default true). */
-  processMetrics?: boolean;
-}
+import type { MayflyAgentConfig } from './agent-config.js';
+
+export type { MayflyAgentConfig } from './agent-config.js';
 
 export type AgentState = 'stopped' | 'starting' | 'syncing' | 'ready' | 'failed' | 'stopping';
 
@@ -105,6 +58,7 @@ export class MayflyAgent {
   #identity: AgentIdentity | undefined;
   #cache: SvidCache | undefined;
   #sync: EntrySync | undefined;
+  #pool: ServerPool | undefined;
   #endpoint: WorkloadApiEndpoint | undefined;
   #lastError: MayflyError | undefined;
   readonly #readyWaiters = new Set<() => void>();
@@ -115,7 +69,7 @@ export class MayflyAgent {
 
   constructor(cfg: MayflyAgentConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyAgent needs a config object');
-    if (typeof cfg.serverAddress !== 'string' || cfg.serverAddress === '') throw new TypeError('serverAddress is required (host:port)');
+    serverTargets(cfg);
     if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') throw new TypeError('dataDir is required');
     if (cfg.joinToken !== undefined && cfg.nodeAttestor !== undefined) throw new TypeError('give joinToken or nodeAttestor, not both');
     // Checked now, not when the endpoint starts: a misconfigured cap is the caller's mistake.
@@ -133,6 +87,7 @@ export class MayflyAgent {
       state: {
         x509SvidsCached: () => this.#cache?.x509SvidCount ?? 0,
         serverConnected: () => this.#sync?.state === 'streaming',
+        serverAddress: () => this.serverAddress,
         secondsSinceSync: () => secondsSince(this.#sync?.lastInSync()),
         bundleAgeSeconds: () => secondsSince(this.#cache?.bundleUpdatedAt),
         agentSvidSecondsLeft: () => {
@@ -175,6 +130,7 @@ export class MayflyAgent {
       lastInSync: this.#sync?.lastInSync() ?? this.#startedAt,
       thresholdSeconds: this.#cfg.serverUnreachableThresholdSeconds,
       failure: this.#state === 'failed' ? (this.#lastError?.message ?? 'unknown error') : undefined,
+      serverAddress: this.serverAddress,
     };
   }
 
@@ -204,6 +160,11 @@ export class MayflyAgent {
   /** The cache (diagnostics and tests). */
   get cache(): SvidCache | undefined {
     return this.#cache;
+  }
+
+  /** The server endpoint (`ip:port`) the entry stream is open on, else the one the agent tries next; undefined before the first try. */
+  get serverAddress(): string | undefined {
+    return this.#pool?.streamingOn ?? this.#pool?.address;
   }
 
   /** The entry sync (diagnostics and tests). */
@@ -246,7 +207,8 @@ export class MayflyAgent {
     // A Workload API socket directory another user could write to is refused before the
     // agent attests or stores anything (the endpoint checks again when it binds).
     ensureTrustedDir(dirname(this.socketPath), { mode: 0o755, fix: SOCKET_DIR_FIX });
-    const connect = cfg.serverClientFactory ?? grpcServerClientFactory({ address: cfg.serverAddress, trustDomain: this.trustDomain });
+    const { connect, pool } = serverConnection({ ...cfg, trustDomain: this.trustDomain, logger: this.#log, scheduler: this.#sched });
+    this.#pool = pool;
     const random = cfg.random ?? Math.random;
     const identity = new AgentIdentity({
       trustDomain: this.trustDomain,
@@ -311,6 +273,7 @@ export class MayflyAgent {
       },
       scheduler: this.#sched,
       logger: this.#log,
+      ...(pool !== undefined ? { failover: pool } : {}),
       random,
     });
     this.#sync = sync;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../config/hcl.js';
 import { MayflyAgent } from './agent.js';
-import { resolveAgentConfig } from './config.js';
+import { resolveAgentConfig, serverTargetsOf } from './config.js';
 
 const k8sConf = `
 agent {
@@ -158,5 +158,35 @@ describe('agent logging keys (SPIRE spellings)', () => {
     const s = resolveAgentConfig(parseConfigText('agent {\n log_format = "text"\n log_file = "/var/log/agent.log"\n}'));
     expect(s).toMatchObject({ logFormat: 'text', logFile: '/var/log/agent.log' });
     expect(() => resolveAgentConfig(parseConfigText('agent {\n log_format = "xml"\n}'))).toThrow(/agent\.log_format must be "json" or "text"/);
+  });
+});
+
+describe('agent server addresses', () => {
+  const problems = (text: string, overrides = {}): string => {
+    try {
+      resolveAgentConfig(parseConfigText(text), overrides);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return '';
+  };
+
+  it("keeps SPIRE's server_address + server_port, and reads Mayfly's server_addresses list instead", () => {
+    expect(serverTargetsOf(resolveAgentConfig(undefined))).toEqual(['127.0.0.1:8081']);
+    expect(serverTargetsOf(resolveAgentConfig(parseConfigText('agent {\n server_address = "mayfly.internal"\n server_port = "9081"\n}')))).toEqual(['mayfly.internal:9081']);
+    expect(serverTargetsOf(resolveAgentConfig(parseConfigText('agent {\n server_address = "fd00::1"\n}')))).toEqual(['[fd00::1]:8081']);
+    const s = resolveAgentConfig(parseConfigText('agent {\n server_addresses = ["mayfly-1.internal:8081", "10.0.0.2:8081", "[fd00::3]:8081"]\n}'));
+    expect(serverTargetsOf(s)).toEqual(['mayfly-1.internal:8081', '10.0.0.2:8081', '[fd00::3]:8081']);
+    // The flags replace the file's single address as before.
+    expect(serverTargetsOf(resolveAgentConfig(parseConfigText('agent {\n server_address = "a.internal"\n}'), { serverAddress: 'b.internal', serverPort: 1 }))).toEqual(['b.internal:1']);
+  });
+
+  it('refuses a list that is empty, holds something other than host:port, or comes with server_address / server_port or their flags', () => {
+    expect(problems('agent {\n server_addresses = []\n}')).toContain('agent.server_addresses must be a non-empty list of "host:port" strings');
+    expect(problems('agent {\n server_addresses = "a:1"\n}')).toContain('agent.server_addresses must be a non-empty list');
+    expect(problems('agent {\n server_addresses = ["a:1", "b"]\n}')).toContain('agent.server_addresses[1]: server address "b" is not host:port');
+    expect(problems('agent {\n server_addresses = ["a:1"]\n server_port = 8081\n}')).toContain('set agent.server_addresses or agent.server_address / agent.server_port, not both');
+    expect(problems('agent {\n server_addresses = ["a:1"]\n}', { serverPort: 9 })).toContain('-serverAddress / -serverPort cannot be combined with agent.server_addresses');
+    expect(problems('agent {\n server_address = "a.internal:8081"\n}')).toContain('server_address "a.internal:8081" (-serverAddress) must be a host name or IP address, without a port');
   });
 });

@@ -21,6 +21,11 @@
  * parser the server uses (config/listeners): `/metrics` only when `telemetry { Prometheus
  * { … } }` asks (default 127.0.0.1:9989), SPIRE's health listener off unless enabled.
  *
+ * Mayfly's own `agent { server_addresses = ["host1:8081", "host2:8081"] }`: several servers
+ * of the trust domain (servers sharing one PostgreSQL), tried in order when one fails
+ * (agent/server-pool), instead of SPIRE's one `server_address` + `server_port` (not both).
+ * A host name, in either spelling, stands for every address it resolves to.
+ *
  * Mayfly's own `agent { server_unreachable_threshold = "…" }`: how long the server may be
  * out of reach (no open authorised-entry stream) before the agent reports itself unhealthy
  * (`healthcheck`, `/ready`). Default: half the agent SVID's lifetime, the point where the
@@ -39,6 +44,7 @@ import { configOf, pluginsOfKind, selectPlugins } from '../config/plugins.js';
 import { Problems } from '../config/problems.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import { defaultSocketPath } from '../securefs/index.js';
+import { joinHostPort, splitHostPort } from './server-pool.js';
 import { AGENT_CATALOG, AGENT_PLUGIN_KINDS, type AgentPlugin, type ConfiguredAgentPlugin } from './catalog.js';
 
 export { parseLogLevel } from '../config/log-level.js';
@@ -52,6 +58,8 @@ export interface AgentSettings extends ListenerSettings {
   socketPath: string;
   serverAddress: string;
   serverPort: number;
+  /** `agent { server_addresses }`: `host:port` of several servers, instead of serverAddress + serverPort. */
+  serverAddresses?: string[];
   logLevel: LogLevel;
   /** `log_format`: json (default) or text. */
   logFormat?: 'json' | 'text';
@@ -88,7 +96,36 @@ export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'no
 const AGENT_KEYS = [
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
   'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'log_file', 'workload_api', 'server_unreachable_threshold',
+  'server_addresses',
 ] as const;
+
+/** The `host:port` servers the settings name, in order: `server_addresses`, else `server_address` + `server_port`. */
+export function serverTargetsOf(s: Pick<AgentSettings, 'serverAddress' | 'serverPort' | 'serverAddresses'>): string[] {
+  return s.serverAddresses ?? [joinHostPort(s.serverAddress, s.serverPort)];
+}
+
+/** `agent { server_addresses = [...] }`: a non-empty list of `host:port` strings. */
+function readServerAddresses(agent: HclObject, p: Problems): string[] | undefined {
+  const v = agent.server_addresses;
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string')) {
+    p.add('agent.server_addresses must be a non-empty list of "host:port" strings, such as ["mayfly-1.internal:8081", "mayfly-2.internal:8081"]');
+    return undefined;
+  }
+  const out: string[] = [];
+  v.forEach((t, i) => {
+    try {
+      splitHostPort(t as string);
+      out.push(t as string);
+    } catch (err) {
+      p.add(`agent.server_addresses[${i}]: ${(err as Error).message}`);
+    }
+  });
+  if (agent.server_address !== undefined || agent.server_port !== undefined) {
+    p.add('set agent.server_addresses or agent.server_address / agent.server_port, not both');
+  }
+  return out.length === v.length ? out : undefined;
+}
 
 /** `agent { workload_api { … } }` keys and the `WorkloadApiLimits` field each sets. */
 const WORKLOAD_API_KEYS = {
@@ -145,6 +182,8 @@ function readAgentBlock(agent: HclObject, s: AgentSettings, p: Problems): void {
   const token = text('join_token');
   if (token !== undefined) s.joinToken = token;
   s.serverPort = port(agent.server_port, 'agent.server_port', p, 1) ?? s.serverPort;
+  const list = readServerAddresses(agent, p);
+  if (list !== undefined) s.serverAddresses = list;
   const level = text('log_level');
   if (level !== undefined) {
     const l = parseLogLevel(level);
@@ -213,6 +252,9 @@ export function resolveAgentConfig(
   const listeners = readListeners(root, p, AGENT_LISTENER_DEFAULTS);
   s.metrics = listeners.metrics;
   s.health = listeners.health;
+  if (s.serverAddresses !== undefined && (overrides.serverAddress !== undefined || overrides.serverPort !== undefined)) {
+    p.add('-serverAddress / -serverPort cannot be combined with agent.server_addresses in the config file: give the servers in one place');
+  }
   for (const [k, v] of Object.entries(overrides)) {
     if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
   }
@@ -220,6 +262,13 @@ export function resolveAgentConfig(
   s.plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? AGENT_CATALOG, AGENT_PLUGIN_KINDS, core, p);
   if (s.nodeAttestor !== 'join_token' && s.joinToken !== undefined) {
     p.add(`a join token (join_token / -joinToken) was given but the node attestor is ${s.nodeAttestor ?? 'disabled'}: remove one`);
+  }
+  if (s.serverAddresses === undefined) {
+    try {
+      splitHostPort(serverTargetsOf(s)[0] as string);
+    } catch {
+      p.add(`server_address ${JSON.stringify(s.serverAddress)} (-serverAddress) must be a host name or IP address, without a port (the port is server_port)`);
+    }
   }
   if (s.insecureBootstrap && s.trustBundlePath !== undefined) p.add('set either trust_bundle_path (-trustBundle) or insecure_bootstrap (-insecureBootstrap), not both');
   p.throwIfAny('invalid agent configuration');

@@ -21,6 +21,8 @@ export interface AgentMetricsState {
   x509SvidsCached(): number;
   /** True while the authorised-entry stream to the server is open. */
   serverConnected(): boolean;
+  /** The server endpoint (`ip:port`) the stream is open on, else the one tried next; undefined before the first try. */
+  serverAddress(): string | undefined;
   /** Seconds since the agent last knew it was in sync with the server (0 while the stream is open); undefined before it ever was. */
   secondsSinceSync(): number | undefined;
   /** Seconds since the trust domain bundle the agent holds was received; undefined before the first. */
@@ -79,6 +81,17 @@ export class AgentMetrics implements MetricsExposition, AttestationRecorder, Svi
     const s = cfg.state;
     gauge(this.registry, 'mayfly_agent_x509_svids_cached', 'Workload X509-SVIDs the agent holds.', () => s.x509SvidsCached());
     gauge(this.registry, 'mayfly_agent_server_connected', '1 while the authorised-entry stream to the server is open, else 0.', () => (s.serverConnected() ? 1 : 0));
+    new Gauge({
+      name: 'mayfly_agent_server',
+      help: 'Always 1, labelled with the server endpoint (ip:port) the agent streams its entries from, or tries next; absent before the first try.',
+      labelNames: ['address'],
+      registers,
+      collect() {
+        this.reset();
+        const address = s.serverAddress();
+        if (address !== undefined) this.set({ address }, 1);
+      },
+    });
     gauge(
       this.registry,
       'mayfly_agent_seconds_since_last_sync',

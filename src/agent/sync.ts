@@ -5,7 +5,9 @@
  * server and feeds every update to the cache. When the stream ends (server stopped,
  * unreachable, restarted) it subscribes again after a backoff of 1 s doubling to 30 s,
  * with jitter, and resets the backoff once an update arrives. No polling: between
- * changes the stream is idle.
+ * changes the stream is idle. With several servers (agent/server-pool), a stream lost for
+ * want of a server is reopened at once (within `FAILOVER_DELAY_MS`) on the next one while
+ * the pool has one left to try; the backoff is for when every server failed in a row.
  *
  * It also owns the current `ServerClient` (one per set of TLS credentials) and routes the
  * cache's signing calls through it, so an agent SVID renewal swaps every call over to the
@@ -39,10 +41,15 @@ export interface EntrySyncConfig {
    * its backoff, so an agent whose record is later evicted can attest again.
    */
   onBanned?: (err: ServerCallError) => void;
+  /** Several servers (agent/server-pool): true while one is left to try before backing off. */
+  failover?: { hasAlternative(): boolean };
   scheduler: Scheduler;
   logger?: AgentLogger;
   random?: () => number;
 }
+
+/** Longest wait before reopening the stream on the next server (jittered from 0). */
+export const FAILOVER_DELAY_MS = 200;
 
 export type SyncState = 'idle' | 'connecting' | 'streaming' | 'backoff' | 'stopped';
 
@@ -50,6 +57,7 @@ export class EntrySync implements SvidIssuer {
   readonly #cfg: EntrySyncConfig;
   readonly #log: AgentLogger;
   readonly #backoff: Backoff;
+  readonly #random: () => number;
   #client: ServerClient | undefined;
   #cancelStream: (() => void) | undefined;
   #cancelRetry: (() => void) | undefined;
@@ -63,7 +71,8 @@ export class EntrySync implements SvidIssuer {
   constructor(cfg: EntrySyncConfig) {
     this.#cfg = cfg;
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
-    this.#backoff = new Backoff({ random: cfg.random ?? Math.random });
+    this.#random = cfg.random ?? Math.random;
+    this.#backoff = new Backoff({ random: this.#random });
   }
 
   get state(): SyncState {
@@ -141,7 +150,9 @@ export class EntrySync implements SvidIssuer {
     if (gen !== this.#generation || this.#state === 'stopped') return;
     if (this.#state === 'streaming') this.#lastStreamingAt = this.#cfg.scheduler.now();
     this.#cancelStream = undefined;
-    const delay = this.#backoff.next();
+    const answered = err.grpcCode === GrpcCode.UNAUTHENTICATED || err.grpcCode === GrpcCode.PERMISSION_DENIED;
+    const failover = !answered && this.#cfg.failover?.hasAlternative() === true;
+    const delay = failover ? Math.floor(this.#random() * FAILOVER_DELAY_MS) : this.#backoff.next();
     const fields = { code: err.grpcCode, err: err.message, retryInMs: delay };
     if (err.grpcCode === GrpcCode.UNAUTHENTICATED) {
       let reattesting = false;
@@ -160,6 +171,7 @@ export class EntrySync implements SvidIssuer {
       }
       this.#log.debug(fields, 'the server refused this agent as banned; retrying');
     } else if (err.grpcCode === GrpcCode.PERMISSION_DENIED) this.#log.error(fields, 'the server refused this agent (superseded SVID); retrying');
+    else if (failover) this.#log.warn(fields, 'authorised-entry stream lost; serving cached SVIDs and reconnecting to the next server');
     else this.#log.warn(fields, 'authorised-entry stream lost; serving cached SVIDs and reconnecting');
     this.#state = 'backoff';
     const retryGen = this.#generation;

@@ -13,7 +13,7 @@
 import type { Command } from 'commander';
 import type { MayflyAgent } from '../agent/agent.js';
 import { buildAgentPlugins } from '../agent/catalog.js';
-import { parseLogLevel, resolveAgentConfig, type AgentOverrides, type AgentSettings } from '../agent/config.js';
+import { parseLogLevel, resolveAgentConfig, serverTargetsOf, type AgentOverrides, type AgentSettings } from '../agent/config.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { checkHealthDetail, ServingStatus } from '../workloadapi/health.js';
 import { readConfigFile } from './config-env.js';
@@ -110,8 +110,9 @@ export function addAgentRunCommands(program: Command): void {
       const plugins = buildAgentPlugins(s.plugins, s.joinToken !== undefined ? { joinToken: s.joinToken } : {});
       let fatal: Error | undefined;
       let wake: (() => void) | undefined;
+      const servers = serverTargetsOf(s);
       const agent = new MayflyAgent({
-        serverAddress: `${s.serverAddress}:${s.serverPort}`,
+        serverAddresses: servers,
         trustDomain: s.trustDomain,
         dataDir: s.dataDir,
         socketPath: s.socketPath,
@@ -129,7 +130,7 @@ export function addAgentRunCommands(program: Command): void {
         },
       });
       await agent.start();
-      logger.info({ socketPath: s.socketPath, server: `${s.serverAddress}:${s.serverPort}` }, 'agent started');
+      logger.info({ socketPath: s.socketPath, servers }, 'agent started');
       await new Promise<void>((resolve) => {
         wake = resolve;
         const onSignal = (signal: NodeJS.Signals): void => {
