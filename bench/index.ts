@@ -6,6 +6,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { benchAgent } from './agent.js';
+import { benchAudit } from './audit.js';
 import { benchBundleEndpoint } from './bundle-endpoint.js';
 import { benchJwt } from './jwt.js';
 import { benchServer, type ServerBenchLine } from './server.js';
@@ -21,7 +22,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

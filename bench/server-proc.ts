@@ -10,7 +10,9 @@
  * - `{ type: 'rss' }` → `{ type: 'rss', rss }` (after a GC when `--expose-gc` was given);
  * - `{ type: 'cpu' }` → `{ type: 'cpu', micros }`: user + system CPU of all its threads;
  * - `{ type: 'stop' }` → drains, exits 0.
- * `MAYFLY_BENCH_CSR_WORKERS` sets the server's `csrWorkers` (default: the server's own).
+ * `MAYFLY_BENCH_CSR_WORKERS` sets the server's `csrWorkers` (default: the server's own);
+ * `MAYFLY_BENCH_AUDIT=1` gives it the audit ledger as `mayfly-server run` composes it
+ * (server/audit-ledger, default settings), so every SVID is recorded before it is returned.
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -20,6 +22,10 @@ import { FileJournalStore } from '../src/ca/journal-store.js';
 import { ServerCa } from '../src/ca/server-ca.js';
 import { openLevelDatastore } from '../src/datastore/level/level.js';
 import { MayflyServer } from '../src/server/server.js';
+import { startServerAudit, type ServerAudit } from '../src/server/audit-ledger.js';
+import { DEFAULT_AUDIT } from '../src/server/config-audit.js';
+import { SILENT_LOGGER } from '../src/server/ports.js';
+import { SpiffeId } from '../src/spiffe/id.js';
 
 interface Command {
   type: 'rss' | 'cpu' | 'stop';
@@ -37,6 +43,17 @@ async function main(): Promise<void> {
   const ca = new ServerCa({ trustDomain: 'bench.example', keyManager: new DiskKeyManager({ dataDir }), journal: new FileJournalStore({ path: join(dataDir, 'ca-journal.json') }) });
   await ca.init();
   ca.start();
+  let audit: ServerAudit | undefined;
+  if (process.env.MAYFLY_BENCH_AUDIT === '1') {
+    audit = await startServerAudit({
+      datastore,
+      ca,
+      serverId: SpiffeId.parse('spiffe://bench.example/spire/server'),
+      instanceId: 'bench',
+      settings: DEFAULT_AUDIT,
+      logger: SILENT_LOGGER,
+    });
+  }
   const server = new MayflyServer({
     trustDomain: 'bench.example',
     dataDir,
@@ -47,12 +64,14 @@ async function main(): Promise<void> {
     bindAddress: '127.0.0.1',
     port: 0,
     drainMs: 500,
+    ...(audit !== undefined ? { audit: audit.ledger } : {}),
     ...(process.env.MAYFLY_BENCH_CSR_WORKERS !== undefined ? { csrWorkers: Number(process.env.MAYFLY_BENCH_CSR_WORKERS) } : {}),
   });
   await server.start();
   send({ type: 'ready', port: server.port, adminSocketPath: server.adminSocketPath, startMs: performance.now(), rss: process.memoryUsage().rss });
   const stop = async (): Promise<void> => {
     await server.stop();
+    await audit?.stop();
     ca.stop();
     await datastore.close();
   };

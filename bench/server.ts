@@ -82,9 +82,9 @@ export interface ServerProc {
   stop(): Promise<void>;
 }
 
-export async function startServerProc(dataDir: string): Promise<ServerProc> {
+export async function startServerProc(dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<ServerProc> {
   const t0 = performance.now();
-  const child = fork(join(here, 'server-proc.js'), [dataDir], { execArgv: ['--expose-gc', ...(process.env.BENCH_SERVER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROF}`] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(join(here, 'server-proc.js'), [dataDir], { env: { ...process.env, ...env }, execArgv: ['--expose-gc', ...(process.env.BENCH_SERVER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROF}`] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const ready = await new Promise<Ready>((ok, fail) => {
     const onMsg = (m: { type?: string }): void => {
@@ -155,9 +155,9 @@ async function createEntries(admin: ServerApiClients, entries: Partial<WireEntry
 }
 
 /** X.509-SVIDs per second through BatchNewX509SVID, as one attested agent calls it. */
-async function svidThroughput(opts: Required<ServerBenchOptions>): Promise<{ perSecond: number; count: number; ms: number; serverCores: number; clientCores: number }> {
+export async function svidThroughput(opts: Required<ServerBenchOptions>, env: NodeJS.ProcessEnv = {}): Promise<{ perSecond: number; count: number; ms: number; serverCores: number; clientCores: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'mayfly-bench-svid-'));
-  const proc = await startServerProc(dir);
+  const proc = await startServerProc(dir, env);
   const admin = adminSocketClients(proc.ready.adminSocketPath);
   let agent: ServerApiClients | undefined;
   try {
