@@ -24,6 +24,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { isMayflyError, type ErrorCode } from '../spiffe/errors.js';
 import { makeTestCa } from '../spiffe/x509/testing.js';
 import type { BundleAuthority, Datastore } from './datastore.js';
+import { relationshipConformance } from './testdata/relationships-conformance.js';
 
 export interface ConformanceHandle {
   ds: Datastore;
@@ -592,6 +593,16 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         await ds.setCaJournal(new Uint8Array([1, 2, 3]));
         expect([...(await ds.getCaJournal())!]).toEqual([1, 2, 3]);
       });
+    });
+
+    relationshipConformance({
+      ds: () => ds,
+      reopen: async () => {
+        expect(h.reopen, `${name}: a persistent datastore's harness must supply reopen()`).toBeDefined();
+        ds = await h.reopen!();
+        return ds;
+      },
+      sibling: async () => (h.sibling === undefined ? undefined : h.sibling()),
     });
 
     describe('lifecycle', () => {

@@ -159,6 +159,33 @@ export interface BundleMerge {
   owner?: string;
 }
 
+/** How a federation relationship's bundle endpoint is authenticated. */
+export type FederationProfileName = 'https_web' | 'https_spiffe';
+
+/**
+ * A federation relationship with a foreign trust domain (SPIRE's `FederationRelationship`):
+ * where its bundle endpoint is and how it is authenticated. The bundle itself is stored as
+ * any other (`setBundle`); deleting a relationship keeps it.
+ */
+export interface FederationRelationship {
+  /** Bare trust domain name (the key). */
+  readonly trustDomain: string;
+  /** `https://host[:port]/path`: no userinfo, query or fragment; at most 2048 bytes. */
+  readonly bundleEndpointUrl: string;
+  readonly bundleEndpointProfile: FederationProfileName;
+  /** The SPIFFE ID the endpoint presents (`https_spiffe`); '' for `https_web`. */
+  readonly endpointSpiffeId: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export type NewFederationRelationship = Omit<FederationRelationship, 'createdAt' | 'updatedAt'>;
+
+export interface ListFederationRelationshipsQuery {
+  pageSize?: number;
+  pageToken?: string;
+}
+
 export interface Datastore {
   // ---- registration entries ----
   /** Stores a new entry (revision 0). `ERR_DATASTORE_ALREADY_EXISTS` when an entry with the same id, or the same (parentId, spiffeId, selectors), exists; the error's `existingEntryId` names it. */
@@ -230,6 +257,17 @@ export interface Datastore {
   mergeBundle(merge: BundleMerge): Promise<{ bundle: StoredBundle | undefined; changed: boolean }>;
   /** `ERR_DATASTORE_CONFLICT` while any entry federates with `trustDomain` (nothing is dissociated silently). */
   deleteBundle(trustDomain: string): Promise<void>;
+
+  // ---- federation relationships ----
+  /** `ERR_DATASTORE_ALREADY_EXISTS` when one exists for the trust domain. */
+  createFederationRelationship(rel: NewFederationRelationship): Promise<FederationRelationship>;
+  getFederationRelationship(trustDomain: string): Promise<FederationRelationship | undefined>;
+  /** Replaces the endpoint URL and profile; createdAt kept. */
+  updateFederationRelationship(rel: NewFederationRelationship): Promise<FederationRelationship>;
+  /** Deletes and returns the relationship (the trust domain's bundle stays). */
+  deleteFederationRelationship(trustDomain: string): Promise<FederationRelationship>;
+  /** In ascending trust domain order. */
+  listFederationRelationships(query?: ListFederationRelationshipsQuery): Promise<Page<FederationRelationship>>;
 
   // ---- CA journal ----
   getCaJournal(): Promise<Uint8Array | undefined>;
