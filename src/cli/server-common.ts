@@ -34,6 +34,12 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['banned', 'banned'],
   ['canReattest', 'can-reattest'],
   ['level', 'level'],
+  ['bundleEndpointURL', 'bundle-endpoint-url'],
+  ['bundleEndpointProfile', 'bundle-endpoint-profile'],
+  ['endpointSpiffeID', 'endpoint-spiffe-id'],
+  ['endpointSPIFFEID', 'endpoint-spiffe-id'],
+  ['trustDomainBundlePath', 'trust-domain-bundle-path'],
+  ['trustDomainBundleFormat', 'trust-domain-bundle-format'],
 ]);
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];

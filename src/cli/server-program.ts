@@ -14,6 +14,7 @@ import { addAgentCommands } from './server-agent.js';
 import { addBundleCommands } from './server-bundle.js';
 import { SERVER_SPIRE_FLAGS } from './server-common.js';
 import { addEntryCommands } from './server-entry.js';
+import { addFederationCommands } from './server-federation.js';
 import { addLoggerCommands } from './server-logger.js';
 import { addRunCommands } from './server-run.js';
 import { addSvidCommands } from './server-svid.js';
@@ -30,6 +31,7 @@ export function buildServerProgram(io?: Partial<CliIo>): Command {
   addEntryCommands(program);
   addAgentCommands(program);
   addBundleCommands(program);
+  addFederationCommands(program);
   addSvidCommands(program);
   addLoggerCommands(program);
   return program;

@@ -13,7 +13,7 @@ import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
-import type { ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
+import type { FederationControl, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
 /** Per-agent copies of the authorised-entry set: what handlers need of `AuthorizedEntryCache` (authorized-cache.ts). */
 export interface AuthorizedEntrySource {
@@ -75,6 +75,8 @@ export interface ApiContext {
   readonly authorizedCache?: AuthorizedEntrySource;
   /** The bundle the server serves and trusts callers with (server/trust-bundle); the CA's own bundle when absent. */
   readonly trustBundle?: ServedTrustBundle;
+  /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */
+  readonly federation?: FederationControl;
 }
 
 /**

@@ -13,6 +13,8 @@ import type { Problems } from '../config/problems.js';
 import { defaultSocketPath } from '../securefs/index.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { isKeyType, type KeyType } from '../spiffe/keys.js';
+import type { NewFederationRelationship } from '../datastore/datastore.js';
+import { readFederatesWith } from './config-federates-with.js';
 
 export const DEFAULT_DATA_DIR = './.mayfly/server';
 export const DEFAULT_BIND_ADDRESS = '127.0.0.1';
@@ -36,6 +38,8 @@ export interface ServerCoreSettings {
   caKeyType?: KeyType;
   jwtKeyType?: KeyType;
   caSubject?: { commonName?: string; organization?: string; country?: string };
+  /** Static federation relationships (`federation { federates_with "td" { ... } }`, server/config-federates-with). */
+  federatesWith?: NewFederationRelationship[];
 }
 
 /** Command-line overrides (all optional); they win over the file. */
@@ -50,7 +54,7 @@ export interface ServerOverrides {
 
 const SERVER_KEYS = [
   'bind_address', 'bind_port', 'trust_domain', 'data_dir', 'log_level', 'log_format', 'log_file', 'socket_path',
-  'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject',
+  'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject', 'federation',
 ] as const;
 
 /** Duration keys of the `server` block and the settings they set (seconds). */
@@ -136,6 +140,13 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
   }
   const subject = caSubject(srv, p);
   if (subject !== undefined) s.caSubject = subject;
+  // TODO(merge with bundle-endpoint): the federation block's own parser (server/config-federation) reads bundle_endpoint and calls readFederatesWith.
+  const fed = block(srv, 'federation', w, p);
+  if (fed !== undefined) {
+    checkKeys(fed, ['federates_with'], 'server.federation', p);
+    const rels = readFederatesWith(fed, trustDomain, 'server.federation', p);
+    if (rels.length > 0) s.federatesWith = rels;
+  }
   if (s.caTtlSeconds !== undefined && s.defaultX509SvidTtl !== undefined && s.defaultX509SvidTtl >= s.caTtlSeconds) {
     p.add('server.default_x509_svid_ttl must be shorter than server.ca_ttl');
   }

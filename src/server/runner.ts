@@ -27,6 +27,7 @@ import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.j
 import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { MayflyServer } from './server.js';
+import { applyStaticRelationships } from './static-relationships.js';
 
 export interface ServerRunnerConfig {
   settings: ServerSettings;
@@ -90,6 +91,8 @@ export class ServerRunner {
       const at = now ? { now } : {};
       const ds: RunnableDatastore = await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at });
       this.#ds = ds;
+      // Static relationships (server.conf federates_with) are in the datastore before anything reads it.
+      await applyStaticRelationships(ds, s.federatesWith ?? [], this.#log);
       const keyManager = required(pluginsOfKind(plugins, 'KeyManager'), 'KeyManager').build({ warn });
       const caCfg: ServerCaConfig = {
         trustDomain: s.trustDomain,

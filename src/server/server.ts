@@ -29,6 +29,7 @@ import { agentService } from './api/agent.js';
 import { AgentSyncStreams, agentSyncService } from './api/agentsync.js';
 import { authorityService } from './api/authority.js';
 import { bundleService } from './api/bundle.js';
+import { trustDomainService } from './api/trustdomain.js';
 import { entryService } from './api/entry.js';
 import { healthService } from './api/health.js';
 import { svidService } from './api/svid.js';
@@ -41,7 +42,7 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
-import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
+import { SILENT_LOGGER, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
@@ -84,6 +85,8 @@ export interface MayflyServerConfig {
    * one per core, at most 4; 0 = on the event loop).
    */
   csrWorkers?: number;
+  /** The peer bundle fetcher the TrustDomain API's RefreshBundle drives (ServerRunner composes federation/poller). */
+  federation?: FederationControl;
 }
 
 const MAX_INTERMEDIATES = 16;
@@ -194,6 +197,7 @@ export class MayflyServer {
       csrMinter: this.#csrPool,
       authorizedCache: this.#authorizedCache,
       trustBundle,
+      ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
     };
 
     await svid.rotate();
@@ -231,6 +235,7 @@ export class MayflyServer {
       LocalAuthority: authorityService(ctx, t),
       AgentSync: agentSyncService(ctx, t, this.#streams),
       Health: healthService(ctx, t),
+      TrustDomain: trustDomainService(ctx, t),
     };
     for (const [name, impl] of Object.entries(impls) as [ServerApiService, UntypedServiceImplementation][]) {
       server.addService(serverApiServiceDefinition(name) as ServiceDefinition, impl);

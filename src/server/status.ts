@@ -18,6 +18,7 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   ERR_CA_AUTHORITY_STATE: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
+  ERR_FEDERATION_FETCH_FAILED: GrpcStatus.UNAVAILABLE,
   // A minted SVID that fails our own verification is the server's fault, never the caller's.
   ERR_CA_MINT_CHECK: GrpcStatus.INTERNAL,
   ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,

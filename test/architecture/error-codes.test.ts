@@ -89,6 +89,7 @@ type StableErrorCode =
   | 'ERR_CA_UPSTREAM_INVALID'
   // Federation (bundle endpoint URLs and profiles, peer bundles)
   | 'ERR_FEDERATION_INVALID'
+  | 'ERR_FEDERATION_FETCH_FAILED'
   // Attestation and authorisation
   | 'ERR_ATTESTATION_FAILED'
   | 'ERR_JOIN_TOKEN_INVALID'
