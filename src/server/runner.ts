@@ -27,6 +27,7 @@ import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.j
 import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { MayflyServer } from './server.js';
+import { BundlePoller, type BundlePollerConfig } from '../federation/poller.js';
 import { applyStaticRelationships } from './static-relationships.js';
 
 export interface ServerRunnerConfig {
@@ -37,6 +38,11 @@ export interface ServerRunnerConfig {
   drainMs?: number;
   /** How k8s_psat reaches each cluster's API server (default: the pod's in-cluster configuration); tests point it at a fake. */
   kubernetesApi?: (cluster: string) => KubernetesApi;
+  /**
+   * Tuning of the peer bundle fetcher (federation/poller: interval bounds, backoff,
+   * timeouts, extra Web PKI roots); its defaults otherwise. Tests shorten the bounds.
+   */
+  federationFetcher?: Partial<Omit<BundlePollerConfig, 'store' | 'ownTrustDomain' | 'logger' | 'metrics' | 'onBundleStored' | 'now'>>;
 }
 
 /** The one configured plugin of a `one` kind the server cannot run without. */
@@ -53,6 +59,7 @@ export class ServerRunner {
   #ca: ServerCa | undefined;
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
+  #fetcher: BundlePoller | undefined;
   readonly #http: HttpEndpoints[] = [];
   #listening = false;
   #stopping = false;
@@ -116,6 +123,19 @@ export class ServerRunner {
 
       const metrics = new ServerMetrics({ datastore: ds, trustDomain: ca.trustDomain.name });
       this.#metrics = metrics;
+      // The peer bundle fetcher: every stored peer bundle change is announced on the server's
+      // change hub, so agents whose entries federate with that trust domain get it by push.
+      let announce: (td: string) => void = () => undefined;
+      const fetcher = new BundlePoller({
+        ...this.#cfg.federationFetcher,
+        store: ds,
+        ownTrustDomain: ca.trustDomain.name,
+        logger: this.#log,
+        metrics: metrics.fetcherMetrics(),
+        onBundleStored: (td) => announce(td),
+        ...(now ? { now } : {}),
+      });
+      this.#fetcher = fetcher;
       const limits: Partial<ApiLimits> = {};
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;
       if (s.defaultJwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = s.defaultJwtSvidTtl;
@@ -132,6 +152,7 @@ export class ServerRunner {
         attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) => a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
         limits,
         interceptors: [metrics.interceptor()],
+        federation: fetcher,
         ...(now ? { now } : {}),
         ...(this.#cfg.drainMs !== undefined ? { drainMs: this.#cfg.drainMs } : {}),
       });
@@ -139,7 +160,9 @@ export class ServerRunner {
       // Servers sharing a PostgreSQL datastore hear of each other's writes through it, so
       // their authorised-entry caches and streams do not serve what another server changed.
       ds.watch?.((change) => server.hub.publish(change));
+      announce = () => server.hub.publish({ kind: 'bundles' });
       await server.start();
+      await fetcher.start();
 
       const ready = (): Promise<Readiness> => this.readiness();
       const live = (): boolean => this.#ds !== undefined;
@@ -196,6 +219,9 @@ export class ServerRunner {
     const server = this.#server;
     this.#server = undefined;
     if (server !== undefined) await server.stop();
+    const fetcher = this.#fetcher;
+    this.#fetcher = undefined;
+    await fetcher?.stop();
     this.#ca?.stop();
     this.#ca = undefined;
     const ds = this.#ds;
