@@ -11,6 +11,7 @@ import { Bundle } from '../spiffe/bundle/bundle.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { makeTestCa } from '../spiffe/x509/testing.js';
+import { BundleRefusal } from '../federation/refusal.js';
 import type { FederationControl } from '../server/ports.js';
 import { startTestServer, type TestServer } from '../server/testing.js';
 import { EXIT_CODES } from './cli-error.js';
@@ -21,9 +22,11 @@ let server: TestServer;
 let dir: string;
 const refreshed: string[] = [];
 let relationshipChanges = 0;
+let refreshFails: Error | undefined;
 const fetcher: FederationControl = {
   refresh: async (td) => {
     refreshed.push(td);
+    if (refreshFails !== undefined) throw refreshFails;
   },
   relationshipsChanged: () => {
     relationshipChanges++;
@@ -108,6 +111,14 @@ describe('mayfly-server federation', () => {
     expect(await run('federation', 'refresh', '-id', 'peer.test')).toEqual({ code: 0, out: 'Bundle refreshed\n', err: '' });
     expect(refreshed).toEqual(['peer.test']);
     expect((await run('federation', 'refresh', '-id', 'peer.test', '-output', 'json')).out).toBe('{"code":0,"message":"OK"}\n');
+    // A refused fetch: the peer's reason, not the admin socket's, and exit 1.
+    refreshFails = new BundleRefusal('connect_failed', 'bundle endpoint https://127.0.0.1:8443 of peer.test: cannot connect (ECONNREFUSED)');
+    expect(await run('federation', 'refresh', '-id', 'peer.test')).toEqual({
+      code: EXIT_CODES.failed,
+      out: '',
+      err: 'Error: failed to refresh bundle: bundle endpoint https://127.0.0.1:8443 of peer.test: cannot connect (ECONNREFUSED) (FAILED_PRECONDITION)\n',
+    });
+    refreshFails = undefined;
 
     expect(await run('federation', 'delete', '-id', 'web.test')).toEqual({ code: 0, out: 'federation relationship deleted.\n', err: '' });
     expect((await run('federation', 'show', '-trustDomain', 'web.test')).code).toBe(EXIT_CODES.notFound);

@@ -252,6 +252,7 @@ export function addFederationCommands(program: Command): void {
           await ctx.call('TrustDomain', 'RefreshBundle', { trust_domain: td });
         } catch (err) {
           if (isMayflyError(err, 'ERR_CLI_NOT_FOUND')) throw new CliCallError('ERR_CLI_NOT_FOUND', `there is no federation relationship with trust domain ${JSON.stringify(td)}`);
+          if (err instanceof CliCallError && err.code === 'ERR_CLI_FAILED') throw new CliCallError('ERR_CLI_FAILED', `failed to refresh bundle: ${err.message}`, { cause: err });
           throw err;
         }
         emit(ctx.io, ctx.format, { json: { code: 0, message: 'OK' }, text: 'Bundle refreshed' });

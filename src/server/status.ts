@@ -16,9 +16,10 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   ERR_DATASTORE_ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
   ERR_DATASTORE_CONFLICT: GrpcStatus.FAILED_PRECONDITION,
   ERR_CA_AUTHORITY_STATE: GrpcStatus.FAILED_PRECONDITION,
+  // RefreshBundle: the peer's endpoint failed or served something refused (the server is fine).
+  ERR_FEDERATION_FETCH_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
-  ERR_FEDERATION_FETCH_FAILED: GrpcStatus.UNAVAILABLE,
   // A minted SVID that fails our own verification is the server's fault, never the caller's.
   ERR_CA_MINT_CHECK: GrpcStatus.INTERNAL,
   ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
