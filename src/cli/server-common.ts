@@ -40,6 +40,12 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['until', 'until'],
   ['serial', 'serial'],
   ['trustBundlePath', 'trust-bundle-path'],
+  ['bundleEndpointURL', 'bundle-endpoint-url'],
+  ['bundleEndpointProfile', 'bundle-endpoint-profile'],
+  ['endpointSpiffeID', 'endpoint-spiffe-id'],
+  ['endpointSPIFFEID', 'endpoint-spiffe-id'],
+  ['trustDomainBundlePath', 'trust-domain-bundle-path'],
+  ['trustDomainBundleFormat', 'trust-domain-bundle-format'],
 ]);
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];

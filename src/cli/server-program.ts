@@ -15,6 +15,7 @@ import { addAuditCommands } from './server-audit.js';
 import { addBundleCommands } from './server-bundle.js';
 import { SERVER_SPIRE_FLAGS } from './server-common.js';
 import { addEntryCommands } from './server-entry.js';
+import { addFederationCommands } from './server-federation.js';
 import { addLoggerCommands } from './server-logger.js';
 import { addRunCommands } from './server-run.js';
 import { addSvidCommands } from './server-svid.js';
@@ -31,6 +32,7 @@ export function buildServerProgram(io?: Partial<CliIo>): Command {
   addEntryCommands(program);
   addAgentCommands(program);
   addBundleCommands(program);
+  addFederationCommands(program);
   addSvidCommands(program);
   addLoggerCommands(program);
   addAuditCommands(program);

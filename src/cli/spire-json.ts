@@ -15,7 +15,7 @@
  * response is converted here, field for field, to the SPIRE message it corresponds to.
  */
 import { SpiffeId } from '../spiffe/id.js';
-import type { WireAgent, WireBundle, WireEntry, WireSelector, WireStatus } from '../server/messages.js';
+import type { WireAgent, WireBundle, WireEntry, WireFederationRelationship, WireSelector, WireStatus } from '../server/messages.js';
 
 /** spire.api.types.SPIFFEID */
 export interface SpireSpiffeId {
@@ -160,4 +160,21 @@ export function spireBundle(w: WireBundle): SpireBundle {
 
 export function spireStatus(s: WireStatus | undefined): SpireStatus {
   return { code: s?.code ?? 2, message: s?.message ?? '' };
+}
+
+/** spire.api.types.FederationRelationship */
+export interface SpireFederationRelationship {
+  trust_domain: string;
+  bundle_endpoint_url: string;
+  https_web?: Record<string, never>;
+  https_spiffe?: { endpoint_spiffe_id: string };
+  trust_domain_bundle?: SpireBundle;
+}
+
+export function spireFederationRelationship(w: WireFederationRelationship): SpireFederationRelationship {
+  const out: SpireFederationRelationship = { trust_domain: w.trust_domain, bundle_endpoint_url: w.bundle_endpoint_url };
+  if (w.https_spiffe) out.https_spiffe = { endpoint_spiffe_id: w.https_spiffe.endpoint_spiffe_id };
+  else out.https_web = {};
+  if (w.trust_domain_bundle) out.trust_domain_bundle = spireBundle(w.trust_domain_bundle);
+  return out;
 }

@@ -25,6 +25,7 @@ import { isMayflyError, type ErrorCode } from '../spiffe/errors.js';
 import { makeTestCa } from '../spiffe/x509/testing.js';
 import type { BundleAuthority, Datastore } from './datastore.js';
 import { auditConformance } from './testdata/audit-conformance.js';
+import { relationshipConformance } from './testdata/relationships-conformance.js';
 
 export interface ConformanceHandle {
   ds: Datastore;
@@ -600,6 +601,15 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
       ...(h.reopen !== undefined ? { reopen: async () => (ds = await h.reopen!()) } : {}),
       ...(h.sibling !== undefined ? { sibling: h.sibling } : {}),
     }));
+    relationshipConformance({
+      ds: () => ds,
+      reopen: async () => {
+        expect(h.reopen, `${name}: a persistent datastore's harness must supply reopen()`).toBeDefined();
+        ds = await h.reopen!();
+        return ds;
+      },
+      sibling: async () => (h.sibling === undefined ? undefined : h.sibling()),
+    });
 
     describe('lifecycle', () => {
       it('refuses calls after close', async () => {

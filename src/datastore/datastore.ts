@@ -173,6 +173,32 @@ export interface AuditRecordRow {
 
 /** Computes a record's hash from its seq, the previous record's hash ('' for the first) and its body: 64 lowercase hex. */
 export type AuditLink = (seq: number, prevHash: string, body: string) => string;
+/** How a federation relationship's bundle endpoint is authenticated. */
+export type FederationProfileName = 'https_web' | 'https_spiffe';
+
+/**
+ * A federation relationship with a foreign trust domain (SPIRE's `FederationRelationship`):
+ * where its bundle endpoint is and how it is authenticated. The bundle itself is stored as
+ * any other (`setBundle`); deleting a relationship keeps it.
+ */
+export interface FederationRelationship {
+  /** Bare trust domain name (the key). */
+  readonly trustDomain: string;
+  /** `https://host[:port]/path`: no userinfo, query or fragment; at most 2048 bytes. */
+  readonly bundleEndpointUrl: string;
+  readonly bundleEndpointProfile: FederationProfileName;
+  /** The SPIFFE ID the endpoint presents (`https_spiffe`); '' for `https_web`. */
+  readonly endpointSpiffeId: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export type NewFederationRelationship = Omit<FederationRelationship, 'createdAt' | 'updatedAt'>;
+
+export interface ListFederationRelationshipsQuery {
+  pageSize?: number;
+  pageToken?: string;
+}
 
 export interface Datastore {
   // ---- registration entries ----
@@ -262,6 +288,16 @@ export interface Datastore {
   lastAuditRecord(): Promise<AuditRecordRow | undefined>;
   /** Deletes records with seq < `beforeSeq`, never the last record; returns how many. */
   pruneAuditRecords(beforeSeq: number): Promise<number>;
+  // ---- federation relationships ----
+  /** `ERR_DATASTORE_ALREADY_EXISTS` when one exists for the trust domain. */
+  createFederationRelationship(rel: NewFederationRelationship): Promise<FederationRelationship>;
+  getFederationRelationship(trustDomain: string): Promise<FederationRelationship | undefined>;
+  /** Replaces the endpoint URL and profile; createdAt kept. */
+  updateFederationRelationship(rel: NewFederationRelationship): Promise<FederationRelationship>;
+  /** Deletes and returns the relationship (the trust domain's bundle stays). */
+  deleteFederationRelationship(trustDomain: string): Promise<FederationRelationship>;
+  /** In ascending trust domain order. */
+  listFederationRelationships(query?: ListFederationRelationshipsQuery): Promise<Page<FederationRelationship>>;
 
   // ---- CA journal ----
   getCaJournal(): Promise<Uint8Array | undefined>;

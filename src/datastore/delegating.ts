@@ -15,10 +15,13 @@ import type {
   BundleMerge,
   CreateEntryResult,
   Datastore,
+  FederationRelationship,
   JoinToken,
   ListAgentsQuery,
   ListEntriesQuery,
+  ListFederationRelationshipsQuery,
   NewAgent,
+  NewFederationRelationship,
   Page,
   StoredBundle,
 } from './datastore.js';
@@ -47,6 +50,13 @@ export interface StoreOperations<S> {
     createJoinToken(s: S, input: { token: string; expiresAt: number }): Promise<JoinToken>;
     consumeJoinToken(s: S, token: string, now: number): Promise<JoinToken>;
     purgeExpiredJoinTokens(s: S, before: number): Promise<number>;
+  };
+  relationships: {
+    createFederationRelationship(s: S, rel: NewFederationRelationship): Promise<FederationRelationship>;
+    getFederationRelationship(s: S, trustDomain: string): Promise<FederationRelationship | undefined>;
+    updateFederationRelationship(s: S, rel: NewFederationRelationship): Promise<FederationRelationship>;
+    deleteFederationRelationship(s: S, trustDomain: string): Promise<FederationRelationship>;
+    listFederationRelationships(s: S, query?: ListFederationRelationshipsQuery): Promise<Page<FederationRelationship>>;
   };
   bundles: {
     getBundle(s: S, trustDomain: string): Promise<StoredBundle | undefined>;
@@ -159,6 +169,28 @@ export abstract class DelegatingDatastore<S> implements Datastore {
 
   purgeExpiredJoinTokens(before: number): Promise<number> {
     return this.#ops.joinTokens.purgeExpiredJoinTokens(this.#s, before);
+  }
+
+  // ---------------------------------------------------------------- federation relationships
+
+  createFederationRelationship(rel: NewFederationRelationship): Promise<FederationRelationship> {
+    return this.#ops.relationships.createFederationRelationship(this.#s, rel);
+  }
+
+  getFederationRelationship(trustDomain: string): Promise<FederationRelationship | undefined> {
+    return this.#ops.relationships.getFederationRelationship(this.#s, trustDomain);
+  }
+
+  updateFederationRelationship(rel: NewFederationRelationship): Promise<FederationRelationship> {
+    return this.#ops.relationships.updateFederationRelationship(this.#s, rel);
+  }
+
+  deleteFederationRelationship(trustDomain: string): Promise<FederationRelationship> {
+    return this.#ops.relationships.deleteFederationRelationship(this.#s, trustDomain);
+  }
+
+  listFederationRelationships(query?: ListFederationRelationshipsQuery): Promise<Page<FederationRelationship>> {
+    return this.#ops.relationships.listFederationRelationships(this.#s, query);
   }
 
   // ---------------------------------------------------------------- bundles and CA journal

@@ -13,7 +13,7 @@
 import { MayflyError } from '../spiffe/errors.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { formatSelector, selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
-import type { AgentUpdate, ListEntriesQuery, NewAgent, SetMatch } from './datastore.js';
+import type { AgentUpdate, FederationProfileName, ListEntriesQuery, NewAgent, NewFederationRelationship, SetMatch } from './datastore.js';
 import type { DatastoreErrorCode } from './datastore-error.js';
 
 /** A datastore failure. `existingEntryId` is set on ALREADY_EXISTS for entries. */
@@ -268,4 +268,40 @@ export function checkCaJournal(bytes: unknown): Uint8Array {
 /** Unix seconds from a Date. */
 export function unixSeconds(d: Date): number {
   return Math.floor(d.getTime() / 1000);
+}
+
+export const RELATIONSHIP_PAGE_KIND = 'federation-relationships';
+const MAX_ENDPOINT_URL_LENGTH = 2048;
+const PROFILES: readonly FederationProfileName[] = ['https_web', 'https_spiffe'];
+
+/**
+ * Checks a federation relationship before it is stored: a bare trust domain, an
+ * `https://host[:port]/path` URL (no userinfo, query, fragment, whitespace; ≤ 2048 bytes),
+ * a known profile, and an endpoint SPIFFE ID exactly when the profile is `https_spiffe`.
+ */
+export function checkFederationRelationship(r: NewFederationRelationship): NewFederationRelationship {
+  if (typeof r !== 'object' || r === null) throw new TypeError('federation relationship must be an object');
+  checkTrustDomainArg(r.trustDomain, 'federation relationship trustDomain');
+  const url = r.bundleEndpointUrl;
+  if (typeof url !== 'string' || url.length === 0 || url.length > MAX_ENDPOINT_URL_LENGTH) {
+    throw invalid(`bundleEndpointUrl must be a URL of 1 to ${MAX_ENDPOINT_URL_LENGTH} bytes`);
+  }
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  // eslint-disable-next-line no-control-regex
+  const whitespace = /[\u0000-\u0020\u007f]/.test(url);
+  if (parsed === undefined || whitespace || parsed.protocol !== 'https:' || parsed.hostname === '' || parsed.username !== '' || parsed.password !== '' || url.includes('?') || url.includes('#')) {
+    throw invalid('bundleEndpointUrl must be https://host[:port]/path without userinfo, query or fragment');
+  }
+  if (!PROFILES.includes(r.bundleEndpointProfile)) throw invalid(`bundleEndpointProfile must be one of ${PROFILES.join(', ')}`);
+  if (r.bundleEndpointProfile === 'https_spiffe') {
+    checkSpiffeIdArg(r.endpointSpiffeId, 'endpointSpiffeId');
+  } else if (r.endpointSpiffeId !== '') {
+    throw invalid("endpointSpiffeId must be '' for the https_web profile");
+  }
+  return { trustDomain: r.trustDomain, bundleEndpointUrl: url, bundleEndpointProfile: r.bundleEndpointProfile, endpointSpiffeId: r.endpointSpiffeId };
 }

@@ -13,7 +13,7 @@ import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
-import type { AuditRecorder, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
+import type { AuditRecorder, FederationControl, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
 /** Per-agent copies of the authorised-entry set: what handlers need of `AuthorizedEntryCache` (authorized-cache.ts). */
 export interface AuthorizedEntrySource {
@@ -77,6 +77,8 @@ export interface ApiContext {
   readonly trustBundle?: ServedTrustBundle;
   /** The audit ledger: every issuance and administrative change is recorded before the call answers (absent: not recorded). */
   readonly audit?: AuditRecorder;
+  /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */
+  readonly federation?: FederationControl;
 }
 
 /**

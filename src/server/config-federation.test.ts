@@ -29,7 +29,10 @@ describe('server.federation.bundle_endpoint', () => {
             }
           }
         }
-        federates_with "other.test" { bundle_endpoint_url = "https://x" }
+        federates_with "other.test" {
+          bundle_endpoint_url = "https://x"
+          bundle_endpoint_profile "https_web" {}
+        }
       }
     }`);
     expect(s.bundleEndpoint).toEqual({
@@ -38,6 +41,8 @@ describe('server.federation.bundle_endpoint', () => {
       refreshHintSeconds: 120,
       profile: { name: 'https_web', servingCert: { certFile: '/etc/mayfly/be.crt', keyFile: '/etc/mayfly/be.key', syncIntervalSeconds: 30 } },
     });
+    // The same block's relationships, read by server/config-federates-with.
+    expect(s.federatesWith?.map((r) => r.trustDomain)).toEqual(['other.test']);
   });
 
   it('defaults to https_spiffe on 0.0.0.0:443; the SVID\'s ID is configurable within the trust domain', () => {

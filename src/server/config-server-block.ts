@@ -13,6 +13,8 @@ import type { Problems } from '../config/problems.js';
 import { defaultSocketPath } from '../securefs/index.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { isKeyType, type KeyType } from '../spiffe/keys.js';
+import type { NewFederationRelationship } from '../datastore/datastore.js';
+import { readFederatesWith } from './config-federates-with.js';
 
 export const DEFAULT_DATA_DIR = './.mayfly/server';
 export const DEFAULT_BIND_ADDRESS = '127.0.0.1';
@@ -38,6 +40,8 @@ export interface ServerCoreSettings {
   caSubject?: { commonName?: string; organization?: string; country?: string };
   /** `jwt_issuer`: the `iss` of every minted JWT-SVID (none when unset). */
   jwtIssuer?: string;
+  /** Static federation relationships (`federation { federates_with "td" { ... } }`, server/config-federates-with). */
+  federatesWith?: NewFederationRelationship[];
 }
 
 /** Command-line overrides (all optional); they win over the file. */
@@ -141,6 +145,12 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
   if (jwtIssuer !== undefined) s.jwtIssuer = jwtIssuer;
   const subject = caSubject(srv, p);
   if (subject !== undefined) s.caSubject = subject;
+  // The federation block's keys are checked, and its bundle_endpoint read, by server/config-federation.
+  const fed = block(srv, 'federation', w, p);
+  if (fed !== undefined) {
+    const rels = readFederatesWith(fed, trustDomain, 'server.federation', p);
+    if (rels.length > 0) s.federatesWith = rels;
+  }
   if (s.caTtlSeconds !== undefined && s.defaultX509SvidTtl !== undefined && s.defaultX509SvidTtl >= s.caTtlSeconds) {
     p.add('server.default_x509_svid_ttl must be shorter than server.ca_ttl');
   }

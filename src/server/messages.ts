@@ -7,7 +7,7 @@
  * message becomes INVALID_ARGUMENT rather than an exception deep inside a handler.
  */
 import type { KeyObject } from 'node:crypto';
-import type { AttestedAgent, StoredBundle } from '../datastore/datastore.js';
+import type { AttestedAgent, FederationRelationship, StoredBundle } from '../datastore/datastore.js';
 import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 import type { Selector } from '../registration/selector.js';
 import { Bundle } from '../spiffe/bundle/bundle.js';
@@ -204,4 +204,29 @@ export function matchFromWire(m: WireMatch | string | undefined): 'exact' | 'sub
     default:
       throw badRequest(`unknown match ${String(m)}`);
   }
+}
+
+export interface WireFederationRelationship {
+  trust_domain: string;
+  bundle_endpoint_url: string;
+  https_web?: Record<string, never> | null;
+  https_spiffe?: { endpoint_spiffe_id: string } | null;
+  /** proto-loader's name of the oneof case that is set. */
+  bundle_endpoint_profile?: 'https_web' | 'https_spiffe';
+  trust_domain_bundle?: WireBundle | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export function relationshipToWire(r: FederationRelationship, bundle?: Bundle): WireFederationRelationship {
+  const w: WireFederationRelationship = {
+    trust_domain: r.trustDomain,
+    bundle_endpoint_url: r.bundleEndpointUrl,
+    created_at: r.createdAt,
+    updated_at: r.updatedAt,
+  };
+  if (r.bundleEndpointProfile === 'https_spiffe') w.https_spiffe = { endpoint_spiffe_id: r.endpointSpiffeId };
+  else w.https_web = {};
+  if (bundle !== undefined) w.trust_domain_bundle = bundleToWire(bundle);
+  return w;
 }

@@ -54,4 +54,17 @@ describe('HttpEndpoints', () => {
     expect(grpcCodeName(status.FAILED_PRECONDITION)).toBe('FAILED_PRECONDITION');
     expect(grpcCodeName(99)).toBe('99');
   });
+
+  it('counts peer bundle refusals by trust domain and reason, and records the last successful refresh', async () => {
+    const metrics = new ServerMetrics({ processMetrics: false });
+    const f = metrics.fetcherMetrics();
+    f.refused('peer.test', 'timeout');
+    f.refused('peer.test', 'timeout');
+    f.refused('peer.test', 'sequence_downgrade');
+    f.refreshed('peer.test', new Date(1_700_000_000_500));
+    const text = await metrics.text();
+    expect(text).toContain('mayfly_federation_bundle_refusals_total{trust_domain="peer.test",reason="timeout"} 2');
+    expect(text).toContain('mayfly_federation_bundle_refusals_total{trust_domain="peer.test",reason="sequence_downgrade"} 1');
+    expect(text).toContain('mayfly_federation_bundle_last_refresh_timestamp_seconds{trust_domain="peer.test"} 1700000000');
+  });
 });

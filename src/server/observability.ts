@@ -20,6 +20,7 @@ import type { LogLevel } from '../config/log-level.js';
 import type { MetricsExposition } from '../observability/http-endpoints.js';
 import { createLogger } from '../observability/logger.js';
 import { metricsOf, newRegistry, rpcInterceptor } from '../observability/metrics.js';
+import type { FetcherMetrics } from '../federation/poller.js';
 import type { ServerApiCa, ServerDatastore } from './ports.js';
 
 /** The process logger (observability/logger), for the server's tests and tools. */
@@ -44,6 +45,10 @@ export class ServerMetrics implements MetricsExposition {
   readonly svidsSigned: Counter<'type'>;
   readonly rpcs: Counter<'method' | 'code'>;
   readonly rpcSeconds: Histogram<'method'>;
+  /** Peer bundle fetches refused, by trust domain and reason (federation/refusal). */
+  readonly federationRefusals: Counter<'trust_domain' | 'reason'>;
+  /** When each peer's bundle was last fetched successfully (unix seconds). */
+  readonly federationLastRefresh: Gauge<'trust_domain'>;
 
   constructor(cfg: ServerMetricsConfig = {}) {
     this.registry = newRegistry({ prefix: 'mayfly_', processMetrics: cfg.processMetrics ?? true });
@@ -55,6 +60,18 @@ export class ServerMetrics implements MetricsExposition {
       help: 'Server API call latency by method.',
       labelNames: ['method'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.federationRefusals = new Counter({
+      name: 'mayfly_federation_bundle_refusals_total',
+      help: "Peer bundle fetches refused (the stored bundle was kept), by trust domain and reason.",
+      labelNames: ['trust_domain', 'reason'],
+      registers,
+    });
+    this.federationLastRefresh = new Gauge({
+      name: 'mayfly_federation_bundle_last_refresh_timestamp_seconds',
+      help: "When each federated trust domain's bundle was last fetched successfully from its bundle endpoint (unix seconds).",
+      labelNames: ['trust_domain'],
       registers,
     });
     this.svidsSigned.inc({ type: 'x509' }, 0);
@@ -86,6 +103,14 @@ export class ServerMetrics implements MetricsExposition {
         },
       });
     }
+  }
+
+  /** What the peer bundle fetcher (federation/poller) reports to. */
+  fetcherMetrics(): FetcherMetrics {
+    return {
+      refused: (trustDomain, reason) => this.federationRefusals.inc({ trust_domain: trustDomain, reason }),
+      refreshed: (trustDomain, at) => this.federationLastRefresh.set({ trust_domain: trustDomain }, Math.floor(at.getTime() / 1000)),
+    };
   }
 
   /** A grpc-js server interceptor counting every call by method and status, and timing it. */

@@ -36,7 +36,23 @@ export type ServerDatastore = Pick<
   | 'mergeBundle'
   | 'deleteBundle'
   | 'listAuditRecords'
+  | 'createFederationRelationship'
+  | 'getFederationRelationship'
+  | 'updateFederationRelationship'
+  | 'deleteFederationRelationship'
+  | 'listFederationRelationships'
 >;
+
+/** What the TrustDomain API asks of the peer bundle fetcher (federation/poller). */
+export interface FederationControl {
+  /**
+   * Fetches `trustDomain`'s bundle now: resolves once it is stored (or found unchanged),
+   * rejects with the reason it was refused (the previous bundle is kept).
+   */
+  refresh(trustDomain: string): Promise<void>;
+  /** Relationships were created, updated or deleted: re-read them. */
+  relationshipsChanged(): void;
+}
 
 /**
  * The trust domain's bundle as the server serves it (server/trust-bundle: the CA's own

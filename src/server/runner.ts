@@ -33,6 +33,8 @@ import { startServerAudit, type ServerAudit } from './audit-ledger.js';
 import { loadBundleOwnerId } from './trust-bundle.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { startPublishers, type Publishers } from './publishers.js';
+import { BundlePoller, type BundlePollerConfig } from '../federation/poller.js';
+import { applyStaticRelationships } from './static-relationships.js';
 
 export interface ServerRunnerConfig {
   settings: ServerSettings;
@@ -44,6 +46,11 @@ export interface ServerRunnerConfig {
   kubernetesApi?: (cluster: string) => KubernetesApi;
   /** Limits of the bundle endpoint and OIDC discovery listeners (default federation/bundle-endpoint-http's). */
   publisherLimits?: Partial<ListenerLimits>;
+  /**
+   * Tuning of the peer bundle fetcher (federation/poller: interval bounds, backoff,
+   * timeouts, extra Web PKI roots); its defaults otherwise. Tests shorten the bounds.
+   */
+  federationFetcher?: Partial<Omit<BundlePollerConfig, 'store' | 'ownTrustDomain' | 'logger' | 'metrics' | 'onBundleStored' | 'now'>>;
 }
 
 /** The one configured plugin of a `one` kind the server cannot run without. */
@@ -61,6 +68,7 @@ export class ServerRunner {
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
   #audit: ServerAudit | undefined;
+  #fetcher: BundlePoller | undefined;
   readonly #http: HttpEndpoints[] = [];
   #publishers: Publishers | undefined;
   #listening = false;
@@ -105,6 +113,8 @@ export class ServerRunner {
       const at = now ? { now } : {};
       const ds: RunnableDatastore = await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at });
       this.#ds = ds;
+      // Static relationships (server.conf federates_with) are in the datastore before anything reads it.
+      await applyStaticRelationships(ds, s.federatesWith ?? [], this.#log);
       const keyManager = required(pluginsOfKind(plugins, 'KeyManager'), 'KeyManager').build({ warn });
       const caCfg: ServerCaConfig = {
         trustDomain: s.trustDomain,
@@ -130,6 +140,19 @@ export class ServerRunner {
 
       const metrics = new ServerMetrics({ datastore: ds, trustDomain: ca.trustDomain.name });
       this.#metrics = metrics;
+      // The peer bundle fetcher: every stored peer bundle change is announced on the server's
+      // change hub, so agents whose entries federate with that trust domain get it by push.
+      let announce: (td: string) => void = () => undefined;
+      const fetcher = new BundlePoller({
+        ...this.#cfg.federationFetcher,
+        store: ds,
+        ownTrustDomain: ca.trustDomain.name,
+        logger: this.#log,
+        metrics: metrics.fetcherMetrics(),
+        onBundleStored: (td) => announce(td),
+        ...(now ? { now } : {}),
+      });
+      this.#fetcher = fetcher;
       const limits: Partial<ApiLimits> = {};
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;
       if (s.defaultJwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = s.defaultJwtSvidTtl;
@@ -158,6 +181,7 @@ export class ServerRunner {
         limits,
         interceptors: [metrics.interceptor()],
         ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
+        federation: fetcher,
         ...(now ? { now } : {}),
         ...(this.#cfg.drainMs !== undefined ? { drainMs: this.#cfg.drainMs } : {}),
       });
@@ -165,9 +189,11 @@ export class ServerRunner {
       // Servers sharing a PostgreSQL datastore hear of each other's writes through it, so
       // their authorised-entry caches and streams do not serve what another server changed.
       ds.watch?.((change) => server.hub.publish(change));
+      announce = () => server.hub.publish({ kind: 'bundles' });
       await server.start();
       // The bundle endpoint and OIDC discovery, when configured (server/publishers).
       this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
+      await fetcher.start();
 
       const ready = (): Promise<Readiness> => this.readiness();
       const live = (): boolean => this.#ds !== undefined;
@@ -231,6 +257,9 @@ export class ServerRunner {
     // After the API: calls in flight finish with their records written; before the CA and datastore close.
     await this.#audit?.stop().catch((err: unknown) => this.#log.error({ err }, 'audit ledger stop failed'));
     this.#audit = undefined;
+    const fetcher = this.#fetcher;
+    this.#fetcher = undefined;
+    await fetcher?.stop();
     this.#ca?.stop();
     this.#ca = undefined;
     const ds = this.#ds;

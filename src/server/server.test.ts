@@ -411,6 +411,9 @@ describe('admin rights over TCP', () => {
 
     await createEntry({ spiffe_id: `spiffe://${TD}/ops`, parent_id: a.id, selectors: [{ type: 'unix', value: 'uid:0' }], admin: true });
     expect(await codeOf(unaryCall(ops.Entry, 'CountEntries', {}))).toBe(status.OK);
+    // Federation relationships are managed on the admin socket only, even by admins.
+    expect(await codeOf(unaryCall(ops.TrustDomain, 'ListFederationRelationships', {}))).toBe(status.PERMISSION_DENIED);
+    expect(await codeOf(unaryCall(admin.TrustDomain, 'ListFederationRelationships', {}))).toBe(status.OK);
   });
 
   it('manages federated bundles', async () => {

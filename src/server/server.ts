@@ -30,6 +30,7 @@ import { auditService } from './api/audit.js';
 import { AgentSyncStreams, agentSyncService } from './api/agentsync.js';
 import { authorityService } from './api/authority.js';
 import { bundleService } from './api/bundle.js';
+import { trustDomainService } from './api/trustdomain.js';
 import { entryService } from './api/entry.js';
 import { healthService } from './api/health.js';
 import { svidService } from './api/svid.js';
@@ -42,7 +43,7 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
-import { SILENT_LOGGER, type AuditRecorder, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
+import { SILENT_LOGGER, type AuditRecorder, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
@@ -87,6 +88,8 @@ export interface MayflyServerConfig {
   csrWorkers?: number;
   /** The audit ledger (server/audit-ledger builds one for ServerRunner); absent: nothing is recorded. */
   audit?: AuditRecorder;
+  /** The peer bundle fetcher the TrustDomain API's RefreshBundle drives (ServerRunner composes federation/poller). */
+  federation?: FederationControl;
 }
 
 const MAX_INTERMEDIATES = 16;
@@ -203,6 +206,7 @@ export class MayflyServer {
       authorizedCache: this.#authorizedCache,
       trustBundle,
       ...(this.#cfg.audit !== undefined ? { audit: this.#cfg.audit } : {}),
+      ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
     };
 
     await svid.rotate();
@@ -241,6 +245,7 @@ export class MayflyServer {
       AgentSync: agentSyncService(ctx, t, this.#streams),
       Audit: auditService(ctx, t),
       Health: healthService(ctx, t),
+      TrustDomain: trustDomainService(ctx, t),
     };
     for (const [name, impl] of Object.entries(impls) as [ServerApiService, UntypedServiceImplementation][]) {
       server.addService(serverApiServiceDefinition(name) as ServiceDefinition, impl);

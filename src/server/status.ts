@@ -16,6 +16,8 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   ERR_DATASTORE_ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
   ERR_DATASTORE_CONFLICT: GrpcStatus.FAILED_PRECONDITION,
   ERR_CA_AUTHORITY_STATE: GrpcStatus.FAILED_PRECONDITION,
+  // RefreshBundle: the peer's endpoint failed or served something refused (the server is fine).
+  ERR_FEDERATION_FETCH_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
   ERR_AUDIT_UNAVAILABLE: GrpcStatus.UNAVAILABLE,

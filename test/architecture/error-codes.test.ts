@@ -93,6 +93,7 @@ type StableErrorCode =
   // Audit ledger
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_AUDIT_INVALID'
+  | 'ERR_FEDERATION_FETCH_FAILED'
   // Attestation and authorisation
   | 'ERR_ATTESTATION_FAILED'
   | 'ERR_JOIN_TOKEN_INVALID'

@@ -17,6 +17,7 @@
  *   a!<agent spiffeId>             → agent JSON
  *   t!<sha256(token)>              → join token JSON (without the token)
  *   b!<trust domain>               → bundle JSON
+ *   r!<trust domain>               → federation relationship JSON
  *   j!ca                           → CA journal, base64
  *   L!<seq, 16 digits>             → audit ledger record JSON {prevHash, hash, body}
  */

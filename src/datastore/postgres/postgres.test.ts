@@ -204,6 +204,24 @@ describe('PostgresDatastore', () => {
     expect((err as Error).message).toMatch(new RegExp(`schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this build's ${POSTGRES_SCHEMA_VERSION}`));
   });
 
+  it('migrates a version 1 schema (before the audit ledger and federation relationships) to the current version, keeping its data', async () => {
+    const schema = cluster.freshSchema();
+    const first = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
+    const e = await first.createEntry(entry(1));
+    await first.close();
+    // What a version 1 database looks like: none of the tables later migrations add.
+    await sql(cluster, `DROP TABLE "${schema}".federation_relationships`);
+    await sql(cluster, `DROP TABLE "${schema}".audit_records`);
+    await sql(cluster, `UPDATE "${schema}".mayfly_schema_version SET version = 1`);
+    const ds = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
+    open.push(ds);
+    expect((await sql(cluster, `SELECT version FROM "${schema}".mayfly_schema_version`)).rows).toEqual([{ version: POSTGRES_SCHEMA_VERSION }]);
+    expect(await ds.getEntry(e.entryId)).toEqual(e);
+    expect((await ds.appendAuditRecords(['{"after":"migration"}'], () => 'a'.repeat(64)))[0]!.seq).toBe(1);
+    const r = await ds.createFederationRelationship({ trustDomain: 'peer.org', bundleEndpointUrl: 'https://peer.org/', bundleEndpointProfile: 'https_web', endpointSpiffeId: '' });
+    expect(await ds.getFederationRelationship('peer.org')).toEqual(r);
+  });
+
   it("opens with a SPIRE-style keyword/value connection string", async () => {
     const ds = await openPostgresDatastore({ connectionString: `host=${cluster.dir} user=mayfly dbname=postgres`, schema: cluster.freshSchema() });
     open.push(ds);

@@ -13,7 +13,7 @@ import type { Pool as PgPool } from 'pg';
 import { DatastoreError } from '../records.js';
 
 /** The schema version this build writes and reads. */
-export const POSTGRES_SCHEMA_VERSION = 2;
+export const POSTGRES_SCHEMA_VERSION = 3;
 export const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The migrations, in order: MIGRATIONS[i] takes the schema from version i to i + 1. `S` is the quoted schema name. */
@@ -84,6 +84,16 @@ const MIGRATIONS: readonly ((S: string) => string[])[] = [
        prev_hash text COLLATE "C" NOT NULL,
        hash      text COLLATE "C" NOT NULL,
        body      text NOT NULL)`,
+  ],
+  // 2 -> 3: federation relationships (issue 9).
+  (S) => [
+    `CREATE TABLE ${S}.federation_relationships (
+       trust_domain        text COLLATE "C" PRIMARY KEY,
+       bundle_endpoint_url text NOT NULL,
+       profile             text NOT NULL CHECK (profile IN ('https_web', 'https_spiffe')),
+       endpoint_spiffe_id  text NOT NULL,
+       created_at          bigint NOT NULL,
+       updated_at          bigint NOT NULL)`,
   ],
 ];
 
