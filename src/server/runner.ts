@@ -88,7 +88,10 @@ export class ServerRunner {
       const plugins = s.plugins;
       const warn = (fields: Record<string, unknown>, msg: string): void => this.#log.warn(fields, msg);
       const at = now ? { now } : {};
-      const ds: RunnableDatastore = await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at });
+      // Metrics first: the datastore's calls are timed from its first one (server/timed-datastore).
+      const metrics = new ServerMetrics(at);
+      this.#metrics = metrics;
+      const ds: RunnableDatastore = metrics.timedDatastore(await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at }));
       this.#ds = ds;
       const keyManager = required(pluginsOfKind(plugins, 'KeyManager'), 'KeyManager').build({ warn });
       const caCfg: ServerCaConfig = {
@@ -111,8 +114,8 @@ export class ServerRunner {
       ca.start();
       this.#ca = ca;
 
-      const metrics = new ServerMetrics({ datastore: ds, trustDomain: ca.trustDomain.name });
-      this.#metrics = metrics;
+      metrics.countStored(ds, ca.trustDomain.name);
+      metrics.watchCa(ca);
       const limits: Partial<ApiLimits> = {};
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;
       if (s.defaultJwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = s.defaultJwtSvidTtl;
@@ -126,7 +129,9 @@ export class ServerRunner {
         datastore: ds,
         ca: metrics.countingCa(ca),
         logger: this.#log,
-        attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) => a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
+        attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) =>
+          metrics.countingAttestor(a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
+        ),
         limits,
         interceptors: [metrics.interceptor()],
         ...(now ? { now } : {}),
