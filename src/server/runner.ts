@@ -24,6 +24,7 @@ import type { RunnableDatastore } from './catalog.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
 import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
+import { pinoLevelControl } from '../observability/logger.js';
 import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { MayflyServer } from './server.js';
@@ -134,6 +135,7 @@ export class ServerRunner {
         ),
         limits,
         interceptors: [metrics.interceptor()],
+        logLevel: pinoLevelControl(this.#log),
         ...(now ? { now } : {}),
         ...(this.#cfg.drainMs !== undefined ? { drainMs: this.#cfg.drainMs } : {}),
       });
