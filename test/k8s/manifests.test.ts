@@ -266,6 +266,37 @@ describe('deploy/k8s manifests', () => {
     });
   });
 
+  describe('prometheus-operator variant', () => {
+    const variant = join(dir, 'prometheus-operator');
+    const kz = parseAllDocuments(readFileSync(join(variant, 'kustomization.yaml'), 'utf8'))[0]!.toJSON() as Obj;
+    const monitor = parseAllDocuments(readFileSync(join(variant, 'server-servicemonitor.yaml'), 'utf8'))[0]!.toJSON() as Obj;
+
+    it('is the base plus every manifest in its folder', () => {
+      const files = readdirSync(variant).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+      expect(kz.resources).toEqual(['../', ...files]);
+    });
+
+    // ServiceMonitor is prometheus-operator's CRD, not in Kubernetes' schemas (test/k8s/schemas.test.ts):
+    // the fields it is scraped by are checked here.
+    it("has a ServiceMonitor that scrapes the server's Prometheus listener through the Service", () => {
+      expect(monitor).toMatchObject({ apiVersion: 'monitoring.coreos.com/v1', kind: 'ServiceMonitor', metadata: { namespace: 'mayfly' } });
+      const svc = find('Service', 'mayfly-server', 'mayfly');
+      for (const [k, v] of Object.entries(monitor.spec.selector.matchLabels)) expect(svc.metadata.labels[k], `Service label ${k}`).toBe(v);
+      expect(monitor.spec.namespaceSelector.matchNames).toEqual([svc.metadata.namespace]);
+      const [endpoint] = monitor.spec.endpoints;
+      expect(endpoint.path).toBe('/metrics');
+      const sp = svc.spec.ports.find((p: Obj) => p.name === endpoint.port);
+      expect(sp, `the Service has a port named ${endpoint.port}`).toBeDefined();
+      const settings = resolveServerConfig(serverConf as HclObject);
+      expect(settings.metrics).toMatchObject({ enabled: true, host: '0.0.0.0' });
+      expect(portByName(serverCtr, sp.targetPort)).toBe(settings.metrics.port);
+      // The pod annotations (annotation-based Prometheus) name the same port and path.
+      const ann = server.spec.template.metadata.annotations;
+      expect(Number(ann['prometheus.io/port'])).toBe(settings.metrics.port);
+      expect(ann['prometheus.io/path']).toBe(endpoint.path);
+    });
+  });
+
   it('documents the sample workload\'s registration by its namespace and service account', () => {
     const text = readFileSync(join(dir, 'sample-workload.yaml'), 'utf8');
     expect(text).toContain(`-selector k8s:ns:${sample.metadata.namespace}`);
