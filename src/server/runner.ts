@@ -15,7 +15,7 @@
  */
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
+import type { ApiServerClientConfig, KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
 import { FileJournalStore } from '../ca/journal-store.js';
 import { ServerCa, type ServerCaConfig } from '../ca/server-ca.js';
 import { pluginsOfKind } from '../config/plugins.js';
@@ -27,6 +27,7 @@ import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.j
 import { pinoLevelControl } from '../observability/logger.js';
 import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
+import type { Notifier } from './notifier/notifier.js';
 import { MayflyServer } from './server.js';
 
 export interface ServerRunnerConfig {
@@ -37,6 +38,8 @@ export interface ServerRunnerConfig {
   drainMs?: number;
   /** How k8s_psat reaches each cluster's API server (default: the pod's in-cluster configuration); tests point it at a fake. */
   kubernetesApi?: (cluster: string) => KubernetesApi;
+  /** Where `Notifier "k8sbundle"` finds the API server (default: the pod's in-cluster configuration); tests point it at a stand-in. */
+  kubernetesApiServer?: () => Promise<ApiServerClientConfig>;
 }
 
 /** The one configured plugin of a `one` kind the server cannot run without. */
@@ -53,6 +56,7 @@ export class ServerRunner {
   #ca: ServerCa | undefined;
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
+  readonly #notifiers: Notifier[] = [];
   readonly #http: HttpEndpoints[] = [];
   #listening = false;
   #stopping = false;
@@ -144,6 +148,16 @@ export class ServerRunner {
       // their authorised-entry caches and streams do not serve what another server changed.
       ds.watch?.((change) => server.hub.publish(change));
       await server.start();
+      // Notifiers (k8sbundle) hear of the served bundle at start and on every change (`ca` on the hub).
+      for (const n of pluginsOfKind(plugins, 'Notifier')) {
+        const notifier = n.build({ logger: this.#log, ...(this.#cfg.kubernetesApiServer ? { kubernetesApiServer: this.#cfg.kubernetesApiServer } : {}) });
+        this.#notifiers.push(notifier);
+        const onChange = (l: () => void): (() => void) =>
+          server.hub.subscribe((t) => {
+            if (t.kind === 'ca') l();
+          });
+        await notifier.start({ bundle: () => server.servedBundle(), onChange });
+      }
 
       const ready = (): Promise<Readiness> => this.readiness();
       const live = (): boolean => this.#ds !== undefined;
@@ -199,6 +213,7 @@ export class ServerRunner {
     this.#stopping = true;
     const server = this.#server;
     this.#server = undefined;
+    for (const n of this.#notifiers.splice(0)) await n.stop();
     if (server !== undefined) await server.stop();
     this.#ca?.stop();
     this.#ca = undefined;

@@ -24,6 +24,7 @@
 import { Server, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
 import type { LogLevelControl } from '../config/log-level.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { ensurePrivateDir } from '../securefs/index.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
 import { agentService } from './api/agent.js';
@@ -141,6 +142,12 @@ export class MayflyServer {
   }
 
   /** The change hub (for in-process components that write to the datastore directly). */
+  /** The trust domain's bundle as served (server/trust-bundle); a change is announced on the hub as `ca`. Throws before `start()`. */
+  servedBundle(): Bundle {
+    if (this.#trustBundle === undefined) throw new TypeError('the server is not started');
+    return this.#trustBundle.bundle();
+  }
+
   get hub(): ChangeHub {
     return this.#hub;
   }

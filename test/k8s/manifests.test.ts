@@ -20,6 +20,7 @@ import { DEFAULT_BIND_PORT, resolveServerConfig } from '../../src/server/config.
 import { defaultSocketCandidates, defaultSocketPath } from '../../src/securefs/index.js';
 import { parseConfigText, type HclObject } from '../../src/config/hcl.js';
 import { ENDPOINT_ENV } from '../../src/sdk/endpoint.js';
+import { K8S_BUNDLE_API_CALLS } from '../../src/server/notifier/k8sbundle/configmaps.js';
 
 // The containers run as root: the defaults are root's (/run/mayfly/...).
 const AGENT_SOCKET_PATH = defaultSocketPath('agent', { uid: 0 });
@@ -263,6 +264,24 @@ describe('deploy/k8s manifests', () => {
       const vol = agentPod.volumes.find((v: Obj) => v.name === mount.name);
       expect(vol.configMap.name).toBe('mayfly-bundle');
       expect(agentConf.agent.insecure_bootstrap).toBeUndefined();
+    });
+
+    it("bootstraps from the ConfigMap the server's k8sbundle notifier keeps current, with RBAC for exactly its calls", () => {
+      const settings = resolveServerConfig(serverConf as HclObject);
+      const notifier = settings.plugins.find((p) => p.kind === 'Notifier' && p.name === 'k8sbundle');
+      expect(notifier, 'server.conf configures Notifier "k8sbundle"').toBeDefined();
+      const cfg = notifier!.config as { namespace: string; configMap: string; configMapKey: string };
+      const bundleDir = dirname(agentConf.agent.trust_bundle_path);
+      const mount = agentCtr.volumeMounts.find((m: Obj) => m.mountPath === bundleDir);
+      const vol = agentPod.volumes.find((v: Obj) => v.name === mount.name);
+      expect({ namespace: agent.metadata.namespace, configMap: vol.configMap.name, configMapKey: basename(agentConf.agent.trust_bundle_path) }).toEqual(cfg);
+      // The notifier only updates the ConfigMap: the manifests create it.
+      find('ConfigMap', cfg.configMap, cfg.namespace);
+      const binding = objects.find((o) => o.kind === 'RoleBinding' && o.metadata.namespace === cfg.namespace && o.subjects?.some((x: Obj) => x.name === serverPod.serviceAccountName));
+      expect(binding, 'a RoleBinding for the server in the bundle namespace').toBeDefined();
+      const role = find('Role', binding.roleRef.name, cfg.namespace);
+      const rules = role.rules.flatMap((r: Obj) => r.verbs.map((verb: string) => ({ resource: r.resources[0], name: r.resourceNames?.[0], verb })));
+      expect(rules).toEqual(K8S_BUNDLE_API_CALLS.map((c) => ({ resource: c.resource, name: cfg.configMap, verb: c.verb })));
     });
   });
 
