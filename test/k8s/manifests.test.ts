@@ -316,6 +316,65 @@ describe('deploy/k8s manifests', () => {
     });
   });
 
+  describe('SPIFFE CSI driver variant', () => {
+    const variant = join(dir, 'csi');
+    const kz = parseAllDocuments(readFileSync(join(variant, 'kustomization.yaml'), 'utf8'))[0]!.toJSON() as Obj;
+    const extra: Obj[] = (kz.resources as string[]).filter((f) => f !== '../').flatMap((f) => load(join('csi', f)));
+    const of = (kind: string): Obj => {
+      const o = extra.find((x) => x.kind === kind);
+      expect(o, `a ${kind} in deploy/k8s/csi`).toBeDefined();
+      return o;
+    };
+    const driver = of('CSIDriver');
+    const ds = of('DaemonSet');
+    const wl = of('Deployment');
+    const dsPod = ds.spec.template.spec;
+    const argOf = (ctr: Obj, flag: string): string => ctr.args[ctr.args.indexOf(flag) + 1];
+    const csiCtr = dsPod.containers.find((c: Obj) => c.name === 'spiffe-csi-driver');
+    const registrar = dsPod.containers.find((c: Obj) => c.name === 'node-driver-registrar');
+
+    it('is the base plus every manifest in its folder, images tagged as the base', () => {
+      const files = readdirSync(variant).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+      expect(kz.resources[0]).toBe('../');
+      expect([...kz.resources.slice(1)].sort()).toEqual(files);
+      expect(kz.images).toEqual(kustomization.images);
+      expect(wl.spec.template.spec.containers[0].image).toBe(`ghcr.io/mayfly/mayfly:${pkg.version}`);
+    });
+
+    it('registers csi.spiffe.io for ephemeral inline volumes, under the name the driver and the registrar use', () => {
+      expect(driver.metadata.name).toBe('csi.spiffe.io');
+      expect(driver.spec).toMatchObject({ attachRequired: false, podInfoOnMount: true, fsGroupPolicy: 'None', volumeLifecycleModes: ['Ephemeral'] });
+      expect(argOf(csiCtr, '-plugin-name')).toBe(driver.metadata.name);
+      const csiSock = argOf(csiCtr, '-csi-socket-path');
+      expect(argOf(registrar, '-csi-address')).toBe(csiSock);
+      // The kubelet reaches the driver's socket at the host path of the directory it is in.
+      const sockMount = csiCtr.volumeMounts.find((m: Obj) => m.mountPath === dirname(csiSock));
+      const hostDir = dsPod.volumes.find((v: Obj) => v.name === sockMount.name).hostPath.path;
+      expect(argOf(registrar, '-kubelet-registration-path')).toBe(`${hostDir}/${basename(csiSock)}`);
+      expect(hostDir).toBe(`/var/lib/kubelet/plugins/${driver.metadata.name}`);
+    });
+
+    it("hands workloads the agent's socket directory, read-only, and the sample workload finds the socket in it", () => {
+      const agentSockMount = agentCtr.volumeMounts.find((m: Obj) => m.mountPath === dirname(AGENT_SOCKET_PATH));
+      const agentHostDir = agentPod.volumes.find((v: Obj) => v.name === agentSockMount.name).hostPath.path;
+      const wlDir = argOf(csiCtr, '-workload-api-socket-dir');
+      const m = csiCtr.volumeMounts.find((x: Obj) => x.mountPath === wlDir);
+      expect(m.readOnly).toBe(true);
+      expect(dsPod.volumes.find((v: Obj) => v.name === m.name).hostPath.path).toBe(agentHostDir);
+      const wlPod = wl.spec.template.spec;
+      const vol = wlPod.volumes.find((v: Obj) => v.csi !== undefined);
+      expect(vol.csi).toEqual({ driver: driver.metadata.name, readOnly: true });
+      expect(wlPod.volumes.some((v: Obj) => v.hostPath !== undefined)).toBe(false);
+      const wlCtr = wlPod.containers[0];
+      const wlMount = wlCtr.volumeMounts.find((x: Obj) => x.name === vol.name);
+      expect(wlMount.readOnly).toBe(true);
+      expect(wlCtr.env.find((e: Obj) => e.name === ENDPOINT_ENV).value).toBe(`unix://${wlMount.mountPath}/${basename(AGENT_SOCKET_PATH)}`);
+      // Same namespace and service account as the base sample: the documented registration selects it.
+      expect(wl.metadata.namespace).toBe(sample.metadata.namespace);
+      expect(wlPod.serviceAccountName).toBe(samplePod.serviceAccountName);
+    });
+  });
+
   it('documents the sample workload\'s registration by its namespace and service account', () => {
     const text = readFileSync(join(dir, 'sample-workload.yaml'), 'utf8');
     expect(text).toContain(`-selector k8s:ns:${sample.metadata.namespace}`);
