@@ -22,6 +22,7 @@ import { K8sBundleNotifier } from './k8sbundle.js';
 import { StandInKubernetesApiServer } from './testing.js';
 
 const dirs = tempDirs('mayfly-k8sbundle-');
+afterAll(() => dirs.cleanup());
 
 async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 15_000;
@@ -58,7 +59,6 @@ describe('Notifier "k8sbundle" on a running server', () => {
     admin?.close();
     await runner?.stop();
     await api.stop();
-    dirs.cleanup();
   }, 60_000);
 
   it('writes the served bundle to the ConfigMap when the server starts, leaving its other keys alone', async () => {

@@ -41,7 +41,7 @@ function mergePatch(target: unknown, patch: unknown): unknown {
 const status = (code: number, reason: string, message: string): Json => ({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
 
 export class StandInKubernetesApiServer {
-  readonly #dir = mkdtempSync(join(tmpdir(), 'mayfly-k8s-standin-'));
+  #dir = '';
   readonly #token = 'stand-in-token';
   readonly #objects = new Map<string, Json>();
   #server: https.Server | undefined;
@@ -54,6 +54,7 @@ export class StandInKubernetesApiServer {
   concurrentWrites = 0;
 
   async start(): Promise<void> {
+    this.#dir = mkdtempSync(join(tmpdir(), 'mayfly-k8s-standin-'));
     const ssl = (args: string[]): void => void execFileSync('openssl', args, { cwd: this.#dir, stdio: ['ignore', 'ignore', 'pipe'] });
     ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1']);
     this.#caPem = readFileSync(join(this.#dir, 'cert.pem'), 'utf8');
@@ -78,7 +79,8 @@ export class StandInKubernetesApiServer {
       this.#server.closeAllConnections();
       this.#server.close(() => resolve());
     });
-    rmSync(this.#dir, { recursive: true, force: true });
+    if (this.#dir !== '') rmSync(this.#dir, { recursive: true, force: true });
+    this.#dir = '';
   }
 
   /** What a client in a pod would be configured with. */
