@@ -1,8 +1,10 @@
 /**
  * `npm run test:unit`: the fast tier. Everything `npm test` runs except what needs tools
- * beyond Node and openssl (Go, Java with Maven, the py-spiffe venv, a PostgreSQL cluster)
+ * beyond Node and openssl (Go, Java with Maven, the py-spiffe and kubernetes-validate venvs,
+ * a PostgreSQL cluster)
  * or takes real-process crash runs: the interop suites (test/interop), the PostgreSQL
- * suites (src/datastore/postgres/postgres.test.ts, *.postgres.test.ts) and the kill -9
+ * suites (src/datastore/postgres/postgres.test.ts, *.postgres.test.ts), the manifest
+ * schema check (test/k8s/schemas.test.ts) and the kill -9
  * runs (test/crash). So no go-spiffe judge is built (test/interop/global-setup.ts is not
  * run); the other global setups (the dist/ build for the process-spawning tests, the
  * /tmp cleanliness check) still are. `npm test` stays the full gate.
@@ -15,6 +17,7 @@ export const UNIT_EXCLUDE = [
   'test/crash/**',
   'src/datastore/postgres/postgres.test.ts',
   '**/*.postgres.test.ts',
+  'test/k8s/schemas.test.ts',
 ];
 
 const setups = full.test?.globalSetup ?? [];

@@ -9,7 +9,8 @@ import { runNodeAttestorConformance, type NodeAttestorFixture } from '../attesto
 import { runKeyManagerConformance, runUpstreamAuthorityConformance, type KeyManagerFixture, type UpstreamAuthorityFixture } from '../ca/conformance.js';
 import { catalogFixtureProblems, configureFromHcl, discoverPluginFixtures, fixturesOf, testPluginCore } from '../config/testing.js';
 import { runDatastoreConformance, type DataStoreFixture } from '../datastore/conformance.js';
-import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type DataStoreDeps, type KeyManagerDeps, type NodeAttestorDeps, type ServerPluginKind, type UpstreamAuthorityDeps } from './catalog.js';
+import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type DataStoreDeps, type KeyManagerDeps, type NodeAttestorDeps, type NotifierDeps, type ServerPluginKind, type UpstreamAuthorityDeps } from './catalog.js';
+import { runNotifierConformance, type NotifierFixture } from './notifier/conformance.js';
 
 const found = await discoverPluginFixtures();
 
@@ -35,6 +36,9 @@ for (const plugin of SERVER_CATALOG) {
     } else if (plugin.kind === 'UpstreamAuthority') {
       const fx = f as UpstreamAuthorityFixture;
       runUpstreamAuthorityConformance(label, fx, (data) => configured('UpstreamAuthority', plugin.name, data).build(fx.deps() as UpstreamAuthorityDeps));
+    } else if (plugin.kind === 'Notifier') {
+      const fx = f as NotifierFixture;
+      runNotifierConformance(label, fx, () => configured('Notifier', plugin.name, fx.pluginData()).build(fx.deps() as NotifierDeps));
     } else {
       const fx = f as unknown as DataStoreFixture;
       describe(label, () => {

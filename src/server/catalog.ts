@@ -26,6 +26,8 @@ import type { KindRule, Plugin, ConfiguredOf } from '../config/plugins.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { sqlDataStorePlugin, type SqlDataStoreDeps } from '../datastore/sql/plugin.js';
 import type { ChangeTopic } from './hub.js';
+import type { Notifier } from './notifier/notifier.js';
+import { k8sBundleNotifierPlugin, type K8sBundlePluginDeps } from './notifier/k8sbundle/plugin.js';
 
 /** A datastore as the server runs it; one several servers share tells of the others' writes (`watch`). */
 export interface RunnableDatastore extends Datastore {
@@ -37,12 +39,14 @@ export type DataStoreDeps = SqlDataStoreDeps;
 export type KeyManagerDeps = DiskKeyManagerPluginDeps;
 export type UpstreamAuthorityDeps = DiskUpstreamAuthorityPluginDeps;
 export type NodeAttestorDeps = JoinTokenPluginDeps & K8sPsatPluginDeps;
+export type NotifierDeps = K8sBundlePluginDeps;
 
 export type ServerPlugin =
   | Plugin<'DataStore', DataStoreDeps, Promise<RunnableDatastore>>
   | Plugin<'KeyManager', KeyManagerDeps, KeyManager>
   | Plugin<'UpstreamAuthority', UpstreamAuthorityDeps, UpstreamAuthority>
-  | Plugin<'NodeAttestor', NodeAttestorDeps, NodeAttestor>;
+  | Plugin<'NodeAttestor', NodeAttestorDeps, NodeAttestor>
+  | Plugin<'Notifier', NotifierDeps, Notifier>;
 
 export type ServerPluginKind = ServerPlugin['kind'];
 export type ConfiguredServerPlugin = ConfiguredOf<ServerPlugin>;
@@ -53,6 +57,7 @@ export const SERVER_PLUGIN_KINDS: readonly KindRule[] = [
   { kind: 'KeyManager', noun: 'key manager', cardinality: 'one', defaults: ['disk'], required: 'the CA has nowhere to keep its keys' },
   { kind: 'UpstreamAuthority', noun: 'upstream authority', cardinality: 'one' },
   { kind: 'NodeAttestor', noun: 'node attestor', cardinality: 'many', alwaysOn: ['join_token'], required: 'agents could never attest' },
+  { kind: 'Notifier', noun: 'notifier', cardinality: 'many' },
 ];
 
 export const SERVER_CATALOG: readonly ServerPlugin[] = [
@@ -62,4 +67,5 @@ export const SERVER_CATALOG: readonly ServerPlugin[] = [
   diskUpstreamAuthorityPlugin,
   joinTokenServerPlugin,
   k8sPsatServerPlugin,
+  k8sBundleNotifierPlugin,
 ];

@@ -16,7 +16,7 @@
  */
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
+import type { ApiServerClientConfig, KubernetesApi } from '../attestors/node/k8s_psat/apiserver.js';
 import type { ListenerLimits } from '../federation/bundle-endpoint-http.js';
 import { FileJournalStore } from '../ca/journal-store.js';
 import { ServerCa, type ServerCaConfig } from '../ca/server-ca.js';
@@ -26,8 +26,10 @@ import type { RunnableDatastore } from './catalog.js';
 import type { ServerSettings } from './config.js';
 import type { ApiLimits } from './context.js';
 import { HttpEndpoints, type Readiness } from '../observability/http-endpoints.js';
+import { pinoLevelControl } from '../observability/logger.js';
 import { ServerMetrics } from './observability.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
+import type { Notifier } from './notifier/notifier.js';
 import { MayflyServer } from './server.js';
 import { startServerAudit, type ServerAudit } from './audit-ledger.js';
 import { loadBundleOwnerId } from './trust-bundle.js';
@@ -51,6 +53,8 @@ export interface ServerRunnerConfig {
    * timeouts, extra Web PKI roots); its defaults otherwise. Tests shorten the bounds.
    */
   federationFetcher?: Partial<Omit<BundlePollerConfig, 'store' | 'ownTrustDomain' | 'logger' | 'metrics' | 'onBundleStored' | 'now'>>;
+  /** Where `Notifier "k8sbundle"` finds the API server (default: the pod's in-cluster configuration); tests point it at a stand-in. */
+  kubernetesApiServer?: () => Promise<ApiServerClientConfig>;
 }
 
 /** The one configured plugin of a `one` kind the server cannot run without. */
@@ -69,6 +73,7 @@ export class ServerRunner {
   #metrics: ServerMetrics | undefined;
   #audit: ServerAudit | undefined;
   #fetcher: BundlePoller | undefined;
+  readonly #notifiers: Notifier[] = [];
   readonly #http: HttpEndpoints[] = [];
   #publishers: Publishers | undefined;
   #listening = false;
@@ -111,7 +116,10 @@ export class ServerRunner {
       const plugins = s.plugins;
       const warn = (fields: Record<string, unknown>, msg: string): void => this.#log.warn(fields, msg);
       const at = now ? { now } : {};
-      const ds: RunnableDatastore = await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at });
+      // Metrics first: the datastore's calls are timed from its first one (server/timed-datastore).
+      const metrics = new ServerMetrics(at);
+      this.#metrics = metrics;
+      const ds: RunnableDatastore = metrics.timedDatastore(await required(pluginsOfKind(plugins, 'DataStore'), 'DataStore').build({ warn, ...at }));
       this.#ds = ds;
       // Static relationships (server.conf federates_with) are in the datastore before anything reads it.
       await applyStaticRelationships(ds, s.federatesWith ?? [], this.#log);
@@ -138,8 +146,8 @@ export class ServerRunner {
       ca.start();
       this.#ca = ca;
 
-      const metrics = new ServerMetrics({ datastore: ds, trustDomain: ca.trustDomain.name });
-      this.#metrics = metrics;
+      metrics.countStored(ds, ca.trustDomain.name);
+      metrics.watchCa(ca);
       // The peer bundle fetcher: every stored peer bundle change is announced on the server's
       // change hub, so agents whose entries federate with that trust domain get it by push.
       let announce: (td: string) => void = () => undefined;
@@ -177,11 +185,14 @@ export class ServerRunner {
         datastore: ds,
         ca: metrics.countingCa(ca),
         logger: this.#log,
-        attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) => a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
+        attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) =>
+          metrics.countingAttestor(a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
+        ),
         limits,
         interceptors: [metrics.interceptor()],
         ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
         federation: fetcher,
+        logLevel: pinoLevelControl(this.#log),
         ...(now ? { now } : {}),
         ...(this.#cfg.drainMs !== undefined ? { drainMs: this.#cfg.drainMs } : {}),
       });
@@ -194,6 +205,16 @@ export class ServerRunner {
       // The bundle endpoint and OIDC discovery, when configured (server/publishers).
       this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
       await fetcher.start();
+      // Notifiers (k8sbundle) hear of the served bundle at start and on every change (`ca` on the hub).
+      for (const n of pluginsOfKind(plugins, 'Notifier')) {
+        const notifier = n.build({ logger: this.#log, ...(this.#cfg.kubernetesApiServer ? { kubernetesApiServer: this.#cfg.kubernetesApiServer } : {}) });
+        this.#notifiers.push(notifier);
+        const onChange = (l: () => void): (() => void) =>
+          server.hub.subscribe((t) => {
+            if (t.kind === 'ca') l();
+          });
+        await notifier.start({ bundle: () => server.servedBundle(), onChange });
+      }
 
       const ready = (): Promise<Readiness> => this.readiness();
       const live = (): boolean => this.#ds !== undefined;
@@ -253,6 +274,7 @@ export class ServerRunner {
     await publishers?.stop();
     const server = this.#server;
     this.#server = undefined;
+    for (const n of this.#notifiers.splice(0)) await n.stop();
     if (server !== undefined) await server.stop();
     // After the API: calls in flight finish with their records written; before the CA and datastore close.
     await this.#audit?.stop().catch((err: unknown) => this.#log.error({ err }, 'audit ledger stop failed'));

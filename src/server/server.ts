@@ -23,6 +23,8 @@
  */
 import { Server, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
+import type { LogLevelControl } from '../config/log-level.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { ensurePrivateDir } from '../securefs/index.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
 import { agentService } from './api/agent.js';
@@ -33,6 +35,7 @@ import { bundleService } from './api/bundle.js';
 import { trustDomainService } from './api/trustdomain.js';
 import { entryService } from './api/entry.js';
 import { healthService } from './api/health.js';
+import { loggerService } from './api/logger.js';
 import { svidService } from './api/svid.js';
 import type { Transport } from './auth.js';
 import { DEFAULT_LIMITS, type ApiContext, type ApiLimits } from './context.js';
@@ -81,6 +84,8 @@ export interface MayflyServerConfig {
   maxReceiveMessageBytes?: number;
   /** grpc-js server interceptors on both endpoints (e.g. RPC metrics from server/observability). */
   interceptors?: ServerInterceptor[];
+  /** The process's log level for the Logger service (server/api/logger); without it the service is not offered (UNIMPLEMENTED). */
+  logLevel?: LogLevelControl;
   /**
    * Worker threads that check the CSRs of batch signing calls (server/csr-pool; default:
    * one per core, at most 4; 0 = on the event loop).
@@ -148,6 +153,12 @@ export class MayflyServer {
   }
 
   /** The change hub (for in-process components that write to the datastore directly). */
+  /** The trust domain's bundle as served (server/trust-bundle); a change is announced on the hub as `ca`. Throws before `start()`. */
+  servedBundle(): Bundle {
+    if (this.#trustBundle === undefined) throw new TypeError('the server is not started');
+    return this.#trustBundle.bundle();
+  }
+
   get hub(): ChangeHub {
     return this.#hub;
   }
@@ -236,7 +247,7 @@ export class MayflyServer {
   }
 
   #addServices(server: Server, ctx: ApiContext, t: Transport): void {
-    const impls: Record<ServerApiService, UntypedServiceImplementation> = {
+    const impls: Partial<Record<ServerApiService, UntypedServiceImplementation>> = {
       Entry: entryService(ctx, t),
       Agent: agentService(ctx, t),
       Bundle: bundleService(ctx, t),
@@ -247,6 +258,7 @@ export class MayflyServer {
       Health: healthService(ctx, t),
       TrustDomain: trustDomainService(ctx, t),
     };
+    if (this.#cfg.logLevel !== undefined) impls.Logger = loggerService(ctx, t, this.#cfg.logLevel);
     for (const [name, impl] of Object.entries(impls) as [ServerApiService, UntypedServiceImplementation][]) {
       server.addService(serverApiServiceDefinition(name) as ServiceDefinition, impl);
     }

@@ -20,6 +20,7 @@ import { DEFAULT_BIND_PORT, resolveServerConfig } from '../../src/server/config.
 import { defaultSocketCandidates, defaultSocketPath } from '../../src/securefs/index.js';
 import { parseConfigText, type HclObject } from '../../src/config/hcl.js';
 import { ENDPOINT_ENV } from '../../src/sdk/endpoint.js';
+import { K8S_BUNDLE_API_CALLS } from '../../src/server/notifier/k8sbundle/configmaps.js';
 
 // The containers run as root: the defaults are root's (/run/mayfly/...).
 const AGENT_SOCKET_PATH = defaultSocketPath('agent', { uid: 0 });
@@ -263,6 +264,114 @@ describe('deploy/k8s manifests', () => {
       const vol = agentPod.volumes.find((v: Obj) => v.name === mount.name);
       expect(vol.configMap.name).toBe('mayfly-bundle');
       expect(agentConf.agent.insecure_bootstrap).toBeUndefined();
+    });
+
+    it("bootstraps from the ConfigMap the server's k8sbundle notifier keeps current, with RBAC for exactly its calls", () => {
+      const settings = resolveServerConfig(serverConf as HclObject);
+      const notifier = settings.plugins.find((p) => p.kind === 'Notifier' && p.name === 'k8sbundle');
+      expect(notifier, 'server.conf configures Notifier "k8sbundle"').toBeDefined();
+      const cfg = notifier!.config as { namespace: string; configMap: string; configMapKey: string };
+      const bundleDir = dirname(agentConf.agent.trust_bundle_path);
+      const mount = agentCtr.volumeMounts.find((m: Obj) => m.mountPath === bundleDir);
+      const vol = agentPod.volumes.find((v: Obj) => v.name === mount.name);
+      expect({ namespace: agent.metadata.namespace, configMap: vol.configMap.name, configMapKey: basename(agentConf.agent.trust_bundle_path) }).toEqual(cfg);
+      // The notifier only updates the ConfigMap: the manifests create it.
+      find('ConfigMap', cfg.configMap, cfg.namespace);
+      const binding = objects.find((o) => o.kind === 'RoleBinding' && o.metadata.namespace === cfg.namespace && o.subjects?.some((x: Obj) => x.name === serverPod.serviceAccountName));
+      expect(binding, 'a RoleBinding for the server in the bundle namespace').toBeDefined();
+      const role = find('Role', binding.roleRef.name, cfg.namespace);
+      const rules = role.rules.flatMap((r: Obj) => r.verbs.map((verb: string) => ({ resource: r.resources[0], name: r.resourceNames?.[0], verb })));
+      expect(rules).toEqual(K8S_BUNDLE_API_CALLS.map((c) => ({ resource: c.resource, name: cfg.configMap, verb: c.verb })));
+    });
+  });
+
+  describe('prometheus-operator variant', () => {
+    const variant = join(dir, 'prometheus-operator');
+    const kz = parseAllDocuments(readFileSync(join(variant, 'kustomization.yaml'), 'utf8'))[0]!.toJSON() as Obj;
+    const monitor = parseAllDocuments(readFileSync(join(variant, 'server-servicemonitor.yaml'), 'utf8'))[0]!.toJSON() as Obj;
+
+    it('is the base plus every manifest in its folder', () => {
+      const files = readdirSync(variant).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+      expect(kz.resources).toEqual(['../', ...files]);
+    });
+
+    // ServiceMonitor is prometheus-operator's CRD, not in Kubernetes' schemas (test/k8s/schemas.test.ts):
+    // the fields it is scraped by are checked here.
+    it("has a ServiceMonitor that scrapes the server's Prometheus listener through the Service", () => {
+      expect(monitor).toMatchObject({ apiVersion: 'monitoring.coreos.com/v1', kind: 'ServiceMonitor', metadata: { namespace: 'mayfly' } });
+      const svc = find('Service', 'mayfly-server', 'mayfly');
+      for (const [k, v] of Object.entries(monitor.spec.selector.matchLabels)) expect(svc.metadata.labels[k], `Service label ${k}`).toBe(v);
+      expect(monitor.spec.namespaceSelector.matchNames).toEqual([svc.metadata.namespace]);
+      const [endpoint] = monitor.spec.endpoints;
+      expect(endpoint.path).toBe('/metrics');
+      const sp = svc.spec.ports.find((p: Obj) => p.name === endpoint.port);
+      expect(sp, `the Service has a port named ${endpoint.port}`).toBeDefined();
+      const settings = resolveServerConfig(serverConf as HclObject);
+      expect(settings.metrics).toMatchObject({ enabled: true, host: '0.0.0.0' });
+      expect(portByName(serverCtr, sp.targetPort)).toBe(settings.metrics.port);
+      // The pod annotations (annotation-based Prometheus) name the same port and path.
+      const ann = server.spec.template.metadata.annotations;
+      expect(Number(ann['prometheus.io/port'])).toBe(settings.metrics.port);
+      expect(ann['prometheus.io/path']).toBe(endpoint.path);
+    });
+  });
+
+  describe('SPIFFE CSI driver variant', () => {
+    const variant = join(dir, 'csi');
+    const kz = parseAllDocuments(readFileSync(join(variant, 'kustomization.yaml'), 'utf8'))[0]!.toJSON() as Obj;
+    const extra: Obj[] = (kz.resources as string[]).filter((f) => f !== '../').flatMap((f) => load(join('csi', f)));
+    const of = (kind: string): Obj => {
+      const o = extra.find((x) => x.kind === kind);
+      expect(o, `a ${kind} in deploy/k8s/csi`).toBeDefined();
+      return o;
+    };
+    const driver = of('CSIDriver');
+    const ds = of('DaemonSet');
+    const wl = of('Deployment');
+    const dsPod = ds.spec.template.spec;
+    const argOf = (ctr: Obj, flag: string): string => ctr.args[ctr.args.indexOf(flag) + 1];
+    const csiCtr = dsPod.containers.find((c: Obj) => c.name === 'spiffe-csi-driver');
+    const registrar = dsPod.containers.find((c: Obj) => c.name === 'node-driver-registrar');
+
+    it('is the base plus every manifest in its folder, images tagged as the base', () => {
+      const files = readdirSync(variant).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+      expect(kz.resources[0]).toBe('../');
+      expect([...kz.resources.slice(1)].sort()).toEqual(files);
+      expect(kz.images).toEqual(kustomization.images);
+      expect(wl.spec.template.spec.containers[0].image).toBe(`ghcr.io/mayfly/mayfly:${pkg.version}`);
+    });
+
+    it('registers csi.spiffe.io for ephemeral inline volumes, under the name the driver and the registrar use', () => {
+      expect(driver.metadata.name).toBe('csi.spiffe.io');
+      expect(driver.spec).toMatchObject({ attachRequired: false, podInfoOnMount: true, fsGroupPolicy: 'None', volumeLifecycleModes: ['Ephemeral'] });
+      expect(argOf(csiCtr, '-plugin-name')).toBe(driver.metadata.name);
+      const csiSock = argOf(csiCtr, '-csi-socket-path');
+      expect(argOf(registrar, '-csi-address')).toBe(csiSock);
+      // The kubelet reaches the driver's socket at the host path of the directory it is in.
+      const sockMount = csiCtr.volumeMounts.find((m: Obj) => m.mountPath === dirname(csiSock));
+      const hostDir = dsPod.volumes.find((v: Obj) => v.name === sockMount.name).hostPath.path;
+      expect(argOf(registrar, '-kubelet-registration-path')).toBe(`${hostDir}/${basename(csiSock)}`);
+      expect(hostDir).toBe(`/var/lib/kubelet/plugins/${driver.metadata.name}`);
+    });
+
+    it("hands workloads the agent's socket directory, read-only, and the sample workload finds the socket in it", () => {
+      const agentSockMount = agentCtr.volumeMounts.find((m: Obj) => m.mountPath === dirname(AGENT_SOCKET_PATH));
+      const agentHostDir = agentPod.volumes.find((v: Obj) => v.name === agentSockMount.name).hostPath.path;
+      const wlDir = argOf(csiCtr, '-workload-api-socket-dir');
+      const m = csiCtr.volumeMounts.find((x: Obj) => x.mountPath === wlDir);
+      expect(m.readOnly).toBe(true);
+      expect(dsPod.volumes.find((v: Obj) => v.name === m.name).hostPath.path).toBe(agentHostDir);
+      const wlPod = wl.spec.template.spec;
+      const vol = wlPod.volumes.find((v: Obj) => v.csi !== undefined);
+      expect(vol.csi).toEqual({ driver: driver.metadata.name, readOnly: true });
+      expect(wlPod.volumes.some((v: Obj) => v.hostPath !== undefined)).toBe(false);
+      const wlCtr = wlPod.containers[0];
+      const wlMount = wlCtr.volumeMounts.find((x: Obj) => x.name === vol.name);
+      expect(wlMount.readOnly).toBe(true);
+      expect(wlCtr.env.find((e: Obj) => e.name === ENDPOINT_ENV).value).toBe(`unix://${wlMount.mountPath}/${basename(AGENT_SOCKET_PATH)}`);
+      // Same namespace and service account as the base sample: the documented registration selects it.
+      expect(wl.metadata.namespace).toBe(sample.metadata.namespace);
+      expect(wlPod.serviceAccountName).toBe(samplePod.serviceAccountName);
     });
   });
 

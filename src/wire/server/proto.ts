@@ -18,7 +18,7 @@ import { loadPackageDefinition, type ServiceClientConstructor, type ServiceDefin
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 
 export const SERVER_API_PACKAGE = 'mayfly.server.v1';
-export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Audit', 'Health', 'TrustDomain'] as const;
+export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Audit', 'Health', 'TrustDomain', 'Logger'] as const;
 export type ServerApiService = (typeof SERVER_API_SERVICES)[number];
 
 function protoFile(): string {
