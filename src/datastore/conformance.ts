@@ -24,6 +24,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { isMayflyError, type ErrorCode } from '../spiffe/errors.js';
 import { makeTestCa } from '../spiffe/x509/testing.js';
 import type { BundleAuthority, Datastore } from './datastore.js';
+import { svidConformance } from './testdata/svid-conformance.js';
 
 export interface ConformanceHandle {
   ds: Datastore;
@@ -592,6 +593,10 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         await ds.setCaJournal(new Uint8Array([1, 2, 3]));
         expect([...(await ds.getCaJournal())!]).toEqual([1, 2, 3]);
       });
+    });
+
+    describe('issued X509-SVIDs and revocations', () => {
+      svidConformance(() => ({ ds, ...(h.reopen ? { reopen: h.reopen } : {}), setDs: (d) => (ds = d) }));
     });
 
     describe('lifecycle', () => {

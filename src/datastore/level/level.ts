@@ -35,6 +35,7 @@ import * as agents from './agents.js';
 import * as bundles from './bundles.js';
 import * as entries from './entries.js';
 import * as joinTokens from './join-tokens.js';
+import * as svids from './svids.js';
 import { SCHEMA_VERSION } from './keys.js';
 import { LevelStore } from './store.js';
 import { verifyIndexes } from './verify.js';
@@ -106,7 +107,7 @@ export async function openLevelDatastore(config: LevelDatastoreConfig): Promise<
 export class LevelDatastore extends DelegatingDatastore<LevelStore> {
   /** @internal use openLevelDatastore */
   constructor(db: Level<string, string>, now: () => Date) {
-    super(new LevelStore(db, now), { entries, agents, joinTokens, bundles });
+    super(new LevelStore(db, now), { entries, agents, joinTokens, bundles, svids });
   }
 
   // ---------------------------------------------------------------- lifecycle
