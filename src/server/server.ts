@@ -41,6 +41,8 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
+import { CrlPublisher } from './crl-publisher.js';
+import type { X509SvidsRevokedEvent } from './api-context.js';
 import { SILENT_LOGGER, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
@@ -84,6 +86,10 @@ export interface MayflyServerConfig {
    * one per core, at most 4; 0 = on the event loop).
    */
   csrWorkers?: number;
+  /** Lifetime of the X.509 CRLs (seconds, default 3600; re-issued at half, and on every revocation). Issue 10. */
+  crlLifetimeSeconds?: number;
+  /** Told after X509-SVIDs were revoked: the audit ledger's hook (issue 10). */
+  onX509SvidsRevoked?: (event: X509SvidsRevokedEvent) => void | Promise<void>;
 }
 
 const MAX_INTERMEDIATES = 16;
@@ -109,6 +115,7 @@ export class MayflyServer {
   #csrPool: CsrWorkerPool | undefined;
   #authorizedCache: AuthorizedEntryCache | undefined;
   #trustBundle: TrustBundle | undefined;
+  #crls: CrlPublisher | undefined;
 
   constructor(cfg: MayflyServerConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
@@ -179,6 +186,16 @@ export class MayflyServer {
     });
     this.#svid = svid;
     await trustBundle.start();
+    const crls = new CrlPublisher({
+      ca,
+      datastore: ds,
+      hub: this.#hub,
+      logger: this.#logger,
+      now: this.#now,
+      ...(this.#cfg.crlLifetimeSeconds !== undefined ? { lifetimeSeconds: this.#cfg.crlLifetimeSeconds } : {}),
+    });
+    this.#crls = crls;
+    await crls.start();
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
       serverId: this.serverId,
@@ -194,6 +211,8 @@ export class MayflyServer {
       csrMinter: this.#csrPool,
       authorizedCache: this.#authorizedCache,
       trustBundle,
+      crls,
+      ...(this.#cfg.onX509SvidsRevoked ? { onX509SvidsRevoked: this.#cfg.onX509SvidsRevoked } : {}),
     };
 
     await svid.rotate();
@@ -252,6 +271,7 @@ export class MayflyServer {
   /** Stops both endpoints, draining calls in flight (see module doc). Idempotent. */
   async stop(): Promise<void> {
     this.#svid?.stop();
+    this.#crls?.stop();
     this.#unsubscribeCa?.();
     this.#unsubscribeCa = undefined;
     this.#streams.closeAll();

@@ -16,6 +16,7 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   ERR_DATASTORE_ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
   ERR_DATASTORE_CONFLICT: GrpcStatus.FAILED_PRECONDITION,
   ERR_CA_AUTHORITY_STATE: GrpcStatus.FAILED_PRECONDITION,
+  ERR_SVID_ALREADY_EXPIRED: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
   // A minted SVID that fails our own verification is the server's fault, never the caller's.

@@ -41,6 +41,8 @@ interface AuthorizedEntriesUpdate {
   sequence: number;
   tainted_x509_authorities: string[];
   tainted_jwt_authorities: string[];
+  /** The server's X.509 CRLs, DER (issue 10). */
+  x509_crls: Buffer[];
 }
 
 /** Live authorised-entry streams; `closeAll` ends them (server shutdown). */
@@ -235,6 +237,7 @@ class Subscription {
       federated_bundles: federated,
       tainted_x509_authorities: [...tainted.x509].sort(),
       tainted_jwt_authorities: [...tainted.jwt].sort(),
+      x509_crls: [...(ctx.crls?.current() ?? [])],
     };
     if (this.#closed) return;
     const key = fingerprint(update);
