@@ -7,6 +7,7 @@
 import { pathToFileURL } from 'node:url';
 import { benchAgent } from './agent.js';
 import { benchJwt } from './jwt.js';
+import { benchRevocation } from './revocation.js';
 import { benchServer, type ServerBenchLine } from './server.js';
 import { benchSpire } from './spire.js';
 import { benchX509 } from './x509.js';
@@ -20,7 +21,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['spire', () => benchSpire()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
