@@ -240,7 +240,10 @@ class Subscription {
       x509_crls: [...(ctx.crls?.current() ?? [])],
     };
     if (this.#closed) return;
-    const key = fingerprint(update);
+    // CRLs are hashed as bytes: a large CRL through the JSON fingerprint would cost per byte.
+    const crlHash = createHash('sha256');
+    for (const c of update.x509_crls) crlHash.update(createHash('sha256').update(c).digest());
+    const key = fingerprint({ ...update, x509_crls: [] }) + crlHash.digest('hex');
     if (key === this.#lastKey) return;
     // Again at the push: the computation above awaited, and time moved on.
     this.#checkSvidCurrent();
