@@ -204,6 +204,22 @@ describe('PostgresDatastore', () => {
     expect((err as Error).message).toMatch(new RegExp(`schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this build's ${POSTGRES_SCHEMA_VERSION}`));
   });
 
+  it('migrates a schema version 1 database to version 2 (issued X509-SVIDs), keeping its data', async () => {
+    const schema = cluster.freshSchema();
+    const first = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
+    const kept = await first.createEntry(entry(1));
+    await first.close();
+    // Back to what a version 1 build wrote.
+    await sql(cluster, `DROP TABLE "${schema}".x509_svids`);
+    await sql(cluster, `UPDATE "${schema}".mayfly_schema_version SET version = 1`);
+    const ds = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
+    open.push(ds);
+    expect((await sql(cluster, `SELECT version FROM "${schema}".mayfly_schema_version`)).rows).toEqual([{ version: 2 }]);
+    expect(await ds.getEntry(kept.entryId)).toEqual(kept);
+    await ds.recordX509SvidIssuances([{ serialHex: '01', spiffeId: 'spiffe://example.org/a', entryId: kept.entryId, authorityId: 'ab', notAfter: 10 }]);
+    expect((await ds.revokeX509Svids([{ serialHex: '01', revokedAt: 1, reason: 'keyCompromise' }]))[0]).toMatchObject({ serialHex: '01', reason: 'keyCompromise' });
+  });
+
   it("opens with a SPIRE-style keyword/value connection string", async () => {
     const ds = await openPostgresDatastore({ connectionString: `host=${cluster.dir} user=mayfly dbname=postgres`, schema: cluster.freshSchema() });
     open.push(ds);
