@@ -15,6 +15,9 @@
  * reuses the parsed set. Entries of expired SVIDs leave the server's CRLs, so with short
  * SVID lifetimes the set stays at most what was revoked within one SVID TTL (~40 bytes per
  * entry on the wire, one serial string per entry here; 100k revocations ≈ 5 MB of DER).
+ * Beyond ~80k live revocations the Workload API messages carrying the CRL pass gRPC's
+ * common 4 MiB default receive limit of workload clients (go-spiffe, grpc-js): such a
+ * volume needs shorter SVID TTLs, or clients with a larger limit.
  */
 import { createHash } from 'node:crypto';
 import { parseCrl } from '../spiffe/x509/crl.js';
