@@ -146,7 +146,7 @@ function allSignedBy(m: X509SvidMsg | undefined, authorityId: string): boolean {
   return verdict;
 }
 
-async function startAgentProc(args: Record<string, string>): Promise<{ agentId: string; stop(): Promise<void> }> {
+export async function startAgentProc(args: Record<string, string>): Promise<{ agentId: string; stop(): Promise<void> }> {
   // BENCH_AGENT_EXEC_ARGV: node flags for the agent process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const execArgv = (process.env.BENCH_AGENT_EXEC_ARGV ?? '').split(' ').filter((a) => a !== '');
   const child = fork(join(here, 'agent-proc.js'), [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });

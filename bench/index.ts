@@ -9,6 +9,7 @@ import { benchAgent } from './agent.js';
 import { benchAudit } from './audit.js';
 import { benchBundleEndpoint } from './bundle-endpoint.js';
 import { benchJwt } from './jwt.js';
+import { benchRevocation } from './revocation.js';
 import { benchServer, type ServerBenchLine } from './server.js';
 import { benchSpire } from './spire.js';
 import { benchX509 } from './x509.js';
@@ -22,7 +23,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

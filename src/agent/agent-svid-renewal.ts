@@ -25,6 +25,7 @@ import { Backoff, renewalTime, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { GrpcCode, ServerCallError } from './server-client.js';
 import { isChainTainted, type TaintedAuthorities } from './taint.js';
+import { isChainRevoked, type RevokedSerials } from './revocation.js';
 
 /** The agent's X509-SVID and key. */
 export interface AgentSvid {
@@ -184,6 +185,14 @@ export class AgentSvidRenewal {
     const s = this.#id.current();
     if (s === undefined || this.#stopped || !isChainTainted(s.certChain, tainted)) return undefined;
     if (this.#renewal === undefined) this.#log.warn({ spiffeId: s.spiffeId, serial: s.serialHex }, 'agent SVID is signed by a tainted authority; renewing it now');
+    return this.renewNow();
+  }
+
+  /** Renews the agent SVID now when a CRL from the server lists it (issue 10); undefined when not revoked. */
+  renewIfRevoked(revoked: RevokedSerials): Promise<void> | undefined {
+    const s = this.#id.current();
+    if (s === undefined || this.#stopped || !isChainRevoked(s.certChain, revoked)) return undefined;
+    if (this.#renewal === undefined) this.#log.warn({ spiffeId: s.spiffeId, serial: s.serialHex }, 'agent SVID revoked by the server; renewing it now with a new key');
     return this.renewNow();
   }
 

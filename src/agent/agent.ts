@@ -41,6 +41,7 @@ import { AgentStateStore } from './store.js';
 import { defaultSocketPath, ensureTrustedDir, SOCKET_DIR_FIX } from '../securefs/index.js';
 import { EntrySync } from './sync.js';
 import { taintedAuthoritiesOf } from './taint.js';
+import { revokedSerialsOf } from './revocation.js';
 
 import type { MayflyAgentConfig } from './agent-config.js';
 
@@ -252,7 +253,8 @@ export class MayflyAgent {
         identity.accepted();
         identity.updateRoots(u.bundle.x509Authorities);
         // Tainted authority in the agent SVID's chain: renew it first, then the workloads' SVIDs.
-        const renewal = identity.renewIfTainted(taintedAuthoritiesOf(u));
+        // A CRL listing the agent SVID (issue 10) renews it the same way.
+        const renewal = identity.renewIfTainted(taintedAuthoritiesOf(u)) ?? identity.renewIfRevoked(revokedSerialsOf(u.x509Crls));
         if (renewal !== undefined) {
           const gate: Promise<void> = renewal.catch(() => undefined).finally(() => {
             if (renewing === gate) renewing = undefined;

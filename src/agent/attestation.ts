@@ -35,6 +35,7 @@ import { createCsr } from '../spiffe/x509/csr.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { parsePemCertificates } from '../spiffe/x509/pem.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
+import type { RevokedSerials } from './revocation.js';
 import { AgentSvidRenewal, bannedMessage, evictedMessage, expiredMessage, type AgentSvid, type AgentSvidRenewalHooks } from './agent-svid-renewal.js';
 import type { Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
@@ -343,6 +344,11 @@ export class AgentIdentity {
   /** Renews at once when the agent SVID's chain involves a tainted authority (agent-svid-renewal.ts); undefined when it does not. */
   renewIfTainted(tainted: TaintedAuthorities): Promise<void> | undefined {
     return this.#renewal.renewIfTainted(tainted);
+  }
+
+  /** Renews the agent SVID now when the server's CRLs list it (issue 10). */
+  renewIfRevoked(revoked: RevokedSerials): Promise<void> | undefined {
+    return this.#renewal.renewIfRevoked(revoked);
   }
 
   /**

@@ -49,6 +49,7 @@ import type { AuthorizedUpdate, IssuedJwtSvidWire } from './server-client.js';
 import { acceptX509Svid, type CachedX509Svid } from './x509-accept.js';
 import { isChainTainted, isJwtTainted, NO_TAINTED_AUTHORITIES, taintedAuthoritiesOf, type TaintedAuthorities } from './taint.js';
 import { WorkloadViews, type ServedBundle } from './workload-views.js';
+import { isChainRevoked, NO_REVOCATIONS, revokedSerialsOf, type RevokedSerials } from './revocation.js';
 
 export { jwtCacheKey } from './jwt-cache.js';
 export type { CachedX509Svid } from './x509-accept.js';
@@ -102,6 +103,8 @@ export class SvidCache implements WorkloadIdentities {
   readonly #random: () => number;
   readonly #sched: Scheduler;
   #tainted: TaintedAuthorities = NO_TAINTED_AUTHORITIES;
+  /** The revoked serials the last update's CRLs list (revocation.ts; issue 10). */
+  #revoked: RevokedSerials = NO_REVOCATIONS;
   #entries: RegistrationEntry[] = [];
   #entryById = new Map<string, RegistrationEntry>();
   readonly #svids = new Map<string, CachedX509Svid>();
@@ -143,8 +146,13 @@ export class SvidCache implements WorkloadIdentities {
     this.#workload = new WorkloadViews({
       source: {
         entries: () => this.#entries,
-        svid: (entryId) => this.#svids.get(entryId),
+        // A revoked SVID is never served: the view waits for its replacement (issued at once).
+        svid: (entryId) => {
+          const s = this.#svids.get(entryId);
+          return s !== undefined && isChainRevoked(s.certChain, this.#revoked) ? undefined : s;
+        },
         failed: (entryId) => this.#rotation.hasFailed(entryId),
+        crls: () => this.#revoked.crls,
         bundle: () => this.#trustDomainBundle,
         federated: () => this.#federated,
       },
@@ -269,6 +277,7 @@ export class SvidCache implements WorkloadIdentities {
     }
     this.#federated = fed;
     this.#applyTaint(taintedAuthoritiesOf(u));
+    this.#applyRevocations(revokedSerialsOf(u.x509Crls, (m) => this.#log.warn({}, m)));
     this.#workload.publish();
     this.#rotation.kick();
   }
@@ -324,6 +333,26 @@ export class SvidCache implements WorkloadIdentities {
       const dropped = this.#jwt.dropWhere((j) => isJwtTainted(j.token, tainted));
       if (dropped > 0) this.#log.info({ jwtSvids: dropped, kids: [...tainted.jwt] }, 'dropped JWT-SVIDs signed with a tainted key; the next fetch re-mints them');
     }
+  }
+
+  /**
+   * Marks every X509-SVID a CRL lists for re-issue now (issue 10): the pass that follows
+   * gets a freshly keyed one (rotation makes a new key per issuance); until it arrives the
+   * revoked one is not served. A re-issued SVID has a new serial, so it is not marked again.
+   */
+  #applyRevocations(revoked: RevokedSerials): void {
+    this.#revoked = revoked;
+    if (revoked.count === 0) return;
+    for (const s of this.#svids.values()) {
+      if (s.stale || !isChainRevoked(s.certChain, revoked)) continue;
+      s.stale = true;
+      this.#log.warn({ entryId: s.entryId, spiffeId: s.spiffeId, serial: s.serialHex }, 'X509-SVID revoked by the server; re-issuing it now with a new key');
+    }
+  }
+
+  /** The revoked serials the last update's CRLs list (tests, diagnostics). */
+  get revokedSerials(): RevokedSerials {
+    return this.#revoked;
   }
 
   /** Entry IDs whose cached X509-SVID chains to a tainted authority (tests, diagnostics). */

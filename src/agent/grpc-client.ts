@@ -250,7 +250,7 @@ export class GrpcServerClient implements ServerClient {
       ended = true;
       onError(err);
     };
-    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[] }) => {
+    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[]; x509_crls?: Buffer[] }) => {
       if (ended) return;
       let u: AuthorizedUpdate;
       try {
@@ -261,6 +261,7 @@ export class GrpcServerClient implements ServerClient {
           sequence: Number(msg.sequence ?? 0),
           taintedX509Authorities: arr(msg.tainted_x509_authorities).map(String),
           taintedJwtAuthorities: arr(msg.tainted_jwt_authorities).map(String),
+          x509Crls: arr(msg.x509_crls).filter((c): c is Buffer => Buffer.isBuffer(c) && c.length > 0),
         };
       } catch (err) {
         stream.cancel();

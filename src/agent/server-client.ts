@@ -51,6 +51,8 @@ export interface AuthorizedUpdate {
   readonly taintedX509Authorities?: readonly string[];
   /** Key IDs of tainted JWT authorities: drop JWT-SVIDs signed with them. */
   readonly taintedJwtAuthorities?: readonly string[];
+  /** The server's X.509 CRLs (DER, one per authority; issue 10): re-issue what they list, serve them to workloads. */
+  readonly x509Crls?: readonly Buffer[];
 }
 
 export interface AttestResult {

@@ -48,6 +48,8 @@ export interface WorkloadViewSource {
   bundle(): ServedBundle | undefined;
   /** Federated bundles by trust domain name. */
   federated(): ReadonlyMap<string, ServedBundle>;
+  /** The server's X.509 CRLs (DER), served in the `crl` fields (issue 10). */
+  crls?(): readonly Buffer[];
 }
 
 export interface WorkloadViewsConfig {
@@ -84,8 +86,10 @@ const MAX_VIEWS = 4096;
  * unchanged (a taint, a sequence bump, a stream reopened) notifies no subscriber: each
  * notice encodes the full state for every open stream, which is costly with many.
  */
-function viewKeyOf(entries: readonly RegistrationEntry[], bundle: ServedBundle, fed: ReadonlyMap<string, ServedBundle>): string {
+function viewKeyOf(entries: readonly RegistrationEntry[], bundle: ServedBundle, fed: ReadonlyMap<string, ServedBundle>, crls: readonly Buffer[] = []): string {
   const h = createHash('sha256');
+  // A new CRL is news for every workload: it is in both Workload API responses.
+  for (const c of crls) h.update(createHash('sha256').update(c).digest());
   h.update(JSON.stringify(entries.map((e) => [e.entryId, e.spiffeId, e.selectors, e.hint, e.federatesWith, e.expiresAt])));
   for (const [name, m] of [['', bundle] as const, ...[...fed].sort((a, b) => (a[0] < b[0] ? -1 : 1))]) {
     h.update(`\n${name}\n`).update(m.material.x509Authorities).update('\n').update(m.material.jwks);
@@ -169,7 +173,7 @@ export class WorkloadViews {
   publish(): void {
     const bundle = this.#src.bundle();
     if (bundle === undefined) return;
-    const viewKey = viewKeyOf(this.#src.entries(), bundle, this.#src.federated());
+    const viewKey = viewKeyOf(this.#src.entries(), bundle, this.#src.federated(), this.#src.crls?.() ?? []);
     if (viewKey !== this.#viewKey) {
       this.#viewKey = viewKey;
       this.notifyAll();
@@ -254,7 +258,7 @@ export class WorkloadViews {
       identities.push(id);
     }
     return {
-      update: { identities, bundle: { ...bundle.material, trustDomain: this.#trustDomain.idString }, federatedBundles: federated },
+      update: { identities, bundle: { ...bundle.material, trustDomain: this.#trustDomain.idString }, federatedBundles: federated, crl: this.#src.crls?.() ?? [] },
       validUntil,
     };
   }

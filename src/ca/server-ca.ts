@@ -43,9 +43,11 @@ import {
   type X509MintAuthority,
 } from './mint.js';
 import { journalOf, slotsFromJournal } from './slot-journal.js';
+import { signAuthorityCrls, type SignedX509Crl, type SignX509CrlsRequest } from './crl.js';
 import type { UpstreamAuthority } from './upstream.js';
 
 export { CaError } from './ca-error.js';
+export type { CrlInputEntry, SignedX509Crl, SignX509CrlsRequest } from './crl.js';
 export type { CsrMintItem, CsrMintOutcome, SignedJwtSvid, SignedX509Svid, SignJwtSvidRequest, SignX509SvidRequest, X509MintAuthority } from './mint.js';
 
 export const DEFAULT_CA_TTL_SECONDS = 24 * 3600;
@@ -270,6 +272,15 @@ export class ServerCa {
     const now = this.#now();
     const slot = this.#slots.active('jwt', 'JWT', now);
     return mintJwtSvid(slot, id, req, { now, defaultTtlSeconds: this.jwtSvidTtlSeconds, ...(this.#jwtIssuer !== undefined ? { issuer: this.#jwtIssuer } : {}) });
+  }
+
+  /**
+   * One signed X.509 CRL per X.509 authority that signs or signed SVIDs (active and old),
+   * each listing the given entries of that authority (ca/crl.ts). Issue 10.
+   */
+  signX509Crls(req: SignX509CrlsRequest): SignedX509Crl[] {
+    this.#assertReady();
+    return signAuthorityCrls(this.#slots.x509, req);
   }
 
   // ------------------------------------------------------------------ operator controls (authority-admin.ts)

@@ -12,7 +12,7 @@
  *
  * `-write DIR` writes files named like SPIRE's: `svid.N.pem` (leaf then intermediates),
  * `svid.N.key` (PKCS#8 PEM, mode 0600), `bundle.N.pem` and `federated_bundle.N.M.pem`
- * (0644), each through securefs's exclusive, no-follow temporary file renamed over the
+ * (0644), `crl.pem` (the CRLs the agent sent, PEM, 0644) when there are any, each through securefs's exclusive, no-follow temporary file renamed over the
  * target: a DIR another user owns or can write to (without the sticky bit) is refused,
  * and so is a target name that is a symlink or not a regular file (nothing is written
  * through it); a regular file planted there by someone else is replaced, not written into.
@@ -140,6 +140,11 @@ function x509Text(ctx: X509Context, elapsedMs: number): string {
   return lines.join('\n');
 }
 
+function pemEncodeCrl(der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN X509 CRL-----\n${b64}\n-----END X509 CRL-----\n`;
+}
+
 /** One file `-write` wrote, with SPIRE's line for it (`Writing SVID #0 to file /d/svid.0.pem.`). */
 export interface WrittenFile {
   path: string;
@@ -168,6 +173,8 @@ export function writeX509Files(ctx: X509Context, dir: string): WrittenFile[] {
       j++;
     }
   });
+  // The CRLs beside the bundle (issue 10): `openssl verify -crl_check -CRLfile crl.pem`.
+  if (ctx.crl.length > 0) put('crl.pem', ctx.crl.map(pemEncodeCrl).join(''), 0o644, `${ctx.crl.length} CRL(s)`);
   return written;
 }
 

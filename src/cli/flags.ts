@@ -77,6 +77,8 @@ export const SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['expiresBefore', 'expires-before'],
   ['attestationType', 'attestation-type'],
   ['authorityID', 'authority-id'],
+  ['serial', 'serial'],
+  ['reason', 'reason'],
   ['shallow', 'shallow'],
   ['verbose', 'verbose'],
   ['help', 'help'],

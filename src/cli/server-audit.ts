@@ -99,7 +99,7 @@ export function addAuditCommands(program: Command): void {
           const s = subjectOf(b);
           const details = b.kind === 'admin' ? JSON.stringify(b.details) : '';
           if (spiffeId !== undefined && s.spiffeId !== spiffeId && !details.includes(`"${spiffeId}"`)) continue;
-          if (serial !== undefined && s.serial.replace(/^0+/, '') !== serial.replace(/^0+/, '')) continue;
+          if (serial !== undefined && s.serial.replace(/^0+/, '') !== serial.replace(/^0+/, '') && !details.includes(`"serial":"${serial}"`)) continue;
           if (o.entryId !== undefined && s.entryId !== o.entryId && !details.includes(`"${o.entryId}"`)) continue;
           if (since !== undefined && b.time < since) continue;
           if (until !== undefined && b.time >= until) continue;

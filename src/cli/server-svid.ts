@@ -1,7 +1,11 @@
 /**
  * @module cli/server-svid
  *
- * `mayfly-server x509 mint`, `jwt mint` and `localauthority x509|jwt show|prepare|activate|taint|revoke`.
+ * `mayfly-server x509 mint`, `x509 revoke`, `jwt mint` and `localauthority x509|jwt show|prepare|activate|taint|revoke`.
+ *
+ * `x509 revoke -serial S | -spiffeID ID | -entryID E [-reason R]` revokes issued
+ * X509-SVIDs (issue 10; server/api/revoke): the CRLs are re-issued and pushed to agents
+ * before it answers. Unknown serials exit with the not-found code (3).
  *
  * `x509 mint` makes the key pair here and sends only a CSR: the private key never leaves
  * this process, and with `-write DIR` it is written with mode 0600 (certificates 0644).
@@ -17,6 +21,7 @@ import { createCsr } from '../spiffe/x509/csr.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { ensureOutputDir, writeFileAtomic } from '../securefs/index.js';
 import type { WireBundle, WireJwtSvid, WireX509Svid } from '../server/messages.js';
+import { isRevocationReason, REVOCATION_REASONS } from '../spiffe/x509/crl.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { clientCommand, collect, fields, secondsArg, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
@@ -61,6 +66,47 @@ export function addSvidCommands(program: Command): void {
       });
     });
 
+  clientCommand(x509.command('revoke').description('revoke X509-SVIDs: one by serial, or every unexpired one of a SPIFFE ID or an entry'))
+    .option('--serial <hex>', 'serial number of the X509-SVID (hex, as x509 mint or openssl x509 -serial print it)')
+    .option('--spiffe-id <id>', 'revoke every unexpired X509-SVID issued for this SPIFFE ID')
+    .option('--entry-id <id>', 'revoke every unexpired X509-SVID issued for this registration entry')
+    .option('--reason <reason>', `RFC 5280 reason: ${REVOCATION_REASONS.join(', ')} (default unspecified)`)
+    .action(async (_o: unknown, cmd: Command) => {
+      const o = cmd.opts<{ serial?: string; spiffeId?: string; entryId?: string; reason?: string }>();
+      const given = [o.serial, o.spiffeId, o.entryId].filter((v) => v !== undefined && v !== '');
+      if (given.length !== 1) throw new CliUsageError('give exactly one of -serial, -spiffeID and -entryID');
+      if (o.reason !== undefined && !isRevocationReason(o.reason)) throw new CliUsageError(`-reason ${JSON.stringify(o.reason)} is not one of ${REVOCATION_REASONS.join(', ')}`);
+      const spiffeId = o.spiffeId === undefined ? undefined : spiffeIdArg(o.spiffeId, '-spiffeID', { required: true });
+      await withServer(cmd, async (ctx) => {
+        const res = await ctx.call<{ revoked: RevokedWire[] }>('SVID', 'RevokeX509SVIDs', {
+          serial_number: o.serial ?? '',
+          spiffe_id: spiffeId ?? '',
+          entry_id: o.entryId ?? '',
+          reason: o.reason ?? '',
+        });
+        const revoked = res.revoked ?? [];
+        emit(ctx.io, ctx.format, {
+          json: { revoked },
+          text: () =>
+            [
+              `Revoked ${revoked.filter((r) => !r.already_revoked).length} X509-SVID(s)${revoked.some((r) => r.already_revoked) ? ` (${revoked.filter((r) => r.already_revoked).length} already revoked)` : ''}:`,
+              ...revoked.map((r) =>
+                fields(
+                  [
+                    ['  Serial number', r.serial_number],
+                    ['  SPIFFE ID', r.spiffe_id],
+                    ['  Entry ID', r.entry_id === '' ? '(none)' : r.entry_id],
+                    ['  Reason', r.already_revoked ? `${r.reason} (already revoked)` : r.reason],
+                    ['  Expires at', timeText(Number(r.expires_at))],
+                  ],
+                  16,
+                ),
+              ),
+            ].join('\n\n'),
+        });
+      });
+    });
+
   const jwt = program.command('jwt').description('JWT-SVIDs');
   clientCommand(jwt.command('mint').description('mint a JWT-SVID'))
     .option('--spiffe-id <id>', 'SPIFFE ID of the SVID')
@@ -85,6 +131,15 @@ export function addSvidCommands(program: Command): void {
     });
 
   addAuthorityCommands(program);
+}
+
+interface RevokedWire {
+  serial_number: string;
+  spiffe_id: string;
+  entry_id: string;
+  expires_at: number | string;
+  reason: string;
+  already_revoked: boolean;
 }
 
 interface AuthorityStateWire {

@@ -288,6 +288,30 @@ telemetry { Prometheus { host = "127.0.0.1" port = 0 } }
     expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
+  it('x509 revoke: by serial and by SPIFFE ID, with exit codes for unknown, malformed and bad reason', async () => {
+    const minted = JSON.parse((await cli(s('x509', 'mint', '-spiffeID', `spiffe://${TD}/to-revoke`, '-output', 'json'))).stdout) as { serial_number: string };
+    const r = await cli(s('x509', 'revoke', '-serial', minted.serial_number, '-reason', 'keyCompromise'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Revoked 1 X509-SVID\(s\):\n\n/);
+    expect(r.stdout).toContain(`  Serial number : ${minted.serial_number}\n  SPIFFE ID     : spiffe://${TD}/to-revoke\n  Entry ID      : (none)\n  Reason        : keyCompromise\n`);
+    const again = JSON.parse((await cli(s('x509', 'revoke', '-spiffeID', `spiffe://${TD}/to-revoke`, '-output', 'json'))).stdout);
+    expect(again.revoked).toEqual([expect.objectContaining({ serial_number: minted.serial_number, reason: 'keyCompromise', already_revoked: true })]);
+    const unknown = await cli(s('x509', 'revoke', '-serial', 'ab'.repeat(16)));
+    expect(unknown.code).toBe(3);
+    expect(oneErrorLine(unknown)).toMatch(/no X509-SVID with serial 00abab.* was issued by trust domain/);
+    const cases: [string[], number, RegExp][] = [
+      [s('x509', 'revoke', '-serial', 'zz'), 2, /not a certificate serial number/],
+      [s('x509', 'revoke', '-serial', minted.serial_number, '-reason', 'bogus'), 2, /-reason "bogus" is not one of unspecified, keyCompromise/],
+      [s('x509', 'revoke'), 2, /give exactly one of -serial, -spiffeID and -entryID/],
+      [s('x509', 'revoke', '-entryID', 'no-such-entry'), 3, /no unexpired X509-SVID was issued for entry/],
+    ];
+    for (const [args, code, re] of cases) {
+      const out = await cli(args);
+      expect(out.code, args.join(' ')).toBe(code);
+      expect(oneErrorLine(out), args.join(' ')).toMatch(re);
+    }
+  });
+
   it('lists and counts agents (none yet)', async () => {
     expect((await cli(s('agent', 'list'))).stdout).toBe('No attested agents found\n');
     expect(JSON.parse((await cli(s('agent', 'list', '-output', 'json'))).stdout)).toEqual({ agents: [], next_page_token: '' });

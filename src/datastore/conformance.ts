@@ -26,6 +26,7 @@ import { makeTestCa } from '../spiffe/x509/testing.js';
 import type { BundleAuthority, Datastore } from './datastore.js';
 import { auditConformance } from './testdata/audit-conformance.js';
 import { relationshipConformance } from './testdata/relationships-conformance.js';
+import { svidConformance } from './testdata/svid-conformance.js';
 
 export interface ConformanceHandle {
   ds: Datastore;
@@ -609,6 +610,9 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         return ds;
       },
       sibling: async () => (h.sibling === undefined ? undefined : h.sibling()),
+    });
+    describe('issued X509-SVIDs and revocations', () => {
+      svidConformance(() => ({ ds, ...(h.reopen ? { reopen: h.reopen } : {}), setDs: (d) => (ds = d) }));
     });
 
     describe('lifecycle', () => {

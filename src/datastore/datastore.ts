@@ -200,6 +200,37 @@ export interface ListFederationRelationshipsQuery {
   pageToken?: string;
 }
 
+/**
+ * One X509-SVID the server issued: what revoking by SPIFFE ID or by entry needs to know
+ * (issue 10). Kept until `notAfter`, then pruned (`pruneX509Svids`).
+ */
+export interface X509SvidIssuance {
+  /** Lowercase hex of the certificate's serial INTEGER content bytes (`ParsedCertificate.serialHex`), 1 to 21 bytes. */
+  readonly serialHex: string;
+  readonly spiffeId: string;
+  /** The registration entry it was issued for; '' for agent SVIDs and admin mints. */
+  readonly entryId: string;
+  /** The issuing X.509 authority: its hex SKI. */
+  readonly authorityId: string;
+  /** The SVID's NotAfter (unix seconds). */
+  readonly notAfter: number;
+}
+
+/** An issued X509-SVID an operator revoked; kept until it expires (it then needs no CRL entry). */
+export interface RevokedX509Svid extends X509SvidIssuance {
+  readonly revokedAt: number;
+  /** An RFC 5280 CRLReason name (`keyCompromise`, `superseded`, ...; `unspecified` by default). */
+  readonly reason: string;
+}
+
+export interface ListX509SvidIssuancesQuery {
+  /** Exactly one of `bySpiffeId` and `byEntryId`. */
+  bySpiffeId?: string;
+  byEntryId?: string;
+  /** Only SVIDs with notAfter >= this (unix seconds). */
+  notExpiredAt?: number;
+}
+
 export interface Datastore {
   // ---- registration entries ----
   /** Stores a new entry (revision 0). `ERR_DATASTORE_ALREADY_EXISTS` when an entry with the same id, or the same (parentId, spiffeId, selectors), exists; the error's `existingEntryId` names it. */
@@ -303,6 +334,27 @@ export interface Datastore {
   getCaJournal(): Promise<Uint8Array | undefined>;
   /** Replaces the journal; at most 16 MiB. */
   setCaJournal(bytes: Uint8Array): Promise<void>;
+
+  // ---- issued X509-SVIDs and their revocation (issue 10) ----
+  /**
+   * Records issued X509-SVIDs (1..10,000 per call, one atomic write); a serial already
+   * recorded is replaced. `ERR_DATASTORE_INVALID` for a bad record.
+   */
+  recordX509SvidIssuances(items: readonly X509SvidIssuance[]): Promise<void>;
+  getX509SvidIssuance(serialHex: string): Promise<X509SvidIssuance | undefined>;
+  /** Issuances of one SPIFFE ID or one entry, ascending serial; at most 100,000. */
+  listX509SvidIssuances(query: ListX509SvidIssuancesQuery): Promise<X509SvidIssuance[]>;
+  /**
+   * Revokes recorded serials (1..10,000 per call, one atomic write) and returns their
+   * revocation records in input order. A serial already revoked keeps its first revocation
+   * (returned as stored). `ERR_DATASTORE_NOT_FOUND` when a serial was never recorded (or
+   * was pruned); nothing is written then.
+   */
+  revokeX509Svids(items: readonly { serialHex: string; revokedAt: number; reason: string }[]): Promise<RevokedX509Svid[]>;
+  /** Every revoked, not yet pruned serial, ascending serial. */
+  listRevokedX509Svids(): Promise<RevokedX509Svid[]>;
+  /** Deletes issuance and revocation records with notAfter < `before`; returns how many serials. */
+  pruneX509Svids(before: number): Promise<number>;
 
   /** Waits for writes in flight, then releases the store. Idempotent. */
   close(): Promise<void>;

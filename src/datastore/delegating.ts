@@ -25,6 +25,7 @@ import type {
   Page,
   StoredBundle,
 } from './datastore.js';
+import type { ListX509SvidIssuancesQuery, RevokedX509Svid, X509SvidIssuance } from './datastore.js';
 
 /** The operation modules of one implementation, each taking its store handle first. */
 export interface StoreOperations<S> {
@@ -72,6 +73,15 @@ export interface StoreOperations<S> {
     listAuditRecords(s: S, query: { afterSeq?: number; limit?: number }): Promise<AuditRecordRow[]>;
     lastAuditRecord(s: S): Promise<AuditRecordRow | undefined>;
     pruneAuditRecords(s: S, beforeSeq: number): Promise<number>;
+  };
+  /** Issued X509-SVIDs and their revocations (`level/svids.ts`, `postgres/svids.ts`). */
+  svids: {
+    recordX509SvidIssuances(s: S, items: readonly X509SvidIssuance[]): Promise<void>;
+    getX509SvidIssuance(s: S, serialHex: string): Promise<X509SvidIssuance | undefined>;
+    listX509SvidIssuances(s: S, query: ListX509SvidIssuancesQuery): Promise<X509SvidIssuance[]>;
+    revokeX509Svids(s: S, items: readonly { serialHex: string; revokedAt: number; reason: string }[]): Promise<RevokedX509Svid[]>;
+    listRevokedX509Svids(s: S): Promise<RevokedX509Svid[]>;
+    pruneX509Svids(s: S, before: number): Promise<number>;
   };
 }
 
@@ -239,5 +249,31 @@ export abstract class DelegatingDatastore<S> implements Datastore {
 
   pruneAuditRecords(beforeSeq: number): Promise<number> {
     return this.#ops.audit.pruneAuditRecords(this.#s, beforeSeq);
+  }
+
+  // ---------------------------------------------------------------- issued X509-SVIDs and revocations
+
+  recordX509SvidIssuances(items: readonly X509SvidIssuance[]): Promise<void> {
+    return this.#ops.svids.recordX509SvidIssuances(this.#s, items);
+  }
+
+  getX509SvidIssuance(serialHex: string): Promise<X509SvidIssuance | undefined> {
+    return this.#ops.svids.getX509SvidIssuance(this.#s, serialHex);
+  }
+
+  listX509SvidIssuances(query: ListX509SvidIssuancesQuery): Promise<X509SvidIssuance[]> {
+    return this.#ops.svids.listX509SvidIssuances(this.#s, query);
+  }
+
+  revokeX509Svids(items: readonly { serialHex: string; revokedAt: number; reason: string }[]): Promise<RevokedX509Svid[]> {
+    return this.#ops.svids.revokeX509Svids(this.#s, items);
+  }
+
+  listRevokedX509Svids(): Promise<RevokedX509Svid[]> {
+    return this.#ops.svids.listRevokedX509Svids(this.#s);
+  }
+
+  pruneX509Svids(before: number): Promise<number> {
+    return this.#ops.svids.pruneX509Svids(this.#s, before);
   }
 }

@@ -179,6 +179,11 @@ export class X509Source extends WatchingSource<X509Context> {
     return this.requireValue().bundles;
   }
 
+  /** The X.509 CRLs (DER) of the latest context; the mTLS helpers refuse peers they list (sdk/crl-check). */
+  getX509Crls(): readonly Buffer[] {
+    return this.requireValue().crl;
+  }
+
   /** The X.509 bundle of `td`; throws when this workload does not trust that trust domain. */
   getBundleForTrustDomain(td: TrustDomain | SpiffeId | string): Bundle {
     const name = tdName(td);

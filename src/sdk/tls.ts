@@ -39,6 +39,7 @@ import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
 import { PeerAuthorizationError } from './errors.js';
 import { x509SvidPem, type X509Svid } from './model.js';
 import { chainProblem, handshakeRefusal, peerRefusal, RefusalReporter } from './peer-refusals.js';
+import { checkNotRevoked } from './crl-check.js';
 
 export { PEER_REJECTED_EVENT, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS } from './peer-refusals.js';
 
@@ -79,6 +80,8 @@ export function authorizeMemberOf(td: TrustDomain | string): Authorizer {
 export interface X509SvidSourceLike {
   getX509Svid(): X509Svid;
   getX509Bundles(): BundleSet;
+  /** The X.509 CRLs (DER) the source holds (X509Source: from the Workload API); peers they list are refused. */
+  getX509Crls?(): readonly Buffer[];
   on?(event: 'update', listener: () => void): unknown;
   off?(event: 'update', listener: () => void): unknown;
 }
@@ -102,9 +105,11 @@ function checkOptions(opts: SpiffeTlsOptions): void {
 
 /**
  * Verifies a peer's presented chain (leaf first) as an X509-SVID of the trust domain named
- * in its own SPIFFE ID, then runs `authorize`. Returns the peer's SPIFFE ID.
+ * in its own SPIFFE ID, refuses it when one of `crls` (issued by the leaf's issuer,
+ * signature verified: sdk/crl-check) lists its serial, then runs `authorize`. Returns the
+ * peer's SPIFFE ID.
  */
-export function verifyPeer(chain: readonly Buffer[], bundles: BundleSet, authorize: Authorizer, now: Date = new Date()): SpiffeId {
+export function verifyPeer(chain: readonly Buffer[], bundles: BundleSet, authorize: Authorizer, now: Date = new Date(), crls: readonly Buffer[] = []): SpiffeId {
   if (chain.length === 0) throw new PeerAuthorizationError('the peer presented no certificate');
   let claimed: SpiffeId;
   try {
@@ -122,6 +127,7 @@ export function verifyPeer(chain: readonly Buffer[], bundles: BundleSet, authori
   } catch (cause) {
     throw new PeerAuthorizationError(`peer X509-SVID ${claimed} failed SPIFFE verification: ${(cause as Error).message}`, { cause });
   }
+  checkNotRevoked(chain, bundle, crls, verified.spiffeId.toString());
   authorize(verified.spiffeId);
   return verified.spiffeId;
 }
@@ -193,7 +199,7 @@ export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeT
     maxCachedSessions: 0,
     checkServerIdentity: (_host, cert) => {
       try {
-        verifyPeer(presentedChain(cert), source.getX509Bundles(), opts.authorize, now());
+        verifyPeer(presentedChain(cert), source.getX509Bundles(), opts.authorize, now(), source.getX509Crls?.() ?? []);
         return undefined;
       } catch (err) {
         return err as Error;
@@ -263,7 +269,7 @@ export function guardTlsServer<S extends tls.Server>(server: S, source: X509Svid
     const chain = presentedChain(socket.getPeerCertificate(true));
     try {
       if (!socket.authorized) throw new PeerAuthorizationError(chainProblem(socket.authorizationError, chain.length > 0));
-      verifyPeer(chain, source.getX509Bundles(), opts.authorize, now());
+      verifyPeer(chain, source.getX509Bundles(), opts.authorize, now(), source.getX509Crls?.() ?? []);
     } catch (err) {
       const refusal = peerRefusal(err, socket, chain); // before destroy(): it names the peer's address
       socket.destroy();

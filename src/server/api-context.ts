@@ -7,7 +7,7 @@
  * authorise each RPC are in `context.ts`, which re-exports all of this.
  */
 import type { NodeAttestor } from '../attestors/node/attestor.js';
-import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js';
+import type { AttestedAgent, RegistrationEntry, RevokedX509Svid } from '../datastore/datastore.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
@@ -79,6 +79,27 @@ export interface ApiContext {
   readonly audit?: AuditRecorder;
   /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */
   readonly federation?: FederationControl;
+  /** The server's X.509 CRLs (server/crl-publisher; issue 10); none are served when absent. */
+  readonly crls?: ServedCrls;
+  /** Told after X509-SVIDs were revoked (the audit ledger's hook; issue 10). */
+  readonly onX509SvidsRevoked?: (event: X509SvidsRevokedEvent) => void | Promise<void>;
+}
+
+/** What the audit hook is told after a revocation took effect. */
+export interface X509SvidsRevokedEvent {
+  readonly by: { readonly serialNumber?: string; readonly spiffeId?: string; readonly entryId?: string };
+  readonly reason: string;
+  /** Newly revoked (already revoked ones are not repeated). */
+  readonly revoked: readonly RevokedX509Svid[];
+  readonly at: Date;
+}
+
+/** What handlers need of `CrlPublisher` (server/crl-publisher). */
+export interface ServedCrls {
+  /** The current CRLs (DER), one per X.509 authority. */
+  current(): readonly Buffer[];
+  /** Re-reads the revoked serials and re-issues the CRLs if they changed (always with `force`). */
+  refresh(opts?: { force?: boolean }): Promise<void>;
 }
 
 /**

@@ -86,6 +86,22 @@ function entriesChanged(method: string, res: Record<string, unknown>): AuditEven
   return done.flatMap((entry) => admin(method, { entry }));
 }
 
+function relationshipsChanged(method: string, res: Record<string, unknown>): AuditEvent[] {
+  const results = (res.results as { status?: WireStatus; federation_relationship?: Record<string, unknown> | null }[] | undefined) ?? [];
+  return results
+    .filter((r) => ok(r.status) && r.federation_relationship != null)
+    .flatMap((r) => {
+      const f = r.federation_relationship as Record<string, unknown>;
+      const spiffe = f.https_spiffe as { endpoint_spiffe_id?: string } | undefined;
+      return admin(method, {
+        trustDomain: str(f.trust_domain),
+        bundleEndpointUrl: str(f.bundle_endpoint_url),
+        profile: spiffe != null ? 'https_spiffe' : 'https_web',
+        ...(spiffe != null ? { endpointSpiffeId: str(spiffe.endpoint_spiffe_id) } : {}),
+      });
+    });
+}
+
 const SUMMARIES: Readonly<Record<string, Summarize>> = {
   // Issuance
   AttestAgent: (_req, res) => {
@@ -122,6 +138,19 @@ const SUMMARIES: Readonly<Record<string, Summarize>> = {
       expiresAt: num(res.expires_at),
       ...(str(req.agent_id) !== '' ? { agentId: str(req.agent_id) } : {}),
     }),
+  // Revocation: one record per SVID this call revoked (already revoked ones were recorded when they were).
+  RevokeX509SVIDs: (_req, res) =>
+    ((res.revoked as Record<string, unknown>[] | undefined) ?? [])
+      .filter((r) => r.already_revoked !== true)
+      .flatMap((r) =>
+        admin('RevokeX509SVIDs', { serial: str(r.serial_number), spiffeId: str(r.spiffe_id), entryId: str(r.entry_id), reason: str(r.reason) || 'unspecified', revokedAt: num(r.revoked_at) }),
+      ),
+  // Federation relationships
+  BatchCreateFederationRelationship: (_req, res) => relationshipsChanged('BatchCreateFederationRelationship', res),
+  BatchUpdateFederationRelationship: (_req, res) => relationshipsChanged('BatchUpdateFederationRelationship', res),
+  BatchDeleteFederationRelationship: (_req, res) =>
+    ((res.results as { status?: WireStatus; trust_domain?: string }[] | undefined) ?? []).filter((r) => ok(r.status)).flatMap((r) => admin('BatchDeleteFederationRelationship', { trustDomain: str(r.trust_domain) })),
+  RefreshBundle: (req) => admin('RefreshBundle', { trustDomain: str(req.trust_domain) }),
   // Bundles
   BatchSetFederatedBundle: (req, res) => {
     const bundles = (req.bundles as { trust_domain?: string }[] | undefined) ?? [];

@@ -10,6 +10,8 @@ export type ChangeTopic =
   | { kind: 'entries' }
   | { kind: 'bundles' }
   | { kind: 'ca' }
+  /** The server's X.509 CRLs changed (server/crl-publisher). */
+  | { kind: 'crl' }
   | { kind: 'agent'; agentId: string };
 
 export type ChangeListener = (topic: ChangeTopic) => void;

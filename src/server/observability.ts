@@ -271,6 +271,7 @@ export class ServerMetrics implements MetricsExposition, DatastoreCallRecorder {
       activateAuthority: (kind, id) => ca.activateAuthority(kind, id),
       taintAuthority: (kind, id) => ca.taintAuthority(kind, id),
       revokeAuthority: (kind, id) => ca.revokeAuthority(kind, id),
+      signX509Crls: (req) => ca.signX509Crls(req),
     };
   }
 

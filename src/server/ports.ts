@@ -28,6 +28,12 @@ export type ServerDatastore = Pick<
   | 'deleteAgent'
   | 'countAgents'
   | 'purgeExpiredAgents'
+  | 'recordX509SvidIssuances'
+  | 'getX509SvidIssuance'
+  | 'listX509SvidIssuances'
+  | 'revokeX509Svids'
+  | 'listRevokedX509Svids'
+  | 'pruneX509Svids'
   | 'createJoinToken'
   | 'consumeJoinToken'
   | 'getBundle'
@@ -82,6 +88,7 @@ export type ServerApiCa = Pick<
   | 'activateAuthority'
   | 'taintAuthority'
   | 'revokeAuthority'
+  | 'signX509Crls'
 > & {
   /**
    * Told how many X.509-SVIDs a batch minted with an `x509MintAuthority` snapshot (off the

@@ -17,7 +17,9 @@ export type ServerErrorCode =
   | 'ERR_REQUEST_INVALID'
   | 'ERR_REQUEST_TOO_LARGE'
   | 'ERR_SERVER_ADDRESS_IN_USE'
-  | 'ERR_CONFIG_INVALID';
+  | 'ERR_CONFIG_INVALID'
+  // Revoking an X509-SVID that has already expired: nothing to do (FAILED_PRECONDITION).
+  | 'ERR_SVID_ALREADY_EXPIRED';
 
 declare module '../spiffe/errors.js' {
   interface MayflyErrorCodes extends Record<ServerErrorCode, 'server'> {}

@@ -46,6 +46,8 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
+import { CrlPublisher } from './crl-publisher.js';
+import type { X509SvidsRevokedEvent } from './api-context.js';
 import { SILENT_LOGGER, type AuditRecorder, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
@@ -95,6 +97,10 @@ export interface MayflyServerConfig {
   audit?: AuditRecorder;
   /** The peer bundle fetcher the TrustDomain API's RefreshBundle drives (ServerRunner composes federation/poller). */
   federation?: FederationControl;
+  /** Lifetime of the X.509 CRLs (seconds, default 3600; re-issued at half, and on every revocation). Issue 10. */
+  crlLifetimeSeconds?: number;
+  /** Told after X509-SVIDs were revoked: the audit ledger's hook (issue 10). */
+  onX509SvidsRevoked?: (event: X509SvidsRevokedEvent) => void | Promise<void>;
 }
 
 const MAX_INTERMEDIATES = 16;
@@ -120,6 +126,7 @@ export class MayflyServer {
   #csrPool: CsrWorkerPool | undefined;
   #authorizedCache: AuthorizedEntryCache | undefined;
   #trustBundle: TrustBundle | undefined;
+  #crls: CrlPublisher | undefined;
 
   constructor(cfg: MayflyServerConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
@@ -201,6 +208,16 @@ export class MayflyServer {
     });
     this.#svid = svid;
     await trustBundle.start();
+    const crls = new CrlPublisher({
+      ca,
+      datastore: ds,
+      hub: this.#hub,
+      logger: this.#logger,
+      now: this.#now,
+      ...(this.#cfg.crlLifetimeSeconds !== undefined ? { lifetimeSeconds: this.#cfg.crlLifetimeSeconds } : {}),
+    });
+    this.#crls = crls;
+    await crls.start();
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
       serverId: this.serverId,
@@ -218,6 +235,8 @@ export class MayflyServer {
       trustBundle,
       ...(this.#cfg.audit !== undefined ? { audit: this.#cfg.audit } : {}),
       ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
+      crls,
+      ...(this.#cfg.onX509SvidsRevoked ? { onX509SvidsRevoked: this.#cfg.onX509SvidsRevoked } : {}),
     };
 
     await svid.rotate();
@@ -279,6 +298,7 @@ export class MayflyServer {
   /** Stops both endpoints, draining calls in flight (see module doc). Idempotent. */
   async stop(): Promise<void> {
     this.#svid?.stop();
+    this.#crls?.stop();
     this.#unsubscribeCa?.();
     this.#unsubscribeCa = undefined;
     this.#streams.closeAll();

@@ -115,6 +115,7 @@ type StableErrorCode =
   | 'ERR_REQUEST_INVALID'
   | 'ERR_REQUEST_TOO_LARGE'
   | 'ERR_SERVER_ADDRESS_IN_USE'
+  | 'ERR_SVID_ALREADY_EXPIRED'
   // Workload API client (SDK) and command line
   | 'ERR_WORKLOAD_API_ENDPOINT'
   | 'ERR_WORKLOAD_API_CALL'

@@ -92,6 +92,7 @@ describe('audit ledger on LevelDB', () => {
     const prepared = await unaryCall<{ authority: { authority_id: string } }>(admin.LocalAuthority, 'PrepareJWTAuthority', {});
     await unaryCall(admin.LocalAuthority, 'ActivateJWTAuthority', { authority_id: prepared.authority.authority_id });
     for (let i = 0; i < 6; i++) await mint(admin, `/batch/${i}`);
+    await unaryCall(admin.SVID, 'RevokeX509SVIDs', { serial_number: serial, reason: 'keyCompromise' });
   }, 60_000);
 
   afterAll(async () => {
@@ -109,11 +110,13 @@ describe('audit ledger on LevelDB', () => {
 
     const show = await cli(['audit', 'show', '-socketPath', sock, '-spiffeID', `spiffe://${TD}/web`, '-output', 'json']);
     expect(show.code).toBe(0);
-    const hits = (JSON.parse(show.stdout) as { records: { record: { kind: string; serial?: string; method?: string; actor: { id: string } } }[] }).records.map((h) => h.record);
-    expect(hits.map((h) => h.kind)).toEqual(['admin', 'x509-svid.issued', 'jwt-svid.issued']);
+    const hits = (JSON.parse(show.stdout) as { records: { record: { kind: string; serial?: string; method?: string; details?: unknown; actor: { id: string } } }[] }).records.map((h) => h.record);
+    expect(hits.map((h) => h.kind)).toEqual(['admin', 'x509-svid.issued', 'jwt-svid.issued', 'admin']);
+    expect(hits[3]).toMatchObject({ method: 'RevokeX509SVIDs', details: { serial, reason: 'keyCompromise' } });
     expect(hits[1]).toMatchObject({ serial, actor: { id: 'admin-socket' } });
-    const bySerial = await cli(['audit', 'show', '-socketPath', sock, '-serial', serial.toUpperCase()]);
-    expect(bySerial.stdout).toContain(serial);
+    const bySerial = await cli(['audit', 'show', '-socketPath', sock, '-serial', serial.toUpperCase(), '-output', 'json']);
+    // Who held it, and who revoked it when.
+    expect((JSON.parse(bySerial.stdout) as { records: { record: { kind: string } }[] }).records.map((h) => h.record.kind)).toEqual(['x509-svid.issued', 'admin']);
     expect((await cli(['audit', 'show', '-socketPath', sock, '-entryID', entryId, '-output', 'json'])).stdout).toContain('BatchCreateEntry');
 
     const exported = (await cli(['audit', 'export', '-socketPath', sock])).stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; record: { kind: string; details?: Record<string, unknown> } });

@@ -37,6 +37,7 @@ import * as bundles from './bundles.js';
 import * as entries from './entries.js';
 import * as joinTokens from './join-tokens.js';
 import * as relationships from './relationships.js';
+import * as svids from './svids.js';
 import { SCHEMA_VERSION } from './keys.js';
 import { LevelStore } from './store.js';
 import { verifyIndexes } from './verify.js';
@@ -108,7 +109,7 @@ export async function openLevelDatastore(config: LevelDatastoreConfig): Promise<
 export class LevelDatastore extends DelegatingDatastore<LevelStore> {
   /** @internal use openLevelDatastore */
   constructor(db: Level<string, string>, now: () => Date) {
-    super(new LevelStore(db, now), { entries, agents, joinTokens, relationships, bundles, audit });
+    super(new LevelStore(db, now), { entries, agents, joinTokens, relationships, bundles, audit, svids });
   }
 
   // ---------------------------------------------------------------- lifecycle

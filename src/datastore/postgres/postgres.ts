@@ -31,7 +31,9 @@
  *   mayfly_schema_version (one row)         entries (+ unique_key UNIQUE)
  *   entry_selectors (selector, entry_id)    entry_federates_with (trust_domain, entry_id)
  *   agents, join_tokens (token_sha256), bundles, ca_journal (one row)
- *   federation_relationships (schema version 2)
+ *   audit_records (seq; the audit ledger, schema version 2: audit.ts)
+ *   federation_relationships (schema version 3)
+ *   x509_svids (serial_hex; issued X509-SVIDs and their revocations, schema version 4: svids.ts)
  *
  * The parts, one file each: `schema.ts` (tables, migrations, advisory lock, version
  * check), `store.ts` (the pool, the call discipline, transactions with retry, close),
@@ -50,6 +52,7 @@ import * as bundles from './bundles.js';
 import * as entries from './entries.js';
 import * as joinTokens from './join-tokens.js';
 import * as relationships from './relationships.js';
+import * as svids from './svids.js';
 import { migrate, SCHEMA_RE } from './schema.js';
 import { newPool, PostgresStore, unavailable } from './store.js';
 import { verifyIndexes } from './verify.js';
@@ -129,7 +132,7 @@ export class PostgresDatastore extends DelegatingDatastore<PostgresStore> {
   /** @internal use openPostgresDatastore */
   constructor(pool: PgPool, quotedSchema: string, now: () => Date, synchronousCommit: string, clientConfig: PoolConfig) {
     const store = new PostgresStore(pool, quotedSchema, now);
-    super(store, { entries, agents, joinTokens, relationships, bundles, audit });
+    super(store, { entries, agents, joinTokens, relationships, bundles, audit, svids });
     this.#w = new PostgresWatcher(store, clientConfig);
     this.synchronousCommit = synchronousCommit;
   }

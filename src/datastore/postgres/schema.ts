@@ -13,7 +13,7 @@ import type { Pool as PgPool } from 'pg';
 import { DatastoreError } from '../records.js';
 
 /** The schema version this build writes and reads. */
-export const POSTGRES_SCHEMA_VERSION = 3;
+export const POSTGRES_SCHEMA_VERSION = 4;
 export const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The migrations, in order: MIGRATIONS[i] takes the schema from version i to i + 1. `S` is the quoted schema name. */
@@ -94,6 +94,21 @@ const MIGRATIONS: readonly ((S: string) => string[])[] = [
        endpoint_spiffe_id  text NOT NULL,
        created_at          bigint NOT NULL,
        updated_at          bigint NOT NULL)`,
+  ],
+  // 3 -> 4 (issue 10): issued X509-SVIDs and their revocations, pruned once expired.
+  (S) => [
+    `CREATE TABLE ${S}.x509_svids (
+       serial_hex   text COLLATE "C" PRIMARY KEY,
+       spiffe_id    text COLLATE "C" NOT NULL,
+       entry_id     text COLLATE "C" NOT NULL,
+       authority_id text NOT NULL,
+       not_after    bigint NOT NULL,
+       revoked_at   bigint,
+       reason       text)`,
+    `CREATE INDEX x509_svids_by_spiffe_id ON ${S}.x509_svids (spiffe_id, serial_hex)`,
+    `CREATE INDEX x509_svids_by_entry_id ON ${S}.x509_svids (entry_id, serial_hex) WHERE entry_id <> ''`,
+    `CREATE INDEX x509_svids_by_not_after ON ${S}.x509_svids (not_after)`,
+    `CREATE INDEX x509_svids_revoked ON ${S}.x509_svids (serial_hex) WHERE revoked_at IS NOT NULL`,
   ],
 ];
 

@@ -41,6 +41,8 @@ interface AuthorizedEntriesUpdate {
   sequence: number;
   tainted_x509_authorities: string[];
   tainted_jwt_authorities: string[];
+  /** The server's X.509 CRLs, DER (issue 10). */
+  x509_crls: Buffer[];
 }
 
 /** Live authorised-entry streams; `closeAll` ends them (server shutdown). */
@@ -235,9 +237,13 @@ class Subscription {
       federated_bundles: federated,
       tainted_x509_authorities: [...tainted.x509].sort(),
       tainted_jwt_authorities: [...tainted.jwt].sort(),
+      x509_crls: [...(ctx.crls?.current() ?? [])],
     };
     if (this.#closed) return;
-    const key = fingerprint(update);
+    // CRLs are hashed as bytes: a large CRL through the JSON fingerprint would cost per byte.
+    const crlHash = createHash('sha256');
+    for (const c of update.x509_crls) crlHash.update(createHash('sha256').update(c).digest());
+    const key = fingerprint({ ...update, x509_crls: [] }) + crlHash.digest('hex');
     if (key === this.#lastKey) return;
     // Again at the push: the computation above awaited, and time moved on.
     this.#checkSvidCurrent();

@@ -30,15 +30,24 @@ export interface IssueX509SvidRequest {
   csr: Buffer | undefined;
   ttlSeconds: number;
   dnsNames?: readonly string[];
+  /** The registration entry the SVID is for ('' or absent: agent SVIDs, admin mints); recorded with it (issue 10). */
+  entryId?: string;
 }
 
 export async function issueX509Svid(ctx: ApiContext, req: IssueX509SvidRequest): Promise<IssuedX509Svid> {
   const { spki } = parseCsr(csrFromWire(req.csr));
-  return signWithSpki(ctx, req, spki);
+  const issued = signWithSpki(ctx, req, spki);
+  // Recorded before the SVID leaves the server, so revoking by SPIFFE ID or entry finds it
+  // (issue 10); a store that cannot record it fails the call (UNAVAILABLE).
+  await ctx.ds.recordX509SvidIssuances([
+    { serialHex: issued.serialHex, spiffeId: req.spiffeId.toString(), entryId: req.entryId ?? '', authorityId: issued.authorityId, notAfter: issued.notAfter },
+  ]);
+  return issued;
 }
 
-function signWithSpki(ctx: ApiContext, req: IssueX509SvidRequest, spki: Buffer): IssuedX509Svid {
-  const chain = ctx.ca.signX509Svid({ spiffeId: req.spiffeId, publicKeySpki: spki, ttlSeconds: req.ttlSeconds, dnsNames: req.dnsNames ?? [] }).certificates;
+function signWithSpki(ctx: ApiContext, req: IssueX509SvidRequest, spki: Buffer): IssuedX509Svid & { authorityId: string } {
+  const signed = ctx.ca.signX509Svid({ spiffeId: req.spiffeId, publicKeySpki: spki, ttlSeconds: req.ttlSeconds, dnsNames: req.dnsNames ?? [] });
+  const chain = signed.certificates;
   ctx.noteChain(chain);
   const leaf = parseCertificate(chain[0] as Buffer);
   const notAfter = Math.floor(leaf.notAfter.getTime() / 1000);
@@ -46,5 +55,6 @@ function signWithSpki(ctx: ApiContext, req: IssueX509SvidRequest, spki: Buffer):
     wire: { spiffe_id: req.spiffeId.toString(), cert_chain: chain, expires_at: notAfter, serial_number: leaf.serialHex },
     serialHex: leaf.serialHex,
     notAfter,
+    authorityId: signed.authorityId,
   };
 }

@@ -28,6 +28,7 @@ import type { CsrMintItem, CsrMinter, X509MintAuthority } from '../csr-pool.js';
 /** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
 const inlineMint: Pick<CsrMinter, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
 import { csrFromWire, issueX509Svid, type IssueX509SvidRequest } from './issue.js';
+import { revokeX509Svids, type RevokeX509SvidsRequest } from './revoke.js';
 
 function workloadIdFromWire(ctx: ApiContext, id: string | undefined): SpiffeId {
   if (typeof id !== 'string' || id === '') throw badRequest('spiffe_id is missing');
@@ -73,10 +74,12 @@ type BatchResult = { status: ItemStatus; svid: WireX509Svid | null };
 async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
   const items: CsrMintItem[] = [];
   const itemSlot: number[] = [];
+  const itemEntry: string[] = [];
   reqs.forEach((r, k) => {
     try {
       items.push({ csr: csrFromWire(r.csr), spiffeId: r.spiffeId.toString(), ttlSeconds: r.ttlSeconds, dnsNames: r.dnsNames ?? [] });
       itemSlot.push(slotOf[k] as number);
+      itemEntry.push(r.entryId ?? '');
     } catch (err) {
       results[slotOf[k] as number] = { status: itemStatusOf(err), svid: null };
     }
@@ -98,6 +101,12 @@ async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: I
     outcomes = outcomes.map(() => ({ error: retry }));
   }
   ctx.ca.noteX509SvidsMinted?.(outcomes.filter((o) => !('error' in o)).length);
+  // Every SVID of the batch is recorded before any leaves the server, so revoking by SPIFFE
+  // ID or entry finds it (issue 10); a store that cannot record them fails the call.
+  const records = outcomes.flatMap((o, k) =>
+    'error' in o ? [] : [{ serialHex: o.serialHex, spiffeId: (items[k] as CsrMintItem).spiffeId, entryId: itemEntry[k] ?? '', authorityId: authority.authorityId, notAfter: o.notAfter }],
+  );
+  if (records.length > 0) await ctx.ds.recordX509SvidIssuances(records);
   let noted = authority.intermediates.length === 0; // every chain of the batch has the same intermediates: note them once
   outcomes.forEach((o, k) => {
     const i = itemSlot[k] as number;
@@ -160,6 +169,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
             csr: p.csr,
             ttlSeconds: entry.x509SvidTtl || ctx.limits.defaultX509SvidTtl,
             dnsNames: entry.dnsNames,
+            entryId: entry.entryId,
           });
           slotOf.push(results.length);
           results.push({ status: OK_STATUS, svid: null });
@@ -170,6 +180,8 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf);
       return { results };
     }),
+
+    RevokeX509SVIDs: unary<RevokeX509SvidsRequest, unknown>(ctx, t, 'RevokeX509SVIDs', 'admin', (req) => revokeX509Svids(ctx, req)),
 
     NewJWTSVID: unary<{ entry_id: string; audience: string[] }, unknown>(ctx, t, 'NewJWTSVID', 'agent', async (req, caller) => {
       if (caller.kind !== 'agent') throw denied('NewJWTSVID is for attested agents only');

@@ -15,3 +15,7 @@ export {
   parseCertificate, type ParsedCertificate, type CertExtension, type KeyUsageBits, type NameSubtree, type ParsedNameConstraints,
 } from './parse.js';
 export { spkiFromKeyObject } from './build.js';
+export {
+  buildCrl, parseCrl, verifyCrlSignature, isRevocationReason, CRL_REASONS, REVOCATION_REASONS,
+  type BuildCrlConfig, type CrlEntry, type CrlEntryInput, type CrlReason, type ParsedCrl,
+} from './crl.js';

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 
 const DIR = dirname(fileURLToPath(import.meta.url));
 export const GOWORKLOAD_BINARY = join(DIR, 'bin', 'goworkload');
-const SOURCES = ['main.go', 'go.mod', 'go.sum'];
+const SOURCES = ['main.go', 'go.mod', 'go.sum', 'crls.go'];
 
 async function mtime(path: string): Promise<number | undefined> {
   try {

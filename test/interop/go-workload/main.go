@@ -14,6 +14,7 @@
 //	goworkload server -listen 127.0.0.1:0 -authorize spiffe://td/client
 //	goworkload client -connect HOST:PORT -authorize spiffe://td/server -message M
 //	goworkload latency -n N -warmup W -audience A   (bench: sorted per-call latencies)
+//	goworkload crls   (the Workload API's crl fields, parsed with x509.ParseRevocationList)
 package main
 
 import (
@@ -78,6 +79,8 @@ func main() {
 	switch cmd {
 	case "x509":
 		err = runX509(args)
+	case "crls":
+		err = runCRLs(args)
 	case "jwt":
 		err = runJWT(args)
 	case "bundles":
