@@ -1,0 +1,227 @@
+/**
+ * `mayfly-agent helper` against a fake Workload API on a real socket, with real files and
+ * real reload commands: what it writes, and how it behaves when things go wrong (no
+ * socket yet, the agent restarting, a cert_dir it may not use, a reload command that
+ * fails, a write that fails half way).
+ */
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseHcl } from '../config/hcl.js';
+import { FakeWorkloadApi, jwtBundlesResponse, makeFakeTrustDomain, x509Response, type FakeTrustDomain } from '../sdk/testing.js';
+import { tempDirs } from '../securefs/testing.js';
+import { addAgentHelperCommand } from './agent-helper.js';
+import { createProgram, runProgram } from './flags.js';
+import { resolveHelperConfig, splitArgs, type HelperConfig } from './helper-config.js';
+import { atomicFileWriter, type FileWriter } from './helper-files.js';
+import { SpiffeHelper } from './helper-run.js';
+
+const dirs = tempDirs('mayfly-helper-');
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s();
+  dirs.cleanup();
+});
+
+const FAST = { initialMs: 50, maxMs: 200 };
+
+async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function config(hcl: string, base: string): HelperConfig {
+  return resolveHelperConfig(parseHcl(hcl), base);
+}
+
+interface Setup {
+  base: string;
+  certDir: string;
+  socket: string;
+  td: FakeTrustDomain;
+  logs: string[];
+  log: (level: string, m: string) => void;
+}
+
+function setup(): Setup {
+  const base = dirs.make();
+  const certDir = join(base, 'certs');
+  mkdirSync(certDir, { mode: 0o755 });
+  const logs: string[] = [];
+  return { base, certDir, socket: join(base, 'api.sock'), td: makeFakeTrustDomain('example.org', { intermediate: true }), logs, log: (level, m) => void logs.push(`${level} ${m}`) };
+}
+
+const FILES = 'svid_file_name = "svid.pem"\nsvid_key_file_name = "svid_key.pem"\nsvid_bundle_file_name = "bundle.pem"\n';
+
+function serial(path: string): string {
+  return new X509Certificate(readFileSync(path)).serialNumber;
+}
+
+function helper(s: Setup, cfg: HelperConfig, writer?: FileWriter): SpiffeHelper {
+  const h = new SpiffeHelper({ config: cfg, log: s.log, backoff: FAST, ...(writer ? { writer } : {}) });
+  stops.push(() => h.stop());
+  return h;
+}
+
+async function fake(s: Setup, td = s.td, federated: FakeTrustDomain[] = []): Promise<FakeWorkloadApi> {
+  const api = await FakeWorkloadApi.start({ socketPath: s.socket, x509: x509Response(td, [td.svid('/web')], federated), jwtBundles: jwtBundlesResponse([td]) });
+  stops.push(() => api.stop({ abrupt: true }));
+  return api;
+}
+
+describe('helper.conf', () => {
+  it('reads spiffe-helper keys with their defaults', () => {
+    const c = config(`agent_address = "/run/a.sock"\ncert_dir = "certs"\n${FILES}cmd = "nginx"\ncmd_args = "-p '/a b' -g \\"daemon off;\\""\nrenew_signal = "SIGHUP"\njwt_svids = [{jwt_audience="db", jwt_svid_file_name="db.jwt"}]\n`, '/base');
+    expect(c).toMatchObject({ agentAddress: '/run/a.sock', certDir: '/base/certs', daemonMode: true, keyFileMode: 0o600, certFileMode: 0o644, renewSignal: 'SIGHUP', cmdArgs: ['-p', '/a b', '-g', 'daemon off;'] });
+    expect(c.jwtSvids).toEqual([{ audience: ['db'], fileName: 'db.jwt' }]);
+    expect(c.health).toEqual({ enabled: false, bindAddress: '0.0.0.0', port: 8081, livenessPath: '/live', readinessPath: '/ready' });
+    expect(config(`cert_dir = "/c"\n${FILES}key_file_mode = 0644\ncert_file_mode = "0600"`, '/').keyFileMode).toBe(0o644);
+  });
+
+  it('refuses unknown keys, paths as file names, bad modes and signals, all at once', () => {
+    expect(() => config('cert_dir = "/c"\nsvid_file_name = "../x"\nsvid_key_file_name = "k"\nkey_file_mode = 0666\nrenew_signal = "SIGFOO"\nkeyfile = 1', '/')).toThrow(
+      /svid_file_name must be a plain file name.*key_file_mode must be 0600 or 0644.*renew_signal "SIGFOO"|unknown key keyfile/,
+    );
+    expect(() => config(FILES, '/')).toThrow(/cert_dir is required/);
+    expect(splitArgs('a "b')).toBeUndefined();
+  });
+});
+
+describe('mayfly-agent helper', () => {
+  it('writes cert (leaf + intermediates), key 0600, bundle (own + federated), JWT bundle, and rewrites on rotation', async () => {
+    const s = setup();
+    const other = makeFakeTrustDomain('other.org');
+    const api = await fake(s, s.td, [other]);
+    const marker = join(s.base, 'reloads');
+    const cfg = config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}include_federated_domains = true\njwt_bundle_file_name = "jwt_bundle.json"\ncmd = "/bin/sh"\ncmd_args = "-c 'echo reload >> ${marker}'"\n`, s.base);
+    const h = helper(s, cfg);
+    await h.start();
+    await until('the first reload', () => h.reloader.succeeded >= 1);
+    const cert = readFileSync(join(s.certDir, 'svid.pem'), 'utf8');
+    expect(cert.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(readFileSync(join(s.certDir, 'bundle.pem'), 'utf8').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(statSync(join(s.certDir, 'svid_key.pem')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(s.certDir, 'svid.pem')).mode & 0o777).toBe(0o644);
+    expect(new X509Certificate(cert).checkPrivateKey(await import('node:crypto').then((c) => c.createPrivateKey(readFileSync(join(s.certDir, 'svid_key.pem')))))).toBe(true);
+    expect(Object.keys(JSON.parse(readFileSync(join(s.certDir, 'jwt_bundle.json'), 'utf8')) as object)).toEqual(['example.org']);
+
+    const before = serial(join(s.certDir, 'svid.pem'));
+    api.setX509(x509Response(s.td, [s.td.svid('/web')], [other]));
+    await until('a second reload', () => h.reloader.succeeded >= 2);
+    expect(serial(join(s.certDir, 'svid.pem'))).not.toBe(before);
+    expect(readFileSync(marker, 'utf8').trim().split('\n').length).toBeGreaterThanOrEqual(2);
+    // Nothing but the files configured: no temporary file left behind.
+    expect(readdirSync(s.certDir).sort()).toEqual(['bundle.pem', 'jwt_bundle.json', 'svid.pem', 'svid_key.pem']);
+  });
+
+  it('waits for a socket that is not there yet, then writes; and recovers after the agent restarts', async () => {
+    const s = setup();
+    const h = helper(s, config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}`, s.base));
+    await h.start();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.writes).toBe(0);
+    const api = await fake(s);
+    await until('the first write', () => h.writes >= 1);
+    const first = serial(join(s.certDir, 'svid.pem'));
+    await api.stop();
+    const again = await FakeWorkloadApi.start({ socketPath: s.socket, x509: x509Response(s.td, [s.td.svid('/web')]) });
+    stops.push(() => again.stop({ abrupt: true }));
+    await until('a write after the restart', () => h.writes >= 2);
+    expect(serial(join(s.certDir, 'svid.pem'))).not.toBe(first);
+    expect(s.logs.some((l) => /X\.509 watch: .*retrying/.test(l))).toBe(true);
+  });
+
+  it('keeps the good files and retries with backoff when the reload command fails', async () => {
+    const s = setup();
+    await fake(s);
+    const h = helper(s, config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}cmd = "/bin/sh"\ncmd_args = "-c 'exit 3'"\n`, s.base));
+    await h.start();
+    await until('three failed reloads', () => h.reloader.failed >= 3);
+    expect(h.reloader.succeeded).toBe(0);
+    expect(s.logs.filter((l) => /^error reload failed \(attempt \d\): \/bin\/sh exited with code 3; the files stay in place/.test(l)).length).toBeGreaterThanOrEqual(3);
+    expect(existsSync(join(s.certDir, 'svid.pem')) && existsSync(join(s.certDir, 'svid_key.pem'))).toBe(true);
+  });
+
+  it('leaves the old file whole when a write fails (disk full), logs it, and writes again later', async () => {
+    const s = setup();
+    const api = await fake(s);
+    let full = false;
+    const writer: FileWriter = (path, data, mode) => {
+      if (full && path.endsWith('svid.pem')) {
+        // What writeFileAtomic does on ENOSPC: the temp file is removed, the target untouched.
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      }
+      atomicFileWriter(path, data, mode);
+    };
+    const h = helper(s, config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}`, s.base), writer);
+    await h.start();
+    await until('the first write', () => h.writes === 1);
+    const good = readFileSync(join(s.certDir, 'svid.pem'));
+    full = true;
+    api.setX509(x509Response(s.td, [s.td.svid('/web')]));
+    await until('a failed write', () => s.logs.some((l) => /cannot write .*svid\.pem: ENOSPC; the previous file \(if any\) is left as it was; retrying/.test(l)));
+    expect(readFileSync(join(s.certDir, 'svid.pem')).equals(good)).toBe(true);
+    expect(h.lastWriteError).toBeDefined();
+    full = false;
+    await until('a write after space came back', () => h.writes === 2);
+    expect(readFileSync(join(s.certDir, 'svid.pem')).equals(good)).toBe(false);
+  });
+
+  it('keeps the good files when securefs writes fail for real (cert_dir turned into a foreign-writable dir)', async () => {
+    const s = setup();
+    const api = await fake(s);
+    const h = helper(s, config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}`, s.base));
+    await h.start();
+    await until('the first write', () => h.writes === 1);
+    const good = readFileSync(join(s.certDir, 'svid_key.pem'));
+    chmodSync(s.certDir, 0o777);
+    api.setX509(x509Response(s.td, [s.td.svid('/web')]));
+    await until('a refused write', () => s.logs.some((l) => /cert_dir .* cannot be written into/.test(l)));
+    expect(readFileSync(join(s.certDir, 'svid_key.pem')).equals(good)).toBe(true);
+  });
+});
+
+describe('mayfly-agent helper, one-shot (daemon_mode = false)', () => {
+  async function cli(argv: string[]): Promise<{ code: number; err: string }> {
+    let err = '';
+    const program = createProgram({ name: 'mayfly-agent', io: { out: () => undefined, err: (t) => void (err += t), env: {} } });
+    addAgentHelperCommand(program);
+    return { code: await runProgram(program, argv), err };
+  }
+
+  it('writes once and exits 0', async () => {
+    const s = setup();
+    await fake(s);
+    const conf = join(s.base, 'helper.conf');
+    writeFileSync(conf, `agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}daemon_mode = false\n`);
+    const r = await cli(['helper', '-config', conf]);
+    expect(r.err).toMatch(/INFO helper: wrote /);
+    expect(r.code).toBe(0);
+    expect(readdirSync(s.certDir).sort()).toEqual(['bundle.pem', 'svid.pem', 'svid_key.pem']);
+  });
+
+  it('fails clearly (exit 5) when no socket answers within the timeout, after retrying', async () => {
+    const s = setup();
+    const conf = join(s.base, 'helper.conf');
+    writeFileSync(conf, `agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}timeout = "2s"\n`);
+    const r = await cli(['helper', '-config', conf, '-daemon-mode', 'false']);
+    expect(r.code).toBe(5);
+    expect(r.err).toMatch(/Error: no X509-SVID from the Workload API at unix:\/\/.*api\.sock within 2000 ms: is the agent running/);
+    expect(r.err).toMatch(/retrying/);
+    expect(readdirSync(s.certDir)).toEqual([]);
+  });
+
+  it('fails clearly (exit 1) when cert_dir cannot be written into', async () => {
+    const s = setup();
+    await fake(s);
+    const conf = join(s.base, 'helper.conf');
+    writeFileSync(conf, `agent_address = "${s.socket}"\ncert_dir = "${join(s.base, 'missing')}"\n${FILES}daemon_mode = false\n`);
+    const r = await cli(['helper', '-config', conf]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/Error: cert_dir .*missing cannot be written into: directory .* does not exist; create it first/);
+  });
+});
