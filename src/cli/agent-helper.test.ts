@@ -14,7 +14,7 @@ import { FakeWorkloadApi, jwtBundlesResponse, makeFakeTrustDomain, x509Response,
 import { tempDirs } from '../securefs/testing.js';
 import { addAgentHelperCommand } from './agent-helper.js';
 import { createProgram, runProgram } from './flags.js';
-import { resolveHelperConfig, splitArgs, type HelperConfig } from './helper-config.js';
+import { HEALTH_KEYS, HELPER_KEYS, resolveHelperConfig, splitArgs, type HelperConfig } from './helper-config.js';
 import { atomicFileWriter, type FileWriter } from './helper-files.js';
 import { SpiffeHelper } from './helper-run.js';
 
@@ -81,6 +81,16 @@ describe('helper.conf', () => {
     expect(c.jwtSvids).toEqual([{ audience: ['db'], fileName: 'db.jwt' }]);
     expect(c.health).toEqual({ enabled: false, bindAddress: '0.0.0.0', port: 8081, livenessPath: '/live', readinessPath: '/ready' });
     expect(config(`cert_dir = "/c"\n${FILES}key_file_mode = 0644\ncert_file_mode = "0600"`, '/').keyFileMode).toBe(0o644);
+  });
+
+  it('docs/helper.md has one row per key the loader knows, and no other', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'helper.md'), 'utf8');
+    const section = (from: string, to: string): string[] => {
+      const text = doc.slice(doc.indexOf(from), to === '' ? undefined : doc.indexOf(to));
+      return [...text.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1] as string);
+    };
+    expect(section('## Keys', '### `health_checks`').sort()).toEqual([...HELPER_KEYS].sort());
+    expect(section('### `health_checks`', '## `mayfly-agent api watch').sort()).toEqual([...HEALTH_KEYS].sort());
   });
 
   it('refuses unknown keys, paths as file names, bad modes and signals, all at once', () => {
