@@ -10,12 +10,13 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHcl } from '../config/hcl.js';
+import { parseX509Context } from '../sdk/model.js';
 import { FakeWorkloadApi, jwtBundlesResponse, makeFakeTrustDomain, x509Response, type FakeTrustDomain } from '../sdk/testing.js';
 import { tempDirs } from '../securefs/testing.js';
 import { addAgentHelperCommand } from './agent-helper.js';
 import { createProgram, runProgram } from './flags.js';
 import { HEALTH_KEYS, HELPER_KEYS, resolveHelperConfig, splitArgs, type HelperConfig } from './helper-config.js';
-import { atomicFileWriter, type FileWriter } from './helper-files.js';
+import { atomicFileWriter, helperFiles, type FileWriter } from './helper-files.js';
 import { SpiffeHelper } from './helper-run.js';
 
 const dirs = tempDirs('mayfly-helper-');
@@ -103,6 +104,24 @@ describe('helper.conf', () => {
     for (const part of ['unknown key keyfile', 'svid_file_name must be a plain file name', 'key_file_mode must be 0600 or 0644', 'renew_signal "SIGFOO" is not a signal']) expect(message).toContain(part);
     expect(() => config(FILES, '/')).toThrow(/cert_dir is required/);
     expect(splitArgs('a "b')).toBeUndefined();
+  });
+});
+
+describe('helper file set', () => {
+  it('moves intermediates into the bundle, leaves federated roots out unless asked, and writes CRLs as PEM', () => {
+    const s = setup();
+    const other = makeFakeTrustDomain('other.org');
+    const crl = Buffer.from('3003020100', 'hex');
+    const ctx = parseX509Context({ ...x509Response(s.td, [s.td.svid('/web')], [other]), crl: [crl] });
+    const state = { x509: ctx, svid: ctx.svids[0], jwtSvids: new Map() };
+    const plain = new Map(helperFiles(config(`cert_dir = "/c"\n${FILES}crl_file_name = "crl.pem"`, '/'), state).map(([n, d]) => [n, d]));
+    expect(plain.get('svid.pem')?.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(plain.get('bundle.pem')?.match(/BEGIN CERTIFICATE/g)).toHaveLength(1);
+    expect(plain.get('crl.pem')).toBe(`-----BEGIN X509 CRL-----\n${crl.toString('base64')}\n-----END X509 CRL-----\n`);
+    const moved = new Map(helperFiles(config(`cert_dir = "/c"\n${FILES}add_intermediates_to_bundle = true`, '/'), state).map(([n, d]) => [n, d]));
+    expect(moved.get('svid.pem')?.match(/BEGIN CERTIFICATE/g)).toHaveLength(1);
+    expect(moved.get('bundle.pem')?.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(moved.has('crl.pem')).toBe(false);
   });
 });
 

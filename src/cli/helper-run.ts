@@ -28,6 +28,9 @@ import type { HelperConfig } from './helper-config.js';
 import { atomicFileWriter, pickSvid, stateComplete, writeHelperFiles, type FileWriter, type HelperState } from './helper-files.js';
 import { Reloader, type HelperLog } from './helper-reload.js';
 
+/** setTimeout's limit (a longer delay fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface SpiffeHelperConfig {
   config: HelperConfig;
   log: HelperLog;
@@ -145,7 +148,7 @@ export class SpiffeHelper {
     // Fetch again at half the shortest remaining lifetime (at least 1 s).
     const now = this.#now().getTime();
     const remaining = Math.min(...[...this.#jwtSvids.values()].map((t) => t.expiry.getTime() - now));
-    this.#jwtTimer = setTimeout(() => void this.#fetchJwtSvids(1), Math.max(1000, remaining / 2));
+    this.#jwtTimer = setTimeout(() => void this.#fetchJwtSvids(1), Math.min(MAX_TIMER_MS, Math.max(1000, remaining / 2)));
     this.#changed();
   }
 
