@@ -195,10 +195,14 @@ describe('mayfly-agent helper', () => {
     await h.start();
     await until('the first write', () => h.writes === 1);
     const good = readFileSync(join(s.certDir, 'svid.pem'));
+    const goodKey = readFileSync(join(s.certDir, 'svid_key.pem'));
     full = true;
     api.setX509(x509Response(s.td, [s.td.svid('/web')]));
-    await until('a failed write', () => s.logs.some((l) => /cannot write .*svid\.pem: ENOSPC; the previous file \(if any\) is left as it was; retrying/.test(l)));
+    await until('a failed write', () => s.logs.some((l) => /cannot write .*svid\.pem: ENOSPC; the previous file \(if any\) is left as it was.*; retrying/.test(l)));
     expect(readFileSync(join(s.certDir, 'svid.pem')).equals(good)).toBe(true);
+    // The key was written before the certificate failed: it was put back, so the pair still matches.
+    expect(s.logs.some((l) => /svid_key\.pem put back to the previous set/.test(l))).toBe(true);
+    expect(readFileSync(join(s.certDir, 'svid_key.pem')).equals(goodKey)).toBe(true);
     expect(h.lastWriteError).toBeDefined();
     full = false;
     await until('a write after space came back', () => h.writes === 2);

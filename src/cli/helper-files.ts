@@ -16,6 +16,7 @@
  * - the key readable by others: it is written 0600 unless the operator says otherwise;
  * - a cert_dir another user can change (plants names, swaps files): refused by securefs.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BundleSet } from '../spiffe/bundle/index.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
@@ -94,24 +95,45 @@ export function stateComplete(cfg: HelperConfig, state: HelperState): boolean {
 
 /**
  * Writes the state's files into `cfg.certDir` through `writer`, stopping at the first
- * failure (which it throws, naming the file). Returns the paths written.
+ * failure (which it throws, naming the file). The files this pass already replaced are
+ * then put back to what `previous` (the last complete pass, by file name) holds, so a
+ * failure between the key and the certificate does not leave a new key beside the old
+ * certificate. Files whose content equals `previous` (and that exist) are not rewritten.
+ * On success `previous` is updated. Returns the paths written (none: nothing changed).
  */
-export function writeHelperFiles(cfg: HelperConfig, state: HelperState, writer: FileWriter = atomicFileWriter): string[] {
+export function writeHelperFiles(cfg: HelperConfig, state: HelperState, writer: FileWriter = atomicFileWriter, previous: Map<string, string> = new Map()): string[] {
   try {
     checkOutputDir(cfg.certDir);
   } catch (err) {
     throw new CliCallError('ERR_CLI_FAILED', `cert_dir ${cfg.certDir} cannot be written into: ${(err as Error).message}`, { cause: err });
   }
-  const written: string[] = [];
-  for (const [name, data, mode] of helperFiles(cfg, state)) {
+  const files = helperFiles(cfg, state);
+  const done: [string, FileMode][] = [];
+  for (const [name, data, mode] of files) {
     const path = join(cfg.certDir, name);
+    if (previous.get(name) === data && existsSync(path)) continue; // unchanged: leave the file (and its mtime) alone
     try {
       writer(path, data, mode);
     } catch (err) {
       const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      throw new CliCallError('ERR_CLI_FAILED', `cannot write ${path}: ${why}; the previous file (if any) is left as it was`, { cause: err });
+      const restored: string[] = [];
+      const lost: string[] = [];
+      for (const [n, m] of done) {
+        const old = previous.get(n);
+        if (old === undefined) continue;
+        try {
+          writer(join(cfg.certDir, n), old, m);
+          restored.push(n);
+        } catch {
+          lost.push(n);
+        }
+      }
+      const back = restored.length > 0 ? `; ${restored.join(', ')} put back to the previous set` : '';
+      const mixed = lost.length > 0 ? `; ${lost.join(', ')} could not be put back and are newer than the rest` : '';
+      throw new CliCallError('ERR_CLI_FAILED', `cannot write ${path}: ${why}; the previous file (if any) is left as it was${back}${mixed}`, { cause: err });
     }
-    written.push(path);
+    done.push([name, mode]);
   }
-  return written;
+  for (const [name, data] of files) previous.set(name, data);
+  return done.map(([name]) => join(cfg.certDir, name));
 }

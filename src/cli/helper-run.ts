@@ -59,6 +59,8 @@ export class SpiffeHelper {
   #writeRetry: NodeJS.Timeout | undefined;
   #writeAttempt = 0;
   #health: Server | undefined;
+  /** What the last complete pass wrote, by file name. */
+  readonly #lastGood = new Map<string, string>();
   #stopped = false;
   #onWritten: (() => void) | undefined;
   /** Passes that wrote every file. */
@@ -162,10 +164,14 @@ export class SpiffeHelper {
   #writePass(): void {
     if (this.#stopped) return;
     try {
-      const written = writeHelperFiles(this.#cfg, this.#state, this.#writer);
+      const written = writeHelperFiles(this.#cfg, this.#state, this.#writer, this.#lastGood);
       this.writes++;
       this.lastWriteError = undefined;
       this.#writeAttempt = 0;
+      if (written.length === 0) {
+        this.#onWritten?.();
+        return; // nothing changed: no reload
+      }
       this.#log('info', `wrote ${written.join(', ')}`);
     } catch (err) {
       this.lastWriteError = err as Error;
