@@ -303,9 +303,20 @@ describe('mayfly-agent helper, one-shot (daemon_mode = false)', () => {
     writeFileSync(conf, `agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}timeout = "2s"\n`);
     const r = await cli(['helper', '-config', conf, '-daemon-mode', 'false']);
     expect(r.code).toBe(5);
-    expect(r.err).toMatch(/Error: no X509-SVID from the Workload API at unix:\/\/.*api\.sock within 2000 ms: is the agent running/);
+    expect(r.err).toMatch(/Error: no X509-SVID within 2000 ms: there is no Workload API socket at \/.*api\.sock; is the agent running/);
     expect(r.err).toMatch(/retrying/);
     expect(readdirSync(s.certDir)).toEqual([]);
+  });
+
+  it('fails clearly (exit 5) when the agent answers but sends no SVID in time', async () => {
+    const s = setup();
+    const api = await FakeWorkloadApi.start({ socketPath: s.socket });
+    stops.push(() => api.stop({ abrupt: true }));
+    const conf = join(s.base, 'helper.conf');
+    writeFileSync(conf, `agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}timeout = "1s"\ndaemon_mode = false\n`);
+    const r = await cli(['helper', '-config', conf]);
+    expect(r.code).toBe(5);
+    expect(r.err).toMatch(/Error: no X509-SVID from the Workload API at unix:\/\/.*api\.sock within 1000 ms: is the agent running, is agent_address right, and is this workload registered\?/);
   });
 
   it('fails clearly (exit 1) when cert_dir cannot be written into', async () => {

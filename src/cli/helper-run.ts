@@ -15,6 +15,7 @@
  * Threat: a process serving stale or mismatched credentials. Files are replaced atomically
  * (cli/helper-files) and the reload comes only after a whole pass succeeded.
  */
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BundleSet } from '../spiffe/bundle/index.js';
@@ -235,6 +236,12 @@ export class SpiffeHelper {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const what = this.#state.svid === undefined && this.#wantsX509 ? 'X509-SVID' : 'JWT-SVID or JWT bundle';
+        const address = this.#address();
+        const socket = address.startsWith('unix://') ? address.slice('unix://'.length) : undefined;
+        if (socket !== undefined && !existsSync(socket)) {
+          reject(new CliCallError('ERR_CLI_UNREACHABLE', `no ${what} within ${this.#cfg.timeoutMs} ms: there is no Workload API socket at ${socket}; is the agent running, and is agent_address right?`));
+          return;
+        }
         reject(new CliCallError('ERR_CLI_UNREACHABLE', `no ${what} from the Workload API at ${this.#address()} within ${this.#cfg.timeoutMs} ms: is the agent running, is agent_address right, and is this workload registered?`));
       }, this.#cfg.timeoutMs);
     });
