@@ -180,6 +180,23 @@ describe('mayfly-agent helper', () => {
     expect(existsSync(join(s.certDir, 'svid.pem')) && existsSync(join(s.certDir, 'svid_key.pem'))).toBe(true);
   });
 
+  it('retries a cmd that cannot be started, and starts a long-running cmd again after it exited', async () => {
+    const s = setup();
+    const api = await fake(s);
+    const missing = helper(s, config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}cmd = "${join(s.base, 'no-such-program')}"\nrenew_signal = "SIGHUP"\n`, s.base));
+    await missing.start();
+    await until('two failed starts', () => missing.reloader.failed >= 2);
+    expect(s.logs.some((l) => /reload failed \(attempt 2\): cannot start .*no-such-program: ENOENT/.test(l))).toBe(true);
+    await missing.stop();
+
+    const h = helper(s, config(`agent_address = "${s.socket}"\ncert_dir = "${s.certDir}"\n${FILES}cmd = "/bin/sh"\ncmd_args = "-c 'exit 0'"\nrenew_signal = "SIGHUP"\n`, s.base));
+    await h.start();
+    await until('the first start', () => s.logs.filter((l) => /started \/bin\/sh/.test(l)).length === 1);
+    await until('the child exiting', () => s.logs.some((l) => /\/bin\/sh \(pid \d+\) exited with code 0; it is started again after the next update/.test(l)));
+    api.setX509(x509Response(s.td, [s.td.svid('/web')]));
+    await until('a second start', () => s.logs.filter((l) => /started \/bin\/sh/.test(l)).length === 2);
+  });
+
   it('leaves the old file whole when a write fails (disk full), logs it, and writes again later', async () => {
     const s = setup();
     const api = await fake(s);
