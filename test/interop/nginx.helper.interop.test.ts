@@ -9,6 +9,8 @@
  * times). A client with an SVID of another trust domain (a second deployment) is refused:
  * nginx's http module fails the client certificate after the handshake and answers 400
  * "The SSL certificate error" without reaching the location, and logs the verify error.
+ * Then the agent is stopped and a new one started on the same data directory and socket:
+ * the helper reconnects by itself and nginx serves a certificate issued after the restart.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -22,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Source } from '../../src/sdk/sources.js';
 import { authorizeMemberOf, createClientTlsOptions } from '../../src/sdk/tls.js';
 import { x509SvidPem } from '../../src/sdk/model.js';
+import { MayflyAgent } from '../../src/agent/agent.js';
 import { startMayfly, type MayflyDeployment } from './harness.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -39,6 +42,9 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Serial numbers as hex without case or leading zeros (node's two APIs print them differently). */
+const norm = (x: string): string => x.toUpperCase().replace(/^0+/, '');
+
 interface Answer {
   status: number;
   body: string;
@@ -55,6 +61,9 @@ describe('nginx reloaded by mayfly-agent helper across SVID rotations', () => {
   let dir = '';
   let certDir = '';
   let port = 0;
+  let restarted: MayflyAgent | undefined;
+  /** Every serial nginx served in the tests before the agent restart. */
+  const seen = new Set<string>();
 
   beforeAll(async () => {
     if (NGINX === undefined) throw new Error('nginx is not installed: run `apt-get install -y nginx` (bash .ci/run installs it)');
@@ -111,6 +120,7 @@ renew_signal = "SIGHUP"
   afterAll(async () => {
     source?.close();
     foreignSource?.close();
+    await restarted?.stop();
     if (helper && helper.exitCode === null) {
       const exited = new Promise((r) => helper?.once('close', r));
       helper.kill('SIGTERM');
@@ -168,8 +178,8 @@ renew_signal = "SIGHUP"
     }
     written.add(new X509Certificate(readFileSync(join(certDir, 'svid.pem'))).serialNumber);
     expect(new Set(served).size).toBe(4);
+    for (const x of served) seen.add(x);
     // Every certificate nginx served is one the helper wrote (hex case differs between APIs).
-    const norm = (x: string): string => x.toUpperCase().replace(/^0+/, '');
     for (const s of served) expect([...written].map(norm)).toContain(norm(s));
     expect(helperLog.match(/sent SIGHUP to .*nginx/g)?.length ?? 0).toBeGreaterThanOrEqual(3);
     expect(answers).toBeGreaterThanOrEqual(4);
@@ -196,4 +206,34 @@ renew_signal = "SIGHUP"
     expect(answer.text).not.toContain('hello');
     expect(readFileSync(join(dir, 'error.log'), 'utf8')).toMatch(/client SSL certificate verify error/);
   });
+
+  it('keeps nginx current after the agent restarts (the helper reconnects on its own)', async () => {
+    const logBefore = helperLog.length;
+    await m.agent.stop();
+    // Whatever the old agent issued last is on disk now (nothing can write a newer one while it is down).
+    seen.add(new X509Certificate(readFileSync(join(certDir, 'svid.pem'))).serialNumber);
+    await waitFor('the helper noticing the agent is gone', () => /X\.509 watch: .*retrying/.test(helperLog.slice(logBefore)));
+    restarted = new MayflyAgent({
+      serverAddress: `127.0.0.1:${m.server.port}`,
+      trustDomain: m.trustDomain,
+      dataDir: join(m.workDir, 'agent', 'data'),
+      socketPath: m.socketPath,
+      trustBundlePath: join(m.workDir, 'trust-bundle.pem'),
+    });
+    await restarted.start();
+    await restarted.whenReady(30_000);
+    // Our client's source reconnects too; then nginx must serve a certificate never served before the restart.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (Date.now() > deadline) throw new Error(`nginx never served a post-restart certificate; helper said:\n${helperLog.slice(logBefore)}`);
+      const a = await fetchOnce().catch(() => undefined);
+      if (a !== undefined) {
+        expect(a.status).toBe(200);
+        if (![...seen].map(norm).includes(norm(a.serial))) break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(helperLog.slice(logBefore)).toMatch(/sent SIGHUP to .*nginx/);
+    expect(helperLog.match(/started .*nginx/g)).toHaveLength(1);
+  }, 90_000);
 });
