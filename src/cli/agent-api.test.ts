@@ -180,6 +180,26 @@ describe('api watch', () => {
     expect(ids).toEqual(['spiffe://example.org/v1', 'spiffe://example.org/v2']);
   });
 
+  it('-write rewrites the SPIRE file set on every update', async () => {
+    const f = await fake({ x509: x509Response(td, [td.svid('/v1')]) });
+    const dir = join(tempDir(), 'out');
+    const ac = new AbortController();
+    const serials: string[] = [];
+    let seen = 0;
+    const r = await run(['api', 'watch', '-socketPath', f.socketPath, '-write', dir], {}, ac.signal, (t) => {
+      if (!t.startsWith('Received')) return;
+      seen++;
+      serials.push(parsePemCertificates(readFileSync(join(dir, 'svid.0.pem'), 'utf8'))[0]?.toString('hex') ?? '');
+      if (seen === 1) f.setX509(x509Response(td, [td.svid('/v2')]));
+      else ac.abort();
+    });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`Writing SVID #0 to file ${join(dir, 'svid.0.pem')}.`);
+    expect(serials).toHaveLength(2);
+    expect(serials[0]).not.toBe(serials[1]);
+    expect(statSync(join(dir, 'svid.0.key')).mode & 0o777).toBe(0o600);
+  });
+
   it('ends with an error line when the agent refuses the request', async () => {
     const f = await fake({ x509: { code: status.INVALID_ARGUMENT, details: 'security header missing' } });
     const r = await run(['api', 'watch', '-socketPath', f.socketPath], {}, new AbortController().signal);

@@ -8,9 +8,11 @@
  *   api fetch jwt -audience A[,B] [-spiffeID ID] [-socketPath P] [-output json]
  *   api fetch jwt bundles [-socketPath P] [-output json]
  *   api validate jwt -audience A -svid TOKEN [-socketPath P] [-output json]
- *   api watch [-socketPath P] [-output json]
+ *   api watch [-socketPath P] [-write DIR] [-output json]
  *
- * `-write DIR` writes files named like SPIRE's: `svid.N.pem` (leaf then intermediates),
+ * `api watch -write DIR` rewrites that file set on every update (a failed write is one
+ * `Failed to write: ...` line on stderr and the watch goes on; the files already there stay
+ * whole). `-write DIR` writes files named like SPIRE's: `svid.N.pem` (leaf then intermediates),
  * `svid.N.key` (PKCS#8 PEM, mode 0600), `bundle.N.pem` and `federated_bundle.N.M.pem`
  * (0644), `crl.pem` (the CRLs the agent sent, PEM, 0644) when there are any, each through securefs's exclusive, no-follow temporary file renamed over the
  * target: a DIR another user owns or can write to (without the sticky bit) is refused,
@@ -290,7 +292,8 @@ export function registerAgentApiCommands(program: Command): Command {
     });
 
   common(api.command('watch').description('print every X.509 update until interrupted'))
-    .action(async function (this: Command, opts: CommonOptions) {
+    .option('--write <dir>', 'also write the SVIDs, keys and bundles into this directory on every update')
+    .action(async function (this: Command, opts: CommonOptions & { write?: string }) {
       const io = ioOf(this);
       const client = clientFor(opts, io, 0);
       let failure: Error | undefined;
@@ -301,7 +304,16 @@ export function registerAgentApiCommands(program: Command): Command {
       const cancel = client.watchX509Context(
         (ctx) => {
           const now = performance.now();
-          emit(io, opts.output, { json: x509Json(ctx), text: () => `${x509Text(ctx, now - last)}\n` });
+          let written: WrittenFile[] = [];
+          if (opts.write !== undefined) {
+            try {
+              written = writeX509Files(ctx, opts.write);
+            } catch (err) {
+              io.err(`Failed to write: ${(err as Error).message}; the files already there are left as they were\n`);
+            }
+          }
+          const lines = opts.output === 'json' ? [] : written.map((w) => w.line);
+          emit(io, opts.output, { json: x509Json(ctx), text: () => `${[x509Text(ctx, now - last), ...(lines.length > 0 ? ['', ...lines] : [])].join('\n')}\n` });
           last = now;
         },
         (err, willRetry) => {
