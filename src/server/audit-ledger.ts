@@ -75,10 +75,13 @@ export async function startServerAudit(cfg: ServerAuditConfig): Promise<ServerAu
   const unsubscribe = cfg.ca.onEvent((e) => {
     if (e.type === 'bundle-updated') return;
     const step = e.type.slice('authority-'.length);
-    const jwk = e.kind === 'jwt' && e.type === 'authority-prepared' ? cfg.ca.getBundle().jwtAuthorities.get(e.authorityId)?.export({ format: 'jwk' }) : undefined;
-    ledger
-      .record(self, { kind: 'authority', authority: e.kind, step, authorityId: e.authorityId, ...(jwk !== undefined ? { publicJwk: jwk as Record<string, unknown> } : {}) })
-      .catch((err: unknown) => cfg.logger.error({ err, authorityId: e.authorityId, step }, 'audit record of a CA authority step failed'));
+    // The CA publishes a prepared key in its bundle right after this event: read it a turn later.
+    setImmediate(() => {
+      const jwk = e.kind === 'jwt' && e.type === 'authority-prepared' ? cfg.ca.getBundle().jwtAuthorities.get(e.authorityId)?.export({ format: 'jwk' }) : undefined;
+      ledger
+        .record(self, { kind: 'authority', authority: e.kind, step, authorityId: e.authorityId, ...(jwk !== undefined ? { publicJwk: jwk as Record<string, unknown> } : {}) })
+        .catch((err: unknown) => cfg.logger.error({ err, authorityId: e.authorityId, step }, 'audit record of a CA authority step failed'));
+    });
   });
 
   const prune = async (): Promise<number> => {
