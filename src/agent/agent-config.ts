@@ -74,7 +74,7 @@ export interface MayflyAgentConfig {
    * the server's audit ledger. On by default; `maxBuffered` records in memory (default
    * 10,000), sent every `flushIntervalMs` (default 1000) in batches of `maxBatch` (default 500).
    */
-  deliveryRecords?: { enabled?: boolean; maxBuffered?: number; maxBatch?: number; flushIntervalMs?: number; retryMinMs?: number };
+  deliveryRecords?: { enabled?: boolean; maxBuffered?: number; maxBatch?: number; flushIntervalMs?: number; retryMinMs?: number; retryMaxMs?: number };
   /** Node's process metrics in `/metrics` (default true). */
   processMetrics?: boolean;
 }

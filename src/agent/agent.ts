@@ -302,6 +302,7 @@ export class MayflyAgent {
             ...(dr.maxBatch !== undefined ? { maxBatch: dr.maxBatch } : {}),
             ...(dr.flushIntervalMs !== undefined ? { flushIntervalMs: dr.flushIntervalMs } : {}),
             ...(dr.retryMinMs !== undefined ? { retryMinMs: dr.retryMinMs } : {}),
+            ...(dr.retryMaxMs !== undefined ? { retryMaxMs: dr.retryMaxMs } : {}),
           });
     this.#deliveries = deliveries;
     deliveries?.start();
