@@ -61,6 +61,20 @@ describe('DeliveryLog', () => {
     await log.stop();
   });
 
+  it('records the same cached JWT-SVID handed to the same process once', async () => {
+    const sched = new ManualScheduler();
+    const sink = new FakeSink();
+    const log = new DeliveryLog({ sink, scheduler: sched });
+    log.start();
+    const jwt = (aud: string, notAfter: number) => ({ kind: 'jwt' as const, spiffeId: 'spiffe://example.org/web', audience: [aud], notAfter });
+    for (let i = 0; i < 5; i++) log.record(caller, jwt('db', 100));
+    log.record(caller, jwt('db', 200)); // a new token
+    log.record(caller, jwt('cache', 100)); // another audience
+    log.record({ ...caller, pid: 4243 }, jwt('db', 100)); // another process
+    expect(log.buffered).toBe(4);
+    await log.stop();
+  });
+
   it('keeps records while the server is down, retries with backoff, and sends them in order later', async () => {
     const sched = new ManualScheduler();
     const sink = new FakeSink();

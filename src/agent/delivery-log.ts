@@ -14,6 +14,10 @@
  * buffer until the server acknowledged it, so records reach the ledger in order (at least
  * once: a send whose answer was lost is sent again).
  *
+ * A JWT-SVID the cache hands the same process again (same ID, audience and expiry: the same
+ * cached token) is recorded once (the last 10,000 such deliveries are remembered); X.509
+ * repeats on one stream are already left out by the endpoint.
+ *
  * What an agent crash loses: the buffer itself (it is never written to disk: it would be
  * caller data on disk, and a write per delivery). After every flush attempt the agent writes
  * how many records are buffered and unsent, with the counts not yet reported, to
@@ -68,6 +72,9 @@ interface CounterFile {
 
 export const DELIVERY_COUNTER_FILE = 'delivery-records.json';
 
+/** JWT-SVID deliveries remembered for de-duplication (oldest forgotten first). */
+const RECENT_JWT_KEYS = 10_000;
+
 export class DeliveryLog {
   readonly #cfg: DeliveryLogConfig;
   readonly #log: AgentLogger;
@@ -90,6 +97,7 @@ export class DeliveryLog {
   /** stop() was called: records are no longer buffered. */
   #ended = false;
   #lastWritten = '';
+  readonly #recentJwt = new Set<string>();
 
   constructor(cfg: DeliveryLogConfig) {
     if (typeof cfg !== 'object' || cfg === null || typeof cfg.sink?.reportDeliveries !== 'function') throw new TypeError('DeliveryLog needs { sink, scheduler }');
@@ -137,6 +145,7 @@ export class DeliveryLog {
 
   /** The endpoint's `onDelivered`: buffers one record, or counts it dropped. Never throws for a full buffer. */
   record(caller: DeliveryCaller, what: DeliveredSvid): void {
+    if (what.kind === 'jwt' && this.#seenJwt(caller, what)) return;
     if (this.#ended) {
       // Stopping (or stopped): nothing will send it; the next process reports it lost.
       this.#dropped++;
@@ -185,6 +194,21 @@ export class DeliveryLog {
       clearTimeout(timer);
     }
     this.#persist(true);
+  }
+
+  /**
+   * The same cached JWT-SVID (ID, audience, expiry) handed to the same process again: one
+   * record is enough, or a caller polling FetchJWTSVID would fill the buffer and the ledger.
+   */
+  #seenJwt(caller: DeliveryCaller, what: DeliveredSvid & { kind: 'jwt' }): boolean {
+    const key = `${caller.pid}|${caller.uid}|${caller.gid}|${what.spiffeId}|${what.audience.join(' ')}|${what.notAfter}`;
+    if (this.#recentJwt.has(key)) return true;
+    this.#recentJwt.add(key);
+    if (this.#recentJwt.size > RECENT_JWT_KEYS) {
+      const oldest = this.#recentJwt.values().next().value;
+      if (oldest !== undefined) this.#recentJwt.delete(oldest);
+    }
+    return false;
   }
 
   #pendingCounts(): boolean {

@@ -9,7 +9,7 @@
  *
  * On a FetchX509SVID stream each (caller, serial) is reported once per stream, however many
  * updates repeat it (a bundle change resends every SVID); a JWT-SVID is reported each time
- * FetchJWTSVID returns it.
+ * FetchJWTSVID returns it (the agent's delivery log keeps one per process and token).
  */
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import type { PeerCredentials, Selector, X509Identity } from './identities.js';
