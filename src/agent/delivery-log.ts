@@ -271,7 +271,8 @@ export class DeliveryLog {
       return false;
     } finally {
       this.#inFlight = false;
-      if (!final) this.#persist(false);
+      // A last send that outlived stop()'s wait corrects the count stop() wrote.
+      this.#persist(final || this.#ended);
     }
   }
 
