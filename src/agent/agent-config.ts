@@ -69,6 +69,12 @@ export interface MayflyAgentConfig {
   http?: { metrics?: { host: string; port: number }; health?: { host: string; port: number; livePath?: string; readyPath?: string } };
   /** How long the server may be out of reach before the agent reports unhealthy, seconds (default: half the agent SVID's lifetime). */
   serverUnreachableThresholdSeconds?: number;
+  /**
+   * Delivery records (agent/delivery-log): which local caller received which SVID, shipped to
+   * the server's audit ledger. On by default; `maxBuffered` records in memory (default
+   * 10,000), sent every `flushIntervalMs` (default 1000) in batches of `maxBatch` (default 500).
+   */
+  deliveryRecords?: { enabled?: boolean; maxBuffered?: number; maxBatch?: number; flushIntervalMs?: number; retryMinMs?: number; retryMaxMs?: number };
   /** Node's process metrics in `/metrics` (default true). */
   processMetrics?: boolean;
 }

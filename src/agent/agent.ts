@@ -33,6 +33,7 @@ import { AgentIdentity, type AgentSvid } from './attestation.js';
 import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
+import { DeliveryLog } from './delivery-log.js';
 import { AgentMetrics } from './metrics.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import { serverConnection, serverTargets } from './server-connection.js';
@@ -61,6 +62,7 @@ export class MayflyAgent {
   #sync: EntrySync | undefined;
   #pool: ServerPool | undefined;
   #endpoint: WorkloadApiEndpoint | undefined;
+  #deliveries: DeliveryLog | undefined;
   #lastError: MayflyError | undefined;
   readonly #readyWaiters = new Set<() => void>();
   readonly #http: HttpEndpoints[] = [];
@@ -95,6 +97,7 @@ export class MayflyAgent {
           const svid = this.agentSvid;
           return svid === undefined ? undefined : (svid.notAfter.getTime() - this.#sched.now().getTime()) / 1000;
         },
+        deliveryRecordsBuffered: () => this.#deliveries?.buffered,
       },
     });
   }
@@ -286,6 +289,26 @@ export class MayflyAgent {
       onExpired: (err) => this.#fail(err),
     });
 
+    const dr = cfg.deliveryRecords ?? {};
+    const deliveries =
+      dr.enabled === false
+        ? undefined
+        : new DeliveryLog({
+            sink: { reportDeliveries: (r) => afterRenewal(() => sync.reportDeliveries(r)) },
+            scheduler: this.#sched,
+            dataDir: cfg.dataDir,
+            logger: this.#log,
+            recorder: this.metrics,
+            random,
+            ...(dr.maxBuffered !== undefined ? { maxBuffered: dr.maxBuffered } : {}),
+            ...(dr.maxBatch !== undefined ? { maxBatch: dr.maxBatch } : {}),
+            ...(dr.flushIntervalMs !== undefined ? { flushIntervalMs: dr.flushIntervalMs } : {}),
+            ...(dr.retryMinMs !== undefined ? { retryMinMs: dr.retryMinMs } : {}),
+            ...(dr.retryMaxMs !== undefined ? { retryMaxMs: dr.retryMaxMs } : {}),
+          });
+    this.#deliveries = deliveries;
+    deliveries?.start();
+
     const validate: ValidateJwtSvid = async (token, audience) => {
       const v = validateJwtSvid(token, { audience, bundles: cache.bundles(), now: this.#sched.now() });
       return { spiffeId: v.spiffeId.toString(), claims: v.claims };
@@ -300,6 +323,7 @@ export class MayflyAgent {
       serving: () => this.healthy,
       notServingReason: () => this.unhealthyReason(),
       interceptors: [this.metrics.workloadApiInterceptor()],
+      ...(deliveries !== undefined ? { onDelivered: (caller, what) => deliveries.record(caller, what) } : {}),
     });
     this.#state = 'syncing';
     sync.start();
@@ -356,6 +380,9 @@ export class MayflyAgent {
 
   async #teardown(): Promise<void> {
     this.#identity?.stop();
+    // One last send while the server client is open; what stays unsent is counted in the data
+    // directory (and deliveries during the rest of the shutdown are counted as dropped).
+    await this.#deliveries?.stop();
     this.#sync?.stop();
     this.#cache?.close();
     const endpoint = this.#endpoint;

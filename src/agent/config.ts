@@ -45,6 +45,7 @@ import { Problems } from '../config/problems.js';
 import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import { defaultSocketPath } from '../securefs/index.js';
 import { joinHostPort, splitHostPort } from './server-pool.js';
+import { parseDeliveryRecordsBlock, type DeliveryRecordSettings } from './config-delivery.js';
 import { AGENT_CATALOG, AGENT_PLUGIN_KINDS, type AgentPlugin, type ConfiguredAgentPlugin } from './catalog.js';
 
 export { parseLogLevel } from '../config/log-level.js';
@@ -70,6 +71,8 @@ export interface AgentSettings extends ListenerSettings {
   insecureBootstrap: boolean;
   /** `agent { workload_api { … } }`: the Workload API's connection bounds given (defaults for the rest). */
   workloadApi: WorkloadApiLimits;
+  /** `agent { delivery_records { … } }` (agent/config-delivery); defaults for what is not given. */
+  deliveryRecords?: DeliveryRecordSettings;
   /** `agent { server_unreachable_threshold }` in seconds; undefined: half the agent SVID's lifetime. */
   serverUnreachableThresholdSeconds?: number;
   /** The plugins the agent runs, with their parsed configs, in kind order; `buildAgentPlugins` builds them. */
@@ -96,7 +99,7 @@ export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'no
 const AGENT_KEYS = [
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
   'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'log_file', 'workload_api', 'server_unreachable_threshold',
-  'server_addresses',
+  'server_addresses', 'delivery_records',
 ] as const;
 
 /** The `host:port` servers the settings name, in order: `server_addresses`, else `server_address` + `server_port`. */
@@ -196,6 +199,7 @@ function readAgentBlock(agent: HclObject, s: AgentSettings, p: Problems): void {
   const logFile = text('log_file');
   if (logFile !== undefined) s.logFile = logFile;
   s.workloadApi = parseWorkloadApiBlock(agent, p);
+  s.deliveryRecords = parseDeliveryRecordsBlock(agent, p);
   s.insecureBootstrap = bool(agent, 'insecure_bootstrap', w, p) ?? s.insecureBootstrap;
   if (agent.server_unreachable_threshold !== undefined) {
     const v = agent.server_unreachable_threshold;

@@ -21,6 +21,7 @@ import {
   ServerCallError,
   type AttestResult,
   type AuthorizedUpdate,
+  type DeliveryReport,
   type IssuedJwtSvidWire,
   type IssuedX509Svid,
   type NewX509SvidResult,
@@ -112,6 +113,13 @@ export class FailoverServerClient implements ServerClient {
 
   renewAgent(csr: Buffer): Promise<IssuedX509Svid> {
     return this.#call((c) => c.renewAgent(csr));
+  }
+
+  reportDeliveries(report: DeliveryReport): Promise<{ recorded: number; refused: number }> {
+    return this.#call((c) => {
+      if (c.reportDeliveries === undefined) return Promise.reject(new ServerCallError(GrpcCode.UNIMPLEMENTED, 'this server client cannot report deliveries'));
+      return c.reportDeliveries(report);
+    });
   }
 
   newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]> {

@@ -27,6 +27,7 @@ import {
   ServerCallError,
   type AttestResult,
   type AuthorizedUpdate,
+  type DeliveryReport,
   type IssuedJwtSvidWire,
   type IssuedX509Svid,
   type NewX509SvidResult,
@@ -238,6 +239,27 @@ export class GrpcServerClient implements ServerClient {
     const s = res.svid;
     if (s === null || s === undefined || typeof s.token !== 'string' || s.token === '') throw bad('JWT-SVID');
     return { spiffeId: s.spiffe_id, token: s.token, expiresAt: Number(s.expires_at), issuedAt: Number(s.issued_at) };
+  }
+
+  async reportDeliveries(report: DeliveryReport): Promise<{ recorded: number; refused: number }> {
+    const res = await this.#unary<{ recorded?: number; refused?: number }>(this.#sync, 'ReportDeliveries', {
+      deliveries: report.deliveries.map((d) => ({
+        kind: d.kind,
+        spiffe_id: d.spiffeId,
+        serial: d.serial ?? '',
+        audience: [...(d.audience ?? [])],
+        expires_at: d.expiresAt,
+        delivered_at: d.deliveredAt,
+        pid: d.pid,
+        uid: d.uid,
+        gid: d.gid,
+        selectors: [...d.selectors],
+      })),
+      dropped: report.dropped,
+      lost_at_restart: report.lostAtRestart,
+      lost_at_restart_unknown_more: report.lostAtRestartUnknownMore,
+    });
+    return { recorded: Number(res.recorded ?? 0), refused: Number(res.refused ?? 0) };
   }
 
   subscribe(onUpdate: (u: AuthorizedUpdate) => void, onError: (err: ServerCallError) => void): () => void {

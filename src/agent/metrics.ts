@@ -14,6 +14,7 @@ import type { MetricsExposition } from '../observability/http-endpoints.js';
 import { newRegistry, rpcInterceptor } from '../observability/metrics.js';
 import type { AttestationRecorder } from './attestation.js';
 import type { SvidCacheRecorder } from './cache.js';
+import type { DeliveryLogRecorder } from './delivery-log.js';
 
 /** What the gauges read at scrape time (the agent implements it). */
 export interface AgentMetricsState {
@@ -29,6 +30,8 @@ export interface AgentMetricsState {
   bundleAgeSeconds(): number | undefined;
   /** Seconds until the agent SVID's notAfter (negative once expired); undefined without one. */
   agentSvidSecondsLeft(): number | undefined;
+  /** Delivery records buffered and not yet acknowledged by the server (agent/delivery-log); undefined when not recording. */
+  deliveryRecordsBuffered?(): number | undefined;
 }
 
 export interface AgentMetricsConfig {
@@ -53,11 +56,12 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
   });
 }
 
-export class AgentMetrics implements MetricsExposition, AttestationRecorder, SvidCacheRecorder {
+export class AgentMetrics implements MetricsExposition, AttestationRecorder, SvidCacheRecorder, DeliveryLogRecorder {
   readonly registry: Registry;
   readonly #attestations: Counter<'attestor' | 'outcome'>;
   readonly #rotated: Counter;
   readonly #calls: Counter<'method' | 'code'>;
+  readonly #deliveries: Counter<'outcome'>;
   readonly #monotonicMs: (() => number) | undefined;
 
   constructor(cfg: AgentMetricsConfig) {
@@ -78,7 +82,14 @@ export class AgentMetrics implements MetricsExposition, AttestationRecorder, Svi
       labelNames: ['method', 'code'],
       registers,
     });
+    this.#deliveries = new Counter({
+      name: 'mayfly_agent_delivery_records_total',
+      help: 'Delivery records (which caller received which SVID) by outcome: sent (in the server ledger), dropped (buffer full), refused (by the server), lost_at_restart (buffered when the previous process ended; a lower bound after a crash).',
+      labelNames: ['outcome'],
+      registers,
+    });
     const s = cfg.state;
+    gauge(this.registry, 'mayfly_agent_delivery_records_buffered', 'Delivery records buffered and not yet acknowledged by the server.', () => s.deliveryRecordsBuffered?.());
     gauge(this.registry, 'mayfly_agent_x509_svids_cached', 'Workload X509-SVIDs the agent holds.', () => s.x509SvidsCached());
     gauge(this.registry, 'mayfly_agent_server_connected', '1 while the authorised-entry stream to the server is open, else 0.', () => (s.serverConnected() ? 1 : 0));
     new Gauge({
@@ -104,6 +115,10 @@ export class AgentMetrics implements MetricsExposition, AttestationRecorder, Svi
 
   nodeAttestation(attestor: string, outcome: 'success' | 'failure'): void {
     this.#attestations.inc({ attestor, outcome });
+  }
+
+  deliveryRecords(outcome: 'sent' | 'dropped' | 'refused' | 'lost_at_restart', n: number): void {
+    if (n > 0) this.#deliveries.inc({ outcome }, n);
   }
 
   x509SvidRotated(): void {

@@ -60,6 +60,35 @@ export interface AttestResult {
   readonly bundle: Bundle;
 }
 
+/** One delivery record as the agent ships it (AgentSync.ReportDeliveries; agent/delivery-log). */
+export interface DeliveryRecord {
+  readonly kind: 'x509' | 'jwt';
+  readonly spiffeId: string;
+  /** X.509 only: the leaf's serial, lowercase hex. */
+  readonly serial?: string;
+  /** JWT only. */
+  readonly audience?: readonly string[];
+  /** Unix seconds. */
+  readonly expiresAt: number;
+  /** Unix milliseconds by the agent's clock. */
+  readonly deliveredAt: number;
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly selectors: readonly string[];
+}
+
+/** A batch of delivery records with the counts of those the agent could not keep. */
+export interface DeliveryReport {
+  readonly deliveries: readonly DeliveryRecord[];
+  /** Dropped since the last accepted report (buffer full). */
+  readonly dropped: number;
+  /** Buffered but unsent when the previous agent process ended, as counted at its last flush. */
+  readonly lostAtRestart: number;
+  /** The previous process ended uncleanly: more than `lostAtRestart` may be lost. */
+  readonly lostAtRestartUnknownMore: boolean;
+}
+
 /** The server calls the agent makes. Failures reject with `ServerCallError`. */
 export interface ServerClient {
   /** Agent.AttestAgent: attestation evidence + CSR → agent SVID and the trust domain's bundle. */
@@ -76,6 +105,8 @@ export interface ServerClient {
    * Returns the cancel function.
    */
   subscribe(onUpdate: (u: AuthorizedUpdate) => void, onError: (err: ServerCallError) => void): () => void;
+  /** AgentSync.ReportDeliveries (optional: a client without it ships no delivery records). */
+  reportDeliveries?(report: DeliveryReport): Promise<{ recorded: number; refused: number }>;
   /** Closes the channel; calls in flight fail. */
   close(): void;
 }
@@ -99,6 +130,7 @@ export const GrpcCode = {
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   PERMISSION_DENIED: 7,
+  UNIMPLEMENTED: 12,
   UNAVAILABLE: 14,
   UNAUTHENTICATED: 16,
 } as const;

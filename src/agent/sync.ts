@@ -20,6 +20,7 @@ import {
   GrpcCode,
   ServerCallError,
   type AuthorizedUpdate,
+  type DeliveryReport,
   type IssuedJwtSvidWire,
   type NewX509SvidResult,
   type ServerClient,
@@ -190,6 +191,14 @@ export class EntrySync implements SvidIssuer {
   newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire> {
     if (this.#state === 'stopped') return Promise.reject(new ServerCallError(GrpcCode.UNAVAILABLE, 'agent stopping'));
     return this.#currentClient().newJwtSvid(entryId, audience);
+  }
+
+  /** AgentSync.ReportDeliveries through the current client (agent/delivery-log). */
+  reportDeliveries(report: DeliveryReport): Promise<{ recorded: number; refused: number }> {
+    if (this.#state === 'stopped') return Promise.reject(new ServerCallError(GrpcCode.UNAVAILABLE, 'agent stopping'));
+    const c = this.#currentClient();
+    if (c.reportDeliveries === undefined) return Promise.reject(new ServerCallError(GrpcCode.UNIMPLEMENTED, 'this server client cannot report deliveries'));
+    return c.reportDeliveries(report);
   }
 
   stop(): void {

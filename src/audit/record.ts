@@ -63,6 +63,44 @@ export interface ServerStarted {
   readonly jwtKeys: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
+/**
+ * An agent reported that it handed an SVID to a local caller on its Workload API. The
+ * server checked that `spiffeId` is one this agent is authorised for; the caller fields
+ * and `serial` are the agent's account (the agent is the only witness of its socket).
+ */
+export interface SvidDelivered {
+  readonly kind: 'svid.delivered';
+  readonly agentId: string;
+  readonly svidType: 'x509' | 'jwt';
+  readonly spiffeId: string;
+  /** X.509 only. */
+  readonly serial?: string;
+  /** JWT only. */
+  readonly audience?: readonly string[];
+  /** The SVID's expiry, unix seconds. */
+  readonly notAfter: number;
+  /** Unix milliseconds by the agent's clock. */
+  readonly deliveredAt: number;
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly selectors: readonly string[];
+}
+
+/**
+ * Delivery records that never reached the ledger: dropped by the agent (buffer full), lost
+ * with an agent process (buffered but unsent when it ended), or refused by the server (an
+ * identity the agent is not authorised for, or malformed).
+ */
+export interface DeliveriesLost {
+  readonly kind: 'svid.deliveries-lost';
+  readonly agentId: string;
+  readonly reason: 'agent-buffer-full' | 'agent-restart' | 'refused';
+  readonly count: number;
+  /** `agent-restart` only: true when more may have been lost than `count` (the process ended uncleanly). */
+  readonly atLeast?: boolean;
+}
+
 /** A signed statement of the chain head (see checkpoint.ts). */
 export interface Checkpoint {
   readonly kind: 'checkpoint';
@@ -78,7 +116,7 @@ export interface Checkpoint {
   readonly publicJwk?: Readonly<Record<string, unknown>>;
 }
 
-export type AuditEvent = X509SvidIssued | JwtSvidIssued | AdminChange | AuthorityChange | ServerStarted | Checkpoint;
+export type AuditEvent = X509SvidIssued | JwtSvidIssued | AdminChange | AuthorityChange | ServerStarted | Checkpoint | SvidDelivered | DeliveriesLost;
 
 /** A record as written: the event with when, by whom, and which server wrote it. */
 export type AuditRecordBody = AuditEvent & {
@@ -98,7 +136,7 @@ export interface AuditRecord {
   readonly body: string;
 }
 
-export const AUDIT_EVENT_KINDS: readonly AuditEvent['kind'][] = ['x509-svid.issued', 'jwt-svid.issued', 'admin', 'authority', 'server.started', 'checkpoint'];
+export const AUDIT_EVENT_KINDS: readonly AuditEvent['kind'][] = ['x509-svid.issued', 'jwt-svid.issued', 'admin', 'authority', 'server.started', 'checkpoint', 'svid.delivered', 'svid.deliveries-lost'];
 
 /** The link function the datastore calls: the record's hash from its position, predecessor and text. */
 export function auditLink(seq: number, prevHash: string, body: string): string {

@@ -121,6 +121,7 @@ export function addAgentRunCommands(program: Command): void {
         insecureBootstrap: s.insecureBootstrap,
         workloadAttestors: plugins.workloadAttestors,
         workloadApiLimits: s.workloadApi,
+        ...(s.deliveryRecords !== undefined ? { deliveryRecords: s.deliveryRecords } : {}),
         http: httpListenersOf(s),
         ...(s.serverUnreachableThresholdSeconds !== undefined ? { serverUnreachableThresholdSeconds: s.serverUnreachableThresholdSeconds } : {}),
         logger,

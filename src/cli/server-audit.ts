@@ -80,7 +80,7 @@ export function addAuditCommands(program: Command): void {
 
   clientCommand(audit.command('show').description('records matching every filter given: who held which identity when'), ['pretty', 'json', 'table'])
     .option('--spiffe-id <id>', 'records of this SPIFFE ID')
-    .option('--serial <hex>', 'the issuance of this X.509-SVID serial')
+    .option('--serial <hex>', 'the issuance of this X.509-SVID serial and its deliveries to workloads')
     .option('--entry-id <id>', 'records of this registration entry')
     .option('--since <time>', 'records at or after this time (RFC 3339 or unix seconds)')
     .option('--until <time>', 'records before this time')
@@ -107,7 +107,16 @@ export function addAuditCommands(program: Command): void {
         }
         const rows = hits.map(({ seq, record }) => {
           const s = subjectOf(record);
-          const what = record.kind === 'admin' ? record.method : record.kind === 'authority' ? `${record.authority} ${record.step}` : record.kind;
+          const what =
+            record.kind === 'admin'
+              ? record.method
+              : record.kind === 'authority'
+                ? `${record.authority} ${record.step}`
+                : record.kind === 'svid.delivered'
+                  ? `${record.svidType} delivered to pid ${record.pid} uid ${record.uid} gid ${record.gid}`
+                  : record.kind === 'svid.deliveries-lost'
+                    ? `${record.atLeast === true ? 'at least ' : ''}${record.count} deliveries lost (${record.reason})`
+                    : record.kind;
           return [String(seq), new Date(record.time).toISOString(), what, s.spiffeId, s.serial, s.entryId, s.agentId || record.actor.id, s.notAfter === undefined ? '' : new Date(s.notAfter * 1000).toISOString()];
         });
         const table = (): string => tableText(['Seq', 'Time', 'Event', 'SPIFFE ID', 'Serial', 'Entry ID', 'Agent / actor', 'Not after'], rows);

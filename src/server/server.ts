@@ -29,6 +29,7 @@ import { ensurePrivateDir } from '../securefs/index.js';
 import { TrustDomain, type SpiffeId } from '../spiffe/id.js';
 import { agentService } from './api/agent.js';
 import { auditService } from './api/audit.js';
+import { deliveryHandlers } from './api/delivery.js';
 import { AgentSyncStreams, agentSyncService } from './api/agentsync.js';
 import { authorityService } from './api/authority.js';
 import { bundleService } from './api/bundle.js';
@@ -272,7 +273,7 @@ export class MayflyServer {
       Bundle: bundleService(ctx, t),
       SVID: svidService(ctx, t),
       LocalAuthority: authorityService(ctx, t),
-      AgentSync: agentSyncService(ctx, t, this.#streams),
+      AgentSync: { ...agentSyncService(ctx, t, this.#streams), ...deliveryHandlers(ctx, t) },
       Audit: auditService(ctx, t),
       Health: healthService(ctx, t),
       TrustDomain: trustDomainService(ctx, t),

@@ -55,6 +55,7 @@ import { sniffFirstRequest, type ConnectionRoute } from './h2-sniff.js';
 import { ConnectionLimits, resolveWorkloadApiLimits, type ConnectionStats, type WorkloadApiLimits } from './connection-limits.js';
 import { errorFields, LogLimiter } from './log-limiter.js';
 import { healthHandlers, healthServiceDefinition } from './health.js';
+import type { OnDelivered } from './delivery.js';
 
 export type { EndpointLogger } from './handlers.js';
 export type { ConnectionStats, WorkloadApiLimits } from './connection-limits.js';
@@ -84,6 +85,8 @@ export interface WorkloadApiEndpointConfig extends WorkloadApiLimits {
   notServingReason?: () => string | undefined;
   /** grpc-js server interceptors (the agent counts calls by method and status code with one). */
   interceptors?: grpc.ServerInterceptor[];
+  /** Told which caller received which SVID (delivery.ts: the agent's delivery records); never blocks or fails a call. */
+  onDelivered?: OnDelivered;
 }
 
 const silent: EndpointLogger = { debug() {}, warn() {} };
@@ -170,6 +173,7 @@ export class WorkloadApiEndpoint {
         logger: this.config.logger ?? silent,
         logLimiter: this.log,
         openStreams: this.openStreams,
+        ...(this.config.onDelivered !== undefined ? { onDelivered: this.config.onDelivered } : {}),
       }),
     );
     const serving = this.config.serving ?? (() => true);

@@ -40,6 +40,7 @@ import type {
 } from './identities.js';
 import type { LogLimiter } from './log-limiter.js';
 import { attest, checkCaller } from './caller-check.js';
+import { deliveryCaller, jwtDelivered, notifyDelivered, x509Delivered, type DeliveryCaller, type OnDelivered } from './delivery.js';
 import { asStatus, checkSecurityHeader, RpcError, type EndpointLogger, type SurfaceCall } from './rpc-status.js';
 import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { toStruct } from '../wire/workload/struct.js';
@@ -62,6 +63,8 @@ export interface HandlerContext {
    * and stops watching; UNAVAILABLE makes every SPIFFE client reconnect to the restarted agent.
    */
   openStreams?: Set<(status: Partial<grpc.StatusObject>) => void>;
+  /** Told which caller received which SVID (delivery.ts); never blocks or fails a call. */
+  onDelivered?: OnDelivered;
 }
 
 function noIdentity(): RpcError {
@@ -206,6 +209,18 @@ function serveStream<T>(
     if (last !== undefined && last.equals(bytes)) return;
     last = bytes;
     send(msg);
+    if (method === 'FetchX509SVID' && ctx.onDelivered !== undefined && delivery !== undefined) noteX509(delivery, u);
+  };
+  // Each (caller, serial) once per stream: updates that repeat an SVID are not new deliveries.
+  const reported = new Set<string>();
+  let delivery: DeliveryCaller | undefined;
+  const noteX509 = (who: DeliveryCaller, u: WorkloadUpdate): void => {
+    for (const id of u.identities) {
+      const what = x509Delivered(id);
+      if (what === undefined || what.kind !== 'x509' || reported.has(what.serial)) continue;
+      reported.add(what.serial);
+      notifyDelivered(ctx.onDelivered, (err) => ctx.logger.warn({ method, err }, 'recording an SVID delivery failed'), who, what);
+    }
   };
 
   call.on('drain', () => {
@@ -226,6 +241,7 @@ function serveStream<T>(
     const attested = await attest(ctx, call, method);
     const selectors = attested.selectors;
     caller = attested.cred;
+    if (ctx.onDelivered !== undefined) delivery = deliveryCaller(attested.cred, selectors);
     if (done || call.cancelled) return;
     try {
       unsubscribe = ctx.identities.subscribe(selectors, onUpdate);
@@ -284,7 +300,7 @@ export function workloadHandlers(ctx: HandlerContext): grpc.UntypedServiceImplem
             throw new RpcError(grpc.status.INVALID_ARGUMENT, `invalid requested SPIFFE ID: ${(err as Error).message}`);
           }
         }
-        const { selectors } = await attest(ctx, call, 'FetchJWTSVID');
+        const { selectors, cred } = await attest(ctx, call, 'FetchJWTSVID');
         let issued;
         try {
           issued = await ctx.identities.fetchJwtSvid(selectors, wanted === '' ? { audience } : { audience, spiffeId: wanted });
@@ -299,6 +315,12 @@ export function workloadHandlers(ctx: HandlerContext): grpc.UntypedServiceImplem
             throw new RpcError(grpc.status.PERMISSION_DENIED, `caller is not entitled to SPIFFE ID ${JSON.stringify(wanted)}`);
           }
           throw noIdentity();
+        }
+        if (ctx.onDelivered !== undefined) {
+          const who = deliveryCaller(cred, selectors);
+          for (const s of svids) {
+            notifyDelivered(ctx.onDelivered, (err) => ctx.logger.warn({ method: 'FetchJWTSVID', err }, 'recording an SVID delivery failed'), who, jwtDelivered(s.spiffeId, audience, s.token));
+          }
         }
         return { svids: svids.map((s) => ({ spiffe_id: s.spiffeId, svid: s.token, hint: s.hint ?? '' })) };
       });

@@ -28,3 +28,4 @@ export type {
   WorkloadUpdate,
   X509Identity,
 } from './identities.js';
+export type { DeliveredSvid, DeliveryCaller, OnDelivered } from './delivery.js';
