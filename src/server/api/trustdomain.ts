@@ -78,6 +78,31 @@ export function trustDomainService(ctx: ApiContext, t: Transport): UntypedServic
 
   type Result = { status: ItemStatus; federation_relationship: WireFederationRelationship | null };
 
+  /** BatchCreate/BatchUpdate: each item on its own, its bootstrap bundle stored after it. */
+  const batchWrite = (method: string, write: (rel: ReturnType<typeof relationshipFromWire>['rel']) => Promise<FederationRelationship>) =>
+    unary<{ federation_relationships: WireFederationRelationship[] }, unknown>(ctx, t, method, 'admin', async (req) => {
+      localOnly(method);
+      const list = req.federation_relationships ?? [];
+      checkBatch(ctx, list.length, 'federation_relationships');
+      const results: Result[] = [];
+      let rels = false;
+      let bundles = false;
+      for (const w of list) {
+        try {
+          const { rel, bundle } = relationshipFromWire(ctx, w);
+          const written = await write(rel);
+          rels = true;
+          await storeBootstrap(bundle);
+          bundles ||= bundle !== undefined;
+          results.push({ status: OK_STATUS, federation_relationship: await withBundle(written) });
+        } catch (err) {
+          results.push({ status: itemStatusOf(err), federation_relationship: null });
+        }
+      }
+      changed(rels, bundles);
+      return { results };
+    });
+
   return {
     ListFederationRelationships: unary<{ page_size: number; page_token: string }, unknown>(ctx, t, 'ListFederationRelationships', 'admin', async (req) => {
       localOnly('ListFederationRelationships');
@@ -97,63 +122,8 @@ export function trustDomainService(ctx: ApiContext, t: Transport): UntypedServic
       return withBundle(r);
     }),
 
-    BatchCreateFederationRelationship: unary<{ federation_relationships: WireFederationRelationship[] }, unknown>(
-      ctx,
-      t,
-      'BatchCreateFederationRelationship',
-      'admin',
-      async (req) => {
-        localOnly('BatchCreateFederationRelationship');
-        const list = req.federation_relationships ?? [];
-        checkBatch(ctx, list.length, 'federation_relationships');
-        const results: Result[] = [];
-        let rels = false;
-        let bundles = false;
-        for (const w of list) {
-          try {
-            const { rel, bundle } = relationshipFromWire(ctx, w);
-            const created = await ctx.ds.createFederationRelationship(rel);
-            rels = true;
-            await storeBootstrap(bundle);
-            bundles ||= bundle !== undefined;
-            results.push({ status: OK_STATUS, federation_relationship: await withBundle(created) });
-          } catch (err) {
-            results.push({ status: itemStatusOf(err), federation_relationship: null });
-          }
-        }
-        changed(rels, bundles);
-        return { results };
-      },
-    ),
-
-    BatchUpdateFederationRelationship: unary<{ federation_relationships: WireFederationRelationship[] }, unknown>(
-      ctx,
-      t,
-      'BatchUpdateFederationRelationship',
-      'admin',
-      async (req) => {
-        localOnly('BatchUpdateFederationRelationship');
-        const list = req.federation_relationships ?? [];
-        checkBatch(ctx, list.length, 'federation_relationships');
-        const results: Result[] = [];
-        let rels = false;
-        let bundles = false;
-        for (const w of list) {
-          try {
-            const { rel, bundle } = relationshipFromWire(ctx, w);
-            const updated = await ctx.ds.updateFederationRelationship(rel);
-            rels = true;
-            await storeBootstrap(bundle);
-            bundles ||= bundle !== undefined;
-            results.push({ status: OK_STATUS, federation_relationship: await withBundle(updated) });
-          } catch (err) {
-            results.push({ status: itemStatusOf(err), federation_relationship: null });
-          }
-        }
-        changed(rels, bundles);
-        return { results };
-      },
-    ),
+    BatchCreateFederationRelationship: batchWrite('BatchCreateFederationRelationship', (rel) => ctx.ds.createFederationRelationship(rel)),
+    BatchUpdateFederationRelationship: batchWrite('BatchUpdateFederationRelationship', (rel) => ctx.ds.updateFederationRelationship(rel)),
 
     BatchDeleteFederationRelationship: unary<{ trust_domains: string[] }, unknown>(ctx, t, 'BatchDeleteFederationRelationship', 'admin', async (req) => {
       localOnly('BatchDeleteFederationRelationship');
