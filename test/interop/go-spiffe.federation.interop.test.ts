@@ -22,6 +22,13 @@ import { resolveServerConfig } from '../../src/server/config.js';
 import { createServerLogger } from '../../src/server/observability.js';
 import { ServerRunner } from '../../src/server/runner.js';
 import { parseCertificate } from '../../src/spiffe/x509/parse.js';
+import { validateJwtSvid } from '../../src/spiffe/jwt/validate.js';
+import { WorkloadApiClient } from '../../src/sdk/client.js';
+import { JwtSource, X509Source } from '../../src/sdk/sources.js';
+import { authorizeMemberOf, createClientTlsOptions, createSpiffeHttpsServer, peerSpiffeId } from '../../src/sdk/tls.js';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { pemEncodeCertificates } from '../../src/spiffe/x509/pem.js';
 import { buildGoWorkload, GoWorkloadServer, runGoWorkload, type RunResult } from './go-workload/client.js';
 
@@ -196,6 +203,48 @@ describe('go-spiffe mTLS across two Mayfly trust domains federated both ways (ht
       expect(wrong.stderr).toMatch(/not a member of trust domain|unexpected trust domain/);
     } finally {
       await server.stop();
+    }
+  });
+
+  it('the Node SDK across the two trust domains: https with authorizeMemberOf, and a JWT-SVID of east validated in west', async () => {
+    const eastSrc = await X509Source.create({ address: east.endpoint, timeoutMs: 30_000 });
+    const westSrc = await X509Source.create({ address: west.endpoint, timeoutMs: 30_000 });
+    const server = createSpiffeHttpsServer(eastSrc, { authorize: authorizeMemberOf(WEST) }, (req, res) => res.end(`hi ${peerSpiffeId(req.socket as TLSSocket).toString()}`));
+    try {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const get = (authorize: ReturnType<typeof authorizeMemberOf>): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const agent = new https.Agent({ ...createClientTlsOptions(westSrc, { authorize }), keepAlive: false });
+          https.get({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/', agent }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve(body));
+          }).on('error', reject);
+        });
+      expect(await get(authorizeMemberOf(EAST))).toBe(`hi ${clientId}`);
+      await expect(get(authorizeMemberOf(WEST))).rejects.toMatchObject({ code: 'ERR_PEER_UNAUTHORIZED' });
+    } finally {
+      await new Promise((r) => server.close(r));
+      eastSrc.close();
+      westSrc.close();
+    }
+
+    // A JWT-SVID minted in east, validated in west: by west's agent (ValidateJWTSVID) and locally
+    // with the federated JWT bundle west's agent delivers (FetchJWTBundles).
+    const eastJwt = await JwtSource.create({ address: east.endpoint, timeoutMs: 30_000 });
+    const westJwt = await JwtSource.create({ address: west.endpoint, timeoutMs: 30_000 });
+    const westClient = new WorkloadApiClient({ address: west.endpoint });
+    try {
+      const svid = await eastJwt.fetchJwtSvid({ audience: 'west-api' });
+      expect(svid.spiffeId.toString()).toBe(serverId);
+      const byAgent = await westClient.validateJwtSvid({ token: svid.token, audience: 'west-api' });
+      expect(byAgent.spiffeId.toString()).toBe(serverId);
+      const local = validateJwtSvid(svid.token, { audience: 'west-api', bundles: { get: (td) => westJwt.getBundleForTrustDomain(td) } });
+      expect(local.spiffeId.toString()).toBe(serverId);
+    } finally {
+      westClient.close();
+      eastJwt.close();
+      westJwt.close();
     }
   });
 
