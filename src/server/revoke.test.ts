@@ -153,6 +153,19 @@ describe('RevokeX509SVIDs', () => {
     expect(revoked).toEqual(expect.arrayContaining([s1.serial_number, s2.serial_number, s3.serial_number]));
   });
 
+  it('banning an agent revokes its own SVID and its own workloads\' SVIDs (privilegeWithdrawn), not another agent\'s', async () => {
+    const banned = await attest();
+    const other = await attest();
+    const mine = await newSvid(banned, (await entry(banned.id, '/banned-workload')).id);
+    const theirs = await newSvid(other, (await entry(other.id, '/other-workload')).id);
+    await unaryCall(admin.Agent, 'BanAgent', { id: banned.id });
+    const revoked = new Map((await ts.datastore.listRevokedX509Svids()).map((r) => [r.serialHex, r.reason]));
+    expect(revoked.get(banned.svid.serial_number)).toBe('privilegeWithdrawn');
+    expect(revoked.get(mine.serial_number)).toBe('privilegeWithdrawn');
+    expect(revoked.has(theirs.serial_number)).toBe(false);
+    expect(revoked.has(other.svid.serial_number)).toBe(false);
+  });
+
   it('refuses hostile requests with a status and a message that say what was wrong', async () => {
     const a = await attest();
     const e = await entry(a.id, '/hostile');

@@ -23,6 +23,7 @@ import { parseCsr } from '../../spiffe/x509/csr.js';
 import { checkAgentStanding, isAgentId, type Transport } from '../auth.js';
 import { nowSeconds, pageSizeFromWire, pageTokenFromWire, servedBundle, unary, type ApiContext } from '../context.js';
 import { agentToWire, bundleToWire, type WireAgent } from '../messages.js';
+import { revokeForBannedAgent } from './revoke.js';
 import { agentBanned, badRequest, denied, notFound } from '../status.js';
 import { KeyedMutex } from '../keyed-mutex.js';
 import { checkNotReservedId } from './entry.js';
@@ -93,10 +94,13 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
 
     BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req) => {
       const id = agentIdFromWire(ctx, req.id);
+      const before = await ctx.ds.getAgent(id);
       // The serial is cleared too, so no SVID of the agent matches its record any more.
       await agentLock(ctx).run(id, () => ctx.ds.updateAgent(id, { banned: true, serialNumber: '' }));
-      ctx.logger.info({ agentId: id }, 'agent banned');
       changed(id);
+      // Then its SVID and its own workloads' SVIDs are revoked (CRLs re-issued and pushed).
+      const revoked = await revokeForBannedAgent(ctx, id, before?.serialNumber ?? '');
+      ctx.logger.info({ agentId: id, revokedSvids: revoked.filter((r) => !r.already_revoked).length }, 'agent banned');
       return {};
     }),
 

@@ -106,6 +106,34 @@ export async function revokeX509Svids(ctx: ApiContext, req: RevokeX509SvidsReque
     targets = await ctx.ds.listX509SvidIssuances({ byEntryId: entryId, notExpiredAt: now });
     if (targets.length === 0) throw notFound(`no unexpired X509-SVID was issued for entry ${JSON.stringify(entryId.slice(0, 255))}`);
   }
+  const by = { ...(req.serial_number ? { serialNumber: req.serial_number } : {}), ...(req.spiffe_id ? { spiffeId: req.spiffe_id } : {}), ...(req.entry_id ? { entryId: req.entry_id } : {}) };
+  return { revoked: await revokeTargets(ctx, targets, reason, by) };
+}
+
+/**
+ * What banning an agent revokes: its own X509-SVID and every unexpired X509-SVID issued for
+ * an entry whose parent is that agent (the workloads only it serves), with reason
+ * `privilegeWithdrawn`. SVIDs of entries it reached through a node alias are shared with other
+ * agents and are not revoked (the issuance records do not say which agent holds which copy);
+ * the banned agent stops serving them at once and they expire. Returns what was revoked.
+ */
+export async function revokeForBannedAgent(ctx: ApiContext, agentId: string, agentSerial: string): Promise<WireRevokedX509Svid[]> {
+  const now = nowSeconds(ctx);
+  const targets: X509SvidIssuance[] = [];
+  if (agentSerial !== '') {
+    const own = await ctx.ds.getX509SvidIssuance(agentSerial);
+    if (own !== undefined && own.notAfter >= now) targets.push(own);
+  }
+  for (const e of await ctx.ds.listEntriesForParents([agentId])) {
+    targets.push(...(await ctx.ds.listX509SvidIssuances({ byEntryId: e.entryId, notExpiredAt: now })));
+  }
+  if (targets.length === 0) return [];
+  return revokeTargets(ctx, targets, 'privilegeWithdrawn', { spiffeId: agentId });
+}
+
+/** Stores the revocations, re-issues the CRLs before answering, tells the audit hook. */
+async function revokeTargets(ctx: ApiContext, targets: readonly X509SvidIssuance[], reason: string, by: { serialNumber?: string; spiffeId?: string; entryId?: string }): Promise<WireRevokedX509Svid[]> {
+  const now = nowSeconds(ctx);
   const out: WireRevokedX509Svid[] = [];
   const fresh: RevokedX509Svid[] = [];
   for (let i = 0; i < targets.length; i += BATCH) {
@@ -122,10 +150,10 @@ export async function revokeX509Svids(ctx: ApiContext, req: RevokeX509SvidsReque
   await ctx.crls?.refresh({ force: fresh.length > 0 });
   if (fresh.length > 0 && ctx.onX509SvidsRevoked) {
     try {
-      await ctx.onX509SvidsRevoked({ by: { ...(req.serial_number ? { serialNumber: req.serial_number } : {}), ...(req.spiffe_id ? { spiffeId: req.spiffe_id } : {}), ...(req.entry_id ? { entryId: req.entry_id } : {}) }, reason, revoked: fresh, at: ctx.now() });
+      await ctx.onX509SvidsRevoked({ by, reason, revoked: fresh, at: ctx.now() });
     } catch (err) {
       ctx.logger.error({ err }, 'the X509-SVID revocation hook failed; the revocation itself took effect');
     }
   }
-  return { revoked: out };
+  return out;
 }
