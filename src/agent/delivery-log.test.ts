@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DELIVERY_COUNTER_FILE, DeliveryLog, type DeliverySink } from './delivery-log.js';
+import { DELIVERY_COUNTER_FILE, DeliveryLog, recordedAudience, type DeliverySink } from './delivery-log.js';
 import type { DeliveryReport } from './server-client.js';
 import { ServerCallError, GrpcCode } from './server-client.js';
 import { ManualScheduler } from './testing.js';
@@ -73,6 +73,15 @@ describe('DeliveryLog', () => {
     log.record({ ...caller, pid: 4243 }, jwt('db', 100)); // another process
     expect(log.buffered).toBe(4);
     await log.stop();
+  });
+
+  it('keeps a bounded part of a huge audience set (32 audiences of 1 KiB: the largest a workload may ask for)', () => {
+    const huge = Array.from({ length: 32 }, (_, i) => `https://svc-${i}.example/`.padEnd(1024, 'a'));
+    const kept = recordedAudience(huge);
+    expect(kept).toHaveLength(5);
+    expect(kept.at(-1)).toBe('+28 more');
+    expect(kept.slice(0, 4).every((a) => a.length === 257 && a.startsWith('https://svc-'))).toBe(true);
+    expect(recordedAudience(['db'])).toEqual(['db']);
   });
 
   it('keeps records while the server is down, retries with backoff, and sends them in order later', async () => {

@@ -26,6 +26,7 @@
  * clean (kill -9, crash, power loss) it also says the real number may be higher: records
  * delivered after the last flush are unknown.
  */
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { readPrivateFile, writeFileAtomic } from '../securefs/index.js';
 import type { DeliveredSvid, DeliveryCaller } from '../workloadapi/delivery.js';
@@ -161,7 +162,7 @@ export class DeliveryLog {
     this.#buf.push({
       kind: what.kind,
       spiffeId: what.spiffeId,
-      ...(what.kind === 'x509' ? { serial: what.serial } : { audience: what.audience }),
+      ...(what.kind === 'x509' ? { serial: what.serial } : { audience: recordedAudience(what.audience) }),
       expiresAt: what.notAfter,
       deliveredAt: this.#cfg.scheduler.now().getTime(),
       pid: caller.pid,
@@ -201,7 +202,8 @@ export class DeliveryLog {
    * record is enough, or a caller polling FetchJWTSVID would fill the buffer and the ledger.
    */
   #seenJwt(caller: DeliveryCaller, what: DeliveredSvid & { kind: 'jwt' }): boolean {
-    const key = `${caller.pid}|${caller.uid}|${caller.gid}|${what.spiffeId}|${what.audience.join(' ')}|${what.notAfter}`;
+    // Hashed: an audience set may be 32 KiB, and 10,000 of them would be 320 MB of keys.
+    const key = createHash('sha256').update(`${caller.pid}|${caller.uid}|${caller.gid}|${what.spiffeId}|${what.audience.join('\n')}|${what.notAfter}`).digest('base64');
     if (this.#recentJwt.has(key)) return true;
     this.#recentJwt.add(key);
     if (this.#recentJwt.size > RECENT_JWT_KEYS) {
@@ -307,4 +309,19 @@ export class DeliveryLog {
       this.#log.warn({ err, path: this.#file }, 'cannot write the delivery-record counter file; a crash now would lose an uncounted number of records');
     }
   }
+}
+
+/** Audiences kept per JWT delivery record, and characters kept of each. */
+const RECORDED_AUDIENCES = 4;
+const RECORDED_AUDIENCE_CHARS = 256;
+
+/**
+ * What a record keeps of a JWT-SVID's audience: the first few values, each cut to a bounded
+ * length, and `+N more` for the rest. A workload may ask for 32 audiences of 1 KiB each; kept
+ * whole, a full buffer would hold 330 MB and one batch would pass gRPC's message limit.
+ */
+export function recordedAudience(audience: readonly string[]): string[] {
+  const kept = audience.slice(0, RECORDED_AUDIENCES).map((a) => (a.length > RECORDED_AUDIENCE_CHARS ? `${a.slice(0, RECORDED_AUDIENCE_CHARS)}…` : a));
+  if (audience.length > RECORDED_AUDIENCES) kept.push(`+${audience.length - RECORDED_AUDIENCES} more`);
+  return kept;
 }
