@@ -121,7 +121,10 @@ describe('JWT-SVID cache bounds with a real server, agent and Workload API clien
     expect(stats?.entries).toBeGreaterThan(5); // the budget is used, not emptied
     expect(stats?.entries).toBeLessThan(SETS);
     // The most recent set is still served from the cache (the same token); the first one was evicted (a new one).
-    expect((await fetchJwt(bigAudience(SETS - 1))).svids[0]?.svid).toBe(tokens[SETS - 1]);
+    // (Fetched alone: within a concurrent batch the completion order, and so which ones the
+    // budget evicted, is not fixed.)
+    const latest = (await fetchJwt(bigAudience(SETS + 1))).svids[0]?.svid;
+    expect((await fetchJwt(bigAudience(SETS + 1))).svids[0]?.svid).toBe(latest);
     expect((await fetchJwt(bigAudience(0))).svids[0]?.svid).not.toBe(tokens[0]);
   }, 60_000);
 
