@@ -14,7 +14,7 @@ import type { WireAgent } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { choiceArg, clientCommand, collect, fields, secondsArg, selectorArgs, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
-import { spireAgent } from './spire-json.js';
+import { spireAgent, spireSerial } from './spire-json.js';
 
 const MATCHES = ['exact', 'subset', 'superset', 'any'] as const;
 type MatchName = (typeof MATCHES)[number];
@@ -62,7 +62,7 @@ export function agentText(a: WireAgent): string {
     ['SPIFFE ID', a.id],
     ['Attestation type', a.attestation_type],
     ['Expiration time', timeText(a.x509svid_expires_at) ?? 'none'],
-    ['Serial number', a.x509svid_serial_number || 'none'],
+    ['Serial number', spireSerial(a.x509svid_serial_number) || 'none'],
     ['Can re-attest', a.can_reattest],
     ['Banned', a.banned],
   ];
