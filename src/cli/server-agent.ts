@@ -2,8 +2,8 @@
  * @module cli/server-agent
  *
  * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`. `-output json`
- * prints SPIRE's `ListAgentsResponse` / `types.Agent` (cli/spire-json). `agent list` takes
- * SPIRE's filters: `-banned true|false` is the server's; `-selector` (with
+ * prints SPIRE's `ListAgentsResponse` / `types.Agent` / `types.JoinToken` (cli/spire-json).
+ * `agent list` takes SPIRE's filters: `-banned true|false` is the server's; `-selector` (with
  * `-matchSelectorsOn`), `-attestationType`, `-canReattest true|false` and `-expiresBefore`
  * are applied here to the listed agents (the server's ListAgents filters by ban and expiry
  * only). As in SPIRE, a `-banned` or `-canReattest` value other than true or false means all.
@@ -14,7 +14,7 @@ import type { WireAgent } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { choiceArg, clientCommand, collect, fields, secondsArg, selectorArgs, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
-import { spireAgent, spireSerial } from './spire-json.js';
+import { spireAgent, spireJoinToken, spireSerial } from './spire-json.js';
 
 const MATCHES = ['exact', 'subset', 'superset', 'any'] as const;
 type MatchName = (typeof MATCHES)[number];
@@ -186,7 +186,7 @@ export function addAgentCommands(program: Command): void {
       if (ttl === undefined) throw new CliUsageError('-ttl is required');
       await withServer(cmd, async (ctx) => {
         const res = await ctx.call<{ value: string; expires_at: number }>('Agent', 'CreateJoinToken', { ttl, agent_id: agentId });
-        emit(ctx.io, ctx.format, { json: res, text: `Token: ${res.value}` });
+        emit(ctx.io, ctx.format, { json: spireJoinToken(res), text: `Token: ${res.value}` });
       });
     });
 }

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { WireEntry } from '../server/messages.js';
 import { entriesFromData, idsFromDeleteFile } from './entry-data.js';
 import { spireJsonText } from './output.js';
-import { spireAgent, spireEntry, spireSerial } from './spire-json.js';
+import { spireAgent, spireEntry, spireJoinToken, spireSerial } from './spire-json.js';
 
 // Printed by spire-server v1.13.3 `entry create -spiffeID spiffe://example.org/web
 // -parentID spiffe://example.org/host -selector unix:uid:1000 -hint 'a<b&c' -output json`.
@@ -51,6 +51,10 @@ describe('SPIRE-shaped agents', () => {
     expect(spireJsonText(agent)).toBe('{"attestation_type":"join_token","banned":false,"can_reattest":false,"id":{"path":"/spire/agent/join_token/x","trust_domain":"example.org"},'
       + '"selectors":[],"x509svid_expires_at":"1796308548","x509svid_serial_number":"255"}\n');
   });
+});
+
+it('prints a join token with expires_at as an int64 string, as SPIRE does', () => {
+  expect(spireJsonText(spireJoinToken({ value: 'tok', expires_at: 1796308548 }))).toBe('{"expires_at":"1796308548","value":"tok"}\n');
 });
 
 describe('-data', () => {

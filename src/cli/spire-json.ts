@@ -141,6 +141,17 @@ export function spireEntryFromRequest(e: Partial<WireEntry>): SpireEntry {
   });
 }
 
+/** spire.api.types.JoinToken */
+export interface SpireJoinToken {
+  value: string;
+  expires_at: string;
+}
+
+/** A CreateJoinToken response as SPIRE prints it (`expires_at` is an int64, so a string). */
+export function spireJoinToken(t: { value: string; expires_at: number }): SpireJoinToken {
+  return { value: t.value, expires_at: int64(t.expires_at) };
+}
+
 /** A hex serial number as SPIRE prints serials: decimal, no leading zeros; '' stays ''. */
 export function spireSerial(hex: string): string {
   return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(10) : hex;

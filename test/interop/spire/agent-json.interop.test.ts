@@ -96,6 +96,7 @@ interface AgentDoc {
 }
 
 const agentIds = { spire: '', mayfly: '' };
+const tokenDocs: { spire?: unknown; mayfly?: unknown } = {};
 
 beforeAll(async () => {
   spireBinary('spire-server');
@@ -148,6 +149,7 @@ plugins {
   const token = async (cli: (a: string[]) => Promise<Result>): Promise<string> => {
     const r = await cli(['token', 'generate', '-output', 'json']);
     expect(r.code, r.stderr).toBe(0);
+    tokenDocs[cli === spireCli ? 'spire' : 'mayfly'] = JSON.parse(r.stdout);
     return (JSON.parse(r.stdout) as { value: string }).value;
   };
   const [spireToken, mayflyToken] = [await token(spireCli), await token(mayflyCli)];
@@ -215,6 +217,10 @@ describe('agent -output json with a real attested agent has the structure spire-
   it('agent show -spiffeID', async () => {
     const shown = await both(['agent', 'show', '-spiffeID', agentIds.spire], ['agent', 'show', '-spiffeID', agentIds.mayfly]);
     sameAgent(shown.spire as unknown as AgentDoc, shown.mayfly as unknown as AgentDoc, agentIds);
+  });
+
+  it('token generate (the tokens the agents attested with)', () => {
+    expect(shape(tokenDocs.mayfly)).toEqual(shape(tokenDocs.spire));
   });
 
   it('agent count', async () => {
