@@ -14,7 +14,7 @@ import type { WireAgent } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { choiceArg, clientCommand, collect, fields, secondsArg, selectorArgs, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
-import { spireAgent, spireJoinToken, spireSerial } from './spire-json.js';
+import { spireAgent, spireJoinToken, spirePurgeResult, spireSerial } from './spire-json.js';
 
 const MATCHES = ['exact', 'subset', 'superset', 'any'] as const;
 type MatchName = (typeof MATCHES)[number];
@@ -155,16 +155,22 @@ export function addAgentCommands(program: Command): void {
       const forSeconds = secondsArg(o.expiredFor, '-expiredFor', { allowZero: true }) as number;
       const before = Math.floor(Date.now() / 1000) - forSeconds;
       await withServer(cmd, async (ctx) => {
+        // Banned agents stay (include_banned: false below), so they are not listed as purgeable.
+        const expired = (await listAgents(ctx, { by_expired_before: Math.max(1, before) })).filter((a) => !a.banned);
         if (o.dryRun) {
-          const agents = await listAgents(ctx, { by_expired_before: Math.max(1, before) });
           emit(ctx.io, ctx.format, {
-            json: { expired_agents: agents.map((a) => a.id), purged: 0 },
-            text: () => [`Found ${plural(agents.length, 'expired agent', 'expired agents')}`, ...agents.map((a) => `  ${a.id}`)].join('\n'),
+            json: spirePurgeResult(expired.map((a) => ({ id: a.id, deleted: false }))),
+            text: () => [`Found ${plural(expired.length, 'expired agent', 'expired agents')}`, ...expired.map((a) => `  ${a.id}`)].join('\n'),
           });
           return;
         }
         const res = await ctx.call<{ purged: number }>('Agent', 'PurgeExpiredAgents', { expired_before: Math.max(1, before), include_banned: false });
-        emit(ctx.io, ctx.format, { json: res, text: `Purged ${plural(res.purged, 'expired agent', 'expired agents')}` });
+        // The server answers with a count; which agents went is read back by listing again.
+        const left = new Set(expired.length === 0 ? [] : (await listAgents(ctx, { by_expired_before: Math.max(1, before) })).map((a) => a.id));
+        emit(ctx.io, ctx.format, {
+          json: spirePurgeResult(expired.map((a) => ({ id: a.id, deleted: !left.has(a.id) }))),
+          text: `Purged ${plural(res.purged, 'expired agent', 'expired agents')}`,
+        });
       });
     });
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { WireEntry } from '../server/messages.js';
 import { entriesFromData, idsFromDeleteFile } from './entry-data.js';
 import { spireJsonText } from './output.js';
-import { spireAgent, spireEntry, spireJoinToken, spireSerial } from './spire-json.js';
+import { spireAgent, spireEntry, spireJoinToken, spirePurgeResult, spireSerial } from './spire-json.js';
 
 // Printed by spire-server v1.13.3 `entry create -spiffeID spiffe://example.org/web
 // -parentID spiffe://example.org/host -selector unix:uid:1000 -hint 'a<b&c' -output json`.
@@ -55,6 +55,12 @@ describe('SPIRE-shaped agents', () => {
 
 it('prints a join token with expires_at as an int64 string, as SPIRE does', () => {
   expect(spireJsonText(spireJoinToken({ value: 'tok', expires_at: 1796308548 }))).toBe('{"expires_at":"1796308548","value":"tok"}\n');
+});
+
+it('prints agent purge results as SPIRE does: a one-element list of {expired_agents: [{agent_id, deleted}]}', () => {
+  expect(spireJsonText(spirePurgeResult([]))).toBe('[{"expired_agents":[]}]\n');
+  expect(spireJsonText(spirePurgeResult([{ id: 'spiffe://example.org/spire/agent/x', deleted: true }])))
+    .toBe('[{"expired_agents":[{"agent_id":"spiffe://example.org/spire/agent/x","deleted":true}]}]\n');
 });
 
 describe('-data', () => {

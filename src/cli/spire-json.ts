@@ -152,6 +152,17 @@ export function spireJoinToken(t: { value: string; expires_at: number }): SpireJ
   return { value: t.value, expires_at: int64(t.expires_at) };
 }
 
+/**
+ * `agent purge -output json` as SPIRE v1.13.3 prints it: a one-element list (its printer
+ * prints the struct it is given as a list) of `{"expired_agents": [{"agent_id": "spiffe://...",
+ * "deleted": bool}]}`; the ID is a string here (Go's spiffeid.ID marshals as text), `error`
+ * is never set (Mayfly's PurgeExpiredAgents purges in one call; an agent still listed after
+ * it is `deleted: false`).
+ */
+export function spirePurgeResult(agents: { id: string; deleted: boolean }[]): [{ expired_agents: { agent_id: string; deleted: boolean }[] }] {
+  return [{ expired_agents: agents.map((a) => ({ agent_id: a.id, deleted: a.deleted })) }];
+}
+
 /** A hex serial number as SPIRE prints serials: decimal, no leading zeros; '' stays ''. */
 export function spireSerial(hex: string): string {
   return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(10) : hex;

@@ -223,6 +223,17 @@ describe('agent -output json with a real attested agent has the structure spire-
     expect(shape(tokenDocs.mayfly)).toEqual(shape(tokenDocs.spire));
   });
 
+  it('agent list with filters, and agent purge with and without -dryRun (nothing expired)', async () => {
+    for (const args of [['agent', 'list', '-attestationType', 'k8s_psat'], ['agent', 'list', '-banned', 'true'], ['agent', 'purge', '-dryRun'], ['agent', 'purge']]) {
+      const r = await both(args);
+      expect(r.mayfly, args.join(' ')).toEqual(r.spire);
+    }
+    const kept = await both(['agent', 'list', '-attestationType', 'join_token', '-canReattest', 'false', '-banned', 'false']);
+    const [s, m] = [kept.spire.agents as AgentDoc[], kept.mayfly.agents as AgentDoc[]];
+    expect([s.length, m.length]).toEqual([1, 1]);
+    sameAgent(s[0] as AgentDoc, m[0] as AgentDoc, agentIds);
+  });
+
   it('agent count', async () => {
     const counted = await both(['agent', 'count']);
     expect(counted.mayfly).toEqual(counted.spire);
