@@ -142,7 +142,7 @@ export function addAgentCommands(program: Command): void {
         const id = agentIdOf(cmd);
         await withServer(cmd, async (ctx) => {
           await ctx.call('Agent', method, { id });
-          emit(ctx.io, ctx.format, { json: { id }, text: done });
+          emit(ctx.io, ctx.format, { json: {}, text: done }); // SPIRE prints the Empty response: {}
         });
       });
   }

@@ -238,4 +238,9 @@ describe('agent -output json with a real attested agent has the structure spire-
     const counted = await both(['agent', 'count']);
     expect(counted.mayfly).toEqual(counted.spire);
   });
+
+  it('agent evict (last: the agents are gone after it)', async () => {
+    const evicted = await both(['agent', 'evict', '-spiffeID', agentIds.spire], ['agent', 'evict', '-spiffeID', agentIds.mayfly]);
+    expect(evicted.mayfly).toEqual(evicted.spire);
+  });
 });
