@@ -2,8 +2,8 @@
  * @module cli/server-agent
  *
  * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`. `-output json`
- * prints SPIRE's `ListAgentsResponse` / `types.Agent` (cli/spire-json). `agent list` takes
- * SPIRE's filters: `-banned true|false` is the server's; `-selector` (with
+ * prints SPIRE's `ListAgentsResponse` / `types.Agent` / `types.JoinToken` (cli/spire-json).
+ * `agent list` takes SPIRE's filters: `-banned true|false` is the server's; `-selector` (with
  * `-matchSelectorsOn`), `-attestationType`, `-canReattest true|false` and `-expiresBefore`
  * are applied here to the listed agents (the server's ListAgents filters by ban and expiry
  * only). As in SPIRE, a `-banned` or `-canReattest` value other than true or false means all.
@@ -14,7 +14,7 @@ import type { WireAgent } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { choiceArg, clientCommand, collect, fields, secondsArg, selectorArgs, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
-import { spireAgent } from './spire-json.js';
+import { spireAgent, spireJoinToken, spirePurgeResult, spireSerial } from './spire-json.js';
 
 const MATCHES = ['exact', 'subset', 'superset', 'any'] as const;
 type MatchName = (typeof MATCHES)[number];
@@ -62,7 +62,7 @@ export function agentText(a: WireAgent): string {
     ['SPIFFE ID', a.id],
     ['Attestation type', a.attestation_type],
     ['Expiration time', timeText(a.x509svid_expires_at) ?? 'none'],
-    ['Serial number', a.x509svid_serial_number || 'none'],
+    ['Serial number', spireSerial(a.x509svid_serial_number) || 'none'],
     ['Can re-attest', a.can_reattest],
     ['Banned', a.banned],
   ];
@@ -142,7 +142,7 @@ export function addAgentCommands(program: Command): void {
         const id = agentIdOf(cmd);
         await withServer(cmd, async (ctx) => {
           await ctx.call('Agent', method, { id });
-          emit(ctx.io, ctx.format, { json: { id }, text: done });
+          emit(ctx.io, ctx.format, { json: {}, text: done }); // SPIRE prints the Empty response: {}
         });
       });
   }
@@ -155,16 +155,22 @@ export function addAgentCommands(program: Command): void {
       const forSeconds = secondsArg(o.expiredFor, '-expiredFor', { allowZero: true }) as number;
       const before = Math.floor(Date.now() / 1000) - forSeconds;
       await withServer(cmd, async (ctx) => {
+        // Banned agents stay (include_banned: false below), so they are not listed as purgeable.
+        const expired = (await listAgents(ctx, { by_expired_before: Math.max(1, before) })).filter((a) => !a.banned);
         if (o.dryRun) {
-          const agents = await listAgents(ctx, { by_expired_before: Math.max(1, before) });
           emit(ctx.io, ctx.format, {
-            json: { expired_agents: agents.map((a) => a.id), purged: 0 },
-            text: () => [`Found ${plural(agents.length, 'expired agent', 'expired agents')}`, ...agents.map((a) => `  ${a.id}`)].join('\n'),
+            json: spirePurgeResult(expired.map((a) => ({ id: a.id, deleted: false }))),
+            text: () => [`Found ${plural(expired.length, 'expired agent', 'expired agents')}`, ...expired.map((a) => `  ${a.id}`)].join('\n'),
           });
           return;
         }
         const res = await ctx.call<{ purged: number }>('Agent', 'PurgeExpiredAgents', { expired_before: Math.max(1, before), include_banned: false });
-        emit(ctx.io, ctx.format, { json: res, text: `Purged ${plural(res.purged, 'expired agent', 'expired agents')}` });
+        // The server answers with a count; which agents went is read back by listing again.
+        const left = new Set(expired.length === 0 ? [] : (await listAgents(ctx, { by_expired_before: Math.max(1, before) })).map((a) => a.id));
+        emit(ctx.io, ctx.format, {
+          json: spirePurgeResult(expired.map((a) => ({ id: a.id, deleted: !left.has(a.id) }))),
+          text: `Purged ${plural(res.purged, 'expired agent', 'expired agents')}`,
+        });
       });
     });
 
@@ -186,7 +192,7 @@ export function addAgentCommands(program: Command): void {
       if (ttl === undefined) throw new CliUsageError('-ttl is required');
       await withServer(cmd, async (ctx) => {
         const res = await ctx.call<{ value: string; expires_at: number }>('Agent', 'CreateJoinToken', { ttl, agent_id: agentId });
-        emit(ctx.io, ctx.format, { json: res, text: `Token: ${res.value}` });
+        emit(ctx.io, ctx.format, { json: spireJoinToken(res), text: `Token: ${res.value}` });
       });
     });
 }

@@ -42,7 +42,19 @@ export interface SpireEntry {
   created_at: string;
 }
 
-/** spire.api.types.Agent */
+/**
+ * spire.api.types.Agent, as SPIRE v1.13.3 prints a real attested agent (checked by
+ * test/interop/spire/agent-json.interop.test.ts). Where Mayfly's data differs from SPIRE's:
+ * - `x509svid_serial_number`: SPIRE stores and prints the SVID's serial in decimal (Go's
+ *   `big.Int.String()`); Mayfly stores it in hex, so it is converted here ('' stays '', as
+ *   after a ban in both).
+ * - `selectors`: SPIRE's join_token attestor yields no selectors (`[]`); Mayfly's yields one,
+ *   `{"type":"join_token","value":"sha256:<hex of the token>"}` (src/attestors/node/join_token),
+ *   so a join-token agent's list has one element of the same `{type, value}` shape.
+ * - `id` of a join-token agent: SPIRE's path ends in the token, Mayfly's in a random UUID
+ *   (the token is not disclosed); same `{trust_domain, path}` shape.
+ * Every key SPIRE prints is filled; none is left at a placeholder.
+ */
 export interface SpireAgent {
   id?: SpireSpiffeId;
   attestation_type: string;
@@ -129,11 +141,38 @@ export function spireEntryFromRequest(e: Partial<WireEntry>): SpireEntry {
   });
 }
 
+/** spire.api.types.JoinToken */
+export interface SpireJoinToken {
+  value: string;
+  expires_at: string;
+}
+
+/** A CreateJoinToken response as SPIRE prints it (`expires_at` is an int64, so a string). */
+export function spireJoinToken(t: { value: string; expires_at: number }): SpireJoinToken {
+  return { value: t.value, expires_at: int64(t.expires_at) };
+}
+
+/**
+ * `agent purge -output json` as SPIRE v1.13.3 prints it: a one-element list (its printer
+ * prints the struct it is given as a list) of `{"expired_agents": [{"agent_id": "spiffe://...",
+ * "deleted": bool}]}`; the ID is a string here (Go's spiffeid.ID marshals as text), `error`
+ * is never set (Mayfly's PurgeExpiredAgents purges in one call; an agent still listed after
+ * it is `deleted: false`).
+ */
+export function spirePurgeResult(agents: { id: string; deleted: boolean }[]): [{ expired_agents: { agent_id: string; deleted: boolean }[] }] {
+  return [{ expired_agents: agents.map((a) => ({ agent_id: a.id, deleted: a.deleted })) }];
+}
+
+/** A hex serial number as SPIRE prints serials: decimal, no leading zeros; '' stays ''. */
+export function spireSerial(hex: string): string {
+  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(10) : hex;
+}
+
 export function spireAgent(a: WireAgent): SpireAgent {
   return withIds(
     {
       attestation_type: a.attestation_type,
-      x509svid_serial_number: a.x509svid_serial_number,
+      x509svid_serial_number: spireSerial(a.x509svid_serial_number),
       x509svid_expires_at: int64(a.x509svid_expires_at),
       selectors: a.selectors.map((s) => ({ type: s.type, value: s.value })),
       banned: a.banned,

@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spireBinary } from './bin.js';
+import { shape } from './json-shape.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const MAYFLY = join(ROOT, 'bin', 'mayfly-server.js');
@@ -35,17 +36,6 @@ function exec(file: string, args: string[], input?: string): Promise<Result> {
     });
     child.stdin?.end(input ?? '');
   });
-}
-
-/** A document's structure: every key kept, every value replaced by its JSON type. */
-export function shape(v: unknown): unknown {
-  if (Array.isArray(v)) {
-    const shapes = v.map(shape);
-    const unique = shapes.filter((s, i) => shapes.findIndex((t) => JSON.stringify(t) === JSON.stringify(s)) === i);
-    return unique;
-  }
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]));
-  return v === null ? 'null' : typeof v;
 }
 
 const logs: string[] = [];
