@@ -52,7 +52,7 @@ const BATCH = 10_000;
 export function normalizeSerial(input: string): string {
   const s = input.trim().replace(/^0x/i, '').replace(/:/g, '').toLowerCase();
   if (s === '' || !/^[0-9a-f]+$/.test(s) || s.length > 42) {
-    throw badRequest(`serial ${JSON.stringify(input.slice(0, 80))} is not a certificate serial number: give it in hex (as \`x509 mint\`, \`agent list\` or \`openssl x509 -serial\` print it), at most 20 bytes`);
+    throw badRequest(`serial ${JSON.stringify(input.slice(0, 80))} is not a certificate serial number: give it in hex (as \`x509 mint\` or \`openssl x509 -serial\` print it; \`agent list\` prints decimal, as SPIRE does), at most 20 bytes`);
   }
   let hex = BigInt('0x' + s).toString(16);
   if (hex === '0') throw badRequest('serial 0 is not a valid certificate serial number (RFC 5280 serials are positive)');
