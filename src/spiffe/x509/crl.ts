@@ -22,7 +22,7 @@
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { X509SvidError } from '../errors.js';
-import { DerError, encodeTime, readChildren, readTlv, seq, tlv, TAG, unsignedInteger, type Tlv } from './der.js';
+import { DerError, encodeTime, readChildren, readOid, readTime, readTlv, seq, tlv, TAG, unsignedInteger, type Tlv } from './der.js';
 import { akiValue, extension, OID, signatureAlgorithmFor, signTbs } from './build.js';
 import { parseCertificate } from './parse.js';
 import { SIGNATURE_ALGORITHMS } from './signature-algorithms.js';
@@ -156,44 +156,6 @@ function need(cond: boolean, what: string): asserts cond {
   if (!cond) throw new Malformed(what);
 }
 
-function decodeTime(buf: Buffer, t: Tlv): Date {
-  const s = buf.toString('latin1', t.contentStart, t.end);
-  let m: RegExpExecArray | null;
-  let year: number;
-  if (t.tag === TAG.UTC_TIME) {
-    m = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
-    need(m !== null, `UTCTime ${JSON.stringify(s)} is not YYMMDDHHMMSSZ`);
-    const yy = Number(m[1]);
-    year = yy >= 50 ? 1900 + yy : 2000 + yy;
-  } else {
-    need(t.tag === TAG.GENERALIZED_TIME, 'time must be UTCTime or GeneralizedTime');
-    m = /^(\d\d\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
-    need(m !== null, `GeneralizedTime ${JSON.stringify(s)} is not YYYYMMDDHHMMSSZ`);
-    year = Number(m[1]);
-  }
-  const [mo, d, h, mi, se] = [m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number];
-  const date = new Date(Date.UTC(year, mo - 1, d, h, mi, se));
-  need(date.getUTCMonth() === mo - 1 && date.getUTCDate() === d && h < 24 && mi < 60 && se < 60, `invalid date ${JSON.stringify(s)}`);
-  return date;
-}
-
-function decodeOid(buf: Buffer, t: Tlv): string {
-  need(t.tag === TAG.OID && t.end > t.contentStart, 'expected an OBJECT IDENTIFIER');
-  const arcs: number[] = [];
-  let v = 0;
-  for (let i = t.contentStart; i < t.end; i++) {
-    const b = buf[i] as number;
-    v = v * 128 + (b & 0x7f);
-    if (!(b & 0x80)) {
-      arcs.push(v);
-      v = 0;
-    } else need(i + 1 < t.end, 'truncated OID');
-  }
-  const first = arcs[0] as number;
-  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
-  return [...head, ...arcs.slice(1)].join('.');
-}
-
 /** Extensions ::= SEQUENCE OF Extension; returns (oid, critical, value) triples. */
 function decodeExtensions(buf: Buffer, t: Tlv): { oid: string; critical: boolean; value: Buffer }[] {
   need(t.tag === TAG.SEQUENCE, 'extensions must be a SEQUENCE');
@@ -203,7 +165,7 @@ function decodeExtensions(buf: Buffer, t: Tlv): { oid: string; critical: boolean
     need(e.tag === TAG.SEQUENCE, 'extension must be a SEQUENCE');
     const f = readChildren(buf, e);
     need(f.length === 2 || f.length === 3, 'extension must have 2 or 3 fields');
-    const id = decodeOid(buf, f[0] as Tlv);
+    const id = readOid(buf, f[0] as Tlv);
     need(!seen.has(id), `extension ${id} appears twice`);
     seen.add(id);
     let critical = false;
@@ -238,7 +200,7 @@ export function parseCrl(der: Uint8Array): ParsedCrl {
     const [tbsT, algT, sigT] = top as [Tlv, Tlv, Tlv];
     need(tbsT.tag === TAG.SEQUENCE && algT.tag === TAG.SEQUENCE && sigT.tag === TAG.BIT_STRING, 'CertificateList fields have the wrong types');
     need(sigT.end > sigT.contentStart && buf[sigT.contentStart] === 0, 'signature BIT STRING has unused bits');
-    const algOid = decodeOid(buf, readChildren(buf, algT)[0] as Tlv);
+    const algOid = readOid(buf, readChildren(buf, algT)[0] as Tlv);
     const fields = readChildren(buf, tbsT);
     let i = 0;
     const f = (): Tlv | undefined => fields[i];
@@ -257,12 +219,12 @@ export function parseCrl(der: Uint8Array): ParsedCrl {
     i++;
     const thisT = f();
     need(thisT !== undefined, 'thisUpdate is missing');
-    const thisUpdate = decodeTime(buf, thisT);
+    const thisUpdate = readTime(buf, thisT);
     i++;
     let nextUpdate: Date | undefined;
     const maybeNext = f();
     if (maybeNext && (maybeNext.tag === TAG.UTC_TIME || maybeNext.tag === TAG.GENERALIZED_TIME)) {
-      nextUpdate = decodeTime(buf, maybeNext);
+      nextUpdate = readTime(buf, maybeNext);
       i++;
     }
     const entries: CrlEntry[] = [];
@@ -273,7 +235,7 @@ export function parseCrl(der: Uint8Array): ParsedCrl {
         const ef = readChildren(buf, e);
         need(ef.length === 2 || ef.length === 3, 'a revoked entry has a serial, a date and optional extensions');
         const serialHex = integerHex(buf, ef[0] as Tlv, 'revoked serial');
-        const revocationDate = decodeTime(buf, ef[1] as Tlv);
+        const revocationDate = readTime(buf, ef[1] as Tlv);
         let reason: CrlReason = 'unspecified';
         if (ef.length === 3) {
           need(version === 2, 'entry extensions need a v2 CRL');

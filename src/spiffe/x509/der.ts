@@ -171,3 +171,57 @@ export function readChildren(buf: Uint8Array, parent: Tlv): Tlv[] {
   }
   return out;
 }
+
+function need(cond: boolean, what: string): asserts cond {
+  if (!cond) throw new DerError(what);
+}
+
+/** Certificates and CRLs repeat a few dozen OIDs; decoding each once keeps parsing cheap. */
+const oidCache = new Map<string, string>();
+
+/** The dotted form of an OBJECT IDENTIFIER TLV (minimal arcs only). Throws DerError otherwise. */
+export function readOid(buf: Uint8Array, t: Tlv): string {
+  need(t.tag === TAG.OID && t.end > t.contentStart, 'expected an OBJECT IDENTIFIER');
+  const key = Buffer.from(buf.buffer, buf.byteOffset + t.contentStart, t.end - t.contentStart).toString('latin1');
+  const hit = oidCache.get(key);
+  if (hit !== undefined) return hit;
+  const arcs: number[] = [];
+  let v = 0;
+  for (let i = t.contentStart; i < t.end; i++) {
+    const b = buf[i] as number;
+    need(!(v === 0 && b === 0x80), 'non-minimal OID arc');
+    v = v * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      arcs.push(v);
+      v = 0;
+    } else need(i + 1 < t.end, 'truncated OID');
+  }
+  const first = arcs[0] as number;
+  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
+  const dotted = [...head, ...arcs.slice(1)].join('.');
+  if (oidCache.size < 512) oidCache.set(key, dotted);
+  return dotted;
+}
+
+/** A UTCTime or GeneralizedTime TLV (the `Z` forms RFC 5280 requires). Throws DerError otherwise. */
+export function readTime(buf: Uint8Array, t: Tlv): Date {
+  const s = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('latin1', t.contentStart, t.end);
+  let m: RegExpExecArray | null;
+  let year: number;
+  if (t.tag === TAG.UTC_TIME) {
+    m = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
+    need(m !== null, `UTCTime ${JSON.stringify(s)} is not YYMMDDHHMMSSZ`);
+    const yy = Number(m[1]);
+    year = yy >= 50 ? 1900 + yy : 2000 + yy;
+  } else {
+    need(t.tag === TAG.GENERALIZED_TIME, 'a time must be UTCTime or GeneralizedTime');
+    m = /^(\d\d\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
+    need(m !== null, `GeneralizedTime ${JSON.stringify(s)} is not YYYYMMDDHHMMSSZ`);
+    year = Number(m[1]);
+  }
+  const [mo, d, h, mi, se] = [m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number];
+  const date = new Date(Date.UTC(year, mo - 1, d, h, mi, se));
+  need(date.getUTCMonth() === mo - 1 && date.getUTCDate() === d && h < 24 && mi < 60 && se < 60, `invalid date ${JSON.stringify(s)}`);
+  if (year < 100) date.setUTCFullYear(year);
+  return date;
+}

@@ -14,7 +14,7 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, NameConstraints } from '@peculiar/asn1-x509';
 import { X509SvidError } from '../errors.js';
-import { DerError, readChildren, readTlv, TAG, type Tlv } from './der.js';
+import { DerError, readChildren, readOid, readTime, readTlv, TAG, type Tlv } from './der.js';
 import { OID } from './build.js';
 
 export interface CertExtension {
@@ -94,59 +94,6 @@ function need(cond: boolean, what: string): asserts cond {
   if (!cond) throw new Malformed(what);
 }
 
-/** Certificates repeat a few dozen OIDs; decoding each once keeps parsing cheap. */
-const oidCache = new Map<string, string>();
-
-function decodeOid(buf: Uint8Array, t: Tlv): string {
-  need(t.tag === TAG.OID && t.end > t.contentStart, 'expected an OBJECT IDENTIFIER');
-  const key = Buffer.from(buf.buffer, buf.byteOffset + t.contentStart, t.end - t.contentStart).toString('latin1');
-  const hit = oidCache.get(key);
-  if (hit !== undefined) return hit;
-  const dotted = decodeOidUncached(buf, t);
-  if (oidCache.size < 512) oidCache.set(key, dotted);
-  return dotted;
-}
-
-function decodeOidUncached(buf: Uint8Array, t: Tlv): string {
-  const arcs: number[] = [];
-  let v = 0;
-  for (let i = t.contentStart; i < t.end; i++) {
-    const b = buf[i] as number;
-    need(!(v === 0 && b === 0x80), 'non-minimal OID arc');
-    v = v * 128 + (b & 0x7f);
-    if (!(b & 0x80)) {
-      arcs.push(v);
-      v = 0;
-    } else need(i + 1 < t.end, 'truncated OID');
-  }
-  const first = arcs[0] as number;
-  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
-  return [...head, ...arcs.slice(1)].join('.');
-}
-
-function decodeTime(buf: Buffer, t: Tlv): Date {
-  const s = buf.toString('latin1', t.contentStart, t.end);
-  let m: RegExpExecArray | null;
-  let year: number;
-  if (t.tag === TAG.UTC_TIME) {
-    m = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
-    need(m !== null, `UTCTime ${JSON.stringify(s)} is not YYMMDDHHMMSSZ`);
-    const yy = Number(m[1]);
-    year = yy >= 50 ? 1900 + yy : 2000 + yy;
-  } else {
-    need(t.tag === TAG.GENERALIZED_TIME, 'validity time must be UTCTime or GeneralizedTime');
-    m = /^(\d\d\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
-    need(m !== null, `GeneralizedTime ${JSON.stringify(s)} is not YYYYMMDDHHMMSSZ`);
-    year = Number(m[1]);
-  }
-  const [mo, d, h, mi, se] = [m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number];
-  const date = new Date(Date.UTC(year, mo - 1, d, h, mi, se));
-  need(date.getUTCMonth() === mo - 1 && date.getUTCDate() === d && h < 24 && mi < 60 && se < 60, `invalid date ${JSON.stringify(s)}`);
-  if (year < 100) date.setUTCFullYear(year);
-  return date;
-}
-
-
 /** Reads `value` as exactly one TLV of `tag`. */
 function single(value: Buffer, tag: number, name: string): Tlv {
   const t = readTlv(value, 0);
@@ -193,7 +140,7 @@ function decodeBasicConstraints(value: Buffer): { cA: boolean; pathLen?: number 
 
 function decodeEku(value: Buffer): string[] {
   const t = single(value, TAG.SEQUENCE, 'extKeyUsage');
-  const out = readChildren(value, t).map((o) => decodeOid(value, o));
+  const out = readChildren(value, t).map((o) => readOid(value, o));
   need(out.length > 0, 'extKeyUsage is empty');
   return out;
 }
@@ -311,16 +258,16 @@ function parseInner(buf: Buffer): ParsedCertificate {
   need(issuerT?.tag === TAG.SEQUENCE && validityT?.tag === TAG.SEQUENCE && subjectT?.tag === TAG.SEQUENCE && spkiT?.tag === TAG.SEQUENCE, 'TBS fields missing or of the wrong type');
   const validity = readChildren(buf, validityT);
   need(validity.length === 2, 'validity must hold notBefore and notAfter');
-  const notBefore = decodeTime(buf, validity[0] as Tlv);
-  const notAfter = decodeTime(buf, validity[1] as Tlv);
+  const notBefore = readTime(buf, validity[0] as Tlv);
+  const notAfter = readTime(buf, validity[1] as Tlv);
   const spkiParts = readChildren(buf, spkiT);
   need(spkiParts.length === 2 && spkiParts[0]?.tag === TAG.SEQUENCE && spkiParts[1]?.tag === TAG.BIT_STRING, 'bad SubjectPublicKeyInfo');
   const pkAlg = readChildren(buf, spkiParts[0]);
   need(pkAlg.length >= 1, 'bad public key algorithm');
-  const publicKeyAlgorithm = decodeOid(buf, pkAlg[0] as Tlv);
+  const publicKeyAlgorithm = readOid(buf, pkAlg[0] as Tlv);
   const algParts = readChildren(buf, algT);
   need(algParts.length >= 1 && algParts.length <= 2, 'bad signature algorithm');
-  const signatureAlgorithm = decodeOid(buf, algParts[0] as Tlv);
+  const signatureAlgorithm = readOid(buf, algParts[0] as Tlv);
 
   if (f[i]?.tag === 0x81) i++; // issuerUniqueID
   if (f[i]?.tag === 0x82) i++; // subjectUniqueID
@@ -335,7 +282,7 @@ function parseInner(buf: Buffer): ParsedCertificate {
       need(e.tag === TAG.SEQUENCE, 'extension is not a SEQUENCE');
       const parts = readChildren(buf, e);
       need(parts.length === 2 || parts.length === 3, 'extension must be SEQUENCE { OID, [critical], OCTET STRING }');
-      const extOid = decodeOid(buf, parts[0] as Tlv);
+      const extOid = readOid(buf, parts[0] as Tlv);
       let critical = false;
       if (parts.length === 3) {
         const b = parts[1] as Tlv;
