@@ -12,6 +12,7 @@
  * rewritten tail cannot bring its own key.
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { decodeJwtSvid } from '../spiffe/jwt/decode.js';
 import { verifyCheckpoint } from './checkpoint.js';
 import { auditLink, decodeRecordBody, type AuditRecord } from './record.js';
 
@@ -47,8 +48,7 @@ function jwkKey(jwk: unknown): KeyObject | undefined {
 
 function kidOf(token: string): string | undefined {
   try {
-    const h = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
-    return typeof h.kid === 'string' ? h.kid : undefined;
+    return decodeJwtSvid(token).kid;
   } catch {
     return undefined;
   }

@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AuditActor, AuditEvent } from '../audit/record.js';
+import { decodeJwtSvid } from '../spiffe/jwt/decode.js';
 import type { Caller } from './auth.js';
 
 interface WireX509 {
@@ -51,8 +52,7 @@ function x509Issued(svid: WireX509 | undefined, extra: { entryId?: string; agent
 
 function kidOf(token: string): string {
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown };
-    return str(header.kid);
+    return decodeJwtSvid(token).kid;
   } catch {
     return '';
   }
@@ -102,7 +102,24 @@ function relationshipsChanged(method: string, res: Record<string, unknown>): Aud
     });
 }
 
+// Local authority steps, X.509 and JWT (operator-driven; the CA's own rotations are recorded from its events).
+const AUTHORITY_STEPS: Record<string, Summarize> = Object.fromEntries(
+  (['X509', 'JWT'] as const).flatMap((label) =>
+    (['Prepare', 'Activate', 'Taint', 'Revoke'] as const).map((step): [string, Summarize] => {
+      const method = `${step}${label}Authority`;
+      return [
+        method,
+        (req, res) => {
+          const a = res.authority as { authority_id?: string; expires_at?: number | string } | undefined;
+          return admin(method, { authorityId: str(a?.authority_id) || str(req.authority_id), expiresAt: num(a?.expires_at) });
+        },
+      ];
+    }),
+  ),
+);
+
 const SUMMARIES: Readonly<Record<string, Summarize>> = {
+  ...AUTHORITY_STEPS,
   // Issuance
   AttestAgent: (_req, res) => {
     const svid = res.svid as WireX509 | undefined;
@@ -163,17 +180,6 @@ const SUMMARIES: Readonly<Record<string, Summarize>> = {
     return tds.flatMap((trustDomain) => admin('BatchDeleteFederatedBundle', { trustDomain }));
   },
 };
-
-// Local authority steps, X.509 and JWT (operator-driven; the CA's own rotations are recorded from its events).
-for (const label of ['X509', 'JWT'] as const) {
-  for (const step of ['Prepare', 'Activate', 'Taint', 'Revoke'] as const) {
-    const method = `${step}${label}Authority`;
-    (SUMMARIES as Record<string, Summarize>)[method] = (req, res) => {
-      const a = res.authority as { authority_id?: string; expires_at?: number | string } | undefined;
-      return admin(method, { authorityId: str(a?.authority_id) || str(req.authority_id), expiresAt: num(a?.expires_at) });
-    };
-  }
-}
 
 /** Whether calls to `method` are recorded. */
 export function isAudited(method: string): boolean {
