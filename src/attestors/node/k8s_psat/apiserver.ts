@@ -16,6 +16,9 @@
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { V1Node, V1Pod, V1TokenReview } from '@kubernetes/client-node';
+import { answerJson, apiServerUrl, callApiServer, KubernetesApiError, type ApiServerClientConfig } from './api-request.js';
+
+export { KubernetesApiError, type ApiServerClientConfig } from './api-request.js';
 
 /** Where a pod's service-account token, CA and namespace are mounted. */
 export const IN_CLUSTER_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -28,18 +31,6 @@ export interface KubernetesApi {
   getNode(name: string): Promise<V1Node | undefined>;
 }
 
-export interface ApiServerClientConfig {
-  /** `https://host:port` of the API server. */
-  server: string;
-  /** PEM CA bundle of the API server's certificate. */
-  caPem: string;
-  /** File holding the bearer token (re-read on every call: projected tokens rotate). */
-  tokenPath: string;
-  /** Per-request timeout (ms). Default 10000. */
-  timeoutMs?: number;
-}
-
-export class KubernetesApiError extends Error {}
 
 /** The API server as seen from inside a pod: `$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` and the mounted service account. */
 export async function inClusterConfig(opts: { env?: NodeJS.ProcessEnv; dir?: string } = {}): Promise<ApiServerClientConfig> {
@@ -52,13 +43,11 @@ export async function inClusterConfig(opts: { env?: NodeJS.ProcessEnv; dir?: str
   try {
     caPem = await readFile(`${dir}/ca.crt`, 'utf8');
   } catch (err) {
-    throw new KubernetesApiError(`cannot read the cluster CA ${dir}/ca.crt: ${(err as Error).message}`, { cause: err });
+    throw new KubernetesApiError(`cannot read the cluster CA ${dir}/ca.crt: ${(err as Error).message}`, undefined, { cause: err });
   }
   const h = host.includes(':') ? `[${host}]` : host;
   return { server: `https://${h}:${port}`, caPem, tokenPath: `${dir}/token` };
 }
-
-const MAX_BODY = 4 * 1024 * 1024;
 
 export class ApiServerClient implements KubernetesApi {
   readonly #url: URL;
@@ -67,10 +56,7 @@ export class ApiServerClient implements KubernetesApi {
   readonly #agent = new https.Agent({ keepAlive: true, maxSockets: 8 });
 
   constructor(cfg: ApiServerClientConfig) {
-    const url = new URL(cfg.server);
-    if (url.protocol !== 'https:') throw new TypeError(`the API server URL must be https, got ${cfg.server}`);
-    if (typeof cfg.caPem !== 'string' || cfg.caPem === '') throw new TypeError('caPem is required');
-    this.#url = url;
+    this.#url = apiServerUrl(cfg);
     this.#cfg = cfg;
   }
 
@@ -92,57 +78,13 @@ export class ApiServerClient implements KubernetesApi {
   }
 
   async #call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-    let token: string;
-    try {
-      token = (await readFile(this.#cfg.tokenPath, 'utf8')).trim();
-    } catch (err) {
-      throw new KubernetesApiError(`cannot read the API server token ${this.#cfg.tokenPath}: ${(err as Error).message}`, { cause: err });
+    const answer = await callApiServer(this.#cfg, this.#url, this.#agent, { method, path, body });
+    if (answer.status === 404) return undefined;
+    if (answer.status !== 200 && answer.status !== 201) {
+      const hint = answer.status === 403 ? ' (check the server\'s RBAC: tokenreviews create, pods and nodes get)' : '';
+      throw new KubernetesApiError(`API server ${method} ${path}: HTTP ${answer.status}${hint}: ${answer.text.slice(0, 300)}`, answer.status);
     }
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers: Record<string, string | number> = { accept: 'application/json', authorization: `Bearer ${token}` };
-    if (payload) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = payload.length;
-    }
-    const timeout = this.#cfg.timeoutMs ?? 10_000;
-    const what = `${method} ${path}`;
-    return new Promise((resolve, reject) => {
-      const fail = (why: string, cause?: unknown): void => reject(new KubernetesApiError(`API server ${what}: ${why}`, cause === undefined ? undefined : { cause }));
-      const req = https.request(
-        { host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port || 443, path, method, headers, ca: this.#cfg.caPem, rejectUnauthorized: true, timeout, agent: this.#agent },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_BODY) {
-              req.destroy();
-              fail(`answer larger than ${MAX_BODY} bytes`);
-            } else chunks.push(c);
-          });
-          res.on('error', (err) => fail(`answer broke off: ${err.message}`, err));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            if (res.statusCode === 404) return resolve(undefined);
-            if (res.statusCode !== 200 && res.statusCode !== 201) {
-              const hint = res.statusCode === 403 ? ' (check the server\'s RBAC: tokenreviews create, pods and nodes get)' : '';
-              return fail(`HTTP ${res.statusCode}${hint}: ${text.slice(0, 300)}`);
-            }
-            try {
-              resolve(JSON.parse(text));
-            } catch {
-              fail('answer is not JSON');
-            }
-          });
-        },
-      );
-      req.on('timeout', () => {
-        req.destroy();
-        fail(`no answer within ${timeout} ms`);
-      });
-      req.on('error', (err) => fail(`unreachable: ${err.message}`, err));
-      req.end(payload);
-    });
+    return answerJson(answer, `${method} ${path}`);
   }
 }
 

@@ -20,7 +20,8 @@
 import type { ApiServerClientConfig } from '../../../attestors/node/k8s_psat/apiserver.js';
 import { pemEncodeCertificates } from '../../../spiffe/x509/pem.js';
 import type { BundleSource, Notifier } from '../notifier.js';
-import { ConfigMapApiError, ConfigMapClient } from './configmaps.js';
+import { KubernetesApiError } from '../../../attestors/node/k8s_psat/api-request.js';
+import { ConfigMapClient } from './configmaps.js';
 
 export interface K8sBundleConfig {
   namespace: string;
@@ -111,7 +112,7 @@ export class K8sBundleNotifier implements Notifier {
           this.#cfg.logger.info({ ...where, authorities: bundle.x509Authorities.length, sequence: bundle.sequence }, 'trust bundle published to the ConfigMap');
           return;
         } catch (err) {
-          if (!(err instanceof ConfigMapApiError && err.status === 409) || attempt >= CONFLICT_TRIES) throw err;
+          if (!(err instanceof KubernetesApiError && err.status === 409) || attempt >= CONFLICT_TRIES) throw err;
         }
       }
     } catch (err) {
