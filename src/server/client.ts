@@ -22,12 +22,13 @@ export type ServerApiClients = Record<ServerApiService, Client> & { close(): voi
 
 const CLIENT_OPTIONS = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
 
-function makeClients(target: string, creds: ChannelCredentials): ServerApiClients {
+function makeClients(target: string, creds: ChannelCredentials, extra: Record<string, string> = {}): ServerApiClients {
   const ctors = serverApiClientConstructors();
-  const channel = new Channel(target, creds, CLIENT_OPTIONS);
+  const options = { ...CLIENT_OPTIONS, ...extra };
+  const channel = new Channel(target, creds, options);
   const out = {} as Record<ServerApiService, Client>;
   for (const name of SERVER_API_SERVICES) {
-    out[name] = new ctors[name](target, creds, { ...CLIENT_OPTIONS, channelOverride: channel });
+    out[name] = new ctors[name](target, creds, { ...options, channelOverride: channel });
   }
   return { ...out, close: () => channel.close() };
 }
@@ -65,7 +66,9 @@ export function tcpClients(cfg: TcpClientsConfig): ServerApiClients {
       }
     },
   });
-  return makeClients(cfg.address, creds);
+  // The server is identified by its SPIFFE ID above, not a host name; a fixed TLS server name
+  // also avoids sending an IP address as SNI (RFC 6066), as the agent's client does.
+  return makeClients(cfg.address, creds, { 'grpc.ssl_target_name_override': `mayfly-server.${td.name}`, 'grpc.default_authority': cfg.address });
 }
 
 /** Calls a unary method and resolves with its response. */
