@@ -12,7 +12,8 @@ import type { Command } from 'commander';
 import type { KeyObject } from 'node:crypto';
 import { decodeRecordBody, type AuditRecord, type AuditRecordBody } from '../audit/record.js';
 import { verifyAuditChain } from '../audit/verify.js';
-import { bundleFromWire, type WireBundle } from '../server/messages.js';
+import type { WireBundle } from '../server/messages.js';
+import { bundleWire } from './bundle-wire.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { CliCallError } from './cli-error.js';
 import { CliUsageError } from './flags.js';
@@ -63,7 +64,7 @@ export function addAuditCommands(program: Command): void {
       await withServer(cmd, async (ctx) => {
         const own = await ctx.call<WireBundle>('Bundle', 'GetBundle', {});
         const td = own.trust_domain;
-        let keys: ReadonlyMap<string, KeyObject> = bundleFromWire(own).jwtAuthorities;
+        let keys: ReadonlyMap<string, KeyObject> = (await bundleWire()).bundleFromWire(own).jwtAuthorities;
         if (o.trustBundlePath !== undefined) keys = parseBundleText(await readFileOrStdin(o.trustBundlePath, '-trustBundlePath'), td, 'spiffe').jwtAuthorities;
         const v = await verifyAuditChain({ records: records(ctx, (from ?? 1) - 1), trustedKeys: keys, signerId: `spiffe://${TrustDomain.parse(td).name}/spire/server` });
         emit(ctx.io, ctx.format, {

@@ -17,7 +17,8 @@ import { parseBundle } from '../spiffe/bundle/parse.js';
 import { bundleFromX509Pem } from '../spiffe/bundle/x509.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
-import { bundleFromWire, bundleToWire, type WireBundle, type WireEntry, type WireStatus } from '../server/messages.js';
+import type { WireBundle, WireEntry, WireStatus } from '../server/messages.js';
+import { bundleWire } from './bundle-wire.js';
 import { CliUsageError } from './flags.js';
 import { spireBundle } from './spire-json.js';
 import { emit } from './output.js';
@@ -27,13 +28,16 @@ import { choiceArg, clientCommand, itemFailed, readFileOrStdin, trustDomainArg, 
 const FORMATS = ['pem', 'spiffe'] as const;
 type BundleFormat = (typeof FORMATS)[number];
 
-function bundleText(w: WireBundle, format: BundleFormat): string {
+type FromWire = Awaited<ReturnType<typeof bundleWire>>['bundleFromWire'];
+
+function bundleText(w: WireBundle, format: BundleFormat, fromWire: FromWire): string {
   if (format === 'pem') return pemEncodeCertificates(w.x509_authorities);
-  return `${JSON.stringify(JSON.parse(bundleFromWire(w).toJson()), null, 4)}\n`;
+  return `${JSON.stringify(JSON.parse(fromWire(w).toJson()), null, 4)}\n`;
 }
 
-function printBundle(ctx: CommandContext, w: WireBundle, format: BundleFormat): void {
-  emit(ctx.io, ctx.format, { json: spireBundle(w), text: bundleText(w, format) });
+async function printBundle(ctx: CommandContext, w: WireBundle, format: BundleFormat): Promise<void> {
+  const { bundleFromWire } = await bundleWire();
+  emit(ctx.io, ctx.format, { json: spireBundle(w), text: bundleText(w, format, bundleFromWire) });
 }
 
 function banner(td: string): string {
@@ -72,7 +76,7 @@ export function addBundleCommands(program: Command): void {
       const only = o.id === undefined ? undefined : trustDomainArg(o.id, '-id');
       await withServer(cmd, async (ctx) => {
         if (only !== undefined) {
-          printBundle(ctx, await ctx.call<WireBundle>('Bundle', 'GetFederatedBundle', { trust_domain: only }), format);
+          await printBundle(ctx, await ctx.call<WireBundle>('Bundle', 'GetFederatedBundle', { trust_domain: only }), format);
           return;
         }
         const all: WireBundle[] = [];
@@ -83,9 +87,10 @@ export function addBundleCommands(program: Command): void {
           token = res.next_page_token;
           if (token === '') break;
         }
+        const { bundleFromWire } = await bundleWire();
         emit(ctx.io, ctx.format, {
           json: { bundles: all.map(spireBundle), next_page_token: '' },
-          text: () => (all.length === 0 ? 'No federated bundles found' : all.map((w) => banner(w.trust_domain) + bundleText(w, format)).join('\n')),
+          text: () => (all.length === 0 ? 'No federated bundles found' : all.map((w) => banner(w.trust_domain) + bundleText(w, format, bundleFromWire)).join('\n')),
         });
       });
     });
@@ -100,7 +105,7 @@ export function addBundleCommands(program: Command): void {
       const format = choiceArg(o.format, '-format', FORMATS, 'pem');
       const parsed = parseBundleText(await readFileOrStdin(o.path, '-path'), td, format);
       await withServer(cmd, async (ctx) => {
-        const res = await ctx.call<{ results: { status: WireStatus; bundle: WireBundle | null }[] }>('Bundle', 'BatchSetFederatedBundle', { bundles: [bundleToWire(parsed)] });
+        const res = await ctx.call<{ results: { status: WireStatus; bundle: WireBundle | null }[] }>('Bundle', 'BatchSetFederatedBundle', { bundles: [(await bundleWire()).bundleToWire(parsed)] });
         const r = res.results[0];
         if (r === undefined || r.status.code !== 0) throw itemFailed(`failed to set the bundle of ${td}`, r?.status);
         emit(ctx.io, ctx.format, { json: { trust_domain: td, status: r.status }, text: 'bundle set.' });

@@ -8,16 +8,14 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import type { Client, ServiceError } from '@grpc/grpc-js';
 import { parseSelector, type Selector } from '../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
-import { adminSocketClients, unaryCall, type ServerApiClients } from '../server/client.js';
-import type { ServerApiService } from '../wire/server/proto.js';
+import type { ServerApiService } from '../wire/server/definition.js';
+import type { AdminClient } from './admin-client.js';
 import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
-import { quietGrpc } from './grpc-quiet.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
 import { withOutputOption, type OutputFormat } from './output.js';
 
@@ -88,7 +86,7 @@ const DENIED = (path: string): string => `permission denied on the server's admi
 
 /** One line for a failed call (unreachable server, permission, or the server's message), with its exit code. */
 export function describeCallError(err: unknown, socketPath: string): Error {
-  const e = err as Partial<ServiceError>;
+  const e = err as { code?: unknown; details?: unknown; message?: unknown };
   if (typeof e?.code === 'number') {
     const details = String(e.details ?? e.message ?? '');
     if (e.code === 14 /* UNAVAILABLE */) {
@@ -114,18 +112,20 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
     if (code === 'EACCES') throw new CliCallError('ERR_CLI_PERMISSION_DENIED', DENIED(socketPath), { cause: err });
     throw new CliCallError('ERR_CLI_UNREACHABLE', UNREACHABLE(socketPath), { cause: err });
   }
-  let clients: ServerApiClients | undefined;
+  let client: AdminClient | undefined;
   const ctx: CommandContext = {
     io: ioOf(cmd),
     format: opts.output ?? 'pretty',
     socketPath,
     call: async <Res>(service: ServerApiService, method: string, request: unknown): Promise<Res> => {
-      if (clients === undefined) {
-        quietGrpc(ctx.io.env);
-        clients = adminSocketClients(socketPath);
+      // The client and the server API's schema load at the first call, not at start-up: a
+      // usage error or `--help` never pays for them (issue 18).
+      if (client === undefined) {
+        const { AdminClient } = await import('./admin-client.js');
+        client = new AdminClient({ socketPath });
       }
       try {
-        return await unaryCall<Res>(clients[service] as Client, method, request, { deadlineMs: 30_000 });
+        return await client.call<Res>(service, method, request, { deadlineMs: 30_000 });
       } catch (err) {
         throw describeCallError(err, socketPath);
       }
@@ -134,7 +134,7 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
   try {
     return await fn(ctx);
   } finally {
-    clients?.close();
+    client?.close();
   }
 }
 

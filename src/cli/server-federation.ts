@@ -15,7 +15,8 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { bundleEndpointProfile, parseBundleEndpointUrl } from '../federation/profile.js';
 import { isMayflyError } from '../spiffe/errors.js';
-import { bundleToWire, type WireFederationRelationship, type WireStatus } from '../server/messages.js';
+import type { WireFederationRelationship, WireStatus } from '../server/messages.js';
+import { bundleWire } from './bundle-wire.js';
 import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
 import { CliUsageError } from './flags.js';
@@ -70,7 +71,7 @@ export async function relationshipFromConfig(c: RelationshipConfig): Promise<Wir
   } else if (c.trustDomainBundlePath !== undefined && c.trustDomainBundlePath !== '') {
     text = await readFileOrStdin(c.trustDomainBundlePath, '-trustDomainBundlePath');
   }
-  if (text !== undefined) w.trust_domain_bundle = bundleToWire(parseBundleText(text, td, format));
+  if (text !== undefined) w.trust_domain_bundle = (await bundleWire()).bundleToWire(parseBundleText(text, td, format));
   return w;
 }
 

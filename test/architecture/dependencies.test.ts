@@ -23,6 +23,10 @@ function runtimePackages(): Map<string, string> {
   for (const [file, list] of shipped) for (const i of list) if (!i.typeOnly && !out.has(i.pkg)) out.set(i.pkg, `${file}:${i.line}`);
   // ec-native.ts loads koffi lazily with createRequire (no import statement to read).
   if (readFileSync(join(REPO_ROOT, 'src/spiffe/x509/ec-native.ts'), 'utf8').includes("createRequire(import.meta.url)('koffi')") && !out.has('koffi')) out.set('koffi', 'src/spiffe/x509/ec-native.ts');
+  // asn1-lazy.ts loads @peculiar's schemas on first use with createRequire.
+  for (const m of readFileSync(join(REPO_ROOT, 'src/spiffe/x509/asn1-lazy.ts'), 'utf8').matchAll(/require\('(@peculiar\/[a-z0-9-]+)'\)/g)) {
+    if (!out.has(m[1] as string)) out.set(m[1] as string, 'src/spiffe/x509/asn1-lazy.ts');
+  }
   return out;
 }
 

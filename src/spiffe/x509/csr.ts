@@ -18,11 +18,10 @@
  * node:crypto; both give the same answers (tested side by side).
  */
 import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { CertificationRequest } from '@peculiar/asn1-csr';
 import { X509SvidError } from '../errors.js';
 import { keyTypeOf, type KeyType } from '../keys.js';
 import { DerError, readChildren, readTlv, seq, set, tlv, oid, bitString, NULL_DER, TAG, octetString, TRUE_DER } from './der.js';
+import { asnCsr, asnSchema } from './asn1-lazy.js';
 import { encodeName, OID, sanValue, basicConstraintsValue } from './build.js';
 import { nativeEcVerifier } from './ec-native.js';
 import { SIGNATURE_ALGORITHMS } from './signature-algorithms.js';
@@ -141,7 +140,7 @@ export function parseCsr(der: Uint8Array, opts: ParseCsrOptions = {}): ParsedCsr
     // SPKI); the subject and attributes are never read. Only the full-structure check of
     // the rest remains, and that is what @peculiar's parse adds: keep it for odd shapes
     // but skip it for the one shape agents send, where it cost ~20 % of a signing call.
-    if (criParts.length !== 4 || criParts[3]?.tag !== 0xa0) AsnConvert.parse(Buffer.from(der), CertificationRequest);
+    if (criParts.length !== 4 || criParts[3]?.tag !== 0xa0) asnSchema().AsnConvert.parse(Buffer.from(der), asnCsr().CertificationRequest);
   } catch (err) {
     if (err instanceof X509SvidError) throw err;
     bad(err instanceof DerError ? `malformed DER (${err.message})` : 'malformed structure', err);

@@ -6,15 +6,15 @@
  * EKU, SAN, SKI, AKI) are read with the strict DER reader, so the bytes we verify a
  * signature over are exactly the bytes we read fields from (and parsing costs a few µs,
  * which matters because every minted SVID is verified). The rare, intricate
- * nameConstraints extension is decoded with @peculiar/asn1-x509.
+ * nameConstraints extension is decoded with @peculiar/asn1-x509, loaded when one is met.
  *
  * Threat: confused parsing. Truncated input, BER encodings, duplicate extensions, negative
  * serials and trailing bytes are rejected (ERR_X509_MALFORMED) rather than interpreted.
  */
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { GeneralName, NameConstraints } from '@peculiar/asn1-x509';
+import type { GeneralName } from '@peculiar/asn1-x509';
 import { X509SvidError } from '../errors.js';
 import { DerError, readChildren, readOid, readTime, readTlv, TAG, type Tlv } from './der.js';
+import { asnSchema, asnX509 } from './asn1-lazy.js';
 import { OID } from './build.js';
 
 export interface CertExtension {
@@ -176,7 +176,7 @@ function decodeExt<T>(value: Buffer, type: new () => T, name: string): T {
   const t = readTlv(value, 0);
   need(t.end === value.length, `${name} has trailing bytes`);
   try {
-    return AsnConvert.parse(value, type);
+    return asnSchema().AsnConvert.parse(value, type);
   } catch (e) {
     throw new Malformed(`${name} does not decode: ${(e as Error).message}`);
   }
@@ -356,7 +356,7 @@ function parseInner(buf: Buffer): ParsedCertificate {
         out.authorityKeyId = decodeAki(ext.value);
         break;
       case OID.nameConstraints: {
-        const nc = decodeExt(ext.value, NameConstraints, 'nameConstraints');
+        const nc = decodeExt(ext.value, asnX509().NameConstraints, 'nameConstraints');
         const conv = (list: typeof nc.permittedSubtrees): NameSubtree[] =>
           (list ?? []).map((s) => {
             need((s.minimum ?? 0) === 0 && s.maximum === undefined, 'name constraint minimum/maximum must be absent (RFC 5280)');

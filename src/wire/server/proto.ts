@@ -1,44 +1,17 @@
 /**
  * @module wire/server/proto
  *
- * Loads `proto/server.proto` (package `mayfly.server.v1`) once per process with
- * `@grpc/proto-loader`: snake_case field names (`keepCase`), bytes as Buffer, 64-bit
- * integers as Number, enums as their names, absent fields as zero values.
+ * The server API for grpc-js: service definitions for the server and client constructors
+ * for the agent and tests, from the package definition of `wire/server/definition`.
  *
  * Neutral ground for both ends of the server API: the server registers its services from
- * here and the agent and the CLI build their clients from here, so the agent never
- * imports `src/server/`. The file is found by walking up from this module to a directory
- * holding `proto/server.proto` (three levels from `src/wire/server/`, four from
- * `dist/src/wire/server/`).
+ * here and the agent builds its clients from here, so the agent never imports
+ * `src/server/`.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadPackageDefinition, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { SERVER_API_PACKAGE, serverApiPackageDefinition, type ServerApiService } from './definition.js';
 
-export const SERVER_API_PACKAGE = 'mayfly.server.v1';
-export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Audit', 'Health', 'TrustDomain', 'Logger'] as const;
-export type ServerApiService = (typeof SERVER_API_SERVICES)[number];
-
-function protoFile(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'proto', 'server.proto');
-    if (existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  throw new Error('cannot find proto/server.proto above the wire/server module; is the package installed completely?');
-}
-
-let cached: PackageDefinition | undefined;
-
-export function serverApiPackageDefinition(): PackageDefinition {
-  cached ??= loadSync(protoFile(), { keepCase: true, longs: Number, bytes: Buffer, enums: String, defaults: true, oneofs: true });
-  return cached;
-}
+export { SERVER_API_PACKAGE, SERVER_API_SERVICES, serverApiPackageDefinition, type ServerApiService } from './definition.js';
 
 /** The service definition of one server API service, for `server.addService`. */
 export function serverApiServiceDefinition(name: ServerApiService): ServiceDefinition {
