@@ -131,17 +131,21 @@ export default class WatchdogReporter implements Reporter {
       const lines = this.#inFlight(now, true);
       const children = descendants(process.pid);
       process.stderr.write(`\nwatchdog: the test run passed its budget of ${this.#budgetMs / 1000} s; in flight:\n${lines.map((l) => `  ${l}`).join('\n') || '  nothing (the run is not exiting)'}\n`);
-      for (const c of children) process.stderr.write(`  killed process ${c.pid}: ${c.cmd}\n`);
-      for (const c of children) {
-        try {
-          process.kill(c.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      killAll(children);
       process.exit(1);
     }
     for (const l of this.#inFlight(now, false)) process.stderr.write(`watchdog: ${l}\n`);
+  }
+}
+
+function killAll(children: readonly { pid: number; cmd: string }[]): void {
+  for (const c of children) {
+    process.stderr.write(`  killed process ${c.pid}: ${c.cmd}\n`);
+    try {
+      process.kill(c.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 }
 
