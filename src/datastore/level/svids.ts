@@ -33,21 +33,29 @@ async function read(s: LevelStore, serialHex: string): Promise<X509SvidIssuance 
   return v === undefined ? undefined : { serialHex, ...(JSON.parse(v) as Stored) };
 }
 
+/** Checks `items` (the caller's misuse throws before anything is queued). */
+export function checkIssuances(items: readonly X509SvidIssuance[]): X509SvidIssuance[] {
+  return checkBatch(items, 'issuances').map(checkIssuance);
+}
+
+/** The ops that store `checked` (replacing an earlier record of a serial); call inside `exclusive`. */
+export async function issuanceOps(s: LevelStore, checked: readonly X509SvidIssuance[]): Promise<Op[]> {
+  const ops: Op[] = [];
+  const old = await s.db.getMany(checked.map((i) => `xi!${i.serialHex}`));
+  checked.forEach((i, k) => {
+    const was = old[k];
+    if (was !== undefined) for (const key of indexKeys({ serialHex: i.serialHex, ...(JSON.parse(was) as Stored) })) ops.push({ type: 'del', key });
+    const { serialHex, ...rest } = i;
+    ops.push({ type: 'put', key: `xi!${serialHex}`, value: JSON.stringify(rest) });
+    for (const key of indexKeys(i)) ops.push({ type: 'put', key, value: '' });
+  });
+  return ops;
+}
+
 export async function recordX509SvidIssuances(s: LevelStore, items: readonly X509SvidIssuance[]): Promise<void> {
   s.check();
-  const checked = checkBatch(items, 'issuances').map(checkIssuance);
-  await s.exclusive(async () => {
-    const ops: Op[] = [];
-    const old = await s.db.getMany(checked.map((i) => `xi!${i.serialHex}`));
-    checked.forEach((i, k) => {
-      const was = old[k];
-      if (was !== undefined) for (const key of indexKeys({ serialHex: i.serialHex, ...(JSON.parse(was) as Stored) })) ops.push({ type: 'del', key });
-      const { serialHex, ...rest } = i;
-      ops.push({ type: 'put', key: `xi!${serialHex}`, value: JSON.stringify(rest) });
-      for (const key of indexKeys(i)) ops.push({ type: 'put', key, value: '' });
-    });
-    await s.write(ops);
-  });
+  const checked = checkIssuances(items);
+  await s.exclusive(async () => s.write(await issuanceOps(s, checked)));
 }
 
 export async function getX509SvidIssuance(s: LevelStore, serialHex: string): Promise<X509SvidIssuance | undefined> {

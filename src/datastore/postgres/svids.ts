@@ -25,20 +25,27 @@ interface Row {
 const issuanceOf = (r: Row): X509SvidIssuance => ({ serialHex: r.serial_hex, spiffeId: r.spiffe_id, entryId: r.entry_id, authorityId: r.authority_id, notAfter: Number(r.not_after) });
 const revokedOf = (r: Row): RevokedX509Svid => ({ ...issuanceOf(r), revokedAt: Number(r.revoked_at), reason: r.reason ?? 'unspecified' });
 
+/** Checks `items` (the caller's misuse throws before anything is sent). */
+export function checkIssuances(items: readonly X509SvidIssuance[]): X509SvidIssuance[] {
+  return checkBatch(items, 'issuances').map(checkIssuance);
+}
+
+/** Stores `checked` through `c` (the pool, or a transaction's client). */
+export async function insertIssuances(c: { query(sql: string, params: unknown[]): Promise<unknown> }, schema: string, checked: readonly X509SvidIssuance[]): Promise<void> {
+  // The last record of a serial wins, as in the LevelDB store (one INSERT may not touch a row twice).
+  const bySerial = new Map(checked.map((i) => [i.serialHex, i]));
+  const rows = [...bySerial.values()];
+  await c.query(
+    `INSERT INTO ${schema}.x509_svids (serial_hex, spiffe_id, entry_id, authority_id, not_after)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+     ON CONFLICT (serial_hex) DO UPDATE SET spiffe_id = EXCLUDED.spiffe_id, entry_id = EXCLUDED.entry_id,
+       authority_id = EXCLUDED.authority_id, not_after = EXCLUDED.not_after`,
+    [rows.map((r) => r.serialHex), rows.map((r) => r.spiffeId), rows.map((r) => r.entryId), rows.map((r) => r.authorityId), rows.map((r) => r.notAfter)],
+  );
+}
+
 export function recordX509SvidIssuances(s: PostgresStore, items: readonly X509SvidIssuance[]): Promise<void> {
-  return s.run(async () => {
-    const checked = checkBatch(items, 'issuances').map(checkIssuance);
-    // The last record of a serial wins, as in the LevelDB store (one INSERT may not touch a row twice).
-    const bySerial = new Map(checked.map((i) => [i.serialHex, i]));
-    const rows = [...bySerial.values()];
-    await s.query(
-      `INSERT INTO ${s.S}.x509_svids (serial_hex, spiffe_id, entry_id, authority_id, not_after)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-       ON CONFLICT (serial_hex) DO UPDATE SET spiffe_id = EXCLUDED.spiffe_id, entry_id = EXCLUDED.entry_id,
-         authority_id = EXCLUDED.authority_id, not_after = EXCLUDED.not_after`,
-      [rows.map((r) => r.serialHex), rows.map((r) => r.spiffeId), rows.map((r) => r.entryId), rows.map((r) => r.authorityId), rows.map((r) => r.notAfter)],
-    );
-  });
+  return s.run(async () => insertIssuances(s, s.S, checkIssuances(items)));
 }
 
 export function getX509SvidIssuance(s: PostgresStore, serialHex: string): Promise<X509SvidIssuance | undefined> {
