@@ -214,6 +214,11 @@ export interface X509SvidIssuance {
   readonly authorityId: string;
   /** The SVID's NotAfter (unix seconds). */
   readonly notAfter: number;
+  /**
+   * The agent it was signed for (a workload SVID of BatchNewX509SVID): what banning that
+   * agent revokes, also under entries it shares through a node alias. Absent otherwise.
+   */
+  readonly agentId?: string;
 }
 
 /** Options of `appendAuditRecords`. */
@@ -232,9 +237,11 @@ export interface RevokedX509Svid extends X509SvidIssuance {
 }
 
 export interface ListX509SvidIssuancesQuery {
-  /** Exactly one of `bySpiffeId` and `byEntryId`. */
+  /** Exactly one of `bySpiffeId`, `byEntryId` and `byAgentId`. */
   bySpiffeId?: string;
   byEntryId?: string;
+  /** SVIDs signed for this agent (records that carry `agentId`). */
+  byAgentId?: string;
   /** Only SVIDs with notAfter >= this (unix seconds). */
   notExpiredAt?: number;
 }

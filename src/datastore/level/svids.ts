@@ -6,6 +6,7 @@
  *   xi!<serial>                        → issuance JSON (spiffeId, entryId, authorityId, notAfter)
  *   xs!<spiffeId>\0<serial>            → ""  (by SPIFFE ID)
  *   xe!<entryId>\0<serial>             → ""  (by entry; not for entry-less SVIDs)
+ *   xa!<agentId>\0<serial>             → ""  (by the agent it was signed for, when known)
  *   xw!<notAfter, 12 digits>\0<serial> → ""  (by expiry, for pruning)
  *   xr!<serial>                        → revocation JSON (revokedAt, reason)
  * A record and its index keys are written in one batch; pruning walks `xw!` up to the
@@ -25,6 +26,7 @@ const pad = (n: number): string => String(n).padStart(12, '0');
 function indexKeys(i: X509SvidIssuance): string[] {
   const keys = [`xs!${i.spiffeId}${SEP}${i.serialHex}`, `xw!${pad(i.notAfter)}${SEP}${i.serialHex}`];
   if (i.entryId !== '') keys.push(`xe!${i.entryId}${SEP}${i.serialHex}`);
+  if (i.agentId !== undefined && i.agentId !== '') keys.push(`xa!${i.agentId}${SEP}${i.serialHex}`);
   return keys;
 }
 
@@ -66,7 +68,7 @@ export async function getX509SvidIssuance(s: LevelStore, serialHex: string): Pro
 export async function listX509SvidIssuances(s: LevelStore, query: ListX509SvidIssuancesQuery): Promise<X509SvidIssuance[]> {
   s.check();
   const q = checkIssuanceQuery(query);
-  const prefix = `${q.by === 'spiffeId' ? 'xs' : 'xe'}!${q.value}${SEP}`;
+  const prefix = `${q.by === 'spiffeId' ? 'xs' : q.by === 'entryId' ? 'xe' : 'xa'}!${q.value}${SEP}`;
   const serials: string[] = [];
   for await (const k of s.db.keys({ gte: prefix, lt: `${prefix.slice(0, -1)}${SEP_END}` })) serials.push(k.slice(prefix.length));
   const out: X509SvidIssuance[] = [];

@@ -71,7 +71,7 @@ type BatchResult = { status: ItemStatus; svid: WireX509Svid | null };
  * Mints the authorised items of a batch through `pool` (ctx.csrMinter's workers, or inline):
  * one authority snapshot for the whole batch, then CSR checks, mint and verification.
  */
-async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[], issued: IssuanceSink): Promise<void> {
+async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[], issued: IssuanceSink, agentId: string): Promise<void> {
   const items: CsrMintItem[] = [];
   const itemSlot: number[] = [];
   const itemEntry: string[] = [];
@@ -106,7 +106,7 @@ async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: I
   // records, in one write, when the ledger is on) before it answers; a store that cannot
   // record them fails the call.
   const records = outcomes.flatMap((o, k) =>
-    'error' in o ? [] : [{ serialHex: o.serialHex, spiffeId: (items[k] as CsrMintItem).spiffeId, entryId: itemEntry[k] ?? '', authorityId: authority.authorityId, notAfter: o.notAfter }],
+    'error' in o ? [] : [{ serialHex: o.serialHex, spiffeId: (items[k] as CsrMintItem).spiffeId, entryId: itemEntry[k] ?? '', authorityId: authority.authorityId, notAfter: o.notAfter, agentId }],
   );
   if (records.length > 0) issued.add(records);
   let noted = authority.intermediates.length === 0; // every chain of the batch has the same intermediates: note them once
@@ -179,7 +179,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           results.push({ status: itemStatusOf(err), svid: null });
         }
       }
-      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf, issued);
+      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf, issued, caller.agentId.toString());
       return { results };
     }),
 
