@@ -17,9 +17,17 @@ import { AuditError } from './audit-error.js';
 import { checkpointAudience } from './checkpoint.js';
 import { auditLink, encodeRecordBody, type AuditActor, type AuditEvent, type AuditRecord } from './record.js';
 
-/** The datastore calls the ledger makes (the datastore's own types fit). */
-export interface AuditStore {
-  appendAuditRecords(bodies: readonly string[], link: (seq: number, prevHash: string, body: string) => string, opts?: { expectedLastSeq?: number }): Promise<AuditRecord[]>;
+/**
+ * The datastore calls the ledger makes (the datastore's own types fit). `I` is what a
+ * record may carry into the same write (the server's X509-SVID issuance records): the
+ * ledger passes them through untouched, in `x509Issuances`.
+ */
+export interface AuditStore<I = never> {
+  appendAuditRecords(
+    bodies: readonly string[],
+    link: (seq: number, prevHash: string, body: string) => string,
+    opts?: { expectedLastSeq?: number; x509Issuances?: readonly I[] },
+  ): Promise<AuditRecord[]>;
   lastAuditRecord(): Promise<AuditRecord | undefined>;
 }
 
@@ -33,8 +41,8 @@ export interface AuditLedgerLogger {
   error(fields: Record<string, unknown>, message: string): void;
 }
 
-export interface AuditLedgerConfig {
-  store: AuditStore;
+export interface AuditLedgerConfig<I = never> {
+  store: AuditStore<I>;
   signer: CheckpointSigner;
   /** This server's instance ID, written into every record. */
   serverInstance: string;
@@ -50,22 +58,23 @@ export interface AuditLedgerConfig {
   onWritten?(records: number): void;
 }
 
-interface Waiter {
+interface Waiter<I> {
   body: string;
+  x509Issuances: readonly I[] | undefined;
   resolve(): void;
   reject(err: Error): void;
 }
 
-export class AuditLedger {
-  readonly #cfg: Required<Pick<AuditLedgerConfig, 'checkpointEvery' | 'checkpointIntervalMs' | 'maxBatch'>> & AuditLedgerConfig;
+export class AuditLedger<I = never> {
+  readonly #cfg: Required<Pick<AuditLedgerConfig<I>, 'checkpointEvery' | 'checkpointIntervalMs' | 'maxBatch'>> & AuditLedgerConfig<I>;
   readonly #now: () => Date;
-  #queue: Waiter[] = [];
+  #queue: Waiter<I>[] = [];
   #writing: Promise<void> | undefined;
   #sinceCheckpoint = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
 
-  constructor(cfg: AuditLedgerConfig) {
+  constructor(cfg: AuditLedgerConfig<I>) {
     if (typeof cfg !== 'object' || cfg === null || cfg.store === undefined || cfg.signer === undefined || typeof cfg.serverInstance !== 'string') {
       throw new TypeError('AuditLedger needs { store, signer, serverInstance }');
     }
@@ -88,12 +97,15 @@ export class AuditLedger {
     this.#timer.unref();
   }
 
-  /** Writes `event` by `actor`; resolves once it is durable, rejects with ERR_AUDIT_UNAVAILABLE otherwise. */
-  record(actor: AuditActor, event: AuditEvent): Promise<void> {
+  /**
+   * Writes `event` by `actor`; resolves once it is durable, rejects with ERR_AUDIT_UNAVAILABLE
+   * otherwise. `attached.x509Issuances` go into the same store write (durable exactly when the record is).
+   */
+  record(actor: AuditActor, event: AuditEvent, attached?: { x509Issuances?: readonly I[] }): Promise<void> {
     if (this.#stopped) return Promise.reject(new AuditError('ERR_AUDIT_UNAVAILABLE', 'the audit ledger is stopped'));
     const body = encodeRecordBody({ v: 1, time: this.#now().getTime(), server: this.#cfg.serverInstance, actor, ...event });
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ body, resolve, reject });
+      this.#queue.push({ body, x509Issuances: attached?.x509Issuances, resolve, reject });
       this.#kick();
     });
   }
@@ -127,9 +139,11 @@ export class AuditLedger {
       // Never more than the checkpoint spacing allows: the head is signed at least every `checkpointEvery` records.
       const batch = this.#queue.splice(0, Math.min(this.#cfg.maxBatch, Math.max(1, this.#cfg.checkpointEvery - this.#sinceCheckpoint)));
       try {
+        const x509Issuances = batch.flatMap((w) => w.x509Issuances ?? []);
         const rows = await this.#cfg.store.appendAuditRecords(
           batch.map((w) => w.body),
           auditLink,
+          x509Issuances.length > 0 ? { x509Issuances } : undefined,
         );
         this.#sinceCheckpoint += rows.length;
         this.#cfg.onWritten?.(rows.length);

@@ -214,6 +214,19 @@ export interface X509SvidIssuance {
   readonly authorityId: string;
   /** The SVID's NotAfter (unix seconds). */
   readonly notAfter: number;
+  /**
+   * The agent it was signed for (a workload SVID of BatchNewX509SVID): what banning that
+   * agent revokes, also under entries it shares through a node alias. Absent otherwise.
+   */
+  readonly agentId?: string;
+}
+
+/** Options of `appendAuditRecords`. */
+export interface AuditAppendOptions {
+  /** Append only if the last record is this one (0: none), else `ERR_DATASTORE_CONFLICT`. */
+  readonly expectedLastSeq?: number;
+  /** Issuance records written in the same atomic write as the audit records (0 to 10,000). */
+  readonly x509Issuances?: readonly X509SvidIssuance[];
 }
 
 /** An issued X509-SVID an operator revoked; kept until it expires (it then needs no CRL entry). */
@@ -224,9 +237,11 @@ export interface RevokedX509Svid extends X509SvidIssuance {
 }
 
 export interface ListX509SvidIssuancesQuery {
-  /** Exactly one of `bySpiffeId` and `byEntryId`. */
+  /** Exactly one of `bySpiffeId`, `byEntryId` and `byAgentId`. */
   bySpiffeId?: string;
   byEntryId?: string;
+  /** SVIDs signed for this agent (records that carry `agentId`). */
+  byAgentId?: string;
   /** Only SVIDs with notAfter >= this (unix seconds). */
   notExpiredAt?: number;
 }
@@ -311,8 +326,10 @@ export interface Datastore {
    * appends none interleave and none fork the chain. Returns the rows written.
    * With `expectedLastSeq`, appends only if the last record is still that one (0: none),
    * else `ERR_DATASTORE_CONFLICT` (a checkpoint signs the head it follows).
+   * With `x509Issuances`, those issuance records (as `recordX509SvidIssuances` writes them)
+   * go into the same atomic, durable write: both or neither survive a crash, for one sync.
    */
-  appendAuditRecords(bodies: readonly string[], link: AuditLink, opts?: { expectedLastSeq?: number }): Promise<AuditRecordRow[]>;
+  appendAuditRecords(bodies: readonly string[], link: AuditLink, opts?: AuditAppendOptions): Promise<AuditRecordRow[]>;
   /** Records with seq > `afterSeq` (default 0), ascending, at most `limit` (1..1000, default 500). */
   listAuditRecords(query?: { afterSeq?: number; limit?: number }): Promise<AuditRecordRow[]>;
   /** The last record, or undefined when none was ever appended. */

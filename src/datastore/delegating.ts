@@ -9,6 +9,7 @@
 import type { EntryInput, RegistrationEntry } from '../registration/entry.js';
 import type {
   AgentUpdate,
+  AuditAppendOptions,
   AuditLink,
   AuditRecordRow,
   AttestedAgent,
@@ -69,7 +70,7 @@ export interface StoreOperations<S> {
     setCaJournal(s: S, bytes: Uint8Array): Promise<void>;
   };
   audit: {
-    appendAuditRecords(s: S, bodies: readonly string[], link: AuditLink, opts: { expectedLastSeq?: number }): Promise<AuditRecordRow[]>;
+    appendAuditRecords(s: S, bodies: readonly string[], link: AuditLink, opts: AuditAppendOptions): Promise<AuditRecordRow[]>;
     listAuditRecords(s: S, query: { afterSeq?: number; limit?: number }): Promise<AuditRecordRow[]>;
     lastAuditRecord(s: S): Promise<AuditRecordRow | undefined>;
     pruneAuditRecords(s: S, beforeSeq: number): Promise<number>;
@@ -235,7 +236,7 @@ export abstract class DelegatingDatastore<S> implements Datastore {
 
   // ---------------------------------------------------------------- audit ledger
 
-  appendAuditRecords(bodies: readonly string[], link: AuditLink, opts: { expectedLastSeq?: number } = {}): Promise<AuditRecordRow[]> {
+  appendAuditRecords(bodies: readonly string[], link: AuditLink, opts: AuditAppendOptions = {}): Promise<AuditRecordRow[]> {
     return this.#ops.audit.appendAuditRecords(this.#s, bodies, link, opts);
   }
 

@@ -33,6 +33,8 @@ export function checkIssuance(i: X509SvidIssuance): X509SvidIssuance {
     entryId: checkText(i.entryId, 'entryId', true, 255),
     authorityId: checkText(i.authorityId, 'authorityId', false, 255),
     notAfter: checkTime(i.notAfter, 'notAfter'),
+    // '' and absent are one value: stored as absent, so both stores read back the same record.
+    ...(i.agentId !== undefined && checkText(i.agentId, 'agentId', true) !== '' ? { agentId: i.agentId } : {}),
   };
 }
 
@@ -48,11 +50,12 @@ export function checkRevocation(r: { serialHex: string; revokedAt: number; reaso
   return { serialHex: checkSerialHex(r.serialHex), revokedAt: checkTime(r.revokedAt, 'revokedAt'), reason: r.reason };
 }
 
-export function checkIssuanceQuery(q: ListX509SvidIssuancesQuery): { by: 'spiffeId' | 'entryId'; value: string; notExpiredAt: number } {
+export function checkIssuanceQuery(q: ListX509SvidIssuancesQuery): { by: 'spiffeId' | 'entryId' | 'agentId'; value: string; notExpiredAt: number } {
   if (typeof q !== 'object' || q === null) throw new TypeError('the query must be an object');
-  const hasId = q.bySpiffeId !== undefined;
-  const hasEntry = q.byEntryId !== undefined;
-  if (hasId === hasEntry) throw invalid('give exactly one of bySpiffeId and byEntryId');
+  const given = [q.bySpiffeId, q.byEntryId, q.byAgentId].filter((v) => v !== undefined).length;
+  if (given !== 1) throw invalid('give exactly one of bySpiffeId, byEntryId and byAgentId');
   const notExpiredAt = q.notExpiredAt === undefined ? 0 : checkTime(q.notExpiredAt, 'notExpiredAt');
-  return hasId ? { by: 'spiffeId', value: checkText(q.bySpiffeId, 'bySpiffeId', false), notExpiredAt } : { by: 'entryId', value: checkText(q.byEntryId, 'byEntryId', false, 255), notExpiredAt };
+  if (q.bySpiffeId !== undefined) return { by: 'spiffeId', value: checkText(q.bySpiffeId, 'bySpiffeId', false), notExpiredAt };
+  if (q.byEntryId !== undefined) return { by: 'entryId', value: checkText(q.byEntryId, 'byEntryId', false, 255), notExpiredAt };
+  return { by: 'agentId', value: checkText(q.byAgentId, 'byAgentId', false), notExpiredAt };
 }

@@ -12,12 +12,13 @@
 import type { JsonWebKey } from 'node:crypto';
 import { AuditLedger, type AuditStore } from '../audit/ledger.js';
 import { decodeRecordBody } from '../audit/record.js';
+import type { X509SvidIssuance } from '../datastore/datastore.js';
 import type { AuditSettings } from './config-audit.js';
 import type { ServerApiCa, ServerLogger } from './ports.js';
 import type { SpiffeId } from '../spiffe/id.js';
 
 /** The datastore calls the ledger and its pruning make. */
-export interface AuditDatastore extends AuditStore {
+export interface AuditDatastore extends AuditStore<X509SvidIssuance> {
   listAuditRecords(q: { afterSeq?: number; limit?: number }): Promise<{ seq: number; body: string }[]>;
   pruneAuditRecords(beforeSeq: number): Promise<number>;
 }
@@ -34,7 +35,7 @@ export interface ServerAuditConfig {
 }
 
 export interface ServerAudit {
-  readonly ledger: AuditLedger;
+  readonly ledger: AuditLedger<X509SvidIssuance>;
   /** Prunes records older than the retention back to a checkpoint; returns how many went. */
   prune(): Promise<number>;
   stop(): Promise<void>;
@@ -50,7 +51,7 @@ function jwtKeysOf(ca: ServerAuditConfig['ca']): Record<string, JsonWebKey> {
 
 export async function startServerAudit(cfg: ServerAuditConfig): Promise<ServerAudit> {
   const now = cfg.now ?? (() => new Date());
-  const ledger = new AuditLedger({
+  const ledger = new AuditLedger<X509SvidIssuance>({
     store: cfg.datastore,
     signer: {
       signCheckpoint: (audience) => {

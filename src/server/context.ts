@@ -9,6 +9,7 @@
  */
 import type { handleServerStreamingCall, handleUnaryCall, sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { X509SvidIssuance } from '../datastore/datastore.js';
 import type { ApiContext } from './api-context.js';
 import { auditActorOf, auditEventsOf } from './audit-events.js';
 import { authenticate, authorize, type Caller, type Policy, type Transport } from './auth.js';
@@ -31,27 +32,55 @@ function logFailure(ctx: ApiContext, method: string, err: unknown): void {
   if (grpcCodeOf(err) === GrpcStatus.INTERNAL) ctx.logger.error({ method, err }, 'server API call failed');
 }
 
+/**
+ * Where a handler puts the issuance records of the X509-SVIDs its response carries. The
+ * wrapper writes them before the call answers: with the ledger on, each rides in the write
+ * of its `x509-svid.issued` audit record (one durable write for both, group-committed);
+ * without it, in one `recordX509SvidIssuances`. A handler that fails after adding them
+ * hands nothing out, and nothing is written.
+ */
+export interface IssuanceSink {
+  add(records: readonly X509SvidIssuance[]): void;
+}
+
+/** Makes the call's issuance records and audit records durable (see `IssuanceSink`). */
+async function commitCall(ctx: ApiContext, method: string, req: unknown, res: unknown, caller: Caller, issued: readonly X509SvidIssuance[]): Promise<void> {
+  const audit = ctx.audit;
+  if (audit === undefined) {
+    if (issued.length > 0) await ctx.ds.recordX509SvidIssuances(issued);
+    return;
+  }
+  const bySerial = new Map(issued.map((i) => [i.serialHex, i]));
+  const actor = auditActorOf(caller);
+  const writes = auditEventsOf(method, req, res, caller).map((e) => {
+    const rider = e.kind === 'x509-svid.issued' ? bySerial.get(e.serial) : undefined;
+    if (rider === undefined) return audit.record(actor, e);
+    bySerial.delete(rider.serialHex);
+    return audit.record(actor, e, { x509Issuances: [rider] });
+  });
+  // An issuance without its audit event (none today) is still recorded before the answer.
+  if (bySerial.size > 0) writes.push(ctx.ds.recordX509SvidIssuances([...bySerial.values()]));
+  await Promise.all(writes);
+}
+
 /** A unary handler with authorisation `policy` on `transport`. */
 export function unary<Req, Res>(
   ctx: ApiContext,
   transport: Transport,
   method: string,
   policy: Policy,
-  fn: (req: Req, caller: Caller, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+  fn: (req: Req, caller: Caller, call: ServerUnaryCall<Req, Res>, issued: IssuanceSink) => Promise<Res>,
 ): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     void (async () => {
       try {
         const caller = policy === 'public' ? ({ kind: 'anonymous' } as const) : await authenticate(ctx, transport, call);
         authorize(caller, policy, method);
-        const res = await fn(call.request, caller, call);
+        const issued: X509SvidIssuance[] = [];
+        const res = await fn(call.request, caller, call, { add: (records) => void issued.push(...records) });
         // Nothing is acknowledged (an SVID handed out, a change reported done) before its
-        // audit record is durable; a ledger failure answers UNAVAILABLE (audit/ledger).
-        if (ctx.audit !== undefined) {
-          const audit = ctx.audit;
-          const actor = auditActorOf(caller);
-          await Promise.all(auditEventsOf(method, call.request, res, caller).map((e) => audit.record(actor, e)));
-        }
+        // issuance and audit records are durable; a ledger failure answers UNAVAILABLE (audit/ledger).
+        await commitCall(ctx, method, call.request, res, caller, issued);
         callback(null, res);
       } catch (err) {
         logFailure(ctx, method, err);

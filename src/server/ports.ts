@@ -6,7 +6,7 @@
  * different implementation fits.
  */
 import type { ServerCa } from '../ca/server-ca.js';
-import type { Datastore } from '../datastore/datastore.js';
+import type { Datastore, X509SvidIssuance } from '../datastore/datastore.js';
 import type { AuditActor, AuditEvent } from '../audit/record.js';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 
@@ -108,5 +108,6 @@ export const SILENT_LOGGER: ServerLogger = { info() {}, warn() {}, error() {} };
 
 /** Where the server API records issuances and changes (audit/ledger's AuditLedger fits): resolves once durable. */
 export interface AuditRecorder {
-  record(actor: AuditActor, event: AuditEvent): Promise<void>;
+  /** `attached.x509Issuances` must be written in the same durable write as the record (one sync for both). */
+  record(actor: AuditActor, event: AuditEvent, attached?: { x509Issuances?: readonly X509SvidIssuance[] }): Promise<void>;
 }

@@ -91,7 +91,7 @@ describe('RevokeX509SVIDs', () => {
     const minted = await unaryCall<{ svid: WireX509Svid }>(admin.SVID, 'MintX509SVID', { csr: createCsr({ privateKey: generateKeyPair().privateKey }), spiffe_id: `spiffe://${TD}/minted` });
     const activeId = ts.ca.authorityState('x509').active?.id;
     expect(await ts.datastore.getX509SvidIssuance(a.svid.serial_number)).toMatchObject({ spiffeId: a.id, entryId: '', authorityId: activeId });
-    expect(await ts.datastore.getX509SvidIssuance(svid.serial_number)).toMatchObject({ spiffeId: e.spiffe_id, entryId: e.id, authorityId: activeId, notAfter: Number(svid.expires_at) });
+    expect(await ts.datastore.getX509SvidIssuance(svid.serial_number)).toMatchObject({ spiffeId: e.spiffe_id, entryId: e.id, authorityId: activeId, notAfter: Number(svid.expires_at), agentId: a.id });
     expect(await ts.datastore.getX509SvidIssuance(minted.svid.serial_number)).toMatchObject({ spiffeId: `spiffe://${TD}/minted`, entryId: '' });
   });
 
@@ -164,6 +164,33 @@ describe('RevokeX509SVIDs', () => {
     expect(revoked.get(mine.serial_number)).toBe('privilegeWithdrawn');
     expect(revoked.has(theirs.serial_number)).toBe(false);
     expect(revoked.has(other.svid.serial_number)).toBe(false);
+  });
+
+  it('banning an agent revokes what it was issued under a shared node alias, not the copies other agents of that alias hold', async () => {
+    const banned = await attest();
+    const other = await attest();
+    // Both agents match one node alias (set before either asks for an SVID, so no cached set is stale).
+    const cluster = [{ type: 'k8s_psat', value: 'cluster:shared' }];
+    for (const a of [banned, other]) await ts.datastore.updateAgent(a.id, { selectors: cluster });
+    const aliasRes = await unaryCall<{ results: { status: { code: number; message: string }; entry: WireEntry }[] }>(admin.Entry, 'BatchCreateEntry', {
+      entries: [{ spiffe_id: `spiffe://${TD}/alias/shared`, parent_id: `spiffe://${TD}/spire/server`, selectors: cluster }],
+    });
+    expect(aliasRes.results[0]?.status.code, aliasRes.results[0]?.status.message).toBe(0);
+    const shared = await entry(aliasRes.results[0]!.entry.spiffe_id, '/shared-workload');
+    const bannedCopies = [await newSvid(banned, shared.id), await newSvid(banned, shared.id)];
+    const otherCopy = await newSvid(other, shared.id);
+    expect(await ts.datastore.getX509SvidIssuance(otherCopy.serial_number)).toMatchObject({ entryId: shared.id, agentId: other.id });
+    events.length = 0;
+    await unaryCall(admin.Agent, 'BanAgent', { id: banned.id });
+    const revoked = new Map((await ts.datastore.listRevokedX509Svids()).map((r) => [r.serialHex, r.reason]));
+    for (const s of bannedCopies) expect(revoked.get(s.serial_number)).toBe('privilegeWithdrawn');
+    expect(revoked.get(banned.svid.serial_number)).toBe('privilegeWithdrawn');
+    expect(revoked.has(otherCopy.serial_number)).toBe(false);
+    expect(revoked.has(other.svid.serial_number)).toBe(false);
+    // The audit hook is told of each exactly once, although the ban found them two ways.
+    expect(events.flatMap((e) => e.revoked.map((r) => r.serialHex)).sort()).toEqual([banned.svid.serial_number, ...bannedCopies.map((s) => s.serial_number)].sort());
+    // The other agent still gets the shared entry's SVIDs.
+    expect((await newSvid(other, shared.id)).spiffe_id).toBe(shared.spiffe_id);
   });
 
   it('refuses hostile requests with a status and a message that say what was wrong', async () => {

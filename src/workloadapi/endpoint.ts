@@ -56,6 +56,7 @@ import { ConnectionLimits, resolveWorkloadApiLimits, type ConnectionStats, type 
 import { errorFields, LogLimiter } from './log-limiter.js';
 import { healthHandlers, healthServiceDefinition } from './health.js';
 import type { OnDelivered } from './delivery.js';
+import { StreamRate } from './stream-rate.js';
 
 export type { EndpointLogger } from './handlers.js';
 export type { ConnectionStats, WorkloadApiLimits } from './connection-limits.js';
@@ -76,6 +77,8 @@ export interface WorkloadApiEndpointConfig extends WorkloadApiLimits {
   maxRequestBytes?: number;
   /** Concurrent streams (calls) per connection (default 32). */
   maxConcurrentStreamsPerConnection?: number;
+  /** Stream opens per caller uid: burst and refill per second (stream-rate.ts; defaults 256 and 64). */
+  streamRate?: { burst?: number; perSecond?: number };
   /**
    * Whether the agent can serve workloads now, for `grpc.health.v1.Health/Check` on this
    * socket (health.ts). Default: serving while the endpoint is up.
@@ -173,6 +176,7 @@ export class WorkloadApiEndpoint {
         logger: this.config.logger ?? silent,
         logLimiter: this.log,
         openStreams: this.openStreams,
+        streamRate: new StreamRate({ ...this.config.streamRate }),
         ...(this.config.onDelivered !== undefined ? { onDelivered: this.config.onDelivered } : {}),
       }),
     );

@@ -42,6 +42,7 @@ import type { LogLimiter } from './log-limiter.js';
 import { attest, checkCaller } from './caller-check.js';
 import { deliveryCaller, jwtDelivered, notifyDelivered, x509Delivered, type DeliveryCaller, type OnDelivered } from './delivery.js';
 import { asStatus, checkSecurityHeader, RpcError, type EndpointLogger, type SurfaceCall } from './rpc-status.js';
+import type { StreamRate } from './stream-rate.js';
 import { workloadServiceDefinition } from '../wire/workload/proto.js';
 import { toStruct } from '../wire/workload/struct.js';
 
@@ -65,6 +66,8 @@ export interface HandlerContext {
   openStreams?: Set<(status: Partial<grpc.StatusObject>) => void>;
   /** Told which caller received which SVID (delivery.ts); never blocks or fails a call. */
   onDelivered?: OnDelivered;
+  /** Per-uid budget of stream opens (stream-rate.ts); unlimited when absent. */
+  streamRate?: Pick<StreamRate, 'take'>;
 }
 
 function noIdentity(): RpcError {
@@ -238,6 +241,12 @@ function serveStream<T>(
 
   void (async () => {
     checkSecurityHeader(call);
+    // Over its uid's budget: refused before attestation and before a message is built or written.
+    const cred = ctx.credentialsOf(call);
+    if (cred !== undefined && ctx.streamRate !== undefined && !ctx.streamRate.take(cred.uid)) {
+      ctx.logLimiter.warn('stream-rate', { method, caller_pid: cred.pid, uid: cred.uid }, 'refusing Workload API stream: its uid opens streams faster than the per-uid budget');
+      throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, 'too many Workload API streams opened by this user; retry later');
+    }
     const attested = await attest(ctx, call, method);
     const selectors = attested.selectors;
     caller = attested.cred;

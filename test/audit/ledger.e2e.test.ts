@@ -9,6 +9,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLink } from '../../src/audit/record.js';
 import { parseHcl } from '../../src/config/hcl.js';
 import { startTestPostgres, type TestPostgres } from '../../src/datastore/postgres/testing.js';
-import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
+import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
 import { resolveServerConfig, type ServerSettings } from '../../src/server/config.js';
 import { createServerLogger } from '../../src/server/observability.js';
 import { ServerRunner } from '../../src/server/runner.js';
@@ -295,3 +296,94 @@ describe('kill -9 in the middle of issuance', () => {
     }
   }, 120_000);
 });
+
+describe('kill -9 in the middle of an agent batch (BatchNewX509SVID)', () => {
+  it('every SVID the agent received is in the chain and revocable by its entry: issuance and audit records are one write', async () => {
+    const data = join(dir, 'kill-batch');
+    const sock = join(dir, 'kill-batch.sock');
+    const port = await freePort();
+    const start = (): ReturnType<typeof spawn> =>
+      spawn(process.execPath, [BIN, 'run', '-trustDomain', TD, '-dataDir', data, '-socketPath', sock, '-serverPort', String(port), '-metricsPort', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const waitUp = async (): Promise<void> => {
+      for (let i = 0; i < 300; i++) {
+        if ((await cli(['healthcheck', '-socketPath', sock])).code === 0) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('server did not come up');
+    };
+    let child = start();
+    let admin: ServerApiClients | undefined;
+    let agent: ServerApiClients | undefined;
+    try {
+      await waitUp();
+      admin = adminSocketClients(sock);
+      const bundleRoots = (await unaryCall<{ x509_authorities: Buffer[] }>(admin.Bundle, 'GetBundle', {})).x509_authorities;
+      const token = await unaryCall<{ value: string }>(admin.Agent, 'CreateJoinToken', { ttl: 600 });
+      const anon = tcpClients({ address: `127.0.0.1:${port}`, trustDomain: TD, bundleRoots });
+      const key = generateKeyPair();
+      const attested = await unaryCall<{ svid: { spiffe_id: string; cert_chain: Buffer[] } }>(anon.Agent, 'AttestAgent', {
+        attestation_data: { type: 'join_token', payload: Buffer.from(token.value) },
+        csr: createCsr({ privateKey: key.privateKey }),
+      }).finally(() => anon.close());
+      agent = tcpClients({ address: `127.0.0.1:${port}`, trustDomain: TD, bundleRoots, svid: { certChain: attested.svid.cert_chain, privateKey: key.privateKey } });
+      const created = await unaryCall<{ results: { entry: { id: string } }[] }>(admin.Entry, 'BatchCreateEntry', {
+        entries: [{ spiffe_id: `spiffe://${TD}/batch`, parent_id: attested.svid.spiffe_id, selectors: [{ type: 'unix', value: 'uid:1' }] }],
+      });
+      const entryId = created.results[0]!.entry.id;
+      const csrs = Array.from({ length: 8 }, () => createCsr({ privateKey: generateKeyPair().privateKey }));
+      const acknowledged: string[] = [];
+      let stop = false;
+      const client = agent;
+      const loops = Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          try {
+            const res = await unaryCall<{ results: { status: { code: number }; svid: { serial_number: string } | null }[] }>(client.SVID, 'BatchNewX509SVID', {
+              params: csrs.map((csr) => ({ entry_id: entryId, csr })),
+            });
+            for (const r of res.results) if (r.status.code === 0 && r.svid !== null) acknowledged.push(r.svid.serial_number);
+          } catch {
+            return;
+          }
+        }
+      });
+      while (acknowledged.length < 200) await new Promise((r) => setTimeout(r, 20));
+      child.kill('SIGKILL');
+      stop = true;
+      await Promise.all(loops);
+      await new Promise((r) => child.once('exit', r));
+      admin.close();
+      agent.close();
+      admin = agent = undefined;
+
+      child = start();
+      await waitUp();
+      const v = await cli(['audit', 'verify', '-socketPath', sock, '-output', 'json']);
+      expect(v.code, v.stderr).toBe(0);
+      const inLedger = new Set(
+        (await cli(['audit', 'export', '-socketPath', sock])).stdout.trim().split('\n').map((l) => (JSON.parse(l) as { record: { serial?: string } }).record.serial),
+      );
+      expect(acknowledged.filter((s) => !inLedger.has(s))).toEqual([]);
+      // The issuance records survived with them: revoking by entry finds every acknowledged serial.
+      admin = adminSocketClients(sock);
+      const revoked = await unaryCall<{ revoked: { serial_number: string }[] }>(admin.SVID, 'RevokeX509SVIDs', { entry_id: entryId, reason: 'keyCompromise' });
+      const revocable = new Set(revoked.revoked.map((r) => r.serial_number));
+      expect(acknowledged.filter((s) => !revocable.has(s))).toEqual([]);
+    } finally {
+      admin?.close();
+      agent?.close();
+      child.kill('SIGKILL');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    }
+  }, 120_000);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}

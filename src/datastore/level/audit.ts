@@ -6,10 +6,11 @@
  * with another append) as one synced batch (so an acknowledged record is on disk, and a crash
  * leaves the chain either with the whole batch or without it).
  */
-import type { AuditLink, AuditRecordRow } from '../datastore.js';
+import type { AuditAppendOptions, AuditLink, AuditRecordRow } from '../datastore.js';
 import { checkAuditBodies, checkExpectedLast, checkAuditQuery, checkAuditSeq, linkAuditRecords } from '../audit-checks.js';
 import type { Op } from './keys.js';
 import type { LevelStore } from './store.js';
+import { checkIssuances, issuanceOps } from './svids.js';
 
 const PREFIX = 'L!';
 const END = 'L"';
@@ -25,14 +26,17 @@ async function last(s: LevelStore): Promise<AuditRecordRow | undefined> {
   return undefined;
 }
 
-export async function appendAuditRecords(s: LevelStore, bodies: readonly string[], link: AuditLink, opts: { expectedLastSeq?: number } = {}): Promise<AuditRecordRow[]> {
+export async function appendAuditRecords(s: LevelStore, bodies: readonly string[], link: AuditLink, opts: AuditAppendOptions = {}): Promise<AuditRecordRow[]> {
   s.check();
   const checked = checkAuditBodies(bodies, link);
+  const issuances = opts.x509Issuances === undefined || opts.x509Issuances.length === 0 ? [] : checkIssuances(opts.x509Issuances);
   return s.exclusive(async () => {
     const head = await last(s);
     checkExpectedLast(head, opts);
     const rows = linkAuditRecords(head, checked, link);
     const ops: Op[] = rows.map((r) => ({ type: 'put', key: key(r.seq), value: JSON.stringify({ prevHash: r.prevHash, hash: r.hash, body: r.body }) }));
+    // The issuance records ride in the same synced batch: one sync, and never one without the other.
+    if (issuances.length > 0) ops.push(...(await issuanceOps(s, issuances)));
     await s.write(ops);
     return rows;
   });

@@ -6,6 +6,7 @@
  *   xi!<serial>                        → issuance JSON (spiffeId, entryId, authorityId, notAfter)
  *   xs!<spiffeId>\0<serial>            → ""  (by SPIFFE ID)
  *   xe!<entryId>\0<serial>             → ""  (by entry; not for entry-less SVIDs)
+ *   xa!<agentId>\0<serial>             → ""  (by the agent it was signed for, when known)
  *   xw!<notAfter, 12 digits>\0<serial> → ""  (by expiry, for pruning)
  *   xr!<serial>                        → revocation JSON (revokedAt, reason)
  * A record and its index keys are written in one batch; pruning walks `xw!` up to the
@@ -25,6 +26,7 @@ const pad = (n: number): string => String(n).padStart(12, '0');
 function indexKeys(i: X509SvidIssuance): string[] {
   const keys = [`xs!${i.spiffeId}${SEP}${i.serialHex}`, `xw!${pad(i.notAfter)}${SEP}${i.serialHex}`];
   if (i.entryId !== '') keys.push(`xe!${i.entryId}${SEP}${i.serialHex}`);
+  if (i.agentId !== undefined && i.agentId !== '') keys.push(`xa!${i.agentId}${SEP}${i.serialHex}`);
   return keys;
 }
 
@@ -33,21 +35,29 @@ async function read(s: LevelStore, serialHex: string): Promise<X509SvidIssuance 
   return v === undefined ? undefined : { serialHex, ...(JSON.parse(v) as Stored) };
 }
 
+/** Checks `items` (the caller's misuse throws before anything is queued). */
+export function checkIssuances(items: readonly X509SvidIssuance[]): X509SvidIssuance[] {
+  return checkBatch(items, 'issuances').map(checkIssuance);
+}
+
+/** The ops that store `checked` (replacing an earlier record of a serial); call inside `exclusive`. */
+export async function issuanceOps(s: LevelStore, checked: readonly X509SvidIssuance[]): Promise<Op[]> {
+  const ops: Op[] = [];
+  const old = await s.db.getMany(checked.map((i) => `xi!${i.serialHex}`));
+  checked.forEach((i, k) => {
+    const was = old[k];
+    if (was !== undefined) for (const key of indexKeys({ serialHex: i.serialHex, ...(JSON.parse(was) as Stored) })) ops.push({ type: 'del', key });
+    const { serialHex, ...rest } = i;
+    ops.push({ type: 'put', key: `xi!${serialHex}`, value: JSON.stringify(rest) });
+    for (const key of indexKeys(i)) ops.push({ type: 'put', key, value: '' });
+  });
+  return ops;
+}
+
 export async function recordX509SvidIssuances(s: LevelStore, items: readonly X509SvidIssuance[]): Promise<void> {
   s.check();
-  const checked = checkBatch(items, 'issuances').map(checkIssuance);
-  await s.exclusive(async () => {
-    const ops: Op[] = [];
-    const old = await s.db.getMany(checked.map((i) => `xi!${i.serialHex}`));
-    checked.forEach((i, k) => {
-      const was = old[k];
-      if (was !== undefined) for (const key of indexKeys({ serialHex: i.serialHex, ...(JSON.parse(was) as Stored) })) ops.push({ type: 'del', key });
-      const { serialHex, ...rest } = i;
-      ops.push({ type: 'put', key: `xi!${serialHex}`, value: JSON.stringify(rest) });
-      for (const key of indexKeys(i)) ops.push({ type: 'put', key, value: '' });
-    });
-    await s.write(ops);
-  });
+  const checked = checkIssuances(items);
+  await s.exclusive(async () => s.write(await issuanceOps(s, checked)));
 }
 
 export async function getX509SvidIssuance(s: LevelStore, serialHex: string): Promise<X509SvidIssuance | undefined> {
@@ -58,7 +68,7 @@ export async function getX509SvidIssuance(s: LevelStore, serialHex: string): Pro
 export async function listX509SvidIssuances(s: LevelStore, query: ListX509SvidIssuancesQuery): Promise<X509SvidIssuance[]> {
   s.check();
   const q = checkIssuanceQuery(query);
-  const prefix = `${q.by === 'spiffeId' ? 'xs' : 'xe'}!${q.value}${SEP}`;
+  const prefix = `${q.by === 'spiffeId' ? 'xs' : q.by === 'entryId' ? 'xe' : 'xa'}!${q.value}${SEP}`;
   const serials: string[] = [];
   for await (const k of s.db.keys({ gte: prefix, lt: `${prefix.slice(0, -1)}${SEP_END}` })) serials.push(k.slice(prefix.length));
   const out: X509SvidIssuance[] = [];

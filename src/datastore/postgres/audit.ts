@@ -8,9 +8,10 @@
  * lock on the ledger, then reads the head and inserts after it; `seq` is the primary key, so
  * even a lock bypassed by hand cannot store two records at one position.
  */
-import type { AuditLink, AuditRecordRow } from '../datastore.js';
+import type { AuditAppendOptions, AuditLink, AuditRecordRow } from '../datastore.js';
 import { checkAuditBodies, checkExpectedLast, checkAuditQuery, checkAuditSeq, linkAuditRecords } from '../audit-checks.js';
 import type { PostgresStore } from './store.js';
+import { checkIssuances, insertIssuances } from './svids.js';
 
 interface Row {
   seq: string;
@@ -21,9 +22,10 @@ interface Row {
 
 const rowOf = (r: Row): AuditRecordRow => ({ seq: Number(r.seq), prevHash: r.prev_hash, hash: r.hash, body: r.body });
 
-export function appendAuditRecords(s: PostgresStore, bodies: readonly string[], link: AuditLink, opts: { expectedLastSeq?: number } = {}): Promise<AuditRecordRow[]> {
+export function appendAuditRecords(s: PostgresStore, bodies: readonly string[], link: AuditLink, opts: AuditAppendOptions = {}): Promise<AuditRecordRow[]> {
   return s.run(async () => {
     const checked = checkAuditBodies(bodies, link);
+    const issuances = opts.x509Issuances === undefined || opts.x509Issuances.length === 0 ? [] : checkIssuances(opts.x509Issuances);
     return s.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`mayfly-audit:${s.S}`]);
       const head = await c.query<Row>(`SELECT seq, prev_hash, hash, body FROM ${s.S}.audit_records ORDER BY seq DESC LIMIT 1`);
@@ -39,6 +41,8 @@ export function appendAuditRecords(s: PostgresStore, bodies: readonly string[], 
         });
         await c.query(`INSERT INTO ${s.S}.audit_records (seq, prev_hash, hash, body) VALUES ${values.join(', ')}`, params);
       }
+      // The issuance records commit with the audit records: never one without the other.
+      if (issuances.length > 0) await insertIssuances(c, s.S, issuances);
       return rows;
     });
   });

@@ -33,7 +33,7 @@
  *   agents, join_tokens (token_sha256), bundles, ca_journal (one row)
  *   audit_records (seq; the audit ledger, schema version 2: audit.ts)
  *   federation_relationships (schema version 3)
- *   x509_svids (serial_hex; issued X509-SVIDs and their revocations, schema version 4: svids.ts)
+ *   x509_svids (serial_hex; issued X509-SVIDs and their revocations, schema version 4, agent_id 5: svids.ts)
  *
  * The parts, one file each: `schema.ts` (tables, migrations, advisory lock, version
  * check), `store.ts` (the pool, the call discipline, transactions with retry, close),

@@ -18,27 +18,42 @@ interface Row {
   entry_id: string;
   authority_id: string;
   not_after: string;
+  agent_id: string;
   revoked_at: string | null;
   reason: string | null;
 }
 
-const issuanceOf = (r: Row): X509SvidIssuance => ({ serialHex: r.serial_hex, spiffeId: r.spiffe_id, entryId: r.entry_id, authorityId: r.authority_id, notAfter: Number(r.not_after) });
+const issuanceOf = (r: Row): X509SvidIssuance => ({
+  serialHex: r.serial_hex,
+  spiffeId: r.spiffe_id,
+  entryId: r.entry_id,
+  authorityId: r.authority_id,
+  notAfter: Number(r.not_after),
+  ...(r.agent_id !== '' ? { agentId: r.agent_id } : {}),
+});
 const revokedOf = (r: Row): RevokedX509Svid => ({ ...issuanceOf(r), revokedAt: Number(r.revoked_at), reason: r.reason ?? 'unspecified' });
 
+/** Checks `items` (the caller's misuse throws before anything is sent). */
+export function checkIssuances(items: readonly X509SvidIssuance[]): X509SvidIssuance[] {
+  return checkBatch(items, 'issuances').map(checkIssuance);
+}
+
+/** Stores `checked` through `c` (the pool, or a transaction's client). */
+export async function insertIssuances(c: { query(sql: string, params: unknown[]): Promise<unknown> }, schema: string, checked: readonly X509SvidIssuance[]): Promise<void> {
+  // The last record of a serial wins, as in the LevelDB store (one INSERT may not touch a row twice).
+  const bySerial = new Map(checked.map((i) => [i.serialHex, i]));
+  const rows = [...bySerial.values()];
+  await c.query(
+    `INSERT INTO ${schema}.x509_svids (serial_hex, spiffe_id, entry_id, authority_id, not_after, agent_id)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+     ON CONFLICT (serial_hex) DO UPDATE SET spiffe_id = EXCLUDED.spiffe_id, entry_id = EXCLUDED.entry_id,
+       authority_id = EXCLUDED.authority_id, not_after = EXCLUDED.not_after, agent_id = EXCLUDED.agent_id`,
+    [rows.map((r) => r.serialHex), rows.map((r) => r.spiffeId), rows.map((r) => r.entryId), rows.map((r) => r.authorityId), rows.map((r) => r.notAfter), rows.map((r) => r.agentId ?? '')],
+  );
+}
+
 export function recordX509SvidIssuances(s: PostgresStore, items: readonly X509SvidIssuance[]): Promise<void> {
-  return s.run(async () => {
-    const checked = checkBatch(items, 'issuances').map(checkIssuance);
-    // The last record of a serial wins, as in the LevelDB store (one INSERT may not touch a row twice).
-    const bySerial = new Map(checked.map((i) => [i.serialHex, i]));
-    const rows = [...bySerial.values()];
-    await s.query(
-      `INSERT INTO ${s.S}.x509_svids (serial_hex, spiffe_id, entry_id, authority_id, not_after)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-       ON CONFLICT (serial_hex) DO UPDATE SET spiffe_id = EXCLUDED.spiffe_id, entry_id = EXCLUDED.entry_id,
-         authority_id = EXCLUDED.authority_id, not_after = EXCLUDED.not_after`,
-      [rows.map((r) => r.serialHex), rows.map((r) => r.spiffeId), rows.map((r) => r.entryId), rows.map((r) => r.authorityId), rows.map((r) => r.notAfter)],
-    );
-  });
+  return s.run(async () => insertIssuances(s, s.S, checkIssuances(items)));
 }
 
 export function getX509SvidIssuance(s: PostgresStore, serialHex: string): Promise<X509SvidIssuance | undefined> {
@@ -51,7 +66,7 @@ export function getX509SvidIssuance(s: PostgresStore, serialHex: string): Promis
 export function listX509SvidIssuances(s: PostgresStore, query: ListX509SvidIssuancesQuery): Promise<X509SvidIssuance[]> {
   return s.run(async () => {
     const q = checkIssuanceQuery(query);
-    const column = q.by === 'spiffeId' ? 'spiffe_id' : 'entry_id';
+    const column = q.by === 'spiffeId' ? 'spiffe_id' : q.by === 'entryId' ? 'entry_id' : 'agent_id';
     const r = await s.query<Row>(`SELECT * FROM ${s.S}.x509_svids WHERE ${column} = $1 AND not_after >= $2 ORDER BY serial_hex LIMIT ${MAX_SVID_LISTING}`, [q.value, q.notExpiredAt]);
     return r.rows.map(issuanceOf);
   });

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { isMayflyError, type ErrorCode } from '../../spiffe/errors.js';
-import type { AuditLink, Datastore } from '../datastore.js';
+import type { AuditLink, Datastore, X509SvidIssuance } from '../datastore.js';
 
 interface Handle {
   ds: Datastore;
@@ -92,6 +92,20 @@ export function auditConformance(h: () => Handle): void {
       await ds.appendAuditRecords(['{"n":1}'], testLink, { expectedLastSeq: 0 });
       expect(await codeOf(ds.appendAuditRecords(['{"n":2}'], testLink, { expectedLastSeq: 0 }))).toBe('ERR_DATASTORE_CONFLICT');
       await ds.appendAuditRecords(['{"n":2}'], testLink, { expectedLastSeq: 1 });
+      expect((await all(ds)).map((r) => r.body)).toEqual(['{"n":1}', '{"n":2}']);
+    });
+
+    it('writes issuance records given with an append in the same write, and neither when the append is refused', async () => {
+      const { ds } = h();
+      const issuance = (serialHex: string): X509SvidIssuance => ({ serialHex, spiffeId: 'spiffe://example.org/w', entryId: 'e1', authorityId: 'ab', notAfter: 4_000_000_000 });
+      await ds.appendAuditRecords(['{"n":1}', '{"n":2}'], testLink, { x509Issuances: [issuance('0a01'), issuance('0a02')] });
+      expect(await ds.getX509SvidIssuance('0a01')).toEqual(issuance('0a01'));
+      expect((await ds.listX509SvidIssuances({ byEntryId: 'e1', notExpiredAt: 0 })).map((i) => i.serialHex)).toEqual(['0a01', '0a02']);
+      // A conflicting append (a stale expected head) writes neither its records nor its issuances.
+      expect(await codeOf(ds.appendAuditRecords(['{"n":3}'], testLink, { expectedLastSeq: 1, x509Issuances: [issuance('0a03')] }))).toBe('ERR_DATASTORE_CONFLICT');
+      expect(await ds.getX509SvidIssuance('0a03')).toBeUndefined();
+      // A bad issuance refuses the whole append.
+      expect(await codeOf(ds.appendAuditRecords(['{"n":3}'], testLink, { x509Issuances: [issuance('not hex')] }))).toBe('ERR_DATASTORE_INVALID');
       expect((await all(ds)).map((r) => r.body)).toEqual(['{"n":1}', '{"n":2}']);
     });
 

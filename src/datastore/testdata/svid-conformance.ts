@@ -1,6 +1,6 @@
 /**
  * The conformance cases of issued X509-SVIDs and their revocations (issue 10), run inside
- * `runDatastoreConformance` for every store: recording, listing by SPIFFE ID and entry,
+ * `runDatastoreConformance` for every store: recording, listing by SPIFFE ID, entry and agent,
  * revoking (unknown serials refused, first revocation kept), pruning after expiry, and
  * persistence across reopen.
  */
@@ -42,6 +42,23 @@ export function svidConformance(get: () => { ds: Datastore; reopen?: () => Promi
     await ds.recordX509SvidIssuances([issuance(3, { entryId: 'entry-9', spiffeId: `spiffe://${TD}/moved` })]);
     expect((await ds.listX509SvidIssuances({ byEntryId: 'entry-1' })).map((i) => i.serialHex)).toEqual(['1001', '1005']);
     expect((await ds.listX509SvidIssuances({ bySpiffeId: `spiffe://${TD}/moved` })).map((i) => i.serialHex)).toEqual(['1003']);
+  });
+
+  it('lists by the agent an SVID was signed for; a record without one (or with \'\') names none', async () => {
+    const { ds } = get();
+    const agent = `spiffe://${TD}/spire/agent/a`;
+    await ds.recordX509SvidIssuances([issuance(1, { agentId: agent }), issuance(2, { agentId: `spiffe://${TD}/spire/agent/b` }), issuance(3, { agentId: agent }), issuance(4, { agentId: '' }), issuance(5)]);
+    expect(await ds.getX509SvidIssuance('1001')).toEqual(issuance(1, { agentId: agent }));
+    expect(await ds.getX509SvidIssuance('1004')).toEqual(issuance(4));
+    expect((await ds.listX509SvidIssuances({ byAgentId: agent })).map((i) => i.serialHex)).toEqual(['1001', '1003']);
+    expect((await ds.listX509SvidIssuances({ byAgentId: agent, notExpiredAt: 1002 })).map((i) => i.serialHex)).toEqual(['1003']);
+    // Recorded again for another agent: the old agent's index key goes.
+    await ds.recordX509SvidIssuances([issuance(3, { agentId: `spiffe://${TD}/spire/agent/b` })]);
+    expect((await ds.listX509SvidIssuances({ byAgentId: agent })).map((i) => i.serialHex)).toEqual(['1001']);
+    const [revoked] = await ds.revokeX509Svids([{ serialHex: '1001', revokedAt: 1, reason: 'privilegeWithdrawn' }]);
+    expect(revoked?.agentId).toBe(agent);
+    expect(await codeOf(ds.listX509SvidIssuances({ byAgentId: agent, byEntryId: 'entry-1' }))).toBe('ERR_DATASTORE_INVALID');
+    expect(await codeOf(ds.listX509SvidIssuances({ byAgentId: '' }))).toBe('ERR_DATASTORE_INVALID');
   });
 
   it('refuses bad issuance records and queries', async () => {

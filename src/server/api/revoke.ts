@@ -111,24 +111,31 @@ export async function revokeX509Svids(ctx: ApiContext, req: RevokeX509SvidsReque
 }
 
 /**
- * What banning an agent revokes: its own X509-SVID and every unexpired X509-SVID issued for
- * an entry whose parent is that agent (the workloads only it serves), with reason
- * `privilegeWithdrawn`. SVIDs of entries it reached through a node alias are shared with other
- * agents and are not revoked (the issuance records do not say which agent holds which copy);
- * the banned agent stops serving them at once and they expire. Returns what was revoked.
+ * What banning an agent revokes, with reason `privilegeWithdrawn`: exactly what that agent was
+ * issued. That is its own X509-SVID, every unexpired X509-SVID signed for it (the issuance
+ * record names the agent a BatchNewX509SVID was signed for), including those of entries it
+ * shares with other agents through a node alias, and every unexpired SVID of an entry whose
+ * parent is that agent (only it serves those; this also covers records written before they
+ * named the agent). Copies of an alias-shared entry signed for *other* agents are not revoked:
+ * those agents hold them legitimately, as SPIRE's operators expect (a ban withdraws one node's
+ * privileges, not its neighbours'). Returns what was revoked.
  */
 export async function revokeForBannedAgent(ctx: ApiContext, agentId: string, agentSerial: string): Promise<WireRevokedX509Svid[]> {
   const now = nowSeconds(ctx);
-  const targets: X509SvidIssuance[] = [];
+  const targets = new Map<string, X509SvidIssuance>();
+  const add = (items: readonly X509SvidIssuance[]): void => {
+    for (const i of items) if (!targets.has(i.serialHex)) targets.set(i.serialHex, i);
+  };
   if (agentSerial !== '') {
     const own = await ctx.ds.getX509SvidIssuance(agentSerial);
-    if (own !== undefined && own.notAfter >= now) targets.push(own);
+    if (own !== undefined && own.notAfter >= now) add([own]);
   }
+  add(await ctx.ds.listX509SvidIssuances({ byAgentId: agentId, notExpiredAt: now }));
   for (const e of await ctx.ds.listEntriesForParents([agentId])) {
-    targets.push(...(await ctx.ds.listX509SvidIssuances({ byEntryId: e.entryId, notExpiredAt: now })));
+    add(await ctx.ds.listX509SvidIssuances({ byEntryId: e.entryId, notExpiredAt: now }));
   }
-  if (targets.length === 0) return [];
-  return revokeTargets(ctx, targets, 'privilegeWithdrawn', { spiffeId: agentId });
+  if (targets.size === 0) return [];
+  return revokeTargets(ctx, [...targets.values()], 'privilegeWithdrawn', { spiffeId: agentId });
 }
 
 /** Stores the revocations, re-issues the CRLs before answering, tells the audit hook. */

@@ -20,7 +20,7 @@ import { SpiffeId } from '../../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCE_LENGTH as MAX_AUDIENCE_LENGTH } from '../../spiffe/jwt/limits.js';
 import type { Transport } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
-import { checkBatch, unary, type ApiContext } from '../context.js';
+import { checkBatch, unary, type ApiContext, type IssuanceSink } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
 import { badRequest, denied, grpcCodeOf, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
 import type { CsrMintItem, CsrMinter, X509MintAuthority } from '../csr-pool.js';
@@ -71,7 +71,7 @@ type BatchResult = { status: ItemStatus; svid: WireX509Svid | null };
  * Mints the authorised items of a batch through `pool` (ctx.csrMinter's workers, or inline):
  * one authority snapshot for the whole batch, then CSR checks, mint and verification.
  */
-async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[]): Promise<void> {
+async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: IssueX509SvidRequest[], results: BatchResult[], slotOf: number[], issued: IssuanceSink, agentId: string): Promise<void> {
   const items: CsrMintItem[] = [];
   const itemSlot: number[] = [];
   const itemEntry: string[] = [];
@@ -102,11 +102,13 @@ async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: I
   }
   ctx.ca.noteX509SvidsMinted?.(outcomes.filter((o) => !('error' in o)).length);
   // Every SVID of the batch is recorded before any leaves the server, so revoking by SPIFFE
-  // ID or entry finds it (issue 10); a store that cannot record them fails the call.
+  // ID or entry finds it (issue 10): the unary wrapper writes these records (with the audit
+  // records, in one write, when the ledger is on) before it answers; a store that cannot
+  // record them fails the call.
   const records = outcomes.flatMap((o, k) =>
-    'error' in o ? [] : [{ serialHex: o.serialHex, spiffeId: (items[k] as CsrMintItem).spiffeId, entryId: itemEntry[k] ?? '', authorityId: authority.authorityId, notAfter: o.notAfter }],
+    'error' in o ? [] : [{ serialHex: o.serialHex, spiffeId: (items[k] as CsrMintItem).spiffeId, entryId: itemEntry[k] ?? '', authorityId: authority.authorityId, notAfter: o.notAfter, agentId }],
   );
-  if (records.length > 0) await ctx.ds.recordX509SvidIssuances(records);
+  if (records.length > 0) issued.add(records);
   let noted = authority.intermediates.length === 0; // every chain of the batch has the same intermediates: note them once
   outcomes.forEach((o, k) => {
     const i = itemSlot[k] as number;
@@ -151,7 +153,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       return { svid: await jwtSvid(ctx, spiffeId, audienceFromWire(ctx, req.audience), ttlFromWire(req.ttl, ctx.limits.defaultJwtSvidTtl)) };
     }),
 
-    BatchNewX509SVID: unary<{ params: { entry_id: string; csr: Buffer }[] }, unknown>(ctx, t, 'BatchNewX509SVID', 'agent', async (req, caller) => {
+    BatchNewX509SVID: unary<{ params: { entry_id: string; csr: Buffer }[] }, unknown>(ctx, t, 'BatchNewX509SVID', 'agent', async (req, caller, _call, issued) => {
       if (caller.kind !== 'agent') throw denied('BatchNewX509SVID is for attested agents only');
       const params = req.params ?? [];
       checkBatch(ctx, params.length, 'params');
@@ -177,7 +179,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           results.push({ status: itemStatusOf(err), svid: null });
         }
       }
-      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf);
+      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf, issued, caller.agentId.toString());
       return { results };
     }),
 
