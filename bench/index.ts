@@ -11,6 +11,7 @@ import { benchBundleEndpoint } from './bundle-endpoint.js';
 import { benchFederation } from './federation.js';
 import { benchJwt } from './jwt.js';
 import { benchRevocation } from './revocation.js';
+import { benchSdkTls } from './sdk-tls.js';
 import { benchServer, type ServerBenchLine } from './server.js';
 import { benchSpire } from './spire.js';
 import { benchX509 } from './x509.js';
@@ -24,7 +25,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['federation', () => benchFederation()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['federation', () => benchFederation()], ['sdk-tls', () => benchSdkTls()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
