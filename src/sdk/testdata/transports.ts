@@ -2,15 +2,17 @@
  * Test support: one SPIFFE mTLS server and client per transport (http2, grpc, fetch over
  * https), built only with the SDK's helpers, so that the same scenario runs on each.
  */
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { createSpiffeFetch } from '../fetch.js';
 import { createSpiffeChannelCredentials, createSpiffeGrpcListener } from '../grpc.js';
 import { connectSpiffeHttp2, createSpiffeHttp2Server } from '../http2.js';
-import { createSpiffeHttpsServer, PEER_REJECTED_EVENT, peerSpiffeId, type Authorizer, type X509SvidSourceLike } from '../tls.js';
+import { createClientTlsOptions, createSpiffeHttpsServer, PEER_REJECTED_EVENT, peerSpiffeId, type Authorizer, type X509SvidSourceLike } from '../tls.js';
 
-export type Transport = 'http2' | 'grpc' | 'fetch';
+/** `https` is node:https on both ends; `fetch` is undici's fetch against a node:https server. */
+export type Transport = 'http2' | 'grpc' | 'fetch' | 'https';
 export const TRANSPORTS: readonly Transport[] = ['http2', 'grpc', 'fetch'];
 
 const passthrough = (b: Buffer): Buffer => b;
@@ -25,6 +27,8 @@ export interface TestServer {
   served: number;
   /** SPIFFE IDs of the connections the guard let through, in order. */
   peers: string[];
+  /** Serial numbers of the client certificates of those connections. */
+  serials: string[];
   rejected: Error[];
   /** Ends every established connection (clients must reconnect). */
   dropConnections(): void;
@@ -39,7 +43,7 @@ export interface Outcome {
 export async function startServer(kind: Transport, source: X509SvidSourceLike, authorize: Authorizer, o: { closeEach?: boolean } = {}): Promise<TestServer> {
   const sockets = new Set<tls.TLSSocket>();
   const h: TestServer = {
-    port: 0, served: 0, peers: [], rejected: [],
+    port: 0, served: 0, peers: [], serials: [], rejected: [],
     dropConnections: () => { for (const s of sockets) s.destroy(); },
     close: async () => undefined,
   };
@@ -68,6 +72,7 @@ export async function startServer(kind: Transport, source: X509SvidSourceLike, a
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     if (socket.destroyed) return; // refused by the guard
     h.peers.push(peerSpiffeId(socket).toString());
+    h.serials.push(socket.getPeerCertificate().serialNumber);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -113,6 +118,22 @@ export function openClient(kind: Transport, port: number, source: X509SvidSource
         wait();
       }),
       close: async () => client.close(),
+    };
+  }
+  if (kind === 'https') {
+    const options = createClientTlsOptions(source, { authorize });
+    return {
+      call: () => new Promise((resolve) => {
+        https.get({ host: '127.0.0.1', port, path: '/', ...options }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ body }));
+          res.on('error', (e: Error) => resolve({ error: asError(e) }));
+        }).on('error', (e: Error) => resolve({ error: asError(e) }));
+      }),
+      settle: async () => undefined,
+      close: async () => options.agent?.destroy(),
     };
   }
   if (kind === 'fetch') {
