@@ -19,7 +19,15 @@ import { createCaCertificate, X509SvidMinter } from '../src/spiffe/x509/index.js
 import { pemEncodeCertificates } from '../src/spiffe/x509/pem.js';
 import { x509SvidPem, type X509Svid } from '../src/sdk/model.js';
 import { authorizeId, createClientTlsOptions, createSpiffeTlsServer, type X509SvidSourceLike } from '../src/sdk/tls.js';
-import type { BenchLine } from './index.js';
+
+/** A result line (the shape bench/index's `BenchLine` takes). */
+export interface SdkTlsBenchLine {
+  name: string;
+  perSecond: number;
+  baseline: number;
+  ratio: number;
+  baselineName: string;
+}
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
@@ -39,7 +47,7 @@ async function handshakes(port: number, options: () => tls.ConnectionOptions, ms
   return (n * 1000) / (performance.now() - start);
 }
 
-export async function benchSdkTls(opts: { roundMs?: number; rounds?: number } = {}): Promise<BenchLine[]> {
+export async function benchSdkTls(opts: { roundMs?: number; rounds?: number } = {}): Promise<SdkTlsBenchLine[]> {
   const roundMs = opts.roundMs ?? 1000;
   const rounds = opts.rounds ?? 3;
   const td = TrustDomain.parse('bench.example');
