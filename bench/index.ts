@@ -12,6 +12,7 @@ import { benchCli } from './cli.js';
 import { benchFederation } from './federation.js';
 import { benchJwt } from './jwt.js';
 import { benchRevocation } from './revocation.js';
+import { benchSdkTls } from './sdk-tls.js';
 import { benchServer, type ServerBenchLine } from './server.js';
 import { benchSpire } from './spire.js';
 import { benchX509 } from './x509.js';
@@ -25,7 +26,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['federation', () => benchFederation()], ['cli', () => benchCli()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['federation', () => benchFederation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

@@ -13,3 +13,7 @@ export {
   authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, createClientTlsOptions, createServerTlsOptions, createSpiffeHttpsServer,
   createSpiffeTlsServer, guardTlsServer, peerSpiffeId, PEER_REJECTED_EVENT, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS, verifyPeer, type Authorizer, type SpiffeTlsOptions, type X509SvidSourceLike,
 } from './tls.js';
+// Transports beyond node:tls/node:https (issue 13, item 2)
+export { connectSpiffeHttp2, createSpiffeHttp2Server } from './http2.js';
+export { createSpiffeChannelCredentials, createSpiffeGrpcListener } from './grpc.js';
+export { createSpiffeDispatcher, createSpiffeFetch, type SpiffeDispatcherOptions, type SpiffeFetch } from './fetch.js';

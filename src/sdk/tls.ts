@@ -188,11 +188,27 @@ function contextGetter(source: X509SvidSourceLike, server: boolean): () => tls.S
  * each new connection uses the SVID current at that moment.
  */
 export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions): tls.ConnectionOptions & https.AgentOptions & { agent?: https.Agent } {
+  const options: tls.ConnectionOptions & https.AgentOptions & { agent?: https.Agent } = spiffeConnectOptions(source, opts);
+  // Node's https.Agent pools sockets by host, port and some TLS options, but not by
+  // secureContext or checkServerIdentity. With the shared global agent, a request meant to
+  // present another SVID, or to authorise another server ID, would silently reuse a socket
+  // authenticated for the first one. A private agent per options object keeps each pool to
+  // one (client identity, server authorizer) pair.
+  options.agent = new https.Agent({ keepAlive: true, maxCachedSessions: 0 });
+  return options;
+}
+
+/**
+ * The `tls.connect` options of `createClientTlsOptions` without a pool (the other transports,
+ * sdk/http2, sdk/grpc, sdk/fetch, build theirs on it): `secureContext` is a getter answering
+ * the source's current SVID, `checkServerIdentity` runs `verifyPeer`.
+ */
+export function spiffeConnectOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions): tls.ConnectionOptions & { maxCachedSessions: number } {
   checkOptions(opts);
   const current = contextGetter(source, false);
   current(); // fail now, not at the first connection, when the source has nothing yet
   const now = opts.now ?? (() => new Date());
-  const options: tls.ConnectionOptions & https.AgentOptions & { agent?: https.Agent } = {
+  const options: tls.ConnectionOptions & { maxCachedSessions: number } = {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     // Resumed sessions skip checkServerIdentity in Node: no client session cache.
@@ -207,12 +223,6 @@ export function createClientTlsOptions(source: X509SvidSourceLike, opts: SpiffeT
     },
   };
   Object.defineProperty(options, 'secureContext', { get: current, enumerable: true, configurable: true });
-  // Node's https.Agent pools sockets by host, port and some TLS options, but not by
-  // secureContext or checkServerIdentity. With the shared global agent, a request meant to
-  // present another SVID, or to authorise another server ID, would silently reuse a socket
-  // authenticated for the first one. A private agent per options object keeps each pool to
-  // one (client identity, server authorizer) pair.
-  options.agent = new https.Agent({ keepAlive: true, maxCachedSessions: 0 });
   return options;
 }
 
@@ -230,7 +240,7 @@ export function createServerTlsOptions(source: X509SvidSourceLike, opts: SpiffeT
  * The server options; `rejectUnauthorized: false` only for a server `guardTlsServer` guards
  * (it refuses what OpenSSL did not verify, and can then say why).
  */
-function serverTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions, rejectUnauthorized: boolean): tls.TlsOptions {
+export function serverTlsOptions(source: X509SvidSourceLike, opts: SpiffeTlsOptions, rejectUnauthorized: boolean): tls.TlsOptions {
   checkOptions(opts);
   const current = contextGetter(source, true);
   const { svid: _s, bundles: _b, ...initial } = contextOptions(source);
