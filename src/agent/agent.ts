@@ -332,7 +332,11 @@ export class MayflyAgent {
     const ready = (): Readiness => this.readiness();
     const live = (): boolean => this.#state !== 'failed' && this.#state !== 'stopped';
     const { metrics, health } = cfg.http ?? {};
-    if (metrics !== undefined) this.#http.push(new HttpEndpoints({ host: metrics.host, port: metrics.port, metrics: this.metrics, ready, live }));
+    if (metrics !== undefined) {
+      // Built now, so process metrics are sampled from start; an agent without a metrics listener never loads prom-client.
+      await this.metrics.prometheus();
+      this.#http.push(new HttpEndpoints({ host: metrics.host, port: metrics.port, metrics: this.metrics, ready, live }));
+    }
     if (health !== undefined) {
       this.#http.push(new HttpEndpoints({ host: health.host, port: health.port, ready, live, ...(health.livePath ? { livePath: health.livePath } : {}), ...(health.readyPath ? { readyPath: health.readyPath } : {}) }));
     }

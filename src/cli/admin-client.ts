@@ -2,8 +2,8 @@
  * @module cli/admin-client
  *
  * The CLI's client of the server's admin API: unary gRPC calls over the admin Unix socket
- * on `node:http2`, with the message codecs of `wire/server/definition`. grpc-js is not
- * loaded: a CLI call makes one connection and a handful of unary calls, and grpc-js's
+ * on `node:http2`, with the message codecs of `wire/server/codecs` (protobufjs/light over
+ * the JSON descriptor: neither proto-loader nor the `.proto` parser). grpc-js is not loaded: a CLI call makes one connection and a handful of unary calls, and grpc-js's
  * channel machinery cost ~45 ms of every call's start-up (issue 18). Failures reject with
  * the shape of a grpc-js `ServiceError` (`code`, `details`), so `describeCallError` reads
  * both alike.
@@ -14,7 +14,8 @@
  */
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { connect as netConnect } from 'node:net';
-import { SERVER_API_PACKAGE, serverApiPackageDefinition, type ServerApiService } from '../wire/server/definition.js';
+import { serverApiMethodCodec } from '../wire/server/codecs.js';
+import type { ServerApiService } from '../wire/server/definition-names.js';
 
 /** Largest response accepted (the server's entry lists can be large). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -38,19 +39,10 @@ export class AdminCallError extends Error {
   }
 }
 
-interface MethodCodec {
-  path: string;
-  requestSerialize: (value: unknown) => Buffer;
-  responseDeserialize: (bytes: Buffer) => unknown;
-}
-
-function methodOf(service: ServerApiService, method: string): MethodCodec {
-  const svc = serverApiPackageDefinition()[`${SERVER_API_PACKAGE}.${service}`] as Record<string, Partial<MethodCodec> & { responseStream?: boolean }> | undefined;
-  const m = svc?.[method];
-  if (m === undefined || typeof m.path !== 'string' || m.requestSerialize === undefined || m.responseDeserialize === undefined || m.responseStream === true) {
-    throw new TypeError(`no unary method ${service}.${method} in proto/server.proto`);
-  }
-  return m as MethodCodec;
+function methodOf(service: ServerApiService, method: string): { path: string; requestSerialize: (value: unknown) => Buffer; responseDeserialize: (bytes: Buffer) => unknown } {
+  const m = serverApiMethodCodec(service, method);
+  if (m.requestStream || m.responseStream) throw new TypeError(`no unary method ${service}.${method} in proto/server.proto`);
+  return m;
 }
 
 function grpcMessage(raw: string | string[] | undefined): string {

@@ -12,7 +12,7 @@ import { parseSelector, type Selector } from '../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
-import type { ServerApiService } from '../wire/server/definition.js';
+import type { ServerApiService } from '../wire/server/definition-names.js';
 import type { AdminClient } from './admin-client.js';
 import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';

@@ -36,7 +36,7 @@ const fetcher: FederationControl = {
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const program = buildServerProgram({ out: (t) => void out.push(t), err: (t) => void err.push(t), env: {} });
+  const program = await buildServerProgram({ out: (t) => void out.push(t), err: (t) => void err.push(t), env: {} });
   const code = await runProgram(program, [...argv, '-socketPath', server.adminSocketPath]);
   return { code, out: out.join(''), err: err.join('') };
 }

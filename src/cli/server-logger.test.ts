@@ -29,7 +29,7 @@ describe('mayfly-server logger against a running server', () => {
   const run = async (argv: string[]): Promise<{ code: number; out: string; err: string }> => {
     let out = '';
     let err = '';
-    const program = buildServerProgram({ out: (t) => void (out += t), err: (t) => void (err += t), env: {} });
+    const program = await buildServerProgram({ out: (t) => void (out += t), err: (t) => void (err += t), env: {} });
     return { code: await runProgram(program, [...argv, '-socketPath', socketPath]), out, err };
   };
 

@@ -57,7 +57,7 @@ async function agentCli(argv: string[]): Promise<Result> {
 async function serverCli(argv: string[]): Promise<Result> {
   let out = '';
   let err = '';
-  const program = buildServerProgram({ out: (t) => void (out += t), err: (t) => void (err += t), env: {} });
+  const program = await buildServerProgram({ out: (t) => void (out += t), err: (t) => void (err += t), env: {} });
   return { code: await runProgram(program, [...argv, '-socketPath', adminSocket]), out, err };
 }
 

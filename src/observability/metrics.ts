@@ -5,15 +5,15 @@
  * the global one): a registry with Node's process metrics under a prefix, its exposition
  * for `/metrics`, gRPC status code names, and a grpc-js server interceptor that reports
  * every call's method, status code and duration to a recorder (the server counts its API,
- * the agent its Workload API).
+ * the agent its Workload API; observability/rpc-interceptor, which needs no prom-client).
  */
-import { ResponderBuilder, ServerInterceptingCall, ServerListenerBuilder, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { MetricsExposition } from './http-endpoints.js';
 
 import { grpcCodeName } from './grpc-code-name.js';
 
 export { grpcCodeName };
+export { rpcInterceptor, shortMethod, type RpcRecorder } from './rpc-interceptor.js';
 
 /** A fresh registry; with `processMetrics` (default true) Node's process metrics under `prefix`. */
 export function newRegistry(opts: { prefix: string; processMetrics?: boolean }): Registry {
@@ -29,43 +29,5 @@ export function metricsOf(registry: Registry): MetricsExposition {
       return registry.contentType;
     },
     text: () => registry.metrics(),
-  };
-}
-
-/** Told of every finished call; `method` is `Service/Method` without the package. */
-export interface RpcRecorder {
-  rpcEnded(method: string, code: string, seconds: number): void;
-}
-
-/** '/mayfly.server.v1.Entry/ListEntries' → 'Entry/ListEntries'; '/SpiffeWorkloadAPI/FetchX509SVID' stays 'SpiffeWorkloadAPI/FetchX509SVID'. */
-export function shortMethod(path: string): string {
-  return path.replace(/^\/(?:[^/]*\.)?([^./]+\/[^/]+)$/, '$1');
-}
-
-/**
- * A grpc-js server interceptor reporting each call once: with the status it ends with,
- * or CANCELLED when the client went away first. `now` gives milliseconds (monotonic is
- * best; default `performance.now`).
- */
-export function rpcInterceptor(recorder: RpcRecorder, now: () => number = () => performance.now()): ServerInterceptor {
-  return (descriptor, call: ServerInterceptingCallInterface) => {
-    const method = shortMethod(descriptor.path);
-    const started = now();
-    let reported = false;
-    const report = (code: string): void => {
-      if (reported) return;
-      reported = true;
-      recorder.rpcEnded(method, code, Math.max(0, now() - started) / 1000);
-    };
-    const responder = new ResponderBuilder()
-      .withStart((next) => {
-        next(new ServerListenerBuilder().withOnCancel(() => report('CANCELLED')).build());
-      })
-      .withSendStatus((st, next) => {
-        report(grpcCodeName(st.code));
-        next(st);
-      })
-      .build();
-    return new ServerInterceptingCall(call, responder);
   };
 }

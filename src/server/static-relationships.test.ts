@@ -48,7 +48,7 @@ async function start(dir: string, url: string): Promise<ServerRunner> {
 
 async function cli(dir: string, ...argv: string[]): Promise<{ code: number; out: string }> {
   const out: string[] = [];
-  const code = await runProgram(buildServerProgram({ out: (t) => void out.push(t), err: () => undefined, env: {} }), [...argv, '-socketPath', join(dir, 'admin', 'api.sock')]);
+  const code = await runProgram(await buildServerProgram({ out: (t) => void out.push(t), err: () => undefined, env: {} }), [...argv, '-socketPath', join(dir, 'admin', 'api.sock')]);
   return { code, out: out.join('') };
 }
 

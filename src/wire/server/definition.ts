@@ -9,16 +9,15 @@
  *
  * The file is found by walking up from this module to a directory holding
  * `proto/server.proto` (three levels from `src/wire/server/`, four from
- * `dist/src/wire/server/`).
+ * `dist/src/wire/server/`). The CLI takes its codecs from `wire/server/codecs` instead,
+ * which needs neither proto-loader nor the `.proto` parser.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 
-export const SERVER_API_PACKAGE = 'mayfly.server.v1';
-export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Audit', 'Health', 'TrustDomain', 'Logger'] as const;
-export type ServerApiService = (typeof SERVER_API_SERVICES)[number];
+export { SERVER_API_PACKAGE, SERVER_API_SERVICES, type ServerApiService } from './definition-names.js';
 
 function protoFile(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
