@@ -45,6 +45,10 @@ export interface ListEntriesQuery {
   bySelectors?: { selectors: readonly Selector[]; match: SetMatch };
   /** 1..256 bare trust domain names. */
   byFederatesWith?: { trustDomains: readonly string[]; match: SetMatch };
+  /** Entries whose owner is exactly this (non-empty) owner. */
+  byOwner?: string;
+  /** Entries holding every one of these labels (1..32 of them). */
+  byLabels?: Readonly<Record<string, string>>;
   pageSize?: number;
   pageToken?: string;
 }

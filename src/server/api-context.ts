@@ -40,6 +40,8 @@ export interface ApiLimits {
   maxAudiences: number;
   /** Concurrent authorised-entry streams per agent (each recomputes on every change). */
   maxSyncStreamsPerAgent: number;
+  /** Entry policy (`require_owner`, issue 11): create and update refuse an entry without an owner. */
+  requireOwner: boolean;
 }
 
 export const DEFAULT_LIMITS: ApiLimits = {
@@ -52,6 +54,7 @@ export const DEFAULT_LIMITS: ApiLimits = {
   syncCoalesceMs: 50,
   maxAudiences: MAX_JWT_SVID_AUDIENCES,
   maxSyncStreamsPerAgent: 4,
+  requireOwner: false,
 };
 
 export interface ApiContext {

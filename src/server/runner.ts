@@ -165,6 +165,7 @@ export class ServerRunner {
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;
       if (s.defaultJwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = s.defaultJwtSvidTtl;
       if (s.agentTtl !== undefined) limits.agentSvidTtl = s.agentTtl;
+      if (s.requireOwner === true) limits.requireOwner = true;
       if (s.audit.enabled) {
         this.#audit = await startServerAudit({
           datastore: ds,

@@ -13,7 +13,7 @@ import type { Pool as PgPool } from 'pg';
 import { DatastoreError } from '../records.js';
 
 /** The schema version this build writes and reads. */
-export const POSTGRES_SCHEMA_VERSION = 4;
+export const POSTGRES_SCHEMA_VERSION = 5;
 export const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The migrations, in order: MIGRATIONS[i] takes the schema from version i to i + 1. `S` is the quoted schema name. */
@@ -109,6 +109,14 @@ const MIGRATIONS: readonly ((S: string) => string[])[] = [
     `CREATE INDEX x509_svids_by_entry_id ON ${S}.x509_svids (entry_id, serial_hex) WHERE entry_id <> ''`,
     `CREATE INDEX x509_svids_by_not_after ON ${S}.x509_svids (not_after)`,
     `CREATE INDEX x509_svids_revoked ON ${S}.x509_svids (serial_hex) WHERE revoked_at IS NOT NULL`,
+  ],
+  // 4 -> 5 (issue 11): entry owners and labels as indexed columns (they are also in
+  // `body`, with `purpose`). Entries written before have neither: '' and {}.
+  (S) => [
+    `ALTER TABLE ${S}.entries ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT ''`,
+    `ALTER TABLE ${S}.entries ADD COLUMN labels jsonb NOT NULL DEFAULT '{}'::jsonb`,
+    `CREATE INDEX entries_by_owner ON ${S}.entries (owner, entry_id) WHERE owner <> ''`,
+    `CREATE INDEX entries_by_labels ON ${S}.entries USING gin (labels jsonb_path_ops)`,
   ],
 ];
 
