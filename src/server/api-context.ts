@@ -13,6 +13,7 @@ import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
+import type { UsageSink } from './usage-recorder.js';
 import type { AuditRecorder, FederationControl, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
 /** Per-agent copies of the authorised-entry set: what handlers need of `AuthorizedEntryCache` (authorized-cache.ts). */
@@ -78,6 +79,8 @@ export interface ApiContext {
   readonly authorizedCache?: AuthorizedEntrySource;
   /** The bundle the server serves and trusts callers with (server/trust-bundle); the CA's own bundle when absent. */
   readonly trustBundle?: ServedTrustBundle;
+  /** Entry usage (issue 11, server/usage-recorder): told of each issuance and reported delivery, never awaited. */
+  readonly usage?: UsageSink;
   /** The audit ledger: every issuance and administrative change is recorded before the call answers (absent: not recorded). */
   readonly audit?: AuditRecorder;
   /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */

@@ -21,6 +21,7 @@
  *   b!<trust domain>               → bundle JSON
  *   r!<trust domain>               → federation relationship JSON
  *   j!ca                           → CA journal, base64
+ *   U!<entryId>                    → entry usage JSON (issue 11, level/usage)
  *   L!<seq, 16 digits>             → audit ledger record JSON {prevHash, hash, body}
  */
 import { createHash } from 'node:crypto';

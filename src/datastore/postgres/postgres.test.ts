@@ -210,7 +210,7 @@ describe('PostgresDatastore', () => {
     const e = await first.createEntry(entry(1));
     await first.close();
     // What a version 1 database looks like: none of the tables later migrations add.
-    for (const t of ['x509_svids', 'federation_relationships', 'audit_records']) await sql(cluster, `DROP TABLE "${schema}".${t}`);
+    for (const t of ['entry_usage', 'x509_svids', 'federation_relationships', 'audit_records']) await sql(cluster, `DROP TABLE "${schema}".${t}`);
     // ... nor the owner and label columns (issue 11), and entry bodies without owner, labels and purpose.
     await sql(cluster, `ALTER TABLE "${schema}".entries DROP COLUMN owner, DROP COLUMN labels`);
     await sql(cluster, `UPDATE "${schema}".entries SET body = (body::jsonb - 'owner' - 'labels' - 'purpose')::text`);
@@ -225,6 +225,8 @@ describe('PostgresDatastore', () => {
     expect(await ds.getFederationRelationship('peer.org')).toEqual(r);
     const owned = await ds.updateEntry({ ...e, owner: 'team-a', labels: { env: 'prod' } }, { expectedRevision: 0 });
     expect((await ds.listEntries({ byOwner: 'team-a', byLabels: { env: 'prod' } })).items).toEqual([owned]);
+    await ds.recordEntryUsage([{ entryId: e.entryId, issuanceCount: 1, firstIssuedAt: 5, lastIssuedAt: 5 }]);
+    expect((await ds.listEntryUsage())[0]).toMatchObject({ entryId: e.entryId, issuanceCount: 1 });
     await ds.recordX509SvidIssuances([{ serialHex: '01', spiffeId: 'spiffe://example.org/a', entryId: e.entryId, authorityId: 'ab', notAfter: 10 }]);
     expect((await ds.revokeX509Svids([{ serialHex: '01', revokedAt: 1, reason: 'keyCompromise' }]))[0]).toMatchObject({ serialHex: '01', reason: 'keyCompromise' });
   });

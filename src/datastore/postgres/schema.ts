@@ -13,7 +13,7 @@ import type { Pool as PgPool } from 'pg';
 import { DatastoreError } from '../records.js';
 
 /** The schema version this build writes and reads. */
-export const POSTGRES_SCHEMA_VERSION = 5;
+export const POSTGRES_SCHEMA_VERSION = 6;
 export const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The migrations, in order: MIGRATIONS[i] takes the schema from version i to i + 1. `S` is the quoted schema name. */
@@ -118,6 +118,8 @@ const MIGRATIONS: readonly ((S: string) => string[])[] = [
     `CREATE INDEX entries_by_owner ON ${S}.entries (owner, entry_id) WHERE owner <> ''`,
     `CREATE INDEX entries_by_labels ON ${S}.entries USING gin (labels jsonb_path_ops)`,
   ],
+  // 5 -> 6 (issue 11): per-entry usage records (datastore/postgres/usage), written in batches.
+  (S) => [`CREATE TABLE ${S}.entry_usage (entry_id text COLLATE "C" PRIMARY KEY, body text NOT NULL)`],
 ];
 
 /** The LISTEN/NOTIFY channel of a schema (`S` quoted, as in MIGRATIONS). */

@@ -84,6 +84,30 @@ export function governanceConformance(h: { ds(): Datastore; reopen(): Promise<Da
       expect(await listAll(ds, { byLabels: { env: 'pro' } })).toEqual([]);
     });
 
+    it('merges usage batches (first/last issuance, count, bounded agents, last delivery) and keeps them across a reopen', async () => {
+      let ds = h.ds();
+      expect(await ds.listEntryUsage()).toEqual([]);
+      await ds.recordEntryUsage([
+        { entryId: 'e1', firstIssuedAt: 100, lastIssuedAt: 150, issuanceCount: 3, agents: ['a1', 'a2'] },
+        { entryId: 'e2', lastDeliveredAt: 120 },
+      ]);
+      await ds.recordEntryUsage([{ entryId: 'e1', firstIssuedAt: 90, lastIssuedAt: 200, issuanceCount: 2, agents: ['a1', 'a3'], lastDeliveredAt: 210 }]);
+      await Promise.all(Array.from({ length: 5 }, (_, i) => ds.recordEntryUsage([{ entryId: 'e3', firstIssuedAt: 10 + i, lastIssuedAt: 10 + i, issuanceCount: 1 }])));
+      ds = (await h.reopen()) ?? ds;
+      expect(await ds.listEntryUsage()).toEqual([
+        { entryId: 'e1', firstIssuedAt: 90, lastIssuedAt: 200, issuanceCount: 5, agents: ['a2', 'a1', 'a3'], agentCount: 3, lastDeliveredAt: 210 },
+        { entryId: 'e2', firstIssuedAt: 0, lastIssuedAt: 0, issuanceCount: 0, agents: [], agentCount: 0, lastDeliveredAt: 120 },
+        { entryId: 'e3', firstIssuedAt: 10, lastIssuedAt: 14, issuanceCount: 5, agents: [], agentCount: 0, lastDeliveredAt: 0 },
+      ]);
+      for (let i = 0; i < 3; i++) await ds.recordEntryUsage([{ entryId: 'many', agents: Array.from({ length: 64 }, (_, j) => `agent-${i}-${j}`) }]);
+      const many = (await ds.listEntryUsage()).find((u) => u.entryId === 'many')!;
+      expect(many.agents).toHaveLength(64);
+      expect(many.agentCount).toBe(192);
+      expect(many.agents[63]).toBe('agent-2-63');
+      expect(await codeOf(ds.recordEntryUsage([{ entryId: 'x', issuanceCount: -1 }]))).toBe('ERR_DATASTORE_INVALID');
+      expect(await codeOf(ds.recordEntryUsage([{ entryId: 'x' }, { entryId: 'x' }]))).toBe('ERR_DATASTORE_INVALID');
+    });
+
     it('refuses over-long, hostile and too many owners, labels and purposes, storing nothing', async () => {
       const ds = h.ds();
       const bad: [string, Partial<EntryInput>][] = [

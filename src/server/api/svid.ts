@@ -178,6 +178,12 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
         }
       }
       await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf);
+      if (ctx.usage !== undefined) {
+        const agentId = caller.agentId.toString();
+        reqs.forEach((r, k) => {
+          if (results[slotOf[k]!]?.status.code === 0 && r.entryId !== undefined) ctx.usage!.issued(r.entryId, agentId);
+        });
+      }
       return { results };
     }),
 
@@ -188,7 +194,9 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       const audience = audienceFromWire(ctx, req.audience);
       const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
       if (entry === undefined) throw notAuthorized(req.entry_id);
-      return { svid: await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl) };
+      const svid = await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
+      ctx.usage?.issued(entry.entryId, caller.agentId.toString());
+      return { svid };
     }),
   };
 }
