@@ -12,7 +12,9 @@
  * - `{ type: 'stop' }` → drains, exits 0.
  * `MAYFLY_BENCH_CSR_WORKERS` sets the server's `csrWorkers` (default: the server's own);
  * `MAYFLY_BENCH_AUDIT=1` gives it the audit ledger as `mayfly-server run` composes it
- * (server/audit-ledger, default settings), so every SVID is recorded before it is returned.
+ * (server/audit-ledger, default settings), so every SVID is recorded before it is returned;
+ * `MAYFLY_BENCH_USAGE=1` gives it entry usage recording as `mayfly-server run` does
+ * (server/usage-recorder, issue 11).
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -24,6 +26,7 @@ import { openLevelDatastore } from '../src/datastore/level/level.js';
 import { MayflyServer } from '../src/server/server.js';
 import { startServerAudit, type ServerAudit } from '../src/server/audit-ledger.js';
 import { DEFAULT_AUDIT } from '../src/server/config-audit.js';
+import { EntryUsageRecorder } from '../src/server/usage-recorder.js';
 import { SILENT_LOGGER } from '../src/server/ports.js';
 import { SpiffeId } from '../src/spiffe/id.js';
 
@@ -54,6 +57,8 @@ async function main(): Promise<void> {
       logger: SILENT_LOGGER,
     });
   }
+  const usage = process.env.MAYFLY_BENCH_USAGE === '1' ? new EntryUsageRecorder({ store: datastore }) : undefined;
+  usage?.start();
   const server = new MayflyServer({
     trustDomain: 'bench.example',
     dataDir,
@@ -65,12 +70,14 @@ async function main(): Promise<void> {
     port: 0,
     drainMs: 500,
     ...(audit !== undefined ? { audit: audit.ledger } : {}),
+    ...(usage !== undefined ? { usage } : {}),
     ...(process.env.MAYFLY_BENCH_CSR_WORKERS !== undefined ? { csrWorkers: Number(process.env.MAYFLY_BENCH_CSR_WORKERS) } : {}),
   });
   await server.start();
   send({ type: 'ready', port: server.port, adminSocketPath: server.adminSocketPath, startMs: performance.now(), rss: process.memoryUsage().rss });
   const stop = async (): Promise<void> => {
     await server.stop();
+    await usage?.close();
     await audit?.stop();
     ca.stop();
     await datastore.close();

@@ -110,6 +110,10 @@ function entryFromWire(w: WireEntry): RegistrationEntry {
     downstream: Boolean(w.downstream),
     hint: w.hint ?? '',
     expiresAt: Number(w.expires_at ?? 0),
+    // Governance fields (issue 11) are the server's business; agents are not sent them.
+    owner: '',
+    labels: {},
+    purpose: '',
     revision: Number(w.revision ?? 0),
     createdAt: Number(w.created_at ?? 0),
   };

@@ -38,6 +38,7 @@ const DATA_KEYS: Record<string, Field> = {
   revision_number: 'revision', revisionNumber: 'revision', revision: 'revision',
   store_svid: 'store_svid', storeSvid: 'store_svid',
   created_at: 'ignored', createdAt: 'ignored',
+  owner: 'owner', labels: 'labels', purpose: 'purpose',
 };
 
 function parseJson(text: string, what: string): unknown {
@@ -88,8 +89,17 @@ function entryFromJson(raw: unknown, where: string): EntryRequest {
       case 'store_svid':
         if (boolValue(v, at)) throw new CliUsageError(`${at} is true, but Mayfly has no SVIDStore plugins to store SVIDs through: remove it`);
         break;
+      case 'labels': {
+        if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) {
+          throw new CliUsageError(`${at} must be an object of "key": "value" strings`);
+        }
+        e.labels = { ...(v as Record<string, string>) };
+        break;
+      }
       case 'id':
       case 'hint':
+      case 'owner':
+      case 'purpose':
         if (typeof v !== 'string') throw new CliUsageError(`${at} must be a string`);
         e[field] = v;
         break;

@@ -82,6 +82,10 @@ export const SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['shallow', 'shallow'],
   ['verbose', 'verbose'],
   ['help', 'help'],
+  // Mayfly's (issue 11): entry owners, labels and purpose.
+  ['owner', 'owner'],
+  ['label', 'label'],
+  ['purpose', 'purpose'],
 ]);
 
 /** SPIRE's boolean flags (kebab names): they never consume the next argument. */

@@ -13,6 +13,7 @@
  * reads the entry's current revision first (last writer wins, as in SPIRE).
  */
 import { Option, type Command } from 'commander';
+import { labelKeyProblem } from '../registration/entry.js';
 import { formatSelector } from '../registration/selector.js';
 import type { WireEntry, WireStatus } from '../server/messages.js';
 import { grpcCodeName } from '../observability/grpc-code-name.js';
@@ -60,6 +61,9 @@ export function entryText(e: WireEntry): string {
   for (const d of e.dns_names) rows.push(['DNS name', d]);
   if (e.admin) rows.push(['Admin', true]);
   if (e.hint) rows.push(['Hint', e.hint]);
+  if (e.owner) rows.push(['Owner', e.owner]);
+  for (const [k, v] of Object.entries(e.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) rows.push(['Label', `${k}=${v}`]);
+  if (e.purpose) rows.push(['Purpose', e.purpose]);
   rows.push(['Created At', timeText(e.created_at)]);
   return fields(rows);
 }
@@ -95,6 +99,27 @@ interface EntryFlags {
   data?: string;
   file?: string;
   revision?: string;
+  owner?: string;
+  label?: string[];
+  purpose?: string;
+}
+
+/**
+ * `-label k=v` (repeatable) → labels. Keys are checked here (a key such as `__proto__`
+ * would not survive a JavaScript object on either end); values and the count by the server.
+ */
+export function labelArgs(list: readonly string[] | undefined, flag = '-label'): Record<string, string> {
+  const out = new Map<string, string>();
+  for (const raw of list ?? []) {
+    const at = raw.indexOf('=');
+    if (at <= 0) throw new CliUsageError(`${flag} ${JSON.stringify(raw.slice(0, 80))}: want key=value, e.g. ${flag} team=payments`);
+    const k = raw.slice(0, at);
+    const p = labelKeyProblem(k);
+    if (p !== undefined) throw new CliUsageError(`${flag}: label key ${JSON.stringify(k.slice(0, 80))} ${p}`);
+    if (out.has(k)) throw new CliUsageError(`${flag}: label ${JSON.stringify(k.slice(0, 80))} is given twice; give each key once`);
+    out.set(k, raw.slice(at + 1));
+  }
+  return Object.fromEntries(out);
 }
 
 async function serverTrustDomain(ctx: CommandContext): Promise<string> {
@@ -120,6 +145,9 @@ async function entryFromFlags(ctx: CommandContext, o: EntryFlags, forUpdate: boo
     downstream: o.downstream ?? false,
     hint: o.hint ?? '',
     expires_at: integerArg(o.entryExpiry, '-entryExpiry') ?? 0,
+    owner: o.owner ?? '',
+    labels: labelArgs(o.label),
+    purpose: o.purpose ?? '',
   };
   if (forUpdate) {
     if (o.entryId === undefined || o.entryId === '') throw new CliUsageError('-entryID is required');
@@ -182,6 +210,9 @@ function entryOptions(cmd: Command): Command {
     .option('--downstream', 'the SVID may mint for a downstream server')
     .option('--hint <text>', 'hint for workloads choosing among SVIDs')
     .option('--entry-expiry <unix-seconds>', 'when the entry expires (0 = never)')
+    .option('--owner <owner>', 'Mayfly: the team or person answerable for the entry (at most 256 bytes)')
+    .option('--label <key=value>', 'Mayfly: a label (repeatable, at most 32)', collect)
+    .option('--purpose <text>', 'Mayfly: why the entry exists (at most 1024 bytes)')
     .option('--store-svid', 'SPIRE: store the SVID through an SVIDStore plugin (Mayfly has none: refused)')
     .option('--data <file>', "entries as SPIRE's JSON ({\"entries\": [...]}); '-' reads stdin");
 }
@@ -307,6 +338,8 @@ export function addEntryCommands(program: Command): void {
     .addOption(new Option('--match-federates-with <how>', 'exact, subset, superset or any').default('superset'))
     .option('--downstream', 'only downstream entries')
     .option('--hint <hint>', 'only entries with this hint')
+    .option('--owner <owner>', 'Mayfly: only entries with this owner')
+    .option('--label <key=value>', 'Mayfly: only entries with this label (repeatable: all must match)', collect)
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.opts<EntryFlags & { matchSelectorsOn: string; matchFederatesWith: string }>();
       const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID');
@@ -315,6 +348,7 @@ export function addEntryCommands(program: Command): void {
       const matchSel = choiceArg(o.matchSelectorsOn, '-matchSelectorsOn', MATCHES, 'superset');
       const tds = (o.federatesWith ?? []).map((f) => trustDomainArg(f, '-federatesWith'));
       const matchFed = choiceArg(o.matchFederatesWith, '-matchFederatesWith', MATCHES, 'superset');
+      const labels = o.label !== undefined ? labelArgs(o.label) : undefined;
       if (o.entryId !== undefined && (spiffeId !== undefined || parentId !== undefined || selectors.length > 0)) {
         throw new CliUsageError("the -entryID flag can't be combined with -spiffeID, -parentID or -selector");
       }
@@ -328,6 +362,8 @@ export function addEntryCommands(program: Command): void {
           if (parentId !== undefined) filter.by_parent_id = parentId;
           if (selectors.length > 0) filter.by_selectors = { selectors, match: WIRE_MATCH[matchSel] };
           if (tds.length > 0) filter.by_federates_with = { trust_domains: tds, match: WIRE_MATCH[matchFed] };
+          if (o.owner !== undefined && o.owner !== '') filter.by_owner = o.owner;
+          if (labels !== undefined) filter.by_labels = labels;
           entries = await listAll(ctx, filter);
         }
         // The server filters by IDs, selectors and trust domains; these two are filtered here.

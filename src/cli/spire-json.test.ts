@@ -29,6 +29,9 @@ const wire: WireEntry = {
   expires_at: 0,
   revision: 0,
   created_at: 1796282755,
+  owner: '',
+  labels: {},
+  purpose: '',
 };
 
 describe('SPIRE-shaped JSON', () => {

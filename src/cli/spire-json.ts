@@ -40,6 +40,10 @@ export interface SpireEntry {
   jwt_svid_ttl: number;
   hint: string;
   created_at: string;
+  /** Mayfly's (issue 11), not SPIRE's: present only when set, so SPIRE-style entries print byte for byte as SPIRE does. */
+  owner?: string;
+  labels?: Record<string, string>;
+  purpose?: string;
 }
 
 /**
@@ -101,8 +105,13 @@ function withIds<T extends object>(base: Omit<T, 'id' | 'spiffe_id' | 'parent_id
 }
 
 export function spireEntry(e: WireEntry): SpireEntry {
-  return withIds(
+  const governance: Pick<SpireEntry, 'owner' | 'labels' | 'purpose'> = {};
+  if (e.owner !== undefined && e.owner !== '') governance.owner = e.owner;
+  if (e.labels !== undefined && e.labels !== null && Object.keys(e.labels).length > 0) governance.labels = { ...e.labels };
+  if (e.purpose !== undefined && e.purpose !== '') governance.purpose = e.purpose;
+  return withIds<SpireEntry>(
     {
+      ...governance,
       id: e.id,
       selectors: e.selectors.map((s) => ({ type: s.type, value: s.value })),
       x509_svid_ttl: e.x509_svid_ttl,
@@ -138,6 +147,9 @@ export function spireEntryFromRequest(e: Partial<WireEntry>): SpireEntry {
     expires_at: e.expires_at ?? 0,
     revision: e.revision ?? 0,
     created_at: e.created_at ?? 0,
+    owner: e.owner ?? '',
+    labels: e.labels ?? {},
+    purpose: e.purpose ?? '',
   });
 }
 

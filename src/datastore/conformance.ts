@@ -25,6 +25,7 @@ import { isMayflyError, type ErrorCode } from '../spiffe/errors.js';
 import { makeTestCa } from '../spiffe/x509/testing.js';
 import type { BundleAuthority, Datastore } from './datastore.js';
 import { auditConformance } from './testdata/audit-conformance.js';
+import { governanceConformance } from './testdata/governance-conformance.js';
 import { relationshipConformance } from './testdata/relationships-conformance.js';
 import { svidConformance } from './testdata/svid-conformance.js';
 
@@ -610,6 +611,15 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         return ds;
       },
       sibling: async () => (h.sibling === undefined ? undefined : h.sibling()),
+    });
+    governanceConformance({
+      ds: () => ds,
+      reopen: async () => {
+        if (h.reopen === undefined) return undefined;
+        await ds.close();
+        ds = await h.reopen();
+        return ds;
+      },
     });
     describe('issued X509-SVIDs and revocations', () => {
       svidConformance(() => ({ ds, ...(h.reopen ? { reopen: h.reopen } : {}), setDs: (d) => (ds = d) }));

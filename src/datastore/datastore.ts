@@ -45,6 +45,10 @@ export interface ListEntriesQuery {
   bySelectors?: { selectors: readonly Selector[]; match: SetMatch };
   /** 1..256 bare trust domain names. */
   byFederatesWith?: { trustDomains: readonly string[]; match: SetMatch };
+  /** Entries whose owner is exactly this (non-empty) owner. */
+  byOwner?: string;
+  /** Entries holding every one of these labels (1..32 of them). */
+  byLabels?: Readonly<Record<string, string>>;
   pageSize?: number;
   pageToken?: string;
 }
@@ -246,6 +250,30 @@ export interface ListX509SvidIssuancesQuery {
   notExpiredAt?: number;
 }
 
+/** How an entry has been used (issue 11); times are unix seconds, 0 = never. */
+export interface EntryUsage {
+  readonly entryId: string;
+  readonly firstIssuedAt: number;
+  readonly lastIssuedAt: number;
+  readonly issuanceCount: number;
+  /** The agents that fetched its SVIDs, least recent first (at most 64: datastore/usage). */
+  readonly agents: readonly string[];
+  /** How many distinct agents were ever recorded. */
+  readonly agentCount: number;
+  /** The last Workload API delivery an agent reported. */
+  readonly lastDeliveredAt: number;
+}
+
+/** What a batch adds to one entry's usage (server/usage-recorder). */
+export interface EntryUsageDelta {
+  entryId: string;
+  firstIssuedAt?: number;
+  lastIssuedAt?: number;
+  issuanceCount?: number;
+  agents?: readonly string[];
+  lastDeliveredAt?: number;
+}
+
 export interface Datastore {
   // ---- registration entries ----
   /** Stores a new entry (revision 0). `ERR_DATASTORE_ALREADY_EXISTS` when an entry with the same id, or the same (parentId, spiffeId, selectors), exists; the error's `existingEntryId` names it. */
@@ -372,6 +400,12 @@ export interface Datastore {
   listRevokedX509Svids(): Promise<RevokedX509Svid[]>;
   /** Deletes issuance and revocation records with notAfter < `before`; returns how many serials. */
   pruneX509Svids(before: number): Promise<number>;
+
+  // ---- entry usage (issue 11) ----
+  /** Merges the deltas (1..10,000, one entryId each) into the stored usage records, in one atomic write. */
+  recordEntryUsage(deltas: readonly EntryUsageDelta[]): Promise<void>;
+  /** Every stored usage record, ascending entryId (records of deleted entries included). */
+  listEntryUsage(): Promise<EntryUsage[]>;
 
   /** Waits for writes in flight, then releases the store. Idempotent. */
   close(): Promise<void>;

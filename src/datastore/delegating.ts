@@ -26,7 +26,7 @@ import type {
   Page,
   StoredBundle,
 } from './datastore.js';
-import type { ListX509SvidIssuancesQuery, RevokedX509Svid, X509SvidIssuance } from './datastore.js';
+import type { EntryUsage, EntryUsageDelta, ListX509SvidIssuancesQuery, RevokedX509Svid, X509SvidIssuance } from './datastore.js';
 
 /** The operation modules of one implementation, each taking its store handle first. */
 export interface StoreOperations<S> {
@@ -83,6 +83,11 @@ export interface StoreOperations<S> {
     revokeX509Svids(s: S, items: readonly { serialHex: string; revokedAt: number; reason: string }[]): Promise<RevokedX509Svid[]>;
     listRevokedX509Svids(s: S): Promise<RevokedX509Svid[]>;
     pruneX509Svids(s: S, before: number): Promise<number>;
+  };
+  /** Entry usage records (`level/usage.ts`, `postgres/usage.ts`). */
+  usage: {
+    recordEntryUsage(s: S, deltas: readonly EntryUsageDelta[]): Promise<void>;
+    listEntryUsage(s: S): Promise<EntryUsage[]>;
   };
 }
 
@@ -276,5 +281,15 @@ export abstract class DelegatingDatastore<S> implements Datastore {
 
   pruneX509Svids(before: number): Promise<number> {
     return this.#ops.svids.pruneX509Svids(this.#s, before);
+  }
+
+  // ---------------------------------------------------------------- entry usage
+
+  recordEntryUsage(deltas: readonly EntryUsageDelta[]): Promise<void> {
+    return this.#ops.usage.recordEntryUsage(this.#s, deltas);
+  }
+
+  listEntryUsage(): Promise<EntryUsage[]> {
+    return this.#ops.usage.listEntryUsage(this.#s);
   }
 }

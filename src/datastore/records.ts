@@ -13,6 +13,7 @@
 import { MayflyError } from '../spiffe/errors.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { formatSelector, selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
+import { labelKeyProblem, labelValueProblem, MAX_ENTRY_LABELS, MAX_ENTRY_OWNER_LENGTH, type RegistrationEntry } from '../registration/entry.js';
 import type { AgentUpdate, FederationProfileName, ListEntriesQuery, NewAgent, NewFederationRelationship, SetMatch } from './datastore.js';
 import type { DatastoreErrorCode } from './datastore-error.js';
 
@@ -115,6 +116,9 @@ export interface CheckedEntryQuery {
   byParentId?: string;
   bySelectors?: { keys: string[]; match: SetMatch };
   byFederatesWith?: { keys: string[]; match: SetMatch };
+  byOwner?: string;
+  /** `key=value` for each label asked for (keys cannot hold '='), ascending. */
+  byLabels?: string[];
   pageSize: number;
   after?: string;
 }
@@ -144,7 +148,39 @@ export function checkEntryQuery(q: ListEntriesQuery | undefined): CheckedEntryQu
     for (const td of trustDomains) checkTrustDomainArg(td, 'byFederatesWith.trustDomains');
     out.byFederatesWith = { keys: [...new Set(trustDomains)], match };
   }
+  if (query.byOwner !== undefined) {
+    if (typeof query.byOwner !== 'string' || query.byOwner === '' || query.byOwner.includes('\0') || Buffer.byteLength(query.byOwner) > MAX_ENTRY_OWNER_LENGTH) {
+      throw invalid(`byOwner must be a non-empty owner of at most ${MAX_ENTRY_OWNER_LENGTH} bytes`);
+    }
+    out.byOwner = query.byOwner;
+  }
+  if (query.byLabels !== undefined) {
+    const labels = query.byLabels;
+    if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw invalid('byLabels must be an object of key: value strings');
+    const keys = Object.keys(labels);
+    if (keys.length === 0 || keys.length > MAX_ENTRY_LABELS) throw invalid(`byLabels must hold 1 to ${MAX_ENTRY_LABELS} labels`);
+    out.byLabels = keys.sort().map((k) => {
+      const p = labelKeyProblem(k) ?? labelValueProblem(labels[k]);
+      if (p !== undefined) throw invalid(`byLabels[${JSON.stringify(k.slice(0, 64))}] ${p}`);
+      return labelPair(k, labels[k] as string);
+    });
+  }
   return out;
+}
+
+/** The `key=value` form labels are indexed and filtered by. */
+export function labelPair(key: string, value: string): string {
+  return `${key}=${value}`;
+}
+
+/** Whether `e` passes the owner and label filters of `q`. */
+export function governanceMatches(e: Pick<RegistrationEntry, 'owner' | 'labels'>, q: Pick<CheckedEntryQuery, 'byOwner' | 'byLabels'>): boolean {
+  if (q.byOwner !== undefined && e.owner !== q.byOwner) return false;
+  if (q.byLabels !== undefined) {
+    const have = new Set(Object.entries(e.labels ?? {}).map(([k, v]) => labelPair(k, v)));
+    if (!q.byLabels.every((l) => have.has(l))) return false;
+  }
+  return true;
 }
 
 /**

@@ -34,6 +34,9 @@ describe('validateEntry', () => {
       downstream: false,
       hint: '',
       expiresAt: 0,
+      owner: '',
+      labels: {},
+      purpose: '',
     });
     expect(e.entryId).toMatch(/^[0-9a-f-]{36}$/);
     expect(validateEntry(base).entryId).not.toBe(e.entryId);
@@ -52,6 +55,9 @@ describe('validateEntry', () => {
       downstream: true,
       hint: 'external ✓',
       expiresAt: 2_000_000_000,
+      owner: 'team-payments ✓',
+      labels: { env: 'prod', 'app.kubernetes.io/name': 'Web' },
+      purpose: 'checkout API',
     };
     expect(validateEntry(input, { trustDomain: 'example.org' })).toEqual(input);
   });

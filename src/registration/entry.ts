@@ -25,6 +25,10 @@
  * - x509SvidTtl / jwtSvidTtl: integer seconds 0..31,536,000 (0 = server default).
  * - hint: at most 1024 bytes, no control characters.
  * - expiresAt: integer unix seconds 0..253,402,300,799 (0 = never).
+ * - owner (issue 11): at most 256 bytes, no control characters ('' = no owner).
+ * - labels: at most 32; keys 1..63 bytes of `[A-Za-z0-9._/-]` starting with a letter or
+ *   digit (so no `__proto__`), values at most 256 bytes, no control characters.
+ * - purpose: at most 1024 bytes, no control characters (newlines neither: one line).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { MayflyError } from '../spiffe/errors.js';
@@ -50,6 +54,12 @@ export interface RegistrationEntry {
   readonly hint: string;
   /** Unix seconds after which the entry no longer applies; 0 = never. */
   readonly expiresAt: number;
+  /** The team or person answerable for this identity; '' when none was given. */
+  readonly owner: string;
+  /** key=value labels (at most 32), for filtering and inventory. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Why the identity exists, free text; '' when none was given. */
+  readonly purpose: string;
   /** Bumped by every update; starts at 0. */
   readonly revision: number;
   readonly createdAt: number;
@@ -69,6 +79,9 @@ export interface EntryInput {
   downstream?: boolean;
   hint?: string;
   expiresAt?: number;
+  owner?: string;
+  labels?: Readonly<Record<string, string>>;
+  purpose?: string;
 }
 
 /** A validated entry before the datastore assigns revision and creation time. */
@@ -80,6 +93,12 @@ export const MAX_ENTRY_DNS_NAMES = 32;
 export const MAX_ENTRY_FEDERATES_WITH = 32;
 export const MAX_ENTRY_TTL_SECONDS = 31_536_000;
 export const MAX_ENTRY_HINT_LENGTH = 1024;
+export const MAX_ENTRY_OWNER_LENGTH = 256;
+export const MAX_ENTRY_LABELS = 32;
+export const MAX_ENTRY_LABEL_KEY_LENGTH = 63;
+export const MAX_ENTRY_LABEL_VALUE_LENGTH = 256;
+export const MAX_ENTRY_PURPOSE_LENGTH = 1024;
+const LABEL_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 /** 9999-12-31T23:59:59Z. */
 export const MAX_ENTRY_EXPIRES_AT = 253_402_300_799;
 const MAX_DNS_NAME_LENGTH = 253;
@@ -100,7 +119,7 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 const KNOWN_FIELDS = new Set([
   'entryId', 'spiffeId', 'parentId', 'selectors', 'x509SvidTtl', 'jwtSvidTtl', 'dnsNames',
-  'federatesWith', 'admin', 'downstream', 'hint', 'expiresAt',
+  'federatesWith', 'admin', 'downstream', 'hint', 'expiresAt', 'owner', 'labels', 'purpose',
   // Tolerated so a stored entry can be fed back in for an update; ignored here.
   'revision', 'createdAt',
 ]);
@@ -128,6 +147,63 @@ export function dnsNameProblem(name: unknown): string | undefined {
     if (!DNS_LABEL_RE.test(label)) return `has label ${JSON.stringify(label.slice(0, 63))}: labels hold letters, digits and inner '-' only ('*' only as the whole first label)`;
   }
   return undefined;
+}
+
+/** The reason `v` is not a bounded one-line text, or undefined when it is. */
+function textProblem(v: unknown, max: number): string | undefined {
+  if (typeof v !== 'string') return `must be a string (got ${v === null ? 'null' : typeof v})`;
+  if (v.length > max || Buffer.byteLength(v, 'utf8') > max) return `is longer than ${max} bytes`;
+  if (CONTROL_RE.test(v)) return 'holds a control character';
+  if (LONE_SURROGATE_RE.test(v)) return 'holds an unpaired UTF-16 surrogate';
+  return undefined;
+}
+
+function checkText(input: Record<string, unknown>, field: string, max: number): string {
+  const v = input[field];
+  if (v === undefined) return '';
+  const p = textProblem(v, max);
+  if (p !== undefined) throw new EntryError(field, p);
+  return v as string;
+}
+
+/** The reason `owner` is not an acceptable (non-empty) owner, or undefined when it is. */
+export function ownerProblem(owner: unknown): string | undefined {
+  if (owner === '') return 'is empty';
+  return textProblem(owner, MAX_ENTRY_OWNER_LENGTH);
+}
+
+/** The reason `key` is not an acceptable label key, or undefined when it is. */
+export function labelKeyProblem(key: unknown): string | undefined {
+  if (typeof key !== 'string') return 'must be a string';
+  if (key.length === 0) return 'is empty';
+  if (key.length > MAX_ENTRY_LABEL_KEY_LENGTH) return `is longer than ${MAX_ENTRY_LABEL_KEY_LENGTH} bytes`;
+  if (!LABEL_KEY_RE.test(key)) return "may only hold letters, digits, '.', '_', '/' and '-', starting with a letter or digit";
+  return undefined;
+}
+
+/** The reason `value` is not an acceptable label value, or undefined when it is. */
+export function labelValueProblem(value: unknown): string | undefined {
+  return textProblem(value, MAX_ENTRY_LABEL_VALUE_LENGTH);
+}
+
+function checkLabels(input: Record<string, unknown>): Record<string, string> {
+  const v = input.labels;
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new EntryError('labels', 'must be an object of key: value strings');
+  const keys = Object.keys(v);
+  // Counted before any key is looked at, so 100,000 labels cost nothing more.
+  if (keys.length > MAX_ENTRY_LABELS) throw new EntryError('labels', `holds ${keys.length} labels; the limit is ${MAX_ENTRY_LABELS}`);
+  const out: Record<string, string> = {};
+  for (const k of keys.sort()) {
+    const shown = JSON.stringify(k.slice(0, 64));
+    const kp = labelKeyProblem(k);
+    if (kp !== undefined) throw new EntryError(`labels[${shown}]`, `key ${kp}`);
+    const val = (v as Record<string, unknown>)[k];
+    const vp = labelValueProblem(val);
+    if (vp !== undefined) throw new EntryError(`labels[${shown}]`, `value ${vp}`);
+    out[k] = val as string;
+  }
+  return out;
 }
 
 function checkInt(input: Record<string, unknown>, field: string, max: number): number {
@@ -262,6 +338,9 @@ export function validateEntry(input: unknown, opts: { trustDomain?: TrustDomain 
   }
 
   const expiresAt = checkInt(rec, 'expiresAt', MAX_ENTRY_EXPIRES_AT);
+  const owner = checkText(rec, 'owner', MAX_ENTRY_OWNER_LENGTH);
+  const labels = checkLabels(rec);
+  const purpose = checkText(rec, 'purpose', MAX_ENTRY_PURPOSE_LENGTH);
 
   return {
     entryId,
@@ -276,7 +355,20 @@ export function validateEntry(input: unknown, opts: { trustDomain?: TrustDomain 
     downstream,
     hint,
     expiresAt,
+    owner,
+    labels,
+    purpose,
   };
+}
+
+/**
+ * A stored entry read back, with the issue-11 fields (`owner`, `labels`, `purpose`) filled
+ * in when it was written before they existed.
+ */
+export function withEntryDefaults<T extends Omit<RegistrationEntry, 'owner' | 'labels' | 'purpose'>>(
+  e: T & Partial<Pick<RegistrationEntry, 'owner' | 'labels' | 'purpose'>>,
+): T & Pick<RegistrationEntry, 'owner' | 'labels' | 'purpose'> {
+  return { ...e, owner: e.owner ?? '', labels: e.labels ?? {}, purpose: e.purpose ?? '' };
 }
 
 /**

@@ -13,6 +13,7 @@ import type { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
+import type { UsageSink } from './usage-recorder.js';
 import type { AuditRecorder, FederationControl, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
 /** Per-agent copies of the authorised-entry set: what handlers need of `AuthorizedEntryCache` (authorized-cache.ts). */
@@ -40,6 +41,8 @@ export interface ApiLimits {
   maxAudiences: number;
   /** Concurrent authorised-entry streams per agent (each recomputes on every change). */
   maxSyncStreamsPerAgent: number;
+  /** Entry policy (`require_owner`, issue 11): create and update refuse an entry without an owner. */
+  requireOwner: boolean;
 }
 
 export const DEFAULT_LIMITS: ApiLimits = {
@@ -52,6 +55,7 @@ export const DEFAULT_LIMITS: ApiLimits = {
   syncCoalesceMs: 50,
   maxAudiences: MAX_JWT_SVID_AUDIENCES,
   maxSyncStreamsPerAgent: 4,
+  requireOwner: false,
 };
 
 export interface ApiContext {
@@ -75,6 +79,8 @@ export interface ApiContext {
   readonly authorizedCache?: AuthorizedEntrySource;
   /** The bundle the server serves and trusts callers with (server/trust-bundle); the CA's own bundle when absent. */
   readonly trustBundle?: ServedTrustBundle;
+  /** Entry usage (issue 11, server/usage-recorder): told of each issuance and reported delivery, never awaited. */
+  readonly usage?: UsageSink;
   /** The audit ledger: every issuance and administrative change is recorded before the call answers (absent: not recorded). */
   readonly audit?: AuditRecorder;
   /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */

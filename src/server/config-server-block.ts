@@ -5,7 +5,7 @@
  * the agent API's address, logging, and the CA's lifetimes, key types and subject.
  * Command-line overrides win over the block. Problems go to the caller's collection.
  */
-import { at, block, checkKeys, duration, port, str } from '../config/accessors.js';
+import { at, block, bool, checkKeys, duration, port, str } from '../config/accessors.js';
 import { DEFAULT_SERVER_PORT, DEFAULT_TRUST_DOMAIN } from '../config/defaults.js';
 import type { HclObject, HclValue } from '../config/hcl.js';
 import { parseLogLevel, type LogLevel } from '../config/log-level.js';
@@ -42,6 +42,8 @@ export interface ServerCoreSettings {
   jwtIssuer?: string;
   /** Static federation relationships (`federation { federates_with "td" { ... } }`, server/config-federates-with). */
   federatesWith?: NewFederationRelationship[];
+  /** `require_owner` (issue 11): entries without an owner are refused. */
+  requireOwner?: boolean;
 }
 
 /** Command-line overrides (all optional); they win over the file. */
@@ -57,7 +59,7 @@ export interface ServerOverrides {
 const SERVER_KEYS = [
   'bind_address', 'bind_port', 'trust_domain', 'data_dir', 'log_level', 'log_format', 'log_file', 'socket_path',
   'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject',
-  'jwt_issuer', 'federation', 'oidc_discovery',
+  'jwt_issuer', 'federation', 'oidc_discovery', 'require_owner',
 ] as const;
 
 /** Duration keys of the `server` block and the settings they set (seconds). */
@@ -141,6 +143,8 @@ export function readServerBlock(srv: HclObject, overrides: ServerOverrides, p: P
     const v = keyType(srv, key, w, p);
     if (v !== undefined) s[field] = v;
   }
+  const requireOwner = bool(srv, 'require_owner', w, p);
+  if (requireOwner !== undefined) s.requireOwner = requireOwner;
   const jwtIssuer = str(srv, 'jwt_issuer', w, p, { nonEmpty: true });
   if (jwtIssuer !== undefined) s.jwtIssuer = jwtIssuer;
   const subject = caSubject(srv, p);

@@ -36,6 +36,9 @@ export interface WireEntry {
   expires_at: number;
   revision: number;
   created_at: number;
+  owner: string;
+  labels: Record<string, string>;
+  purpose: string;
 }
 
 export interface WireAgent {
@@ -98,7 +101,15 @@ export function entryToWire(e: RegistrationEntry): WireEntry {
     expires_at: e.expiresAt,
     revision: e.revision,
     created_at: e.createdAt,
+    owner: e.owner,
+    labels: { ...e.labels },
+    purpose: e.purpose,
   };
+}
+
+/** An entry as agents are sent it: without the governance fields, which they do not use. */
+export function entryToAgentWire(e: RegistrationEntry): WireEntry {
+  return { ...entryToWire(e), owner: '', labels: {}, purpose: '' };
 }
 
 function arr<T>(v: T[] | undefined | null): T[] {
@@ -127,7 +138,11 @@ export function entryFromWire(w: Partial<WireEntry> | undefined | null): EntryIn
     downstream: w.downstream ?? false,
     hint: w.hint ?? '',
     expiresAt: w.expires_at ?? 0,
+    owner: w.owner ?? '',
+    purpose: w.purpose ?? '',
   };
+  // proto-loader decodes a map into a plain object; anything else is left for validateEntry to refuse.
+  if (w.labels !== undefined && w.labels !== null) input.labels = w.labels;
   if (w.id !== undefined && w.id !== '') input.entryId = w.id;
   return input;
 }

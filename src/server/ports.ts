@@ -34,6 +34,8 @@ export type ServerDatastore = Pick<
   | 'revokeX509Svids'
   | 'listRevokedX509Svids'
   | 'pruneX509Svids'
+  | 'recordEntryUsage'
+  | 'listEntryUsage'
   | 'createJoinToken'
   | 'consumeJoinToken'
   | 'getBundle'

@@ -32,6 +32,7 @@ import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import type { Notifier } from './notifier/notifier.js';
 import { MayflyServer } from './server.js';
 import { startServerAudit, type ServerAudit } from './audit-ledger.js';
+import { EntryUsageRecorder } from './usage-recorder.js';
 import { loadBundleOwnerId } from './trust-bundle.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { startPublishers, type Publishers } from './publishers.js';
@@ -72,6 +73,7 @@ export class ServerRunner {
   #server: MayflyServer | undefined;
   #metrics: ServerMetrics | undefined;
   #audit: ServerAudit | undefined;
+  #usage: EntryUsageRecorder | undefined;
   #fetcher: BundlePoller | undefined;
   readonly #notifiers: Notifier[] = [];
   readonly #http: HttpEndpoints[] = [];
@@ -165,6 +167,7 @@ export class ServerRunner {
       if (s.defaultX509SvidTtl !== undefined) limits.defaultX509SvidTtl = s.defaultX509SvidTtl;
       if (s.defaultJwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = s.defaultJwtSvidTtl;
       if (s.agentTtl !== undefined) limits.agentSvidTtl = s.agentTtl;
+      if (s.requireOwner === true) limits.requireOwner = true;
       if (s.audit.enabled) {
         this.#audit = await startServerAudit({
           datastore: ds,
@@ -176,6 +179,9 @@ export class ServerRunner {
           ...(now ? { now } : {}),
         });
       }
+      // Entry usage (issue 11): recorded in batches off the issuance path, flushed at stop.
+      this.#usage = new EntryUsageRecorder({ store: ds, logger: this.#log, ...(now ? { now } : {}) });
+      this.#usage.start();
       const server = new MayflyServer({
         trustDomain: s.trustDomain,
         dataDir: s.dataDir,
@@ -191,6 +197,7 @@ export class ServerRunner {
         limits,
         interceptors: [metrics.interceptor()],
         ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
+        usage: this.#usage,
         federation: fetcher,
         logLevel: pinoLevelControl(this.#log),
         ...(now ? { now } : {}),
@@ -276,6 +283,8 @@ export class ServerRunner {
     this.#server = undefined;
     for (const n of this.#notifiers.splice(0)) await n.stop();
     if (server !== undefined) await server.stop();
+    await this.#usage?.close().catch((err: unknown) => this.#log.error({ err }, 'entry usage flush at stop failed'));
+    this.#usage = undefined;
     // After the API: calls in flight finish with their records written; before the CA and datastore close.
     await this.#audit?.stop().catch((err: unknown) => this.#log.error({ err }, 'audit ledger stop failed'));
     this.#audit = undefined;

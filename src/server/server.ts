@@ -50,6 +50,7 @@ import { ServerSvid } from './server-svid.js';
 import { CrlPublisher } from './crl-publisher.js';
 import type { X509SvidsRevokedEvent } from './api-context.js';
 import { SILENT_LOGGER, type AuditRecorder, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
+import type { UsageSink } from './usage-recorder.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
@@ -94,6 +95,8 @@ export interface MayflyServerConfig {
    * one per core, at most 4; 0 = on the event loop).
    */
   csrWorkers?: number;
+  /** Entry usage records (issue 11, server/usage-recorder); absent: none are kept. */
+  usage?: UsageSink;
   /** The audit ledger (server/audit-ledger builds one for ServerRunner); absent: nothing is recorded. */
   audit?: AuditRecorder;
   /** The peer bundle fetcher the TrustDomain API's RefreshBundle drives (ServerRunner composes federation/poller). */
@@ -235,6 +238,7 @@ export class MayflyServer {
       authorizedCache: this.#authorizedCache,
       trustBundle,
       ...(this.#cfg.audit !== undefined ? { audit: this.#cfg.audit } : {}),
+      ...(this.#cfg.usage !== undefined ? { usage: this.#cfg.usage } : {}),
       ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
       crls,
       ...(this.#cfg.onX509SvidsRevoked ? { onX509SvidsRevoked: this.#cfg.onX509SvidsRevoked } : {}),

@@ -8,7 +8,7 @@
  * written inside the store's write queue) and lost updates (`updateEntry` refuses a stale
  * revision with `ERR_DATASTORE_CONFLICT`).
  */
-import { entryUniqueKey, validateEntry, type EntryInput, type RegistrationEntry, type ValidEntry } from '../../registration/entry.js';
+import { entryUniqueKey, validateEntry, withEntryDefaults, type EntryInput, type RegistrationEntry, type ValidEntry } from '../../registration/entry.js';
 import { formatSelector } from '../../registration/selector.js';
 import { MayflyError } from '../../spiffe/errors.js';
 import type { CreateEntryResult, ListEntriesQuery, Page } from '../datastore.js';
@@ -18,6 +18,7 @@ import {
   DatastoreError,
   encodePageToken,
   ENTRY_PAGE_KIND,
+  governanceMatches,
   invalid,
   MAX_BATCH_CREATE,
   setMatches,
@@ -115,7 +116,7 @@ export async function updateEntry(
   return s.exclusive(async () => {
     const raw = await s.db.get(`e!${e.entryId}`);
     if (raw === undefined) throw new DatastoreError('ERR_DATASTORE_NOT_FOUND', `registration entry ${e.entryId} does not exist`);
-    const old = JSON.parse(raw) as RegistrationEntry;
+    const old = withEntryDefaults(JSON.parse(raw) as RegistrationEntry);
     if (old.revision !== opts.expectedRevision) {
       throw new DatastoreError(
         'ERR_DATASTORE_CONFLICT',
@@ -155,7 +156,7 @@ function matches(e: RegistrationEntry, q: CheckedEntryQuery): boolean {
   if (q.byParentId !== undefined && e.parentId !== q.byParentId) return false;
   if (q.bySelectors !== undefined && !setMatches(e.selectors.map(formatSelector), q.bySelectors.keys, q.bySelectors.match)) return false;
   if (q.byFederatesWith !== undefined && !setMatches(e.federatesWith, q.byFederatesWith.keys, q.byFederatesWith.match)) return false;
-  return true;
+  return governanceMatches(e, q);
 }
 
 /** The cheapest index walk that yields every candidate of `q` in ascending id order. */
@@ -170,6 +171,9 @@ function candidates(s: LevelStore, q: CheckedEntryQuery): IdStream | UnionStream
     // subset / any: every match holds at least one query key.
     return new UnionStream(f.keys.map((k) => stream(`${tag}!${k}${SEP}`)));
   };
+  if (q.byOwner !== undefined) return stream(`o!${q.byOwner}${SEP}`);
+  // Every match holds every label asked for, so one label's index suffices.
+  if (q.byLabels !== undefined) return stream(`g!${q.byLabels[0]!}${SEP}`);
   return setFilter(q.bySelectors, 'l') ?? setFilter(q.byFederatesWith, 'f');
 }
 
@@ -181,7 +185,7 @@ export async function listEntries(s: LevelStore, query?: ListEntriesQuery): Prom
   if (ids === undefined) {
     // No filter: walk the records themselves.
     const opts = q.after === undefined ? { gte: 'e!', lt: 'e"', limit: q.pageSize } : { gt: `e!${q.after}`, lt: 'e"', limit: q.pageSize };
-    for (const v of await s.db.values(opts).all()) items.push(JSON.parse(v) as RegistrationEntry);
+    for (const v of await s.db.values(opts).all()) items.push(withEntryDefaults(JSON.parse(v) as RegistrationEntry));
   } else {
     try {
       let exhausted = false;
@@ -199,7 +203,7 @@ export async function listEntries(s: LevelStore, query?: ListEntriesQuery): Prom
         const values = await s.db.getMany(batch.map((id) => `e!${id}`));
         for (const v of values) {
           if (v === undefined) continue; // deleted since the index was read
-          const e = JSON.parse(v) as RegistrationEntry;
+          const e = withEntryDefaults(JSON.parse(v) as RegistrationEntry);
           if (matches(e, q)) {
             items.push(e);
             if (items.length === q.pageSize) break;
@@ -225,7 +229,7 @@ export async function listEntriesForParents(s: LevelStore, parentIds: readonly s
       const values = await s.db.getMany(keys.slice(i, i + FETCH_CHUNK).map((k) => `e!${k.slice(prefix.length)}`));
       for (const v of values) {
         if (v === undefined) continue;
-        const e = JSON.parse(v) as RegistrationEntry;
+        const e = withEntryDefaults(JSON.parse(v) as RegistrationEntry);
         if (e.parentId === p) out.push(e);
       }
     }

@@ -14,15 +14,19 @@
  *   p!<parentId>\0<entryId>        → ""  (by parent ID)
  *   l!<type:value>\0<entryId>      → ""  (by selector)
  *   f!<trust domain>\0<entryId>    → ""  (by federatesWith)
+ *   o!<owner>\0<entryId>           → ""  (by owner, when set; owners hold no control character)
+ *   g!<key>=<value>\0<entryId>     → ""  (by label; keys hold no '=')
  *   a!<agent spiffeId>             → agent JSON
  *   t!<sha256(token)>              → join token JSON (without the token)
  *   b!<trust domain>               → bundle JSON
  *   r!<trust domain>               → federation relationship JSON
  *   j!ca                           → CA journal, base64
+ *   U!<entryId>                    → entry usage JSON (issue 11, level/usage)
  *   L!<seq, 16 digits>             → audit ledger record JSON {prevHash, hash, body}
  */
 import { createHash } from 'node:crypto';
 import { entryUniqueKey, type RegistrationEntry } from '../../registration/entry.js';
+import { labelPair } from '../records.js';
 import { formatSelector } from '../../registration/selector.js';
 
 export const SCHEMA_VERSION = '1';
@@ -35,10 +39,14 @@ export type Op = { type: 'put'; key: string; value: string } | { type: 'del'; ke
 
 export const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-export function indexKeys(e: Pick<RegistrationEntry, 'entryId' | 'spiffeId' | 'parentId' | 'selectors' | 'federatesWith'>): string[] {
+export function indexKeys(
+  e: Pick<RegistrationEntry, 'entryId' | 'spiffeId' | 'parentId' | 'selectors' | 'federatesWith'> & Partial<Pick<RegistrationEntry, 'owner' | 'labels'>>,
+): string[] {
   const keys = [`s!${e.spiffeId}${SEP}${e.entryId}`, `p!${e.parentId}${SEP}${e.entryId}`];
   for (const s of e.selectors) keys.push(`l!${formatSelector(s)}${SEP}${e.entryId}`);
   for (const f of e.federatesWith) keys.push(`f!${f}${SEP}${e.entryId}`);
+  if (e.owner !== undefined && e.owner !== '') keys.push(`o!${e.owner}${SEP}${e.entryId}`);
+  for (const [k, v] of Object.entries(e.labels ?? {})) keys.push(`g!${labelPair(k, v)}${SEP}${e.entryId}`);
   return keys;
 }
 

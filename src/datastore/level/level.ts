@@ -38,6 +38,7 @@ import * as entries from './entries.js';
 import * as joinTokens from './join-tokens.js';
 import * as relationships from './relationships.js';
 import * as svids from './svids.js';
+import * as usage from './usage.js';
 import { SCHEMA_VERSION } from './keys.js';
 import { LevelStore } from './store.js';
 import { verifyIndexes } from './verify.js';
@@ -109,7 +110,7 @@ export async function openLevelDatastore(config: LevelDatastoreConfig): Promise<
 export class LevelDatastore extends DelegatingDatastore<LevelStore> {
   /** @internal use openLevelDatastore */
   constructor(db: Level<string, string>, now: () => Date) {
-    super(new LevelStore(db, now), { entries, agents, joinTokens, relationships, bundles, audit, svids });
+    super(new LevelStore(db, now), { entries, agents, joinTokens, relationships, bundles, audit, svids, usage });
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -12,7 +12,7 @@
  */
 import type { Level } from 'level';
 import type { AttestedAgent } from '../datastore.js';
-import type { RegistrationEntry } from '../../registration/entry.js';
+import { withEntryDefaults, type RegistrationEntry } from '../../registration/entry.js';
 import { DatastoreError, unixSeconds } from '../records.js';
 import { SEP, type Op } from './keys.js';
 
@@ -64,7 +64,7 @@ export class LevelStore {
   async readEntry(entryId: string): Promise<RegistrationEntry | undefined> {
     if (entryId === '' || entryId.includes(SEP)) return undefined;
     const v = await this.db.get(`e!${entryId}`);
-    return v === undefined ? undefined : (JSON.parse(v) as RegistrationEntry);
+    return v === undefined ? undefined : withEntryDefaults(JSON.parse(v) as RegistrationEntry);
   }
 
   async readAgent(spiffeId: string): Promise<AttestedAgent | undefined> {

@@ -4,7 +4,7 @@
  * The consistency check behind `LevelDatastore.verifyIndexes()`: every entry has exactly
  * its index keys, every index key points at an entry that has it, and the counts match.
  */
-import { entryUniqueKey, type RegistrationEntry } from '../../registration/entry.js';
+import { entryUniqueKey, withEntryDefaults, type RegistrationEntry } from '../../registration/entry.js';
 import { indexKeys } from './keys.js';
 import type { LevelStore } from './store.js';
 
@@ -15,7 +15,7 @@ export async function verifyIndexes(s: LevelStore): Promise<string[]> {
   const expected = new Set<string>();
   let entries = 0;
   for await (const v of s.db.values({ gte: 'e!', lt: 'e"' })) {
-    const e = JSON.parse(v) as RegistrationEntry;
+    const e = withEntryDefaults(JSON.parse(v) as RegistrationEntry);
     entries++;
     for (const k of indexKeys(e)) expected.add(k);
     const u = await s.db.get(`u!${entryUniqueKey(e)}`);
@@ -24,7 +24,7 @@ export async function verifyIndexes(s: LevelStore): Promise<string[]> {
   let uniques = 0;
   for await (const _ of s.db.keys({ gte: 'u!', lt: 'u"' })) uniques++;
   if (uniques !== entries) problems.push(`${uniques} uniqueness keys for ${entries} entries`);
-  for (const prefix of ['s!', 'p!', 'l!', 'f!']) {
+  for (const prefix of ['s!', 'p!', 'l!', 'f!', 'o!', 'g!']) {
     const end = prefix[0] + '"';
     for await (const k of s.db.keys({ gte: prefix, lt: end })) {
       if (!expected.delete(k)) problems.push(`index key ${JSON.stringify(k)} has no matching entry`);

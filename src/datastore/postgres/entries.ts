@@ -15,7 +15,7 @@
  * - unbounded reads: listings are keyset-paged with `LIMIT`.
  */
 import type { PoolClient } from 'pg';
-import { entryUniqueKey, validateEntry, type EntryInput, type RegistrationEntry, type ValidEntry } from '../../registration/entry.js';
+import { entryUniqueKey, validateEntry, withEntryDefaults, type EntryInput, type RegistrationEntry, type ValidEntry } from '../../registration/entry.js';
 import { formatSelector } from '../../registration/selector.js';
 import { MayflyError } from '../../spiffe/errors.js';
 import type { CreateEntryResult, ListEntriesQuery, Page, SetMatch } from '../datastore.js';
@@ -55,7 +55,7 @@ function entryBody(e: ValidEntry): string {
 
 export function entryFromRow(r: EntryRow): RegistrationEntry {
   const body = JSON.parse(r.body) as Omit<ValidEntry, 'entryId'>;
-  return { entryId: r.entry_id, ...body, revision: Number(r.revision), createdAt: Number(r.created_at) };
+  return withEntryDefaults({ entryId: r.entry_id, ...body, revision: Number(r.revision), createdAt: Number(r.created_at) });
 }
 
 function stored(e: ValidEntry, revision: number, createdAt: number): RegistrationEntry {
@@ -130,10 +130,19 @@ async function createChunk(s: PostgresStore, chunk: { i: number; e: ValidEntry; 
   const created = await s.tx(async (c) => {
     const createdAt = s.seconds();
     const ins = await c.query<{ entry_id: string }>(
-      `INSERT INTO ${S}.entries (entry_id, unique_key, spiffe_id, parent_id, revision, created_at, body)
-       SELECT id, u, s, p, 0, $5, b FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::text[]) AS t(id, u, s, p, b)
+      `INSERT INTO ${S}.entries (entry_id, unique_key, spiffe_id, parent_id, revision, created_at, body, owner, labels)
+       SELECT id, u, s, p, 0, $5, b, o, l::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::text[], $7::text[], $8::text[]) AS t(id, u, s, p, b, o, l)
        ON CONFLICT DO NOTHING RETURNING entry_id`,
-      [rows.map((r) => r.e.entryId), rows.map((r) => r.u), rows.map((r) => r.e.spiffeId), rows.map((r) => r.e.parentId), createdAt, rows.map((r) => entryBody(r.e))],
+      [
+        rows.map((r) => r.e.entryId),
+        rows.map((r) => r.u),
+        rows.map((r) => r.e.spiffeId),
+        rows.map((r) => r.e.parentId),
+        createdAt,
+        rows.map((r) => entryBody(r.e)),
+        rows.map((r) => r.e.owner),
+        rows.map((r) => JSON.stringify(r.e.labels)),
+      ],
     );
     const won = new Set(ins.rows.map((r) => r.entry_id));
     const winners = rows.filter((r) => won.has(r.e.entryId));
@@ -213,9 +222,9 @@ export function updateEntry(s: PostgresStore, input: EntryInput & { entryId: str
         // The row lock taken here makes concurrent updates queue; each re-checks the
         // revision against the row the previous one committed.
         const r = await c.query<{ revision: string; created_at: string }>(
-          `UPDATE ${S}.entries SET unique_key = $3, spiffe_id = $4, parent_id = $5, body = $6, revision = revision + 1
+          `UPDATE ${S}.entries SET unique_key = $3, spiffe_id = $4, parent_id = $5, body = $6, owner = $7, labels = $8::jsonb, revision = revision + 1
            WHERE entry_id = $1 AND revision = $2 RETURNING revision, created_at`,
-          [e.entryId, opts.expectedRevision, u, e.spiffeId, e.parentId, entryBody(e)],
+          [e.entryId, opts.expectedRevision, u, e.spiffeId, e.parentId, entryBody(e), e.owner, JSON.stringify(e.labels)],
         );
         const row = r.rows[0];
         if (row === undefined) {
@@ -273,6 +282,15 @@ export function listEntries(s: PostgresStore, query?: ListEntriesQuery): Promise
     }
     if (q.byFederatesWith !== undefined) {
       where.push(setCondition(`${S}.entry_federates_with`, 'trust_domain', `${param(q.byFederatesWith.keys)}::text[]`, q.byFederatesWith.match));
+    }
+    if (q.byOwner !== undefined) where.push(`e.owner = ${param(q.byOwner)}`);
+    if (q.byLabels !== undefined) {
+      const want: Record<string, string> = {};
+      for (const pair of q.byLabels) {
+        const at = pair.indexOf('=');
+        want[pair.slice(0, at)] = pair.slice(at + 1);
+      }
+      where.push(`e.labels @> ${param(JSON.stringify(want))}::jsonb`);
     }
     const sql =
       `SELECT ${ENTRY_COLUMNS} FROM ${S}.entries e` +

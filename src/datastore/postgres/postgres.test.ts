@@ -204,13 +204,16 @@ describe('PostgresDatastore', () => {
     expect((err as Error).message).toMatch(new RegExp(`schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this build's ${POSTGRES_SCHEMA_VERSION}`));
   });
 
-  it('migrates a version 1 schema (before the audit ledger, federation relationships and issued X509-SVIDs) to the current version, keeping its data', async () => {
+  it('migrates a version 1 schema (before the audit ledger, federation relationships, issued X509-SVIDs and entry owners) to the current version, keeping its data', async () => {
     const schema = cluster.freshSchema();
     const first = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
     const e = await first.createEntry(entry(1));
     await first.close();
     // What a version 1 database looks like: none of the tables later migrations add.
-    for (const t of ['x509_svids', 'federation_relationships', 'audit_records']) await sql(cluster, `DROP TABLE "${schema}".${t}`);
+    for (const t of ['entry_usage', 'x509_svids', 'federation_relationships', 'audit_records']) await sql(cluster, `DROP TABLE "${schema}".${t}`);
+    // ... nor the owner and label columns (issue 11), and entry bodies without owner, labels and purpose.
+    await sql(cluster, `ALTER TABLE "${schema}".entries DROP COLUMN owner, DROP COLUMN labels`);
+    await sql(cluster, `UPDATE "${schema}".entries SET body = (body::jsonb - 'owner' - 'labels' - 'purpose')::text`);
     await sql(cluster, `UPDATE "${schema}".mayfly_schema_version SET version = 1`);
     const ds = await openPostgresDatastore({ pool: cluster.poolConfig, schema });
     open.push(ds);
@@ -220,6 +223,10 @@ describe('PostgresDatastore', () => {
     expect((await ds.appendAuditRecords(['{"after":"migration"}'], () => 'a'.repeat(64)))[0]!.seq).toBe(1);
     const r = await ds.createFederationRelationship({ trustDomain: 'peer.org', bundleEndpointUrl: 'https://peer.org/', bundleEndpointProfile: 'https_web', endpointSpiffeId: '' });
     expect(await ds.getFederationRelationship('peer.org')).toEqual(r);
+    const owned = await ds.updateEntry({ ...e, owner: 'team-a', labels: { env: 'prod' } }, { expectedRevision: 0 });
+    expect((await ds.listEntries({ byOwner: 'team-a', byLabels: { env: 'prod' } })).items).toEqual([owned]);
+    await ds.recordEntryUsage([{ entryId: e.entryId, issuanceCount: 1, firstIssuedAt: 5, lastIssuedAt: 5 }]);
+    expect((await ds.listEntryUsage())[0]).toMatchObject({ entryId: e.entryId, issuanceCount: 1 });
     await ds.recordX509SvidIssuances([{ serialHex: '01', spiffeId: 'spiffe://example.org/a', entryId: e.entryId, authorityId: 'ab', notAfter: 10 }]);
     expect((await ds.revokeX509Svids([{ serialHex: '01', revokedAt: 1, reason: 'keyCompromise' }]))[0]).toMatchObject({ serialHex: '01', reason: 'keyCompromise' });
   });

@@ -53,6 +53,7 @@ import * as entries from './entries.js';
 import * as joinTokens from './join-tokens.js';
 import * as relationships from './relationships.js';
 import * as svids from './svids.js';
+import * as usage from './usage.js';
 import { migrate, SCHEMA_RE } from './schema.js';
 import { newPool, PostgresStore, unavailable } from './store.js';
 import { verifyIndexes } from './verify.js';
@@ -132,7 +133,7 @@ export class PostgresDatastore extends DelegatingDatastore<PostgresStore> {
   /** @internal use openPostgresDatastore */
   constructor(pool: PgPool, quotedSchema: string, now: () => Date, synchronousCommit: string, clientConfig: PoolConfig) {
     const store = new PostgresStore(pool, quotedSchema, now);
-    super(store, { entries, agents, joinTokens, relationships, bundles, audit, svids });
+    super(store, { entries, agents, joinTokens, relationships, bundles, audit, svids, usage });
     this.#w = new PostgresWatcher(store, clientConfig);
     this.synchronousCommit = synchronousCommit;
   }

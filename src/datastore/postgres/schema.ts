@@ -13,7 +13,7 @@ import type { Pool as PgPool } from 'pg';
 import { DatastoreError } from '../records.js';
 
 /** The schema version this build writes and reads. */
-export const POSTGRES_SCHEMA_VERSION = 5;
+export const POSTGRES_SCHEMA_VERSION = 7;
 export const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The migrations, in order: MIGRATIONS[i] takes the schema from version i to i + 1. `S` is the quoted schema name. */
@@ -115,6 +115,16 @@ const MIGRATIONS: readonly ((S: string) => string[])[] = [
     `ALTER TABLE ${S}.x509_svids ADD COLUMN agent_id text COLLATE "C" NOT NULL DEFAULT ''`,
     `CREATE INDEX x509_svids_by_agent_id ON ${S}.x509_svids (agent_id, serial_hex) WHERE agent_id <> ''`,
   ],
+  // 5 -> 6 (issue 11): entry owners and labels as indexed columns (they are also in
+  // `body`, with `purpose`). Entries written before have neither: '' and {}.
+  (S) => [
+    `ALTER TABLE ${S}.entries ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT ''`,
+    `ALTER TABLE ${S}.entries ADD COLUMN labels jsonb NOT NULL DEFAULT '{}'::jsonb`,
+    `CREATE INDEX entries_by_owner ON ${S}.entries (owner, entry_id) WHERE owner <> ''`,
+    `CREATE INDEX entries_by_labels ON ${S}.entries USING gin (labels jsonb_path_ops)`,
+  ],
+  // 6 -> 7 (issue 11): per-entry usage records (datastore/postgres/usage), written in batches.
+  (S) => [`CREATE TABLE ${S}.entry_usage (entry_id text COLLATE "C" PRIMARY KEY, body text NOT NULL)`],
 ];
 
 /** The LISTEN/NOTIFY channel of a schema (`S` quoted, as in MIGRATIONS). */

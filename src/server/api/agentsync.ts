@@ -31,7 +31,7 @@ import type { Transport } from '../auth.js';
 import { checkAgentStanding } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
 import { nowSeconds, servedBundle, servedTaints, serverStream, type ApiContext } from '../context.js';
-import { bundleToWire, entryToWire, storedBundleToBundle, type WireBundle, type WireEntry } from '../messages.js';
+import { bundleToWire, entryToAgentWire, storedBundleToBundle, type WireBundle, type WireEntry } from '../messages.js';
 import { agentBanned, agentEvicted, denied, toServiceError, tooLarge, unauthenticated } from '../status.js';
 
 interface AuthorizedEntriesUpdate {
@@ -232,7 +232,7 @@ class Subscription {
     // Read last, after every await: a taint that landed meanwhile is in this push.
     const tainted = servedTaints(ctx);
     const update = {
-      entries: entries.map(entryToWire),
+      entries: entries.map(entryToAgentWire),
       bundle: bundleToWire(servedBundle(ctx)),
       federated_bundles: federated,
       tainted_x509_authorities: [...tainted.x509].sort(),

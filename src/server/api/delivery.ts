@@ -112,6 +112,15 @@ export function deliveryHandlers(ctx: ApiContext, t: Transport): UntypedServiceI
         events.push(lostEvent('refused', refused));
         ctx.logger.warn({ agentId, refused }, 'an agent reported SVID deliveries of identities it is not authorised for (or malformed ones); they are not recorded');
       }
+      if (ctx.usage !== undefined) {
+        const bySpiffeId = new Map<string, string[]>();
+        for (const e of authorised) bySpiffeId.set(e.spiffeId, [...(bySpiffeId.get(e.spiffeId) ?? []), e.entryId]);
+        for (const e of events) {
+          if (e.kind !== 'svid.delivered') continue;
+          // delivered_at is the agent's unix milliseconds; usage records keep seconds.
+          for (const id of bySpiffeId.get(e.spiffeId) ?? []) ctx.usage.delivered(id, Math.floor(e.deliveredAt / 1000));
+        }
+      }
       if (ctx.audit !== undefined) {
         const audit = ctx.audit;
         const actor = auditActorOf(caller);

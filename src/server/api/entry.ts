@@ -10,7 +10,7 @@
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ListEntriesQuery } from '../../datastore/datastore.js';
-import { entryIdProblem, validateEntry } from '../../registration/entry.js';
+import { entryIdProblem, labelKeyProblem, labelValueProblem, MAX_ENTRY_LABELS, ownerProblem, validateEntry, type ValidEntry } from '../../registration/entry.js';
 import { validateSelector } from '../../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../../spiffe/id.js';
 import type { Transport } from '../auth.js';
@@ -24,6 +24,8 @@ interface ListEntriesRequest {
     by_parent_id: string;
     by_selectors: { selectors: WireSelector[]; match: WireMatch } | null;
     by_federates_with: { trust_domains: string[]; match: WireMatch } | null;
+    by_owner?: string;
+    by_labels?: Record<string, string> | null;
   } | null;
   page_size: number;
   page_token: string;
@@ -54,6 +56,13 @@ export function checkNotReservedId(ctx: ApiContext, spiffeId: string, what: stri
   }
 }
 
+/** Applies server.conf's entry policy (`require_owner`) to a validated entry. */
+function checkEntryPolicy(ctx: ApiContext, entry: ValidEntry): void {
+  if (ctx.limits.requireOwner && entry.owner === '') {
+    throw badRequest(`entry for ${entry.spiffeId} has no owner, and this server requires one (server.conf: require_owner = true): give it an owner, e.g. -owner team-payments`);
+  }
+}
+
 function entryIdFromWire(id: string | undefined): string {
   const p = entryIdProblem(id);
   if (p !== undefined) throw badRequest(`entry id ${p}`);
@@ -76,6 +85,21 @@ export function listEntriesQuery(ctx: ApiContext, req: ListEntriesRequest): List
   if (tds.length > 0) {
     if (tds.length > MAX_FILTER_ITEMS) throw badRequest(`filter.by_federates_with holds ${tds.length} trust domains; the limit is ${MAX_FILTER_ITEMS}`);
     q.byFederatesWith = { trustDomains: tds.map((t) => TrustDomain.parse(t).name), match: matchFromWire(f?.by_federates_with?.match) };
+  }
+  if (f?.by_owner !== undefined && f.by_owner !== '') {
+    const p = ownerProblem(f.by_owner);
+    if (p !== undefined) throw badRequest(`filter.by_owner ${p}`);
+    q.byOwner = f.by_owner;
+  }
+  const labels = f?.by_labels ?? {};
+  const labelKeys = Object.keys(labels);
+  if (labelKeys.length > 0) {
+    if (labelKeys.length > MAX_ENTRY_LABELS) throw badRequest(`filter.by_labels holds ${labelKeys.length} labels; the limit is ${MAX_ENTRY_LABELS}`);
+    for (const k of labelKeys) {
+      const p = labelKeyProblem(k) ?? labelValueProblem(labels[k]);
+      if (p !== undefined) throw badRequest(`filter.by_labels[${JSON.stringify(k.slice(0, 64))}] ${p}`);
+    }
+    q.byLabels = labels;
   }
   const pageSize = pageSizeFromWire(ctx, req.page_size);
   if (pageSize !== undefined) q.pageSize = pageSize;
@@ -113,6 +137,7 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
         try {
           const entry = validateEntry(entryFromWire(w), { trustDomain: ctx.trustDomain });
           checkNotReservedId(ctx, entry.spiffeId, 'spiffe_id');
+          checkEntryPolicy(ctx, entry);
           valid.push({ i: results.length, entry });
           results.push({ status: OK_STATUS, entry: null });
         } catch (err) {
@@ -150,6 +175,7 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
           const entryId = entryIdFromWire(w?.id);
           const valid = validateEntry({ ...entryFromWire(w), entryId }, { trustDomain: ctx.trustDomain });
           checkNotReservedId(ctx, valid.spiffeId, 'spiffe_id');
+          checkEntryPolicy(ctx, valid);
           const revision = w.revision ?? 0;
           if (!Number.isSafeInteger(revision) || revision < 0) throw badRequest('revision must be a non-negative integer');
           const stored = await ctx.ds.updateEntry({ ...valid, entryId }, { expectedRevision: revision });

@@ -179,7 +179,13 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           results.push({ status: itemStatusOf(err), svid: null });
         }
       }
-      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf, issued, caller.agentId.toString());
+      const agentId = caller.agentId.toString();
+      await mintBatch(ctx, ctx.csrMinter ?? inlineMint, reqs, results, slotOf, issued, agentId);
+      if (ctx.usage !== undefined) {
+        reqs.forEach((r, k) => {
+          if (results[slotOf[k]!]?.status.code === 0 && r.entryId !== undefined) ctx.usage!.issued(r.entryId, agentId);
+        });
+      }
       return { results };
     }),
 
@@ -190,7 +196,9 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       const audience = audienceFromWire(ctx, req.audience);
       const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
       if (entry === undefined) throw notAuthorized(req.entry_id);
-      return { svid: await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl) };
+      const svid = await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
+      ctx.usage?.issued(entry.entryId, caller.agentId.toString());
+      return { svid };
     }),
   };
 }

@@ -57,7 +57,7 @@ describe('server API codecs', () => {
     const entry = {
       id: 'e1', spiffe_id: 'spiffe://td/w', parent_id: 'spiffe://td/p', selectors: [{ type: 'unix', value: 'uid:1' }],
       x509_svid_ttl: 3600, jwt_svid_ttl: 300, dns_names: ['a.example'], federates_with: ['other.example'], admin: true,
-      downstream: false, hint: 'h', expires_at: 1_900_000_000, revision: 7, created_at: 1_800_000_000,
+      downstream: false, hint: 'h', expires_at: 1_900_000_000, revision: 7, created_at: 1_800_000_000, owner: 'team-a', labels: { env: 'prod' }, purpose: 'why',
     };
     const create = serverApiMethodCodec('Entry', 'BatchCreateEntry');
     const loader = loaderMethods('Entry')['BatchCreateEntry'];
