@@ -13,3 +13,5 @@ export {
   authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, createClientTlsOptions, createServerTlsOptions, createSpiffeHttpsServer,
   createSpiffeTlsServer, guardTlsServer, peerSpiffeId, PEER_REJECTED_EVENT, REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW_MS, verifyPeer, type Authorizer, type SpiffeTlsOptions, type X509SvidSourceLike,
 } from './tls.js';
+export { validateDelegatedToken, DelegatedTokenError, type DelegatedToken, type DelegatedTokenOptions } from './delegated-token.js';
+export { authorizeCall, type AuthorizeCallOptions, type CallDecision, type CallDecisionRecord, type CallRequest, type CallRule, type CallUser } from './authorize-call.js';
