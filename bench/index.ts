@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { benchAgent } from './agent.js';
 import { benchAudit } from './audit.js';
 import { benchBundleEndpoint } from './bundle-endpoint.js';
+import { benchDelegation } from './delegation.js';
 import { benchFederation } from './federation.js';
 import { benchJwt } from './jwt.js';
 import { benchRevocation } from './revocation.js';
@@ -24,7 +25,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['federation', () => benchFederation()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['federation', () => benchFederation()], ['delegation', () => benchDelegation()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

@@ -16,8 +16,9 @@
  * token replayed elsewhere (one audience, short life, certificate binding); an unbounded
  * delegation chain (depth cap). Every outcome is reported with both identities.
  */
-import { randomUUID, type KeyObject } from 'node:crypto';
-import { createLocalJWKSet, decodeJwt, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { algorithmSpec, cryptoOptions, keyFitsAlgorithm } from '../spiffe/jwt/algorithms.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { DelegationError, type DelegationErrorCode } from './delegation-error.js';
 import { DEFAULT_MAX_TTL_SECONDS, rulesFor, type DelegationPolicy } from './policy.js';
@@ -257,16 +258,18 @@ export class TokenExchanger {
     const groups = groupsOf(payload);
     if (groups.length > 0) claims.groups = groups;
     if (req.actor.x5tS256 !== undefined) claims.cnf = { 'x5t#S256': req.actor.x5tS256 };
-    const token = await new SignJWT(claims)
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
-      .setIssuer(this.#cfg.issuer)
-      .setAudience(audience)
-      .setIssuedAt(nowS)
-      .setExpirationTime(nowS + ttl)
-      .sign(key.privateKey);
+    const token = signJwt({ iss: this.#cfg.issuer, aud: audience, iat: nowS, exp: nowS + ttl, ...claims }, key);
     this.#cfg.record?.({ event: 'token_exchange', outcome: 'issued', actor: actor.toString(), user: sub, audience, scope: scopes.join(' '), jti });
     return { access_token: token, issued_token_type: TOKEN_TYPE_JWT, token_type: req.actor.x5tS256 === undefined ? 'Bearer' : 'N_A', expires_in: ttl, scope: scopes.join(' ') };
   }
+}
+
+/** Signs with node:crypto (the JWS the JWT-SVID signer makes, with our claims). */
+function signJwt(claims: JWTPayload, key: DelegationSigningKey): string {
+  const spec = algorithmSpec(key.alg);
+  if (spec === undefined || !keyFitsAlgorithm(key.privateKey, spec)) throw new TypeError(`signing key ${key.kid} does not fit algorithm ${key.alg}`);
+  const input = `${Buffer.from(JSON.stringify({ alg: key.alg, kid: key.kid, typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  return `${input}.${sign(spec.hash, Buffer.from(input, 'latin1'), cryptoOptions(spec, key.privateKey)).toString('base64url')}`;
 }
 
 function ownKey(keys: ReadonlyMap<string, KeyObject>, kid: string | undefined): KeyObject {
