@@ -24,7 +24,8 @@ const WALLS = {
   federation: ['spiffe', 'config', 'securefs'],
   oidc: ['spiffe', 'config'],
   audit: ['spiffe'],
-  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'wire/server', 'securefs', 'config', 'observability'],
+  delegation: ['spiffe'],
+  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'delegation', 'wire/server', 'securefs', 'config', 'observability'],
   agent: ['spiffe', 'registration', 'attestors', 'workloadapi', 'wire', 'securefs', 'config', 'observability'],
   cli: '*',
 };

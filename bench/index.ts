@@ -10,6 +10,7 @@ import { benchAudit } from './audit.js';
 import { benchUsage } from './usage.js';
 import { benchBundleEndpoint } from './bundle-endpoint.js';
 import { benchCli } from './cli.js';
+import { benchDelegation } from './delegation.js';
 import { benchFederation } from './federation.js';
 import { benchJwt } from './jwt.js';
 import { benchRevocation } from './revocation.js';
@@ -27,7 +28,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['usage', () => benchUsage()], ['federation', () => benchFederation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['usage', () => benchUsage()], ['federation', () => benchFederation()], ['delegation', () => benchDelegation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

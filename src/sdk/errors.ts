@@ -8,7 +8,7 @@ import { status } from '@grpc/grpc-js';
 import { MayflyError } from '../spiffe/errors.js';
 
 /** The codes the SDK raises (stable: never rename one). */
-export type SdkErrorCode = 'ERR_WORKLOAD_API_ENDPOINT' | 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE' | 'ERR_PEER_UNAUTHORIZED';
+export type SdkErrorCode = 'ERR_WORKLOAD_API_ENDPOINT' | 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE' | 'ERR_PEER_UNAUTHORIZED' | 'ERR_DELEGATED_TOKEN_INVALID';
 
 declare module '../spiffe/errors.js' {
   interface MayflyErrorCodes extends Record<SdkErrorCode, 'sdk'> {}

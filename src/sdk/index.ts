@@ -17,3 +17,6 @@ export {
 export { connectSpiffeHttp2, createSpiffeHttp2Server } from './http2.js';
 export { createSpiffeChannelCredentials, createSpiffeGrpcListener } from './grpc.js';
 export { createSpiffeDispatcher, createSpiffeFetch, type SpiffeDispatcherOptions, type SpiffeFetch } from './fetch.js';
+// Delegated tokens for AI agents acting for users (issue 12)
+export { validateDelegatedToken, DelegatedTokenError, type DelegatedToken, type DelegatedTokenOptions } from './delegated-token.js';
+export { authorizeCall, type AuthorizeCallOptions, type CallDecision, type CallDecisionRecord, type CallRequest, type CallRule, type CallUser } from './authorize-call.js';

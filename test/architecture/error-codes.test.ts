@@ -16,6 +16,7 @@ import type { DatastoreErrorCode } from '../../src/datastore/datastore-error.js'
 import { DatastoreError } from '../../src/datastore/records.js';
 import { FederationError, type FederationErrorCode } from '../../src/federation/federation-error.js';
 import { AuditError, type AuditErrorCode } from '../../src/audit/audit-error.js';
+import { DelegationError, type DelegationErrorCode } from '../../src/delegation/delegation-error.js';
 import type { RegistrationErrorCode } from '../../src/registration/registration-error.js';
 import { SelectorError } from '../../src/registration/selector.js';
 import { WorkloadApiError, type SdkErrorCode } from '../../src/sdk/errors.js';
@@ -94,6 +95,13 @@ type StableErrorCode =
   | 'ERR_AUDIT_UNAVAILABLE'
   | 'ERR_AUDIT_INVALID'
   | 'ERR_FEDERATION_FETCH_FAILED'
+  // Delegated tokens (RFC 8693 token exchange)
+  | 'ERR_DELEGATION_INVALID_REQUEST'
+  | 'ERR_DELEGATION_INVALID_GRANT'
+  | 'ERR_DELEGATION_UNAUTHORIZED_CLIENT'
+  | 'ERR_DELEGATION_INVALID_TARGET'
+  | 'ERR_DELEGATION_INVALID_SCOPE'
+  | 'ERR_DELEGATION_CONFIG'
   // Attestation and authorisation
   | 'ERR_ATTESTATION_FAILED'
   | 'ERR_JOIN_TOKEN_INVALID'
@@ -122,6 +130,7 @@ type StableErrorCode =
   | 'ERR_WORKLOAD_API_RESPONSE'
   | 'ERR_WORKLOAD_API_HTTP2'
   | 'ERR_PEER_UNAUTHORIZED'
+  | 'ERR_DELEGATED_TOKEN_INVALID'
   | 'ERR_CLI_USAGE'
   | 'ERR_CLI_FAILED'
   | 'ERR_CLI_INVALID_INPUT'
@@ -144,6 +153,7 @@ describe('error codes', () => {
       | DatastoreErrorCode
       | FederationErrorCode
       | AuditErrorCode
+      | DelegationErrorCode
       | AttestorErrorCode
       | ServerErrorCode
       | AgentErrorCode
@@ -162,6 +172,7 @@ describe('error codes', () => {
       [new DatastoreError('ERR_DATASTORE_CONFLICT', 'm'), 'ERR_DATASTORE_CONFLICT'],
       [new FederationError('ERR_FEDERATION_INVALID', 'm'), 'ERR_FEDERATION_INVALID'],
       [new AuditError('ERR_AUDIT_UNAVAILABLE', 'm'), 'ERR_AUDIT_UNAVAILABLE'],
+      [new DelegationError('ERR_DELEGATION_INVALID_SCOPE', 'm'), 'ERR_DELEGATION_INVALID_SCOPE'],
       [new ServerCallError(14, 'm'), 'ERR_AGENT_SERVER_CALL'],
       [new WorkloadApiError('ERR_WORKLOAD_API_CALL', 'm'), 'ERR_WORKLOAD_API_CALL'],
       [new CliUsageError('m'), 'ERR_CLI_USAGE'],

@@ -32,9 +32,10 @@ export const ROOMS: readonly Room[] = [
   { room: 'federation', mayImport: ['spiffe', 'config', 'securefs'], holds: 'the bundle endpoint, federation relationships and the peer bundle fetcher (https_web, https_spiffe)' },
   { room: 'audit', mayImport: ['spiffe'], holds: 'the hash-chained audit ledger: records, group-committed appends, signed checkpoints, verification' },
   { room: 'oidc', mayImport: ['spiffe', 'config'], holds: 'the OIDC discovery document and JWKS listener for JWT-SVIDs' },
+  { room: 'delegation', mayImport: ['spiffe'], holds: 'delegated tokens for AI agents (RFC 8693 token exchange): policy, claims, exchange' },
   {
     room: 'server',
-    mayImport: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'wire/server', 'securefs', 'config', 'observability'],
+    mayImport: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'delegation', 'wire/server', 'securefs', 'config', 'observability'],
     holds: 'server APIs, node attestation, authorised-entry push streams, admin auth',
   },
   {
