@@ -23,6 +23,17 @@ function thrown(fn: () => unknown): Error {
 const KEY = '-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n';
 
 describe('writeFileAtomic', () => {
+  it('durable: false skips only the fsyncs: the same atomic replace, mode and refusals', () => {
+    const dir = dirs.make();
+    writeFileAtomic(join(dir, 'state.json'), 'one', { durable: false });
+    writeFileAtomic(join(dir, 'state.json'), 'two', { durable: false });
+    expect(readFileSync(join(dir, 'state.json'), 'utf8')).toBe('two');
+    expect(modeOf(join(dir, 'state.json'))).toBe(0o600);
+    symlinkSync(join(dir, 'state.json'), join(dir, 'link.json'));
+    expect(thrown(() => writeFileAtomic(join(dir, 'link.json'), 'x', { durable: false }))).toMatchObject({ code: 'ERR_FILE_NOT_REGULAR' });
+    expect(readdirSync(dir).sort()).toEqual(['link.json', 'state.json']);
+  });
+
   it('creates exactly 0600 or 0644 whatever the umask, and leaves no temporary file behind', () => {
     const dir = dirs.make();
     const old = process.umask(0o077);

@@ -30,6 +30,13 @@ import { kindOf, lstatOrUndefined, SecureFsError } from './ownership.js';
 export interface WriteFileOptions {
   /** Mode of the new file: 0o600 (default; keys, tokens, state) or 0o644 (public certificates and bundles). */
   mode?: 0o600 | 0o644;
+  /**
+   * false: skip both fsyncs. The replacement stays atomic for readers and survives the writing
+   * process being killed (the page cache outlives it), but not a power loss or kernel crash,
+   * and the event loop does not wait for the disk. Only for state a reader copes with losing
+   * (never keys or certificates). Default true.
+   */
+  durable?: boolean;
 }
 
 /**
@@ -55,7 +62,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string, opts: W
     fchmodSync(fd, mode);
     // writeSync may write less than asked (signals, odd filesystems): loop until done.
     for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-    fsyncSync(fd);
+    if (opts.durable !== false) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });
@@ -68,7 +75,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string, opts: W
     rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncDir(dir);
+  if (opts.durable !== false) fsyncDir(dir);
 }
 
 /** Removes `path` (if present; a symlink itself, never its target) and makes the removal durable. */
