@@ -21,10 +21,11 @@ import { exportSpkiDer, generateKeyPair, type KeyPair } from '../spiffe/keys.js'
 import { createCsr } from '../spiffe/x509/csr.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
-import { adminSocketClients, tcpClients, unaryCall, type ServerApiClients } from './client.js';
-import type { WireBundle, WireEntry, WireX509Svid } from './messages.js';
+import { adminSocketClients, unaryCall, type ServerApiClients } from './client.js';
+import type { WireEntry, WireX509Svid } from './messages.js';
 import { ServerMetrics } from './observability.js';
 import { MayflyServer } from './server.js';
+import { attestJoinTokenAgent } from './testing.js';
 
 const TD = 'example.org';
 let dir: string;
@@ -66,17 +67,7 @@ beforeAll(async () => {
   server = new MayflyServer({ trustDomain: TD, dataDir: dir, adminSocketPath: join(dir, 'admin.sock'), bindAddress: '127.0.0.1', port: 0, datastore: ds, ca: metrics.countingCa(ca), attestors: [new JoinTokenAttestor({ datastore: ds })], drainMs: 200, csrWorkers: 1 });
   await server.start();
   admin = adminSocketClients(server.adminSocketPath);
-  const roots = [...ca.getBundle().x509Authorities];
-  const token = await unaryCall<{ value: string }>(admin.Agent, 'CreateJoinToken', { ttl: 600 });
-  const anon = tcpClients({ address: `127.0.0.1:${server.port}`, trustDomain: TD, bundleRoots: roots });
-  const key = generateKeyPair();
-  const res = await unaryCall<{ svid: WireX509Svid; bundle: WireBundle }>(anon.Agent, 'AttestAgent', {
-    attestation_data: { type: 'join_token', payload: Buffer.from(token.value) },
-    csr: createCsr({ privateKey: key.privateKey }),
-  });
-  anon.close();
-  agentId = res.svid.spiffe_id;
-  agent = tcpClients({ address: `127.0.0.1:${server.port}`, trustDomain: TD, bundleRoots: roots, svid: { certChain: res.svid.cert_chain, privateKey: key.privateKey } });
+  ({ agentId, clients: agent } = await attestJoinTokenAgent({ port: server.port, admin, trustDomain: TD, bundleRoots: [...ca.getBundle().x509Authorities] }));
 });
 
 afterAll(async () => {

@@ -22,8 +22,12 @@ import { ServerCa } from '../ca/server-ca.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { openLevelDatastore } from '../datastore/level/level.js';
 import { ensurePrivateDir } from '../securefs/index.js';
+import { generateKeyPair } from '../spiffe/keys.js';
+import { createCsr } from '../spiffe/x509/csr.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
+import { tcpClients, unaryCall, type ServerApiClients } from './client.js';
 import type { ChangeHub } from './hub.js';
+import type { WireBundle, WireX509Svid } from './messages.js';
 import { SILENT_LOGGER } from './ports.js';
 import { MayflyServer, type MayflyServerConfig } from './server.js';
 
@@ -119,5 +123,26 @@ export async function startTestServer(cfg: TestServerConfig = {}): Promise<TestS
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
     if (cfg.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * Attests a new agent by join token over TCP, as `mayfly-agent` does: a token from the admin
+ * API, AttestAgent with a fresh key, then server API clients authenticated by the agent SVID.
+ */
+export async function attestJoinTokenAgent(opts: { port: number; admin: ServerApiClients; trustDomain: string; bundleRoots: readonly Uint8Array[] }): Promise<{ agentId: string; clients: ServerApiClients }> {
+  const address = `127.0.0.1:${opts.port}`;
+  const token = await unaryCall<{ value: string }>(opts.admin.Agent, 'CreateJoinToken', { ttl: 600 });
+  const anon = tcpClients({ address, trustDomain: opts.trustDomain, bundleRoots: opts.bundleRoots });
+  const key = generateKeyPair();
+  try {
+    const res = await unaryCall<{ svid: WireX509Svid; bundle: WireBundle }>(anon.Agent, 'AttestAgent', {
+      attestation_data: { type: 'join_token', payload: Buffer.from(token.value) },
+      csr: createCsr({ privateKey: key.privateKey }),
+    });
+    const clients = tcpClients({ address, trustDomain: opts.trustDomain, bundleRoots: opts.bundleRoots, svid: { certChain: res.svid.cert_chain, privateKey: key.privateKey } });
+    return { agentId: res.svid.spiffe_id, clients };
+  } finally {
+    anon.close();
   }
 }
