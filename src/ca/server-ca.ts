@@ -27,6 +27,7 @@
  * emits events.
  */
 import { createHash, type KeyObject } from 'node:crypto';
+import { JwtSvidSigner } from '../spiffe/jwt/index.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { DEFAULT_KEY_TYPE, exportSpkiDer, isKeyType, type KeyType } from '../spiffe/keys.js';
 import { Bundle } from '../spiffe/bundle/index.js';
@@ -272,6 +273,17 @@ export class ServerCa {
     const now = this.#now();
     const slot = this.#slots.active('jwt', 'JWT', now);
     return mintJwtSvid(slot, id, req, { now, defaultTtlSeconds: this.jwtSvidTtlSeconds, ...(this.#jwtIssuer !== undefined ? { issuer: this.#jwtIssuer } : {}) });
+  }
+
+  /**
+   * The active JWT key as a signer for delegated tokens (delegation/exchange): kid, JWS
+   * algorithm and private key. In-process only; it never leaves the server.
+   */
+  jwtSigningKey(): { kid: string; alg: string; privateKey: KeyObject } {
+    this.#assertReady();
+    const slot = this.#slots.active('jwt', 'JWT', this.#now());
+    const signer = (slot.signer ??= new JwtSvidSigner({ privateKey: slot.key.privateKey, kid: slot.id }));
+    return { kid: slot.id, alg: signer.algorithm, privateKey: slot.key.privateKey };
   }
 
   /**

@@ -34,6 +34,7 @@ import type { SqlDataStoreConfig } from '../datastore/sql/plugin.js';
 import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type ConfiguredServerPlugin, type ServerPlugin, type ServerPluginKind } from './catalog.js';
 import { readListeners, type ListenerSettings } from '../config/listeners.js';
 import { readServerBlock, type ServerCoreSettings, type ServerOverrides } from './config-server-block.js';
+import { readDelegationBlock, type DelegationSettings } from './config-delegation.js';
 import { readFederationBlock, readOidcBlock, type BundleEndpointSettings, type OidcDiscoverySettings } from './config-federation.js';
 
 export { ConfigError } from '../config/hcl.js';
@@ -60,6 +61,8 @@ export interface ServerSettings extends ServerCoreSettings, ListenerSettings {
   bundleEndpoint?: BundleEndpointSettings;
   /** `server.oidc_discovery`, when configured (server/config-federation). */
   oidcDiscovery?: OidcDiscoverySettings;
+  /** `server.delegation`, when configured (server/config-delegation). */
+  delegation?: DelegationSettings;
 
   // Views of `plugins` for readers (`validate`, tests); always current, never stored.
   /** Set when `DataStore "sql"` has database_type `postgres`. */
@@ -97,6 +100,7 @@ export function resolveServerConfig(
   const bundleEndpoint = readFederationBlock(srv, core.trustDomain, p, notices);
   const { oidc: oidcDiscovery, jwtIssuer } = readOidcBlock(srv, core.jwtIssuer, p);
   if (jwtIssuer !== undefined) core.jwtIssuer = jwtIssuer;
+  const delegation = readDelegationBlock(srv, core.trustDomain, p);
   const plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? SERVER_CATALOG, SERVER_PLUGIN_KINDS, serverPluginCore(core.dataDir, notices), p);
   const listeners = readListeners(root, p);
   const audit = readAuditBlock(root, p);
@@ -110,6 +114,7 @@ export function resolveServerConfig(
     notices,
     ...(bundleEndpoint !== undefined ? { bundleEndpoint } : {}),
     ...(oidcDiscovery !== undefined ? { oidcDiscovery } : {}),
+    ...(delegation !== undefined ? { delegation } : {}),
     get postgres() {
       const c = configOf(this.plugins, 'DataStore', 'sql') as SqlDataStoreConfig | undefined;
       return c?.databaseType === 'postgres' ? { connectionString: c.connectionString } : undefined;

@@ -17,6 +17,7 @@ import { BundleEndpoint } from '../federation/bundle-endpoint.js';
 import { CertFileIdentity } from '../federation/bundle-endpoint-cert-file.js';
 import { ReadOnlyListener, type ListenerLimits, type TlsIdentityProvider } from '../federation/bundle-endpoint-http.js';
 import { OidcRoutes } from '../oidc/discovery-routes.js';
+import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { SpiffeId } from '../spiffe/id.js';
 import type { ServingCertFile } from './config-federation.js';
 import type { ServerSettings } from './config.js';
@@ -40,6 +41,30 @@ export interface Publishers {
 
 /** Lifetime of the bundle endpoint's own X509-SVID (seconds): renewed at half of it. */
 const ENDPOINT_SVID_TTL_SECONDS = 3600;
+
+/**
+ * An X509-SVID the server mints for one of its own listeners (ServerSvid, renewed at half
+ * life and re-minted on every CA change); its stops are pushed onto `stops`.
+ */
+export async function startEndpointSvid(cfg: {
+  ca: ServerApiCa;
+  serverId: SpiffeId;
+  bundle: () => Bundle;
+  logger: Logger;
+  what: string;
+  stops: (() => Promise<void> | void)[];
+}): Promise<ServerSvid> {
+  const { ca, logger } = cfg;
+  const svid = new ServerSvid({ ca, serverId: cfg.serverId, ttlSeconds: ENDPOINT_SVID_TTL_SECONDS, bundle: cfg.bundle, noteChain: () => {}, logger });
+  cfg.stops.push(() => svid.stop());
+  await svid.rotate();
+  const unsubscribe = ca.onEvent((e) => {
+    if (e.type !== 'bundle-updated' && e.type !== 'authority-activated') return;
+    svid.rotate().catch((err: unknown) => logger.error({ err }, `${cfg.what} SVID rotation after CA change failed`));
+  });
+  cfg.stops.push(unsubscribe);
+  return svid;
+}
 
 /** Starts what is configured; on failure stops what it started and throws. */
 export async function startPublishers(cfg: PublishersConfig): Promise<Publishers> {
@@ -65,22 +90,14 @@ export async function startPublishers(cfg: PublishersConfig): Promise<Publishers
       if (be.profile.name === 'https_web') {
         tls = certFiles(be.profile.servingCert, 'bundle endpoint');
       } else {
-        const svid = new ServerSvid({
+        tls = await startEndpointSvid({
           ca,
           serverId: be.profile.spiffeId !== undefined ? SpiffeId.parse(be.profile.spiffeId) : server.serverId,
-          ttlSeconds: ENDPOINT_SVID_TTL_SECONDS,
           bundle: () => trustBundle.bundle(),
-          noteChain: () => {},
           logger,
+          what: 'bundle endpoint',
+          stops,
         });
-        stops.push(() => svid.stop());
-        await svid.rotate();
-        const unsubscribe = ca.onEvent((e) => {
-          if (e.type !== 'bundle-updated' && e.type !== 'authority-activated') return;
-          svid.rotate().catch((err: unknown) => logger.error({ err }, 'bundle endpoint SVID rotation after CA change failed'));
-        });
-        stops.push(unsubscribe);
-        tls = svid;
       }
       const endpoint = new BundleEndpoint({
         host: be.address,

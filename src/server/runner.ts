@@ -35,6 +35,7 @@ import { startServerAudit, type ServerAudit } from './audit-ledger.js';
 import { EntryUsageRecorder } from './usage-recorder.js';
 import { loadBundleOwnerId } from './trust-bundle.js';
 import { SpiffeId } from '../spiffe/id.js';
+import { startDelegationService, type DelegationService } from './delegation-service.js';
 import { startPublishers, type Publishers } from './publishers.js';
 import { BundlePoller, type BundlePollerConfig } from '../federation/poller.js';
 import { applyStaticRelationships } from './static-relationships.js';
@@ -78,6 +79,7 @@ export class ServerRunner {
   readonly #notifiers: Notifier[] = [];
   readonly #http: HttpEndpoints[] = [];
   #publishers: Publishers | undefined;
+  #delegation: DelegationService | undefined;
   #listening = false;
   #stopping = false;
 
@@ -103,6 +105,11 @@ export class ServerRunner {
   /** Ports of the bundle endpoint and the OIDC discovery listener, when they run. */
   get publisherPorts(): { bundleEndpoint?: number; oidcDiscovery?: number } {
     return this.#publishers?.ports ?? {};
+  }
+
+  /** Port of the token exchange listener (server.delegation), when it runs. */
+  get delegationPort(): number | undefined {
+    return this.#delegation?.port;
   }
 
   async start(): Promise<void> {
@@ -211,6 +218,18 @@ export class ServerRunner {
       await server.start();
       // The bundle endpoint and OIDC discovery, when configured (server/publishers).
       this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
+      // The RFC 8693 token exchange, when configured (server/delegation-service).
+      if (s.delegation !== undefined && server.trustBundle !== undefined) {
+        this.#delegation = await startDelegationService({
+          settings: s.delegation,
+          issuer: s.jwtIssuer ?? `spiffe://${s.trustDomain}`,
+          trustDomain: s.trustDomain,
+          serverId: server.serverId,
+          ca,
+          trustBundle: server.trustBundle,
+          logger: this.#log,
+        });
+      }
       await fetcher.start();
       // Notifiers (k8sbundle) hear of the served bundle at start and on every change (`ca` on the hub).
       for (const n of pluginsOfKind(plugins, 'Notifier')) {
@@ -279,6 +298,9 @@ export class ServerRunner {
     const publishers = this.#publishers;
     this.#publishers = undefined;
     await publishers?.stop();
+    const delegation = this.#delegation;
+    this.#delegation = undefined;
+    await delegation?.stop();
     const server = this.#server;
     this.#server = undefined;
     for (const n of this.#notifiers.splice(0)) await n.stop();
