@@ -9,7 +9,7 @@
  * unknown, whose parent agent is gone or banned, or whose selectors match every process
  * keeps a door open that nobody is watching; the report names each one and what to do.
  */
-import type { AttestedAgent, EntryUsage } from '../datastore/datastore.js';
+import type { AttestedAgent, Datastore, EntryUsage } from '../datastore/datastore.js';
 import type { RegistrationEntry } from '../registration/entry.js';
 import { formatSelector } from '../registration/selector.js';
 
@@ -23,6 +23,11 @@ export type EntryFindingKind =
   | 'duplicate'
   | 'over_broad'
   | 'long_ttl';
+
+/** Every finding kind, entries' and agents'. */
+export const INVENTORY_KINDS: readonly (EntryFindingKind | AgentFinding['kind'])[] = [
+  'never_issued', 'unused', 'no_owner', 'expired', 'parent_gone', 'parent_banned', 'duplicate', 'over_broad', 'long_ttl', 'agent_not_seen',
+];
 
 export interface EntryFinding {
   readonly kind: EntryFindingKind;
@@ -145,4 +150,26 @@ export function computeInventory(input: InventoryInput): InventoryReport {
     }
   }
   return { generatedAt: now, entryCount: input.entries.length, agentCount: input.agents.length, entries: out, agents: agentOut };
+}
+
+async function all<T>(list: (q: { pageSize: number; pageToken?: string }) => Promise<{ items: T[]; nextPageToken: string }>): Promise<T[]> {
+  const out: T[] = [];
+  let pageToken: string | undefined;
+  for (;;) {
+    const page = await list({ pageSize: 1000, ...(pageToken === undefined ? {} : { pageToken }) });
+    out.push(...page.items);
+    if (page.nextPageToken === '') return out;
+    pageToken = page.nextPageToken;
+  }
+}
+
+/** Reads every entry, agent and usage record from `ds` and computes the report at `now` (unix seconds). */
+export async function inventoryFromStore(
+  ds: Pick<Datastore, 'listEntries' | 'listAgents' | 'listEntryUsage'>,
+  serverId: string,
+  now: number,
+  unusedDays: number,
+): Promise<InventoryReport> {
+  const [entries, agents, usage] = await Promise.all([all((q) => ds.listEntries(q)), all((q) => ds.listAgents(q)), ds.listEntryUsage()]);
+  return computeInventory({ entries, agents, usage, serverId, now, unusedDays });
 }

@@ -6,37 +6,19 @@
  * needs one call and the server's clock decides what is stale.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { AttestedAgent } from '../../datastore/datastore.js';
-import type { RegistrationEntry } from '../../registration/entry.js';
 import type { Transport } from '../auth.js';
 import { nowSeconds, unary, type ApiContext } from '../context.js';
-import { computeInventory } from '../inventory.js';
+import { inventoryFromStore } from '../inventory.js';
 import { badRequest } from '../status.js';
 
 const MAX_UNUSED_DAYS = 36_500;
-
-async function all<T>(list: (q: { pageSize: number; pageToken?: string }) => Promise<{ items: T[]; nextPageToken: string }>): Promise<T[]> {
-  const out: T[] = [];
-  let pageToken: string | undefined;
-  for (;;) {
-    const page = await list({ pageSize: 1000, ...(pageToken === undefined ? {} : { pageToken }) });
-    out.push(...page.items);
-    if (page.nextPageToken === '') return out;
-    pageToken = page.nextPageToken;
-  }
-}
 
 export function inventoryService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
   return {
     GetInventory: unary<{ unused_days?: number }, unknown>(ctx, t, 'GetInventory', 'admin', async (req) => {
       const days = req.unused_days ?? 0;
       if (!Number.isInteger(days) || days < 0 || days > MAX_UNUSED_DAYS) throw badRequest(`unused_days must be an integer 0..${MAX_UNUSED_DAYS} (0 = 30); got ${String(days)}`);
-      const [entries, agents, usage] = await Promise.all([
-        all<RegistrationEntry>((q) => ctx.ds.listEntries(q)),
-        all<AttestedAgent>((q) => ctx.ds.listAgents(q)),
-        ctx.ds.listEntryUsage(),
-      ]);
-      const r = computeInventory({ entries, agents, usage, serverId: ctx.serverId.toString(), now: nowSeconds(ctx), unusedDays: days === 0 ? 30 : days });
+      const r = await inventoryFromStore(ctx.ds, ctx.serverId.toString(), nowSeconds(ctx), days === 0 ? 30 : days);
       return {
         generated_at: r.generatedAt,
         entry_count: r.entryCount,
