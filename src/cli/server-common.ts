@@ -25,6 +25,7 @@ export const SERVER_SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['mode', 'mode'],
   ['expiredFor', 'expired-for'],
   ['dryRun', 'dry-run'],
+  ['unusedDays', 'unused-days'],
   ['includeNonExpired', 'include-non-expired'],
   ['metricsPort', 'metrics-port'],
   ['metricsAddress', 'metrics-address'],

@@ -28,6 +28,7 @@ export const SERVER_COMMAND_GROUPS: ReadonlyArray<{ readonly commands: readonly 
   { commands: ['federation'], load: async () => (await import('./server-federation.js')).addFederationCommands },
   { commands: ['x509', 'jwt', 'localauthority'], load: async () => (await import('./server-svid.js')).addSvidCommands },
   { commands: ['logger'], load: async () => (await import('./server-logger.js')).addLoggerCommands },
+  { commands: ['inventory'], load: async () => (await import('./server-inventory.js')).addInventoryCommands },
   { commands: ['audit'], load: async () => (await import('./server-audit.js')).addAuditCommands },
 ];
 

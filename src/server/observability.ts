@@ -17,6 +17,7 @@
  * The registry plumbing, the gRPC interceptor and the listener are observability's,
  * shared with the agent; what is counted here is the server's.
  */
+import { INVENTORY_KINDS, inventoryFromStore } from './inventory.js';
 import type { ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -179,6 +180,32 @@ export class ServerMetrics implements MetricsExposition, DatastoreCallRecorder {
         },
       });
     }
+  }
+
+  /**
+   * `mayfly_inventory_findings{kind}`: server/inventory's finding counts (30-day threshold),
+   * computed at scrape time at most once per `cacheMs` (default 5 minutes: the report reads
+   * every entry and agent, too much for every scrape). Call once.
+   */
+  countInventory(ds: Pick<ServerDatastore, 'listEntries' | 'listAgents' | 'listEntryUsage'>, serverId: string, cacheMs = 300_000): void {
+    let cached: { at: number; counts: Map<string, number> } | undefined;
+    const now = (): Date => this.#now();
+    new Gauge({
+      name: 'mayfly_inventory_findings',
+      help: 'Inventory findings by kind (mayfly-server inventory, 30-day threshold), recomputed at most every 5 minutes.',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      async collect() {
+        const at = now().getTime();
+        if (cached === undefined || at - cached.at >= cacheMs || at < cached.at) {
+          const r = await inventoryFromStore(ds, serverId, Math.floor(at / 1000), 30);
+          const counts = new Map<string, number>(INVENTORY_KINDS.map((k) => [k, 0]));
+          for (const f of [...r.entries, ...r.agents]) counts.set(f.kind, (counts.get(f.kind) ?? 0) + 1);
+          cached = { at, counts };
+        }
+        for (const [kind, n] of cached.counts) this.set({ kind }, n);
+      },
+    });
   }
 
   /** What the peer bundle fetcher (federation/poller) reports to. */

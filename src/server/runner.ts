@@ -156,6 +156,7 @@ export class ServerRunner {
       this.#ca = ca;
 
       metrics.countStored(ds, ca.trustDomain.name);
+      metrics.countInventory(ds, ca.trustDomain.idWithPath('/spire/server').toString());
       metrics.watchCa(ca);
       // The peer bundle fetcher: every stored peer bundle change is announced on the server's
       // change hub, so agents whose entries federate with that trust domain get it by push.

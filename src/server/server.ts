@@ -36,6 +36,7 @@ import { bundleService } from './api/bundle.js';
 import { trustDomainService } from './api/trustdomain.js';
 import { entryService } from './api/entry.js';
 import { healthService } from './api/health.js';
+import { inventoryService } from './api/inventory.js';
 import { loggerService } from './api/logger.js';
 import { svidService } from './api/svid.js';
 import type { Transport } from './auth.js';
@@ -281,6 +282,7 @@ export class MayflyServer {
       Audit: auditService(ctx, t),
       Health: healthService(ctx, t),
       TrustDomain: trustDomainService(ctx, t),
+      Inventory: inventoryService(ctx, t),
     };
     if (this.#cfg.logLevel !== undefined) impls.Logger = loggerService(ctx, t, this.#cfg.logLevel);
     for (const [name, impl] of Object.entries(impls) as [ServerApiService, UntypedServiceImplementation][]) {

@@ -6,5 +6,5 @@
  * (`wire/server/codecs`).
  */
 export const SERVER_API_PACKAGE = 'mayfly.server.v1';
-export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Audit', 'Health', 'TrustDomain', 'Logger'] as const;
+export const SERVER_API_SERVICES = ['Entry', 'Agent', 'Bundle', 'SVID', 'LocalAuthority', 'AgentSync', 'Audit', 'Health', 'TrustDomain', 'Logger', 'Inventory'] as const;
 export type ServerApiService = (typeof SERVER_API_SERVICES)[number];
