@@ -25,7 +25,7 @@ const WALLS = {
   oidc: ['spiffe', 'config'],
   audit: ['spiffe'],
   delegation: ['spiffe'],
-  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'delegation', 'wire/server', 'securefs', 'config', 'observability'],
+  server: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'delegation', 'wire/server', 'wire/spire', 'securefs', 'config', 'observability'],
   agent: ['spiffe', 'registration', 'attestors', 'workloadapi', 'wire', 'securefs', 'config', 'observability'],
   cli: '*',
 };

@@ -21,6 +21,8 @@
  * `stop()` drains: authorised-entry streams end with UNAVAILABLE (agents reconnect), calls
  * in flight get a grace period, then the servers are forced down.
  */
+import { spireApiServiceDefinition, type SpireApiService } from '../wire/spire/definition.js';
+import { spireApiServices } from './spire-api/index.js';
 import { Server, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { NodeAttestor } from '../attestors/node/attestor.js';
 import type { LogLevelControl } from '../config/log-level.js';
@@ -287,6 +289,10 @@ export class MayflyServer {
     if (this.#cfg.logLevel !== undefined) impls.Logger = loggerService(ctx, t, this.#cfg.logLevel);
     for (const [name, impl] of Object.entries(impls) as [ServerApiService, UntypedServiceImplementation][]) {
       server.addService(serverApiServiceDefinition(name) as ServiceDefinition, impl);
+    }
+    // SPIRE's server API beside Mayfly's (issue 14), over the same implementations.
+    for (const [name, impl] of Object.entries(spireApiServices(ctx, t, impls)) as [SpireApiService, UntypedServiceImplementation][]) {
+      server.addService(spireApiServiceDefinition(name) as ServiceDefinition, impl);
     }
   }
 

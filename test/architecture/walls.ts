@@ -19,7 +19,7 @@ export interface Room {
 
 export const ROOMS: readonly Room[] = [
   { room: 'spiffe', mayImport: [], holds: 'the standard: SPIFFE ID, keys, X.509-SVID, JWT-SVID, bundles' },
-  { room: 'wire', mayImport: [], holds: 'Workload API (wire/workload) and server API (wire/server) proto loading and message shapes' },
+  { room: 'wire', mayImport: [], holds: 'Workload API (wire/workload), server API (wire/server) and SPIRE server API (wire/spire) proto loading and message shapes' },
   { room: 'config', mayImport: ['spiffe'], holds: 'config files both binaries read: HCL subset, typed accessors, problems, durations, plugin registrations' },
   { room: 'observability', mayImport: ['config'], holds: 'the process logger, metrics plumbing and /metrics /live /ready listener both binaries use' },
   { room: 'securefs', mayImport: ['spiffe', 'wire/workload'], holds: 'private dirs, key/state files, socket dirs and default socket paths' },
@@ -35,7 +35,7 @@ export const ROOMS: readonly Room[] = [
   { room: 'delegation', mayImport: ['spiffe'], holds: 'delegated tokens for AI agents (RFC 8693 token exchange): policy, claims, exchange' },
   {
     room: 'server',
-    mayImport: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'delegation', 'wire/server', 'securefs', 'config', 'observability'],
+    mayImport: ['spiffe', 'registration', 'ca', 'datastore', 'attestors', 'federation', 'oidc', 'audit', 'delegation', 'wire/server', 'wire/spire', 'securefs', 'config', 'observability'],
     holds: 'server APIs, node attestation, authorised-entry push streams, admin auth',
   },
   {
