@@ -13,6 +13,12 @@ export interface NodeAttestationContext {
   /** The server's trust domain: agent IDs are minted inside it. */
   readonly trustDomain: TrustDomain;
   readonly now: Date;
+  /**
+   * Sends the agent `challenge` and resolves with its answer. Present only where the
+   * transport carries challenge–response (SPIRE's `AttestAgent` stream); an attestor that
+   * needs proof of possession (x509pop) refuses evidence when it is absent.
+   */
+  readonly challenge?: (challenge: Uint8Array) => Promise<Uint8Array>;
 }
 
 export interface NodeAttestationResult {

@@ -8,7 +8,7 @@
  * request replaced, so nothing a SPIRE client sends can change who the server thinks is
  * calling.
  */
-import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, UntypedHandleCall } from '@grpc/grpc-js';
+import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, UntypedHandleCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { toServiceError } from '../status.js';
 
 /**
@@ -46,3 +46,6 @@ export function viaMayfly<SReq, MReq, MRes, SRes>(
     });
   };
 }
+
+/** Mayfly's own service implementations on the same endpoint, which SPIRE's delegate to. */
+export type MayflyImpls = Readonly<Record<string, UntypedServiceImplementation | undefined>>;

@@ -1,0 +1,13 @@
+/**
+ * @module server/spire-api/trustdomain
+ *
+ * SPIRE's the TrustDomain service (federation relationships). Not served yet: every RPC of it answers UNIMPLEMENTED.
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Transport } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import type { MayflyImpls } from './delegate.js';
+
+export function trustDomainHandlers(_ctx: ApiContext, _t: Transport, _mayfly: MayflyImpls): UntypedServiceImplementation {
+  return {};
+}
