@@ -70,7 +70,7 @@ interface Slots {
 function slotsOf(out: string): Slots {
   const s: Slots = {};
   for (const [label, key] of [['Active', 'active'], ['Prepared', 'prepared'], ['Old', 'old']] as const) {
-    const m = new RegExp(`${label} [^\\n]* authority:\\n\\s+Authority ID:\\s+(\\S+)`).exec(out);
+    const m = new RegExp(`${label} [^\\n]* authority:\\n\\s+Authority ID\\s*:\\s+(\\S+)`).exec(out);
     if (m?.[1] !== undefined) s[key] = m[1];
   }
   return s;
@@ -363,7 +363,7 @@ describe('spire-server federation against mayfly-server', () => {
 });
 
 describe('AppendBundle against mayfly-server', () => {
-  it("adds an authority to our own bundle, which both CLIs then show; refuses nothing and bad data with SPIRE's words", async () => {
+  it("adds an authority to our own bundle, which both CLIs then show; refuses an empty request and bad data with SPIRE's words", async () => {
     expect(await raw.fail('Bundle', 'AppendBundle', {})).toEqual({ code: INVALID_ARGUMENT, details: 'no authorities to append' });
     expect((await raw.fail('Bundle', 'AppendBundle', { x509_authorities: [{ asn1: Buffer.from('junk') }] })).details).toMatch(/^failed to convert X\.509 authority: /);
     const extra = makeTestCa({ trustDomain: TD });
