@@ -27,7 +27,7 @@ import { verifyX509Svid } from '../../../src/spiffe/x509/verify.js';
 import { runProcess, startMayfly, type MayflyDeployment } from '../harness.js';
 import { spireBinary } from './bin.js';
 import { spireServerCli, waitFor } from './peers.js';
-import { rawSpireClient, type RawSpireClient } from './spire-raw-client.js';
+import { rawSpireClient, rawSpireClientTcp, type RawSpireClient } from './spire-raw-client.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const MAYFLY = join(ROOT, 'bin', 'mayfly-server.js');
@@ -36,6 +36,8 @@ const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const ALREADY_EXISTS = 6;
 const FAILED_PRECONDITION = 9;
+const PERMISSION_DENIED = 7;
+const UNAUTHENTICATED = 16;
 
 let dep: MayflyDeployment;
 let sock: string;
@@ -359,6 +361,30 @@ describe('spire-server federation against mayfly-server', () => {
     expect(await fails(create('bad.test', 'http://bad.test/'))).toContain('msg: "failed to convert federation relationship: bundle endpoint URL must use the https scheme"');
     expect(await fails(create(TD, 'https://mayfly.test/'))).toContain('(code: InvalidArgument, msg: "unable to create federation relationship for server trust domain")');
     expect(await ok(mayfly(['federation', 'list']))).toBe('Found 0 federation relationships\n');
+  });
+});
+
+describe('the same RPCs on the TCP port', () => {
+  it('refuse a caller without an admin SVID before anything is read or written; GetBundle stays public, as in SPIRE', async () => {
+    const tcp = rawSpireClientTcp(`127.0.0.1:${dep.server.port}`, Buffer.from(await ok(mayfly(['bundle', 'show']))));
+    try {
+      expect((await tcp.call<{ trust_domain: string }>('Bundle', 'GetBundle', {})).trust_domain).toBe(TD);
+      const stranger = makeTestCa({ trustDomain: 'tcp.test' });
+      const calls: [Parameters<RawSpireClient['fail']>[0], string, object][] = [
+        ['Bundle', 'CountBundles', {}],
+        ['Bundle', 'GetFederatedBundle', { trust_domain: 'peer2.test' }],
+        ['Bundle', 'BatchSetFederatedBundle', { bundle: [{ trust_domain: 'tcp.test', x509_authorities: [{ asn1: stranger.certificate }] }] }],
+        ['Bundle', 'AppendBundle', { x509_authorities: [{ asn1: stranger.certificate }] }],
+        ['SVID', 'MintJWTSVID', { id: { trust_domain: TD, path: '/tcp' }, audience: ['a'] }],
+        ['LocalAuthority', 'PrepareX509Authority', {}],
+        ['TrustDomain', 'ListFederationRelationships', {}],
+      ];
+      for (const [service, method, req] of calls) expect([PERMISSION_DENIED, UNAUTHENTICATED], `${service}.${method}`).toContain((await tcp.fail(service, method, req)).code);
+      expect(await dep.server.datastore.getBundle('tcp.test')).toBeUndefined();
+      expect(parsePemCertificates(await ok(mayfly(['bundle', 'show']))).some((c) => c.equals(stranger.certificate))).toBe(false);
+    } finally {
+      tcp.close();
+    }
   });
 });
 

@@ -5,7 +5,7 @@
  * checked against spire-api-sdk) on any admin socket, for the hostile requests SPIRE's own
  * CLI never sends (it checks its input first). Errors come back as `{ code, details }`.
  */
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import { spireApiServiceDefinition, type SpireApiService } from '../../../src/wire/spire/definition.js';
 
 export interface RawSpireClient {
@@ -15,13 +15,27 @@ export interface RawSpireClient {
   close(): void;
 }
 
+/** A client on the admin socket `socketPath`. */
 export function rawSpireClient(socketPath: string): RawSpireClient {
+  return rawSpireClientAt(`unix:${socketPath}`, credentials.createInsecure(), {});
+}
+
+/**
+ * A client of the server's TCP port with TLS and no client certificate: the server is
+ * authenticated by `roots` only (its certificate names a SPIFFE ID, not a host name).
+ */
+export function rawSpireClientTcp(address: string, roots: Buffer): RawSpireClient {
+  // A name, not the IP, as TLS server name (RFC 6066); the identity check is off anyway.
+  return rawSpireClientAt(address, credentials.createSsl(roots, null, null, { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': 'mayfly-server' });
+}
+
+function rawSpireClientAt(target: string, creds: ChannelCredentials, options: Record<string, string>): RawSpireClient {
   const clients = new Map<SpireApiService, Client>();
   const client = (s: SpireApiService): Client => {
     let c = clients.get(s);
     if (c === undefined) {
       const Ctor = makeGenericClientConstructor(spireApiServiceDefinition(s), s);
-      c = new Ctor(`unix:${socketPath}`, credentials.createInsecure());
+      c = new Ctor(target, creds, options);
       clients.set(s, c);
     }
     return c;
