@@ -20,7 +20,7 @@
  *   "failed to sign X509-SVID" / "failed to sign JWT-SVID"; SPIRE answers INTERNAL.
  */
 import { status as GrpcStatus, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { dnsNameProblem } from '../../registration/entry.js';
+import { dnsNameProblem, MAX_ENTRY_TTL_SECONDS } from '../../registration/entry.js';
 import { SpiffeId, type TrustDomain } from '../../spiffe/id.js';
 import { parseCsr } from '../../spiffe/x509/csr.js';
 import type { Transport } from '../auth.js';
@@ -53,8 +53,12 @@ export function wildcardOverlap(names: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** SPIRE: a TTL of 0 or less means the server's default. */
-const ttlOf = (ttl: number | undefined): number => (ttl !== undefined && ttl > 0 ? ttl : 0);
+/**
+ * SPIRE: a TTL of 0 or less means the server's default, and a long one is capped at the
+ * signing authority's expiry (Mayfly's CA caps the same way once the TTL is within the
+ * longest it accepts, so longer ones are brought down to that first).
+ */
+const ttlOf = (ttl: number | undefined): number => (ttl !== undefined && ttl > 0 ? Math.min(ttl, MAX_ENTRY_TTL_SECONDS) : 0);
 
 /** Mayfly's refusal from its own mint, as SPIRE words the step (see the module comment). */
 function signFailed(what: string, err: unknown): SpireStatus {

@@ -107,6 +107,13 @@ describe('spire-server bundle against mayfly-server', () => {
     expect(keysOf(doc).some((k) => k.startsWith('["jwt-svid"'))).toBe(true);
     expect(JSON.parse(doc).spiffe_sequence).toBe(JSON.parse(ours).spiffe_sequence);
     expect(await ok(spire(['bundle', 'count']))).toBe(await ok(mayfly(['bundle', 'count'])));
+    // JWT authorities carry their expiry, as SPIRE's do; an output mask keeps only what it names.
+    const full = await raw.call<{ jwt_authorities: { expires_at: number }[]; sequence_number: number }>('Bundle', 'GetBundle', {});
+    expect(full.jwt_authorities.every((k) => k.expires_at > Date.now() / 1000)).toBe(true);
+    expect(full.sequence_number).toBeGreaterThan(0);
+    const masked = await raw.call<{ x509_authorities: unknown[]; jwt_authorities: unknown[]; sequence_number: number; trust_domain: string }>('Bundle', 'GetBundle', { output_mask: { x509_authorities: true } });
+    expect(masked).toMatchObject({ trust_domain: TD, jwt_authorities: [], sequence_number: 0 });
+    expect(masked.x509_authorities.length).toBeGreaterThan(0);
   });
 
   it('set (pem and spiffe) through SPIRE is what both CLIs list', async () => {
@@ -224,6 +231,10 @@ describe('spire-server x509 mint and jwt mint against mayfly-server', () => {
     await ok(spire(['x509', 'mint', '-spiffeID', `spiffe://${TD}/negative`, '-ttl', '-1h', '-write', out]));
     const leaf = parseCertificate(parsePemCertificates(readFileSync(join(out, 'svid.pem'), 'utf8'))[0] as Buffer);
     expect(leaf.notAfter.getTime()).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 3600_000 - 1000);
+    // A TTL beyond the CA's lifetime is capped at it, and SPIRE's CLI says so.
+    const long = await spire(['x509', 'mint', '-spiffeID', `spiffe://${TD}/long`, '-ttl', '100000h']);
+    expect(long.code, long.stderr).toBe(0);
+    expect(long.stderr).toContain('X509-SVID lifetime was capped shorter than specified ttl');
   });
 
   it('MintX509SVID refuses a CSR whose key does not sign it, a corrupt one, one without a URI SAN, an empty and a malformed one', async () => {
