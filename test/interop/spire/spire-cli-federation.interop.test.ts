@@ -4,7 +4,9 @@
  * runs): every relationship SPIRE's CLI creates is what Mayfly's CLI shows, and `federation
  * refresh` has Mayfly fetch a real HTTPS bundle endpoint (https_spiffe, authenticated with
  * the bootstrap bundle SPIRE's CLI uploaded) at once. Refusals carry SPIRE's codes and
- * messages (pkg/server/api/trustdomain/v1 at v1.13.3).
+ * messages (pkg/server/api/trustdomain/v1 at v1.13.3). The same server keeps Mayfly's
+ * audit ledger (on by default): every change and issuance SPIRE's CLI makes is recorded
+ * there once, as Mayfly's own CLI's would be, and the chain verifies.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,7 +37,7 @@ const logs: string[] = [];
 let endpoint: TestBundleEndpoint | undefined;
 let raw: RawSpireClient;
 
-const spire = (args: string[]) => spireServerCli(sock, args);
+const spire = (args: string[], input?: string) => spireServerCli(sock, args, input);
 const mayfly = (args: string[]) => runProcess(process.execPath, [MAYFLY, ...args, '-socketPath', sock]);
 async function ok(p: Promise<{ code: number | null; stdout: string; stderr: string }>): Promise<string> {
   const r = await p;
@@ -141,5 +143,30 @@ describe('spire-server federation against mayfly-server run', () => {
     expect(await fails(create('bad.test', 'http://bad.test/'))).toContain('msg: "failed to convert federation relationship: bundle endpoint URL must use the https scheme"');
     expect(await fails(create(TD, 'https://mayfly.test/'))).toContain('(code: InvalidArgument, msg: "unable to create federation relationship for server trust domain")');
     expect(await ok(mayfly(['federation', 'list']))).toBe('Found 0 federation relationships\n');
+  });
+
+  it("records every change and issuance SPIRE's CLI makes in Mayfly's audit ledger, once each", async () => {
+    const seen = async (): Promise<{ kind: string; method?: string; spiffeId?: string; details?: Record<string, unknown> }[]> =>
+      (JSON.parse(await ok(mayfly(['audit', 'show', '-output', 'json']))) as { records: { record: { kind: string; method?: string; spiffeId?: string; details?: Record<string, unknown> } }[] }).records.map(
+        (r) => r.record,
+      );
+    const start = (await seen()).length;
+    await ok(spire(['x509', 'mint', '-spiffeID', `spiffe://${TD}/audited`]));
+    await ok(spire(['jwt', 'mint', '-spiffeID', `spiffe://${TD}/audited`, '-audience', 'a']));
+    await ok(spire(['bundle', 'set', '-id', 'spiffe://audit.test'], pemEncodeCertificates([fedNext.certificate])));
+    await ok(spire(['bundle', 'delete', '-id', 'spiffe://audit.test']));
+    await ok(spire(['localauthority', 'jwt', 'prepare']));
+    const added = (await seen()).slice(start);
+    const summary = added.map((r) => (r.kind === 'admin' ? `admin ${r.method ?? ''}` : r.kind));
+    expect(summary.filter((k) => k === 'x509-svid.issued')).toHaveLength(1);
+    expect(summary.filter((k) => k === 'jwt-svid.issued')).toHaveLength(1);
+    expect(summary.filter((k) => k === 'admin BatchSetFederatedBundle')).toHaveLength(1);
+    expect(summary.filter((k) => k === 'admin BatchDeleteFederatedBundle')).toHaveLength(1);
+    expect(summary.filter((k) => k === 'admin PrepareJWTAuthority')).toHaveLength(1);
+    expect(added.filter((r) => r.kind.endsWith('.issued')).map((r) => r.spiffeId)).toEqual([`spiffe://${TD}/audited`, `spiffe://${TD}/audited`]);
+    // The relationship lifecycle above: one create, one update, one successful refresh, one delete.
+    const all = (await seen()).map((r) => (r.kind === 'admin' ? r.method : r.kind));
+    for (const m of ['BatchCreateFederationRelationship', 'BatchUpdateFederationRelationship', 'RefreshBundle', 'BatchDeleteFederationRelationship']) expect(all.filter((k) => k === m), m).toHaveLength(1);
+    await ok(mayfly(['audit', 'verify']));
   });
 });
