@@ -68,20 +68,21 @@ export function spireUnary<Req, Res>(
 ): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     let refusal: SpireStatus | undefined;
+    // A SPIRE refusal is an answer, not a failure of the wrapper: it is not logged as a
+    // server fault (only SPIRE's INTERNAL ones are), and nothing is recorded for it.
     const inner = unary<Req, Res>(ctx, t, method, policy, async (req, caller, c, issued) => {
       try {
         return await fn(req, caller, c, issued);
       } catch (err) {
-        if (err instanceof SpireStatus) refusal = err;
-        throw err;
+        if (!(err instanceof SpireStatus)) throw err;
+        refusal = err;
+        if (err.code === GrpcStatus.INTERNAL) ctx.logger.error({ method, err: err.message }, 'server API call failed');
+        return undefined as Res;
       }
     });
     inner(call, (err, res) => {
-      if (err !== null && err !== undefined && refusal !== undefined) {
-        callback(serviceError(refusal));
-        return;
-      }
       if (err !== null && err !== undefined) callback(err);
+      else if (refusal !== undefined) callback(serviceError(refusal));
       else callback(null, res);
     });
   };
