@@ -352,6 +352,27 @@ describe('the same RPCs on the TCP port', () => {
       tcp.close();
     }
   });
+
+  it('let an attested agent read federated bundles (as spire-agent does) and nothing an admin may do', async () => {
+    const svid = dep.agent.agentSvid;
+    expect(svid).toBeDefined();
+    const agent = rawSpireClientTcp(`127.0.0.1:${dep.server.port}`, Buffer.from(await ok(mayfly(['bundle', 'show']))), svid);
+    try {
+      expect(await agent.call('Bundle', 'GetFederatedBundle', { trust_domain: 'peer2.test' })).toMatchObject({ trust_domain: 'peer2.test' });
+      expect(await agent.fail('Bundle', 'GetFederatedBundle', { trust_domain: 'nobody.test' })).toEqual({ code: NOT_FOUND, details: 'bundle not found' });
+      for (const [service, method, req] of [
+        ['Bundle', 'CountBundles', {}],
+        ['Bundle', 'BatchDeleteFederatedBundle', { trust_domains: ['peer2.test'] }],
+        ['SVID', 'MintX509SVID', { csr: Buffer.alloc(0) }],
+        ['LocalAuthority', 'GetJWTAuthorityState', {}],
+      ] as const) {
+        expect((await agent.fail(service, method, req)).code, `${service}.${method}`).toBe(PERMISSION_DENIED);
+      }
+      expect(await ok(mayfly(['bundle', 'list', '-id', 'spiffe://peer2.test']))).not.toBe('');
+    } finally {
+      agent.close();
+    }
+  });
 });
 
 describe('AppendBundle against mayfly-server', () => {

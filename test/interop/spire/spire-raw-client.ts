@@ -6,6 +6,8 @@
  * CLI never sends (it checks its input first). Errors come back as `{ code, details }`.
  */
 import { credentials, makeGenericClientConstructor, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import type { KeyObject } from 'node:crypto';
+import { pemEncodeCertificates } from '../../../src/spiffe/x509/pem.js';
 import { spireApiServiceDefinition, type SpireApiService } from '../../../src/wire/spire/definition.js';
 
 export interface RawSpireClient {
@@ -21,12 +23,15 @@ export function rawSpireClient(socketPath: string): RawSpireClient {
 }
 
 /**
- * A client of the server's TCP port with TLS and no client certificate: the server is
- * authenticated by `roots` only (its certificate names a SPIFFE ID, not a host name).
+ * A client of the server's TCP port with TLS, presenting `svid` when given (else no client
+ * certificate): the server is authenticated by `roots` only (its certificate names a SPIFFE
+ * ID, not a host name).
  */
-export function rawSpireClientTcp(address: string, roots: Buffer): RawSpireClient {
+export function rawSpireClientTcp(address: string, roots: Buffer, svid?: { certChain: readonly Buffer[]; privateKey: KeyObject }): RawSpireClient {
+  const key = svid === undefined ? null : Buffer.from(svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  const chain = svid === undefined ? null : Buffer.from(pemEncodeCertificates(svid.certChain));
   // A name, not the IP, as TLS server name (RFC 6066); the identity check is off anyway.
-  return rawSpireClientAt(address, credentials.createSsl(roots, null, null, { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': 'mayfly-server' });
+  return rawSpireClientAt(address, credentials.createSsl(roots, key, chain, { checkServerIdentity: () => undefined }), { 'grpc.ssl_target_name_override': 'mayfly-server' });
 }
 
 function rawSpireClientAt(target: string, creds: ChannelCredentials, options: Record<string, string>): RawSpireClient {
