@@ -42,6 +42,8 @@ export interface MayflyForExampleConfig {
   rulesHcl: string;
   /** Workloads to register: SPIFFE ID path → hint. */
   workloads: Readonly<Record<string, string>>;
+  /** Let the agent offer the exchange to local callers (ExchangeForUser on its socket). */
+  agentLocalExchange?: boolean;
 }
 
 /** The server.conf of the example (the delegation block as an operator writes it). */
@@ -109,7 +111,15 @@ export async function startMayflyForExample(cfg: MayflyForExampleConfig): Promis
     writeFileAtomic(bundlePath, pemEncodeCertificates(bundle.x509_authorities), { mode: 0o644 });
 
     const socketPath = join(dir, 'agent', 'api.sock');
-    const agent = new MayflyAgent({ serverAddress: `127.0.0.1:${runner.server?.port ?? 0}`, trustDomain: cfg.trustDomain, dataDir: join(dir, 'agent-data'), socketPath, joinToken: token.value, trustBundlePath: bundlePath });
+    const agent = new MayflyAgent({
+      serverAddress: `127.0.0.1:${runner.server?.port ?? 0}`,
+      trustDomain: cfg.trustDomain,
+      dataDir: join(dir, 'agent-data'),
+      socketPath,
+      joinToken: token.value,
+      trustBundlePath: bundlePath,
+      ...(cfg.agentLocalExchange === true ? { tokenExchange: { endpoint: `https://127.0.0.1:${delegationPort}/token` } } : {}),
+    });
     await agent.start();
     cleanups.unshift(() => agent.stop());
     await agent.whenReady(30_000);

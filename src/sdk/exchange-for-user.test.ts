@@ -116,16 +116,16 @@ describe('exchangeForUser', () => {
 
   it('a refusal carries the OAuth error: unauthorized_client, invalid_scope, invalid_target, invalid_grant', async () => {
     const agent = source('/agent/assistant');
-    const cases: [Promise<unknown>, string][] = [
-      [exchangeForUser(agent, await userToken('mallory'), { audience: MCP, endpoint }), 'unauthorized_client'],
-      [exchangeForUser(source('/intruder'), await userToken(), { audience: MCP, endpoint }), 'unauthorized_client'],
-      [exchangeForUser(agent, await userToken('alice', '10m', 'tools.read'), { audience: MCP, scope: 'tools.write', endpoint }), 'invalid_scope'],
-      [exchangeForUser(agent, await userToken(), { audience: 'https://elsewhere/', endpoint }), 'invalid_target'],
-      [exchangeForUser(agent, await userToken('alice', '-1h'), { audience: MCP, endpoint }), 'invalid_grant'],
-      [exchangeForUser(agent, 'not.a.jwt', { audience: MCP, endpoint }), 'invalid_grant'],
+    const cases: [() => Promise<unknown>, string][] = [
+      [async () => exchangeForUser(agent, await userToken('mallory'), { audience: MCP, endpoint }), 'unauthorized_client'],
+      [async () => exchangeForUser(source('/intruder'), await userToken(), { audience: MCP, endpoint }), 'unauthorized_client'],
+      [async () => exchangeForUser(agent, await userToken('alice', '10m', 'tools.read'), { audience: MCP, scope: 'tools.write', endpoint }), 'invalid_scope'],
+      [async () => exchangeForUser(agent, await userToken(), { audience: 'https://elsewhere/', endpoint }), 'invalid_target'],
+      [async () => exchangeForUser(agent, await userToken('alice', '-1h'), { audience: MCP, endpoint }), 'invalid_grant'],
+      [async () => exchangeForUser(agent, 'not.a.jwt', { audience: MCP, endpoint }), 'invalid_grant'],
     ];
     for (const [p, oauth] of cases) {
-      const e = await refusal(p);
+      const e = await refusal(p());
       expect(e).toMatchObject({ code: 'ERR_TOKEN_EXCHANGE_REFUSED', oauthError: oauth, status: 400 });
       expect(e.message).toContain(oauth);
       expect(e.description).not.toBe('');

@@ -23,6 +23,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { SpiffeId } from '../spiffe/id.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import { actorChainOf, decodeClaims } from './delegated-claims.js';
 import { TokenExchangeError } from './errors.js';
 import { authorizeId, spiffeConnectOptions, type Authorizer, type X509SvidSourceLike } from './tls.js';
 
@@ -142,28 +143,6 @@ function post(url: URL, form: URLSearchParams, tlsOptions: tls.ConnectionOptions
     req.on('error', reject);
     req.end(body);
   });
-}
-
-function decodeClaims(token: string): Record<string, unknown> {
-  const parts = token.split('.');
-  if (parts.length !== 3) throw failed('the endpoint issued no compact JWT');
-  try {
-    const c: unknown = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8'));
-    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not an object');
-    return c as Record<string, unknown>;
-  } catch (cause) {
-    throw failed('the issued token has no JSON claims', cause);
-  }
-}
-
-function actorChainOf(claims: Record<string, unknown>): string[] {
-  const chain: string[] = [];
-  let act = claims.act as { sub?: unknown; act?: unknown } | undefined;
-  while (typeof act === 'object' && act !== null && typeof act.sub === 'string' && chain.length < 16) {
-    chain.push(act.sub);
-    act = act.act as typeof act;
-  }
-  return chain;
 }
 
 /**

@@ -19,5 +19,6 @@ export { createSpiffeChannelCredentials, createSpiffeGrpcListener } from './grpc
 export { createSpiffeDispatcher, createSpiffeFetch, type SpiffeDispatcherOptions, type SpiffeFetch } from './fetch.js';
 // Delegated tokens for AI agents acting for users (issue 12)
 export { exchangeForUser, type ExchangeForUserOptions, type UserDelegatedToken } from './exchange-for-user.js';
+export { exchangeForUserViaAgent, type ExchangeViaAgentOptions } from './exchange-via-agent.js';
 export { validateDelegatedToken, DelegatedTokenError, type DelegatedToken, type DelegatedTokenOptions } from './delegated-token.js';
 export { authorizeCall, type AuthorizeCallOptions, type CallDecision, type CallDecisionRecord, type CallRequest, type CallRule, type CallUser } from './authorize-call.js';
