@@ -6,7 +6,9 @@
  * that identity, which validateDelegatedToken accepts. Refusals keep the server's OAuth
  * error; an identity the caller is not entitled to is refused by the agent itself.
  */
+import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentDelegationServiceDefinition } from '../../src/wire/workload/delegation-proto.js';
 import { createTestIssuer, type TestIssuer } from '../../examples/mcp/issuer.js';
 import { startMayflyForExample, type MayflyForExample } from '../../examples/mcp/mayfly.js';
 import { exchangeForUserViaAgent, JwtSource, TokenExchangeError, validateDelegatedToken } from '../../src/sdk/index.js';
@@ -80,5 +82,24 @@ describe('ExchangeForUser on the agent socket', () => {
     await expect(exchangeForUserViaAgent('', { audience: API, socketPath: mayfly.socketPath })).rejects.toBeInstanceOf(TypeError);
     await expect(exchangeForUserViaAgent('t', { audience: '', socketPath: mayfly.socketPath })).rejects.toBeInstanceOf(TypeError);
     await expect(exchangeForUserViaAgent('t', { audience: API, scope: ['a b'], socketPath: mayfly.socketPath })).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it('refuses a call without the workload.spiffe.io header, and an oversized user token, before attesting or asking the server', async () => {
+    const m = agentDelegationServiceDefinition().ExchangeForUser;
+    if (m === undefined) throw new Error('no ExchangeForUser');
+    const client = new Client(`unix://${mayfly.socketPath}`, credentials.createInsecure(), { 'grpc.default_authority': 'localhost' });
+    try {
+      const err = await new Promise<ServiceError>((resolve) => {
+        client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, { subject_token: 'x', audience: API }, new Metadata(), (e) => resolve(e as ServiceError));
+      });
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/security header/);
+    } finally {
+      client.close();
+    }
+    const before = mayfly.serverLog.length;
+    const e = await refusal(exchangeForUserViaAgent('x'.repeat(20_000), { audience: API, spiffeId: ASSISTANT, socketPath: mayfly.socketPath }));
+    expect(e).toMatchObject({ code: 'ERR_TOKEN_EXCHANGE_FAILED', message: expect.stringMatching(/subject_token must be/) });
+    expect(mayfly.serverLog.slice(before).some((l) => l.includes('"event":"token_exchange"'))).toBe(false);
   });
 });
