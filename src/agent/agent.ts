@@ -324,9 +324,7 @@ export class MayflyAgent {
       serving: () => this.healthy,
       notServingReason: () => this.unhealthyReason(),
       interceptors: [this.metrics.workloadApiInterceptor()],
-      ...(cfg.tokenExchange !== undefined
-        ? { tokenExchange: agentTokenExchange({ ...cfg.tokenExchange, trustDomain: cfg.trustDomain, bundles: () => cache.bundles(), now: () => this.#sched.now() }) }
-        : {}),
+      ...(cfg.tokenExchange && { tokenExchange: agentTokenExchange({ ...cfg.tokenExchange, trustDomain: cfg.trustDomain, bundles: () => cache.bundles(), now: () => this.#sched.now() }) }),
       ...(deliveries !== undefined ? { onDelivered: (caller, what) => deliveries.record(caller, what) } : {}),
     });
     this.#state = 'syncing';
