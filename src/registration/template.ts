@@ -48,6 +48,14 @@ export function isTemplateId(spiffeId: string): boolean {
   return spiffeId.includes('{{');
 }
 
+/**
+ * `template` with every placeholder replaced by a sample value (`x`): what its literal parts
+ * look like as a SPIFFE ID (for checks of the fixed prefix, such as the reserved `/spire`).
+ */
+export function templateSample(template: string): string {
+  return template.replace(PLACEHOLDER_RE, 'x');
+}
+
 /** The wildcard selector's slot (`k8s` + `ns:*` → k8s/ns), or undefined when it is not one. */
 export function wildcardSlot(sel: Selector): TemplateSlot | undefined {
   if (!sel.value.endsWith(':*')) return undefined;
@@ -109,7 +117,7 @@ export function templateProblem(template: string, selectors: readonly Selector[]
   }
   // The literal parts must make a valid workload ID with any acceptable values.
   try {
-    SpiffeId.parseWorkload(template.replace(PLACEHOLDER_RE, 'x'));
+    SpiffeId.parseWorkload(templateSample(template));
   } catch (err) {
     return `does not make a valid SPIFFE ID once its placeholders are filled in: ${(err as Error).message}`;
   }
