@@ -499,6 +499,11 @@ export class SvidCache implements WorkloadIdentities {
     return this.#templates.refusals(selectors);
   }
 
+  /** Number of entry templates the server pushed (tests, metrics). */
+  get templateEntryCount(): number {
+    return this.#templates.templateCount;
+  }
+
   /** Number of entry-template instances held (tests, metrics). */
   get templateInstanceCount(): number {
     return this.#templates.size;

@@ -95,6 +95,11 @@ export class TemplateInstances {
     return [...this.#instances.values()].map((i) => i.entry);
   }
 
+  /** Number of template entries held (tests, metrics). */
+  get templateCount(): number {
+    return this.#templates.length;
+  }
+
   /** Number of instances held (tests, metrics). */
   get size(): number {
     return this.#instances.size;

@@ -17,8 +17,8 @@
  * the wildcard is the operator's grant.
  */
 import { MAX_ENTRY_SELECTORS, type RegistrationEntry } from '../registration/entry.js';
-import { selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
-import { isTemplateId, verifyInstantiation } from '../registration/template.js';
+import { parseSelector, selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
+import { instantiateTemplate, isTemplateId, verifyInstantiation } from '../registration/template.js';
 import { SpiffeId } from '../spiffe/id.js';
 import type { ApiContext } from './api-context.js';
 import { checkNotReservedId } from './api/entry.js';
@@ -62,4 +62,26 @@ export function identityForRequest(ctx: ApiContext, entry: RegistrationEntry, re
     throw denied((err as Error).message);
   }
   return id;
+}
+
+/**
+ * The template entries among `templates` that yield `spiffeId` for a caller with `selectors`
+ * (`type:value` strings, as delivery reports carry them): how a delivery of a template
+ * instance is attributed to its entry. Malformed selectors make no match.
+ */
+export function templateEntriesYielding(templates: readonly RegistrationEntry[], spiffeId: string, selectors: readonly unknown[] | undefined): string[] {
+  if (templates.length === 0 || !Array.isArray(selectors) || selectors.length > MAX_ENTRY_SELECTORS) return [];
+  let parsed: Selector[];
+  try {
+    parsed = selectors.map((s) => parseSelector(String(s)));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const t of templates) {
+    if (!isTemplateId(t.spiffeId)) continue;
+    const r = instantiateTemplate(t.spiffeId, t.selectors, parsed);
+    if (r !== undefined && 'spiffeId' in r && r.spiffeId === spiffeId) out.push(t.entryId);
+  }
+  return out;
 }

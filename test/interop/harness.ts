@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MayflyAgent } from '../../src/agent/agent.js';
 import type { AgentLogger } from '../../src/agent/logger.js';
+import type { WorkloadAttestor } from '../../src/attestors/workload/attestor.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
 import { startTestServer, type TestServer } from '../../src/server/testing.js';
 import { pemEncodeCertificates } from '../../src/spiffe/x509/pem.js';
@@ -32,6 +33,8 @@ export interface StartMayflyOptions {
   defaultEntryPath?: string | null;
   /** The agent's logger (default: silent). */
   agentLogger?: AgentLogger;
+  /** The agent's workload attestors (default: the agent's, a `unix` attestor without path discovery). */
+  agentWorkloadAttestors?: readonly WorkloadAttestor[];
 }
 
 export interface EntryOptions {
@@ -133,6 +136,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
       joinToken: token.value,
       trustBundlePath: bundlePath,
       ...(opts.agentLogger !== undefined ? { logger: opts.agentLogger } : {}),
+      ...(opts.agentWorkloadAttestors !== undefined ? { workloadAttestors: opts.agentWorkloadAttestors } : {}),
     });
     await agent.start();
     await agent.whenReady(30_000);
