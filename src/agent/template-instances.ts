@@ -58,6 +58,8 @@ export class TemplateInstances {
   #templates: readonly RegistrationEntry[] = [];
   readonly #instances = new Map<string, Instance>();
   readonly #refusals = new Map<string, string[]>();
+  /** Selector sets already resolved against the current templates: a repeat call costs a lookup (and logs nothing again). */
+  readonly #resolved = new Set<string>();
 
   constructor(cfg: { logger: AgentLogger; maxInstances?: number }) {
     this.#log = cfg.logger;
@@ -78,6 +80,7 @@ export class TemplateInstances {
     const templates = entries.filter((e) => isTemplateId(e.spiffeId));
     this.#templates = templates;
     this.#refusals.clear();
+    this.#resolved.clear();
     const byId = new Map(templates.map((t) => [t.entryId, t]));
     const old = [...this.#instances.values()];
     this.#instances.clear();
@@ -111,6 +114,10 @@ export class TemplateInstances {
    */
   resolve(selectors: readonly Selector[]): boolean {
     if (this.#templates.length === 0) return false;
+    const key = setKey(selectors);
+    if (this.#resolved.has(key)) return false;
+    if (this.#resolved.size >= MAX_REFUSAL_SETS) this.#resolved.clear();
+    this.#resolved.add(key);
     let added = false;
     const reasons: string[] = [];
     for (const t of this.#templates) {
@@ -118,9 +125,13 @@ export class TemplateInstances {
       if (r === 'added') added = true;
       else if (r !== undefined && r !== 'held') reasons.push(r);
     }
-    const key = setKey(selectors);
     if (reasons.length > 0) {
-      if (this.#refusals.size >= MAX_REFUSAL_SETS && !this.#refusals.has(key)) this.#refusals.clear();
+      if (this.#refusals.size >= MAX_REFUSAL_SETS && !this.#refusals.has(key)) {
+        // Forgotten reasons must be found again: those sets are resolved anew.
+        this.#refusals.clear();
+        this.#resolved.clear();
+        this.#resolved.add(key);
+      }
       this.#refusals.set(key, reasons);
     } else this.#refusals.delete(key);
     return added;
