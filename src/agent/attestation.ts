@@ -62,6 +62,12 @@ export interface AgentNodeAttestor {
   attestationData(): Promise<NodeAttestationData>;
   /** Whether the same evidence source may attest again (after expiry or eviction). Default true. */
   readonly canReattest?: boolean;
+  /**
+   * Challenge–response evidence (x509pop): the answer to the server's challenge for the
+   * evidence `attestationData()` last returned. Such evidence is presented over SPIRE's
+   * Agent.AttestAgent stream, which carries challenges.
+   */
+  answerChallenge?(challenge: Uint8Array): Promise<Buffer>;
 }
 
 /** A join token as a node attestor: single use, so it can never re-attest. */
