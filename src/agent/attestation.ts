@@ -254,7 +254,9 @@ export class AgentIdentity {
     const client = this.#cfg.connect(creds);
     let res;
     try {
-      res = await client.attest({ type: evidence.type, payload: evidence.payload, csr: createCsr({ privateKey: key.privateKey }) });
+      const csr = createCsr({ privateKey: key.privateKey });
+      const answer = attestor.answerChallenge?.bind(attestor);
+      res = await client.attest({ type: evidence.type, payload: evidence.payload, csr, ...(answer !== undefined ? { answerChallenge: answer } : {}) });
       this.#evidenceSpent = true;
     } catch (err) {
       // The server answered (refused the token): it is spent. Unreachable: try it later.
