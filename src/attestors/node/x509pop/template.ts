@@ -97,6 +97,8 @@ function parseAction(src: string): Command[] {
   const flush = (): void => {
     if (cur.length === 0) throw new Error('missing command in pipeline');
     const [head, ...rest] = cur as [string, ...string[]];
+    if (cur.some((t) => t.startsWith('$'))) throw new Error('variables are not supported');
+    if (cur.some((t) => t === '(' || t === ')')) throw new Error('parenthesised pipelines are not supported');
     const arg = (t: string): Arg => {
       if (t.startsWith('"')) return { kind: 'lit', value: JSON.parse(t) as string };
       if (t.startsWith('`')) return { kind: 'lit', value: t.slice(1, -1) };
