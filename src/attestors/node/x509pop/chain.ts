@@ -113,8 +113,12 @@ export function verifyNodeChain(certificates: readonly Uint8Array[], trusted: re
   const chains: ParsedCertificate[][] = [];
   let firstProblem: string | undefined;
   let checks = 0;
+  let gaveUp = false;
   const accept = (ca: ParsedCertificate, path: readonly ParsedCertificate[], what: string): boolean => {
-    if (checks++ >= MAX_ISSUER_CHECKS) throw refused(`certificate verification failed: gave up after ${MAX_ISSUER_CHECKS} candidate issuers (too many look-alike CA certificates)`);
+    if (checks++ >= MAX_ISSUER_CHECKS) {
+      gaveUp = true;
+      return false;
+    }
     let problem: string | undefined;
     try {
       checkSigningCert(ca, what);
@@ -138,6 +142,7 @@ export function verifyNodeChain(certificates: readonly Uint8Array[], trusted: re
     return problem === undefined;
   };
   const extend = (path: ParsedCertificate[]): void => {
+    if (gaveUp) return;
     const cur = path[path.length - 1] as ParsedCertificate;
     for (const t of trusted) {
       if (chains.length >= MAX_CHAINS) return;
@@ -151,6 +156,8 @@ export function verifyNodeChain(certificates: readonly Uint8Array[], trusted: re
     }
   };
   extend([leaf]);
+  // The chains found before the search was cut short still stand; none found is a refusal.
+  if (chains.length === 0 && gaveUp) fail(`gave up after ${MAX_ISSUER_CHECKS} candidate issuers (too many look-alike CA certificates)`);
   if (chains.length === 0) fail(firstProblem ?? 'the certificate does not chain to any trusted CA certificate (x509: certificate signed by unknown authority)');
   return { leaf, chains };
 }

@@ -122,6 +122,17 @@ describe('x509pop refusals (SPIRE: PermissionDenied → ERR_ATTESTATION_FAILED, 
     expect(r.code).toBe('ERR_ATTESTATION_FAILED');
   });
 
+  it('a chain padded with look-alike CA certificates: the search is bounded and refused', async () => {
+    const key = generateKeyPair('ec-p256');
+    const subject = { commonName: 'Look-alike CA' };
+    // Fifteen CA certificates with one name and one key, each verifying every other: n! paths.
+    const lookAlikes = Array.from({ length: 15 }, () => makeHostileCert({ key, isCA: true, subject }).certificate);
+    const leaf = makeHostileCert({ issuer: { certificate: lookAlikes[0] as Buffer, privateKey: key.privateKey }, subject: { commonName: 'n' } });
+    const r = await refusal(attestorFor(pki).attest(encodeAttestationData([leaf.certificate, ...lookAlikes]), ctxFor(leaf)));
+    expect(r.code).toBe('ERR_ATTESTATION_FAILED');
+    expect(r.message).toMatch(/gave up after 100 candidate issuers/);
+  });
+
   it('an expired certificate, and one not yet valid', async () => {
     const expired = pki.node({ notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 60_000) });
     const r1 = await refusal(attestorFor(pki).attest(evidenceOf(pki, expired), ctxFor(expired)));
