@@ -7,8 +7,8 @@
  *   over SPIRE's AttestAgent stream with RSA and ECDSA node keys: SPIRE's Go code verifies
  *   our RSA-PSS and ECDSA answers and issues `spiffe://<td>/spire/agent/x509pop/<SHA-1>`,
  *   the agent ID Mayfly's server makes for the same certificate.
- * - Each hostile case (another CA, expired, another key's answer, malformed payload,
- *   malformed answer) is sent to spire-server, and to Mayfly's attestor in process; the gRPC
+ * - Each hostile case (another CA, expired, another key's answer, malformed payloads,
+ *   malformed or incomplete answers) is sent to spire-server, and to Mayfly's attestor in process; the gRPC
  *   codes must be equal (Mayfly's through server/status, as its API answers).
  */
 import { createHash } from 'node:crypto';
@@ -113,6 +113,12 @@ describe('Mayfly x509pop agent side against spire-server v1.13.3', () => {
     'a payload without certificates': { payload: () => Buffer.from('{"certificates":[]}'), answer: async () => Buffer.from('{}'), code: GrpcCode.INVALID_ARGUMENT },
     'a leaf that is not DER': { payload: () => Buffer.from(JSON.stringify({ certificates: [Buffer.from('junk').toString('base64')] })), answer: async () => Buffer.from('{}'), code: GrpcCode.INVALID_ARGUMENT },
     'an answer that is not JSON': { payload: () => evidenceOf(pkis.ec, node), answer: async () => Buffer.from('nope'), code: GrpcCode.INVALID_ARGUMENT },
+    'an answer of the wrong JSON type': { payload: () => evidenceOf(pkis.ec, node), answer: async () => Buffer.from('[]'), code: GrpcCode.INVALID_ARGUMENT },
+    'an answer with bad base64': { payload: () => evidenceOf(pkis.ec, node), answer: async () => Buffer.from('{"ecdsa_signature":{"nonce":"%%"}}'), code: GrpcCode.INVALID_ARGUMENT },
+    'an empty answer object': { payload: () => evidenceOf(pkis.ec, node), answer: async () => Buffer.from('{}'), code: GrpcCode.PERMISSION_DENIED },
+    'an RSA answer to an ECDSA challenge': { payload: () => evidenceOf(pkis.ec, node), answer: async () => Buffer.from(JSON.stringify({ rsa_signature: { nonce: Buffer.alloc(32).toString('base64'), signature: 'AA==' } })), code: GrpcCode.PERMISSION_DENIED },
+    'an answer with a short nonce': { payload: () => evidenceOf(pkis.ec, node), answer: async () => Buffer.from('{"ecdsa_signature":{"nonce":"AAAA","r":"AQ==","s":"AQ=="}}'), code: GrpcCode.PERMISSION_DENIED },
+    'a JSON null payload': { payload: () => Buffer.from('null'), answer: async () => Buffer.from('{}'), code: GrpcCode.INVALID_ARGUMENT },
   };
   for (const [what, c] of Object.entries(hostile)) {
     it(`${what}: spire-server and Mayfly both answer ${grpc.status[c.code]}`, async () => {

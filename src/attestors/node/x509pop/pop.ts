@@ -119,17 +119,31 @@ export function encodeResponse(r: Response): Buffer {
   return Buffer.from(JSON.stringify({ rsa_signature: null, ecdsa_signature: { nonce: r.nonce.toString('base64'), r: r.r.toString('base64'), s: r.s.toString('base64') } }));
 }
 
-export function decodeResponse(bytes: Uint8Array): Response {
-  const v = parseJson(bytes, 'challenge response');
-  const rsa = v.rsa_signature;
-  const ec = v.ecdsa_signature;
-  if (isObj(rsa) && (ec === undefined || ec === null)) {
-    return { kind: 'rsa', nonce: nonce(rsa.nonce, 'response nonce'), signature: b64(rsa.signature, 'RSA signature') };
-  }
-  if (isObj(ec) && (rsa === undefined || rsa === null)) {
-    return { kind: 'ec', nonce: nonce(ec.nonce, 'response nonce'), r: b64(ec.r, 'ECDSA r'), s: b64(ec.s, 'ECDSA s') };
-  }
-  throw malformed('challenge response must hold exactly one of rsa_signature and ecdsa_signature');
+/**
+ * The agent's answer to a challenge for a `kind` key, judged as SPIRE judges it: what Go's
+ * JSON decoder cannot read (not JSON, members or fields of the wrong type, bad base64) is
+ * malformed (InvalidArgument); a readable answer without the member for the key, or with a
+ * nonce that is not 32 bytes, is refused (PermissionDenied). The other member is ignored.
+ */
+export function decodeResponse(bytes: Uint8Array, kind: KeyKind): Response {
+  const v = bytes.length > 0 && Buffer.from(bytes).toString('utf8').trim() === 'null' ? {} : parseJson(bytes, 'challenge response');
+  const member = (name: string): Record<string, unknown> | undefined => {
+    const m = v[name];
+    if (m === undefined || m === null) return undefined;
+    if (!isObj(m)) throw malformed(`challenge response ${name} must be an object`);
+    return m;
+  };
+  const field = (m: Record<string, unknown>, name: string, what: string): Buffer => (m[name] === undefined || m[name] === null ? Buffer.alloc(0) : b64(m[name], what));
+  const rsa = member('rsa_signature');
+  const ec = member('ecdsa_signature');
+  const got = kind === 'rsa' ? rsa : ec;
+  const parsed: Response | undefined =
+    got === undefined ? undefined
+      : kind === 'rsa' ? { kind, nonce: field(got, 'nonce', 'response nonce'), signature: field(got, 'signature', 'RSA signature') }
+        : { kind, nonce: field(got, 'nonce', 'response nonce'), r: field(got, 'r', 'ECDSA r'), s: field(got, 's', 'ECDSA s') };
+  if (parsed === undefined) throw refused(`challenge response verification failed: expecting ${kind === 'rsa' ? 'RSA' : 'ECDSA'} response`);
+  if (parsed.nonce.length !== NONCE_LEN) throw refused('challenge response verification failed: invalid response nonce');
+  return parsed;
 }
 
 /** What both sides sign and verify: the two nonces, challenge first. */

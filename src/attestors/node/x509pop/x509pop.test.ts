@@ -174,9 +174,15 @@ describe('x509pop refusals (SPIRE: PermissionDenied → ERR_ATTESTATION_FAILED, 
     const node = pki.node();
     const rsaAnswer = encodeResponse({ kind: 'rsa', nonce: Buffer.alloc(NONCE_LEN), signature: Buffer.alloc(256) });
     expect((await refusal(attestorFor(pki).attest(evidenceOf(pki, node), ctxAnswering(async () => rsaAnswer)))).code).toBe('ERR_ATTESTATION_FAILED');
-    for (const junk of ['', 'null', '{"ecdsa_signature":{"nonce":"AAAA","r":"AQ==","s":"AQ=="}}', '{"ecdsa_signature":{"nonce":"not base64!","r":"","s":""}}']) {
+    // What Go's JSON decoder cannot read is InvalidArgument in SPIRE ...
+    for (const junk of ['', 'nope', '[]', '"x"', '{"ecdsa_signature":"x"}', '{"ecdsa_signature":{"nonce":"not base64!","r":"","s":""}}', '{"ecdsa_signature":{"nonce":5}}']) {
       const r = await refusal(attestorFor(pki).attest(evidenceOf(pki, node), ctxAnswering(async () => Buffer.from(junk))));
       expect(r.code, junk).toBe('ERR_ATTESTATION_MALFORMED');
+    }
+    // ... a readable answer without the key's member, or with a short nonce, PermissionDenied.
+    for (const junk of ['null', '{}', '{"ecdsa_signature":null}', '{"ecdsa_signature":{"nonce":"AAAA","r":"AQ==","s":"AQ=="}}']) {
+      const r = await refusal(attestorFor(pki).attest(evidenceOf(pki, node), ctxAnswering(async () => Buffer.from(junk))));
+      expect(r.code, junk).toBe('ERR_ATTESTATION_FAILED');
     }
   });
 

@@ -133,7 +133,7 @@ export class X509PopAttestor implements NodeAttestor {
     }
     const challenge = generateChallenge(kind);
     const answer = await ctx.challenge(encodeChallenge(challenge));
-    const response = decodeResponse(answer);
+    const response = decodeResponse(answer, kind);
     if (!verifyResponse(publicKey, challenge, response)) {
       throw refused(`challenge response verification failed: ${kind === 'rsa' ? 'RSA' : 'ECDSA'} signature verify failed (not signed by the certificate's key over this attestation's nonce)`);
     }
