@@ -6,9 +6,12 @@
  *   `/spire/agent/<type>/` in the server's trust domain with well-formed selectors; evidence
  *   of any other kind, garbage and nothing are refused with a MayflyError (never a crash or
  *   a TypeError); single-use evidence attests exactly once, even raced; re-attestable
- *   evidence attests again to the same agent ID;
+ *   evidence attests again to the same agent ID; a challenge–response attestor (x509pop,
+ *   fixture `answer`) is driven through `ctx.challenge`, and refuses good evidence when no
+ *   challenge can be sent or the answer is junk;
  * - agent side (an evidence source): it produces `{ type: <name>, payload }` for every call,
- *   says whether it may re-attest, the server side of the same plugin accepts what it sends,
+ *   says whether it may re-attest, the server side of the same plugin accepts what it sends
+ *   (answering challenges with `answerChallenge` when it has one),
  *   and evidence it cannot produce fails with `ERR_ATTESTATION_FAILED`.
  * The server and agent catalog tests run these on every registered node attestor with the
  * fixtures its folder keeps (`testing.ts`).
