@@ -5,7 +5,7 @@
  * Mayfly's server trusts (`ca_bundle_path`). Each attests over SPIRE's AttestAgent stream,
  * answering Mayfly's challenge with Go's crypto (RSA-PSS, ECDSA), gets SPIRE's agent ID
  * (`/spire/agent/x509pop/<SHA-1 of the leaf>`) and selectors, and serves a workload an
- * X509-SVID that our verifier accepts. A spire-agent whose certificate comes from another
+ * X509-SVID that our verifier and go-spiffe (behind the spire-agent) accept. A spire-agent whose certificate comes from another
  * CA is refused (PermissionDenied): it exits, and Mayfly's server records no agent for it.
  */
 import { createHash } from 'node:crypto';
@@ -22,6 +22,7 @@ import { ServerRunner } from '../../../src/server/runner.js';
 import { TrustDomain } from '../../../src/spiffe/id.js';
 import { pemEncodeCertificates, splitDerCertificates } from '../../../src/spiffe/x509/pem.js';
 import { verifyX509Svid } from '../../../src/spiffe/x509/verify.js';
+import { runGoWorkload } from '../go-workload/client.js';
 import { runProcess } from '../harness.js';
 import { spireBinary } from './bin.js';
 import { spireAgentCli, startSpireAgent, waitFor, type SpireAgent } from './peers.js';
@@ -105,6 +106,10 @@ describe('spire-agent v1.13.3 x509pop against mayfly-server', () => {
       }, agent.logs);
       const verified = verifyX509Svid(svid, { trustDomain: TrustDomain.parse(TD), x509Authorities: roots });
       expect(verified.spiffeId.toString()).toBe(spiffeId);
+      // go-spiffe behind the same spire-agent: it gets the SVID and its x509svid.Verify accepts it.
+      const go = await runGoWorkload(['x509'], { endpoint: `unix://${agent.socketPath}` });
+      expect(go.code, go.stderr).toBe(0);
+      expect(go.json[0]).toMatchObject({ spiffeId, trustDomain: TD, keyMatches: true });
     }, 120_000);
   }
 
