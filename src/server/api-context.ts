@@ -14,6 +14,7 @@ import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
 import type { UsageSink } from './usage-recorder.js';
+import type { RegistrarScope } from './registrar-scope.js';
 import type { AuditRecorder, FederationControl, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
 /** Per-agent copies of the authorised-entry set: what handlers need of `AuthorizedEntryCache` (authorized-cache.ts). */
@@ -83,6 +84,8 @@ export interface ApiContext {
   readonly usage?: UsageSink;
   /** The audit ledger: every issuance and administrative change is recorded before the call answers (absent: not recorded). */
   readonly audit?: AuditRecorder;
+  /** Scoped registrars by admin SPIFFE ID (server.conf `registrars`, server/registrar-scope); absent or missing an ID: unscoped. */
+  readonly registrars?: ReadonlyMap<string, RegistrarScope>;
   /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */
   readonly federation?: FederationControl;
   /** The server's X.509 CRLs (server/crl-publisher; issue 10); none are served when absent. */

@@ -206,6 +206,7 @@ export class ServerRunner {
         interceptors: [metrics.interceptor()],
         ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
         usage: this.#usage,
+        ...(s.registrars !== undefined ? { registrars: s.registrars } : {}),
         federation: fetcher,
         logLevel: pinoLevelControl(this.#log),
         ...(now ? { now } : {}),

@@ -54,6 +54,7 @@ import { CrlPublisher } from './crl-publisher.js';
 import type { X509SvidsRevokedEvent } from './api-context.js';
 import { SILENT_LOGGER, type AuditRecorder, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import type { UsageSink } from './usage-recorder.js';
+import type { RegistrarScope } from './registrar-scope.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
@@ -102,6 +103,8 @@ export interface MayflyServerConfig {
   usage?: UsageSink;
   /** The audit ledger (server/audit-ledger builds one for ServerRunner); absent: nothing is recorded. */
   audit?: AuditRecorder;
+  /** Scoped registrars by admin SPIFFE ID (server.conf `registrars`, server/registrar-scope); absent: every admin is unscoped. */
+  registrars?: ReadonlyMap<string, RegistrarScope>;
   /** The peer bundle fetcher the TrustDomain API's RefreshBundle drives (ServerRunner composes federation/poller). */
   federation?: FederationControl;
   /** Lifetime of the X.509 CRLs (seconds, default 3600; re-issued at half, and on every revocation). Issue 10. */
@@ -242,6 +245,7 @@ export class MayflyServer {
       trustBundle,
       ...(this.#cfg.audit !== undefined ? { audit: this.#cfg.audit } : {}),
       ...(this.#cfg.usage !== undefined ? { usage: this.#cfg.usage } : {}),
+      ...(this.#cfg.registrars !== undefined ? { registrars: this.#cfg.registrars } : {}),
       ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
       crls,
       ...(this.#cfg.onX509SvidsRevoked ? { onX509SvidsRevoked: this.#cfg.onX509SvidsRevoked } : {}),
