@@ -225,7 +225,10 @@ class Subscription {
     // Superseded (renewed or re-attested) SVID: PERMISSION_DENIED, as for any other call with it.
     const agent = checkAgentStanding(stored, this.agentId, this.serial);
     this.#checkSvidCurrent();
-    const entries = await authorizedEntries(ctx, agent);
+    // Entries whose owner certification lapsed are not sent: the agent drops them (issue 11).
+    const gate = ctx.certification;
+    const all = await authorizedEntries(ctx, agent);
+    const entries = gate === undefined ? all : all.filter((e) => gate.refusal(e) === undefined);
     const feds = new Set<string>();
     for (const e of entries) for (const f of e.federatesWith) feds.add(f);
     const federated = await federatedBundles(ctx, feds);

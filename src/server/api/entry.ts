@@ -19,6 +19,7 @@ import { entryFromWire, entryToWire, matchFromWire, type WireEntry, type WireMat
 import { checkEntryVisible, checkEntryWritable, entryVisible, scopeOfCaller, type RegistrarScope } from '../registrar-scope.js';
 import { badRequest, itemStatusOf, notFound, OK_STATUS, type ItemStatus } from '../status.js';
 import { MayflyError } from '../../spiffe/errors.js';
+import { certifyEntryHandler } from './entry-certify.js';
 
 interface ListEntriesRequest {
   filter: {
@@ -140,6 +141,8 @@ async function checkUpdateInScope(ctx: ApiContext, scope: RegistrarScope, next: 
 export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
   const changed = (): void => ctx.hub.publish({ kind: 'entries' });
   return {
+    CertifyEntry: certifyEntryHandler(ctx, t),
+
     CountEntries: unary(ctx, t, 'CountEntries', 'admin', async (_req, caller) => {
       const scope = scopeOfCaller(caller);
       return { count: scope === undefined ? await ctx.ds.countEntries() : await countInScope(ctx, scope) };
