@@ -219,7 +219,7 @@ export class ServerRunner {
       ds.watch?.((change) => server.hub.publish(change));
       announce = () => server.hub.publish({ kind: 'bundles' });
       await server.start();
-      if (server.certification !== undefined) metrics.watchCertification(server.certification);
+      metrics.watchCertification(server.certification);
       // The bundle endpoint and OIDC discovery, when configured (server/publishers).
       this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
       // The RFC 8693 token exchange, when configured (server/delegation-service).
