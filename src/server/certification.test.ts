@@ -72,14 +72,17 @@ async function sign(entryId: string): Promise<{ code: number; message: string }>
 
 const certify = (c: ServerApiClients, req: Record<string, unknown>): Promise<{ state: string; due_at: number; lapses_at: number }> => unaryCall(c.Entry, 'CertifyEntry', req);
 
+type Update = { entries: WireEntry[]; withheld_entries: { entry_id: string; spiffe_id: string; reason: string }[] };
+let lastUpdate: Update | undefined;
+
 async function pushedEntryIds(): Promise<string[]> {
-  type Update = { entries: WireEntry[] };
   const s = (agent.clients.AgentSync as unknown as { SubscribeAuthorizedEntries(req: object): ClientReadableStream<Update> }).SubscribeAuthorizedEntries({});
   try {
     const first = await new Promise<Update>((resolve, reject) => {
       s.once('data', resolve);
       s.once('error', reject);
     });
+    lastUpdate = first;
     return first.entries.map((e) => e.id).sort();
   } finally {
     s.cancel();
@@ -145,6 +148,10 @@ describe('owner certification', () => {
     expect(srv.server.certification!.counts.lapsed).toBe(4);
     expect(lines.some((l) => l.msg.startsWith('entry certification lapsed') && l.fields.entryId === web.id)).toBe(true);
     expect(await pushedEntryIds()).not.toContain(web.id);
+    // The agent is told why (it logs it: agent/withheld).
+    const why = lastUpdate?.withheld_entries.find((w) => w.entry_id === web.id);
+    expect(why?.spiffe_id).toBe(id('/team-a/web'));
+    expect(why?.reason).toContain('owner certification lapsed');
     const inv2 = await unaryCall<{ entries: { kind: string; entry_id: string }[] }>(local.Inventory, 'GetInventory', {});
     expect(inv2.entries.some((f) => f.entry_id === web.id && f.kind === 'certification_lapsed')).toBe(true);
 
