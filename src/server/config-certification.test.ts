@@ -22,7 +22,7 @@ describe('server.certification', () => {
 
   it('refuses bad durations, unknown keys, and a ledger that is off or forgets too soon', () => {
     expect(message('server {\n certification {\n interval = "90 days"\n }\n}')).toMatch(/server\.certification\.interval must be a duration/);
-    expect(message('server {\n certification {\n interval = "10m"\n }\n}')).toMatch(/server\.certification\.interval must be a duration of at least 1h/);
+    expect(message('server {\n certification {\n interval = "10m"\n }\n}')).toMatch(/server\.certification\.interval must be a duration of at least 1h.* \(config line 2\)/);
     expect(message('server {\n certification {\n grace = "-1d"\n }\n}')).toMatch(/server\.certification\.grace/);
     expect(message('server {\n certification {\n exempt = true\n }\n}')).toMatch(/unknown key server\.certification\.exempt/);
     expect(message('server {\n certification {}\n}\naudit {\n enabled = false\n}')).toMatch(/needs the audit ledger/);

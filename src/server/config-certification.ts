@@ -13,8 +13,8 @@
  */
 import { checkKeys } from '../config/accessors.js';
 import { parseDurationSeconds } from '../config/duration.js';
-import { isHclObject, type HclObject } from '../config/hcl.js';
-import type { Problems } from '../config/problems.js';
+import { hclLineOf, isHclObject, type HclObject } from '../config/hcl.js';
+import { Problems } from '../config/problems.js';
 import type { CertificationSettings } from './certification.js';
 import type { AuditSettings } from './config-audit.js';
 
@@ -41,14 +41,23 @@ function read(c: HclObject, key: string, p: Problems, min: number): number | und
 }
 
 /** `server.certification`, when configured; checked against the `audit` block. */
-export function readCertificationBlock(srv: HclObject, audit: AuditSettings, p: Problems): CertificationSettings | undefined {
+export function readCertificationBlock(srv: HclObject, audit: AuditSettings, problems: Problems): CertificationSettings | undefined {
   const raw = srv.certification;
   if (raw === undefined) return undefined;
   const c = Array.isArray(raw) && raw.length === 1 ? raw[0] : raw;
   if (!isHclObject(c)) {
-    p.add('server.certification must be a block');
+    problems.add('server.certification must be a block');
     return undefined;
   }
+  // Each problem names the config line the block opens on (HCL files).
+  const line = hclLineOf(c);
+  const p = new Problems();
+  const out = readSettings(c, audit, p);
+  for (const m of p.list) problems.add(line === undefined ? m : `${m} (config line ${line})`);
+  return out;
+}
+
+function readSettings(c: HclObject, audit: AuditSettings, p: Problems): CertificationSettings {
   checkKeys(c, ['interval', 'grace'], 'server.certification', p);
   const out = { ...DEFAULT_CERTIFICATION };
   const interval = read(c, 'interval', p, 3600);

@@ -61,6 +61,12 @@ describe('server.registrars', () => {
     }
   });
 
+  it('a problem names the line its registrar block opens on', () => {
+    const text = conf('registrar "spiffe://example.org/ci/ok" {\n spiffe_id_prefixes = ["spiffe://example.org/a"]\n parent_ids = ["spiffe://example.org/n"]\n owners = ["o"]\n }\n registrar "spiffe://example.org/ci/x" {\n spiffe_id_prefixes = ["spiffe://example.org/spire"]\n parent_ids = ["spiffe://example.org/n"]\n owners = ["o"]\n }');
+    expect(text.split('\n')[8]).toContain('registrar "spiffe://example.org/ci/x"');
+    expect(() => resolve(text)).toThrow(/ci\/x\.spiffe_id_prefixes\[0\]: .*reserved \/spire namespace.* \(config line 9\)/);
+  });
+
   it('a syntax error names the line', () => {
     expect(() => resolve(conf('registrar "spiffe://example.org/ci/x" {\n spiffe_id_prefixes = ["spiffe://example.org/a"\n }'))).toThrow(/line 6/);
   });

@@ -21,8 +21,8 @@
  * malformed ID or owner, `..`, `%`, empty segments, or duplicated registrars.
  */
 import { checkKeys } from '../config/accessors.js';
-import { isHclObject, type HclObject, type HclValue } from '../config/hcl.js';
-import type { Problems } from '../config/problems.js';
+import { hclLineOf, isHclObject, type HclObject, type HclValue } from '../config/hcl.js';
+import { Problems } from '../config/problems.js';
 import { ownerProblem } from '../registration/entry.js';
 import { SpiffeId } from '../spiffe/id.js';
 import type { RegistrarScope } from './registrar-scope.js';
@@ -132,22 +132,32 @@ export function readRegistrarsBlock(srv: HclObject, trustDomain: string, p: Prob
     const where = `server.registrars.registrar.${label.slice(0, 300)}`;
     const body = list[label];
     const one = Array.isArray(body) && body.length === 1 ? body[0] : body;
-    if (!isHclObject(one)) {
-      p.add(`${where} must be a block`);
+    // Each problem of this registrar names the config line its block opens on (HCL files).
+    const line = hclLineOf(one);
+    const mine = new Problems();
+    const scope = readRegistrar(label, where, one, trustDomain, mine);
+    for (const m of mine.list) p.add(line === undefined ? m : `${m} (config line ${line})`);
+    if (scope === undefined) continue;
+    if (out.has(scope.registrar)) {
+      p.add(`${where}: registrar ${scope.registrar} is configured twice${line === undefined ? '' : ` (config line ${line})`}`);
       continue;
     }
-    checkKeys(one, ['spiffe_id_prefixes', 'parent_ids', 'owners'], where, p);
-    const id = parseId(label, trustDomain, where, p);
-    if (id !== undefined && (id.path === '' || inReserved(id))) p.add(`${where}: a registrar is an admin workload's SPIFFE ID; ${label} is ${id.path === '' ? 'a trust domain ID' : 'in the reserved /spire namespace'}`);
-    const spiffeIdPrefixes = readPrefixes(one.spiffe_id_prefixes, trustDomain, where, p);
-    const parentIds = readParents(one.parent_ids, trustDomain, where, p);
-    const owners = readOwners(one.owners, where, p);
-    if (id === undefined) continue;
-    if (out.has(id.toString())) {
-      p.add(`${where}: registrar ${id.toString()} is configured twice`);
-      continue;
-    }
-    out.set(id.toString(), { registrar: id.toString(), spiffeIdPrefixes, parentIds, owners });
+    out.set(scope.registrar, scope);
   }
   return out;
+}
+
+function readRegistrar(label: string, where: string, one: HclValue | undefined, trustDomain: string, p: Problems): RegistrarScope | undefined {
+  if (!isHclObject(one)) {
+    p.add(`${where} must be a block`);
+    return undefined;
+  }
+  checkKeys(one, ['spiffe_id_prefixes', 'parent_ids', 'owners'], where, p);
+  const id = parseId(label, trustDomain, where, p);
+  if (id !== undefined && (id.path === '' || inReserved(id))) p.add(`${where}: a registrar is an admin workload's SPIFFE ID; ${label} is ${id.path === '' ? 'a trust domain ID' : 'in the reserved /spire namespace'}`);
+  const spiffeIdPrefixes = readPrefixes(one.spiffe_id_prefixes, trustDomain, where, p);
+  const parentIds = readParents(one.parent_ids, trustDomain, where, p);
+  const owners = readOwners(one.owners, where, p);
+  if (id === undefined) return undefined;
+  return { registrar: id.toString(), spiffeIdPrefixes, parentIds, owners };
 }
