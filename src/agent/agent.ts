@@ -25,6 +25,7 @@ import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import { MayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
+import { agentTokenExchange } from './token-exchange-client.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
 import { resolveWorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import type { ValidateJwtSvid } from '../workloadapi/identities.js';
@@ -34,6 +35,7 @@ import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { DeliveryLog } from './delivery-log.js';
+import { WithheldEntriesLog } from './withheld.js';
 import { AgentMetrics } from './metrics.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import { serverConnection, serverTargets } from './server-connection.js';
@@ -250,10 +252,12 @@ export class MayflyAgent {
       maxJwtSvidsPerIdentity: cfg.jwtSvidCache?.maxPerIdentity,
       recorder: this.metrics,
     });
+    const withheld = new WithheldEntriesLog(this.#log);
     const sync = new EntrySync({
       connect: () => connect(identity.credentials()),
       onUpdate: (u) => {
         identity.accepted();
+        withheld.note(u);
         identity.updateRoots(u.bundle.x509Authorities);
         // Tainted authority in the agent SVID's chain: renew it first, then the workloads' SVIDs.
         // A CRL listing the agent SVID (issue 10) renews it the same way.
@@ -323,6 +327,7 @@ export class MayflyAgent {
       serving: () => this.healthy,
       notServingReason: () => this.unhealthyReason(),
       interceptors: [this.metrics.workloadApiInterceptor()],
+      ...(cfg.tokenExchange && { tokenExchange: agentTokenExchange({ ...cfg.tokenExchange, trustDomain: cfg.trustDomain, bundles: () => cache.bundles(), now: () => this.#sched.now() }) }),
       ...(deliveries !== undefined ? { onDelivered: (caller, what) => deliveries.record(caller, what) } : {}),
     });
     this.#state = 'syncing';
