@@ -52,10 +52,19 @@ export function publicMessageOf(err: unknown): string {
 /** The agent standing trailer (wire/server/agent-standing) for refusals about the agent's record. */
 const STANDING_OF: Partial<Record<ErrorCode, AgentStanding>> = { ERR_AGENT_BANNED: 'banned', ERR_AGENT_UNKNOWN: 'evicted' };
 
+/** The Mayfly code behind each ServiceError made here (never on the wire): SPIRE's API translates some codes (server/spire-api). */
+const ORIGIN = new WeakMap<object, ErrorCode>();
+
+/** The MayflyError code `toServiceError` turned into `err`, if it made it from one. */
+export function mayflyCodeOfServiceError(err: unknown): ErrorCode | undefined {
+  return typeof err === 'object' && err !== null ? ORIGIN.get(err) : undefined;
+}
+
 /** A grpc-js ServiceError for `err`. */
 export function toServiceError(err: unknown): ServiceError {
   const code = grpcCodeOf(err);
   const e = new Error(publicMessageOf(err)) as ServiceError;
+  if (isMayflyError(err)) ORIGIN.set(e, err.code);
   e.code = code;
   e.details = e.message;
   e.metadata = new Metadata();
