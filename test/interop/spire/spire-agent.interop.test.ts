@@ -19,6 +19,7 @@ import { generateKeyPair } from '../../../src/spiffe/keys.js';
 import { createCsr } from '../../../src/spiffe/x509/csr.js';
 import { readChildren, readTlv, seq, type Tlv } from '../../../src/spiffe/x509/der.js';
 import { parsePemCertificates } from '../../../src/spiffe/x509/pem.js';
+import { makeTestCa } from '../../../src/spiffe/x509/testing.js';
 import { verifyX509Svid } from '../../../src/spiffe/x509/verify.js';
 import { TrustDomain } from '../../../src/spiffe/id.js';
 import { GoWorkloadServer, runGoWorkload } from '../go-workload/client.js';
@@ -182,6 +183,7 @@ describe('spire-agent v1.13.3 against mayfly-server', () => {
     const rotations = (): number => agent.logs.filter((l) => l.includes('Successfully rotated agent SVID')).length;
     const before = rotations();
     const first = await unaryCall<{ x509svid_serial_number: string }>(admin.Agent, 'GetAgent', { id: spireAgentId });
+    // Two more rotations: the first might have landed between counting and reading the serial.
     await waitFor('spire-agent to rotate its SVID', async () => rotations() > before + 1, agent.logs, 60_000);
     const now = await unaryCall<{ x509svid_serial_number: string }>(admin.Agent, 'GetAgent', { id: spireAgentId });
     expect(now.x509svid_serial_number).not.toBe(first.x509svid_serial_number);
@@ -190,6 +192,33 @@ describe('spire-agent v1.13.3 against mayfly-server', () => {
     await waitFor('an entry after renewal', async () => (await spireFetch(agent.socketPath)).svids.some((s) => s.spiffeId === `${spireSideId}/after-renewal`), agent.logs);
     expect(agent.child.exitCode).toBeNull();
   }, 90_000);
+});
+
+describe('spire-agent with use_sync_authorized_entries = false', () => {
+  it('syncs through GetAuthorizedEntries and serves the entry', async () => {
+    const before = new Set((await unaryCall<{ agents: { id: string }[] }>(admin.Agent, 'ListAgents', {})).agents.map((a) => a.id));
+    const legacy = await startSpireAgent({
+      dir,
+      name: 'spire-agent-get',
+      trustDomain: TD,
+      serverPort: m.server.port,
+      trustBundlePem: bundlePem,
+      nodeAttestor: 'NodeAttestor "join_token" { plugin_data {} }',
+      joinToken: await joinToken(),
+      agent: 'experimental { use_sync_authorized_entries = false }',
+    });
+    try {
+      const id = (await unaryCall<{ agents: { id: string }[] }>(admin.Agent, 'ListAgents', {})).agents.map((a) => a.id).find((a) => !before.has(a)) as string;
+      const spiffeId = `spiffe://${TD}/workload/behind-legacy-sync`;
+      await createEntry(spiffeId, id, `unix:uid:${uid}`);
+      await waitFor('the SVID behind the GetAuthorizedEntries agent', async () => (await spireFetch(legacy.socketPath)).svids.some((s) => s.spiffeId === spiffeId), legacy.logs);
+      // The option took effect (FetchUpdates → GetAuthorizedEntries in pkg/agent/client), and no fetch failed.
+      expect(legacy.logs.join('\n')).toContain("The 'use_sync_authorized_entries' configuration is deprecated");
+      expect(legacy.logs.join('\n')).not.toMatch(/Failed to fetch authorized entries/);
+    } finally {
+      await legacy.stop();
+    }
+  }, 120_000);
 });
 
 describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status codes", () => {
@@ -239,6 +268,18 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
       expect(res.results[0]?.svid?.id.path).toBe('/workload/raw-agent');
       expect(verifyX509Svid(res.results[0]?.svid?.cert_chain ?? [], { trustDomain: TrustDomain.parse(TD), x509Authorities: bundle() }).spiffeId.toString()).toBe(`spiffe://${TD}/workload/raw-agent`);
       expect(await codeOf(unary(agentClients.SVID, 'BatchNewX509SVID', { params: [] }))).toBe(status.INVALID_ARGUMENT);
+      // Federated bundles: agents may read them, as with SPIRE; never the own trust domain's.
+      expect(await codeOf(unary(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'federated.test' }))).toBe(status.NOT_FOUND);
+      expect(await codeOf(unary(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: TD }))).toBe(status.INVALID_ARGUMENT);
+      expect(await codeOf(unary(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'Not A Domain' }))).toBe(status.INVALID_ARGUMENT);
+      const fed = makeTestCa({ trustDomain: 'federated.test' });
+      const set = await unaryCall<{ results: { status: { code: number; message: string } }[] }>(admin.Bundle, 'BatchSetFederatedBundle', {
+        bundles: [{ trust_domain: 'federated.test', x509_authorities: [fed.certificate], jwt_authorities: [], refresh_hint: 0, sequence_number: 1 }],
+      });
+      expect(set.results[0]?.status).toMatchObject({ code: 0 });
+      const got = await unary<{ trust_domain: string; x509_authorities: { asn1: Buffer }[] }>(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'spiffe://federated.test' });
+      expect(got.trust_domain).toBe('federated.test');
+      expect(got.x509_authorities.map((a) => a.asn1.toString('base64'))).toEqual([fed.certificate.toString('base64')]);
       // JWT-SVIDs likewise only for the caller's entries.
       const jwt = await unary<{ svid: { token: string; id: { path: string }; expires_at: number; issued_at: number } }>(agentClients.SVID, 'NewJWTSVID', { entry_id: mine, audience: ['spire-test'] });
       expect(jwt.svid.id.path).toBe('/workload/raw-agent');
