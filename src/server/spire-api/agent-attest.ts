@@ -23,7 +23,7 @@
  *   AGENT_MUST_REATTEST; its agents never renew then), and the new SVID replaces the old
  *   one at once (SPIRE keeps the old serial valid until the new one is first used).
  */
-import type { ServerDuplexStream, ServiceError, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus, type ServerDuplexStream, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { ATTEST_CHALLENGE, type AttestChallenge } from '../api/attest-challenge.js';
 import type { Transport } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -74,6 +74,8 @@ export function agentAttestHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayf
       if (problem !== undefined) throw badRequest(`malformed param: ${problem}`);
       const p = first.params as NonNullable<SpireAttestRequest['params']>;
       const data = p.data as NonNullable<typeof p.data>;
+      // SPIRE: FAILED_PRECONDITION "error getting node attestor" (Mayfly's own API says INVALID_ARGUMENT).
+      if (!ctx.attestors.has(data.type)) throw statusError(GrpcStatus.FAILED_PRECONDITION, `error getting node attestor: could not find node attestor type ${JSON.stringify(data.type.slice(0, 64))}`);
       let rounds = 0;
       const challenge: AttestChallenge = async (c) => {
         if (++rounds > MAX_CHALLENGES) throw badRequest(`node attestation took more than ${MAX_CHALLENGES} challenge rounds`);
@@ -109,6 +111,14 @@ export function agentAttestHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayf
       ),
     ),
   };
+}
+
+function statusError(code: GrpcStatus, message: string): ServiceError {
+  const e = new Error(message) as ServiceError;
+  e.code = code;
+  e.details = message;
+  e.metadata = new Metadata();
+  return e;
 }
 
 function isServiceError(err: unknown): err is ServiceError {
