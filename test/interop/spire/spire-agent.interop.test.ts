@@ -335,6 +335,19 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
       expect([big1.entries.length, big1.more, big2.entries.length, big2.more]).toEqual([500, true, 1, false]);
       s.end();
 
+      // An entry updated on Mayfly shows a new revision in the next sync (what makes the agent ask for it again).
+      const target = p1.entry_revisions[7] as { id: string; revision_number: number; created_at: number };
+      const stored = await unaryCall<Record<string, unknown>>(admin.Entry, 'GetEntry', { id: target.id });
+      const upd = await unaryCall<{ results: { status: { code: number } }[] }>(admin.Entry, 'BatchUpdateEntry', { entries: [{ ...stored, hint: 'changed' }] });
+      expect(upd.results[0]?.status.code).toBe(0);
+      const again = syncStream(ac.Entry);
+      again.send({ output_mask: { revision_number: true, created_at: true } });
+      const revs = [...(await again.recv()).entry_revisions, ...(await again.recv()).entry_revisions];
+      again.end();
+      const now = revs.find((r) => r.id === target.id);
+      expect(now?.revision_number).toBe(target.revision_number + 1);
+      expect(now?.created_at).toBe(target.created_at);
+
       // The first request may not name IDs, and may not mask the revision number.
       const bad = syncStream(ac.Entry);
       bad.send({ ids: ['x'] });
