@@ -54,10 +54,17 @@ const STANDING_OF: Partial<Record<ErrorCode, AgentStanding>> = { ERR_AGENT_BANNE
 
 /** The Mayfly code behind each ServiceError made here (never on the wire): SPIRE's API translates some codes (server/spire-api). */
 const ORIGIN = new WeakMap<object, ErrorCode>();
+/** Refusals of an agent SVID that a renewal or re-attestation replaced (see `agentSvidSuperseded`). */
+const SUPERSEDED = new WeakSet<object>();
 
 /** The MayflyError code `toServiceError` turned into `err`, if it made it from one. */
 export function mayflyCodeOfServiceError(err: unknown): ErrorCode | undefined {
   return typeof err === 'object' && err !== null ? ORIGIN.get(err) : undefined;
+}
+
+/** Whether `err` (a MayflyError, or the ServiceError `toServiceError` made of one) refuses a superseded agent SVID. */
+export function isAgentSvidSuperseded(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && SUPERSEDED.has(err);
 }
 
 /** A grpc-js ServiceError for `err`. */
@@ -65,6 +72,7 @@ export function toServiceError(err: unknown): ServiceError {
   const code = grpcCodeOf(err);
   const e = new Error(publicMessageOf(err)) as ServiceError;
   if (isMayflyError(err)) ORIGIN.set(e, err.code);
+  if (isAgentSvidSuperseded(err)) SUPERSEDED.add(e);
   e.code = code;
   e.details = e.message;
   e.metadata = new Metadata();
@@ -109,6 +117,13 @@ export function unauthenticated(message: string): MayflyError {
 /** The agent is banned: PERMISSION_DENIED with the `banned` standing trailer. */
 export function agentBanned(agentId: string): MayflyError {
   return new MayflyError('ERR_AGENT_BANNED', `agent ${agentId} is banned`);
+}
+
+/** The agent presented an X509-SVID its record no longer names (renewed or re-attested since): PERMISSION_DENIED. */
+export function agentSvidSuperseded(agentId: string): MayflyError {
+  const e = new MayflyError('ERR_PERMISSION_DENIED', `agent ${agentId} presented an X509-SVID that is no longer its current one; use the latest SVID or attest again`);
+  SUPERSEDED.add(e);
+  return e;
 }
 
 /** The agent has no record (evicted, or never attested): UNAUTHENTICATED with the `evicted` standing trailer. */

@@ -6,7 +6,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { MayflyError } from '../../spiffe/errors.js';
-import { agentBanned, agentEvicted, badRequest, toServiceError } from '../status.js';
+import { agentBanned, agentEvicted, agentSvidSuperseded, badRequest, denied, toServiceError } from '../status.js';
 import { PERMISSION_DENIED_REASON, toSpireError } from './agent-status.js';
 
 /** Minimal protobuf reader: field number → values (varints as numbers, length-delimited as Buffers). */
@@ -59,6 +59,14 @@ describe('toSpireError', () => {
     const e = toSpireError(mayfly);
     expect(e.code).toBe(status.PERMISSION_DENIED);
     expect(reasonOf(e).reason).toBe(PERMISSION_DENIED_REASON.AGENT_NOT_ATTESTED);
+  });
+
+  it('an SVID a renewal replaced: PERMISSION_DENIED with AGENT_NOT_ACTIVE', () => {
+    const e = toSpireError(toServiceError(agentSvidSuperseded('spiffe://td/spire/agent/x')));
+    expect(e.code).toBe(status.PERMISSION_DENIED);
+    expect(reasonOf(e).reason).toBe(PERMISSION_DENIED_REASON.AGENT_NOT_ACTIVE);
+    // Any other PERMISSION_DENIED carries no details.
+    expect(toSpireError(toServiceError(denied('not yours'))).metadata.get('grpc-status-details-bin')).toEqual([]);
   });
 
   it('a bad join token: INVALID_ARGUMENT, no details', () => {

@@ -8,14 +8,15 @@
  * AGENT_NOT_ACTIVE / AGENT_MUST_REATTEST make it attest again. Mayfly says the same with
  * its `mayfly-agent-standing` trailer (kept here too) and an evicted agent is
  * UNAUTHENTICATED on Mayfly's API; SPIRE answers PERMISSION_DENIED with AGENT_NOT_ATTESTED
- * (pkg/server/endpoints/middleware.go), which is what SPIRE's API says here.
+ * (pkg/server/endpoints/middleware.go), which is what SPIRE's API says here. An agent SVID a
+ * renewal replaced is AGENT_NOT_ACTIVE, as in SPIRE.
  *
  * A reused, unknown or expired join token is INVALID_ARGUMENT on SPIRE's API (Mayfly's own
  * says PERMISSION_DENIED).
  */
 import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { ErrorCode } from '../../spiffe/errors.js';
-import { mayflyCodeOfServiceError } from '../status.js';
+import { isAgentSvidSuperseded, mayflyCodeOfServiceError } from '../status.js';
 
 /** `spire.api.types.PermissionDeniedDetails.Reason`. */
 export const PERMISSION_DENIED_REASON = {
@@ -59,7 +60,7 @@ const REASON_OF: Partial<Record<ErrorCode, number>> = {
 export function toSpireError(err: ServiceError): ServiceError {
   const code = mayflyCodeOfServiceError(err);
   if (code === 'ERR_JOIN_TOKEN_INVALID') return withCode(err, GrpcStatus.INVALID_ARGUMENT);
-  const reason = code === undefined ? undefined : REASON_OF[code];
+  const reason = isAgentSvidSuperseded(err) ? PERMISSION_DENIED_REASON.AGENT_NOT_ACTIVE : code === undefined ? undefined : REASON_OF[code];
   if (reason === undefined) return err;
   const out = withCode(err, GrpcStatus.PERMISSION_DENIED);
   out.metadata.set('grpc-status-details-bin', permissionDeniedStatusDetails(out.details, reason));
