@@ -56,6 +56,8 @@ const STANDING_OF: Partial<Record<ErrorCode, AgentStanding>> = { ERR_AGENT_BANNE
 const ORIGIN = new WeakMap<object, ErrorCode>();
 /** Refusals of an agent SVID that a renewal or re-attestation replaced (see `agentSvidSuperseded`). */
 const SUPERSEDED = new WeakSet<object>();
+/** Refusals of an entry that is not authorised to the calling agent (see `entryNotAuthorized`). */
+const NOT_AUTHORIZED = new WeakSet<object>();
 
 /** The MayflyError code `toServiceError` turned into `err`, if it made it from one. */
 export function mayflyCodeOfServiceError(err: unknown): ErrorCode | undefined {
@@ -73,6 +75,7 @@ export function toServiceError(err: unknown): ServiceError {
   const e = new Error(publicMessageOf(err)) as ServiceError;
   if (isMayflyError(err)) ORIGIN.set(e, err.code);
   if (isAgentSvidSuperseded(err)) SUPERSEDED.add(e);
+  if (isEntryNotAuthorized(err)) NOT_AUTHORIZED.add(e);
   e.code = code;
   e.details = e.message;
   e.metadata = new Metadata();
@@ -124,6 +127,18 @@ export function agentSvidSuperseded(agentId: string): MayflyError {
   const e = new MayflyError('ERR_PERMISSION_DENIED', `agent ${agentId} presented an X509-SVID that is no longer its current one; use the latest SVID or attest again`);
   SUPERSEDED.add(e);
   return e;
+}
+
+/** An SVID asked for an entry that is not authorised to the calling agent: PERMISSION_DENIED (SPIRE's API says NOT_FOUND). */
+export function entryNotAuthorized(message: string): MayflyError {
+  const e = denied(message);
+  NOT_AUTHORIZED.add(e);
+  return e;
+}
+
+/** Whether `err` (a MayflyError, or the ServiceError `toServiceError` made of one) is `entryNotAuthorized`'s. */
+export function isEntryNotAuthorized(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && NOT_AUTHORIZED.has(err);
 }
 
 /** The agent has no record (evicted, or never attested): UNAUTHENTICATED with the `evicted` standing trailer. */

@@ -6,7 +6,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { MayflyError } from '../../spiffe/errors.js';
-import { agentBanned, agentEvicted, agentSvidSuperseded, badRequest, denied, toServiceError } from '../status.js';
+import { agentBanned, agentEvicted, agentSvidSuperseded, badRequest, denied, entryNotAuthorized, toServiceError } from '../status.js';
 import { PERMISSION_DENIED_REASON, toSpireError } from './agent-status.js';
 
 /** Minimal protobuf reader: field number → values (varints as numbers, length-delimited as Buffers). */
@@ -67,6 +67,11 @@ describe('toSpireError', () => {
     expect(reasonOf(e).reason).toBe(PERMISSION_DENIED_REASON.AGENT_NOT_ACTIVE);
     // Any other PERMISSION_DENIED carries no details.
     expect(toSpireError(toServiceError(denied('not yours'))).metadata.get('grpc-status-details-bin')).toEqual([]);
+  });
+
+  it('an entry not authorised to the caller: NOT_FOUND "entry not found or not authorized", as SPIRE', () => {
+    const e = toSpireError(toServiceError(entryNotAuthorized('entry "x" is not authorised for this agent')));
+    expect([e.code, e.details]).toEqual([status.NOT_FOUND, 'entry not found or not authorized']);
   });
 
   it('a bad join token: INVALID_ARGUMENT, no details', () => {

@@ -12,11 +12,12 @@
  * renewal replaced is AGENT_NOT_ACTIVE, as in SPIRE.
  *
  * A reused, unknown or expired join token is INVALID_ARGUMENT on SPIRE's API (Mayfly's own
- * says PERMISSION_DENIED).
+ * says PERMISSION_DENIED), and an SVID for an entry not authorised to the caller NOT_FOUND
+ * "entry not found or not authorized" (Mayfly's own: PERMISSION_DENIED).
  */
 import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import type { ErrorCode } from '../../spiffe/errors.js';
-import { isAgentSvidSuperseded, mayflyCodeOfServiceError } from '../status.js';
+import { isAgentSvidSuperseded, isEntryNotAuthorized, mayflyCodeOfServiceError } from '../status.js';
 
 /** `spire.api.types.PermissionDeniedDetails.Reason`. */
 export const PERMISSION_DENIED_REASON = {
@@ -60,6 +61,8 @@ const REASON_OF: Partial<Record<ErrorCode, number>> = {
 export function toSpireError(err: ServiceError): ServiceError {
   const code = mayflyCodeOfServiceError(err);
   if (code === 'ERR_JOIN_TOKEN_INVALID') return withCode(err, GrpcStatus.INVALID_ARGUMENT);
+  // SPIRE's svid/v1 NewJWTSVID: NOT_FOUND "entry not found or not authorized" (whether it exists or not).
+  if (isEntryNotAuthorized(err)) return withCode(err, GrpcStatus.NOT_FOUND, 'entry not found or not authorized');
   const reason = isAgentSvidSuperseded(err) ? PERMISSION_DENIED_REASON.AGENT_NOT_ACTIVE : code === undefined ? undefined : REASON_OF[code];
   if (reason === undefined) return err;
   const out = withCode(err, GrpcStatus.PERMISSION_DENIED);
@@ -67,10 +70,10 @@ export function toSpireError(err: ServiceError): ServiceError {
   return out;
 }
 
-function withCode(err: ServiceError, code: GrpcStatus): ServiceError {
-  const out = new Error(err.message) as ServiceError;
+function withCode(err: ServiceError, code: GrpcStatus, message?: string): ServiceError {
+  const out = new Error(message ?? err.message) as ServiceError;
   out.code = code;
-  out.details = err.details ?? err.message;
+  out.details = message ?? err.details ?? err.message;
   out.metadata = err.metadata instanceof Metadata ? err.metadata.clone() : new Metadata();
   return out;
 }

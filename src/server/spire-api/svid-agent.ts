@@ -14,9 +14,9 @@
  * Statuses as SPIRE's handler returns them: no params at all is INVALID_ARGUMENT for the
  * call; per item, a missing entry ID or CSR INVALID_ARGUMENT, an unauthorised entry
  * NOT_FOUND, a malformed CSR or one whose signature does not verify with its own key
- * INVALID_ARGUMENT. Deliberate differences: NewJWTSVID for an entry not authorised answers
- * PERMISSION_DENIED (Mayfly's answer; SPIRE says NOT_FOUND), and NewDownstreamX509CA is
- * UNIMPLEMENTED: Mayfly's CA signs no downstream intermediate CAs.
+ * INVALID_ARGUMENT; NewJWTSVID for an entry not authorised NOT_FOUND too (agent-status).
+ * Deliberate difference: NewDownstreamX509CA is UNIMPLEMENTED: Mayfly's CA signs no
+ * downstream intermediate CAs.
  */
 import { status as GrpcStatus, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Transport } from '../auth.js';

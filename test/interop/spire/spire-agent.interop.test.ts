@@ -286,7 +286,8 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
       expect(jwt.svid.id.path).toBe('/workload/raw-agent');
       expect(jwt.svid.issued_at).toBeGreaterThan(0);
       expect(jwt.svid.expires_at).toBeGreaterThan(jwt.svid.issued_at);
-      expect(await codeOf(unary(agentClients.SVID, 'NewJWTSVID', { entry_id: notMine, audience: ['spire-test'] }))).toBe(status.PERMISSION_DENIED);
+      expect(await codeOf(unary(agentClients.SVID, 'NewJWTSVID', { entry_id: notMine, audience: ['spire-test'] }))).toBe(status.NOT_FOUND);
+      expect(await codeOf(unary(agentClients.SVID, 'NewJWTSVID', { entry_id: 'no-such-entry', audience: ['spire-test'] }))).toBe(status.NOT_FOUND);
       // Without an agent SVID nothing is issued.
       expect(await codeOf(unary(c.SVID, 'BatchNewX509SVID', { params: [{ entry_id: mine, csr: createCsr({ privateKey: generateKeyPair().privateKey }) }] }))).toBe(status.UNAUTHENTICATED);
       // A CSR signed by another key is refused at renewal too.
