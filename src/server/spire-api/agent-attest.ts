@@ -55,6 +55,16 @@ function missingParam(p: SpireAttestRequest['params']): string | undefined {
 
 /** Challenge rounds one attestation may take (x509pop needs one). */
 const MAX_CHALLENGES = 8;
+/** How long the server waits for each challenge response: a silent agent does not hold the stream open. */
+const CHALLENGE_TIMEOUT_MS = 30_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_r, reject) => {
+    timer = setTimeout(() => reject(badRequest(`no ${what} within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 export function agentAttestHandlers(ctx: ApiContext, _t: Transport, mayfly: MayflyImpls): UntypedServiceImplementation {
   const attest = mayfly.Agent?.AttestAgent;
@@ -80,7 +90,7 @@ export function agentAttestHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayf
       const challenge: AttestChallenge = async (c) => {
         if (++rounds > MAX_CHALLENGES) throw badRequest(`node attestation took more than ${MAX_CHALLENGES} challenge rounds`);
         call.write({ challenge: Buffer.from(c) });
-        const answer = await reader.next();
+        const answer = await withTimeout(reader.next(), CHALLENGE_TIMEOUT_MS, 'challenge response from the agent');
         if (answer === null) throw badRequest('failed to receive challenge response from agent');
         if (answer.step !== 'challenge_response') throw badRequest('expected a challenge response from the agent');
         return answer.challenge_response;
