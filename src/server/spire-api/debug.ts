@@ -28,7 +28,8 @@ interface InfoCert {
 
 /** A subject as Go's `pkix.Name.String()` spells it: RDNs last to first, comma-separated. */
 export function goSubject(cert: X509Certificate): string {
-  return cert.subject
+  // Node leaves `subject` undefined for an empty one (SVIDs often have none).
+  return ((cert.subject as string | undefined) ?? '')
     .split('\n')
     .filter((l) => l !== '')
     .reverse()
