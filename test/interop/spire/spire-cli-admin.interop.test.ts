@@ -7,6 +7,7 @@
  * The agents are real: the Mayfly agent of `startMayfly` and two attested by join token.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { joinTokenSelector } from '../../../src/attestors/node/join_token/join_token.js';
 import { spireBinary } from './bin.js';
 import { startAdminFixture, type AdminFixture } from './admin-fixture.js';
 
@@ -233,7 +234,9 @@ describe('spire-server CLI against mayfly-server', () => {
     expect(token).toBeDefined();
     const aliasEntries = await mayflyEntries(['-spiffeID', alias]);
     expect(aliasEntries).toHaveLength(1);
-    expect(aliasEntries[0]?.selectors.map((s) => s.value).join()).toContain(token);
+    // Mayfly's node alias: parented to the server, selecting the token by its hash (never the token itself).
+    expect(aliasEntries[0]?.selectors).toEqual([joinTokenSelector(token)]);
+    expect(idStr(aliasEntries[0]?.parent_id as JsonId)).toBe(`spiffe://${f.td}/spire/server`);
     expect(ids(await spireEntries(['-spiffeID', alias]))).toEqual(ids(aliasEntries));
     const bad = await f.spire(['token', 'generate', '-ttl', '0']);
     expect(bad.code).toBe(1);
