@@ -12,6 +12,8 @@ import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../../src/server/client.js';
+import { attestJoinTokenAgent } from '../../../src/server/testing.js';
+import { spireApiServiceDefinition } from '../../../src/wire/spire/definition.js';
 import { grpcHealthServiceDefinition } from '../../../src/server/spire-api/health.js';
 import { startAdminFixture, spireCall, spireClient, spireCode, type AdminFixture } from './admin-fixture.js';
 import * as grpcJs from '@grpc/grpc-js';
@@ -297,6 +299,26 @@ describe('Debug.GetInfo and grpc.health.v1', () => {
       expect(info.uptime).toBeGreaterThanOrEqual(0);
     } finally {
       debug.close();
+    }
+  });
+
+  it('over TCP an agent is no admin: Entry admin RPCs PERMISSION_DENIED, Debug refused (local only, as SPIRE)', async () => {
+    const bundle = await unaryCall<{ x509_authorities: Buffer[] }>(mayfly.Bundle, 'GetBundle', {});
+    const a = await attestJoinTokenAgent({ port: f.m.server.port, admin: mayfly, trustDomain: f.td, bundleRoots: bundle.x509_authorities });
+    const onChannel = (name: 'Entry' | 'Debug'): grpc.Client => {
+      const Ctor = grpcJs.makeGenericClientConstructor(spireApiServiceDefinition(name), name);
+      return new Ctor('unused', grpcJs.credentials.createInsecure(), { channelOverride: a.clients.Agent.getChannel() });
+    };
+    const tcpEntry = onChannel('Entry');
+    const tcpDebug = onChannel('Debug');
+    try {
+      expect((await spireCode(spireCall(tcpEntry, 'ListEntries', {}))).code).toBe(status.PERMISSION_DENIED);
+      expect((await spireCode(spireCall(tcpEntry, 'BatchCreateEntry', { entries: [newEntry('/tcp/x', 'uid:9')] }))).code).toBe(status.PERMISSION_DENIED);
+      expect((await spireCode(spireCall(tcpDebug, 'GetInfo', {}))).code).toBe(status.PERMISSION_DENIED);
+    } finally {
+      tcpEntry.close();
+      tcpDebug.close();
+      a.clients.close();
     }
   });
 
