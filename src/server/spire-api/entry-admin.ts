@@ -202,9 +202,9 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
 /** One item of BatchUpdateEntry: read, merge SPIRE's fields, write at the revision read. */
 async function updateOne(m: MayflyCall, e: Partial<SpireEntry> | null, inputMask: SpireMask | null, outputMask: SpireMask | null): Promise<ItemResult> {
   const id = e?.id ?? '';
-  if (e === null || id === '') return { status: st(GrpcStatus.INVALID_ARGUMENT, 'failed to update entry: invalid registration entry: missing entry ID'), entry: null };
   const notFound: ItemResult = { status: st(GrpcStatus.NOT_FOUND, 'failed to update entry: record not found'), entry: null };
-  if (entryIdProblem(id) !== undefined) return notFound;
+  // SPIRE looks an empty ID up like any other and finds nothing: NOT_FOUND, not INVALID_ARGUMENT.
+  if (e === null || id === '' || entryIdProblem(id) !== undefined) return notFound;
   for (let attempt = 1; ; attempt++) {
     let stored: WireEntry;
     try {

@@ -247,7 +247,7 @@ describe('batches: per-item statuses in order, the good items done', () => {
       input_mask: { hint: true },
       output_mask: { hint: true, x509_svid_ttl: true },
     });
-    expect(r.results.map((x) => x.status.code)).toEqual([status.NOT_FOUND, 0, status.INVALID_ARGUMENT, status.NOT_FOUND]);
+    expect(r.results.map((x) => x.status.code)).toEqual([status.NOT_FOUND, 0, status.NOT_FOUND, status.NOT_FOUND]);
     expect(r.results[1]?.entry).toMatchObject({ id: known.id, hint: 'updated', x509_svid_ttl: known.x509_svid_ttl, spiffe_id: null });
     const stored = await unaryCall<{ hint: string; spiffe_id: string }>(mayfly.Entry, 'GetEntry', { id: known.id });
     expect(stored).toMatchObject({ hint: 'updated', spiffe_id: 'spiffe://example.org/hostile/1' });

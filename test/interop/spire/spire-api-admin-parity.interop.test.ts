@@ -1,0 +1,153 @@
+/**
+ * The same hostile requests to SPIRE's Entry and Agent admin API on two servers: a real
+ * SPIRE v1.13.3 `spire-server run` (sqlite) and Mayfly, each on its admin socket, through
+ * the same raw grpc-js client (`src/wire/spire`). Both must answer with the same status
+ * code, and batches with the same per-item codes in the same order: SPIRE's own behaviour
+ * is the reference, not our reading of it. The one request left out is a client-chosen
+ * join token, which Mayfly refuses on purpose (agent-admin.ts).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SpireApiService } from '../../../src/wire/spire/definition.js';
+import { startAdminFixture, spireCall, spireClient, type AdminFixture } from './admin-fixture.js';
+import { spireBinary } from './bin.js';
+import { startSpireServer, type SpireServer } from './peers.js';
+
+const TD = 'example.org';
+const sid = (path: string, td = TD): { trust_domain: string; path: string } => ({ trust_domain: td, path });
+const PARENT = sid('/spire/agent/join_token/parity');
+const sel = (value: string): { type: string; value: string } => ({ type: 'unix', value });
+const newEntry = (path: string, value: string, extra: object = {}): object => ({ spiffe_id: sid(path), parent_id: PARENT, selectors: [sel(value)], ...extra });
+
+interface Side {
+  clients: Partial<Record<SpireApiService, grpc.Client>>;
+}
+
+/** What a call answered: its code, and the per-item codes of a batch. */
+async function outcome(side: Side, service: SpireApiService, method: string, req: unknown): Promise<{ code: number; items?: number[] }> {
+  const client = side.clients[service] as grpc.Client;
+  try {
+    const res = await spireCall<{ results?: { status: { code: number } }[] }>(client, method, req);
+    return res.results === undefined ? { code: 0 } : { code: 0, items: res.results.map((r) => r.status.code) };
+  } catch (err) {
+    return { code: (err as grpc.ServiceError).code };
+  }
+}
+
+let dir: string;
+let spire: SpireServer;
+let f: AdminFixture;
+const sides: Record<'spire' | 'mayfly', Side> = { spire: { clients: {} }, mayfly: { clients: {} } };
+const SERVICES: SpireApiService[] = ['Entry', 'Agent'];
+
+beforeAll(async () => {
+  spireBinary('spire-server');
+  dir = mkdtempSync(join(tmpdir(), 'mayfly-spire-parity-'));
+  [spire, f] = await Promise.all([startSpireServer({ dir, trustDomain: TD }), startAdminFixture()]);
+  for (const s of SERVICES) {
+    sides.spire.clients[s] = spireClient(spire.socketPath, s);
+    sides.mayfly.clients[s] = spireClient(f.sock, s);
+  }
+  // The same entries on both.
+  for (const side of Object.values(sides)) {
+    const r = await outcome(side, 'Entry', 'BatchCreateEntry', { entries: Array.from({ length: 7 }, (_, i) => newEntry(`/seed/${i}`, `uid:${4000 + i}`)) });
+    expect(r).toEqual({ code: 0, items: new Array(7).fill(0) });
+  }
+}, 180_000);
+
+afterAll(async () => {
+  for (const side of Object.values(sides)) for (const c of Object.values(side.clients)) c?.close();
+  await Promise.all([spire?.stop(), f?.stop()]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const maskWithUnknownField = Buffer.from([0x12, 0x03, 0x98, 0x06, 0x01]);
+
+const CASES: [string, SpireApiService, string, unknown][] = [
+  ['ListEntries page_size 0', 'Entry', 'ListEntries', { page_size: 0 }],
+  ['ListEntries page_size -1 and a forged token (ignored)', 'Entry', 'ListEntries', { page_size: -1, page_token: 'forged!' }],
+  ['ListEntries page_size huge', 'Entry', 'ListEntries', { page_size: 2147483647 }],
+  ['ListEntries page_size 3, forged token', 'Entry', 'ListEntries', { page_size: 3, page_token: 'forged!' }],
+  ['ListEntries by_spiffe_id without trust domain', 'Entry', 'ListEntries', { filter: { by_spiffe_id: sid('/x', '') } }],
+  ['ListEntries by_spiffe_id in /spire', 'Entry', 'ListEntries', { filter: { by_spiffe_id: sid('/spire/agent/x') } }],
+  ['ListEntries by_spiffe_id path without /', 'Entry', 'ListEntries', { filter: { by_spiffe_id: sid('x') } }],
+  ['ListEntries by_parent_id of another trust domain', 'Entry', 'ListEntries', { filter: { by_parent_id: sid('/x', 'other.org') } }],
+  ['ListEntries by_parent_id with a bad trust domain', 'Entry', 'ListEntries', { filter: { by_parent_id: sid('/x', 'Bad TD') } }],
+  ['ListEntries empty selector set', 'Entry', 'ListEntries', { filter: { by_selectors: { selectors: [] } } }],
+  ['ListEntries selector type with ":"', 'Entry', 'ListEntries', { filter: { by_selectors: { selectors: [{ type: 'un:ix', value: 'v' }] } } }],
+  ['ListEntries selector without value', 'Entry', 'ListEntries', { filter: { by_selectors: { selectors: [{ type: 'unix', value: '' }] } } }],
+  ['ListEntries empty federates-with set', 'Entry', 'ListEntries', { filter: { by_federates_with: { trust_domains: [] } } }],
+  ['ListEntries bad federates-with trust domain', 'Entry', 'ListEntries', { filter: { by_federates_with: { trust_domains: ['Not A TD'] } } }],
+  ['ListEntries by_hint and by_downstream', 'Entry', 'ListEntries', { filter: { by_hint: { value: 'h' }, by_downstream: { value: true } } }],
+  ['CountEntries by_spiffe_id in /spire', 'Entry', 'CountEntries', { filter: { by_spiffe_id: sid('/spire/agent/x') } }],
+  ['CountEntries empty selector set', 'Entry', 'CountEntries', { filter: { by_selectors: { selectors: [] } } }],
+  ['CountEntries by_downstream false', 'Entry', 'CountEntries', { filter: { by_downstream: { value: false } } }],
+  ['GetEntry empty ID', 'Entry', 'GetEntry', { id: '' }],
+  ['GetEntry unknown ID', 'Entry', 'GetEntry', { id: 'nope' }],
+  ['GetEntry ID with slashes', 'Entry', 'GetEntry', { id: '../x' }],
+  [
+    'BatchCreateEntry mixed',
+    'Entry',
+    'BatchCreateEntry',
+    {
+      entries: [
+        newEntry('/mix/good1', 'uid:5001'),
+        newEntry('/mix/other-td', 'uid:5002', { spiffe_id: sid('/x', 'other.org') }),
+        newEntry('/mix/no-selectors', 'uid:5003', { selectors: [] }),
+        newEntry('/spire/agent/mine', 'uid:5004'),
+        newEntry('/mix/bad-selector', 'uid:5005', { selectors: [{ type: 'unix', value: '' }] }),
+        newEntry('/mix/parent-other-td', 'uid:5006', { parent_id: sid('/p', 'other.org') }),
+        newEntry('/mix/good2', 'uid:5007'),
+        newEntry('/seed/0', 'uid:4000'),
+      ],
+      output_mask: { spiffe_id: true },
+    },
+  ],
+  ['BatchUpdateEntry unknown, empty and odd IDs', 'Entry', 'BatchUpdateEntry', { entries: [{ id: 'nope', hint: 'x' }, { id: '', hint: 'x' }, { id: '../etc', hint: 'x' }], input_mask: { hint: true } }],
+  ['BatchDeleteEntry unknown and odd IDs', 'Entry', 'BatchDeleteEntry', { ids: ['nope', '', 'a/b'] }],
+  ['GetAgent of a workload ID', 'Agent', 'GetAgent', { id: sid('/workload') }],
+  ['GetAgent of another trust domain', 'Agent', 'GetAgent', { id: sid('/spire/agent/x', 'other.org') }],
+  ['GetAgent without ID', 'Agent', 'GetAgent', {}],
+  ['GetAgent unknown', 'Agent', 'GetAgent', { id: sid('/spire/agent/join_token/nobody') }],
+  ['BanAgent unknown', 'Agent', 'BanAgent', { id: sid('/spire/agent/join_token/nobody') }],
+  ['BanAgent of a workload ID', 'Agent', 'BanAgent', { id: sid('/workload') }],
+  ['DeleteAgent unknown', 'Agent', 'DeleteAgent', { id: sid('/spire/agent/join_token/nobody') }],
+  ['DeleteAgent of the server ID', 'Agent', 'DeleteAgent', { id: sid('/spire/server') }],
+  ['ListAgents page_size 3, forged token', 'Agent', 'ListAgents', { page_size: 3, page_token: 'forged!' }],
+  ['ListAgents page_size -5', 'Agent', 'ListAgents', { page_size: -5 }],
+  ['ListAgents selector without type', 'Agent', 'ListAgents', { filter: { by_selector_match: { selectors: [{ type: '', value: 'x' }] } } }],
+  ['CountAgents by_banned', 'Agent', 'CountAgents', { filter: { by_banned: { value: true } } }],
+  ['CreateJoinToken ttl 0', 'Agent', 'CreateJoinToken', { ttl: 0 }],
+  ['CreateJoinToken negative ttl', 'Agent', 'CreateJoinToken', { ttl: -1 }],
+  ['CreateJoinToken alias in /spire', 'Agent', 'CreateJoinToken', { ttl: 60, agent_id: sid('/spire/agent/x') }],
+  ['CreateJoinToken alias of another trust domain', 'Agent', 'CreateJoinToken', { ttl: 60, agent_id: sid('/x', 'other.org') }],
+];
+
+describe('SPIRE and Mayfly answer the same hostile admin requests alike', () => {
+  it.each(CASES)('%s', async (_name, service, method, req) => {
+    const [theirs, ours] = await Promise.all([outcome(sides.spire, service, method, req), outcome(sides.mayfly, service, method, req)]);
+    expect(ours).toEqual(theirs);
+  });
+
+  it('an output mask with a field the protos do not have: answered by both, masked alike', async () => {
+    const answers = await Promise.all(
+      [spire.socketPath, f.sock].map(async (sock) => {
+        const c = spireClient(sock, 'Entry', { ListEntries: maskWithUnknownField });
+        try {
+          const r = await spireCall<{ entries: { id: string; spiffe_id: unknown; hint: string; selectors: unknown[] }[] }>(c, 'ListEntries', {
+            output_mask: { hint: true },
+            filter: { by_spiffe_id: sid('/seed/3') },
+          });
+          return r.entries.map((e) => ({ idSet: e.id !== '', spiffe_id: e.spiffe_id, hint: e.hint, selectors: e.selectors }));
+        } finally {
+          c.close();
+        }
+      }),
+    );
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[0]).toEqual([{ idSet: true, spiffe_id: null, hint: '', selectors: [] }]);
+  });
+});
