@@ -132,6 +132,59 @@ describe('SPIRE and Mayfly answer the same hostile admin requests alike', () => 
     expect(ours).toEqual(theirs);
   });
 
+  it('the same words where SPIRE has fixed ones', async () => {
+    const cases: [SpireApiService, string, unknown][] = [
+      ['Entry', 'GetEntry', { id: '' }],
+      ['Entry', 'GetEntry', { id: 'nope' }],
+      ['Entry', 'BatchDeleteEntry', { ids: ['nope', ''] }],
+      ['Entry', 'BatchCreateEntry', { entries: [newEntry('/seed/1', 'uid:4001')] }],
+      ['Entry', 'ListEntries', { filter: { by_selectors: { selectors: [] } } }],
+      ['Agent', 'BanAgent', { id: sid('/spire/agent/join_token/nobody') }],
+      ['Agent', 'DeleteAgent', { id: sid('/spire/agent/join_token/nobody') }],
+      ['Agent', 'GetAgent', { id: sid('/spire/agent/join_token/nobody') }],
+      ['Agent', 'CreateJoinToken', { ttl: 0 }],
+    ];
+    const words = async (side: Side, service: SpireApiService, method: string, req: unknown): Promise<string[]> => {
+      try {
+        const res = await spireCall<{ results?: { status: { message: string } }[] }>(side.clients[service] as grpc.Client, method, req);
+        return (res.results ?? []).map((r) => r.status.message);
+      } catch (err) {
+        return [(err as grpc.ServiceError).details];
+      }
+    };
+    for (const [service, method, req] of cases) {
+      const [theirs, ours] = await Promise.all([words(sides.spire, service, method, req), words(sides.mayfly, service, method, req)]);
+      expect(ours, `${method} ${JSON.stringify(req)}`).toEqual(theirs);
+    }
+  });
+
+  it('paging: page_size 0, negative, huge and small pages list the same entries as SPIRE', async () => {
+    const spiffeIds = async (side: Side, pageSize: number): Promise<string[]> => {
+      const out: string[] = [];
+      let token = '';
+      for (let i = 0; i < 100; i++) {
+        const r = await spireCall<{ entries: { spiffe_id: { path: string } }[]; next_page_token: string }>(side.clients.Entry as grpc.Client, 'ListEntries', {
+          filter: { by_parent_id: PARENT },
+          page_size: pageSize,
+          page_token: token,
+        });
+        out.push(...r.entries.map((e) => e.spiffe_id.path));
+        token = r.next_page_token;
+        if (token === '' || pageSize <= 0) break;
+      }
+      return out.sort();
+    };
+    for (const pageSize of [0, -1, 2147483647, 1, 3, 500]) {
+      const [theirs, ours] = await Promise.all([spiffeIds(sides.spire, pageSize), spiffeIds(sides.mayfly, pageSize)]);
+      expect(ours, `page_size ${pageSize}`).toEqual(theirs);
+      expect(ours.length).toBeGreaterThanOrEqual(7);
+    }
+    const counts = await Promise.all(
+      Object.values(sides).map((side) => spireCall<{ count: number }>(side.clients.Entry as grpc.Client, 'CountEntries', { filter: { by_parent_id: PARENT } })),
+    );
+    expect(counts[1]).toEqual(counts[0]);
+  });
+
   it('an output mask with a field the protos do not have: answered by both, masked alike', async () => {
     const answers = await Promise.all(
       [spire.socketPath, f.sock].map(async (sock) => {
