@@ -57,6 +57,20 @@ function masked(e: WireEntry, mask: SpireMask | null | undefined): Partial<Spire
   return applyMask(entryToSpire(e), mask, ['id']);
 }
 
+/**
+ * An entry as SPIRE's create and update answer it: SPIRE re-reads the row it wrote, and
+ * its selectors come back ordered by type, then value (what `spire-server entry create`
+ * then prints); listings keep the order they were given in.
+ */
+function written(e: WireEntry, mask: SpireMask | null | undefined): Partial<SpireEntry> {
+  const selectors = [...e.selectors].sort((a, b) => (a.type === b.type ? cmp(a.value, b.value) : cmp(a.type, b.type)));
+  return masked({ ...e, selectors }, mask);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** One Mayfly ListEntries page as a paging source. */
 function entryPages(call: MayflyCall, filter: unknown): (size: number, token: string) => Promise<SourcePage<WireEntry>> {
   return async (size, token) => {
@@ -152,7 +166,7 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
         const res = await m<MayflyBatchResult>('BatchCreateEntry', { entries: chunk.map((v) => v.w) });
         for (const [j, r] of res.results.entries()) {
           const { i, w } = chunk[j] as { i: number; w: WireEntry };
-          if (r.status.code === GrpcStatus.OK && r.entry) results[i] = { status: ok(), entry: masked(r.entry, req.output_mask) };
+          if (r.status.code === GrpcStatus.OK && r.entry) results[i] = { status: ok(), entry: written(r.entry, req.output_mask) };
           else if (r.status.code === GrpcStatus.ALREADY_EXISTS) {
             // SPIRE answers with the entry that already holds the registration.
             const existing = await similar(m, w);
@@ -222,7 +236,7 @@ async function updateOne(m: MayflyCall, e: Partial<SpireEntry> | null, inputMask
     const res = await m<MayflyBatchResult>('BatchUpdateEntry', { entries: [merged] });
     const r = res.results[0];
     if (r === undefined) throw spireError(GrpcStatus.INTERNAL, 'failed to update entry: no result');
-    if (r.status.code === GrpcStatus.OK && r.entry) return { status: ok(), entry: applyMask(entryToSpire(r.entry), outputMask, ['id']) };
+    if (r.status.code === GrpcStatus.OK && r.entry) return { status: ok(), entry: written(r.entry, outputMask) };
     // Mayfly's revision check saw a write between our read and write: read again, as
     // SPIRE's update (in one transaction) would simply have come after it.
     if (r.status.code === GrpcStatus.FAILED_PRECONDITION && attempt < UPDATE_ATTEMPTS) continue;

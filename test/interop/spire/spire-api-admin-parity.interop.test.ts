@@ -185,6 +185,53 @@ describe('SPIRE and Mayfly answer the same hostile admin requests alike', () => 
     expect(counts[1]).toEqual(counts[0]);
   });
 
+  it('spire-server prints the same on both servers (entry IDs aside)', async () => {
+    const norm = (out: string): string => out.replace(/^(Entry ID\s+: )\S+$/gm, '$1<id>').replace(/^Token: \S+$/gm, 'Token: <token>');
+    const parent = 'spiffe://example.org/spire/agent/join_token/parity';
+    const table: string[][] = [
+      ['entry', 'create', '-parentID', parent, '-spiffeID', 'spiffe://example.org/cli/one', '-selector', 'unix:uid:6001', '-hint', 'h1', '-x509SVIDTTL', '300', '-dns', 'one.example.org'],
+      ['entry', 'create', '-parentID', parent, '-spiffeID', 'spiffe://example.org/cli/two', '-selector', 'unix:uid:6002', '-selector', 'unix:gid:6', '-downstream', '-admin'],
+      ['entry', 'create', '-parentID', parent, '-spiffeID', 'spiffe://example.org/cli/one', '-selector', 'unix:uid:6001'],
+      ['entry', 'show', '-spiffeID', 'spiffe://example.org/cli/one'],
+      ['entry', 'show', '-downstream', '-selector', 'unix:gid:6'],
+      ['entry', 'show', '-hint', 'h1'],
+      ['entry', 'count', '-hint', 'h1'],
+      ['entry', 'count', '-downstream'],
+      ['entry', 'show', '-entryID', 'nope'],
+      ['entry', 'delete', '-entryID', 'nope'],
+      ['agent', 'show', '-spiffeID', 'spiffe://example.org/spire/agent/join_token/nobody'],
+      ['agent', 'ban', '-spiffeID', 'spiffe://example.org/workload'],
+      ['agent', 'evict', '-spiffeID', 'spiffe://example.org/spire/agent/join_token/nobody'],
+      ['agent', 'count', '-attestationType', 'x509pop'],
+      ['token', 'generate', '-ttl', '60', '-spiffeID', 'spiffe://example.org/cli/node'],
+      ['token', 'generate', '-ttl', '0'],
+    ];
+    for (const args of table) {
+      const [theirs, ours] = await Promise.all([spire.cli(args), f.spire(args)]);
+      expect({ code: ours.code, stdout: norm(ours.stdout), stderr: norm(ours.stderr) }, args.join(' ')).toEqual({ code: theirs.code, stdout: norm(theirs.stdout), stderr: norm(theirs.stderr) });
+    }
+  });
+
+  it('Debug.GetInfo: the same shape; the chain starts at the server ID and ends at a bundle root', async () => {
+    const info = await Promise.all(
+      [spire.socketPath, f.sock].map(async (sock) => {
+        const c = spireClient(sock, 'Debug');
+        try {
+          return await spireCall<{ svid_chain: { id: { path: string } | null; expires_at: number; subject: string }[]; uptime: number; federated_bundles_count: number }>(c, 'GetInfo', {});
+        } finally {
+          c.close();
+        }
+      }),
+    );
+    for (const i of info) {
+      expect(i.svid_chain[0]?.id?.path).toBe('/spire/server');
+      expect(i.svid_chain.length).toBeGreaterThanOrEqual(2);
+      expect(i.federated_bundles_count).toBe(1);
+      expect(i.uptime).toBeGreaterThanOrEqual(0);
+    }
+    expect(Object.keys(info[1] as object).sort()).toEqual(Object.keys(info[0] as object).sort());
+  });
+
   it('an output mask with a field the protos do not have: answered by both, masked alike', async () => {
     const answers = await Promise.all(
       [spire.socketPath, f.sock].map(async (sock) => {
