@@ -180,6 +180,26 @@ describe('spire-server CLI against mayfly-server', () => {
     expect(n).toBe(mine.length);
     expect((await f.spire(['agent', 'count'])).stdout).toBe(`${n} attested agents\n`);
     expect((await f.spire(['agent', 'count', '-attestationType', 'x509pop'])).stdout).toBe('0 attested agents\n');
+    // SPIRE's filters Mayfly's datastore lacks, applied by the SPIRE API: the same answers as Mayfly's CLI.
+    const listed = async (cli: 'spire' | 'mayfly', args: string[]): Promise<string[]> => {
+      const doc = cli === 'spire' ? await f.spireJson<{ agents?: JsonAgent[] }>(['agent', 'list', ...args]) : await f.mayflyJson<{ agents?: JsonAgent[] }>(['agent', 'list', ...args]);
+      return (doc.agents ?? []).map((a) => idStr(a.id)).sort();
+    };
+    const everyone = mine.map((a) => idStr(a.id)).sort();
+    const filters: [string[], string[]][] = [
+      [['-attestationType', 'join_token'], everyone],
+      [['-attestationType', 'x509pop'], []],
+      [['-canReattest', 'true'], []],
+      [['-canReattest', 'false'], everyone],
+      [['-expiresBefore', '2999-01-01 00:00:00 +0000 +00'], everyone],
+      [['-expiresBefore', '2001-01-01 00:00:00 +0000 +00'], []],
+      [['-banned', 'false'], everyone],
+    ];
+    for (const [args, want] of filters) {
+      expect(await listed('spire', args), args.join(' ')).toEqual(want);
+      expect(await listed('mayfly', args), `mayfly ${args.join(' ')}`).toEqual(want);
+    }
+    expect((await f.spire(['agent', 'list', '-attestationType', 'x509pop'])).stdout).toBe('No attested agents found\n');
   });
 
   it('agent show: the Mayfly agent, serial number in decimal as SPIRE prints it', async () => {
