@@ -28,7 +28,7 @@ export interface AdminFixture {
   /** Agents attested only for `agent ban` and `agent evict`. */
   readonly banMe: string;
   readonly evictMe: string;
-  spire(args: readonly string[]): Promise<ProcessResult>;
+  spire(args: readonly string[], input?: string): Promise<ProcessResult>;
   mayfly(args: readonly string[]): Promise<ProcessResult>;
   /** Mayfly's CLI with `-output json`, which must succeed. */
   mayflyJson<T>(args: readonly string[]): Promise<T>;
@@ -60,7 +60,7 @@ export async function startAdminFixture(): Promise<AdminFixture> {
     }
     const agentId = m.agent.agentSvid?.spiffeId;
     if (agentId === undefined) throw new Error('the Mayfly agent has no SVID');
-    const spire = (args: readonly string[]): Promise<ProcessResult> => spireServerCli(sock, args);
+    const spire = (args: readonly string[], input?: string): Promise<ProcessResult> => spireServerCli(sock, args, input);
     const mayfly = (args: readonly string[]): Promise<ProcessResult> => runProcess(process.execPath, [MAYFLY_SERVER, ...args, '-socketPath', sock]);
     return {
       m,

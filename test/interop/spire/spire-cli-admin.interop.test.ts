@@ -100,6 +100,28 @@ describe('spire-server CLI against mayfly-server', () => {
     expect((await mayflyEntries()).length).toBe(before);
   });
 
+  it('entry create -data -: a batch with a bad item; the good ones created, the bad one reported, exit 1', async () => {
+    // SPIRE's -data format: its registration entries with IDs as strings.
+    const id = (path: string): string => `spiffe://${f.td}${path}`;
+    const p = parent;
+    const data = JSON.stringify({
+      entries: [
+        { spiffe_id: id('/spire-cli/batch/1'), parent_id: p, selectors: [{ type: 'unix', value: 'uid:1101' }] },
+        { spiffe_id: id('/spire/agent/not-allowed'), parent_id: p, selectors: [{ type: 'unix', value: 'uid:1102' }] },
+        { spiffe_id: id('/spire-cli/batch/3'), parent_id: p, selectors: [{ type: 'unix', value: 'uid:1103' }] },
+      ],
+    });
+    const r = await f.spire(['entry', 'create', '-data', '-'], data);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`SPIFFE ID        : spiffe://${f.td}/spire-cli/batch/1\n`);
+    expect(r.stdout).toContain(`SPIFFE ID        : spiffe://${f.td}/spire-cli/batch/3\n`);
+    expect(r.stderr).toContain('Failed to create the following entry (code: InvalidArgument, msg: "failed to convert entry: invalid spiffe ID:');
+    expect(r.stderr).toContain(`SPIFFE ID        : spiffe://${f.td}/spire/agent/not-allowed\n`);
+    const mine = (await mayflyEntries()).map((e) => idStr(e.spiffe_id));
+    expect(mine).toEqual(expect.arrayContaining([`spiffe://${f.td}/spire-cli/batch/1`, `spiffe://${f.td}/spire-cli/batch/3`]));
+    expect(mine).not.toContain(`spiffe://${f.td}/spire/agent/not-allowed`);
+  });
+
   it('entry show: the same entries as Mayfly shows; SPIRE shows non-downstream ones unless -downstream', async () => {
     const all = await mayflyEntries();
     expect(ids(await spireEntries())).toEqual(ids(all.filter((e) => !e.downstream)));
