@@ -59,6 +59,15 @@ export interface MayflyAgentConfig {
   workloadApiLimits?: WorkloadApiLimits;
   /** Called once when the agent can no longer get SVIDs (agent SVID expired). */
   onFatal?: (err: MayflyError) => void;
+  /**
+   * Offer the server's token exchange (server.delegation) to local attested callers as
+   * `ExchangeForUser` on the Workload API socket (proto/agent-delegation.proto): the agent
+   * authenticates each exchange with a JWT-SVID of the caller's identity
+   * (agent/token-exchange-client). `endpoint`: `https://host:port/token`; `serverId`: the
+   * endpoint's SPIFFE ID (default `spiffe://<td>/spire/server`); `actorAudience`: the
+   * server's issuer (default `spiffe://<td>`).
+   */
+  tokenExchange?: { endpoint: string; serverId?: string; actorAudience?: string; timeoutMs?: number };
   /** Bounds of the JWT-SVID cache (defaults: 10,000 tokens, 16 MiB, 64 audience sets per SPIFFE ID; agent/jwt-cache). */
   jwtSvidCache?: { maxEntries?: number; maxBytes?: number; maxPerIdentity?: number };
   /**

@@ -25,6 +25,7 @@ import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import { MayflyError } from '../spiffe/errors.js';
 import { TrustDomain } from '../spiffe/id.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
+import { agentTokenExchange } from './token-exchange-client.js';
 import { WorkloadApiEndpoint } from '../workloadapi/endpoint.js';
 import { resolveWorkloadApiLimits } from '../workloadapi/connection-limits.js';
 import type { ValidateJwtSvid } from '../workloadapi/identities.js';
@@ -323,6 +324,7 @@ export class MayflyAgent {
       serving: () => this.healthy,
       notServingReason: () => this.unhealthyReason(),
       interceptors: [this.metrics.workloadApiInterceptor()],
+      ...(cfg.tokenExchange && { tokenExchange: agentTokenExchange({ ...cfg.tokenExchange, trustDomain: cfg.trustDomain, bundles: () => cache.bundles(), now: () => this.#sched.now() }) }),
       ...(deliveries !== undefined ? { onDelivered: (caller, what) => deliveries.record(caller, what) } : {}),
     });
     this.#state = 'syncing';

@@ -46,6 +46,7 @@ import { resolveWorkloadApiLimits, type WorkloadApiLimits } from '../workloadapi
 import { defaultSocketPath } from '../securefs/index.js';
 import { joinHostPort, splitHostPort } from './server-pool.js';
 import { parseDeliveryRecordsBlock, type DeliveryRecordSettings } from './config-delivery.js';
+import { parseTokenExchangeBlock, type TokenExchangeSettings } from './config-token-exchange.js';
 import { AGENT_CATALOG, AGENT_PLUGIN_KINDS, type AgentPlugin, type ConfiguredAgentPlugin } from './catalog.js';
 
 export { parseLogLevel } from '../config/log-level.js';
@@ -73,6 +74,8 @@ export interface AgentSettings extends ListenerSettings {
   workloadApi: WorkloadApiLimits;
   /** `agent { delivery_records { … } }` (agent/config-delivery); defaults for what is not given. */
   deliveryRecords?: DeliveryRecordSettings;
+  /** `agent { token_exchange { … } }` (agent/config-token-exchange): serve ExchangeForUser on the Workload API socket. */
+  tokenExchange?: TokenExchangeSettings;
   /** `agent { server_unreachable_threshold }` in seconds; undefined: half the agent SVID's lifetime. */
   serverUnreachableThresholdSeconds?: number;
   /** The plugins the agent runs, with their parsed configs, in kind order; `buildAgentPlugins` builds them. */
@@ -99,7 +102,7 @@ export type AgentOverrides = Partial<Omit<AgentSettings, Views | 'plugins' | 'no
 const AGENT_KEYS = [
   'data_dir', 'log_level', 'server_address', 'server_port', 'socket_path', 'trust_bundle_path',
   'trust_domain', 'insecure_bootstrap', 'join_token', 'log_format', 'log_file', 'workload_api', 'server_unreachable_threshold',
-  'server_addresses', 'delivery_records',
+  'server_addresses', 'delivery_records', 'token_exchange',
 ] as const;
 
 /** The `host:port` servers the settings name, in order: `server_addresses`, else `server_address` + `server_port`. */
@@ -200,6 +203,8 @@ function readAgentBlock(agent: HclObject, s: AgentSettings, p: Problems): void {
   if (logFile !== undefined) s.logFile = logFile;
   s.workloadApi = parseWorkloadApiBlock(agent, p);
   s.deliveryRecords = parseDeliveryRecordsBlock(agent, p);
+  const tokenExchange = parseTokenExchangeBlock(agent, p);
+  if (tokenExchange !== undefined) s.tokenExchange = tokenExchange;
   s.insecureBootstrap = bool(agent, 'insecure_bootstrap', w, p) ?? s.insecureBootstrap;
   if (agent.server_unreachable_threshold !== undefined) {
     const v = agent.server_unreachable_threshold;

@@ -122,6 +122,7 @@ export function addAgentRunCommands(program: Command): void {
         workloadAttestors: plugins.workloadAttestors,
         workloadApiLimits: s.workloadApi,
         ...(s.deliveryRecords !== undefined ? { deliveryRecords: s.deliveryRecords } : {}),
+        ...(s.tokenExchange !== undefined ? { tokenExchange: s.tokenExchange } : {}),
         http: httpListenersOf(s),
         ...(s.serverUnreachableThresholdSeconds !== undefined ? { serverUnreachableThresholdSeconds: s.serverUnreachableThresholdSeconds } : {}),
         logger,

@@ -76,9 +76,11 @@ describe('TokenExchanger', () => {
   it('issues a short JWT naming user and agent, one audience, narrowed scope, cert binding; a separate jose process verifies it', async () => {
     const records: ExchangeRecord[] = [];
     const x5t = createHash('sha256').update('cert-der').digest('base64url');
-    const out = await exchanger(records).exchange(req(await userToken(), { actor: { id: AGENT, x5tS256: x5t }, scope: 'tools:read' }));
+    const out = await exchanger(records).exchange(req(await userToken({ roles: ['engineer', 7] as never }), { actor: { id: AGENT, x5tS256: x5t }, scope: 'tools:read' }));
     const c = decodeJwt(out.access_token);
     expect(c).toMatchObject({ iss: 'https://oidc.example.org', sub: 'alice', aud: MCP, client_id: AGENT, act: { sub: AGENT }, scope: 'tools:read', cnf: { 'x5t#S256': x5t } });
+    // The user's groups and roles (strings only) travel for the resource server's per-call policy.
+    expect(c).toMatchObject({ groups: ['eng'], roles: ['engineer'] });
     expect(c.exp).toBe(nowS + 120);
     expect(typeof c.jti).toBe('string');
     expect(records).toEqual([expect.objectContaining({ outcome: 'issued', actor: AGENT, user: 'alice' })]);

@@ -9,6 +9,9 @@
  * and `act.sub` = the agent (earlier actors nested in `act.act`, depth capped), `aud` = the
  * one RFC 8707 target, `scope` = requested ∩ policy ∩ user token, life ≤ the user token's
  * and ≤ the cap, bound to the actor's certificate (`cnf.x5t#S256`, RFC 8705) under mTLS.
+ * The user token's `groups` and `roles` (string lists) are carried over for the resource
+ * server's per-call policy (sdk/authorize-call). Verification is synchronous
+ * (delegation/verify-jwt), with keys imported once per JWKS document.
  *
  * Threats: a forged, expired or foreign user token (verified in full, algorithms pinned so
  * `alg: none` and HS256-with-a-public-key are refused by construction); an agent exceeding
@@ -17,11 +20,12 @@
  * delegation chain (depth cap). Every outcome is reported with both identities.
  */
 import { randomUUID, sign, type KeyObject } from 'node:crypto';
-import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JSONWebKeySet, JWTPayload } from 'jose';
 import { algorithmSpec, cryptoOptions, keyFitsAlgorithm } from '../spiffe/jwt/algorithms.js';
 import { SpiffeId } from '../spiffe/id.js';
 import { DelegationError, type DelegationErrorCode } from './delegation-error.js';
 import { DEFAULT_MAX_TTL_SECONDS, rulesFor, type DelegationPolicy } from './policy.js';
+import { decodeCompactJwt, importJwks, verifyJwt, type DecodedJwt, type VerificationKey } from './verify-jwt.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
@@ -38,8 +42,11 @@ export interface UpstreamIssuer {
   readonly audience: string;
   /** Pinned algorithms (asymmetric only: RS*, PS*, ES*, EdDSA). */
   readonly algorithms: readonly string[];
-  /** Its keys: a JWKS document, or a jose key resolver (e.g. `createRemoteJWKSet` over OIDC discovery). */
-  readonly jwks: JSONWebKeySet | JWTVerifyGetKey;
+  /**
+   * Its keys: a JWKS document, or a function returning the current one (e.g. refreshed
+   * from OIDC discovery). Keys are imported once per document object, not per request.
+   */
+  readonly jwks: JSONWebKeySet | (() => JSONWebKeySet);
 }
 
 export interface DelegationSigningKey {
@@ -126,13 +133,16 @@ function scopesOf(p: JWTPayload): string[] {
   return [];
 }
 
+const stringList = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+
 function groupsOf(p: JWTPayload): string[] {
-  return Array.isArray(p.groups) ? p.groups.filter((x): x is string => typeof x === 'string') : [];
+  return stringList(p.groups);
 }
 
 export class TokenExchanger {
   readonly #cfg: TokenExchangerConfig;
-  readonly #upstreamKeys: JWTVerifyGetKey;
+  readonly #upstreamKeys: () => readonly VerificationKey[];
+  readonly #ownKeys: () => readonly VerificationKey[];
   readonly #now: () => Date;
   readonly #cap: number;
   readonly #maxDepth: number;
@@ -146,7 +156,9 @@ export class TokenExchanger {
     if (cfg.upstream.algorithms.length === 0) throw new DelegationError('ERR_DELEGATION_CONFIG', 'delegation upstream algorithms: name at least one');
     if (cfg.upstream.issuer === cfg.issuer) throw new DelegationError('ERR_DELEGATION_CONFIG', 'delegation upstream issuer must differ from our own issuer');
     this.#cfg = cfg;
-    this.#upstreamKeys = typeof cfg.upstream.jwks === 'function' ? cfg.upstream.jwks : createLocalJWKSet(cfg.upstream.jwks);
+    const jwks = cfg.upstream.jwks;
+    this.#upstreamKeys = cachedBy(typeof jwks === 'function' ? jwks : () => jwks, importJwks);
+    this.#ownKeys = cachedBy(cfg.ownKeys, (m) => [...m].map(([kid, key]) => ({ kid, alg: undefined, key })));
     this.#now = cfg.now ?? (() => new Date());
     this.#cap = cfg.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
     this.#maxDepth = cfg.maxDepth ?? DEFAULT_MAX_DEPTH;
@@ -156,10 +168,10 @@ export class TokenExchanger {
   async exchange(req: ExchangeRequest): Promise<ExchangeResult> {
     let user: string | undefined;
     try {
-      const claimed = typeof req.subjectToken === 'string' && req.subjectToken.length <= MAX_SUBJECT_TOKEN_LENGTH ? safeSub(req.subjectToken) : undefined;
+      const decoded = typeof req.subjectToken === 'string' && req.subjectToken !== '' && req.subjectToken.length <= MAX_SUBJECT_TOKEN_LENGTH ? safeDecode(req.subjectToken) : undefined;
+      const claimed = typeof decoded?.claims.sub === 'string' ? decoded.claims.sub.slice(0, 256) : undefined;
       user = claimed === undefined ? undefined : `unverified:${claimed}`;
-      const out = await this.#exchange(req, (u) => (user = u));
-      return out;
+      return this.#exchange(req, decoded, (u) => (user = u));
     } catch (err) {
       if (err instanceof DelegationError) {
         this.#cfg.record?.({ event: 'token_exchange', outcome: 'refused', actor: req.actor.id, user, audience: req.resources[0], error: err.code, reason: err.message });
@@ -168,7 +180,7 @@ export class TokenExchanger {
     }
   }
 
-  async #exchange(req: ExchangeRequest, setUser: (u: string) => void): Promise<ExchangeResult> {
+  #exchange(req: ExchangeRequest, decoded: DecodedJwt | undefined, setUser: (u: string) => void): ExchangeResult {
     const bad = (code: DelegationErrorCode, msg: string): never => {
       throw new DelegationError(code, msg);
     };
@@ -191,33 +203,14 @@ export class TokenExchanger {
 
     // The subject: the upstream's user token, or our own delegated token (re-exchange).
     const now = this.#now();
-    let claimedIss: unknown;
-    try {
-      claimedIss = decodeJwt(req.subjectToken).iss;
-    } catch {
-      return bad('ERR_DELEGATION_INVALID_GRANT', 'subject_token is not a JWT');
-    }
-    const reExchange = claimedIss === this.#cfg.issuer;
+    if (decoded === undefined) return bad('ERR_DELEGATION_INVALID_GRANT', 'subject_token is not a JWT');
+    const reExchange = decoded.claims.iss === this.#cfg.issuer;
     let payload: JWTPayload;
     try {
-      const verified = reExchange
-        ? await jwtVerify(req.subjectToken, (h) => ownKey(this.#cfg.ownKeys(), h.kid), {
-            issuer: this.#cfg.issuer,
-            audience: actor.toString(),
-            algorithms: [this.#cfg.signingKey().alg],
-            currentDate: now,
-            clockTolerance: this.#cfg.clockToleranceSeconds ?? 30,
-            requiredClaims: ['exp', 'sub'],
-          })
-        : await jwtVerify(req.subjectToken, this.#upstreamKeys, {
-            issuer: this.#cfg.upstream.issuer,
-            audience: this.#cfg.upstream.audience,
-            algorithms: [...this.#cfg.upstream.algorithms],
-            currentDate: now,
-            clockTolerance: this.#cfg.clockToleranceSeconds ?? 30,
-            requiredClaims: ['exp', 'sub'],
-          });
-      payload = verified.payload;
+      const clockToleranceSeconds = this.#cfg.clockToleranceSeconds ?? 30;
+      payload = reExchange
+        ? verifyJwt(decoded, this.#ownKeys(), { issuer: this.#cfg.issuer, audience: actor.toString(), algorithms: [this.#cfg.signingKey().alg], now, clockToleranceSeconds })
+        : verifyJwt(decoded, this.#upstreamKeys(), { issuer: this.#cfg.upstream.issuer, audience: this.#cfg.upstream.audience, algorithms: this.#cfg.upstream.algorithms, now, clockToleranceSeconds });
     } catch (err) {
       return bad('ERR_DELEGATION_INVALID_GRANT', `subject_token refused: ${(err as Error).message}${reExchange ? ' (a delegated token is re-exchanged only by the agent it was issued to)' : ''}`);
     }
@@ -257,6 +250,8 @@ export class TokenExchanger {
     const claims: JWTPayload = { sub, client_id: actor.toString(), act, scope: scopes.join(' '), jti };
     const groups = groupsOf(payload);
     if (groups.length > 0) claims.groups = groups;
+    const roles = stringList(payload.roles);
+    if (roles.length > 0) claims.roles = roles;
     if (req.actor.x5tS256 !== undefined) claims.cnf = { 'x5t#S256': req.actor.x5tS256 };
     const token = signJwt({ iss: this.#cfg.issuer, aud: audience, iat: nowS, exp: nowS + ttl, ...claims }, key);
     this.#cfg.record?.({ event: 'token_exchange', outcome: 'issued', actor: actor.toString(), user: sub, audience, scope: scopes.join(' '), jti });
@@ -272,16 +267,23 @@ function signJwt(claims: JWTPayload, key: DelegationSigningKey): string {
   return `${input}.${sign(spec.hash, Buffer.from(input, 'latin1'), cryptoOptions(spec, key.privateKey)).toString('base64url')}`;
 }
 
-function ownKey(keys: ReadonlyMap<string, KeyObject>, kid: string | undefined): KeyObject {
-  const k = kid === undefined ? undefined : keys.get(kid);
-  if (k === undefined) throw new Error(`no key of ours has kid ${JSON.stringify(kid)}`);
-  return k;
+/** `derive(get())`, recomputed only when `get` returns another object (a rotated JWKS or bundle). */
+function cachedBy<T extends object, U>(get: () => T, derive: (t: T) => U): () => U {
+  let last: T | undefined;
+  let value: U | undefined;
+  return () => {
+    const t = get();
+    if (t !== last || value === undefined) {
+      value = derive(t);
+      last = t;
+    }
+    return value;
+  };
 }
 
-function safeSub(token: string): string | undefined {
+function safeDecode(token: string): DecodedJwt | undefined {
   try {
-    const s = decodeJwt(token).sub;
-    return typeof s === 'string' ? s.slice(0, 256) : undefined;
+    return decodeCompactJwt(token);
   } catch {
     return undefined;
   }

@@ -8,7 +8,16 @@ import { status } from '@grpc/grpc-js';
 import { MayflyError } from '../spiffe/errors.js';
 
 /** The codes the SDK raises (stable: never rename one). */
-export type SdkErrorCode = 'ERR_WORKLOAD_API_ENDPOINT' | 'ERR_WORKLOAD_API_CALL' | 'ERR_WORKLOAD_API_RESPONSE' | 'ERR_PEER_UNAUTHORIZED' | 'ERR_DELEGATED_TOKEN_INVALID';
+export type SdkErrorCode =
+  | 'ERR_WORKLOAD_API_ENDPOINT'
+  | 'ERR_WORKLOAD_API_CALL'
+  | 'ERR_WORKLOAD_API_RESPONSE'
+  | 'ERR_PEER_UNAUTHORIZED'
+  | 'ERR_DELEGATED_TOKEN_INVALID'
+  /** The token endpoint answered the exchange with an OAuth error (RFC 6749 §5.2): `oauthError` says which. */
+  | 'ERR_TOKEN_EXCHANGE_REFUSED'
+  /** The exchange got no usable answer: connection, TLS (server not authorised), timeout, or a response that does not hold up. */
+  | 'ERR_TOKEN_EXCHANGE_FAILED';
 
 declare module '../spiffe/errors.js' {
   interface MayflyErrorCodes extends Record<SdkErrorCode, 'sdk'> {}
@@ -87,4 +96,28 @@ export function toWorkloadApiError(err: unknown, method: string): MayflyError {
     return new WorkloadApiError('ERR_WORKLOAD_API_CALL', advice(code, details, method), { cause: err, grpcCode: code });
   }
   return new WorkloadApiError('ERR_WORKLOAD_API_CALL', `${method} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+/**
+ * A token exchange (sdk/exchange-for-user) that did not yield a delegated token. With
+ * ERR_TOKEN_EXCHANGE_REFUSED, `oauthError` is the endpoint's RFC 6749/8693 error
+ * (`invalid_grant`, `unauthorized_client`, `invalid_target`, `invalid_scope`,
+ * `invalid_request`, ...) and `description` its `error_description`.
+ */
+export class TokenExchangeError extends MayflyError<SdkErrorCode> {
+  readonly oauthError?: string;
+  readonly description?: string;
+  /** The HTTP status, when the endpoint answered. */
+  readonly status?: number;
+
+  constructor(
+    code: Extract<SdkErrorCode, 'ERR_TOKEN_EXCHANGE_REFUSED' | 'ERR_TOKEN_EXCHANGE_FAILED'>,
+    message: string,
+    options?: { cause?: unknown; oauthError?: string; description?: string; status?: number },
+  ) {
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
+    if (options?.oauthError !== undefined) this.oauthError = options.oauthError;
+    if (options?.description !== undefined) this.description = options.description;
+    if (options?.status !== undefined) this.status = options.status;
+  }
 }

@@ -6,7 +6,7 @@
  */
 export { WorkloadApiClient, backoffDelay, isRetryable, type BackoffConfig, type CallOptions, type CancelWatch, type WatchErrorHandler, type WorkloadApiClientConfig } from './client.js';
 export { ENDPOINT_ENV, parseEndpointAddress, resolveEndpoint, type EndpointOptions, type ResolvedEndpoint } from './endpoint.js';
-export { EndpointError, PeerAuthorizationError, WorkloadApiError, type RefusedPeer } from './errors.js';
+export { EndpointError, PeerAuthorizationError, TokenExchangeError, WorkloadApiError, type RefusedPeer } from './errors.js';
 export { x509SvidPem, type JwtSvid, type ValidatedJwtSvid, type X509Context, type X509Svid } from './model.js';
 export { BundleSource, JwtSource, X509Source, type CreateSourceOptions, type SourceConfig, type X509SourceConfig } from './sources.js';
 export {
@@ -18,5 +18,7 @@ export { connectSpiffeHttp2, createSpiffeHttp2Server } from './http2.js';
 export { createSpiffeChannelCredentials, createSpiffeGrpcListener } from './grpc.js';
 export { createSpiffeDispatcher, createSpiffeFetch, type SpiffeDispatcherOptions, type SpiffeFetch } from './fetch.js';
 // Delegated tokens for AI agents acting for users (issue 12)
+export { exchangeForUser, type ExchangeForUserOptions, type UserDelegatedToken } from './exchange-for-user.js';
+export { exchangeForUserViaAgent, type ExchangeViaAgentOptions } from './exchange-via-agent.js';
 export { validateDelegatedToken, DelegatedTokenError, type DelegatedToken, type DelegatedTokenOptions } from './delegated-token.js';
 export { authorizeCall, type AuthorizeCallOptions, type CallDecision, type CallDecisionRecord, type CallRequest, type CallRule, type CallUser } from './authorize-call.js';

@@ -57,6 +57,8 @@ import { errorFields, LogLimiter } from './log-limiter.js';
 import { healthHandlers, healthServiceDefinition } from './health.js';
 import type { OnDelivered } from './delivery.js';
 import { StreamRate } from './stream-rate.js';
+import { tokenExchangeHandlers, type LocalTokenExchange } from './token-exchange.js';
+import { agentDelegationServiceDefinition } from '../wire/workload/delegation-proto.js';
 
 export type { EndpointLogger } from './handlers.js';
 export type { ConnectionStats, WorkloadApiLimits } from './connection-limits.js';
@@ -73,6 +75,8 @@ export interface WorkloadApiEndpointConfig extends WorkloadApiLimits {
   logger?: EndpointLogger;
   /** Clock of the log rate limiter (default `() => new Date()`). */
   now?: () => Date;
+  /** Serve `ExchangeForUser` (proto/agent-delegation.proto) on the same socket; absent: not served (UNIMPLEMENTED). */
+  tokenExchange?: LocalTokenExchange;
   /** Largest request accepted, bytes (default 64 KiB). */
   maxRequestBytes?: number;
   /** Concurrent streams (calls) per connection (default 32). */
@@ -180,6 +184,20 @@ export class WorkloadApiEndpoint {
         ...(this.config.onDelivered !== undefined ? { onDelivered: this.config.onDelivered } : {}),
       }),
     );
+    if (this.config.tokenExchange !== undefined) {
+      // Mayfly's own service beside the Workload API (proto/agent-delegation.proto).
+      server.addService(
+        agentDelegationServiceDefinition(),
+        tokenExchangeHandlers({
+          identities: this.config.identities,
+          peerCredentials: this.config.peerCredentials,
+          credentialsOf: (call) => this.connections.get(call.getPeer())?.cred,
+          logger: this.config.logger ?? silent,
+          logLimiter: this.log,
+          tokenExchange: this.config.tokenExchange,
+        }),
+      );
+    }
     const serving = this.config.serving ?? (() => true);
     server.addService(healthServiceDefinition(), healthHandlers(
         () => !this.closing && serving(),
