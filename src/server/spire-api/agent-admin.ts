@@ -17,7 +17,8 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Transport } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import type { WireAgent } from '../messages.js';
-import { MayflyCallError, mayflyCaller, spireError, spireUnary, type MayflyCall } from './call.js';
+import { mayflyCaller, type MayflyCall } from './call.js';
+import { spireError, SpireStatus, spireUnary } from './spire-call.js';
 import type { MayflyImpls } from './delegate.js';
 import { agentFilterFromSpire, agentIdFromSpire, type SpireAgentFilter } from './agent-convert.js';
 import { workloadIdFromSpire } from './entry-convert.js';
@@ -44,25 +45,25 @@ async function agentCall<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    if (err instanceof MayflyCallError && err.code === GrpcStatus.NOT_FOUND) throw spireError(GrpcStatus.NOT_FOUND, 'agent not found');
+    if (err instanceof SpireStatus && err.code === GrpcStatus.NOT_FOUND) throw spireError(GrpcStatus.NOT_FOUND, 'agent not found');
     throw err;
   }
 }
 
-export function agentAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: MayflyImpls): UntypedServiceImplementation {
+export function agentAdminHandlers(ctx: ApiContext, t: Transport, mayfly: MayflyImpls): UntypedServiceImplementation {
   const maxPage = ctx.limits.maxPageSize;
   const caller = (call: ServerUnaryCall<unknown, unknown>): MayflyCall => mayflyCaller(mayfly.Agent, call);
   const td = ctx.trustDomain;
 
   return {
-    CountAgents: spireUnary<{ filter: Partial<SpireAgentFilter> | null }, { count: number }>(async (req, call) => {
+    CountAgents: spireUnary<{ filter: Partial<SpireAgentFilter> | null }, { count: number }>(ctx, t, 'spire.Agent/CountAgents', 'admin', async (req, _caller, call) => {
       const f = agentFilterFromSpire(req.filter);
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       if (f.empty) return { count: (await m<{ count: number }>('CountAgents', {})).count };
       return { count: await countAll(maxPage, agentPages(m, f.mayfly), f.keep ?? (() => true)) };
     }),
 
-    ListAgents: spireUnary<ListAgentsRequest, { agents: Partial<SpireAgent>[]; next_page_token: string }>(async (req, call) => {
+    ListAgents: spireUnary<ListAgentsRequest, { agents: Partial<SpireAgent>[]; next_page_token: string }>(ctx, t, 'spire.Agent/ListAgents', 'admin', async (req, _caller, call) => {
       const f = agentFilterFromSpire(req.filter);
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       const pageSize = req.page_size ?? 0;
@@ -72,7 +73,7 @@ export function agentAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
         page = await spirePage({ pageSize, pageToken, maxPage, fetch: agentPages(m, f.mayfly), ...(f.keep ? { keep: f.keep } : {}) });
       } catch (err) {
         // As SPIRE: a page token its datastore cannot parse is INTERNAL "failed to list agents".
-        if (err instanceof MayflyCallError && err.code === GrpcStatus.INVALID_ARGUMENT && pageSize > 0 && pageToken !== '') {
+        if (err instanceof SpireStatus && err.code === GrpcStatus.INVALID_ARGUMENT && pageSize > 0 && pageToken !== '') {
           throw spireError(GrpcStatus.INTERNAL, `failed to list agents: could not parse token '${pageToken.slice(0, 64)}'`);
         }
         throw err;
@@ -80,13 +81,13 @@ export function agentAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
       return { agents: page.items.map((a) => applyMask(agentToSpire(a), req.output_mask, ['id'])), next_page_token: page.next };
     }),
 
-    GetAgent: spireUnary<{ id: SpireSpiffeId | null; output_mask: SpireMask | null }, Partial<SpireAgent>>(async (req, call) => {
+    GetAgent: spireUnary<{ id: SpireSpiffeId | null; output_mask: SpireMask | null }, Partial<SpireAgent>>(ctx, t, 'spire.Agent/GetAgent', 'admin', async (req, _caller, call) => {
       const id = agentIdFromSpire(td, req.id).toString();
       const a = await agentCall(caller(call as ServerUnaryCall<unknown, unknown>)<WireAgent>('GetAgent', { id }));
       return applyMask(agentToSpire(a), req.output_mask, ['id']);
     }),
 
-    BanAgent: spireUnary<{ id: SpireSpiffeId | null }, object>(async (req, call) => {
+    BanAgent: spireUnary<{ id: SpireSpiffeId | null }, object>(ctx, t, 'spire.Agent/BanAgent', 'admin', async (req, _caller, call) => {
       const id = agentIdFromSpire(td, req.id).toString();
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       // SPIRE's ban is an update of the agent record: NOT_FOUND when there is none. Mayfly's
@@ -96,13 +97,13 @@ export function agentAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
       return {};
     }),
 
-    DeleteAgent: spireUnary<{ id: SpireSpiffeId | null }, object>(async (req, call) => {
+    DeleteAgent: spireUnary<{ id: SpireSpiffeId | null }, object>(ctx, t, 'spire.Agent/DeleteAgent', 'admin', async (req, _caller, call) => {
       const id = agentIdFromSpire(td, req.id).toString();
       await agentCall(caller(call as ServerUnaryCall<unknown, unknown>)<object>('DeleteAgent', { id }));
       return {};
     }),
 
-    CreateJoinToken: spireUnary<{ ttl: number; token: string; agent_id: SpireSpiffeId | null }, { value: string; expires_at: number }>(async (req, call) => {
+    CreateJoinToken: spireUnary<{ ttl: number; token: string; agent_id: SpireSpiffeId | null }, { value: string; expires_at: number }>(ctx, t, 'spire.Agent/CreateJoinToken', 'admin', async (req, _caller, call) => {
       if (!(req.ttl >= 1)) throw spireError(GrpcStatus.INVALID_ARGUMENT, 'ttl is required, you must provide one');
       let agentId = '';
       if (req.agent_id) {

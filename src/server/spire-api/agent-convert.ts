@@ -11,7 +11,7 @@ import { formatSelector } from '../../registration/selector.js';
 import { setMatches } from '../../datastore/records.js';
 import type { SpiffeId, TrustDomain } from '../../spiffe/id.js';
 import type { WireAgent, WireMatch, WireSelector } from '../messages.js';
-import { spireError } from './call.js';
+import { spireError } from './spire-call.js';
 import { selectorsFromSpire, type SpireSelectorMatch } from './entry-convert.js';
 import { spiffeIdFromSpire, type SpireSpiffeId } from './ids.js';
 

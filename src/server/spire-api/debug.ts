@@ -16,7 +16,8 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { SpiffeId } from '../../spiffe/id.js';
 import type { Transport } from '../auth.js';
 import { servedBundle, type ApiContext } from '../context.js';
-import { mayflyCaller, spireError, spireUnary } from './call.js';
+import { mayflyCaller } from './call.js';
+import { spireError, spireUnary } from './spire-call.js';
 import type { MayflyImpls } from './delegate.js';
 import { spiffeIdToSpire, type SpireSpiffeId } from './ids.js';
 
@@ -62,7 +63,7 @@ export function infoChain(chain: readonly Buffer[], roots: readonly Buffer[]): I
 
 export function debugHandlers(ctx: ApiContext, t: Transport, mayfly: MayflyImpls): UntypedServiceImplementation {
   return {
-    GetInfo: spireUnary<object, unknown>(async (_req, call) => {
+    GetInfo: spireUnary<object, unknown>(ctx, t, 'spire.Debug/GetInfo', 'admin', async (_req, _caller, call) => {
       if (t !== 'admin-socket') throw spireError(GrpcStatus.PERMISSION_DENIED, 'authorization denied for method /spire.api.server.debug.v1.Debug/GetInfo: Debug is served on the admin socket only');
       const c = call as ServerUnaryCall<unknown, unknown>;
       const [agents, entries, bundles] = await Promise.all([

@@ -21,7 +21,8 @@ import { entryIdProblem } from '../../registration/entry.js';
 import type { Transport } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import type { WireEntry, WireStatus } from '../messages.js';
-import { MayflyCallError, mayflyCaller, spireError, spireUnary, type MayflyCall } from './call.js';
+import { mayflyCaller, type MayflyCall } from './call.js';
+import { spireError, SpireStatus, spireUnary } from './spire-call.js';
 import type { MayflyImpls } from './delegate.js';
 import { entryFilterFromSpire, memberIdFromSpire, mergeEntryUpdate, selectorsFromSpire, workloadIdFromSpire, type SpireEntryFilter } from './entry-convert.js';
 import { countAll, spirePage, type SourcePage } from './paging.js';
@@ -97,7 +98,7 @@ function entryToCreate(ctx: ApiContext, e: Partial<SpireEntry> | null | undefine
   return entryFromSpire(e);
 }
 
-export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: MayflyImpls): UntypedServiceImplementation {
+export function entryAdminHandlers(ctx: ApiContext, t: Transport, mayfly: MayflyImpls): UntypedServiceImplementation {
   const maxPage = ctx.limits.maxPageSize;
   const caller = (call: ServerUnaryCall<unknown, unknown>): MayflyCall => mayflyCaller(mayfly.Entry, call);
 
@@ -109,14 +110,14 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
   };
 
   return {
-    CountEntries: spireUnary<{ filter: Partial<SpireEntryFilter> | null }, { count: number }>(async (req, call) => {
+    CountEntries: spireUnary<{ filter: Partial<SpireEntryFilter> | null }, { count: number }>(ctx, t, 'spire.Entry/CountEntries', 'admin', async (req, _caller, call) => {
       const f = entryFilterFromSpire(ctx.trustDomain, req.filter);
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       if (f.empty) return { count: (await m<{ count: number }>('CountEntries', {})).count };
       return { count: await countAll(maxPage, entryPages(m, f.mayfly), f.keep ?? (() => true)) };
     }),
 
-    ListEntries: spireUnary<ListEntriesRequest, { entries: Partial<SpireEntry>[]; next_page_token: string }>(async (req, call) => {
+    ListEntries: spireUnary<ListEntriesRequest, { entries: Partial<SpireEntry>[]; next_page_token: string }>(ctx, t, 'spire.Entry/ListEntries', 'admin', async (req, _caller, call) => {
       const f = entryFilterFromSpire(ctx.trustDomain, req.filter);
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       const pageSize = req.page_size ?? 0;
@@ -128,7 +129,7 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
         // SPIRE answers a page token its datastore cannot parse with INTERNAL ("failed to
         // list entries: could not parse token ..."), as every datastore failure; the filters
         // were checked above, so a refusal now is the token's.
-        if (err instanceof MayflyCallError && err.code === GrpcStatus.INVALID_ARGUMENT && pageSize > 0 && pageToken !== '') {
+        if (err instanceof SpireStatus && err.code === GrpcStatus.INVALID_ARGUMENT && pageSize > 0 && pageToken !== '') {
           throw spireError(GrpcStatus.INTERNAL, `failed to list entries: could not parse token '${pageToken.slice(0, 64)}'`);
         }
         throw err;
@@ -136,7 +137,7 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
       return { entries: page.items.map((e) => masked(e, req.output_mask)), next_page_token: page.next };
     }),
 
-    GetEntry: spireUnary<{ id: string; output_mask: SpireMask | null }, Partial<SpireEntry>>(async (req, call) => {
+    GetEntry: spireUnary<{ id: string; output_mask: SpireMask | null }, Partial<SpireEntry>>(ctx, t, 'spire.Entry/GetEntry', 'admin', async (req, _caller, call) => {
       const id = req.id ?? '';
       if (id === '') throw spireError(GrpcStatus.INVALID_ARGUMENT, 'missing ID');
       // No entry can have an ID Mayfly would refuse: SPIRE says NotFound for any unknown ID.
@@ -144,12 +145,12 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
       try {
         return masked(await caller(call as ServerUnaryCall<unknown, unknown>)<WireEntry>('GetEntry', { id }), req.output_mask);
       } catch (err) {
-        if (err instanceof MayflyCallError && err.code === GrpcStatus.NOT_FOUND) throw spireError(GrpcStatus.NOT_FOUND, 'entry not found');
+        if (err instanceof SpireStatus && err.code === GrpcStatus.NOT_FOUND) throw spireError(GrpcStatus.NOT_FOUND, 'entry not found');
         throw err;
       }
     }),
 
-    BatchCreateEntry: spireUnary<{ entries: Partial<SpireEntry>[]; output_mask: SpireMask | null }, { results: ItemResult[] }>(async (req, call) => {
+    BatchCreateEntry: spireUnary<{ entries: Partial<SpireEntry>[]; output_mask: SpireMask | null }, { results: ItemResult[] }>(ctx, t, 'spire.Entry/BatchCreateEntry', 'admin', async (req, _caller, call) => {
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       const list = req.entries ?? [];
       const results: ItemResult[] = new Array<ItemResult>(list.length);
@@ -178,7 +179,7 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
     }),
 
     BatchUpdateEntry: spireUnary<{ entries: Partial<SpireEntry>[]; input_mask: SpireMask | null; output_mask: SpireMask | null }, { results: ItemResult[] }>(
-      async (req, call) => {
+      ctx, t, 'spire.Entry/BatchUpdateEntry', 'admin', async (req, _caller, call) => {
         const m = caller(call as ServerUnaryCall<unknown, unknown>);
         const results: ItemResult[] = [];
         for (const e of req.entries ?? []) results.push(await updateOne(m, e, req.input_mask, req.output_mask));
@@ -186,7 +187,7 @@ export function entryAdminHandlers(ctx: ApiContext, _t: Transport, mayfly: Mayfl
       },
     ),
 
-    BatchDeleteEntry: spireUnary<{ ids: string[] }, { results: { status: WireStatus; id: string }[] }>(async (req, call) => {
+    BatchDeleteEntry: spireUnary<{ ids: string[] }, { results: { status: WireStatus; id: string }[] }>(ctx, t, 'spire.Entry/BatchDeleteEntry', 'admin', async (req, _caller, call) => {
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
       const ids = req.ids ?? [];
       const results: { status: WireStatus; id: string }[] = new Array<{ status: WireStatus; id: string }>(ids.length);
@@ -224,7 +225,7 @@ async function updateOne(m: MayflyCall, e: Partial<SpireEntry> | null, inputMask
     try {
       stored = await m<WireEntry>('GetEntry', { id });
     } catch (err) {
-      if (err instanceof MayflyCallError && err.code === GrpcStatus.NOT_FOUND) return notFound;
+      if (err instanceof SpireStatus && err.code === GrpcStatus.NOT_FOUND) return notFound;
       throw err;
     }
     let merged: WireEntry;

@@ -11,7 +11,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { SpiffeId, TrustDomain, type TrustDomain as TrustDomainT } from '../../spiffe/id.js';
 import type { WireEntry, WireMatch, WireSelector } from '../messages.js';
-import { spireError } from './call.js';
+import { spireError } from './spire-call.js';
 import { spiffeIdFromSpire, type SpireSpiffeId } from './ids.js';
 import { entryFromSpire, type SpireEntry, type SpireMask } from './types.js';
 

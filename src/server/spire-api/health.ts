@@ -7,7 +7,7 @@
  * A service name other than `""` is NOT_FOUND, as grpc-go's health server answers for a
  * service it was never told about. Public, as SPIRE's: it tells no identity.
  */
-import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, ServiceError, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import {
   decodeHealthCheckRequest,
@@ -17,7 +17,7 @@ import {
   GRPC_HEALTH_SERVICE,
   HealthServingStatus,
 } from '../../wire/spire/health.js';
-import { callMayfly, spireError } from './call.js';
+import { mayflyCaller } from './call.js';
 
 export function grpcHealthServiceDefinition(): ServiceDefinition {
   return {
@@ -38,10 +38,10 @@ export function grpcHealthHandlers(mayflyHealth: UntypedServiceImplementation | 
   return {
     Check(call: ServerUnaryCall<{ service: string }, { status: number }>, callback: sendUnaryData<{ status: number }>) {
       if (call.request.service !== '') {
-        callback(spireError(GrpcStatus.NOT_FOUND, 'unknown service'));
+        callback({ code: GrpcStatus.NOT_FOUND, details: 'unknown service' } as ServiceError);
         return;
       }
-      callMayfly<{ status: string }>(mayflyHealth, 'Check', call as ServerUnaryCall<unknown, unknown>, {}).then(
+      mayflyCaller(mayflyHealth, call as ServerUnaryCall<unknown, unknown>)<{ status: string }>('Check', {}).then(
         (res) => callback(null, { status: res.status === 'SERVING' ? HealthServingStatus.SERVING : HealthServingStatus.NOT_SERVING }),
         () => callback(null, { status: HealthServingStatus.NOT_SERVING }),
       );
