@@ -106,6 +106,19 @@ const CASES: [string, SpireApiService, string, unknown][] = [
       output_mask: { spiffe_id: true },
     },
   ],
+  [
+    'BatchCreateEntry with client-chosen IDs: new, reused, too long, bad characters',
+    'Entry',
+    'BatchCreateEntry',
+    {
+      entries: [
+        newEntry('/ids/a', 'uid:5101', { id: 'parity-fixed-1' }),
+        newEntry('/ids/b', 'uid:5102', { id: 'parity-fixed-1' }),
+        newEntry('/ids/c', 'uid:5103', { id: 'x'.repeat(256) }),
+        newEntry('/ids/d', 'uid:5104', { id: 'bad id!' }),
+      ],
+    },
+  ],
   ['BatchUpdateEntry unknown, empty and odd IDs', 'Entry', 'BatchUpdateEntry', { entries: [{ id: 'nope', hint: 'x' }, { id: '', hint: 'x' }, { id: '../etc', hint: 'x' }], input_mask: { hint: true } }],
   ['BatchDeleteEntry unknown and odd IDs', 'Entry', 'BatchDeleteEntry', { ids: ['nope', '', 'a/b'] }],
   ['GetAgent of a workload ID', 'Agent', 'GetAgent', { id: sid('/workload') }],
