@@ -13,7 +13,11 @@
  *   (owner, labels, purpose): each is read, merged and written at the revision read;
  * - `store_svid` is refused (no SVIDStore plugins), per item, INVALID_ARGUMENT;
  * - a batch is split into Mayfly batches of `limits.maxBatch`, so SPIRE's unlimited batch
- *   sizes work (bounded only by the message size).
+ *   sizes work (bounded only by the message size);
+ * - Mayfly's own entry rules stay: an update that would make two entries one registration
+ *   is ALREADY_EXISTS (SPIRE lets it through), a DNS name that is none is INVALID_ARGUMENT
+ *   (SPIRE stores it), and `federates_with` may name a trust domain whose bundle is not
+ *   there yet (SPIRE: INTERNAL); test/interop/spire/spire-api-admin-parity pins each.
  */
 import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -24,7 +28,7 @@ import type { WireEntry, WireStatus } from '../messages.js';
 import { mayflyCaller, type MayflyCall } from './call.js';
 import { spireError, SpireStatus, spireUnary } from './spire-call.js';
 import type { MayflyImpls } from './delegate.js';
-import { entryFilterFromSpire, memberIdFromSpire, mergeEntryUpdate, selectorsFromSpire, workloadIdFromSpire, type SpireEntryFilter } from './entry-convert.js';
+import { entryFilterFromSpire, memberIdFromSpire, mergeEntryUpdate, repeatedSelector, selectorsFromSpire, workloadIdFromSpire, type SpireEntryFilter } from './entry-convert.js';
 import { countAll, spirePage, type SourcePage } from './paging.js';
 import { applyMask, entryFromSpire, entryToSpire, type SpireEntry, type SpireMask } from './types.js';
 
@@ -157,7 +161,10 @@ export function entryAdminHandlers(ctx: ApiContext, t: Transport, mayfly: Mayfly
       const valid: { i: number; w: WireEntry }[] = [];
       list.forEach((e, i) => {
         try {
-          valid.push({ i, w: entryToCreate(ctx, e) });
+          const w = entryToCreate(ctx, e);
+          const again = repeatedSelector(w.selectors);
+          if (again === undefined) valid.push({ i, w });
+          else results[i] = { status: st(GrpcStatus.ALREADY_EXISTS, `failed to create entry: selector ${again} is repeated`), entry: null };
         } catch (err) {
           results[i] = { status: st(GrpcStatus.INVALID_ARGUMENT, `failed to convert entry: ${errText(err)}`), entry: null };
         }
@@ -234,6 +241,8 @@ async function updateOne(m: MayflyCall, e: Partial<SpireEntry> | null, inputMask
     } catch (err) {
       return { status: st(GrpcStatus.INVALID_ARGUMENT, `failed to convert entry: ${errText(err)}`), entry: null };
     }
+    const again = repeatedSelector(merged.selectors);
+    if (again !== undefined) return { status: st(GrpcStatus.ALREADY_EXISTS, `failed to update entry: selector ${again} is repeated`), entry: null };
     const res = await m<MayflyBatchResult>('BatchUpdateEntry', { entries: [merged] });
     const r = res.results[0];
     if (r === undefined) throw spireError(GrpcStatus.INTERNAL, 'failed to update entry: no result');

@@ -83,6 +83,21 @@ export function selectorsFromSpire(list: readonly WireSelector[] | null | undefi
   return out;
 }
 
+/**
+ * The first selector that repeats in `list`, as `type:value`. SPIRE stores an entry's
+ * selectors under a unique key, so its create and update answer such an entry with
+ * ALREADY_EXISTS for the item (Mayfly's own API calls it INVALID_ARGUMENT).
+ */
+export function repeatedSelector(list: readonly WireSelector[]): string | undefined {
+  const seen = new Set<string>();
+  for (const s of list) {
+    const k = `${s.type}:${s.value}`;
+    if (seen.has(k)) return k;
+    seen.add(k);
+  }
+  return undefined;
+}
+
 const MATCHES: readonly WireMatch[] = ['MATCH_EXACT', 'MATCH_SUBSET', 'MATCH_SUPERSET', 'MATCH_ANY'];
 
 function matchOf(m: unknown): WireMatch {
