@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { TrustDomain } from '../../spiffe/id.js';
 import type { WireAgent, WireEntry } from '../messages.js';
 import { agentFilterFromSpire, agentIdFromSpire, expiresBeforeFromSpire } from './agent-convert.js';
-import { entryFilterFromSpire, mergeEntryUpdate } from './entry-convert.js';
+import { entryFilterFromSpire, mergeEntryUpdate, repeatedSelector } from './entry-convert.js';
 import { countAll, spirePage, type SourcePage } from './paging.js';
 
 const TD = TrustDomain.parse('example.org');
@@ -132,6 +132,14 @@ describe('SPIRE entry filters', () => {
       expect(r.code, JSON.stringify(f)).toBe(GrpcStatus.INVALID_ARGUMENT);
       expect(r.message).toContain(msg);
     }
+  });
+});
+
+describe('repeated selectors (SPIRE: ALREADY_EXISTS per item)', () => {
+  it('names the first repeat, and nothing for distinct selectors', () => {
+    expect(repeatedSelector([{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: 'gid:1' }])).toBeUndefined();
+    expect(repeatedSelector([{ type: 'unix', value: 'uid:1' }, { type: 'k8s', value: 'ns:a' }, { type: 'unix', value: 'uid:1' }])).toBe('unix:uid:1');
+    expect(repeatedSelector([])).toBeUndefined();
   });
 });
 
