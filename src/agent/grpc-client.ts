@@ -276,7 +276,7 @@ export class GrpcServerClient implements ServerClient {
       ended = true;
       onError(err);
     };
-    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[]; x509_crls?: Buffer[] }) => {
+    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[]; x509_crls?: Buffer[]; withheld_entries?: { entry_id?: string; spiffe_id?: string; reason?: string }[] }) => {
       if (ended) return;
       let u: AuthorizedUpdate;
       try {
@@ -288,6 +288,7 @@ export class GrpcServerClient implements ServerClient {
           taintedX509Authorities: arr(msg.tainted_x509_authorities).map(String),
           taintedJwtAuthorities: arr(msg.tainted_jwt_authorities).map(String),
           x509Crls: arr(msg.x509_crls).filter((c): c is Buffer => Buffer.isBuffer(c) && c.length > 0),
+          withheldEntries: arr(msg.withheld_entries).map((w) => ({ entryId: String(w?.entry_id ?? ''), spiffeId: String(w?.spiffe_id ?? ''), reason: String(w?.reason ?? '').slice(0, 1024) })),
         };
       } catch (err) {
         stream.cancel();

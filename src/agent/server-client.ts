@@ -53,6 +53,8 @@ export interface AuthorizedUpdate {
   readonly taintedJwtAuthorities?: readonly string[];
   /** The server's X.509 CRLs (DER, one per authority; issue 10): re-issue what they list, serve them to workloads. */
   readonly x509Crls?: readonly Buffer[];
+  /** Entries the agent is authorised for but the server does not serve, and why (issue 11: lapsed owner certification). */
+  readonly withheldEntries?: readonly { readonly entryId: string; readonly spiffeId: string; readonly reason: string }[];
 }
 
 export interface AttestResult {

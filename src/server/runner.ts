@@ -206,6 +206,8 @@ export class ServerRunner {
         interceptors: [metrics.interceptor()],
         ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
         usage: this.#usage,
+        ...(s.registrars !== undefined ? { registrars: s.registrars } : {}),
+        ...(s.certification !== undefined ? { certification: s.certification } : {}),
         federation: fetcher,
         logLevel: pinoLevelControl(this.#log),
         ...(now ? { now } : {}),
@@ -217,6 +219,7 @@ export class ServerRunner {
       ds.watch?.((change) => server.hub.publish(change));
       announce = () => server.hub.publish({ kind: 'bundles' });
       await server.start();
+      metrics.watchCertification(server.certification);
       // The bundle endpoint and OIDC discovery, when configured (server/publishers).
       this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
       // The RFC 8693 token exchange, when configured (server/delegation-service).

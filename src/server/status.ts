@@ -19,6 +19,7 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   // RefreshBundle: the peer's endpoint failed or served something refused (the server is fine).
   ERR_FEDERATION_FETCH_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ERR_SVID_ALREADY_EXPIRED: GrpcStatus.FAILED_PRECONDITION,
+  ERR_CERTIFICATION_REFUSED: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
   ERR_AUDIT_UNAVAILABLE: GrpcStatus.UNAVAILABLE,

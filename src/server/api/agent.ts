@@ -11,7 +11,8 @@
  * possession burning a join token (the CSR is checked before the token is consumed); two
  * concurrent renewals both minting an SVID when only one can be recorded (renewals,
  * re-attestations and bans of one agent are serialised, and a renewal re-checks under the
- * lock that the caller's SVID is still the current one).
+ * lock that the caller's SVID is still the current one); a scoped registrar
+ * (server/registrar-scope) seeing, banning or evicting agents its scope does not name.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ListAgentsQuery } from '../../datastore/datastore.js';
@@ -27,6 +28,7 @@ import { revokeForBannedAgent } from './revoke.js';
 import { agentBanned, badRequest, denied, notFound } from '../status.js';
 import { KeyedMutex } from '../keyed-mutex.js';
 import { checkNotReservedId } from './entry.js';
+import { agentVisible, checkAgentInScope, scopeOfCaller } from '../registrar-scope.js';
 import { csrFromWire, issueX509Svid } from './issue.js';
 
 /**
@@ -66,9 +68,22 @@ interface AttestAgentRequest {
 export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
   const changed = (agentId: string): void => ctx.hub.publish({ kind: 'agent', agentId });
   return {
-    CountAgents: unary(ctx, t, 'CountAgents', 'admin', async () => ({ count: await ctx.ds.countAgents() })),
+    CountAgents: unary(ctx, t, 'CountAgents', 'admin', async (_req, caller) => {
+      const scope = scopeOfCaller(caller);
+      if (scope === undefined) return { count: await ctx.ds.countAgents() };
+      let count = 0;
+      let pageToken: string | undefined;
+      do {
+        const page = await ctx.ds.listAgents({ pageSize: 1000, ...(pageToken !== undefined ? { pageToken } : {}) });
+        for (const a of page.items) if (agentVisible(scope, a.spiffeId)) count++;
+        pageToken = page.nextPageToken === '' ? undefined : page.nextPageToken;
+      } while (pageToken !== undefined);
+      return { count };
+    }),
 
-    ListAgents: unary<ListAgentsRequest, unknown>(ctx, t, 'ListAgents', 'admin', async (req) => {
+    // A scoped registrar sees only the agents its parent_ids name (pages may be short).
+    ListAgents: unary<ListAgentsRequest, unknown>(ctx, t, 'ListAgents', 'admin', async (req, caller) => {
+      const scope = scopeOfCaller(caller);
       const q: ListAgentsQuery = {};
       const f = req.filter;
       if (f?.by_banned === 'BAN_FILTER_BANNED') q.byBanned = true;
@@ -82,18 +97,20 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       const pageToken = pageTokenFromWire(req.page_token);
       if (pageToken !== undefined) q.pageToken = pageToken;
       const page = await ctx.ds.listAgents(q);
-      return { agents: page.items.map(agentToWire), next_page_token: page.nextPageToken };
+      return { agents: page.items.filter((a) => agentVisible(scope, a.spiffeId)).map(agentToWire), next_page_token: page.nextPageToken };
     }),
 
-    GetAgent: unary<{ id: string }, WireAgent>(ctx, t, 'GetAgent', 'admin', async (req) => {
+    GetAgent: unary<{ id: string }, WireAgent>(ctx, t, 'GetAgent', 'admin', async (req, caller) => {
       const id = agentIdFromWire(ctx, req.id);
+      checkAgentInScope(scopeOfCaller(caller), id, 'read');
       const a = await ctx.ds.getAgent(id);
       if (a === undefined) throw notFound(`no agent ${id}`);
       return agentToWire(a);
     }),
 
-    BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req) => {
+    BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req, caller) => {
       const id = agentIdFromWire(ctx, req.id);
+      checkAgentInScope(scopeOfCaller(caller), id, 'ban');
       const before = await ctx.ds.getAgent(id);
       // The serial is cleared too, so no SVID of the agent matches its record any more.
       await agentLock(ctx).run(id, () => ctx.ds.updateAgent(id, { banned: true, serialNumber: '' }));
@@ -104,8 +121,9 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       return {};
     }),
 
-    DeleteAgent: unary<{ id: string }, object>(ctx, t, 'DeleteAgent', 'admin', async (req) => {
+    DeleteAgent: unary<{ id: string }, object>(ctx, t, 'DeleteAgent', 'admin', async (req, caller) => {
       const id = agentIdFromWire(ctx, req.id);
+      checkAgentInScope(scopeOfCaller(caller), id, 'evict');
       await ctx.ds.deleteAgent(id);
       ctx.logger.info({ agentId: id }, 'agent evicted');
       changed(id);

@@ -166,6 +166,8 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
         try {
           const entry = allowed.get(p?.entry_id);
           if (entry === undefined) throw notAuthorized(p?.entry_id);
+          const lapsed = ctx.certification?.refusal(entry);
+          if (lapsed !== undefined) throw denied(lapsed);
           reqs.push({
             spiffeId: SpiffeId.parse(entry.spiffeId),
             csr: p.csr,
@@ -196,6 +198,8 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       const audience = audienceFromWire(ctx, req.audience);
       const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
       if (entry === undefined) throw notAuthorized(req.entry_id);
+      const lapsed = ctx.certification?.refusal(entry);
+      if (lapsed !== undefined) throw denied(lapsed);
       const svid = await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
       ctx.usage?.issued(entry.entryId, caller.agentId.toString());
       return { svid };
