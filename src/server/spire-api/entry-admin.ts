@@ -232,8 +232,10 @@ async function updateOne(m: MayflyCall, e: Partial<SpireEntry> | null, inputMask
     try {
       stored = await m<WireEntry>('GetEntry', { id });
     } catch (err) {
-      if (err instanceof SpireStatus && err.code === GrpcStatus.NOT_FOUND) return notFound;
-      throw err;
+      if (!(err instanceof SpireStatus)) throw err;
+      if (err.code === GrpcStatus.NOT_FOUND) return notFound;
+      // E.g. an entry outside a scoped registrar's scope: a refusal of this item only.
+      return { status: st(err.code, `failed to update entry: ${err.message}`), entry: null };
     }
     let merged: WireEntry;
     try {
