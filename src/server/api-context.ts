@@ -106,6 +106,15 @@ export interface ApiContext {
   readonly crls?: ServedCrls;
   /** Told after X509-SVIDs were revoked (the audit ledger's hook; issue 10). */
   readonly onX509SvidsRevoked?: (event: X509SvidsRevokedEvent) => void | Promise<void>;
+  /** The server itself, for SPIRE's Debug.GetInfo (issue 14): when it started and its own X509-SVID chain (DER, leaf first). */
+  readonly serverInfo?: ServerInfo;
+}
+
+/** What SPIRE's Debug.GetInfo reports of the server itself. */
+export interface ServerInfo {
+  readonly startedAt: Date;
+  /** The server's current X509-SVID chain (DER, leaf first); empty before the first one. */
+  svidChain(): readonly Buffer[];
 }
 
 /** What the audit hook is told after a revocation took effect. */

@@ -29,7 +29,7 @@ import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { servedBundle, type ApiContext } from './api-context.js';
 import { describeScope, SCOPED_REGISTRAR_METHODS, type RegistrarScope } from './registrar-scope.js';
-import { agentBanned, agentEvicted, denied, unauthenticated } from './status.js';
+import { agentBanned, agentEvicted, agentSvidSuperseded, denied, unauthenticated } from './status.js';
 
 export type Transport = 'admin-socket' | 'tcp';
 
@@ -60,7 +60,7 @@ export function checkAgentStanding(agent: AttestedAgent | undefined, agentId: st
   if (agent === undefined) throw agentEvicted(agentId);
   if (agent.banned) throw agentBanned(agentId);
   if (agent.serialNumber === '' || agent.serialNumber.toLowerCase() !== serial.toLowerCase()) {
-    throw denied(`agent ${agentId} presented an X509-SVID that is no longer its current one; use the latest SVID or attest again`);
+    throw agentSvidSuperseded(agentId);
   }
   return agent;
 }

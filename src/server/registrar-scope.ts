@@ -132,4 +132,17 @@ export const SCOPED_REGISTRAR_METHODS: ReadonlySet<string> = new Set([
   'GetAgent',
   'BanAgent',
   'DeleteAgent',
+  // SPIRE's same RPCs (server/spire-api, issue 14): each runs the Mayfly handler above,
+  // which checks the scope; SPIRE's CreateJoinToken and Debug stay refused.
+  'spire.Entry/CountEntries',
+  'spire.Entry/ListEntries',
+  'spire.Entry/GetEntry',
+  'spire.Entry/BatchCreateEntry',
+  'spire.Entry/BatchUpdateEntry',
+  'spire.Entry/BatchDeleteEntry',
+  'spire.Agent/CountAgents',
+  'spire.Agent/ListAgents',
+  'spire.Agent/GetAgent',
+  'spire.Agent/BanAgent',
+  'spire.Agent/DeleteAgent',
 ]);

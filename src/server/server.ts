@@ -50,6 +50,8 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
+import { grpcHealthHandlers, grpcHealthServiceDefinition } from './spire-api/health.js';
+import { parsePemCertificates } from '../spiffe/x509/pem.js';
 import { CrlPublisher } from './crl-publisher.js';
 import type { X509SvidsRevokedEvent } from './api-context.js';
 import { SILENT_LOGGER, type AuditRecorder, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
@@ -275,6 +277,7 @@ export class MayflyServer {
       ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
       crls,
       ...(this.#cfg.onX509SvidsRevoked ? { onX509SvidsRevoked: this.#cfg.onX509SvidsRevoked } : {}),
+      serverInfo: { startedAt: this.#now(), svidChain: () => serverSvidChain(svid) },
     };
 
     await svid.rotate();
@@ -324,6 +327,8 @@ export class MayflyServer {
     for (const [name, impl] of Object.entries(spireApiServices(ctx, t, impls)) as [SpireApiService, UntypedServiceImplementation][]) {
       server.addService(spireApiServiceDefinition(name) as ServiceDefinition, impl);
     }
+    // grpc.health.v1.Health, which `spire-server healthcheck` calls on the admin socket.
+    server.addService(grpcHealthServiceDefinition(), grpcHealthHandlers(impls.Health));
   }
 
   #noteChain(chain: readonly Buffer[]): void {
@@ -370,4 +375,10 @@ export class MayflyServer {
     await this.#trustBundle?.stop();
     await this.#csrPool?.close();
   }
+}
+
+/** The server's current X509-SVID chain as DER (leaf first); empty before the first one. */
+function serverSvidChain(svid: ServerSvid): Buffer[] {
+  const current = svid.current();
+  return current === undefined ? [] : parsePemCertificates(current.certPem);
 }

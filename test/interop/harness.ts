@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { MayflyAgent } from '../../src/agent/agent.js';
 import type { AgentLogger } from '../../src/agent/logger.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
+import type { ApiLimits } from '../../src/server/api-context.js';
 import { startTestServer, type TestServer } from '../../src/server/testing.js';
 import { pemEncodeCertificates } from '../../src/spiffe/x509/pem.js';
 
@@ -32,6 +33,8 @@ export interface StartMayflyOptions {
   defaultEntryPath?: string | null;
   /** The agent's logger (default: silent). */
   agentLogger?: AgentLogger;
+  /** Further server API limits (e.g. `agentSvidTtl`), over the TTLs above. */
+  limits?: Partial<ApiLimits>;
 }
 
 export interface EntryOptions {
@@ -105,7 +108,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
   };
 
   try {
-    const limits: { defaultX509SvidTtl?: number; defaultJwtSvidTtl?: number } = {};
+    const limits: Partial<ApiLimits> = { ...opts.limits };
     if (opts.x509SvidTtl !== undefined) limits.defaultX509SvidTtl = opts.x509SvidTtl;
     if (opts.jwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = opts.jwtSvidTtl;
     server = await startTestServer({

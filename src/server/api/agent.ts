@@ -30,6 +30,7 @@ import { KeyedMutex } from '../keyed-mutex.js';
 import { checkNotReservedId } from './entry.js';
 import { agentVisible, checkAgentInScope, scopeOfCaller } from '../registrar-scope.js';
 import { csrFromWire, issueX509Svid } from './issue.js';
+import { challengeOf } from './attest-challenge.js';
 
 /**
  * One lock per agent record, shared by every service instance over the same datastore
@@ -161,14 +162,16 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       return { value: token, expires_at: expiresAt };
     }),
 
-    AttestAgent: unary<AttestAgentRequest, unknown>(ctx, t, 'AttestAgent', 'attest', async (req) => {
+    AttestAgent: unary<AttestAgentRequest, unknown>(ctx, t, 'AttestAgent', 'attest', async (req, _caller, call) => {
       const data = req.attestation_data;
       if (data === null || data === undefined || data.type === '') throw badRequest('attestation_data.type is missing');
       const attestor = ctx.attestors.get(data.type);
       if (attestor === undefined) throw badRequest(`node attestor ${JSON.stringify(data.type.slice(0, 64))} is not enabled on this server`);
       // Proof of possession first: a broken CSR must not consume single-use evidence.
       parseCsr(csrFromWire(req.csr));
-      const result = await attestor.attest(data.payload ?? Buffer.alloc(0), { trustDomain: ctx.trustDomain, now: ctx.now() });
+      // A challenge–response transport (SPIRE's AttestAgent stream) attached its channel to the call.
+      const challenge = challengeOf(call);
+      const result = await attestor.attest(data.payload ?? Buffer.alloc(0), { trustDomain: ctx.trustDomain, now: ctx.now(), ...(challenge !== undefined ? { challenge } : {}) });
       const agentId = result.agentId.toString();
       if (!result.agentId.memberOf(ctx.trustDomain) || !isAgentId(result.agentId)) {
         throw new MayflyError('ERR_ATTESTATION_FAILED', `attestor ${attestor.type} produced ${agentId}, which is not an agent ID of ${ctx.trustDomain.name}`);
