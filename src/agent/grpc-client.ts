@@ -22,6 +22,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { importSpki } from '../spiffe/keys.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import { attestOverSpireStream, spireAgentClient } from './spire-attest.js';
 import {
   GrpcCode,
   ServerCallError,
@@ -37,9 +38,9 @@ import {
 } from './server-client.js';
 
 type Ctor = grpc.ServiceClientConstructor;
-let ctors: { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } | undefined;
+let ctors: { Agent: Ctor; SVID: Ctor; AgentSync: Ctor; Bundle: Ctor } | undefined;
 
-function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } {
+function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor; Bundle: Ctor } {
   if (ctors === undefined) {
     const pkg: Record<string, Ctor | undefined> = serverApiClientConstructors();
     const get = (n: string): Ctor => {
@@ -47,7 +48,7 @@ function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } {
       if (c === undefined) throw new Error(`proto/server.proto has no service ${SERVER_API_PACKAGE}.${n}`);
       return c;
     };
-    ctors = { Agent: get('Agent'), SVID: get('SVID'), AgentSync: get('AgentSync') };
+    ctors = { Agent: get('Agent'), SVID: get('SVID'), AgentSync: get('AgentSync'), Bundle: get('Bundle') };
   }
   return ctors;
 }
@@ -166,6 +167,8 @@ export class GrpcServerClient implements ServerClient {
   readonly #agent: grpc.Client;
   readonly #svid: grpc.Client;
   readonly #sync: grpc.Client;
+  readonly #bundle: grpc.Client;
+  readonly #spireAgent: grpc.Client;
   readonly #channel: grpc.Channel;
   readonly #timeout: number;
 
@@ -191,6 +194,8 @@ export class GrpcServerClient implements ServerClient {
     this.#agent = new c.Agent(cfg.address, creds, opts);
     this.#svid = new c.SVID(cfg.address, creds, opts);
     this.#sync = new c.AgentSync(cfg.address, creds, opts);
+    this.#bundle = new c.Bundle(cfg.address, creds, opts);
+    this.#spireAgent = spireAgentClient(cfg.address, creds, opts);
     this.#timeout = cfg.callTimeoutMs ?? 30_000;
   }
 
@@ -207,7 +212,14 @@ export class GrpcServerClient implements ServerClient {
     });
   }
 
-  async attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult> {
+  async attest(req: Parameters<ServerClient['attest']>[0]): Promise<AttestResult> {
+    const answer = req.answerChallenge;
+    if (answer !== undefined) {
+      // Challenge–response evidence: SPIRE's AttestAgent stream, then the (public) bundle.
+      const svid = await attestOverSpireStream(this.#spireAgent, { type: req.type, payload: req.payload, csr: req.csr, answerChallenge: answer }, this.#timeout, callError);
+      const bundle = await this.#unary<WireBundle>(this.#bundle, 'GetBundle', {});
+      return { svid, bundle: bundleFromWire(bundle) };
+    }
     const res = await this.#unary<{ svid: WireX509Svid; bundle: WireBundle }>(this.#agent, 'AttestAgent', {
       attestation_data: { type: req.type, payload: req.payload },
       csr: req.csr,
@@ -313,6 +325,8 @@ export class GrpcServerClient implements ServerClient {
     this.#agent.close();
     this.#svid.close();
     this.#sync.close();
+    this.#bundle.close();
+    this.#spireAgent.close();
     this.#channel.close();
   }
 }

@@ -93,8 +93,12 @@ export interface DeliveryReport {
 
 /** The server calls the agent makes. Failures reject with `ServerCallError`. */
 export interface ServerClient {
-  /** Agent.AttestAgent: attestation evidence + CSR → agent SVID and the trust domain's bundle. */
-  attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult>;
+  /**
+   * Agent.AttestAgent: attestation evidence + CSR → agent SVID and the trust domain's
+   * bundle. With `answerChallenge` (challenge–response evidence such as x509pop) the
+   * evidence goes over SPIRE's AttestAgent stream, which carries the server's challenges.
+   */
+  attest(req: { type: string; payload: Buffer; csr: Buffer; answerChallenge?: (challenge: Buffer) => Promise<Buffer> }): Promise<AttestResult>;
   /** Agent.RenewAgent: a CSR for a fresh key → the new agent SVID. */
   renewAgent(csr: Buffer): Promise<IssuedX509Svid>;
   /** SVID.BatchNewX509SVID: one result per request item, in order. */

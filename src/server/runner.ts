@@ -200,7 +200,11 @@ export class ServerRunner {
         ca: metrics.countingCa(ca),
         logger: this.#log,
         attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) =>
-          metrics.countingAttestor(a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
+          metrics.countingAttestor(a.build({
+            joinTokens: ds,
+            serverX509Authorities: async () => ca.getBundle().x509Authorities,
+            ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}),
+          })),
         ),
         limits,
         interceptors: [metrics.interceptor()],

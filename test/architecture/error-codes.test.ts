@@ -104,6 +104,7 @@ type StableErrorCode =
   | 'ERR_DELEGATION_CONFIG'
   // Attestation and authorisation
   | 'ERR_ATTESTATION_FAILED'
+  | 'ERR_ATTESTATION_MALFORMED'
   | 'ERR_JOIN_TOKEN_INVALID'
   | 'ERR_AGENT_BANNED'
   | 'ERR_AGENT_UNKNOWN'
