@@ -24,6 +24,8 @@ export interface HttpsGetOptions {
   readonly ca?: string;
   readonly maxBytes?: number;
   readonly timeoutMs?: number;
+  /** Aborts the fetch (the owner stopping). */
+  readonly signal?: AbortSignal;
 }
 
 /** GETs `url` and parses the body as a JSON object; throws FetchRefusal. */
@@ -65,6 +67,7 @@ export function httpsGetJson(url: URL, o: HttpsGetOptions = {}): Promise<Record<
       minVersion: 'TLSv1.2',
       rejectUnauthorized: true,
       ...(o.ca !== undefined ? { ca: o.ca } : {}),
+      ...(o.signal !== undefined ? { signal: o.signal } : {}),
       ...(isIP(host) === 0 ? { servername: host } : {}),
     });
     const timer = setTimeout(() => finish(new FetchRefusal(`${where}: no complete answer within ${timeoutMs} ms`)), timeoutMs);

@@ -212,6 +212,16 @@ describe('upstream keys by OIDC discovery', () => {
       const err = await httpsGetJson(new URL(`https://localhost:${port}/x`), { timeoutMs: 200 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(FetchRefusal);
       expect((err as Error).message).toMatch(/no complete answer within 200 ms/);
+      // stop() aborts a fetch in flight (a shutdown is not held by a silent issuer).
+      const timers = new ManualTimers();
+      const stuck = source({ discoveryUrl: new URL(`https://localhost:${port}/.well-known/openid-configuration`), timeoutMs: 600_000 }, timers);
+      const first = stuck.ready();
+      logs.length = 0;
+      stuck.stop();
+      await first;
+      expect(stuck.current()).toBeUndefined();
+      expect(timers.pending).toEqual([]);
+      expect(logs).toEqual([]);
     } finally {
       silent.close();
     }

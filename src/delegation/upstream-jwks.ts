@@ -91,6 +91,7 @@ export class DiscoveredJwks {
   #failures = 0;
   #stopped = false;
   #first: Promise<void> | undefined;
+  readonly #abort = new AbortController();
 
   constructor(cfg: DiscoveredJwksConfig) {
     if (cfg.discoveryUrl.protocol !== 'https:') throw new TypeError(`discovery URL ${cfg.discoveryUrl.href} is not https`);
@@ -124,6 +125,7 @@ export class DiscoveredJwks {
 
   stop(): void {
     this.#stopped = true;
+    this.#abort.abort();
     this.#timer?.cancel();
     this.#timer = undefined;
   }
@@ -144,6 +146,7 @@ export class DiscoveredJwks {
         this.#schedule(this.#refreshMs);
       },
       (err: unknown) => {
+        if (this.#stopped) return;
         this.#failures++;
         const keep = this.#jwks !== undefined;
         this.#cfg.logger?.warn(
@@ -169,7 +172,7 @@ export class DiscoveredJwks {
   }
 
   async #fetchOnce(): Promise<JSONWebKeySet> {
-    const o = { ...(this.#cfg.ca !== undefined ? { ca: this.#cfg.ca } : {}), maxBytes: this.#cfg.maxResponseBytes, timeoutMs: this.#cfg.timeoutMs };
+    const o = { ...(this.#cfg.ca !== undefined ? { ca: this.#cfg.ca } : {}), maxBytes: this.#cfg.maxResponseBytes, timeoutMs: this.#cfg.timeoutMs, signal: this.#abort.signal };
     const where = this.#cfg.discoveryUrl.href;
     const doc = await httpsGetJson(this.#cfg.discoveryUrl, o);
     const jwksUri = jwksUriOf(doc, this.#cfg.issuer, where);
