@@ -15,7 +15,7 @@ import { Bundle } from '../spiffe/bundle/bundle.js';
 import { makeTestCa, makeTestSvid, type TestCa } from '../spiffe/x509/testing.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_JWT, TokenExchanger, type ExchangeRecord } from './exchange.js';
 import { parseDelegationPolicy } from './policy.js';
-import { TokenBuckets } from './rate-limit.js';
+import { addressKey, TokenBuckets } from './rate-limit.js';
 import { tokenEndpointHandler } from './token-endpoint.js';
 
 const ISSUER = 'https://oidc.example.org';
@@ -57,6 +57,17 @@ describe('TokenBuckets', () => {
     b.take('d'); // at the cap: full b and c are dropped, a kept
     expect(b.size).toBe(2);
     expect(b.take('a').ok).toBe(false);
+  });
+
+  it('keys IPv4 addresses as themselves and IPv6 addresses by their /64', () => {
+    expect(addressKey('127.0.0.1')).toBe('127.0.0.1');
+    expect(addressKey('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(addressKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:2::5')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('2001:0db8:0001:0002:0:0:0:9')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
   });
 
   it('refuses a nonsensical configuration', () => {

@@ -15,6 +15,22 @@
 
 export const DEFAULT_MAX_KEYS = 10_000;
 
+/**
+ * The bucket key of a source address: an IPv4 address (also IPv4-mapped IPv6) as itself,
+ * an IPv6 address as its /64 (one host is routinely given a whole /64, so keying by full
+ * address would hand it 2^64 buckets).
+ */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1] as string;
+  if (!address.includes(':')) return address;
+  const [head = '', tail] = address.toLowerCase().split('%')[0]!.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
 export interface TokenBucketsConfig {
   readonly ratePerSecond: number;
   readonly burst: number;

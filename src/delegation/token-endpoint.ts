@@ -20,7 +20,7 @@ import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { verifyX509Svid, type X509BundleInput } from '../spiffe/x509/verify.js';
 import { DelegationError, httpStatus, oauthError } from './delegation-error.js';
-import type { TokenBuckets } from './rate-limit.js';
+import { addressKey, type TokenBuckets } from './rate-limit.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_JWT, type ExchangeActor, type ExchangeRecord, type TokenExchanger } from './exchange.js';
 
 export const MAX_TOKEN_REQUEST_BYTES = 64 * 1024;
@@ -137,7 +137,7 @@ export function tokenEndpointHandler(cfg: TokenEndpointConfig): (req: IncomingMe
       throw new RateLimited(`${who} is over its rate limit for token exchanges; retry after ${t.retryAfterSeconds}s`, t.retryAfterSeconds);
     };
     void (async () => {
-      limit(cfg.rateLimit?.perAddress, address, `source address ${address}`);
+      limit(cfg.rateLimit?.perAddress, addressKey(address), `source address ${addressKey(address)}`);
       if (!/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) bad('the body must be application/x-www-form-urlencoded');
       const form = new URLSearchParams(await readBody(req));
       for (const k of SINGLE) if (form.getAll(k).length > 1) bad(`parameter ${k} is repeated`);
