@@ -9,7 +9,7 @@
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { exportJWK, SignJWT } from 'jose';
-import { TOKEN_TYPE_JWT, TokenExchanger } from '../src/delegation/exchange.js';
+import { TOKEN_TYPE_JWT, TokenExchanger, type UpstreamIssuer } from '../src/delegation/exchange.js';
 import { parseDelegationPolicy } from '../src/delegation/policy.js';
 import { authorizeCall, type CallRule } from '../src/sdk/authorize-call.js';
 import type { BenchResult } from './jwt.js';
@@ -45,12 +45,16 @@ export async function benchDelegation(opts: { msPerMeasure?: number; rounds?: nu
   const idp = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const ours = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const agent = 'spiffe://example.org/agent/assistant';
-  const x = new TokenExchanger({
+  const jwks = { keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp1', alg: 'RS256' }] };
+  const exchanger = (keys: UpstreamIssuer['jwks']): TokenExchanger => new TokenExchanger({
     issuer: 'https://oidc.example.org', trustDomain: 'example.org',
-    upstream: { issuer: 'https://idp.test', audience: 'agents', algorithms: ['RS256'], jwks: { keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp1', alg: 'RS256' }] } },
+    upstream: { issuer: 'https://idp.test', audience: 'agents', algorithms: ['RS256'], jwks: keys },
     policy: parseDelegationPolicy({ rules: [{ agents: ['spiffe://example.org/agent/*'], users: ['alice'], audiences: ['https://mcp/'], scopes: ['tools:read'] }] }),
     signingKey: () => ({ kid: 'k1', alg: 'ES256', privateKey: ours.privateKey }), ownKeys: () => new Map([['k1', ours.publicKey]]),
   });
+  const x = exchanger(jwks);
+  // Keys as OIDC discovery serves them (delegation/upstream-jwks): a refreshable source, the kid known.
+  const xd = exchanger({ current: () => jwks, refresh: () => Promise.resolve() });
   const user = await new SignJWT({ sub: 'alice', scope: 'tools:read' }).setProtectedHeader({ alg: 'RS256', kid: 'idp1' }).setIssuer('https://idp.test').setAudience('agents').setExpirationTime('1h').sign(idp.privateKey);
   const req = { actor: { id: agent }, subjectToken: user, subjectTokenType: TOKEN_TYPE_JWT, resources: ['https://mcp/'] };
   const input = Buffer.from(user.slice(0, user.lastIndexOf('.')), 'latin1');
@@ -66,10 +70,13 @@ export async function benchDelegation(opts: { msPerMeasure?: number; rounds?: nu
   const ecSig = sign('sha256', input, ecOpts);
   const rawEcVerify = (): void => void verify('sha256', input, { key: ours.publicKey, dsaEncoding: 'ieee-p1363' }, ecSig);
   await runAsync(() => x.exchange(req), 100);
+  const exd: number[] = [], exdBase: number[] = [], exdRatio: number[] = [];
   const ex: number[] = [], exBase: number[] = [], exRatio: number[] = [], az: number[] = [], azBase: number[] = [], azRatio: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const [b, e] = await paired(raw, () => x.exchange(req), ms);
     exBase.push(b); ex.push(e); exRatio.push(e / b);
+    const [bd, ed] = await paired(raw, () => xd.exchange(req), ms);
+    exdBase.push(bd); exd.push(ed); exdRatio.push(ed / bd);
     const [b2, a] = await paired(rawEcVerify, () => authorizeCall(call, { rules }), ms);
     azBase.push(b2); az.push(a); azRatio.push(a / b2);
   }
@@ -78,6 +85,7 @@ export async function benchDelegation(opts: { msPerMeasure?: number; rounds?: nu
   return [
     { name: RAW, perSecond: median(exBase), baseline: median(exBase), ratio: 1, baselineName: RAW },
     { name: 'token exchange (RS256 user token → ES256 delegated)', perSecond: median(ex), baseline: median(exBase), ratio: median(exRatio), baselineName: RAW },
+    { name: 'token exchange, upstream keys by discovery source', perSecond: median(exd), baseline: median(exdBase), ratio: median(exdRatio), baselineName: RAW },
     { name: 'authorizeCall, 1,000 rules (last decides)', perSecond: median(az), baseline: median(azBase), ratio: median(azRatio), baselineName: RAWV },
   ];
 }

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { benchAgent } from './agent.js';
 import { benchAudit } from './audit.js';
 import { benchUsage } from './usage.js';
+import { benchCertification } from './certification.js';
 import { benchBundleEndpoint } from './bundle-endpoint.js';
 import { benchCli } from './cli.js';
 import { benchDelegation } from './delegation.js';
@@ -17,6 +18,7 @@ import { benchRevocation } from './revocation.js';
 import { benchSdkTls } from './sdk-tls.js';
 import { benchServer, type ServerBenchLine } from './server.js';
 import { benchSpire } from './spire.js';
+import { benchSpireAgent } from './spire-agent.js';
 import { benchX509 } from './x509.js';
 
 export interface BenchLine {
@@ -28,7 +30,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['usage', () => benchUsage()], ['federation', () => benchFederation()], ['delegation', () => benchDelegation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['spire-agent', () => benchSpireAgent()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['usage', () => benchUsage()], ['certification', () => benchCertification()], ['federation', () => benchFederation()], ['delegation', () => benchDelegation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

@@ -14,7 +14,8 @@
  * `MAYFLY_BENCH_AUDIT=1` gives it the audit ledger as `mayfly-server run` composes it
  * (server/audit-ledger, default settings), so every SVID is recorded before it is returned;
  * `MAYFLY_BENCH_USAGE=1` gives it entry usage recording as `mayfly-server run` does
- * (server/usage-recorder, issue 11).
+ * (server/usage-recorder, issue 11); `MAYFLY_BENCH_CERTIFICATION=1` owner certification
+ * (server/certification, with the audit ledger it needs).
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -47,7 +48,9 @@ async function main(): Promise<void> {
   await ca.init();
   ca.start();
   let audit: ServerAudit | undefined;
-  if (process.env.MAYFLY_BENCH_AUDIT === '1') {
+  // Owner certification (issue 11) needs the ledger: MAYFLY_BENCH_CERTIFICATION=1 turns both on.
+  const certification = process.env.MAYFLY_BENCH_CERTIFICATION === '1';
+  if (process.env.MAYFLY_BENCH_AUDIT === '1' || certification) {
     audit = await startServerAudit({
       datastore,
       ca,
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
     drainMs: 500,
     ...(audit !== undefined ? { audit: audit.ledger } : {}),
     ...(usage !== undefined ? { usage } : {}),
+    ...(certification ? { certification: { intervalSeconds: 90 * 86_400, graceSeconds: 14 * 86_400 } } : {}),
     ...(process.env.MAYFLY_BENCH_CSR_WORKERS !== undefined ? { csrWorkers: Number(process.env.MAYFLY_BENCH_CSR_WORKERS) } : {}),
   });
   await server.start();

@@ -18,6 +18,8 @@ export const NODE_ALIAS = `spiffe://${TRUST_DOMAIN}/bench-node`;
 export interface Stack {
   readonly name: 'SPIRE' | 'Mayfly';
   readonly agentSocket: string;
+  /** The server's TCP port (where agents connect). */
+  readonly serverPort: number;
   /** The server CLI binary and its arguments for `args` (the admin socket added). */
   serverCli(args: readonly string[]): [string, string[]];
   startServer(): Promise<void>;
@@ -45,6 +47,10 @@ abstract class BaseStack implements Stack {
 
   get agentSocket(): string {
     return this.l.agentSocket;
+  }
+
+  get serverPort(): number {
+    return this.l.serverPort;
   }
 
   get agentPid(): number {

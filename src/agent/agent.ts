@@ -35,6 +35,7 @@ import { SvidCache } from './cache.js';
 import { SystemScheduler, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
 import { DeliveryLog } from './delivery-log.js';
+import { WithheldEntriesLog } from './withheld.js';
 import { AgentMetrics } from './metrics.js';
 import { readPeerCredentials, verifyCaller } from './peercred/index.js';
 import { serverConnection, serverTargets } from './server-connection.js';
@@ -251,10 +252,12 @@ export class MayflyAgent {
       maxJwtSvidsPerIdentity: cfg.jwtSvidCache?.maxPerIdentity,
       recorder: this.metrics,
     });
+    const withheld = new WithheldEntriesLog(this.#log);
     const sync = new EntrySync({
       connect: () => connect(identity.credentials()),
       onUpdate: (u) => {
         identity.accepted();
+        withheld.note(u);
         identity.updateRoots(u.bundle.x509Authorities);
         // Tainted authority in the agent SVID's chain: renew it first, then the workloads' SVIDs.
         // A CRL listing the agent SVID (issue 10) renews it the same way.

@@ -62,6 +62,12 @@ export interface AgentNodeAttestor {
   attestationData(): Promise<NodeAttestationData>;
   /** Whether the same evidence source may attest again (after expiry or eviction). Default true. */
   readonly canReattest?: boolean;
+  /**
+   * Challenge–response evidence (x509pop): the answer to the server's challenge for the
+   * evidence `attestationData()` last returned. Such evidence is presented over SPIRE's
+   * Agent.AttestAgent stream, which carries challenges.
+   */
+  answerChallenge?(challenge: Uint8Array): Promise<Buffer>;
 }
 
 /** A join token as a node attestor: single use, so it can never re-attest. */
@@ -248,7 +254,9 @@ export class AgentIdentity {
     const client = this.#cfg.connect(creds);
     let res;
     try {
-      res = await client.attest({ type: evidence.type, payload: evidence.payload, csr: createCsr({ privateKey: key.privateKey }) });
+      const csr = createCsr({ privateKey: key.privateKey });
+      const answer = attestor.answerChallenge?.bind(attestor);
+      res = await client.attest({ type: evidence.type, payload: evidence.payload, csr, ...(answer !== undefined ? { answerChallenge: answer } : {}) });
       this.#evidenceSpent = true;
     } catch (err) {
       // The server answered (refused the token): it is spent. Unreachable: try it later.

@@ -12,6 +12,7 @@
  */
 import { joinTokenAgentPlugin, type JoinTokenAgentDeps } from '../attestors/node/join_token/agent-plugin.js';
 import { k8sPsatAgentPlugin, type K8sPsatAgentDeps } from '../attestors/node/k8s_psat/agent-plugin.js';
+import { x509PopAgentPlugin } from '../attestors/node/x509pop/agent-plugin.js';
 import type { WorkloadAttestor } from '../attestors/workload/attestor.js';
 import { k8sWorkloadPlugin, type K8sWorkloadPluginDeps } from '../attestors/workload/k8s/plugin.js';
 import { unixWorkloadPlugin } from '../attestors/workload/unix/plugin.js';
@@ -43,6 +44,7 @@ export const AGENT_PLUGIN_KINDS: readonly KindRule[] = [
 export const AGENT_CATALOG: readonly AgentPlugin[] = [
   joinTokenAgentPlugin,
   k8sPsatAgentPlugin,
+  x509PopAgentPlugin,
   unixWorkloadPlugin,
   k8sWorkloadPlugin,
 ];

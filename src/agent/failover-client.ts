@@ -109,7 +109,7 @@ export class FailoverServerClient implements ServerClient {
     }
   }
 
-  attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult> {
+  attest(req: Parameters<ServerClient['attest']>[0]): Promise<AttestResult> {
     return this.#call((c) => c.attest(req));
   }
 

@@ -22,6 +22,7 @@ import { TrustDomain } from '../spiffe/id.js';
 import { importSpki } from '../spiffe/keys.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { pemEncodeCertificates } from '../spiffe/x509/pem.js';
+import { attestOverSpireStream, spireAgentClient } from './spire-attest.js';
 import {
   GrpcCode,
   ServerCallError,
@@ -39,9 +40,9 @@ import {
 } from './server-client.js';
 
 type Ctor = grpc.ServiceClientConstructor;
-let ctors: { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } | undefined;
+let ctors: { Agent: Ctor; SVID: Ctor; AgentSync: Ctor; Bundle: Ctor } | undefined;
 
-function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } {
+function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor; Bundle: Ctor } {
   if (ctors === undefined) {
     const pkg: Record<string, Ctor | undefined> = serverApiClientConstructors();
     const get = (n: string): Ctor => {
@@ -49,7 +50,7 @@ function constructors(): { Agent: Ctor; SVID: Ctor; AgentSync: Ctor } {
       if (c === undefined) throw new Error(`proto/server.proto has no service ${SERVER_API_PACKAGE}.${n}`);
       return c;
     };
-    ctors = { Agent: get('Agent'), SVID: get('SVID'), AgentSync: get('AgentSync') };
+    ctors = { Agent: get('Agent'), SVID: get('SVID'), AgentSync: get('AgentSync'), Bundle: get('Bundle') };
   }
   return ctors;
 }
@@ -174,6 +175,8 @@ export class GrpcServerClient implements ServerClient {
   readonly #agent: grpc.Client;
   readonly #svid: grpc.Client;
   readonly #sync: grpc.Client;
+  readonly #bundle: grpc.Client;
+  readonly #spireAgent: grpc.Client;
   readonly #channel: grpc.Channel;
   readonly #timeout: number;
 
@@ -199,6 +202,8 @@ export class GrpcServerClient implements ServerClient {
     this.#agent = new c.Agent(cfg.address, creds, opts);
     this.#svid = new c.SVID(cfg.address, creds, opts);
     this.#sync = new c.AgentSync(cfg.address, creds, opts);
+    this.#bundle = new c.Bundle(cfg.address, creds, opts);
+    this.#spireAgent = spireAgentClient(cfg.address, creds, opts);
     this.#timeout = cfg.callTimeoutMs ?? 30_000;
   }
 
@@ -215,7 +220,14 @@ export class GrpcServerClient implements ServerClient {
     });
   }
 
-  async attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult> {
+  async attest(req: Parameters<ServerClient['attest']>[0]): Promise<AttestResult> {
+    const answer = req.answerChallenge;
+    if (answer !== undefined) {
+      // Challenge–response evidence: SPIRE's AttestAgent stream, then the (public) bundle.
+      const svid = await attestOverSpireStream(this.#spireAgent, { type: req.type, payload: req.payload, csr: req.csr, answerChallenge: answer }, this.#timeout, callError);
+      const bundle = await this.#unary<WireBundle>(this.#bundle, 'GetBundle', {});
+      return { svid, bundle: bundleFromWire(bundle) };
+    }
     const res = await this.#unary<{ svid: WireX509Svid; bundle: WireBundle }>(this.#agent, 'AttestAgent', {
       attestation_data: { type: req.type, payload: req.payload },
       csr: req.csr,
@@ -284,7 +296,7 @@ export class GrpcServerClient implements ServerClient {
       ended = true;
       onError(err);
     };
-    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[]; x509_crls?: Buffer[] }) => {
+    stream.on('data', (msg: { entries: WireEntry[]; bundle: WireBundle; federated_bundles: WireBundle[]; sequence: number; tainted_x509_authorities?: string[]; tainted_jwt_authorities?: string[]; x509_crls?: Buffer[]; withheld_entries?: { entry_id?: string; spiffe_id?: string; reason?: string }[] }) => {
       if (ended) return;
       let u: AuthorizedUpdate;
       try {
@@ -296,6 +308,7 @@ export class GrpcServerClient implements ServerClient {
           taintedX509Authorities: arr(msg.tainted_x509_authorities).map(String),
           taintedJwtAuthorities: arr(msg.tainted_jwt_authorities).map(String),
           x509Crls: arr(msg.x509_crls).filter((c): c is Buffer => Buffer.isBuffer(c) && c.length > 0),
+          withheldEntries: arr(msg.withheld_entries).map((w) => ({ entryId: String(w?.entry_id ?? ''), spiffeId: String(w?.spiffe_id ?? ''), reason: String(w?.reason ?? '').slice(0, 1024) })),
         };
       } catch (err) {
         stream.cancel();
@@ -320,6 +333,8 @@ export class GrpcServerClient implements ServerClient {
     this.#agent.close();
     this.#svid.close();
     this.#sync.close();
+    this.#bundle.close();
+    this.#spireAgent.close();
     this.#channel.close();
   }
 }

@@ -130,7 +130,7 @@ export class AgentMetrics implements MetricsExposition, AttestationRecorder, Svi
       C,
       registry,
       'mayfly_agent_node_attestations_total',
-      'Node attestations (Agent.AttestAgent) by attestor (join_token, k8s_psat) and outcome (success, failure).',
+      'Node attestations (Agent.AttestAgent) by attestor (join_token, k8s_psat, x509pop) and outcome (success, failure).',
       ['attestor', 'outcome'],
       () => this.#attestations.entries(),
     );

@@ -71,6 +71,8 @@ export interface AuthorizedUpdate {
   readonly taintedJwtAuthorities?: readonly string[];
   /** The server's X.509 CRLs (DER, one per authority; issue 10): re-issue what they list, serve them to workloads. */
   readonly x509Crls?: readonly Buffer[];
+  /** Entries the agent is authorised for but the server does not serve, and why (issue 11: lapsed owner certification). */
+  readonly withheldEntries?: readonly { readonly entryId: string; readonly spiffeId: string; readonly reason: string }[];
 }
 
 export interface AttestResult {
@@ -109,8 +111,12 @@ export interface DeliveryReport {
 
 /** The server calls the agent makes. Failures reject with `ServerCallError`. */
 export interface ServerClient {
-  /** Agent.AttestAgent: attestation evidence + CSR → agent SVID and the trust domain's bundle. */
-  attest(req: { type: string; payload: Buffer; csr: Buffer }): Promise<AttestResult>;
+  /**
+   * Agent.AttestAgent: attestation evidence + CSR → agent SVID and the trust domain's
+   * bundle. With `answerChallenge` (challenge–response evidence such as x509pop) the
+   * evidence goes over SPIRE's AttestAgent stream, which carries the server's challenges.
+   */
+  attest(req: { type: string; payload: Buffer; csr: Buffer; answerChallenge?: (challenge: Buffer) => Promise<Buffer> }): Promise<AttestResult>;
   /** Agent.RenewAgent: a CSR for a fresh key → the new agent SVID. */
   renewAgent(csr: Buffer): Promise<IssuedX509Svid>;
   /** SVID.BatchNewX509SVID: one result per request item, in order. */

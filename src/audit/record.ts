@@ -101,6 +101,28 @@ export interface DeliveriesLost {
   readonly atLeast?: boolean;
 }
 
+/**
+ * An owner certified that an entry is still needed (issue 11, server/certification), or an
+ * admin exempted it from certification (`exempt`, break-glass: served although not
+ * certified, until its owner certifies it). The actor is the admin identity that asked.
+ */
+export interface EntryCertified {
+  readonly kind: 'entry.certified';
+  readonly entryId: string;
+  readonly spiffeId: string;
+  /** The owner that certified ('' for an exemption given without one). */
+  readonly owner: string;
+  readonly note: string;
+  readonly exempt: boolean;
+}
+
+/** Certification was switched on: entries older than this record are due one interval after it. */
+export interface CertificationEnabled {
+  readonly kind: 'certification.enabled';
+  readonly intervalSeconds: number;
+  readonly graceSeconds: number;
+}
+
 /** A signed statement of the chain head (see checkpoint.ts). */
 export interface Checkpoint {
   readonly kind: 'checkpoint';
@@ -116,7 +138,7 @@ export interface Checkpoint {
   readonly publicJwk?: Readonly<Record<string, unknown>>;
 }
 
-export type AuditEvent = X509SvidIssued | JwtSvidIssued | AdminChange | AuthorityChange | ServerStarted | Checkpoint | SvidDelivered | DeliveriesLost;
+export type AuditEvent = X509SvidIssued | JwtSvidIssued | AdminChange | AuthorityChange | ServerStarted | Checkpoint | SvidDelivered | DeliveriesLost | EntryCertified | CertificationEnabled;
 
 /** A record as written: the event with when, by whom, and which server wrote it. */
 export type AuditRecordBody = AuditEvent & {
@@ -136,7 +158,7 @@ export interface AuditRecord {
   readonly body: string;
 }
 
-export const AUDIT_EVENT_KINDS: readonly AuditEvent['kind'][] = ['x509-svid.issued', 'jwt-svid.issued', 'admin', 'authority', 'server.started', 'checkpoint', 'svid.delivered', 'svid.deliveries-lost'];
+export const AUDIT_EVENT_KINDS: readonly AuditEvent['kind'][] = ['x509-svid.issued', 'jwt-svid.issued', 'admin', 'authority', 'server.started', 'checkpoint', 'svid.delivered', 'svid.deliveries-lost', 'entry.certified', 'certification.enabled'];
 
 /** The link function the datastore calls: the record's hash from its position, predecessor and text. */
 export function auditLink(seq: number, prevHash: string, body: string): string {

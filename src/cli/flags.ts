@@ -86,11 +86,14 @@ export const SPIRE_FLAGS: ReadonlyMap<string, string> = new Map([
   ['owner', 'owner'],
   ['label', 'label'],
   ['purpose', 'purpose'],
+  // Mayfly's (issue 11): owner certification.
+  ['note', 'note'],
+  ['exempt', 'exempt'],
 ]);
 
 /** SPIRE's boolean flags (kebab names): they never consume the next argument. */
 export const SPIRE_BOOLEAN_FLAGS: ReadonlySet<string> = new Set([
-  'admin', 'downstream', 'silent', 'insecure-bootstrap', 'expand-env', 'store-svid', 'shallow', 'verbose', 'help',
+  'admin', 'downstream', 'silent', 'insecure-bootstrap', 'expand-env', 'store-svid', 'shallow', 'verbose', 'help', 'exempt',
 ]);
 
 export interface NormalizeOptions {

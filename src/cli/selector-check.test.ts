@@ -7,13 +7,16 @@ import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { joinTokenSelector, JOIN_TOKEN_TYPE } from '../attestors/node/join_token/join_token.js';
 import { K8S_PSAT_TYPE } from '../attestors/node/k8s_psat/payload.js';
+import { makeNodePki, evidenceOf, answerWith } from '../attestors/node/x509pop/testing.js';
+import { X509POP_TYPE, X509PopAttestor } from '../attestors/node/x509pop/x509pop.js';
+import { TrustDomain } from '../spiffe/id.js';
 import { K8S_SELECTOR_TYPE } from '../attestors/workload/k8s/k8s.js';
 import { UnixWorkloadAttestor } from '../attestors/workload/unix/unix.js';
 import { BUILTIN_SELECTOR_KINDS, selectorWarnings } from './selector-check.js';
 
 describe('selectorWarnings', () => {
   it('knows the attestors by their own type names', () => {
-    expect([...BUILTIN_SELECTOR_KINDS.keys()].sort()).toEqual(['unix', K8S_SELECTOR_TYPE, K8S_PSAT_TYPE, JOIN_TOKEN_TYPE].sort());
+    expect([...BUILTIN_SELECTOR_KINDS.keys()].sort()).toEqual(['unix', K8S_SELECTOR_TYPE, K8S_PSAT_TYPE, JOIN_TOKEN_TYPE, X509POP_TYPE].sort());
     expect(selectorWarnings([joinTokenSelector('some-token')])).toEqual([]);
   });
 
@@ -23,6 +26,18 @@ describe('selectorWarnings', () => {
     const sels = await new UnixWorkloadAttestor({ discoverWorkloadPath: true }).attest(caller);
     expect(sels.map((x) => x.value.split(':')[0])).toEqual(expect.arrayContaining(['uid', 'gid', 'path', 'sha256']));
     expect(selectorWarnings(sels)).toEqual([]);
+  });
+
+  it('says nothing for what the real x509pop attestor emits', async () => {
+    const pki = makeNodePki();
+    const node = pki.node({ uris: ['x509pop://example.org/rack/r1'] });
+    const res = await new X509PopAttestor({ caCertificates: [pki.root.certificate] }).attest(evidenceOf(pki, node), {
+      trustDomain: TrustDomain.parse('example.org'),
+      now: new Date(),
+      challenge: (c) => answerWith(node.key, c),
+    });
+    expect(res.selectors.map((s) => s.value.split(':')[0])).toEqual(expect.arrayContaining(['subject', 'ca', 'serialnumber', 'san']));
+    expect(selectorWarnings(res.selectors)).toEqual([]);
   });
 
   it('says nothing for selectors the attestors emit', () => {

@@ -9,8 +9,8 @@
  * attestor never emits (`unix:uids:1000`); the entry is still sent.
  *
  * The kinds are those the attestors emit: attestors/workload/unix/unix.ts,
- * attestors/workload/k8s/k8s.ts, attestors/node/k8s_psat/k8s_psat.ts and
- * attestors/node/join_token/join_token.ts (named here, not imported, so the client commands
+ * attestors/workload/k8s/k8s.ts, attestors/node/k8s_psat/k8s_psat.ts,
+ * attestors/node/x509pop/x509pop.ts and attestors/node/join_token/join_token.ts (named here, not imported, so the client commands
  * load no attestor code; selector-check.test.ts holds the two lists together).
  */
 import type { Selector } from '../registration/selector.js';
@@ -25,6 +25,8 @@ export const BUILTIN_SELECTOR_KINDS: ReadonlyMap<string, readonly string[]> = ne
   ],
   ['k8s_psat', ['cluster', 'agent_ns', 'agent_sa', 'agent_pod_name', 'agent_pod_uid', 'agent_node_name', 'agent_node_uid', 'agent_node_label', 'agent_pod_label']],
   ['join_token', ['sha256']],
+  // subject:cn:<cn>, ca:fingerprint:<sha1>, serialnumber:<hex>, san:<key>:<value>
+  ['x509pop', ['subject', 'ca', 'serialnumber', 'san']],
 ]);
 
 function suggest(name: string, known: Iterable<string>): string {

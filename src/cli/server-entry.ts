@@ -21,6 +21,7 @@ import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
 import { batchSummary, runBatched } from './entry-batch.js';
 import { entriesFromData, idsFromDeleteFile, type EntryRequest } from './entry-data.js';
 import { CliUsageError } from './flags.js';
+import { addEntryCertifyCommand } from './server-entry-certify.js';
 import { emit, tableText } from './output.js';
 import { selectorWarnings } from './selector-check.js';
 import { spireEntry, spireEntryFromRequest, spireStatus } from './spire-json.js';
@@ -378,6 +379,8 @@ export function addEntryCommands(program: Command): void {
         });
       });
     });
+
+  addEntryCertifyCommand(entry);
 
   clientCommand(entry.command('count').description('count registration entries')).action(async (_o: unknown, cmd: Command) => {
     await withServer(cmd, async (ctx) => {

@@ -137,6 +137,14 @@ export function isHclObject(v: HclValue | undefined): v is HclObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The line each block of parsed HCL text opened on (`key "label" {`), for problems found after parsing. */
+const BLOCK_LINES = new WeakMap<HclObject, number>();
+
+/** The config line a block of parsed HCL text opened on; undefined for JSON or hand-built trees. */
+export function hclLineOf(v: HclValue | undefined): number | undefined {
+  return isHclObject(v) ? BLOCK_LINES.get(v) : undefined;
+}
+
 class Parser {
   #pos = 0;
   #items = 0;
@@ -193,6 +201,7 @@ class Parser {
       }
       if (!this.isPunct(after, '{')) this.fail(after, `expected '=' or '{' after ${path}, found ${describe(after)}`);
       const block = this.body(depth + 1, false, [path, ...labels.map((l) => JSON.stringify(l))].join(' '));
+      BLOCK_LINES.set(block, keyTok.line);
       // Nest by labels: DataStore "sql" {...} → DataStore.sql = {...}
       let target = out;
       let name = key;

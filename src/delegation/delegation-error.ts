@@ -18,7 +18,11 @@ export type DelegationErrorCode =
   /** A scope asked for is not granted by both the policy and the user token. */
   | 'ERR_DELEGATION_INVALID_SCOPE'
   /** The delegation config (upstream issuer, policy) is wrong: the server refuses to start. */
-  | 'ERR_DELEGATION_CONFIG';
+  | 'ERR_DELEGATION_CONFIG'
+  /** The upstream issuer's keys are not fetched yet (its discovery URL unreachable): retry later (HTTP 503). */
+  | 'ERR_DELEGATION_UNAVAILABLE'
+  /** The actor or the source address is over its token-bucket rate limit (HTTP 429). */
+  | 'ERR_DELEGATION_RATE_LIMITED';
 
 declare module '../spiffe/errors.js' {
   interface MayflyErrorCodes extends Record<DelegationErrorCode, 'delegation'> {}
@@ -26,7 +30,7 @@ declare module '../spiffe/errors.js' {
 
 export class DelegationError extends MayflyError<DelegationErrorCode> {}
 
-export type OAuthErrorName = 'invalid_request' | 'invalid_grant' | 'unauthorized_client' | 'invalid_target' | 'invalid_scope' | 'server_error';
+export type OAuthErrorName = 'invalid_request' | 'invalid_grant' | 'unauthorized_client' | 'invalid_target' | 'invalid_scope' | 'server_error' | 'temporarily_unavailable';
 
 /** The RFC 6749/8693 error name for a delegation error code. */
 export function oauthError(code: DelegationErrorCode): OAuthErrorName {
@@ -37,5 +41,16 @@ export function oauthError(code: DelegationErrorCode): OAuthErrorName {
     case 'ERR_DELEGATION_INVALID_TARGET': return 'invalid_target';
     case 'ERR_DELEGATION_INVALID_SCOPE': return 'invalid_scope';
     case 'ERR_DELEGATION_CONFIG': return 'server_error';
+    // RFC 6749 §4.1.2.1's name for "temporary overloading or maintenance"; the status tells which.
+    case 'ERR_DELEGATION_UNAVAILABLE': return 'temporarily_unavailable';
+    case 'ERR_DELEGATION_RATE_LIMITED': return 'temporarily_unavailable';
   }
+}
+
+/** The HTTP status of a refusal: 400 (RFC 6749 §5.2), 503 while the issuer's keys are missing, 429 over a rate limit. */
+export function httpStatus(code: DelegationErrorCode): 400 | 429 | 500 | 503 {
+  if (code === 'ERR_DELEGATION_UNAVAILABLE') return 503;
+  if (code === 'ERR_DELEGATION_RATE_LIMITED') return 429;
+  if (code === 'ERR_DELEGATION_CONFIG') return 500;
+  return 400;
 }

@@ -43,10 +43,19 @@ export interface UpstreamIssuer {
   /** Pinned algorithms (asymmetric only: RS*, PS*, ES*, EdDSA). */
   readonly algorithms: readonly string[];
   /**
-   * Its keys: a JWKS document, or a function returning the current one (e.g. refreshed
-   * from OIDC discovery). Keys are imported once per document object, not per request.
+   * Its keys: a JWKS document, a function returning the current one, or a source that can
+   * also be asked to refetch (delegation/upstream-jwks, OIDC discovery) when a token names
+   * a `kid` it lacks. Keys are imported once per document object, not per request.
    */
-  readonly jwks: JSONWebKeySet | (() => JSONWebKeySet);
+  readonly jwks: JSONWebKeySet | (() => JSONWebKeySet) | UpstreamKeySource;
+}
+
+/** Keys that may be absent for a while (the issuer down) and can be refetched on demand. */
+export interface UpstreamKeySource {
+  /** The current JWKS, or undefined while none was fetched. */
+  current(): JSONWebKeySet | undefined;
+  /** Refetches (rate-limited by the source); never rejects. */
+  refresh(): Promise<void>;
 }
 
 export interface DelegationSigningKey {
@@ -66,6 +75,8 @@ export interface ExchangeRecord {
   readonly jti?: string;
   readonly error?: string;
   readonly reason?: string;
+  /** The source address, on refusals the endpoint decides itself (rate limit, no actor). */
+  readonly address?: string;
 }
 
 export interface TokenExchangerConfig {
@@ -141,7 +152,8 @@ function groupsOf(p: JWTPayload): string[] {
 
 export class TokenExchanger {
   readonly #cfg: TokenExchangerConfig;
-  readonly #upstreamKeys: () => readonly VerificationKey[];
+  readonly #upstreamKeys: () => readonly VerificationKey[] | undefined;
+  readonly #refreshUpstream: (() => Promise<void>) | undefined;
   readonly #ownKeys: () => readonly VerificationKey[];
   readonly #now: () => Date;
   readonly #cap: number;
@@ -157,7 +169,17 @@ export class TokenExchanger {
     if (cfg.upstream.issuer === cfg.issuer) throw new DelegationError('ERR_DELEGATION_CONFIG', 'delegation upstream issuer must differ from our own issuer');
     this.#cfg = cfg;
     const jwks = cfg.upstream.jwks;
-    this.#upstreamKeys = cachedBy(typeof jwks === 'function' ? jwks : () => jwks, importJwks);
+    if (typeof jwks === 'function') {
+      this.#upstreamKeys = cachedBy(jwks, importJwks);
+    } else if ('current' in jwks && typeof jwks.current === 'function') {
+      const source = jwks;
+      const imported = cachedBy(() => source.current() ?? NO_JWKS, importJwks);
+      this.#upstreamKeys = () => (source.current() === undefined ? undefined : imported());
+      this.#refreshUpstream = () => source.refresh();
+    } else {
+      const doc = jwks as JSONWebKeySet;
+      this.#upstreamKeys = cachedBy(() => doc, importJwks);
+    }
     this.#ownKeys = cachedBy(cfg.ownKeys, (m) => [...m].map(([kid, key]) => ({ kid, alg: undefined, key })));
     this.#now = cfg.now ?? (() => new Date());
     this.#cap = cfg.maxTtlSeconds ?? DEFAULT_MAX_TTL_SECONDS;
@@ -171,6 +193,7 @@ export class TokenExchanger {
       const decoded = typeof req.subjectToken === 'string' && req.subjectToken !== '' && req.subjectToken.length <= MAX_SUBJECT_TOKEN_LENGTH ? safeDecode(req.subjectToken) : undefined;
       const claimed = typeof decoded?.claims.sub === 'string' ? decoded.claims.sub.slice(0, 256) : undefined;
       user = claimed === undefined ? undefined : `unverified:${claimed}`;
+      if (decoded !== undefined && this.#refreshUpstream !== undefined && this.#wantsRefetch(decoded)) await this.#refreshUpstream();
       return this.#exchange(req, decoded, (u) => (user = u));
     } catch (err) {
       if (err instanceof DelegationError) {
@@ -178,6 +201,16 @@ export class TokenExchanger {
       }
       throw err;
     }
+  }
+
+  /** A token of the pinned issuer and algorithms whose `kid` we lack (or no keys yet): worth one (rate-limited) refetch. */
+  #wantsRefetch(d: DecodedJwt): boolean {
+    const up = this.#cfg.upstream;
+    if (d.claims.iss !== up.issuer || typeof d.header.alg !== 'string' || !up.algorithms.includes(d.header.alg)) return false;
+    const keys = this.#upstreamKeys();
+    if (keys === undefined) return true;
+    const kid = d.header.kid;
+    return typeof kid === 'string' && !keys.some((k) => k.kid === kid);
   }
 
   #exchange(req: ExchangeRequest, decoded: DecodedJwt | undefined, setUser: (u: string) => void): ExchangeResult {
@@ -205,12 +238,14 @@ export class TokenExchanger {
     const now = this.#now();
     if (decoded === undefined) return bad('ERR_DELEGATION_INVALID_GRANT', 'subject_token is not a JWT');
     const reExchange = decoded.claims.iss === this.#cfg.issuer;
+    const upstreamKeys = reExchange ? undefined : this.#upstreamKeys();
+    if (!reExchange && upstreamKeys === undefined) bad('ERR_DELEGATION_UNAVAILABLE', `the keys of the upstream issuer ${this.#cfg.upstream.issuer} are not available yet (its discovery document or JWKS could not be fetched); retry later`);
     let payload: JWTPayload;
     try {
       const clockToleranceSeconds = this.#cfg.clockToleranceSeconds ?? 30;
       payload = reExchange
         ? verifyJwt(decoded, this.#ownKeys(), { issuer: this.#cfg.issuer, audience: actor.toString(), algorithms: [this.#cfg.signingKey().alg], now, clockToleranceSeconds })
-        : verifyJwt(decoded, this.#upstreamKeys(), { issuer: this.#cfg.upstream.issuer, audience: this.#cfg.upstream.audience, algorithms: this.#cfg.upstream.algorithms, now, clockToleranceSeconds });
+        : verifyJwt(decoded, upstreamKeys ?? [], { issuer: this.#cfg.upstream.issuer, audience: this.#cfg.upstream.audience, algorithms: this.#cfg.upstream.algorithms, now, clockToleranceSeconds });
     } catch (err) {
       return bad('ERR_DELEGATION_INVALID_GRANT', `subject_token refused: ${(err as Error).message}${reExchange ? ' (a delegated token is re-exchanged only by the agent it was issued to)' : ''}`);
     }
@@ -280,6 +315,8 @@ function cachedBy<T extends object, U>(get: () => T, derive: (t: T) => U): () =>
     return value;
   };
 }
+
+const NO_JWKS: JSONWebKeySet = { keys: [] };
 
 function safeDecode(token: string): DecodedJwt | undefined {
   try {

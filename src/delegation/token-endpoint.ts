@@ -19,7 +19,8 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Bundle } from '../spiffe/bundle/bundle.js';
 import { validateJwtSvid } from '../spiffe/jwt/validate.js';
 import { verifyX509Svid, type X509BundleInput } from '../spiffe/x509/verify.js';
-import { DelegationError, oauthError } from './delegation-error.js';
+import { DelegationError, httpStatus, oauthError } from './delegation-error.js';
+import { addressKey, type TokenBuckets } from './rate-limit.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPE_JWT, type ExchangeActor, type ExchangeRecord, type TokenExchanger } from './exchange.js';
 
 export const MAX_TOKEN_REQUEST_BYTES = 64 * 1024;
@@ -37,6 +38,24 @@ export interface TokenEndpointConfig {
   now?: () => Date;
   /** Refusals decided before the exchange (no actor), with what is known of both identities. */
   record?: (r: ExchangeRecord) => void;
+  /**
+   * Token buckets: `perAddress` is taken before the body is read, `perActor` once the actor
+   * is authenticated (before the subject token is verified). Over either: HTTP 429,
+   * `temporarily_unavailable`, `Retry-After`. Each key has its own bucket.
+   */
+  rateLimit?: { readonly perActor?: TokenBuckets; readonly perAddress?: TokenBuckets };
+}
+
+/** Seconds a client is told to wait (Retry-After) while the upstream issuer's keys are missing. */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
+class RateLimited extends DelegationError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('ERR_DELEGATION_RATE_LIMITED', message);
+  }
 }
 
 function send(res: ServerResponse, status: number, body: object, extra: Record<string, string> = {}): void {
@@ -109,13 +128,23 @@ export function tokenEndpointHandler(cfg: TokenEndpointConfig): (req: IncomingMe
       return;
     }
     let actorId = '';
+    const address = req.socket.remoteAddress ?? '';
+    let logRefusal = true;
+    const limit = (buckets: TokenBuckets | undefined, key: string, who: string): void => {
+      const t = buckets?.take(key);
+      if (t === undefined || t.ok) return;
+      logRefusal = t.first; // one log line when a key starts being limited, not one per request
+      throw new RateLimited(`${who} is over its rate limit for token exchanges; retry after ${t.retryAfterSeconds}s`, t.retryAfterSeconds);
+    };
     void (async () => {
+      limit(cfg.rateLimit?.perAddress, addressKey(address), `source address ${addressKey(address)}`);
       if (!/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) bad('the body must be application/x-www-form-urlencoded');
       const form = new URLSearchParams(await readBody(req));
       for (const k of SINGLE) if (form.getAll(k).length > 1) bad(`parameter ${k} is repeated`);
       if (form.get('grant_type') !== TOKEN_EXCHANGE_GRANT) bad(`grant_type must be ${TOKEN_EXCHANGE_GRANT}`);
       const actor = actorOf(req, form);
       actorId = actor.id;
+      limit(cfg.rateLimit?.perActor, actor.id, `actor ${actor.id}`);
       const out = await cfg.exchanger.exchange({
         actor,
         subjectToken: form.get('subject_token') ?? '',
@@ -126,9 +155,13 @@ export function tokenEndpointHandler(cfg: TokenEndpointConfig): (req: IncomingMe
       });
       send(res, 200, out);
     })().catch((err: unknown) => {
-      if (err instanceof DelegationError) {
-        if (actorId === '') cfg.record?.({ event: 'token_exchange', outcome: 'refused', actor: '(unauthenticated)', user: undefined, error: err.code, reason: err.message });
-        send(res, 400, { error: oauthError(err.code), error_description: err.message });
+      if (err instanceof RateLimited) {
+        if (logRefusal) cfg.record?.({ event: 'token_exchange', outcome: 'refused', actor: actorId === '' ? '(unauthenticated)' : actorId, user: undefined, address, error: err.code, reason: err.message });
+        send(res, 429, { error: oauthError(err.code), error_description: err.message }, { 'retry-after': String(err.retryAfterSeconds) });
+      } else if (err instanceof DelegationError) {
+        if (actorId === '') cfg.record?.({ event: 'token_exchange', outcome: 'refused', actor: '(unauthenticated)', user: undefined, address, error: err.code, reason: err.message });
+        const status = httpStatus(err.code);
+        send(res, status, { error: oauthError(err.code), error_description: err.message }, status === 503 ? { 'retry-after': String(UNAVAILABLE_RETRY_AFTER_SECONDS) } : {});
       } else {
         send(res, 500, { error: 'server_error', error_description: 'the token exchange failed; see the server log' });
       }

@@ -161,6 +161,14 @@ function textProblem(v: unknown, max: number): string | undefined {
   return undefined;
 }
 
+/** Longest note on an owner certification (issue 11), in bytes. */
+export const MAX_CERTIFICATION_NOTE_LENGTH = 1024;
+
+/** The reason `note` is not an acceptable certification note ('' is), or undefined when it is. */
+export function certificationNoteProblem(note: unknown): string | undefined {
+  return textProblem(note, MAX_CERTIFICATION_NOTE_LENGTH);
+}
+
 function checkText(input: Record<string, unknown>, field: string, max: number): string {
   const v = input[field];
   if (v === undefined) return '';

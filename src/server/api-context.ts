@@ -14,6 +14,19 @@ import { MAX_JWT_SVID_AUDIENCES } from '../spiffe/jwt/limits.js';
 import type { CsrMinter } from './csr-pool.js';
 import type { ChangeHub } from './hub.js';
 import type { UsageSink } from './usage-recorder.js';
+import type { RegistrarScope } from './registrar-scope.js';
+import type { AuditActor } from '../audit/record.js';
+import type { CertificationStatus } from './certification.js';
+
+/** Owner certification (issue 11, server/certification): what the entry, SVID and sync handlers ask of it. */
+export interface CertificationGate {
+  /** Why `entry` may not be served now (its certification lapsed), or undefined. */
+  refusal(entry: RegistrationEntry): string | undefined;
+  /** Where `entry` stands at `now` (unix seconds). */
+  status(entry: RegistrationEntry, now: number): CertificationStatus;
+  /** Records an owner's certification, or an exemption, in the ledger and applies it. */
+  certify(actor: AuditActor, entry: RegistrationEntry, opts: { owner: string; note: string; exempt: boolean }): Promise<CertificationStatus>;
+}
 import type { AuditRecorder, FederationControl, ServedTrustBundle, ServerApiCa, ServerDatastore, ServerLogger } from './ports.js';
 
 /** Per-agent copies of the authorised-entry set: what handlers need of `AuthorizedEntryCache` (authorized-cache.ts). */
@@ -83,12 +96,25 @@ export interface ApiContext {
   readonly usage?: UsageSink;
   /** The audit ledger: every issuance and administrative change is recorded before the call answers (absent: not recorded). */
   readonly audit?: AuditRecorder;
+  /** Owner certification (server.conf `certification`); absent: off, every entry is served. */
+  readonly certification?: CertificationGate;
+  /** Scoped registrars by admin SPIFFE ID (server.conf `registrars`, server/registrar-scope); absent or missing an ID: unscoped. */
+  readonly registrars?: ReadonlyMap<string, RegistrarScope>;
   /** The peer bundle fetcher (federation/poller), for RefreshBundle; absent when none runs. */
   readonly federation?: FederationControl;
   /** The server's X.509 CRLs (server/crl-publisher; issue 10); none are served when absent. */
   readonly crls?: ServedCrls;
   /** Told after X509-SVIDs were revoked (the audit ledger's hook; issue 10). */
   readonly onX509SvidsRevoked?: (event: X509SvidsRevokedEvent) => void | Promise<void>;
+  /** The server itself, for SPIRE's Debug.GetInfo (issue 14): when it started and its own X509-SVID chain (DER, leaf first). */
+  readonly serverInfo?: ServerInfo;
+}
+
+/** What SPIRE's Debug.GetInfo reports of the server itself. */
+export interface ServerInfo {
+  readonly startedAt: Date;
+  /** The server's current X509-SVID chain (DER, leaf first); empty before the first one. */
+  svidChain(): readonly Buffer[];
 }
 
 /** What the audit hook is told after a revocation took effect. */

@@ -18,6 +18,9 @@
  *   registered in an entry with `admin: true`; any other valid SVID gets PERMISSION_DENIED
  *   on admin RPCs. The admin Unix socket's file mode is its authorisation; agent-only RPCs
  *   are refused there, since no agent identity stands behind a local socket.
+ * - A scoped registrar (server.conf `registrars`, server/registrar-scope) using an admin RPC
+ *   that its scope does not bound: an admin SVID with a scope may call only the entry and
+ *   agent RPCs, which check the scope item by item; every other admin RPC is PERMISSION_DENIED.
  */
 import type { AttestedAgent } from '../datastore/datastore.js';
 import { isMayflyError } from '../spiffe/errors.js';
@@ -25,7 +28,8 @@ import type { SpiffeId } from '../spiffe/id.js';
 import { parseCertificate } from '../spiffe/x509/parse.js';
 import { verifyX509Svid } from '../spiffe/x509/verify.js';
 import { servedBundle, type ApiContext } from './api-context.js';
-import { agentBanned, agentEvicted, denied, unauthenticated } from './status.js';
+import { describeScope, SCOPED_REGISTRAR_METHODS, type RegistrarScope } from './registrar-scope.js';
+import { agentBanned, agentEvicted, agentSvidSuperseded, denied, unauthenticated } from './status.js';
 
 export type Transport = 'admin-socket' | 'tcp';
 
@@ -41,7 +45,8 @@ export type Caller =
   | { readonly kind: 'local-admin' }
   | { readonly kind: 'anonymous' }
   | { readonly kind: 'agent'; readonly agentId: SpiffeId; readonly agent: AttestedAgent; readonly serial: string }
-  | { readonly kind: 'admin'; readonly spiffeId: SpiffeId }
+  /** `scope`: the registrar scope server.conf holds this admin to (absent: an unscoped admin). */
+  | { readonly kind: 'admin'; readonly spiffeId: SpiffeId; readonly scope?: RegistrarScope }
   | { readonly kind: 'workload'; readonly spiffeId: SpiffeId };
 
 const AGENT_PATH_PREFIX = '/spire/agent/';
@@ -55,7 +60,7 @@ export function checkAgentStanding(agent: AttestedAgent | undefined, agentId: st
   if (agent === undefined) throw agentEvicted(agentId);
   if (agent.banned) throw agentBanned(agentId);
   if (agent.serialNumber === '' || agent.serialNumber.toLowerCase() !== serial.toLowerCase()) {
-    throw denied(`agent ${agentId} presented an X509-SVID that is no longer its current one; use the latest SVID or attest again`);
+    throw agentSvidSuperseded(agentId);
   }
   return agent;
 }
@@ -79,7 +84,10 @@ export async function authenticate(ctx: ApiContext, transport: Transport, call: 
     const agent = checkAgentStanding(await ctx.ds.getAgent(spiffeId.toString()), spiffeId.toString(), serial);
     return { kind: 'agent', agentId: spiffeId, agent, serial };
   }
-  if (await isAdminId(ctx, spiffeId)) return { kind: 'admin', spiffeId };
+  if (await isAdminId(ctx, spiffeId)) {
+    const scope = ctx.registrars?.get(spiffeId.toString());
+    return scope === undefined ? { kind: 'admin', spiffeId } : { kind: 'admin', spiffeId, scope };
+  }
   return { kind: 'workload', spiffeId };
 }
 
@@ -101,6 +109,9 @@ export function authorize(caller: Caller, policy: Policy, method: string): void 
     case 'attest':
       return;
     case 'admin':
+      if (caller.kind === 'admin' && caller.scope !== undefined && !SCOPED_REGISTRAR_METHODS.has(method)) {
+        throw denied(`${method} is not open to scoped registrars (only entry and agent calls, each checked against the scope); ${describeScope(caller.scope)}`);
+      }
       if (caller.kind === 'local-admin' || caller.kind === 'admin') return;
       if (caller.kind === 'anonymous') throw unauthenticated(`${method} needs an admin X509-SVID or the admin socket`);
       throw denied(`${method} is an admin RPC; the caller is not an admin`);

@@ -120,7 +120,7 @@ describe('a node attestor added in one folder and one registration line', () => 
   });
 
   it('is unknown to the built-in catalog, with the known names listed', () => {
-    expect(() => resolveServerConfig(parseHcl(serverConf))).toThrow('plugins.NodeAttestor: only "join_token" and "k8s_psat" are supported; got "test_static"');
+    expect(() => resolveServerConfig(parseHcl(serverConf))).toThrow('plugins.NodeAttestor: only "join_token", "k8s_psat" and "x509pop" are supported; got "test_static"');
   });
 
   it('is read from HCL through the catalog and run by the server in place of join_token', () => {

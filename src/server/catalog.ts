@@ -17,6 +17,7 @@
 import type { NodeAttestor } from '../attestors/node/attestor.js';
 import { joinTokenServerPlugin, type JoinTokenPluginDeps } from '../attestors/node/join_token/server-plugin.js';
 import { k8sPsatServerPlugin, type K8sPsatPluginDeps } from '../attestors/node/k8s_psat/server-plugin.js';
+import { x509PopServerPlugin, type X509PopPluginDeps } from '../attestors/node/x509pop/server-plugin.js';
 import { diskKeyManagerPlugin, type DiskKeyManagerPluginDeps } from '../ca/keymanager/disk/plugin.js';
 import { memoryKeyManagerPlugin } from '../ca/keymanager/memory/plugin.js';
 import type { KeyManager } from '../ca/key-manager.js';
@@ -38,7 +39,7 @@ export interface RunnableDatastore extends Datastore {
 export type DataStoreDeps = SqlDataStoreDeps;
 export type KeyManagerDeps = DiskKeyManagerPluginDeps;
 export type UpstreamAuthorityDeps = DiskUpstreamAuthorityPluginDeps;
-export type NodeAttestorDeps = JoinTokenPluginDeps & K8sPsatPluginDeps;
+export type NodeAttestorDeps = JoinTokenPluginDeps & K8sPsatPluginDeps & X509PopPluginDeps;
 export type NotifierDeps = K8sBundlePluginDeps;
 
 export type ServerPlugin =
@@ -67,5 +68,6 @@ export const SERVER_CATALOG: readonly ServerPlugin[] = [
   diskUpstreamAuthorityPlugin,
   joinTokenServerPlugin,
   k8sPsatServerPlugin,
+  x509PopServerPlugin,
   k8sBundleNotifierPlugin,
 ];

@@ -5,22 +5,21 @@
  * off unless the block is there (or `enabled = false`). Keys: `address` (default
  * 127.0.0.1), `port` (default 8445), `spiffe_id` of the endpoint's own X509-SVID (default
  * `spiffe://<td>/spire/server`), `max_ttl` (cap of an issued token's life, default and
- * ceiling 5m), `upstream { issuer audience algorithms jwks_file }` (the one pinned user
- * token issuer, its keys a static JWKS file) and `rules = [ { agents users groups audiences
- * scopes max_ttl_seconds } ]` (delegation/policy's parser; its errors are reported under
+ * ceiling 5m), `upstream { … }` (the one pinned user token issuer, its keys a static JWKS
+ * file or OIDC discovery: server/config-delegation-upstream), `rate_limit { per_actor
+ * per_actor_burst per_address per_address_burst enabled }` (token buckets, on by default)
+ * and `rules = [ { agents users groups audiences scopes max_ttl_seconds } ]` (delegation/policy's parser; its errors are reported under
  * `server.delegation.`). Problems go to the caller's collection.
  *
  * Threat: a delegation endpoint started with a policy or issuer other than the one written.
  * Every problem refuses the start; nothing falls back to a permissive default.
  */
-import { readFileSync } from 'node:fs';
-import type { JSONWebKeySet } from 'jose';
 import { block, bool, checkKeys, duration, port, str } from '../config/accessors.js';
 import type { HclObject } from '../config/hcl.js';
 import type { Problems } from '../config/problems.js';
 import { DEFAULT_MAX_TTL_SECONDS, parseDelegationPolicy, type DelegationPolicy } from '../delegation/policy.js';
-import { JWT_SVID_ALGORITHMS } from '../spiffe/jwt/algorithms.js';
 import { SpiffeId } from '../spiffe/id.js';
+import { readUpstreamBlock, type UpstreamSettings } from './config-delegation-upstream.js';
 
 export interface DelegationSettings {
   address: string;
@@ -28,27 +27,46 @@ export interface DelegationSettings {
   /** SPIFFE ID of the endpoint's X509-SVID; default the server's. */
   spiffeId?: string;
   maxTtlSeconds: number;
-  upstream: { issuer: string; audience: string; algorithms: string[]; jwks: JSONWebKeySet; jwksFile: string };
+  upstream: UpstreamSettings;
+  /** Token buckets of the token endpoint; absent when `rate_limit { enabled = false }`. */
+  rateLimit?: RateLimitSettings;
   policy: DelegationPolicy;
 }
 
 export const DEFAULT_DELEGATION_ADDRESS = '127.0.0.1';
 export const DEFAULT_DELEGATION_PORT = 8445;
 
-function readJwks(file: string, where: string, p: Problems): JSONWebKeySet | undefined {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    p.add(`${where}: cannot read a JWKS from ${file}: ${(err as Error).message}`);
+export interface RateLimitSettings {
+  /** Exchanges per second per actor SPIFFE ID, and the burst. */
+  perActor: { ratePerSecond: number; burst: number };
+  /** Requests per second per source address, and the burst. */
+  perAddress: { ratePerSecond: number; burst: number };
+}
+
+export const DEFAULT_RATE_LIMIT: RateLimitSettings = { perActor: { ratePerSecond: 10, burst: 20 }, perAddress: { ratePerSecond: 50, burst: 100 } };
+
+function positive(obj: HclObject, key: string, where: string, p: Problems, integer: boolean): number | undefined {
+  const v = obj[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 1_000_000 || (integer && !Number.isInteger(v))) {
+    p.add(`${where}.${key} must be a ${integer ? 'positive whole number' : 'positive number'} (at most 1000000)`);
     return undefined;
   }
-  const keys = (doc as { keys?: unknown } | null)?.keys;
-  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))) {
-    p.add(`${where}: ${file} is no JWKS (expected {"keys": [ … ]} with at least one key)`);
-    return undefined;
-  }
-  return doc as JSONWebKeySet;
+  return v;
+}
+
+/** `server.delegation.rate_limit`: defaults when absent, undefined when `enabled = false`. */
+function readRateLimit(d: HclObject, w: string, p: Problems): RateLimitSettings | undefined {
+  const r = block(d, 'rate_limit', w, p);
+  if (r === undefined) return DEFAULT_RATE_LIMIT;
+  const wr = `${w}.rate_limit`;
+  checkKeys(r, ['enabled', 'per_actor', 'per_actor_burst', 'per_address', 'per_address_burst'], wr, p);
+  if (bool(r, 'enabled', wr, p) === false) return undefined;
+  const d0 = DEFAULT_RATE_LIMIT;
+  return {
+    perActor: { ratePerSecond: positive(r, 'per_actor', wr, p, false) ?? d0.perActor.ratePerSecond, burst: positive(r, 'per_actor_burst', wr, p, true) ?? d0.perActor.burst },
+    perAddress: { ratePerSecond: positive(r, 'per_address', wr, p, false) ?? d0.perAddress.ratePerSecond, burst: positive(r, 'per_address_burst', wr, p, true) ?? d0.perAddress.burst },
+  };
 }
 
 /** `server.delegation`, when configured and enabled. */
@@ -56,7 +74,7 @@ export function readDelegationBlock(srv: HclObject, trustDomain: string, p: Prob
   const d = block(srv, 'delegation', 'server', p);
   if (d === undefined) return undefined;
   const w = 'server.delegation';
-  checkKeys(d, ['enabled', 'address', 'port', 'spiffe_id', 'max_ttl', 'upstream', 'rules'], w, p);
+  checkKeys(d, ['enabled', 'address', 'port', 'spiffe_id', 'max_ttl', 'upstream', 'rate_limit', 'rules'], w, p);
   if (bool(d, 'enabled', w, p) === false) return undefined;
   const address = str(d, 'address', w, p, { nonEmpty: true }) ?? DEFAULT_DELEGATION_ADDRESS;
   const portN = port(d.port, `${w}.port`, p) ?? DEFAULT_DELEGATION_PORT;
@@ -70,30 +88,8 @@ export function readDelegationBlock(srv: HclObject, trustDomain: string, p: Prob
   }
   const maxTtl = duration(d, 'max_ttl', w, p) ?? DEFAULT_MAX_TTL_SECONDS;
   if (maxTtl <= 0 || maxTtl > DEFAULT_MAX_TTL_SECONDS) p.add(`${w}.max_ttl must be between 1s and ${DEFAULT_MAX_TTL_SECONDS}s (delegated tokens are short)`);
-  const u = block(d, 'upstream', w, p);
-  const wu = `${w}.upstream`;
-  if (u === undefined) p.add(`${wu} is required: the user token issuer { issuer, audience, algorithms, jwks_file }`);
-  let upstream: DelegationSettings['upstream'] | undefined;
-  if (u !== undefined) {
-    checkKeys(u, ['issuer', 'audience', 'algorithms', 'jwks_file'], wu, p);
-    const issuer = str(u, 'issuer', wu, p, { nonEmpty: true });
-    const audience = str(u, 'audience', wu, p, { nonEmpty: true });
-    const jwksFile = str(u, 'jwks_file', wu, p, { nonEmpty: true });
-    for (const [k, v] of [['issuer', issuer], ['audience', audience], ['jwks_file', jwksFile]] as const) if (v === undefined) p.add(`${wu}.${k} is required`);
-    const algs = u.algorithms;
-    let algorithms: string[] | undefined;
-    if (!Array.isArray(algs) || algs.length === 0 || !algs.every((a) => typeof a === 'string')) {
-      p.add(`${wu}.algorithms must be a non-empty list of JWS algorithms (e.g. ["RS256"])`);
-    } else {
-      const bad = algs.filter((a) => !(JWT_SVID_ALGORITHMS as readonly string[]).includes(a));
-      if (bad.length > 0) p.add(`${wu}.algorithms: ${bad.join(', ')} not allowed (one of ${JWT_SVID_ALGORITHMS.join(', ')})`);
-      else algorithms = algs;
-    }
-    const jwks = jwksFile !== undefined ? readJwks(jwksFile, `${wu}.jwks_file`, p) : undefined;
-    if (issuer !== undefined && audience !== undefined && jwksFile !== undefined && algorithms !== undefined && jwks !== undefined) {
-      upstream = { issuer, audience, algorithms, jwks, jwksFile };
-    }
-  }
+  const upstream = readUpstreamBlock(d, w, p);
+  const rateLimit = readRateLimit(d, w, p);
   let policy: DelegationPolicy | undefined;
   try {
     policy = parseDelegationPolicy({ rules: d.rules }, Math.min(maxTtl, DEFAULT_MAX_TTL_SECONDS));
@@ -101,5 +97,5 @@ export function readDelegationBlock(srv: HclObject, trustDomain: string, p: Prob
     p.add(`${w}.${(err as Error).message.replace(/^delegation policy /, '')}`);
   }
   if (upstream === undefined || policy === undefined) return undefined;
-  return { address, port: portN, ...(spiffeId !== undefined ? { spiffeId } : {}), maxTtlSeconds: maxTtl, upstream, policy };
+  return { address, port: portN, ...(spiffeId !== undefined ? { spiffeId } : {}), maxTtlSeconds: maxTtl, upstream, ...(rateLimit !== undefined ? { rateLimit } : {}), policy };
 }

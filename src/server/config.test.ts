@@ -213,7 +213,8 @@ plugins {
     expect(problemsOf(conf('NodeAttestor "k8s_psat" { plugin_data { clusters = { "prod" = { service_account_allow_list = ["no-colon"] } } } }'))).toMatch(
       /plugins\.NodeAttestor\.k8s_psat\.plugin_data: .*"no-colon" is not "namespace:serviceaccount"/,
     );
-    expect(problemsOf(conf('NodeAttestor "x509pop" { plugin_data {} }'))).toMatch(/only "join_token" and "k8s_psat" are supported; got "x509pop"/);
+    expect(problemsOf(conf('NodeAttestor "x509pop" { plugin_data {} }'))).toContain('plugins.NodeAttestor.x509pop.plugin_data: one of ca_bundle_path or ca_bundle_paths must be configured');
+    expect(problemsOf(conf('NodeAttestor "aws_iid" { plugin_data {} }'))).toMatch(/only "join_token", "k8s_psat" and "x509pop" are supported; got "aws_iid"/);
   });
 });
 

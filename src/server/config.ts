@@ -35,6 +35,10 @@ import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type ConfiguredServerPlugin, type 
 import { readListeners, type ListenerSettings } from '../config/listeners.js';
 import { readServerBlock, type ServerCoreSettings, type ServerOverrides } from './config-server-block.js';
 import { readDelegationBlock, type DelegationSettings } from './config-delegation.js';
+import { readRegistrarsBlock } from './config-registrars.js';
+import { readCertificationBlock } from './config-certification.js';
+import type { CertificationSettings } from './certification.js';
+import type { RegistrarScope } from './registrar-scope.js';
 import { readFederationBlock, readOidcBlock, type BundleEndpointSettings, type OidcDiscoverySettings } from './config-federation.js';
 
 export { ConfigError } from '../config/hcl.js';
@@ -63,6 +67,10 @@ export interface ServerSettings extends ServerCoreSettings, ListenerSettings {
   oidcDiscovery?: OidcDiscoverySettings;
   /** `server.delegation`, when configured (server/config-delegation). */
   delegation?: DelegationSettings;
+  /** `server.registrars`: scoped registrars by admin SPIFFE ID (server/config-registrars), when configured. */
+  registrars?: ReadonlyMap<string, RegistrarScope>;
+  /** `server.certification`: owner certification (server/config-certification), when configured. */
+  certification?: CertificationSettings;
 
   // Views of `plugins` for readers (`validate`, tests); always current, never stored.
   /** Set when `DataStore "sql"` has database_type `postgres`. */
@@ -101,9 +109,11 @@ export function resolveServerConfig(
   const { oidc: oidcDiscovery, jwtIssuer } = readOidcBlock(srv, core.jwtIssuer, p);
   if (jwtIssuer !== undefined) core.jwtIssuer = jwtIssuer;
   const delegation = readDelegationBlock(srv, core.trustDomain, p);
+  const registrars = readRegistrarsBlock(srv, core.trustDomain, p);
   const plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? SERVER_CATALOG, SERVER_PLUGIN_KINDS, serverPluginCore(core.dataDir, notices), p);
   const listeners = readListeners(root, p);
   const audit = readAuditBlock(root, p);
+  const certification = readCertificationBlock(srv, audit, p);
   p.throwIfAny('invalid configuration');
   return {
     ...core,
@@ -115,6 +125,8 @@ export function resolveServerConfig(
     ...(bundleEndpoint !== undefined ? { bundleEndpoint } : {}),
     ...(oidcDiscovery !== undefined ? { oidcDiscovery } : {}),
     ...(delegation !== undefined ? { delegation } : {}),
+    ...(registrars !== undefined ? { registrars } : {}),
+    ...(certification !== undefined ? { certification } : {}),
     get postgres() {
       const c = configOf(this.plugins, 'DataStore', 'sql') as SqlDataStoreConfig | undefined;
       return c?.databaseType === 'postgres' ? { connectionString: c.connectionString } : undefined;

@@ -26,6 +26,7 @@ export {
   type ApiContext,
   type ApiLimits,
   type AuthorizedEntrySource,
+  type CertificationGate,
 } from './api-context.js';
 
 function logFailure(ctx: ApiContext, method: string, err: unknown): void {

@@ -6,7 +6,10 @@
  * HTTPS listener asking for (not requiring) a client certificate, its own certificate an
  * X509-SVID the server mints for itself (server/publishers' startEndpointSvid, as the
  * bundle endpoint's `https_spiffe` profile), `POST /token` answered by
- * delegation/token-endpoint, issued tokens signed with the trust domain's active JWT key.
+ * delegation/token-endpoint (token buckets per actor and per source address), issued
+ * tokens signed with the trust domain's active JWT key. The upstream issuer's keys are a
+ * static JWKS or found by OIDC discovery (delegation/upstream-jwks: the start waits for one
+ * fetch attempt only; an unreachable issuer makes exchanges answer 503 until it is back).
  * Every decision is one log line naming the agent and the user.
  *
  * Threat: an actor authenticated by something weaker than its SVID. The TLS layer accepts
@@ -16,8 +19,10 @@
 import { createServer, type Server } from 'node:https';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ExchangeRecord } from '../delegation/exchange.js';
+import type { ExchangeRecord, UpstreamIssuer } from '../delegation/exchange.js';
 import { TokenExchanger } from '../delegation/exchange.js';
+import { TokenBuckets } from '../delegation/rate-limit.js';
+import { DiscoveredJwks } from '../delegation/upstream-jwks.js';
 import { tokenEndpointHandler } from '../delegation/token-endpoint.js';
 import { SpiffeId } from '../spiffe/id.js';
 import type { DelegationSettings } from './config-delegation.js';
@@ -46,7 +51,7 @@ export interface DelegationService {
 /** One pino line per decision, both identities named. */
 export function logExchange(logger: Pick<Logger, 'info' | 'warn'>): (r: ExchangeRecord) => void {
   return (r) => {
-    const fields = { event: r.event, outcome: r.outcome, actor: r.actor, user: r.user, audience: r.audience, scope: r.scope, jti: r.jti, error: r.error, reason: r.reason };
+    const fields = { event: r.event, outcome: r.outcome, actor: r.actor, user: r.user, audience: r.audience, scope: r.scope, jti: r.jti, error: r.error, reason: r.reason, ...(r.address !== undefined ? { address: r.address } : {}) };
     if (r.outcome === 'issued') logger.info(fields, `token exchange: issued to ${r.actor} for ${r.user ?? '?'}`);
     else logger.warn(fields, `token exchange: refused ${r.actor} for ${r.user ?? '?'}`);
   };
@@ -61,10 +66,31 @@ export async function startDelegationService(cfg: DelegationServiceConfig): Prom
   };
   try {
     const record = logExchange(logger);
+    const up = settings.upstream;
+    let jwks: UpstreamIssuer['jwks'];
+    if (up.discovery !== undefined) {
+      const discovered = new DiscoveredJwks({
+        discoveryUrl: new URL(up.discovery.url),
+        issuer: up.issuer,
+        ...(up.discovery.ca !== undefined ? { ca: up.discovery.ca } : {}),
+        refreshIntervalMs: up.discovery.refreshIntervalSeconds * 1000,
+        logger,
+      });
+      stops.push(() => discovered.stop());
+      await discovered.ready(); // one attempt (bounded by its timeout); an unreachable issuer is retried, not fatal
+      jwks = discovered;
+    } else if (up.jwks !== undefined) {
+      jwks = up.jwks;
+    } else {
+      throw new TypeError('server.delegation.upstream has neither a JWKS nor a discovery URL');
+    }
+    const now = Date.now;
+    const rl = settings.rateLimit;
+    const rateLimit = rl === undefined ? undefined : { perActor: new TokenBuckets({ ...rl.perActor, now }), perAddress: new TokenBuckets({ ...rl.perAddress, now }) };
     const exchanger = new TokenExchanger({
       issuer: cfg.issuer,
       trustDomain: cfg.trustDomain,
-      upstream: { issuer: settings.upstream.issuer, audience: settings.upstream.audience, algorithms: settings.upstream.algorithms, jwks: settings.upstream.jwks },
+      upstream: { issuer: up.issuer, audience: up.audience, algorithms: up.algorithms, jwks },
       policy: settings.policy,
       signingKey: () => ca.jwtSigningKey(),
       ownKeys: () => trustBundle.bundle().jwtAuthorities,
@@ -77,6 +103,7 @@ export async function startDelegationService(cfg: DelegationServiceConfig): Prom
       jwtBundle: () => trustBundle.bundle(),
       actorTokenAudience: cfg.issuer,
       record,
+      ...(rateLimit !== undefined ? { rateLimit } : {}),
     });
     const svid = await startEndpointSvid({
       ca,
@@ -120,7 +147,7 @@ export async function startDelegationService(cfg: DelegationServiceConfig): Prom
     );
     const addr = server.address();
     const port = typeof addr === 'object' && addr !== null ? addr.port : settings.port;
-    logger.info({ address: settings.address, port, issuer: cfg.issuer, upstream: settings.upstream.issuer, rules: settings.policy.rules.length }, 'token exchange (delegation) listening');
+    logger.info({ address: settings.address, port, issuer: cfg.issuer, upstream: up.issuer, upstream_keys: up.discovery?.url ?? up.jwksFile, rate_limit: rl ?? 'off', rules: settings.policy.rules.length }, 'token exchange (delegation) listening');
     return { port, stop };
   } catch (err) {
     await stop().catch(() => undefined);

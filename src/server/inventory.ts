@@ -22,7 +22,14 @@ export type EntryFindingKind =
   | 'parent_banned'
   | 'duplicate'
   | 'over_broad'
-  | 'long_ttl';
+  | 'long_ttl'
+  // Owner certification (server/certification), when it is on.
+  | 'certification_due'
+  | 'certification_lapsed'
+  | 'certification_exempt';
+
+/** A certification finding for one entry, from the caller (server/api/inventory). */
+export type CertificationFindingOf = (e: RegistrationEntry) => { kind: 'certification_due' | 'certification_lapsed' | 'certification_exempt'; detail: string; action: string } | undefined;
 
 /** Every finding kind, entries' and agents'. */
 export const INVENTORY_KINDS: readonly (EntryFindingKind | AgentFinding['kind'])[] = [
@@ -66,6 +73,8 @@ export interface InventoryInput {
   readonly unusedDays?: number;
   /** How many longest-TTL entries to list (default 10). */
   readonly topTtl?: number;
+  /** Owner certification findings, when certification is on. */
+  readonly certification?: CertificationFindingOf;
 }
 
 const DAY = 86_400;
@@ -118,6 +127,8 @@ export function computeInventory(input: InventoryInput): InventoryReport {
       if (parent?.banned === true) add(e, 'parent_banned', `parent agent ${e.parentId} is banned`, 'delete the entry or move it to a live agent');
       else if (parent === undefined && !entryIds.has(e.parentId)) add(e, 'parent_gone', `parent ${e.parentId} is neither an attested agent nor a node entry`, 'delete the entry or move it to a live agent');
     }
+    const cert = input.certification?.(e);
+    if (cert !== undefined) add(e, cert.kind, cert.detail, cert.action);
     const broad = overBroad(e);
     if (broad !== undefined) add(e, 'over_broad', broad, 'add selectors that name the workload (path, sha256, service account)');
     const key = `${e.parentId}\n${e.selectors.map(formatSelector).sort().join('\n')}`;
@@ -169,7 +180,8 @@ export async function inventoryFromStore(
   serverId: string,
   now: number,
   unusedDays: number,
+  certification?: CertificationFindingOf,
 ): Promise<InventoryReport> {
   const [entries, agents, usage] = await Promise.all([all((q) => ds.listEntries(q)), all((q) => ds.listAgents(q)), ds.listEntryUsage()]);
-  return computeInventory({ entries, agents, usage, serverId, now, unusedDays });
+  return computeInventory({ entries, agents, usage, serverId, now, unusedDays, ...(certification !== undefined ? { certification } : {}) });
 }

@@ -208,6 +208,24 @@ export class ServerMetrics implements MetricsExposition, DatastoreCallRecorder {
     });
   }
 
+  /**
+   * `mayfly_entry_certification{state}`: entries by owner certification state at the last
+   * sweep (server/certification: at start and every minute); declared but without series
+   * when certification is off (`source` undefined).
+   */
+  watchCertification(source: { readonly counts: Readonly<Record<'current' | 'due' | 'lapsed' | 'exempt', number>> } | undefined): void {
+    new Gauge({
+      name: 'mayfly_entry_certification',
+      help: 'Entries by owner certification state (current, due: warned, lapsed: not served, exempt: break-glass) at the last sweep.',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        if (source === undefined) return;
+        for (const [state, n] of Object.entries(source.counts)) this.set({ state }, n);
+      },
+    });
+  }
+
   /** What the peer bundle fetcher (federation/poller) reports to. */
   fetcherMetrics(): FetcherMetrics {
     return {

@@ -200,12 +200,18 @@ export class ServerRunner {
         ca: metrics.countingCa(ca),
         logger: this.#log,
         attestors: pluginsOfKind(plugins, 'NodeAttestor').map((a) =>
-          metrics.countingAttestor(a.build({ joinTokens: ds, ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}) })),
+          metrics.countingAttestor(a.build({
+            joinTokens: ds,
+            serverX509Authorities: async () => ca.getBundle().x509Authorities,
+            ...(this.#cfg.kubernetesApi ? { kubernetesApi: this.#cfg.kubernetesApi } : {}),
+          })),
         ),
         limits,
         interceptors: [metrics.interceptor()],
         ...(this.#audit !== undefined ? { audit: this.#audit.ledger } : {}),
         usage: this.#usage,
+        ...(s.registrars !== undefined ? { registrars: s.registrars } : {}),
+        ...(s.certification !== undefined ? { certification: s.certification } : {}),
         federation: fetcher,
         logLevel: pinoLevelControl(this.#log),
         ...(now ? { now } : {}),
@@ -217,6 +223,7 @@ export class ServerRunner {
       ds.watch?.((change) => server.hub.publish(change));
       announce = () => server.hub.publish({ kind: 'bundles' });
       await server.start();
+      metrics.watchCertification(server.certification);
       // The bundle endpoint and OIDC discovery, when configured (server/publishers).
       this.#publishers = await startPublishers({ settings: s, server, ca, logger: this.#log, ...(this.#cfg.publisherLimits ? { limits: this.#cfg.publisherLimits } : {}) });
       // The RFC 8693 token exchange, when configured (server/delegation-service).

@@ -19,7 +19,9 @@ export type ServerErrorCode =
   | 'ERR_SERVER_ADDRESS_IN_USE'
   | 'ERR_CONFIG_INVALID'
   // Revoking an X509-SVID that has already expired: nothing to do (FAILED_PRECONDITION).
-  | 'ERR_SVID_ALREADY_EXPIRED';
+  | 'ERR_SVID_ALREADY_EXPIRED'
+  // Entry.CertifyEntry refused for the entry's state (wrong or no owner, certification off): FAILED_PRECONDITION.
+  | 'ERR_CERTIFICATION_REFUSED';
 
 declare module '../spiffe/errors.js' {
   interface MayflyErrorCodes extends Record<ServerErrorCode, 'server'> {}

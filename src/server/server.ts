@@ -50,10 +50,14 @@ import { loadBundleOwnerId, TrustBundle } from './trust-bundle.js';
 import { ensureAdminSocketDir } from './admin-socket-dir.js';
 import { AdminSocket, bindServer } from './admin-socket.js';
 import { ServerSvid } from './server-svid.js';
+import { grpcHealthHandlers, grpcHealthServiceDefinition } from './spire-api/health.js';
+import { parsePemCertificates } from '../spiffe/x509/pem.js';
 import { CrlPublisher } from './crl-publisher.js';
 import type { X509SvidsRevokedEvent } from './api-context.js';
 import { SILENT_LOGGER, type AuditRecorder, type FederationControl, type ServerApiCa, type ServerDatastore, type ServerLogger } from './ports.js';
 import type { UsageSink } from './usage-recorder.js';
+import type { RegistrarScope } from './registrar-scope.js';
+import { EntryCertifications, type CertificationSettings } from './certification.js';
 import { serverApiServiceDefinition, type ServerApiService } from '../wire/server/proto.js';
 
 export interface MayflyServerConfig {
@@ -102,6 +106,12 @@ export interface MayflyServerConfig {
   usage?: UsageSink;
   /** The audit ledger (server/audit-ledger builds one for ServerRunner); absent: nothing is recorded. */
   audit?: AuditRecorder;
+  /** Scoped registrars by admin SPIFFE ID (server.conf `registrars`, server/registrar-scope); absent: every admin is unscoped. */
+  registrars?: ReadonlyMap<string, RegistrarScope>;
+  /** Owner certification (server.conf `certification`, server/certification); needs `audit`. Absent: off. */
+  certification?: CertificationSettings;
+  /** How often certification states are swept (ms, default 60,000; 0 = only at start and when told: tests). */
+  certificationSweepMs?: number;
   /** The peer bundle fetcher the TrustDomain API's RefreshBundle drives (ServerRunner composes federation/poller). */
   federation?: FederationControl;
   /** Lifetime of the X.509 CRLs (seconds, default 3600; re-issued at half, and on every revocation). Issue 10. */
@@ -134,6 +144,7 @@ export class MayflyServer {
   #authorizedCache: AuthorizedEntryCache | undefined;
   #trustBundle: TrustBundle | undefined;
   #crls: CrlPublisher | undefined;
+  #certifications: EntryCertifications | undefined;
 
   constructor(cfg: MayflyServerConfig) {
     if (typeof cfg !== 'object' || cfg === null) throw new TypeError('MayflyServer needs a config object');
@@ -175,6 +186,11 @@ export class MayflyServer {
 
   get hub(): ChangeHub {
     return this.#hub;
+  }
+
+  /** Owner certification, when configured (after `start()`): its sweep and counts (metrics, tests). */
+  get certification(): EntryCertifications | undefined {
+    return this.#certifications;
   }
 
   async start(): Promise<void> {
@@ -225,6 +241,20 @@ export class MayflyServer {
     });
     this.#crls = crls;
     await crls.start();
+    if (this.#cfg.certification !== undefined) {
+      const audit = this.#cfg.audit;
+      if (audit === undefined) throw new TypeError('certification needs the audit ledger (MayflyServerConfig.audit): attestations are recorded there');
+      const certs = new EntryCertifications({
+        settings: this.#cfg.certification,
+        ledger: { record: (actor, event) => audit.record(actor, event), listAuditRecords: (q) => ds.listAuditRecords(q) },
+        entries: ds,
+        logger: this.#logger,
+        now: this.#now,
+        onLapsedChanged: () => this.#hub.publish({ kind: 'entries' }),
+      });
+      await certs.start({ sweepEveryMs: this.#cfg.certificationSweepMs ?? 60_000 });
+      this.#certifications = certs;
+    }
     const ctx: ApiContext = {
       trustDomain: this.trustDomain,
       serverId: this.serverId,
@@ -242,9 +272,12 @@ export class MayflyServer {
       trustBundle,
       ...(this.#cfg.audit !== undefined ? { audit: this.#cfg.audit } : {}),
       ...(this.#cfg.usage !== undefined ? { usage: this.#cfg.usage } : {}),
+      ...(this.#cfg.registrars !== undefined ? { registrars: this.#cfg.registrars } : {}),
+      ...(this.#certifications !== undefined ? { certification: this.#certifications } : {}),
       ...(this.#cfg.federation !== undefined ? { federation: this.#cfg.federation } : {}),
       crls,
       ...(this.#cfg.onX509SvidsRevoked ? { onX509SvidsRevoked: this.#cfg.onX509SvidsRevoked } : {}),
+      serverInfo: { startedAt: this.#now(), svidChain: () => serverSvidChain(svid) },
     };
 
     await svid.rotate();
@@ -294,6 +327,8 @@ export class MayflyServer {
     for (const [name, impl] of Object.entries(spireApiServices(ctx, t, impls)) as [SpireApiService, UntypedServiceImplementation][]) {
       server.addService(spireApiServiceDefinition(name) as ServiceDefinition, impl);
     }
+    // grpc.health.v1.Health, which `spire-server healthcheck` calls on the admin socket.
+    server.addService(grpcHealthServiceDefinition(), grpcHealthHandlers(impls.Health));
   }
 
   #noteChain(chain: readonly Buffer[]): void {
@@ -311,6 +346,7 @@ export class MayflyServer {
   /** Stops both endpoints, draining calls in flight (see module doc). Idempotent. */
   async stop(): Promise<void> {
     this.#svid?.stop();
+    this.#certifications?.stop();
     this.#crls?.stop();
     this.#unsubscribeCa?.();
     this.#unsubscribeCa = undefined;
@@ -339,4 +375,10 @@ export class MayflyServer {
     await this.#trustBundle?.stop();
     await this.#csrPool?.close();
   }
+}
+
+/** The server's current X509-SVID chain as DER (leaf first); empty before the first one. */
+function serverSvidChain(svid: ServerSvid): Buffer[] {
+  const current = svid.current();
+  return current === undefined ? [] : parsePemCertificates(current.certPem);
 }

@@ -19,6 +19,7 @@ const BY_CODE: Partial<Record<ErrorCode, GrpcStatus>> = {
   // RefreshBundle: the peer's endpoint failed or served something refused (the server is fine).
   ERR_FEDERATION_FETCH_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ERR_SVID_ALREADY_EXPIRED: GrpcStatus.FAILED_PRECONDITION,
+  ERR_CERTIFICATION_REFUSED: GrpcStatus.FAILED_PRECONDITION,
   ERR_DATASTORE_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   ERR_CA_NOT_READY: GrpcStatus.UNAVAILABLE,
   ERR_AUDIT_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
@@ -52,10 +53,30 @@ export function publicMessageOf(err: unknown): string {
 /** The agent standing trailer (wire/server/agent-standing) for refusals about the agent's record. */
 const STANDING_OF: Partial<Record<ErrorCode, AgentStanding>> = { ERR_AGENT_BANNED: 'banned', ERR_AGENT_UNKNOWN: 'evicted' };
 
+/** The Mayfly code behind each ServiceError made here (never on the wire): SPIRE's API translates some codes (server/spire-api). */
+const ORIGIN = new WeakMap<object, ErrorCode>();
+/** Refusals of an agent SVID that a renewal or re-attestation replaced (see `agentSvidSuperseded`). */
+const SUPERSEDED = new WeakSet<object>();
+/** Refusals of an entry that is not authorised to the calling agent (see `entryNotAuthorized`). */
+const NOT_AUTHORIZED = new WeakSet<object>();
+
+/** The MayflyError code `toServiceError` turned into `err`, if it made it from one. */
+export function mayflyCodeOfServiceError(err: unknown): ErrorCode | undefined {
+  return typeof err === 'object' && err !== null ? ORIGIN.get(err) : undefined;
+}
+
+/** Whether `err` (a MayflyError, or the ServiceError `toServiceError` made of one) refuses a superseded agent SVID. */
+export function isAgentSvidSuperseded(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && SUPERSEDED.has(err);
+}
+
 /** A grpc-js ServiceError for `err`. */
 export function toServiceError(err: unknown): ServiceError {
   const code = grpcCodeOf(err);
   const e = new Error(publicMessageOf(err)) as ServiceError;
+  if (isMayflyError(err)) ORIGIN.set(e, err.code);
+  if (isAgentSvidSuperseded(err)) SUPERSEDED.add(e);
+  if (isEntryNotAuthorized(err)) NOT_AUTHORIZED.add(e);
   e.code = code;
   e.details = e.message;
   e.metadata = new Metadata();
@@ -100,6 +121,25 @@ export function unauthenticated(message: string): MayflyError {
 /** The agent is banned: PERMISSION_DENIED with the `banned` standing trailer. */
 export function agentBanned(agentId: string): MayflyError {
   return new MayflyError('ERR_AGENT_BANNED', `agent ${agentId} is banned`);
+}
+
+/** The agent presented an X509-SVID its record no longer names (renewed or re-attested since): PERMISSION_DENIED. */
+export function agentSvidSuperseded(agentId: string): MayflyError {
+  const e = new MayflyError('ERR_PERMISSION_DENIED', `agent ${agentId} presented an X509-SVID that is no longer its current one; use the latest SVID or attest again`);
+  SUPERSEDED.add(e);
+  return e;
+}
+
+/** An SVID asked for an entry that is not authorised to the calling agent: PERMISSION_DENIED (SPIRE's API says NOT_FOUND). */
+export function entryNotAuthorized(message: string): MayflyError {
+  const e = denied(message);
+  NOT_AUTHORIZED.add(e);
+  return e;
+}
+
+/** Whether `err` (a MayflyError, or the ServiceError `toServiceError` made of one) is `entryNotAuthorized`'s. */
+export function isEntryNotAuthorized(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && NOT_AUTHORIZED.has(err);
 }
 
 /** The agent has no record (evicted, or never attested): UNAUTHENTICATED with the `evicted` standing trailer. */

@@ -29,6 +29,9 @@ import { tcpClients, unaryCall, type ServerApiClients } from './client.js';
 import type { ChangeHub } from './hub.js';
 import type { WireBundle, WireX509Svid } from './messages.js';
 import { SILENT_LOGGER } from './ports.js';
+import { startServerAudit, type ServerAudit } from './audit-ledger.js';
+import { DEFAULT_AUDIT } from './config-audit.js';
+import { SpiffeId } from '../spiffe/id.js';
 import { MayflyServer, type MayflyServerConfig } from './server.js';
 
 export interface TestServerConfig extends Partial<Omit<MayflyServerConfig, 'datastore' | 'ca' | 'attestors' | 'trustDomain'>> {
@@ -42,6 +45,8 @@ export interface TestServerConfig extends Partial<Omit<MayflyServerConfig, 'data
   keyManager?: 'disk' | 'memory';
   /** Node attestors over the datastore (default: join_token). */
   attestors?: (datastore: Datastore) => NodeAttestor[];
+  /** Runs the audit ledger over the datastore (server/audit-ledger, default settings), as `mayfly-server run` does. */
+  auditLedger?: boolean;
 }
 
 /** A started `MayflyServer` with the parts it was given, which `stop()` closes too. */
@@ -50,9 +55,12 @@ export class TestServer {
   readonly datastore: Datastore;
   readonly ca: ServerCa;
   readonly dataDir: string;
+  /** The audit ledger, with `auditLedger: true`. */
+  readonly audit: ServerAudit | undefined;
   readonly #removeDataDir: boolean;
 
-  constructor(parts: { server: MayflyServer; datastore: Datastore; ca: ServerCa; dataDir: string; removeDataDir: boolean }) {
+  constructor(parts: { server: MayflyServer; datastore: Datastore; ca: ServerCa; dataDir: string; removeDataDir: boolean; audit?: ServerAudit }) {
+    this.audit = parts.audit;
     this.server = parts.server;
     this.datastore = parts.datastore;
     this.ca = parts.ca;
@@ -75,6 +83,7 @@ export class TestServer {
   /** Stops the server, then the CA, then closes the datastore (releasing its lock). */
   async stop(): Promise<void> {
     await this.server.stop();
+    await this.audit?.stop();
     this.ca.stop();
     await this.datastore.close();
     if (this.#removeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
@@ -83,7 +92,7 @@ export class TestServer {
 
 /** Opens the parts, starts a server on them; on failure closes whatever it opened and throws. */
 export async function startTestServer(cfg: TestServerConfig = {}): Promise<TestServer> {
-  const { keyManager = 'disk', attestors, ...rest } = cfg;
+  const { keyManager = 'disk', attestors, auditLedger, ...rest } = cfg;
   const dataDir = cfg.dataDir ?? mkdtempSync(join(tmpdir(), 'mayfly-test-server-'));
   const adminSocketPath = cfg.adminSocketPath ?? join(dataDir, 'admin.sock');
   const logger = cfg.logger ?? SILENT_LOGGER;
@@ -105,6 +114,20 @@ export async function startTestServer(cfg: TestServerConfig = {}): Promise<TestS
     await ca.init();
     ca.start();
     closers.push(() => ca.stop());
+    let audit: ServerAudit | undefined;
+    if (auditLedger === true) {
+      audit = await startServerAudit({
+        datastore,
+        ca,
+        serverId: SpiffeId.parse(`spiffe://${cfg.trustDomain ?? 'example.org'}/spire/server`),
+        instanceId: 'test-server',
+        settings: DEFAULT_AUDIT,
+        logger,
+        now,
+      });
+      const started = audit;
+      closers.push(() => started.stop());
+    }
     const server = new MayflyServer({
       bindAddress: '127.0.0.1',
       port: 0,
@@ -115,10 +138,11 @@ export async function startTestServer(cfg: TestServerConfig = {}): Promise<TestS
       datastore,
       ca,
       attestors: attestors?.(datastore) ?? [new JoinTokenAttestor({ datastore })],
+      ...(audit !== undefined ? { audit: audit.ledger } : {}),
     });
     closers.push(() => server.stop());
     await server.start();
-    return new TestServer({ server, datastore, ca, dataDir, removeDataDir: cfg.dataDir === undefined });
+    return new TestServer({ server, datastore, ca, dataDir, removeDataDir: cfg.dataDir === undefined, ...(audit !== undefined ? { audit } : {}) });
   } catch (err) {
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);
     if (cfg.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });

@@ -19,6 +19,7 @@ import { MayflyAgent } from '../../src/agent/agent.js';
 import type { AgentLogger } from '../../src/agent/logger.js';
 import type { WorkloadAttestor } from '../../src/attestors/workload/attestor.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
+import type { ApiLimits } from '../../src/server/api-context.js';
 import { startTestServer, type TestServer } from '../../src/server/testing.js';
 import { pemEncodeCertificates } from '../../src/spiffe/x509/pem.js';
 
@@ -35,6 +36,8 @@ export interface StartMayflyOptions {
   agentLogger?: AgentLogger;
   /** The agent's workload attestors (default: the agent's, a `unix` attestor without path discovery). */
   agentWorkloadAttestors?: readonly WorkloadAttestor[];
+  /** Further server API limits (e.g. `agentSvidTtl`), over the TTLs above. */
+  limits?: Partial<ApiLimits>;
 }
 
 export interface EntryOptions {
@@ -108,7 +111,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
   };
 
   try {
-    const limits: { defaultX509SvidTtl?: number; defaultJwtSvidTtl?: number } = {};
+    const limits: Partial<ApiLimits> = { ...opts.limits };
     if (opts.x509SvidTtl !== undefined) limits.defaultX509SvidTtl = opts.x509SvidTtl;
     if (opts.jwtSvidTtl !== undefined) limits.defaultJwtSvidTtl = opts.jwtSvidTtl;
     server = await startTestServer({

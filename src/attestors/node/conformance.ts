@@ -6,9 +6,12 @@
  *   `/spire/agent/<type>/` in the server's trust domain with well-formed selectors; evidence
  *   of any other kind, garbage and nothing are refused with a MayflyError (never a crash or
  *   a TypeError); single-use evidence attests exactly once, even raced; re-attestable
- *   evidence attests again to the same agent ID;
+ *   evidence attests again to the same agent ID; a challenge–response attestor (x509pop,
+ *   fixture `answer`) is driven through `ctx.challenge`, and refuses good evidence when no
+ *   challenge can be sent or the answer is junk;
  * - agent side (an evidence source): it produces `{ type: <name>, payload }` for every call,
- *   says whether it may re-attest, the server side of the same plugin accepts what it sends,
+ *   says whether it may re-attest, the server side of the same plugin accepts what it sends
+ *   (answering challenges with `answerChallenge` when it has one),
  *   and evidence it cannot produce fails with `ERR_ATTESTATION_FAILED`.
  * The server and agent catalog tests run these on every registered node attestor with the
  * fixtures its folder keeps (`testing.ts`).
@@ -35,12 +38,20 @@ export interface NodeAttestorFixture extends PluginFixture {
   readonly canReattest: boolean;
   /** Evidence it must refuse, by what is wrong with it. */
   readonly refused: Readonly<Record<string, () => Promise<Uint8Array>>>;
+  /**
+   * Challenge–response attestors (x509pop): the agent's answer to `challenge` for
+   * `evidence`. The suite then attests with a challenge-carrying context, and checks that
+   * evidence without its answer (a transport without challenges) is refused.
+   */
+  readonly answer?: (evidence: Uint8Array, challenge: Uint8Array) => Promise<Uint8Array>;
 }
 
 /** What an agent sends for one attestation (agent/attestation's AgentNodeAttestor). */
 export interface EvidenceSource {
   attestationData(): Promise<{ readonly type: string; readonly payload: Buffer }>;
   readonly canReattest?: boolean;
+  /** Challenge–response evidence: the answer to the server's challenge for the evidence last sent. */
+  answerChallenge?(challenge: Uint8Array): Promise<Uint8Array>;
 }
 
 /** An agent-side node attestor's fixture. */
@@ -60,7 +71,10 @@ export interface AgentNodeAttestorFixture extends PluginFixture {
 }
 
 const TD = TrustDomain.parse('conformance.test');
-const ctx = (td: TrustDomain = TD): NodeAttestationContext => ({ trustDomain: td, now: new Date() });
+type Challenger = (challenge: Uint8Array) => Promise<Uint8Array>;
+const ctx = (td: TrustDomain = TD, challenge?: Challenger): NodeAttestationContext => ({ trustDomain: td, now: new Date(), ...(challenge ? { challenge } : {}) });
+/** An agent answering every challenge with junk (garbage evidence must be refused before or at it). */
+const junkAnswer: Challenger = async () => Buffer.from('{"junk": true}');
 
 const GARBAGE: Readonly<Record<string, Uint8Array>> = {
   'no bytes': new Uint8Array(0),
@@ -88,13 +102,17 @@ function expectWellFormed(selectors: readonly { type: string; value: string }[])
 /** The server-side suite; `attestor()` builds one as the server would. */
 export function runNodeAttestorConformance(label: string, fixture: NodeAttestorFixture, attestor: () => NodeAttestor): void {
   describe(`node attestor conformance (server): ${label}`, () => {
+    const answer = fixture.answer;
+    /** The context for `evidence`: with the agent's answers when the attestor challenges. */
+    const ctxFor = (evidence: Uint8Array, td: TrustDomain = TD): NodeAttestationContext =>
+      ctx(td, answer === undefined ? undefined : (c) => answer(evidence, c));
     it('is the attestation type it is registered as', () => {
       expect(attestor().type).toBe(fixture.name);
     });
 
     it('attests good evidence to an agent ID of the server\'s trust domain, with well-formed selectors', async () => {
       const evidence = await fixture.evidence();
-      const res = await attestor().attest(evidence, ctx());
+      const res = await attestor().attest(evidence, ctxFor(evidence));
       expect(res.agentId.trustDomain.equals(TD)).toBe(true);
       expect(res.agentId.path.startsWith(`/spire/agent/${fixture.name}/`)).toBe(true);
       expect(res.agentId.path.length).toBeGreaterThan(`/spire/agent/${fixture.name}/`.length);
@@ -106,7 +124,8 @@ export function runNodeAttestorConformance(label: string, fixture: NodeAttestorF
 
     it('mints the agent ID in whatever trust domain the server has', async () => {
       const other = TrustDomain.parse('elsewhere.test');
-      const res = await attestor().attest(await fixture.evidence(), ctx(other));
+      const evidence = await fixture.evidence();
+      const res = await attestor().attest(evidence, ctxFor(evidence, other));
       expect(res.agentId.trustDomain.equals(other)).toBe(true);
     });
 
@@ -114,26 +133,35 @@ export function runNodeAttestorConformance(label: string, fixture: NodeAttestorF
       const a = attestor();
       const evidence = await fixture.evidence();
       if (fixture.canReattest) {
-        const first = await a.attest(evidence, ctx());
-        const again = await a.attest(evidence, ctx());
+        const first = await a.attest(evidence, ctxFor(evidence));
+        const again = await a.attest(evidence, ctxFor(evidence));
         expect(again.agentId.toString()).toBe(first.agentId.toString());
         return;
       }
-      const results = await Promise.allSettled(Array.from({ length: 8 }, () => a.attest(evidence, ctx())));
+      const results = await Promise.allSettled(Array.from({ length: 8 }, () => a.attest(evidence, ctxFor(evidence))));
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       for (const r of results) if (r.status === 'rejected') expect(isMayflyError(r.reason)).toBe(true);
     });
 
     for (const [what, make] of Object.entries(fixture.refused)) {
       it(`refuses ${what} with a MayflyError`, async () => {
-        const err = await refusedWith(attestor().attest(await make(), ctx()));
+        const evidence = await make();
+        const err = await refusedWith(attestor().attest(evidence, ctxFor(evidence)));
         expect(isMayflyError(err), String(err)).toBe(true);
+      });
+    }
+
+    if (answer !== undefined) {
+      it('refuses good evidence when no challenge can be sent, or when the answer is junk', async () => {
+        const evidence = await fixture.evidence();
+        expect(isMayflyError(await refusedWith(attestor().attest(evidence, ctx())))).toBe(true);
+        expect(isMayflyError(await refusedWith(attestor().attest(evidence, ctx(TD, junkAnswer))))).toBe(true);
       });
     }
 
     it('refuses garbage of every shape with a MayflyError, never a crash', async () => {
       for (const [what, bytes] of Object.entries(GARBAGE)) {
-        const err = await refusedWith(attestor().attest(bytes, ctx()));
+        const err = await refusedWith(attestor().attest(bytes, ctx(TD, answer === undefined ? undefined : junkAnswer)));
         expect(isMayflyError(err), `${what}: ${String(err)}`).toBe(true);
       }
     });
@@ -168,8 +196,9 @@ export function runAgentNodeAttestorConformance(
     });
 
     it('sends evidence the server side of the same plugin accepts', async () => {
-      const data = await built().attestationData();
-      const res = await fixture.serverSide().attest(data.payload, ctx());
+      const s = built();
+      const data = await s.attestationData();
+      const res = await fixture.serverSide().attest(data.payload, ctx(TD, s.answerChallenge?.bind(s)));
       expect(res.agentId.path.startsWith(`/spire/agent/${fixture.name}/`)).toBe(true);
       expect(res.canReattest).toBe(fixture.canReattest);
     });

@@ -11,7 +11,8 @@
  * possession burning a join token (the CSR is checked before the token is consumed); two
  * concurrent renewals both minting an SVID when only one can be recorded (renewals,
  * re-attestations and bans of one agent are serialised, and a renewal re-checks under the
- * lock that the caller's SVID is still the current one).
+ * lock that the caller's SVID is still the current one); a scoped registrar
+ * (server/registrar-scope) seeing, banning or evicting agents its scope does not name.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ListAgentsQuery } from '../../datastore/datastore.js';
@@ -27,7 +28,9 @@ import { revokeForBannedAgent } from './revoke.js';
 import { agentBanned, badRequest, denied, notFound } from '../status.js';
 import { KeyedMutex } from '../keyed-mutex.js';
 import { checkNotReservedId } from './entry.js';
+import { agentVisible, checkAgentInScope, scopeOfCaller } from '../registrar-scope.js';
 import { csrFromWire, issueX509Svid } from './issue.js';
+import { challengeOf } from './attest-challenge.js';
 
 /**
  * One lock per agent record, shared by every service instance over the same datastore
@@ -66,9 +69,22 @@ interface AttestAgentRequest {
 export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
   const changed = (agentId: string): void => ctx.hub.publish({ kind: 'agent', agentId });
   return {
-    CountAgents: unary(ctx, t, 'CountAgents', 'admin', async () => ({ count: await ctx.ds.countAgents() })),
+    CountAgents: unary(ctx, t, 'CountAgents', 'admin', async (_req, caller) => {
+      const scope = scopeOfCaller(caller);
+      if (scope === undefined) return { count: await ctx.ds.countAgents() };
+      let count = 0;
+      let pageToken: string | undefined;
+      do {
+        const page = await ctx.ds.listAgents({ pageSize: 1000, ...(pageToken !== undefined ? { pageToken } : {}) });
+        for (const a of page.items) if (agentVisible(scope, a.spiffeId)) count++;
+        pageToken = page.nextPageToken === '' ? undefined : page.nextPageToken;
+      } while (pageToken !== undefined);
+      return { count };
+    }),
 
-    ListAgents: unary<ListAgentsRequest, unknown>(ctx, t, 'ListAgents', 'admin', async (req) => {
+    // A scoped registrar sees only the agents its parent_ids name (pages may be short).
+    ListAgents: unary<ListAgentsRequest, unknown>(ctx, t, 'ListAgents', 'admin', async (req, caller) => {
+      const scope = scopeOfCaller(caller);
       const q: ListAgentsQuery = {};
       const f = req.filter;
       if (f?.by_banned === 'BAN_FILTER_BANNED') q.byBanned = true;
@@ -82,18 +98,20 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       const pageToken = pageTokenFromWire(req.page_token);
       if (pageToken !== undefined) q.pageToken = pageToken;
       const page = await ctx.ds.listAgents(q);
-      return { agents: page.items.map(agentToWire), next_page_token: page.nextPageToken };
+      return { agents: page.items.filter((a) => agentVisible(scope, a.spiffeId)).map(agentToWire), next_page_token: page.nextPageToken };
     }),
 
-    GetAgent: unary<{ id: string }, WireAgent>(ctx, t, 'GetAgent', 'admin', async (req) => {
+    GetAgent: unary<{ id: string }, WireAgent>(ctx, t, 'GetAgent', 'admin', async (req, caller) => {
       const id = agentIdFromWire(ctx, req.id);
+      checkAgentInScope(scopeOfCaller(caller), id, 'read');
       const a = await ctx.ds.getAgent(id);
       if (a === undefined) throw notFound(`no agent ${id}`);
       return agentToWire(a);
     }),
 
-    BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req) => {
+    BanAgent: unary<{ id: string }, object>(ctx, t, 'BanAgent', 'admin', async (req, caller) => {
       const id = agentIdFromWire(ctx, req.id);
+      checkAgentInScope(scopeOfCaller(caller), id, 'ban');
       const before = await ctx.ds.getAgent(id);
       // The serial is cleared too, so no SVID of the agent matches its record any more.
       await agentLock(ctx).run(id, () => ctx.ds.updateAgent(id, { banned: true, serialNumber: '' }));
@@ -104,8 +122,9 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       return {};
     }),
 
-    DeleteAgent: unary<{ id: string }, object>(ctx, t, 'DeleteAgent', 'admin', async (req) => {
+    DeleteAgent: unary<{ id: string }, object>(ctx, t, 'DeleteAgent', 'admin', async (req, caller) => {
       const id = agentIdFromWire(ctx, req.id);
+      checkAgentInScope(scopeOfCaller(caller), id, 'evict');
       await ctx.ds.deleteAgent(id);
       ctx.logger.info({ agentId: id }, 'agent evicted');
       changed(id);
@@ -143,14 +162,16 @@ export function agentService(ctx: ApiContext, t: Transport): UntypedServiceImple
       return { value: token, expires_at: expiresAt };
     }),
 
-    AttestAgent: unary<AttestAgentRequest, unknown>(ctx, t, 'AttestAgent', 'attest', async (req) => {
+    AttestAgent: unary<AttestAgentRequest, unknown>(ctx, t, 'AttestAgent', 'attest', async (req, _caller, call) => {
       const data = req.attestation_data;
       if (data === null || data === undefined || data.type === '') throw badRequest('attestation_data.type is missing');
       const attestor = ctx.attestors.get(data.type);
       if (attestor === undefined) throw badRequest(`node attestor ${JSON.stringify(data.type.slice(0, 64))} is not enabled on this server`);
       // Proof of possession first: a broken CSR must not consume single-use evidence.
       parseCsr(csrFromWire(req.csr));
-      const result = await attestor.attest(data.payload ?? Buffer.alloc(0), { trustDomain: ctx.trustDomain, now: ctx.now() });
+      // A challenge–response transport (SPIRE's AttestAgent stream) attached its channel to the call.
+      const challenge = challengeOf(call);
+      const result = await attestor.attest(data.payload ?? Buffer.alloc(0), { trustDomain: ctx.trustDomain, now: ctx.now(), ...(challenge !== undefined ? { challenge } : {}) });
       const agentId = result.agentId.toString();
       if (!result.agentId.memberOf(ctx.trustDomain) || !isAgentId(result.agentId)) {
         throw new MayflyError('ERR_ATTESTATION_FAILED', `attestor ${attestor.type} produced ${agentId}, which is not an agent ID of ${ctx.trustDomain.name}`);

@@ -43,6 +43,8 @@ interface AuthorizedEntriesUpdate {
   tainted_jwt_authorities: string[];
   /** The server's X.509 CRLs, DER (issue 10). */
   x509_crls: Buffer[];
+  /** Authorised entries not served, and why (issue 11: lapsed owner certification). */
+  withheld_entries: { entry_id: string; spiffe_id: string; reason: string }[];
 }
 
 /** Live authorised-entry streams; `closeAll` ends them (server shutdown). */
@@ -225,7 +227,16 @@ class Subscription {
     // Superseded (renewed or re-attested) SVID: PERMISSION_DENIED, as for any other call with it.
     const agent = checkAgentStanding(stored, this.agentId, this.serial);
     this.#checkSvidCurrent();
-    const entries = await authorizedEntries(ctx, agent);
+    // Entries whose owner certification lapsed are not sent: the agent drops them (issue 11).
+    const gate = ctx.certification;
+    const all = await authorizedEntries(ctx, agent);
+    const entries: typeof all = [];
+    const withheld: { entry_id: string; spiffe_id: string; reason: string }[] = [];
+    for (const e of all) {
+      const reason = gate?.refusal(e);
+      if (reason === undefined) entries.push(e);
+      else withheld.push({ entry_id: e.entryId, spiffe_id: e.spiffeId, reason });
+    }
     const feds = new Set<string>();
     for (const e of entries) for (const f of e.federatesWith) feds.add(f);
     const federated = await federatedBundles(ctx, feds);
@@ -238,6 +249,7 @@ class Subscription {
       tainted_x509_authorities: [...tainted.x509].sort(),
       tainted_jwt_authorities: [...tainted.jwt].sort(),
       x509_crls: [...(ctx.crls?.current() ?? [])],
+      withheld_entries: withheld,
     };
     if (this.#closed) return;
     // CRLs are hashed as bytes: a large CRL through the JSON fingerprint would cost per byte.

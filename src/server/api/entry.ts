@@ -17,7 +17,10 @@ import { SpiffeId, TrustDomain } from '../../spiffe/id.js';
 import type { Transport } from '../auth.js';
 import { checkBatch, pageSizeFromWire, pageTokenFromWire, unary, type ApiContext } from '../context.js';
 import { entryFromWire, entryToWire, matchFromWire, type WireEntry, type WireMatch, type WireSelector } from '../messages.js';
+import { checkEntryVisible, checkEntryWritable, entryVisible, scopeOfCaller, type RegistrarScope } from '../registrar-scope.js';
 import { badRequest, itemStatusOf, notFound, OK_STATUS, type ItemStatus } from '../status.js';
+import { MayflyError } from '../../spiffe/errors.js';
+import { certifyEntryHandler } from './entry-certify.js';
 
 interface ListEntriesRequest {
   filter: {
@@ -111,24 +114,60 @@ export function listEntriesQuery(ctx: ApiContext, req: ListEntriesRequest): List
   return q;
 }
 
+/** Entries a scoped registrar may see, counted by walking the store (CountEntries). */
+async function countInScope(ctx: ApiContext, scope: RegistrarScope): Promise<number> {
+  let n = 0;
+  let pageToken: string | undefined;
+  do {
+    const page = await ctx.ds.listEntries({ pageSize: 1000, ...(pageToken !== undefined ? { pageToken } : {}) });
+    for (const e of page.items) if (entryVisible(scope, e)) n++;
+    pageToken = page.nextPageToken === '' ? undefined : page.nextPageToken;
+  } while (pageToken !== undefined);
+  return n;
+}
+
+/**
+ * A scoped update: the stored entry and the new one must both be in scope, and the stored
+ * one must be the revision the update replaces (otherwise the write could replace an entry
+ * changed, e.g. moved out of scope, after this check).
+ */
+async function checkUpdateInScope(ctx: ApiContext, scope: RegistrarScope, next: ValidEntry, entryId: string, revision: number): Promise<void> {
+  const stored = await ctx.ds.getEntry(entryId);
+  if (stored === undefined) throw notFound(`no entry with id ${entryId}`);
+  checkEntryWritable(scope, stored, 'update', 'the stored entry');
+  checkEntryWritable(scope, { ...next, entryId }, 'update', 'the updated entry');
+  if (stored.revision !== revision) {
+    throw new MayflyError('ERR_DATASTORE_CONFLICT', `entry ${entryId} is at revision ${stored.revision}, not ${revision}; read it again and retry`);
+  }
+}
+
 export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
   const changed = (): void => ctx.hub.publish({ kind: 'entries' });
   return {
-    CountEntries: unary(ctx, t, 'CountEntries', 'admin', async () => ({ count: await ctx.ds.countEntries() })),
+    CertifyEntry: certifyEntryHandler(ctx, t),
 
-    ListEntries: unary<ListEntriesRequest, unknown>(ctx, t, 'ListEntries', 'admin', async (req) => {
-      const page = await ctx.ds.listEntries(listEntriesQuery(ctx, req));
-      return { entries: page.items.map(entryToWire), next_page_token: page.nextPageToken };
+    CountEntries: unary(ctx, t, 'CountEntries', 'admin', async (_req, caller) => {
+      const scope = scopeOfCaller(caller);
+      return { count: scope === undefined ? await ctx.ds.countEntries() : await countInScope(ctx, scope) };
     }),
 
-    GetEntry: unary<{ id: string }, WireEntry>(ctx, t, 'GetEntry', 'admin', async (req) => {
+    // A scoped registrar's pages hold only its entries (a page may then be short; the token still pages on).
+    ListEntries: unary<ListEntriesRequest, unknown>(ctx, t, 'ListEntries', 'admin', async (req, caller) => {
+      const scope = scopeOfCaller(caller);
+      const page = await ctx.ds.listEntries(listEntriesQuery(ctx, req));
+      return { entries: page.items.filter((e) => entryVisible(scope, e)).map(entryToWire), next_page_token: page.nextPageToken };
+    }),
+
+    GetEntry: unary<{ id: string }, WireEntry>(ctx, t, 'GetEntry', 'admin', async (req, caller) => {
       const id = entryIdFromWire(req.id);
       const e = await ctx.ds.getEntry(id);
       if (e === undefined) throw notFound(`no entry with id ${id}`);
+      checkEntryVisible(scopeOfCaller(caller), e);
       return entryToWire(e);
     }),
 
-    BatchCreateEntry: unary<{ entries: WireEntry[] }, unknown>(ctx, t, 'BatchCreateEntry', 'admin', async (req) => {
+    BatchCreateEntry: unary<{ entries: WireEntry[] }, unknown>(ctx, t, 'BatchCreateEntry', 'admin', async (req, caller) => {
+      const scope = scopeOfCaller(caller);
       const list = req.entries ?? [];
       checkBatch(ctx, list.length, 'entries');
       const results: { status: ItemStatus; entry: WireEntry | null }[] = [];
@@ -141,6 +180,7 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
           const entry = validateEntry(entryFromWire(w), { trustDomain: ctx.trustDomain });
           checkNotReservedId(ctx, entry.spiffeId, 'spiffe_id');
           checkEntryPolicy(ctx, entry);
+          checkEntryWritable(scope, entry, 'create');
           valid.push({ i: results.length, entry });
           results.push({ status: OK_STATUS, entry: null });
         } catch (err) {
@@ -168,7 +208,8 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
       return { results };
     }),
 
-    BatchUpdateEntry: unary<{ entries: WireEntry[] }, unknown>(ctx, t, 'BatchUpdateEntry', 'admin', async (req) => {
+    BatchUpdateEntry: unary<{ entries: WireEntry[] }, unknown>(ctx, t, 'BatchUpdateEntry', 'admin', async (req, caller) => {
+      const scope = scopeOfCaller(caller);
       const list = req.entries ?? [];
       checkBatch(ctx, list.length, 'entries');
       const results: { status: ItemStatus; entry: WireEntry | null }[] = [];
@@ -181,6 +222,7 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
           checkEntryPolicy(ctx, valid);
           const revision = w.revision ?? 0;
           if (!Number.isSafeInteger(revision) || revision < 0) throw badRequest('revision must be a non-negative integer');
+          if (scope !== undefined) await checkUpdateInScope(ctx, scope, valid, entryId, revision);
           const stored = await ctx.ds.updateEntry({ ...valid, entryId }, { expectedRevision: revision });
           results.push({ status: OK_STATUS, entry: entryToWire(stored) });
           any = true;
@@ -192,7 +234,8 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
       return { results };
     }),
 
-    BatchDeleteEntry: unary<{ ids: string[] }, unknown>(ctx, t, 'BatchDeleteEntry', 'admin', async (req) => {
+    BatchDeleteEntry: unary<{ ids: string[] }, unknown>(ctx, t, 'BatchDeleteEntry', 'admin', async (req, caller) => {
+      const scope = scopeOfCaller(caller);
       const ids = req.ids ?? [];
       checkBatch(ctx, ids.length, 'ids');
       const results: { status: ItemStatus; id: string }[] = [];
@@ -200,6 +243,11 @@ export function entryService(ctx: ApiContext, t: Transport): UntypedServiceImple
       for (const raw of ids) {
         try {
           const id = entryIdFromWire(raw);
+          if (scope !== undefined) {
+            const stored = await ctx.ds.getEntry(id);
+            if (stored === undefined) throw notFound(`no entry with id ${id}`);
+            checkEntryWritable(scope, stored, 'delete');
+          }
           await ctx.ds.deleteEntry(id);
           results.push({ status: OK_STATUS, id });
           any = true;

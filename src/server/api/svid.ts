@@ -23,7 +23,7 @@ import type { Transport } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext, type IssuanceSink } from '../context.js';
 import type { WireJwtSvid, WireX509Svid } from '../messages.js';
-import { badRequest, denied, grpcCodeOf, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
+import { badRequest, denied, entryNotAuthorized, grpcCodeOf, itemStatusOf, OK_STATUS, type ItemStatus } from '../status.js';
 import type { CsrMintItem, CsrMinter, X509MintAuthority } from '../csr-pool.js';
 
 /** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
@@ -133,7 +133,7 @@ async function mintBatch(ctx: ApiContext, pool: Pick<CsrMinter, 'mint'>, reqs: I
 function notAuthorized(entryId: unknown): Error {
   const shown = typeof entryId === 'string' ? JSON.stringify(entryId.slice(0, 255)) : 'given';
   // The same answer whether the entry exists or not: an agent learns nothing about others' entries.
-  return denied(`entry ${shown} is not authorised for this agent`);
+  return entryNotAuthorized(`entry ${shown} is not authorised for this agent`);
 }
 
 export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplementation {
@@ -168,6 +168,8 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
         try {
           const entry = allowed.get(p?.entry_id);
           if (entry === undefined) throw notAuthorized(p?.entry_id);
+          const lapsed = ctx.certification?.refusal(entry);
+          if (lapsed !== undefined) throw denied(lapsed);
           reqs.push({
             spiffeId: identityForRequest(ctx, entry, p, caller.agentId.toString()),
             csr: p.csr,
@@ -198,6 +200,8 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       const audience = audienceFromWire(ctx, req.audience);
       const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
       if (entry === undefined) throw notAuthorized(req.entry_id);
+      const lapsed = ctx.certification?.refusal(entry);
+      if (lapsed !== undefined) throw denied(lapsed);
       const svid = await jwtSvid(ctx, identityForRequest(ctx, entry, req, caller.agentId.toString()), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
       ctx.usage?.issued(entry.entryId, caller.agentId.toString());
       return { svid };

@@ -1,7 +1,12 @@
 /**
  * @module server/spire-api/bundle-read
  *
- * SPIRE's the bundle reads agents make (GetBundle, GetFederatedBundle). Not served yet: every RPC of it answers UNIMPLEMENTED.
+ * The bundle reads SPIRE's agents make (GetBundle, GetFederatedBundle) are served by the
+ * one implementation every caller shares, `bundle-get.ts` (registered by the Bundle admin
+ * group): GetBundle for anyone, GetFederatedBundle for admins and attested agents, as
+ * SPIRE authorises them, with SPIRE's masks, taint flags and messages. Nothing is added here
+ * (a second GetBundle would shadow that one in `index.ts`); `spire-agent.interop.test.ts`
+ * checks both as agents call them.
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Transport } from '../auth.js';
