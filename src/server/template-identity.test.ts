@@ -8,7 +8,7 @@ import { testEntry } from '../agent/testing.js';
 import { isMayflyError } from '../spiffe/errors.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import type { ApiContext } from './api-context.js';
-import { identityForRequest, templateEntriesYielding } from './template-identity.js';
+import { checkNotShadowing, identityForRequest, templateEntriesYielding } from './template-identity.js';
 
 const warned: string[] = [];
 const ctx = {
@@ -82,5 +82,17 @@ describe('templateEntriesYielding (delivery attribution)', () => {
     expect(templateEntriesYielding([template], 'spiffe://example.org/ns/a/sa/c', ['k8s:ns:a', 'k8s:sa:b'])).toEqual([]);
     expect(templateEntriesYielding([template], 'spiffe://example.org/ns/a/sa/b', ['nocolon'])).toEqual([]);
     expect(templateEntriesYielding([template], 'spiffe://example.org/ns/a/sa/b', undefined)).toEqual([]);
+  });
+});
+
+describe('checkNotShadowing', () => {
+  it('refuses an instance whose ID an ordinary entry not authorised for the agent holds; allows it otherwise', async () => {
+    const elsewhere = testEntry({ entryId: 'elsewhere', spiffeId: 'spiffe://example.org/ns/a/sa/b', parentId: 'spiffe://example.org/other', selectors: [{ type: 'unix', value: 'uid:9' }] });
+    const withDs = (items: unknown[]): ApiContext => ({ ...ctx, ds: { listEntries: async () => ({ items, nextPageToken: '' }) } }) as unknown as ApiContext;
+    const id = SpiffeId.parse('spiffe://example.org/ns/a/sa/b');
+    await expect(checkNotShadowing(withDs([elsewhere]), template, id, new Map([['tpl', template]]), 'agent')).rejects.toThrow(/another registration entry \(not authorised for this agent\) holds/);
+    await expect(checkNotShadowing(withDs([elsewhere]), template, id, new Map([['tpl', template], ['elsewhere', elsewhere]]), 'agent')).resolves.toBeUndefined();
+    await expect(checkNotShadowing(withDs([]), template, id, new Map(), 'agent')).resolves.toBeUndefined();
+    await expect(checkNotShadowing(withDs([elsewhere]), plain, id, new Map(), 'agent')).resolves.toBeUndefined();
   });
 });

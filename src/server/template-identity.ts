@@ -14,7 +14,9 @@
  * server's trust domain and outside the reserved `/spire` namespace (a placeholder in the
  * first segment could otherwise yield `/spire/agent/...`). A refusal names the rule broken.
  * What the agent can obtain from a template is what the template allows for some value:
- * the wildcard is the operator's grant.
+ * the wildcard is the operator's grant. One thing it never yields: an ID that an ordinary
+ * entry not authorised for this agent registers (`checkNotShadowing`), so a template on one
+ * node cannot mint the identity an operator gave a workload elsewhere.
  */
 import { MAX_ENTRY_SELECTORS, type RegistrationEntry } from '../registration/entry.js';
 import { parseSelector, selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
@@ -84,4 +86,17 @@ export function templateEntriesYielding(templates: readonly RegistrationEntry[],
     if (r !== undefined && 'spiffeId' in r && r.spiffeId === spiffeId) out.push(t.entryId);
   }
   return out;
+}
+
+/**
+ * Refuses a template instance whose concrete ID an ordinary (non-template) entry holds that
+ * is not authorised for this agent: the explicit registration wins over the wildcard.
+ */
+export async function checkNotShadowing(ctx: ApiContext, entry: RegistrationEntry, id: SpiffeId, allowed: ReadonlyMap<string, RegistrationEntry>, agentId: string): Promise<void> {
+  if (!isTemplateId(entry.spiffeId)) return;
+  const page = await ctx.ds.listEntries({ bySpiffeId: id.toString(), pageSize: 100 });
+  if (page.items.some((e) => !allowed.has(e.entryId))) {
+    ctx.logger.warn({ entryId: entry.entryId, agentId, spiffeId: id.toString() }, 'refused an SVID for an entry template: another entry registers that ID');
+    throw denied(`entry template ${JSON.stringify(entry.entryId)} yields ${id.toString()}, which another registration entry (not authorised for this agent) holds; a template never yields an explicitly registered identity`);
+  }
 }

@@ -109,6 +109,32 @@ describe('entry templates: one entry, many IDs, hostile values refused', () => {
     await m.deleteEntry(entryId);
   });
 
+  it('a template never yields an ID an ordinary entry elsewhere registers: the server refuses it', async () => {
+    const admin = adminSocketClients(m.server.adminSocketPath);
+    const res = await unaryCall<{ results: { status: { code: number }; entry?: { id: string } }[] }>(admin.Entry, 'BatchCreateEntry', {
+      entries: [{ spiffe_id: `spiffe://${m.trustDomain}/user/root`, parent_id: `spiffe://${m.trustDomain}/other-node`, selectors: [{ type: 'unix', value: 'uid:12345' }] }],
+    }).finally(() => admin.close());
+    const other = res.results[0]?.entry?.id ?? '';
+    expect(other).not.toBe('');
+    const entryId = await m.createEntry(`spiffe://${m.trustDomain}/user/{{unix:user}}`, ['unix:user:*'], { wait: false });
+    await templatesAtAgent(m, 1);
+    const client = new WorkloadApiClient({ address: m.endpoint });
+    try {
+      const err = await client.fetchX509Svid({ timeoutMs: 20_000 }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(String(err?.message)).toMatch(/no identity issued/);
+    } finally {
+      client.close();
+    }
+    const refused = warnings.find((w) => w.message === 'server refused an X509-SVID for entry');
+    expect(String((refused?.fields as { message?: string } | undefined)?.message)).toMatch(/which another registration entry \(not authorised for this agent\) holds/);
+    await m.deleteEntry(entryId);
+    await m.deleteEntry(other);
+    await templatesAtAgent(m, 0);
+  });
+
   it('entry create refuses a malformed template with a clear error', async () => {
     await expect(m.createEntry(`spiffe://${m.trustDomain}/user/{{unix:user}}`, ['unix:uid:*'], { wait: false })).rejects.toThrow(
       /spiffeId is a template that has placeholder \{\{unix:user\}\} with no wildcard selector unix:user:\*/,

@@ -28,7 +28,7 @@ import type { CsrMintItem, CsrMinter, X509MintAuthority } from '../csr-pool.js';
 
 /** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
 const inlineMint: Pick<CsrMinter, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
-import { identityForRequest, type TemplateRequest } from '../template-identity.js';
+import { checkNotShadowing, identityForRequest, type TemplateRequest } from '../template-identity.js';
 import { csrFromWire, issueX509Svid, type IssueX509SvidRequest } from './issue.js';
 import { revokeX509Svids, type RevokeX509SvidsRequest } from './revoke.js';
 
@@ -170,8 +170,10 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           if (entry === undefined) throw notAuthorized(p?.entry_id);
           const lapsed = ctx.certification?.refusal(entry);
           if (lapsed !== undefined) throw denied(lapsed);
+          const spiffeId = identityForRequest(ctx, entry, p, caller.agentId.toString());
+          await checkNotShadowing(ctx, entry, spiffeId, allowed, caller.agentId.toString());
           reqs.push({
-            spiffeId: identityForRequest(ctx, entry, p, caller.agentId.toString()),
+            spiffeId,
             csr: p.csr,
             ttlSeconds: entry.x509SvidTtl || ctx.limits.defaultX509SvidTtl,
             dnsNames: entry.dnsNames,
@@ -198,11 +200,14 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
     NewJWTSVID: unary<{ entry_id: string; audience: string[] } & TemplateRequest, unknown>(ctx, t, 'NewJWTSVID', 'agent', async (req, caller) => {
       if (caller.kind !== 'agent') throw denied('NewJWTSVID is for attested agents only');
       const audience = audienceFromWire(ctx, req.audience);
-      const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
+      const allowedMap = await authorizedEntryMap(ctx, caller.agent);
+      const entry = allowedMap.get(req.entry_id);
       if (entry === undefined) throw notAuthorized(req.entry_id);
       const lapsed = ctx.certification?.refusal(entry);
       if (lapsed !== undefined) throw denied(lapsed);
-      const svid = await jwtSvid(ctx, identityForRequest(ctx, entry, req, caller.agentId.toString()), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
+      const spiffeId = identityForRequest(ctx, entry, req, caller.agentId.toString());
+      await checkNotShadowing(ctx, entry, spiffeId, allowedMap, caller.agentId.toString());
+      const svid = await jwtSvid(ctx, spiffeId, audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
       ctx.usage?.issued(entry.entryId, caller.agentId.toString());
       return { svid };
     }),
