@@ -241,7 +241,7 @@ export class MayflyAgent {
       trustDomain: this.trustDomain,
       issuer: {
         newX509Svids: (b) => afterRenewal(() => sync.newX509Svids(b)),
-        newJwtSvid: (e, a) => afterRenewal(() => sync.newJwtSvid(e, a)),
+        newJwtSvid: (e, a, t) => afterRenewal(() => sync.newJwtSvid(e, a, t)),
       },
       workloadAttestors: cfg.workloadAttestors ?? [new UnixWorkloadAttestor()],
       scheduler: this.#sched,

@@ -49,6 +49,8 @@ import type { AuthorizedUpdate, IssuedJwtSvidWire } from './server-client.js';
 import { acceptX509Svid, type CachedX509Svid } from './x509-accept.js';
 import { isChainTainted, isJwtTainted, NO_TAINTED_AUTHORITIES, taintedAuthoritiesOf, type TaintedAuthorities } from './taint.js';
 import { WorkloadViews, type ServedBundle } from './workload-views.js';
+import { TemplateInstances } from './template-instances.js';
+import type { NewX509SvidRequest, TemplateInstanceRequest } from './server-client.js';
 import { isChainRevoked, NO_REVOCATIONS, revokedSerialsOf, type RevokedSerials } from './revocation.js';
 
 export { jwtCacheKey } from './jwt-cache.js';
@@ -56,7 +58,8 @@ export type { CachedX509Svid } from './x509-accept.js';
 
 /** The server calls the cache makes (the agent routes them to its current client). */
 export interface SvidIssuer extends X509SvidIssuer {
-  newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire>;
+  /** `template`: for an entry-template instance, the ID and selector values (template-instances.ts). */
+  newJwtSvid(entryId: string, audience: readonly string[], template?: TemplateInstanceRequest): Promise<IssuedJwtSvidWire>;
 }
 
 /** What the cache reports as it works (the agent's metrics implement it; agent/metrics). */
@@ -106,6 +109,10 @@ export class SvidCache implements WorkloadIdentities {
   /** The revoked serials the last update's CRLs list (revocation.ts; issue 10). */
   #revoked: RevokedSerials = NO_REVOCATIONS;
   #entries: RegistrationEntry[] = [];
+  /** The update's non-template entries; `#entries` adds the template instances to them. */
+  #base: RegistrationEntry[] = [];
+  /** Entry templates and the instances callers' selectors made of them (template-instances.ts). */
+  readonly #templates: TemplateInstances;
   #entryById = new Map<string, RegistrationEntry>();
   readonly #svids = new Map<string, CachedX509Svid>();
   /** The trust domain's own bundle (the agent's server's). */
@@ -134,8 +141,12 @@ export class SvidCache implements WorkloadIdentities {
     this.#log = cfg.logger ?? SILENT_AGENT_LOGGER;
     this.#random = cfg.random ?? Math.random;
     this.#sched = cfg.scheduler;
+    this.#templates = new TemplateInstances({ logger: this.#log });
     this.#jwt = new JwtSvidCache({
-      mint: (entryId, audience) => this.#cfg.issuer.newJwtSvid(entryId, audience),
+      mint: (entryId, audience) => {
+        const t = this.#templates.request(entryId);
+        return t === undefined ? this.#cfg.issuer.newJwtSvid(entryId, audience) : this.#cfg.issuer.newJwtSvid(t.templateId, audience, t);
+      },
       isCurrent: (e) => this.#entryById.get(e.entryId)?.spiffeId === e.spiffeId,
       now: () => this.#sched.now(),
       log: this.#log,
@@ -153,6 +164,7 @@ export class SvidCache implements WorkloadIdentities {
         },
         failed: (entryId) => this.#rotation.hasFailed(entryId),
         crls: () => this.#revoked.crls,
+        refusals: (selectors) => this.#templates.refusals(selectors),
         bundle: () => this.#trustDomainBundle,
         federated: () => this.#federated,
       },
@@ -173,7 +185,7 @@ export class SvidCache implements WorkloadIdentities {
         },
         timerFired: () => this.#timerFired(),
       },
-      issuer: cfg.issuer,
+      issuer: { newX509Svids: (batch) => this.#newX509Svids(batch) },
       scheduler: cfg.scheduler,
       random: this.#random,
       logger: this.#log,
@@ -252,10 +264,8 @@ export class SvidCache implements WorkloadIdentities {
     const now = this.#sched.now();
     const nowSec = Math.floor(now.getTime() / 1000);
     const live = u.entries.filter((e) => e.expiresAt === 0 || e.expiresAt > nowSec);
-    for (const e of [...live].sort(compareEntries)) if (!this.#firstSeen.has(e.entryId)) this.#firstSeen.set(e.entryId, ++this.#seenCounter);
-    const seen = (e: RegistrationEntry): number => this.#firstSeen.get(e.entryId) ?? 0;
-    const entries = live.sort((a, b) => (a.createdAt !== b.createdAt ? a.createdAt - b.createdAt : seen(a) - seen(b)));
-    this.#setEntries(entries);
+    this.#base = this.#templates.setEntries(live);
+    this.#setEntries(this.#ordered());
 
     const bundleChanged = this.#trustDomainBundle === undefined || !this.#trustDomainBundle.bundle.equals(u.bundle);
     if (bundleChanged) {
@@ -292,8 +302,35 @@ export class SvidCache implements WorkloadIdentities {
     if (this.#closed || this.#entries.length === 0) return;
     this.#log.warn({ entries: this.#entries.length, reason }, 'no longer serving any workload identity');
     this.#workload.invalidate();
+    this.#base = this.#templates.setEntries([]);
     this.#setEntries([]);
     this.#workload.publish();
+  }
+
+  /** The update's entries and the template instances, in serving order (oldest first; same second: first seen). */
+  #ordered(): RegistrationEntry[] {
+    const all = [...this.#base, ...this.#templates.entries()];
+    for (const e of [...all].sort(compareEntries)) if (!this.#firstSeen.has(e.entryId)) this.#firstSeen.set(e.entryId, ++this.#seenCounter);
+    const seen = (e: RegistrationEntry): number => this.#firstSeen.get(e.entryId) ?? 0;
+    return all.sort((a, b) => (a.createdAt !== b.createdAt ? a.createdAt - b.createdAt : seen(a) - seen(b)));
+  }
+
+  /** Instantiates the templates `selectors` match (a Workload API caller's); a new instance is signed at once. */
+  #resolveTemplates(selectors: readonly Selector[]): void {
+    if (!this.#templates.resolve(selectors)) return;
+    this.#workload.invalidate();
+    this.#setEntries(this.#ordered());
+    this.#rotation.kick();
+  }
+
+  /** BatchNewX509SVID with template instances named as the server wants them (template entry ID, ID, selector values). */
+  async #newX509Svids(batch: readonly NewX509SvidRequest[]): ReturnType<SvidIssuer['newX509Svids']> {
+    const sent = batch.map((b) => {
+      const t = this.#templates.request(b.entryId);
+      return t === undefined ? b : { entryId: t.templateId, csr: b.csr, spiffeId: t.spiffeId, templateSelectors: t.templateSelectors };
+    });
+    const results = await this.#cfg.issuer.newX509Svids(sent);
+    return results.map((r, i) => ({ ...r, entryId: (batch[i] as NewX509SvidRequest).entryId }));
   }
 
   /** Makes `entries` the cache's entries: what they no longer name (SVIDs, JWT-SVIDs, rotation, first-seen order) goes. */
@@ -421,6 +458,7 @@ export class SvidCache implements WorkloadIdentities {
 
   subscribe(selectors: readonly Selector[], onUpdate: (update: WorkloadUpdate) => void): () => void {
     if (!this.ready) throw new MayflyError('ERR_AGENT_NOT_READY', 'the agent has not received its authorised entries from the server yet');
+    this.#resolveTemplates(selectors);
     return this.#workload.subscribe(selectors, onUpdate);
   }
 
@@ -435,6 +473,7 @@ export class SvidCache implements WorkloadIdentities {
    * an empty one would end its stream with PERMISSION_DENIED).
    */
   updateFor(selectors: readonly Selector[]): WorkloadUpdate | undefined {
+    if (this.ready) this.#resolveTemplates(selectors);
     return this.#workload.updateFor(selectors);
   }
 
@@ -442,6 +481,7 @@ export class SvidCache implements WorkloadIdentities {
     if (!this.ready) throw new MayflyError('ERR_AGENT_NOT_READY', 'the agent has not received its authorised entries from the server yet');
     const audience = [...new Set(request.audience)].sort();
     if (audience.length === 0) throw new TypeError('fetchJwtSvid needs at least one audience');
+    this.#resolveTemplates(selectors);
     const seen = new Set<string>();
     const picked: RegistrationEntry[] = [];
     for (const e of this.#workload.matching(selectors)) {
@@ -452,6 +492,21 @@ export class SvidCache implements WorkloadIdentities {
     }
     const out = await Promise.all(picked.map(async (e) => ({ e, jwt: await this.#jwt.get(e, audience) })));
     return out.map(({ e, jwt }) => ({ spiffeId: jwt.spiffeId, token: jwt.token, ...(e.hint !== '' ? { hint: e.hint } : {}) }));
+  }
+
+  /** Why the entry templates `selectors` match yield no identity (the Workload API error names them). */
+  refusals(selectors: readonly Selector[]): readonly string[] {
+    return this.#templates.refusals(selectors);
+  }
+
+  /** Number of entry templates the server pushed (tests, metrics). */
+  get templateEntryCount(): number {
+    return this.#templates.templateCount;
+  }
+
+  /** Number of entry-template instances held (tests, metrics). */
+  get templateInstanceCount(): number {
+    return this.#templates.size;
   }
 
   /** Number of cached JWT-SVIDs (tests). */

@@ -24,7 +24,9 @@ import {
   type DeliveryReport,
   type IssuedJwtSvidWire,
   type IssuedX509Svid,
+  type NewX509SvidRequest,
   type NewX509SvidResult,
+  type TemplateInstanceRequest,
   type ServerClient,
   type ServerClientCredentials,
   type ServerClientFactory,
@@ -122,12 +124,12 @@ export class FailoverServerClient implements ServerClient {
     });
   }
 
-  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]> {
+  newX509Svids(batch: readonly NewX509SvidRequest[]): Promise<NewX509SvidResult[]> {
     return this.#call((c) => c.newX509Svids(batch));
   }
 
-  newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire> {
-    return this.#call((c) => c.newJwtSvid(entryId, audience));
+  newJwtSvid(entryId: string, audience: readonly string[], template?: TemplateInstanceRequest): Promise<IssuedJwtSvidWire> {
+    return this.#call((c) => (template === undefined ? c.newJwtSvid(entryId, audience) : c.newJwtSvid(entryId, audience, template)));
   }
 
   subscribe(onUpdate: (u: AuthorizedUpdate) => void, onError: (err: ServerCallError) => void): () => void {

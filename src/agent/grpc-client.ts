@@ -31,10 +31,12 @@ import {
   type DeliveryReport,
   type IssuedJwtSvidWire,
   type IssuedX509Svid,
+  type NewX509SvidRequest,
   type NewX509SvidResult,
   type ServerClient,
   type ServerClientCredentials,
   type ServerClientFactory,
+  type TemplateInstanceRequest,
 } from './server-client.js';
 
 type Ctor = grpc.ServiceClientConstructor;
@@ -118,6 +120,12 @@ function entryFromWire(w: WireEntry): RegistrationEntry {
     revision: Number(w.revision ?? 0),
     createdAt: Number(w.created_at ?? 0),
   };
+}
+
+/** The template fields of an SVID request (an entry-template instance; template-instances.ts). */
+function templateWire(t: Partial<TemplateInstanceRequest>): { spiffe_id?: string; template_selectors?: { type: string; value: string }[] } {
+  if (t.spiffeId === undefined || t.templateSelectors === undefined) return {};
+  return { spiffe_id: t.spiffeId, template_selectors: t.templateSelectors.map((s) => ({ type: s.type, value: s.value })) };
 }
 
 function callError(err: grpc.ServiceError | Error): ServerCallError {
@@ -232,9 +240,9 @@ export class GrpcServerClient implements ServerClient {
     return x509FromWire(res.svid);
   }
 
-  async newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]> {
+  async newX509Svids(batch: readonly NewX509SvidRequest[]): Promise<NewX509SvidResult[]> {
     const res = await this.#unary<{ results: { status: { code: number; message: string } | null; svid: WireX509Svid | null }[] }>(
-      this.#svid, 'BatchNewX509SVID', { params: batch.map((b) => ({ entry_id: b.entryId, csr: b.csr })) },
+      this.#svid, 'BatchNewX509SVID', { params: batch.map((b) => ({ entry_id: b.entryId, csr: b.csr, ...templateWire(b) })) },
     );
     const results = arr(res.results);
     if (results.length !== batch.length) throw bad(`BatchNewX509SVID answer (${results.length} results for ${batch.length} requests)`);
@@ -248,9 +256,9 @@ export class GrpcServerClient implements ServerClient {
     });
   }
 
-  async newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire> {
+  async newJwtSvid(entryId: string, audience: readonly string[], template?: TemplateInstanceRequest): Promise<IssuedJwtSvidWire> {
     const res = await this.#unary<{ svid: { spiffe_id: string; token: string; expires_at: number; issued_at: number } | null }>(
-      this.#svid, 'NewJWTSVID', { entry_id: entryId, audience: [...audience] },
+      this.#svid, 'NewJWTSVID', { entry_id: entryId, audience: [...audience], ...(template !== undefined ? templateWire(template) : {}) },
     );
     const s = res.svid;
     if (s === null || s === undefined || typeof s.token !== 'string' || s.token === '') throw bad('JWT-SVID');

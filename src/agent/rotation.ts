@@ -24,12 +24,12 @@ import { DEFAULT_KEY_TYPE, generateKeyPair, type KeyType } from '../spiffe/keys.
 import { createCsr } from '../spiffe/x509/csr.js';
 import { Backoff, type Scheduler } from './clock.js';
 import { SILENT_AGENT_LOGGER, type AgentLogger } from './logger.js';
-import type { NewX509SvidResult } from './server-client.js';
+import type { NewX509SvidRequest, NewX509SvidResult } from './server-client.js';
 import { dnsKeyOf, type CachedX509Svid } from './x509-accept.js';
 
 /** The server call rotation makes (the agent routes it to its current client). */
 export interface X509SvidIssuer {
-  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]>;
+  newX509Svids(batch: readonly NewX509SvidRequest[]): Promise<NewX509SvidResult[]>;
 }
 
 /** What rotation reads and updates: the cache's state (cache.ts). */

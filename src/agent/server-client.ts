@@ -34,6 +34,24 @@ export interface IssuedJwtSvidWire {
   readonly issuedAt: number;
 }
 
+/**
+ * One item of a BatchNewX509SVID request. For an entry-template instance (issue 11),
+ * `entryId` is the template entry's, `spiffeId` the ID the agent derived and
+ * `templateSelectors` the caller selectors it took the values from; the server re-derives it.
+ */
+export interface NewX509SvidRequest {
+  readonly entryId: string;
+  readonly csr: Buffer;
+  readonly spiffeId?: string;
+  readonly templateSelectors?: readonly { readonly type: string; readonly value: string }[];
+}
+
+/** The template part of an SVID request (NewX509SvidRequest). */
+export interface TemplateInstanceRequest {
+  readonly spiffeId: string;
+  readonly templateSelectors: readonly { readonly type: string; readonly value: string }[];
+}
+
 /** One item of a BatchNewX509SVID answer, in request order. */
 export type NewX509SvidResult =
   | { readonly entryId: string; readonly ok: true; readonly svid: IssuedX509Svid }
@@ -102,9 +120,9 @@ export interface ServerClient {
   /** Agent.RenewAgent: a CSR for a fresh key → the new agent SVID. */
   renewAgent(csr: Buffer): Promise<IssuedX509Svid>;
   /** SVID.BatchNewX509SVID: one result per request item, in order. */
-  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]>;
-  /** SVID.NewJWTSVID. */
-  newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire>;
+  newX509Svids(batch: readonly NewX509SvidRequest[]): Promise<NewX509SvidResult[]>;
+  /** SVID.NewJWTSVID (`template`: for an entry-template instance). */
+  newJwtSvid(entryId: string, audience: readonly string[], template?: TemplateInstanceRequest): Promise<IssuedJwtSvidWire>;
   /**
    * AgentSync.SubscribeAuthorizedEntries. `onError` is called once when the stream ends
    * for any reason other than cancellation (server gone, stream closed by the server).

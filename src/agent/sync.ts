@@ -22,8 +22,10 @@ import {
   type AuthorizedUpdate,
   type DeliveryReport,
   type IssuedJwtSvidWire,
+  type NewX509SvidRequest,
   type NewX509SvidResult,
   type ServerClient,
+  type TemplateInstanceRequest,
 } from './server-client.js';
 
 export interface EntrySyncConfig {
@@ -183,14 +185,14 @@ export class EntrySync implements SvidIssuer {
   }
 
   // SvidIssuer: signing calls go through the current client.
-  newX509Svids(batch: readonly { entryId: string; csr: Buffer }[]): Promise<NewX509SvidResult[]> {
+  newX509Svids(batch: readonly NewX509SvidRequest[]): Promise<NewX509SvidResult[]> {
     if (this.#state === 'stopped') return Promise.reject(new ServerCallError(GrpcCode.UNAVAILABLE, 'agent stopping'));
     return this.#currentClient().newX509Svids(batch);
   }
 
-  newJwtSvid(entryId: string, audience: readonly string[]): Promise<IssuedJwtSvidWire> {
+  newJwtSvid(entryId: string, audience: readonly string[], template?: TemplateInstanceRequest): Promise<IssuedJwtSvidWire> {
     if (this.#state === 'stopped') return Promise.reject(new ServerCallError(GrpcCode.UNAVAILABLE, 'agent stopping'));
-    return this.#currentClient().newJwtSvid(entryId, audience);
+    return template === undefined ? this.#currentClient().newJwtSvid(entryId, audience) : this.#currentClient().newJwtSvid(entryId, audience, template);
   }
 
   /** AgentSync.ReportDeliveries through the current client (agent/delivery-log). */

@@ -50,6 +50,8 @@ export interface WorkloadViewSource {
   federated(): ReadonlyMap<string, ServedBundle>;
   /** The server's X.509 CRLs (DER), served in the `crl` fields (issue 10). */
   crls?(): readonly Buffer[];
+  /** Why entry templates the caller matches yield it no identity (template-instances.ts). */
+  refusals?(selectors: readonly Selector[]): readonly string[];
 }
 
 export interface WorkloadViewsConfig {
@@ -257,8 +259,15 @@ export class WorkloadViews {
       const id: X509Identity = { spiffeId: s.spiffeId, certificates: s.certChain, privateKeyPkcs8: s.privateKeyPkcs8, ...(e.hint !== '' ? { hint: e.hint } : {}) };
       identities.push(id);
     }
+    const refusals = this.#src.refusals?.(selectors) ?? [];
     return {
-      update: { identities, bundle: { ...bundle.material, trustDomain: this.#trustDomain.idString }, federatedBundles: federated, crl: this.#src.crls?.() ?? [] },
+      update: {
+        identities,
+        bundle: { ...bundle.material, trustDomain: this.#trustDomain.idString },
+        federatedBundles: federated,
+        crl: this.#src.crls?.() ?? [],
+        ...(refusals.length > 0 ? { refusals } : {}),
+      },
       validUntil,
     };
   }

@@ -9,6 +9,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { parseSelector, type Selector } from '../registration/selector.js';
+import { isTemplateId } from '../registration/template.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
@@ -142,11 +143,13 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
 // ---------------------------------------------------------------- local checks
 
 /** A SPIFFE ID from flag `flag`; CliUsageError naming the rule it breaks. */
-export function spiffeIdArg(value: string | undefined, flag: string, opts: { required?: boolean } = {}): string | undefined {
+export function spiffeIdArg(value: string | undefined, flag: string, opts: { required?: boolean; template?: boolean } = {}): string | undefined {
   if (value === undefined || value === '') {
     if (opts.required) throw new CliUsageError(`${flag} is required`);
     return undefined;
   }
+  // An entry template (`{{type:key}}` placeholders) is checked by the server against the entry's selectors.
+  if (opts.template === true && isTemplateId(value)) return value;
   try {
     return SpiffeId.parse(value).toString();
   } catch (err) {

@@ -130,7 +130,7 @@ async function serverTrustDomain(ctx: CommandContext): Promise<string> {
 
 async function entryFromFlags(ctx: CommandContext, o: EntryFlags, forUpdate: boolean): Promise<EntryRequest> {
   if (o.storeSvid) throw new CliUsageError('-storeSVID: Mayfly has no SVIDStore plugins to store SVIDs through; leave the flag out');
-  const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { required: true }) as string;
+  const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { required: true, template: true }) as string;
   if (o.node && o.parentId !== undefined) throw new CliUsageError('-node and -parentID cannot be used together');
   let parentId = spiffeIdArg(o.parentId, '-parentID');
   const selectors = selectorArgs(o.selector);
@@ -343,7 +343,7 @@ export function addEntryCommands(program: Command): void {
     .option('--label <key=value>', 'Mayfly: only entries with this label (repeatable: all must match)', collect)
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.opts<EntryFlags & { matchSelectorsOn: string; matchFederatesWith: string }>();
-      const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID');
+      const spiffeId = spiffeIdArg(o.spiffeId, '-spiffeID', { template: true });
       const parentId = spiffeIdArg(o.parentId, '-parentID');
       const selectors = selectorArgs(o.selector);
       const matchSel = choiceArg(o.matchSelectorsOn, '-matchSelectorsOn', MATCHES, 'superset');

@@ -128,6 +128,17 @@ export function runDatastoreConformance(name: string, open: () => Promise<Confor
         expect((await ds.listEntries()).items).toEqual([]);
       });
 
+      it('stores an entry template (issue 11) as its spiffe_id string, byte for byte, finds it by that string and refuses a malformed one', async () => {
+        const tpl = `spiffe://${TD}/ns/{{k8s:ns}}/sa/{{k8s:sa}}`;
+        const created = await ds.createEntry(entry(1, { spiffeId: tpl, selectors: [sel('k8s', 'ns:*'), sel('k8s', 'sa:*')] }));
+        expect(created.spiffeId).toBe(tpl);
+        expect(await ds.getEntry(created.entryId)).toEqual(created);
+        expect((await ds.listEntries({ bySpiffeId: tpl })).items.map((e) => e.entryId)).toEqual([created.entryId]);
+        expect((await ds.listEntriesForParents([agentId('node-1')])).map((e) => e.spiffeId)).toEqual([tpl]);
+        expect(await codeOf(ds.createEntry(entry(2, { spiffeId: `spiffe://${TD}/{{k8s:ns}}`, selectors: [sel('k8s', 'sa:*')] })))).toBe('ERR_ENTRY_INVALID');
+        expect(await ds.countEntries()).toBe(1);
+      });
+
       it('keeps a caller-chosen entry ID and rejects a second entry with it', async () => {
         const e = await ds.createEntry(entry(1, { entryId: 'my-entry.1' }));
         expect(e.entryId).toBe('my-entry.1');

@@ -11,9 +11,10 @@
  * query is bounded and checked before it is written or run.
  */
 import { MayflyError } from '../spiffe/errors.js';
-import { SpiffeId, TrustDomain } from '../spiffe/id.js';
+import { MAX_SPIFFE_ID_LENGTH, SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { formatSelector, selectorTypeProblem, selectorValueProblem, type Selector } from '../registration/selector.js';
 import { labelKeyProblem, labelValueProblem, MAX_ENTRY_LABELS, MAX_ENTRY_OWNER_LENGTH, type RegistrationEntry } from '../registration/entry.js';
+import { isTemplateId } from '../registration/template.js';
 import type { AgentUpdate, FederationProfileName, ListEntriesQuery, NewAgent, NewFederationRelationship, SetMatch } from './datastore.js';
 import type { DatastoreErrorCode } from './datastore-error.js';
 
@@ -93,6 +94,8 @@ function checkSelectorList(list: unknown, what: string, max: number, allowEmpty:
 
 function checkSpiffeIdArg(v: unknown, what: string): string {
   if (typeof v !== 'string') throw invalid(`${what} must be a SPIFFE ID string`);
+  // An entry template's ID (registration/template) is matched as stored.
+  if (isTemplateId(v) && what === 'bySpiffeId' && Buffer.byteLength(v, 'utf8') <= MAX_SPIFFE_ID_LENGTH) return v;
   try {
     SpiffeId.parse(v);
   } catch (err) {

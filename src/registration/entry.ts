@@ -29,12 +29,15 @@
  * - labels: at most 32; keys 1..63 bytes of `[A-Za-z0-9._/-]` starting with a letter or
  *   digit (so no `__proto__`), values at most 256 bytes, no control characters.
  * - purpose: at most 1024 bytes, no control characters (newlines neither: one line).
+ * - spiffeId may be an entry template (`spiffe://td/ns/{{k8s:ns}}`, registration/template),
+ *   checked by `templateProblem` against the entry's selectors.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { MayflyError } from '../spiffe/errors.js';
 import type { RegistrationErrorCode } from './registration-error.js';
 import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { formatSelector, LONE_SURROGATE_RE, selectorTypeProblem, selectorValueProblem, sortSelectors, type Selector } from './selector.js';
+import { isTemplateId, templateProblem } from './template.js';
 
 /** A stored registration entry. Times are unix seconds. */
 export interface RegistrationEntry {
@@ -255,6 +258,15 @@ function checkSpiffeId(input: Record<string, unknown>, field: string, td: TrustD
   return v;
 }
 
+/** An entry template (registration/template): its rules, and the trust domain it names. */
+function checkTemplate(spiffeId: string, selectors: readonly Selector[], td: TrustDomain | undefined): void {
+  const p = templateProblem(spiffeId, selectors);
+  if (p !== undefined) throw new EntryError('spiffeId', `is a template that ${p}`);
+  if (td !== undefined && !spiffeId.startsWith(`spiffe://${td.name}/`)) {
+    throw new EntryError('spiffeId', `${JSON.stringify(spiffeId.slice(0, 120))} is not in the server's trust domain ${JSON.stringify(td.name)}`);
+  }
+}
+
 /**
  * Checks every field of `input` and returns the entry to store (with defaults for omitted
  * optional fields, and a fresh UUID when `entryId` is omitted). Throws EntryError
@@ -282,7 +294,8 @@ export function validateEntry(input: unknown, opts: { trustDomain?: TrustDomain 
     entryId = rec.entryId as string;
   }
 
-  const spiffeId = checkSpiffeId(rec, 'spiffeId', td);
+  const template = typeof rec.spiffeId === 'string' && isTemplateId(rec.spiffeId);
+  const spiffeId = template ? (rec.spiffeId as string) : checkSpiffeId(rec, 'spiffeId', td);
   const parentId = checkSpiffeId(rec, 'parentId', td);
 
   const rawSelectors = checkArray(rec, 'selectors', MAX_ENTRY_SELECTORS, true);
@@ -300,6 +313,7 @@ export function validateEntry(input: unknown, opts: { trustDomain?: TrustDomain 
     seenSel.add(key);
     selectors.push(sel);
   }
+  if (template) checkTemplate(spiffeId, selectors, td);
 
   const x509SvidTtl = checkInt(rec, 'x509SvidTtl', MAX_ENTRY_TTL_SECONDS);
   const jwtSvidTtl = checkInt(rec, 'jwtSvidTtl', MAX_ENTRY_TTL_SECONDS);

@@ -5,3 +5,4 @@
  */
 export * from './selector.js';
 export * from './entry.js';
+export * from './template.js';

@@ -13,6 +13,7 @@
  * as a parent (its children are every agent's node aliases) and never handed out.
  */
 import type { AttestedAgent, RegistrationEntry } from '../datastore/datastore.js';
+import { isTemplateId } from '../registration/template.js';
 import type { ApiContext } from './api-context.js';
 import { nowSeconds } from './api-context.js';
 
@@ -41,6 +42,8 @@ async function nodeAliasesWithExpiry(ctx: ApiContext, agent: AttestedAgent): Pro
     });
     for (const e of page.items) {
       if (e.expiresAt !== 0 && e.expiresAt <= now) continue;
+      // An entry template names no one node: it is no node alias (registration/template).
+      if (isTemplateId(e.spiffeId)) continue;
       out.add(e.spiffeId);
       firstExpiry = earlier(firstExpiry, e.expiresAt);
     }
@@ -90,7 +93,8 @@ export async function authorizedEntrySet(ctx: ApiContext, agent: AttestedAgent):
         byId.set(e.entryId, e);
         validUntil = earlier(validUntil, e.expiresAt);
         if (byId.size > MAX_AUTHORIZED_ENTRIES) throw new Error(`agent ${agent.spiffeId} is authorised for more than ${MAX_AUTHORIZED_ENTRIES} entries`);
-        if (!usedParents.has(e.spiffeId)) next.push(e.spiffeId);
+        // A template's ID is no concrete parent: nothing is nested under an entry template.
+        if (!usedParents.has(e.spiffeId) && !isTemplateId(e.spiffeId)) next.push(e.spiffeId);
       }
     }
     frontier = next;

@@ -70,8 +70,11 @@ export interface HandlerContext {
   streamRate?: Pick<StreamRate, 'take'>;
 }
 
-function noIdentity(): RpcError {
-  return new RpcError(grpc.status.PERMISSION_DENIED, 'no identity issued');
+/** PERMISSION_DENIED; `refusals` (an entry template refusing a selector value) are named, bounded. */
+function noIdentity(refusals: readonly string[] = []): RpcError {
+  if (refusals.length === 0) return new RpcError(grpc.status.PERMISSION_DENIED, 'no identity issued');
+  const why = refusals.slice(0, 4).join('; ');
+  return new RpcError(grpc.status.PERMISSION_DENIED, `no identity issued: ${why.length > 2000 ? `${why.slice(0, 1997)}...` : why}`);
 }
 
 function concat(buffers: readonly Buffer[]): Buffer {
@@ -175,7 +178,7 @@ function serveStream<T>(
   const onUpdate = (u: WorkloadUpdate): void => {
     if (done) return;
     if (u.identities.length === 0) {
-      finish(noIdentity().toStatus());
+      finish(noIdentity(u.refusals).toStatus());
       return;
     }
     // Re-checked before every update, not re-attested: while the process that connected
@@ -323,7 +326,7 @@ export function workloadHandlers(ctx: HandlerContext): grpc.UntypedServiceImplem
           if (wanted !== '') {
             throw new RpcError(grpc.status.PERMISSION_DENIED, `caller is not entitled to SPIFFE ID ${JSON.stringify(wanted)}`);
           }
-          throw noIdentity();
+          throw noIdentity(ctx.identities.refusals?.(selectors));
         }
         if (ctx.onDelivered !== undefined) {
           const who = deliveryCaller(cred, selectors);

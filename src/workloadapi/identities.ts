@@ -82,6 +82,8 @@ export interface WorkloadUpdate {
   readonly federatedBundles: ReadonlyMap<string, BundleMaterial>;
   /** DER CRLs, if any (none today). */
   readonly crl?: readonly Buffer[];
+  /** Why identities the caller might have had are not served (an entry template refusing a selector value); named in the PERMISSION_DENIED message. */
+  readonly refusals?: readonly string[];
 }
 
 export interface JwtSvidRequest {
@@ -112,6 +114,8 @@ export interface WorkloadIdentities {
    * array when the caller has no (such) identity; throwing → UNAVAILABLE.
    */
   fetchJwtSvid(selectors: readonly Selector[], request: JwtSvidRequest): Promise<IssuedJwtSvid[]>;
+  /** Why identities `selectors` might have had are not served (see WorkloadUpdate.refusals). */
+  refusals?(selectors: readonly Selector[]): readonly string[];
 }
 
 /** Result of validating a JWT-SVID for ValidateJWTSVID. */

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MayflyAgent } from '../../src/agent/agent.js';
 import type { AgentLogger } from '../../src/agent/logger.js';
+import type { WorkloadAttestor } from '../../src/attestors/workload/attestor.js';
 import { adminSocketClients, unaryCall, type ServerApiClients } from '../../src/server/client.js';
 import type { ApiLimits } from '../../src/server/api-context.js';
 import { startTestServer, type TestServer } from '../../src/server/testing.js';
@@ -33,6 +34,8 @@ export interface StartMayflyOptions {
   defaultEntryPath?: string | null;
   /** The agent's logger (default: silent). */
   agentLogger?: AgentLogger;
+  /** The agent's workload attestors (default: the agent's, a `unix` attestor without path discovery). */
+  agentWorkloadAttestors?: readonly WorkloadAttestor[];
   /** Further server API limits (e.g. `agentSvidTtl`), over the TTLs above. */
   limits?: Partial<ApiLimits>;
 }
@@ -136,6 +139,7 @@ export async function startMayfly(opts: StartMayflyOptions = {}): Promise<Mayfly
       joinToken: token.value,
       trustBundlePath: bundlePath,
       ...(opts.agentLogger !== undefined ? { logger: opts.agentLogger } : {}),
+      ...(opts.agentWorkloadAttestors !== undefined ? { workloadAttestors: opts.agentWorkloadAttestors } : {}),
     });
     await agent.start();
     await agent.whenReady(30_000);

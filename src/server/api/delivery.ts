@@ -18,12 +18,14 @@
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { AuditEvent } from '../../audit/record.js';
+import { isTemplateId } from '../../registration/template.js';
 import { SpiffeId } from '../../spiffe/id.js';
 import { auditActorOf } from '../audit-events.js';
 import type { Transport } from '../auth.js';
 import { authorizedEntries } from '../authorized.js';
 import { checkBatch, unary, type ApiContext } from '../context.js';
 import { badRequest, denied } from '../status.js';
+import { templateEntriesYielding } from '../template-identity.js';
 
 interface WireDelivery {
   kind?: string;
@@ -92,6 +94,17 @@ export function deliveryHandlers(ctx: ApiContext, t: Transport): UntypedServiceI
       const agentId = caller.agentId.toString();
       const authorised = ctx.authorizedCache !== undefined ? [...(await ctx.authorizedCache.get(ctx, caller.agent)).values()] : await authorizedEntries(ctx, caller.agent);
       const allowed = new Set(authorised.map((e) => e.spiffeId));
+      // Instances of entry templates (issue 11): the ID the template yields for the reported selectors.
+      const templates = authorised.filter((e) => isTemplateId(e.spiffeId));
+      const viaTemplate = new Map<string, string[]>();
+      for (const d of templates.length > 0 ? items : []) {
+        const sid = typeof d === 'object' && d !== null && typeof d.spiffe_id === 'string' ? d.spiffe_id : '';
+        if (sid === '' || allowed.has(sid)) continue;
+        const ids = templateEntriesYielding(templates, sid, d.selectors);
+        if (ids.length === 0) continue;
+        viaTemplate.set(sid, ids);
+        allowed.add(sid);
+      }
       const events: AuditEvent[] = [];
       let refused = 0;
       for (const d of items) {
@@ -115,6 +128,7 @@ export function deliveryHandlers(ctx: ApiContext, t: Transport): UntypedServiceI
       if (ctx.usage !== undefined) {
         const bySpiffeId = new Map<string, string[]>();
         for (const e of authorised) bySpiffeId.set(e.spiffeId, [...(bySpiffeId.get(e.spiffeId) ?? []), e.entryId]);
+        for (const [sid, ids] of viaTemplate) bySpiffeId.set(sid, [...(bySpiffeId.get(sid) ?? []), ...ids]);
         for (const e of events) {
           if (e.kind !== 'svid.delivered') continue;
           // delivered_at is the agent's unix milliseconds; usage records keep seconds.

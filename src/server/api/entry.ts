@@ -10,6 +10,7 @@
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ListEntriesQuery } from '../../datastore/datastore.js';
+import { isTemplateId, templateSample } from '../../registration/template.js';
 import { entryIdProblem, labelKeyProblem, labelValueProblem, MAX_ENTRY_LABELS, ownerProblem, validateEntry, type ValidEntry } from '../../registration/entry.js';
 import { validateSelector } from '../../registration/selector.js';
 import { SpiffeId, TrustDomain } from '../../spiffe/id.js';
@@ -40,6 +41,7 @@ const CREATE_CHUNK = 1000;
 
 function idFilter(v: string | undefined, what: string): string | undefined {
   if (v === undefined || v === '') return undefined;
+  if (isTemplateId(v)) return v; // an entry template's ID, matched as stored (registration/template)
   try {
     return SpiffeId.parse(v).toString();
   } catch (err) {
@@ -53,7 +55,8 @@ function idFilter(v: string | undefined, what: string): string | undefined {
  * An entry holding one would let a workload (or an alias) act as the server or an agent.
  */
 export function checkNotReservedId(ctx: ApiContext, spiffeId: string, what: string): void {
-  const id = SpiffeId.parse(spiffeId);
+  // A template's fixed parts are checked here; each ID it yields again when signed (api/svid).
+  const id = SpiffeId.parse(isTemplateId(spiffeId) ? templateSample(spiffeId) : spiffeId);
   if (id.equals(ctx.serverId) || id.path === '/spire' || id.path.startsWith('/spire/')) {
     throw badRequest(`${what} ${spiffeId} is reserved: the /spire namespace holds the server's and agents' own identities and may not be registered; choose another path`);
   }

@@ -3,7 +3,8 @@
  *
  * The `SVID` service: admins mint SVIDs for any SPIFFE ID of the trust domain; agents get
  * SVIDs only for entries they are authorised for (server/authorized), and the identity,
- * DNS names and lifetime always come from the entry. A CSR asking for another SPIFFE ID
+ * DNS names and lifetime always come from the entry (for an entry template, the ID is the
+ * one the server derives from it: server/template-identity). A CSR asking for another SPIFFE ID
  * or for cA=true changes nothing: only its public key is used (server/api/issue for one,
  * ca/mint `mintX509SvidsFromCsrs` for a batch).
  *
@@ -27,6 +28,7 @@ import type { CsrMintItem, CsrMinter, X509MintAuthority } from '../csr-pool.js';
 
 /** Inline, the same `mintX509SvidsFromCsrs` the pool runs on its workers (a context without a pool, e.g. a test's). */
 const inlineMint: Pick<CsrMinter, 'mint'> = { mint: async (authority, now, items) => mintX509SvidsFromCsrs(authority, items, now) };
+import { checkNotShadowing, identityForRequest, type TemplateRequest } from '../template-identity.js';
 import { csrFromWire, issueX509Svid, type IssueX509SvidRequest } from './issue.js';
 import { revokeX509Svids, type RevokeX509SvidsRequest } from './revoke.js';
 
@@ -153,7 +155,7 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
       return { svid: await jwtSvid(ctx, spiffeId, audienceFromWire(ctx, req.audience), ttlFromWire(req.ttl, ctx.limits.defaultJwtSvidTtl)) };
     }),
 
-    BatchNewX509SVID: unary<{ params: { entry_id: string; csr: Buffer }[] }, unknown>(ctx, t, 'BatchNewX509SVID', 'agent', async (req, caller, _call, issued) => {
+    BatchNewX509SVID: unary<{ params: ({ entry_id: string; csr: Buffer } & TemplateRequest)[] }, unknown>(ctx, t, 'BatchNewX509SVID', 'agent', async (req, caller, _call, issued) => {
       if (caller.kind !== 'agent') throw denied('BatchNewX509SVID is for attested agents only');
       const params = req.params ?? [];
       checkBatch(ctx, params.length, 'params');
@@ -168,8 +170,10 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
           if (entry === undefined) throw notAuthorized(p?.entry_id);
           const lapsed = ctx.certification?.refusal(entry);
           if (lapsed !== undefined) throw denied(lapsed);
+          const spiffeId = identityForRequest(ctx, entry, p, caller.agentId.toString());
+          await checkNotShadowing(ctx, entry, spiffeId, allowed, caller.agentId.toString());
           reqs.push({
-            spiffeId: SpiffeId.parse(entry.spiffeId),
+            spiffeId,
             csr: p.csr,
             ttlSeconds: entry.x509SvidTtl || ctx.limits.defaultX509SvidTtl,
             dnsNames: entry.dnsNames,
@@ -193,14 +197,17 @@ export function svidService(ctx: ApiContext, t: Transport): UntypedServiceImplem
 
     RevokeX509SVIDs: unary<RevokeX509SvidsRequest, unknown>(ctx, t, 'RevokeX509SVIDs', 'admin', (req) => revokeX509Svids(ctx, req)),
 
-    NewJWTSVID: unary<{ entry_id: string; audience: string[] }, unknown>(ctx, t, 'NewJWTSVID', 'agent', async (req, caller) => {
+    NewJWTSVID: unary<{ entry_id: string; audience: string[] } & TemplateRequest, unknown>(ctx, t, 'NewJWTSVID', 'agent', async (req, caller) => {
       if (caller.kind !== 'agent') throw denied('NewJWTSVID is for attested agents only');
       const audience = audienceFromWire(ctx, req.audience);
-      const entry = (await authorizedEntryMap(ctx, caller.agent)).get(req.entry_id);
+      const allowedMap = await authorizedEntryMap(ctx, caller.agent);
+      const entry = allowedMap.get(req.entry_id);
       if (entry === undefined) throw notAuthorized(req.entry_id);
       const lapsed = ctx.certification?.refusal(entry);
       if (lapsed !== undefined) throw denied(lapsed);
-      const svid = await jwtSvid(ctx, SpiffeId.parse(entry.spiffeId), audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
+      const spiffeId = identityForRequest(ctx, entry, req, caller.agentId.toString());
+      await checkNotShadowing(ctx, entry, spiffeId, allowedMap, caller.agentId.toString());
+      const svid = await jwtSvid(ctx, spiffeId, audience, entry.jwtSvidTtl || ctx.limits.defaultJwtSvidTtl);
       ctx.usage?.issued(entry.entryId, caller.agentId.toString());
       return { svid };
     }),
