@@ -48,8 +48,8 @@ export function readTokenFile(file: string, where: string, p: Problems): string 
     return undefined;
   }
   const token = text.replace(/\r?\n$/, '');
-  if (token.length < MIN_TOKEN_LENGTH || /[\s\x00-\x1f\x7f]/.test(token)) {
-    p.add(`${where}: the token in ${file} must be at least ${MIN_TOKEN_LENGTH} characters without spaces or control characters`);
+  if (token.length < MIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
+    p.add(`${where}: the token in ${file} must be at least ${MIN_TOKEN_LENGTH} printable ASCII characters, no spaces`);
     return undefined;
   }
   return token;

@@ -87,8 +87,10 @@ function readBody(req: IncomingMessage): Promise<string | undefined> {
     req.on('data', (d: Buffer) => {
       n += d.length;
       if (n > MAX_LOGIN_BODY) {
+        // Answered at once (connection: close); the rest is read and dropped, bounded by requestTimeout.
+        req.removeAllListeners('data');
+        req.resume();
         resolve(undefined);
-        req.destroy();
         return;
       }
       parts.push(d);
@@ -118,7 +120,7 @@ export function consoleHandler(cfg: Pick<ConsoleServiceConfig, 'source' | 'logge
       const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if (type !== 'application/x-www-form-urlencoded') return send(res, 415, loginForm('the login form posts application/x-www-form-urlencoded'));
       const body = await readBody(req);
-      if (body === undefined) return send(res, 413, loginForm('login request too large'));
+      if (body === undefined) return send(res, 413, loginForm('login request too large'), { connection: 'close' });
       const token = new URLSearchParams(body).get('token') ?? '';
       if (!auth.checkToken(token)) {
         logger.warn({ remote: remote(req), outcome: 'refused' }, 'console login refused: wrong token');

@@ -148,10 +148,17 @@ export async function entriesPage(src: ConsoleSource, q: URLSearchParams): Promi
 
 export async function inventoryPage(src: ConsoleSource, q: URLSearchParams): Promise<SafeHtml> {
   const r = await src.inventory();
-  const { items, pager } = slice('/inventory', q, r.entries);
+  const kind = q.get('kind') ?? '';
+  const counts = new Map<string, number>();
+  for (const f of r.entries) counts.set(f.kind, (counts.get(f.kind) ?? 0) + 1);
+  const owner = q.get('owner') ?? '';
+  const shown = r.entries.filter((f) => (kind === '' || f.kind === kind) && (owner === '' || f.owner === owner));
+  const { items, pager } = slice('/inventory', q, shown);
+  const kinds = [...counts].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, n]) => html`<li><a href="${link('/inventory', new URLSearchParams(), { kind: k })}">${k}</a>: <span class="count" id="count-${k}">${n}</span></li>`);
   const rows = items.map((f) => html`<tr class="finding"><td>${f.kind}</td><td><code>${f.entryId}</code></td><td><code>${f.spiffeId}</code></td><td class="owner">${f.owner === '' ? html`<span class="bad">none</span>` : f.owner}</td><td>${f.detail}</td><td>${f.action}</td></tr>`);
   const agents = r.agents.slice(0, MAX_PAGE_SIZE).map((a) => html`<tr class="agent-finding"><td>${a.kind}</td><td><code>${a.agentId}</code></td><td>${a.detail}</td><td>${a.action}</td></tr>`);
   const body = html`<p>${r.entryCount} entries, ${r.agentCount} agents, ${r.entries.length} entry findings, ${r.agents.length} agent findings at ${iso(r.generatedAt)}.</p>
+<ul id="kinds">${kinds}</ul><form class="filters" method="get" action="/inventory"><label>Kind <input name="kind" value="${kind}"></label><label>Owner <input name="owner" value="${owner}"></label><button type="submit">Filter</button> <a href="/inventory">all findings</a></form>
 ${pager}<table id="findings"><tr><th>Finding</th><th>Entry</th><th>SPIFFE ID</th><th>Owner</th><th>Detail</th><th>Suggested action</th></tr>${rows}</table>${pager}
 <h2>Agents</h2><table id="agent-findings"><tr><th>Finding</th><th>Agent</th><th>Detail</th><th>Suggested action</th></tr>${agents}</table>`;
   return layout('Inventory', body, src.ca.trustDomain.name);
