@@ -76,6 +76,12 @@ describe('console authentication', () => {
     const session = cookie.split(';')[0]!;
     expect((await get(f, '/entries', { cookie: session })).status).toBe(200);
     expect((await get(f, '/entries', { cookie: session.slice(0, -2) + 'zz' })).status).toBe(401);
+    // The log names the logins' outcomes, never the token nor the session.
+    const log = f.logLines.join('');
+    expect(log).toContain('console login refused: wrong token');
+    expect(log).toMatch(/"outcome":"ok"/);
+    expect(log).not.toContain(f.token);
+    expect(log).not.toContain(session.split('=')[1]!);
   });
 
   it('lets an admin SVID in over mTLS, and refuses a workload SVID and a scoped registrar with 403', async () => {

@@ -8,6 +8,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
@@ -46,6 +47,8 @@ export interface ConsoleFixture {
   /** A scoped registrar's admin SVID (server.conf registrars). */
   readonly scoped: TlsIdentity;
   readonly runner: ServerRunner;
+  /** Every log line the server wrote (level info and up). */
+  readonly logLines: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -111,7 +114,14 @@ export async function startConsoleFixture(opts: { bulk?: number; name?: string }
   }
 }`;
     const settings = resolveServerConfig(parseConfigText(conf), { dataDir: join(root, 'server'), socketPath: join(root, 'private', 'api.sock'), bindPort: 0 });
-    runner = new ServerRunner({ settings, logger: createServerLogger('error'), drainMs: 200 });
+    const logLines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        logLines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    runner = new ServerRunner({ settings, logger: createServerLogger('info', sink), drainMs: 200 });
     await runner.start();
     const api = adminSocketClients(join(root, 'private', 'api.sock'));
     local.close = () => api.close();
@@ -162,6 +172,7 @@ export async function startConsoleFixture(opts: { bulk?: number; name?: string }
       workload,
       scoped,
       runner: r,
+      logLines,
       async stop() {
         local.close();
         await r.stop();
