@@ -41,7 +41,7 @@ import { BundlePoller, type BundlePollerConfig } from '../federation/poller.js';
 import { applyStaticRelationships } from './static-relationships.js';
 import { startConsole, type ConsoleService } from './console/listener.js';
 import { hasAdminEntry } from './auth.js';
-import { inventoryFromStore } from './inventory.js';
+import { certificationFindings, inventoryFromStore } from './inventory.js';
 
 export interface ServerRunnerConfig {
   settings: ServerSettings;
@@ -253,7 +253,10 @@ export class ServerRunner {
             store: ds,
             ca,
             auditEnabled: s.audit.enabled,
-            inventory: () => inventoryFromStore(ds, serverId, Math.floor(clock().getTime() / 1000), 30),
+            inventory: () => {
+              const at = Math.floor(clock().getTime() / 1000);
+              return inventoryFromStore(ds, serverId, at, 30, certificationFindings(server.certification, at));
+            },
             now: clock,
           },
           admins: { isAdmin: (id, at) => hasAdminEntry(ds, id, at), isScoped: (id) => s.registrars?.has(id.toString()) === true },

@@ -208,6 +208,9 @@ export async function startConsole(cfg: ConsoleServiceConfig): Promise<ConsoleSe
     const addr = server.address();
     const port = typeof addr === 'object' && addr !== null ? addr.port : settings.bindPort;
     logger.info({ address: settings.bindAddress, port, token: settings.tokenSource ?? 'none (admin mTLS only)' }, 'web console listening');
+    if (!/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(settings.bindAddress)) {
+      logger.warn({ address: settings.bindAddress }, 'the web console listens beyond this host: it shows every entry to whoever holds the token or an admin SVID');
+    }
     return { port, stop };
   } catch (err) {
     await stop().catch(() => undefined);
