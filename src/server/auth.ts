@@ -92,10 +92,14 @@ export async function authenticate(ctx: ApiContext, transport: Transport, call: 
 }
 
 async function isAdminId(ctx: ApiContext, id: SpiffeId): Promise<boolean> {
-  const now = Math.floor(ctx.now().getTime() / 1000);
+  return hasAdminEntry(ctx.ds, id, Math.floor(ctx.now().getTime() / 1000));
+}
+
+/** Whether `id` is registered in an unexpired entry with `admin: true` at `now` (unix seconds): what makes an SVID an admin's. */
+export async function hasAdminEntry(ds: Pick<ApiContext['ds'], 'listEntries'>, id: SpiffeId, now: number): Promise<boolean> {
   let pageToken: string | undefined;
   do {
-    const page = await ctx.ds.listEntries({ bySpiffeId: id.toString(), pageSize: 1000, pageToken });
+    const page = await ds.listEntries({ bySpiffeId: id.toString(), pageSize: 1000, pageToken });
     if (page.items.some((e) => e.admin && (e.expiresAt === 0 || e.expiresAt > now))) return true;
     pageToken = page.nextPageToken === '' ? undefined : page.nextPageToken;
   } while (pageToken !== undefined);

@@ -59,7 +59,7 @@ export interface ServerOverrides {
 const SERVER_KEYS = [
   'bind_address', 'bind_port', 'trust_domain', 'data_dir', 'log_level', 'log_format', 'log_file', 'socket_path',
   'ca_ttl', 'default_x509_svid_ttl', 'default_jwt_svid_ttl', 'agent_ttl', 'ca_key_type', 'jwt_key_type', 'ca_subject',
-  'jwt_issuer', 'federation', 'oidc_discovery', 'delegation', 'require_owner', 'registrars', 'certification',
+  'jwt_issuer', 'federation', 'oidc_discovery', 'delegation', 'console', 'require_owner', 'registrars', 'certification',
 ] as const;
 
 /** Duration keys of the `server` block and the settings they set (seconds). */

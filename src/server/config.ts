@@ -35,6 +35,7 @@ import { SERVER_CATALOG, SERVER_PLUGIN_KINDS, type ConfiguredServerPlugin, type 
 import { readListeners, type ListenerSettings } from '../config/listeners.js';
 import { readServerBlock, type ServerCoreSettings, type ServerOverrides } from './config-server-block.js';
 import { readDelegationBlock, type DelegationSettings } from './config-delegation.js';
+import { readConsoleBlock, type ConsoleSettings } from './console/config.js';
 import { readRegistrarsBlock } from './config-registrars.js';
 import { readCertificationBlock } from './config-certification.js';
 import type { CertificationSettings } from './certification.js';
@@ -67,6 +68,8 @@ export interface ServerSettings extends ServerCoreSettings, ListenerSettings {
   oidcDiscovery?: OidcDiscoverySettings;
   /** `server.delegation`, when configured (server/config-delegation). */
   delegation?: DelegationSettings;
+  /** `server.console`: the read-only web console (server/console), when configured. */
+  console?: ConsoleSettings;
   /** `server.registrars`: scoped registrars by admin SPIFFE ID (server/config-registrars), when configured. */
   registrars?: ReadonlyMap<string, RegistrarScope>;
   /** `server.certification`: owner certification (server/config-certification), when configured. */
@@ -110,6 +113,7 @@ export function resolveServerConfig(
   if (jwtIssuer !== undefined) core.jwtIssuer = jwtIssuer;
   const delegation = readDelegationBlock(srv, core.trustDomain, p);
   const registrars = readRegistrarsBlock(srv, core.trustDomain, p);
+  const consoleSettings = readConsoleBlock(srv, p);
   const plugins = selectPlugins(block(root, 'plugins', '', p), opts.catalog ?? SERVER_CATALOG, SERVER_PLUGIN_KINDS, serverPluginCore(core.dataDir, notices), p);
   const listeners = readListeners(root, p);
   const audit = readAuditBlock(root, p);
@@ -126,6 +130,7 @@ export function resolveServerConfig(
     ...(oidcDiscovery !== undefined ? { oidcDiscovery } : {}),
     ...(delegation !== undefined ? { delegation } : {}),
     ...(registrars !== undefined ? { registrars } : {}),
+    ...(consoleSettings !== undefined ? { console: consoleSettings } : {}),
     ...(certification !== undefined ? { certification } : {}),
     get postgres() {
       const c = configOf(this.plugins, 'DataStore', 'sql') as SqlDataStoreConfig | undefined;

@@ -12,6 +12,7 @@
 import type { AttestedAgent, Datastore, EntryUsage } from '../datastore/datastore.js';
 import type { RegistrationEntry } from '../registration/entry.js';
 import { formatSelector } from '../registration/selector.js';
+import type { CertificationStatus } from './certification.js';
 
 export type EntryFindingKind =
   | 'never_issued'
@@ -184,4 +185,20 @@ export async function inventoryFromStore(
 ): Promise<InventoryReport> {
   const [entries, agents, usage] = await Promise.all([all((q) => ds.listEntries(q)), all((q) => ds.listAgents(q)), ds.listEntryUsage()]);
   return computeInventory({ entries, agents, usage, serverId, now, unusedDays, ...(certification !== undefined ? { certification } : {}) });
+}
+
+const iso = (s: number): string => new Date(s * 1000).toISOString();
+
+/** The owner certification findings (issue 11 item 5) of `gate` at `now`, when certification is on (server/certification). */
+export function certificationFindings(gate: { status(e: RegistrationEntry, now: number): CertificationStatus } | undefined, now: number): CertificationFindingOf | undefined {
+  if (gate === undefined) return undefined;
+  return (e) => {
+    const s = gate.status(e, now);
+    const how = `mayfly-server entry certify -entryID ${e.entryId} -owner ${e.owner === '' ? '<owner>' : e.owner}`;
+    const last = s.certifiedAt === 0 ? 'never certified' : `last certified ${iso(s.certifiedAt)}`;
+    if (s.state === 'due') return { kind: 'certification_due', detail: `certification due since ${iso(s.dueAt)} (${last}); not served from ${iso(s.lapsesAt)}`, action: `the owner certifies it: ${how}` };
+    if (s.state === 'lapsed') return { kind: 'certification_lapsed', detail: `not served since ${iso(s.lapsesAt)} (${last})`, action: `the owner certifies it (${how}), or delete it` };
+    if (s.state === 'exempt') return { kind: 'certification_exempt', detail: `exempt from certification (break-glass): served until its owner certifies it (${last})`, action: `the owner certifies it, which ends the exemption: ${how}` };
+    return undefined;
+  };
 }

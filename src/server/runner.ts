@@ -39,6 +39,9 @@ import { startDelegationService, type DelegationService } from './delegation-ser
 import { startPublishers, type Publishers } from './publishers.js';
 import { BundlePoller, type BundlePollerConfig } from '../federation/poller.js';
 import { applyStaticRelationships } from './static-relationships.js';
+import { startConsole, type ConsoleService } from './console/listener.js';
+import { hasAdminEntry } from './auth.js';
+import { certificationFindings, inventoryFromStore } from './inventory.js';
 
 export interface ServerRunnerConfig {
   settings: ServerSettings;
@@ -80,6 +83,7 @@ export class ServerRunner {
   readonly #http: HttpEndpoints[] = [];
   #publishers: Publishers | undefined;
   #delegation: DelegationService | undefined;
+  #console: ConsoleService | undefined;
   #listening = false;
   #stopping = false;
 
@@ -110,6 +114,11 @@ export class ServerRunner {
   /** Port of the token exchange listener (server.delegation), when it runs. */
   get delegationPort(): number | undefined {
     return this.#delegation?.port;
+  }
+
+  /** Port of the web console (server.console), when it runs. */
+  get consolePort(): number | undefined {
+    return this.#console?.port;
   }
 
   async start(): Promise<void> {
@@ -238,6 +247,30 @@ export class ServerRunner {
           logger: this.#log,
         });
       }
+      // The read-only web console, when configured (server/console).
+      if (s.console !== undefined && server.trustBundle !== undefined) {
+        const clock = now ?? (() => new Date());
+        const serverId = server.serverId.toString();
+        this.#console = await startConsole({
+          settings: s.console,
+          source: {
+            store: ds,
+            ca,
+            auditEnabled: s.audit.enabled,
+            inventory: () => {
+              const at = Math.floor(clock().getTime() / 1000);
+              return inventoryFromStore(ds, serverId, at, 30, certificationFindings(server.certification, at));
+            },
+            now: clock,
+          },
+          admins: { isAdmin: (id, at) => hasAdminEntry(ds, id, at), isScoped: (id) => s.registrars?.has(id.toString()) === true },
+          trustBundle: server.trustBundle,
+          ca,
+          serverId: server.serverId,
+          logger: this.#log,
+          ...(now ? { now } : {}),
+        });
+      }
       await fetcher.start();
       // Notifiers (k8sbundle) hear of the served bundle at start and on every change (`ca` on the hub).
       for (const n of pluginsOfKind(plugins, 'Notifier')) {
@@ -309,6 +342,9 @@ export class ServerRunner {
     const delegation = this.#delegation;
     this.#delegation = undefined;
     await delegation?.stop();
+    const consoleService = this.#console;
+    this.#console = undefined;
+    await consoleService?.stop();
     const server = this.#server;
     this.#server = undefined;
     for (const n of this.#notifiers.splice(0)) await n.stop();

@@ -22,6 +22,7 @@ import {
   AGENT_BINARY_FORBIDDEN,
   ALLOWED_BREACHES,
   closure,
+  consoleViolations,
   fileCycles,
   pathTo,
   ROOMS,
@@ -73,6 +74,11 @@ describe('the tree', () => {
 
   it('keeps every wall', () => {
     expect(wallViolations(graph).map((v) => v.message)).toEqual([]);
+  });
+
+  it('the web console reads through its own interfaces, not the server composition or API modules', () => {
+    expect([...graph.keys()].some((f) => f.startsWith('src/server/console/'))).toBe(true);
+    expect(consoleViolations(graph).map((v) => v.message)).toEqual([]);
   });
 
   it('needs every allow-list entry it has (fixed breaches leave the list)', () => {
@@ -129,6 +135,15 @@ describe('the rule engine catches a breach', () => {
         'room src/wire/workload/proto.ts → src/spiffe/errors.ts',
       ].sort(),
     );
+  });
+
+  it('of the web console reaching into the server composition or its API', () => {
+    const g = fake({
+      'src/server/console/pages.ts': ['src/server/server.ts', 'src/server/api/entry.ts', 'src/server/inventory.ts'],
+      'src/server/console/console.test.ts': ['src/server/runner.ts'],
+      'src/server/console/testing.ts': ['src/server/runner.ts'],
+    });
+    expect(consoleViolations(g).map((v) => `${v.from} → ${v.to}`).sort()).toEqual(['src/server/console/pages.ts → src/server/api/entry.ts', 'src/server/console/pages.ts → src/server/server.ts']);
   });
 
   it('of test support or test/ reached from shipped code, and of an undeclared room', () => {

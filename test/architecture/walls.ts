@@ -252,3 +252,32 @@ export function pathTo(graph: ModuleGraph, entry: string, target: string): strin
   }
   return undefined;
 }
+
+/**
+ * The web console (src/server/console/) reads through the small interfaces it declares
+ * (server/console/source, server/console/auth) and is handed its parts by the runner: none
+ * of its shipped files may import the server's composition or its API modules.
+ */
+export const CONSOLE_DIR = 'src/server/console/';
+export const CONSOLE_FORBIDDEN: readonly string[] = [
+  'src/server/server.ts',
+  'src/server/runner.ts',
+  'src/server/context.ts',
+  'src/server/api-context.ts',
+  'src/server/api/',
+  'src/server/spire-api/',
+];
+
+/** Imports of a shipped console file into a module CONSOLE_FORBIDDEN names. */
+export function consoleViolations(graph: ModuleGraph): Violation[] {
+  const out: Violation[] = [];
+  for (const [from, edges] of graph) {
+    if (!from.startsWith(CONSOLE_DIR) || kindOf(from) !== 'source') continue;
+    for (const e of edges) {
+      if (CONSOLE_FORBIDDEN.some((f) => (f.endsWith('/') ? e.to.startsWith(f) : e.to === f))) {
+        out.push({ rule: 'room', from, to: e.to, line: e.line, message: `${from}:${e.line} imports ${e.specifier}: the web console reads through its own interfaces (server/console/source), not the server's composition or API modules` });
+      }
+    }
+  }
+  return out;
+}
