@@ -7,7 +7,7 @@
  * from its cache by integrity (the cache `npm ci` of this checkout filled). Then
  * `npx --offline mayfly-server --version` and `mayfly-agent --version` run from it.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,7 +28,7 @@ describe('npm pack tarball', () => {
     const packed = JSON.parse(npm(['pack', '--ignore-scripts', '--json', '--pack-destination', dir], root)) as Array<{ filename: string; files: { path: string }[] }>;
     const tarball = packed[0]?.filename as string;
     const files = packed[0]?.files.map((f) => f.path) ?? [];
-    expect(files).toEqual(expect.arrayContaining(['bin/mayfly-server.js', 'bin/mayfly-agent.js', 'dist/src/cli/server.js', 'dist/src/cli/agent.js', 'dist/src/sdk/index.js', 'proto/workload.proto']));
+    expect(files).toEqual(expect.arrayContaining(['bin/mayfly-server.js', 'bin/mayfly-agent.js', 'dist/src/cli/server.js', 'dist/src/cli/agent.js', 'dist/src/sdk/index.js', 'proto/workload.proto', 'proto/server.json', 'dist/src/cli/server.bundle.js']));
     expect(files.filter((f) => /\.test\.|\/testing\.|\/testdata\//.test(f))).toEqual([]);
 
     const app = join(dir, 'app');
@@ -47,5 +47,11 @@ describe('npm pack tarball', () => {
     for (const bin of ['mayfly-server', 'mayfly-agent']) {
       expect(execFileSync('npx', ['--offline', '--no-install', bin, '--version'], { cwd: app, encoding: 'utf8', timeout: 60_000 }).trim()).toBe(pkg.version);
     }
+    // A client command runs from the bundled entry (bin/mayfly-server.js): loaded, parsed, and
+    // refused with the unreachable exit code for a socket that is not there.
+    const none = join(dir, 'no-server.sock');
+    const hc = spawnSync('npx', ['--offline', '--no-install', 'mayfly-server', 'healthcheck', '-socketPath', none], { cwd: app, encoding: 'utf8', timeout: 60_000 });
+    expect(hc.stderr).toContain(`Error: cannot reach the server's admin socket at ${none}`);
+    expect(hc.status).toBe(5);
   }, 300_000);
 });

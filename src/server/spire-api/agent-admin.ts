@@ -23,7 +23,7 @@ import type { MayflyImpls } from './delegate.js';
 import { agentFilterFromSpire, agentIdFromSpire, type SpireAgentFilter } from './agent-convert.js';
 import { workloadIdFromSpire } from './entry-convert.js';
 import type { SpireSpiffeId } from './ids.js';
-import { countAll, spirePage, type SourcePage } from './paging.js';
+import { countAll, spireListPage, type SourcePage } from './paging.js';
 import { agentToSpire, applyMask, type SpireAgent, type SpireMask } from './types.js';
 
 interface ListAgentsRequest {
@@ -66,18 +66,7 @@ export function agentAdminHandlers(ctx: ApiContext, t: Transport, mayfly: Mayfly
     ListAgents: spireUnary<ListAgentsRequest, { agents: Partial<SpireAgent>[]; next_page_token: string }>(ctx, t, 'spire.Agent/ListAgents', 'admin', async (req, _caller, call) => {
       const f = agentFilterFromSpire(req.filter);
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
-      const pageSize = req.page_size ?? 0;
-      const pageToken = req.page_token ?? '';
-      let page: SourcePage<WireAgent>;
-      try {
-        page = await spirePage({ pageSize, pageToken, maxPage, fetch: agentPages(m, f.mayfly), ...(f.keep ? { keep: f.keep } : {}) });
-      } catch (err) {
-        // As SPIRE: a page token its datastore cannot parse is INTERNAL "failed to list agents".
-        if (err instanceof SpireStatus && err.code === GrpcStatus.INVALID_ARGUMENT && pageSize > 0 && pageToken !== '') {
-          throw spireError(GrpcStatus.INTERNAL, `failed to list agents: could not parse token '${pageToken.slice(0, 64)}'`);
-        }
-        throw err;
-      }
+      const page = await spireListPage<WireAgent>('agents', { pageSize: req.page_size ?? 0, pageToken: req.page_token ?? '', maxPage, fetch: agentPages(m, f.mayfly), ...(f.keep ? { keep: f.keep } : {}) });
       return { agents: page.items.map((a) => applyMask(agentToSpire(a), req.output_mask, ['id'])), next_page_token: page.next };
     }),
 

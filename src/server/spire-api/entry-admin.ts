@@ -29,7 +29,7 @@ import { mayflyCaller, type MayflyCall } from './call.js';
 import { spireError, SpireStatus, spireUnary } from './spire-call.js';
 import type { MayflyImpls } from './delegate.js';
 import { entryFilterFromSpire, memberIdFromSpire, mergeEntryUpdate, repeatedSelector, selectorsFromSpire, workloadIdFromSpire, type SpireEntryFilter } from './entry-convert.js';
-import { countAll, spirePage, type SourcePage } from './paging.js';
+import { countAll, spireListPage, spirePage, type SourcePage } from './paging.js';
 import { applyMask, entryFromSpire, entryToSpire, type SpireEntry, type SpireMask } from './types.js';
 
 interface ListEntriesRequest {
@@ -124,20 +124,7 @@ export function entryAdminHandlers(ctx: ApiContext, t: Transport, mayfly: Mayfly
     ListEntries: spireUnary<ListEntriesRequest, { entries: Partial<SpireEntry>[]; next_page_token: string }>(ctx, t, 'spire.Entry/ListEntries', 'admin', async (req, _caller, call) => {
       const f = entryFilterFromSpire(ctx.trustDomain, req.filter);
       const m = caller(call as ServerUnaryCall<unknown, unknown>);
-      const pageSize = req.page_size ?? 0;
-      const pageToken = req.page_token ?? '';
-      let page: SourcePage<WireEntry>;
-      try {
-        page = await spirePage({ pageSize, pageToken, maxPage, fetch: entryPages(m, f.mayfly), ...(f.keep ? { keep: f.keep } : {}) });
-      } catch (err) {
-        // SPIRE answers a page token its datastore cannot parse with INTERNAL ("failed to
-        // list entries: could not parse token ..."), as every datastore failure; the filters
-        // were checked above, so a refusal now is the token's.
-        if (err instanceof SpireStatus && err.code === GrpcStatus.INVALID_ARGUMENT && pageSize > 0 && pageToken !== '') {
-          throw spireError(GrpcStatus.INTERNAL, `failed to list entries: could not parse token '${pageToken.slice(0, 64)}'`);
-        }
-        throw err;
-      }
+      const page = await spireListPage<WireEntry>('entries', { pageSize: req.page_size ?? 0, pageToken: req.page_token ?? '', maxPage, fetch: entryPages(m, f.mayfly), ...(f.keep ? { keep: f.keep } : {}) });
       return { entries: page.items.map((e) => masked(e, req.output_mask)), next_page_token: page.next };
     }),
 

@@ -15,6 +15,8 @@
  * selector matching drops rows, Mayfly pages are read until at least one item is kept or
  * the listing ends, so a page is empty only when it is the last.
  */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { spireError, SpireStatus } from './spire-call.js';
 
 /** One page of a Mayfly listing. */
 export interface SourcePage<T> {
@@ -71,4 +73,20 @@ export async function countAll<T>(maxPage: number, fetch: SpirePageRequest<T>['f
     token = page.next;
   } while (token !== '');
   return n;
+}
+
+/**
+ * `spirePage` for a List handler, answering a page token the listing cannot parse as SPIRE
+ * does: INTERNAL "failed to list <what>: could not parse token ...", as every datastore
+ * failure (the filters were checked before, so a refusal now is the token's).
+ */
+export async function spireListPage<T>(what: 'entries' | 'agents', r: SpirePageRequest<T>): Promise<SourcePage<T>> {
+  try {
+    return await spirePage(r);
+  } catch (err) {
+    if (err instanceof SpireStatus && err.code === GrpcStatus.INVALID_ARGUMENT && r.pageSize > 0 && r.pageToken !== '') {
+      throw spireError(GrpcStatus.INTERNAL, `failed to list ${what}: could not parse token '${r.pageToken.slice(0, 64)}'`);
+    }
+    throw err;
+  }
 }

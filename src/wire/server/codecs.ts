@@ -1,21 +1,20 @@
 /**
  * @module wire/server/codecs
  *
- * The server API's message codecs without `@grpc/proto-loader` or the `.proto` parser:
- * `protobufjs/light` reads `proto/server.json`, the JSON descriptor of `proto/server.proto`
+ * The server API's message codecs without `@grpc/proto-loader`, the `.proto` parser or
+ * protobufjs: `wire/server/pb-lite` reads `proto/server.json`, the JSON descriptor of `proto/server.proto`
  * (regenerated and compared by `codecs.test.ts`, so it cannot go stale). Messages have the
  * shapes of `wire/server/definition`: snake_case field names, bytes as Buffer, 64-bit
  * integers as Number, enums as their names, absent fields as zero values. The CLI's admin
  * client uses this: loading proto-loader and parsing the `.proto` cost a CLI call ~100 ms of
- * its start-up (issue 18).
+ * its start-up, and loading protobufjs/light and generating its codecs another ~25 ms (issue 18).
  *
  * The descriptor is found as `proto/server.proto` is (walking up from this module).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs/light.js';
-import type * as Protobuf from 'protobufjs';
+import { decodeMessage, encodeMessage, PbLiteRoot, type JsonNamespace } from './pb-lite.js';
 import { SERVER_API_PACKAGE, type ServerApiService } from './definition-names.js';
 
 /** One unary or streaming method: its HTTP/2 path and its message codecs. */
@@ -26,8 +25,6 @@ export interface ServerApiMethodCodec {
   requestSerialize(value: unknown): Buffer;
   responseDeserialize(bytes: Buffer): unknown;
 }
-
-const CONVERSION = { longs: Number, bytes: Buffer, enums: String, defaults: true, oneofs: true } as const;
 
 /** The path of `proto/server.json` above this module. */
 export function serverApiDescriptorFile(): string {
@@ -42,13 +39,10 @@ export function serverApiDescriptorFile(): string {
   throw new Error('cannot find proto/server.json above the wire/server module; is the package installed completely?');
 }
 
-let root: Protobuf.Root | undefined;
+let root: PbLiteRoot | undefined;
 
-function loadedRoot(): Protobuf.Root {
-  if (root === undefined) {
-    root = protobuf.Root.fromJSON(JSON.parse(readFileSync(serverApiDescriptorFile(), 'utf8')) as Protobuf.INamespace);
-    root.resolveAll();
-  }
+function loadedRoot(): PbLiteRoot {
+  root ??= new PbLiteRoot(JSON.parse(readFileSync(serverApiDescriptorFile(), 'utf8')) as JsonNamespace);
   return root;
 }
 
@@ -59,18 +53,16 @@ export function serverApiMethodCodec(service: ServerApiService, method: string):
   const key = `${service}.${method}`;
   const known = codecs.get(key);
   if (known !== undefined) return known;
-  const svc = loadedRoot().lookup(`${SERVER_API_PACKAGE}.${service}`);
-  const m = svc !== null && 'methods' in svc ? (svc as Protobuf.Service).methods[method] : undefined;
+  const m = loadedRoot().method(`${SERVER_API_PACKAGE}.${service}`, method);
   if (m === undefined) throw new TypeError(`no method ${service}.${method} in proto/server.proto`);
-  const req = m.resolvedRequestType;
-  const res = m.resolvedResponseType;
-  if (req === null || res === null) throw new TypeError(`method ${service}.${method} has unresolved message types`);
+  const req = m.requestType;
+  const res = m.responseType;
   const codec: ServerApiMethodCodec = {
     path: `/${SERVER_API_PACKAGE}.${service}/${method}`,
-    requestStream: m.requestStream === true,
-    responseStream: m.responseStream === true,
-    requestSerialize: (value) => Buffer.from(req.encode(req.fromObject(value as Record<string, unknown>)).finish()),
-    responseDeserialize: (bytes) => res.toObject(res.decode(bytes), CONVERSION),
+    requestStream: m.requestStream,
+    responseStream: m.responseStream,
+    requestSerialize: (value) => encodeMessage(req, value),
+    responseDeserialize: (bytes) => decodeMessage(res, bytes),
   };
   codecs.set(key, codec);
   return codec;

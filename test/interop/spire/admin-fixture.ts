@@ -4,15 +4,13 @@
  * What the issue-14 admin interop tests share: a running Mayfly server with a Mayfly agent
  * attested to it (`startMayfly`) and two more agents attested by join token over TCP (one
  * to ban, one to evict), SPIRE v1.13.3's `spire-server` CLI and Mayfly's own CLI both
- * pointed at its admin socket, and raw grpc-js clients of SPIRE's API (built from
- * `src/wire/spire/definition.ts`) for what the CLI cannot send.
+ * pointed at its admin socket (raw clients of SPIRE's API, for what the CLI cannot send,
+ * are in spire-raw-client).
  */
-import * as grpc from '@grpc/grpc-js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminSocketClients, unaryCall } from '../../../src/server/client.js';
 import { attestJoinTokenAgent } from '../../../src/server/testing.js';
-import { spireApiServiceDefinition, type SpireApiService } from '../../../src/wire/spire/definition.js';
 import { runProcess, startMayfly, type MayflyDeployment, type ProcessResult } from '../harness.js';
 import { spireServerCli } from './peers.js';
 
@@ -78,41 +76,5 @@ export async function startAdminFixture(): Promise<AdminFixture> {
   } catch (err) {
     await m.stop();
     throw err;
-  }
-}
-
-/**
- * A raw client of one SPIRE service on `sock`. `append` adds raw protobuf bytes after a
- * method's encoded request (fields the published protos do not have, to test how unknown
- * fields are treated).
- */
-export function spireClient(sock: string, service: SpireApiService, append: Partial<Record<string, Buffer>> = {}): grpc.Client {
-  const def = { ...spireApiServiceDefinition(service) };
-  for (const [method, extra] of Object.entries(append)) {
-    const orig = def[method];
-    if (orig === undefined || extra === undefined) throw new TypeError(`no method ${method}`);
-    def[method] = { ...orig, requestSerialize: (req: object) => Buffer.concat([orig.requestSerialize(req), extra]) };
-  }
-  const Ctor = grpc.makeGenericClientConstructor(def, service);
-  return new Ctor(`unix://${sock}`, grpc.credentials.createInsecure());
-}
-
-/** One unary call on a raw client; rejects with the ServiceError. */
-export function spireCall<T>(client: grpc.Client, method: string, req: unknown): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (r: unknown, cb: (e: grpc.ServiceError | null, v: T) => void) => void>)[method];
-    if (fn === undefined) throw new TypeError(`no method ${method}`);
-    fn.call(client, req, (err, res) => (err ? reject(err) : resolve(res)));
-  });
-}
-
-/** The status code a call fails with (0 when it succeeds). */
-export async function spireCode(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-    return { code: 0, details: '' };
-  } catch (err) {
-    const e = err as grpc.ServiceError;
-    return { code: e.code, details: e.details };
   }
 }

@@ -25,7 +25,7 @@ import { TrustDomain } from '../../../src/spiffe/id.js';
 import { GoWorkloadServer, runGoWorkload } from '../go-workload/client.js';
 import { runProcess, startMayfly, type MayflyDeployment } from '../harness.js';
 import { spireAgentCli, startSpireAgent, waitFor, type SpireAgent } from './peers.js';
-import { attest, spireClients, syncStream, unary } from './raw-agent.js';
+import { attest, spireCall, spireClients, syncStream } from './spire-raw-client.js';
 
 const TD = 'spire-agent.mayfly.test';
 const MAYFLY_AGENT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'mayfly-agent.js');
@@ -254,7 +254,7 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
       const rawAgentId = `spiffe://${TD}${attested.svid.id.path}`;
       const mine = await createEntry(`spiffe://${TD}/workload/raw-agent`, rawAgentId, 'unix:uid:4242');
       const notMine = await createEntry(`spiffe://${TD}/workload/not-raw-agent`, spireAgentId, 'unix:uid:4243');
-      const res = await unary<{ results: { status: { code: number; message: string }; svid: { id: { path: string }; cert_chain: Buffer[] } | null }[] }>(agentClients.SVID, 'BatchNewX509SVID', {
+      const res = await spireCall<{ results: { status: { code: number; message: string }; svid: { id: { path: string }; cert_chain: Buffer[] } | null }[] }>(agentClients.SVID, 'BatchNewX509SVID', {
         params: [
           { entry_id: mine, csr: createCsr({ privateKey: generateKeyPair().privateKey }) },
           { entry_id: mine, csr: csrSignedByAnotherKey() },
@@ -268,30 +268,30 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
       expect(res.results[2]?.status.message).toBe('entry not found or not authorized');
       expect(res.results[0]?.svid?.id.path).toBe('/workload/raw-agent');
       expect(verifyX509Svid(res.results[0]?.svid?.cert_chain ?? [], { trustDomain: TrustDomain.parse(TD), x509Authorities: bundle() }).spiffeId.toString()).toBe(`spiffe://${TD}/workload/raw-agent`);
-      expect(await codeOf(unary(agentClients.SVID, 'BatchNewX509SVID', { params: [] }))).toBe(status.INVALID_ARGUMENT);
+      expect(await codeOf(spireCall(agentClients.SVID, 'BatchNewX509SVID', { params: [] }))).toBe(status.INVALID_ARGUMENT);
       // Federated bundles: agents may read them, as with SPIRE; never the own trust domain's.
-      expect(await codeOf(unary(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'federated.test' }))).toBe(status.NOT_FOUND);
-      expect(await codeOf(unary(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: TD }))).toBe(status.INVALID_ARGUMENT);
-      expect(await codeOf(unary(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'Not A Domain' }))).toBe(status.INVALID_ARGUMENT);
+      expect(await codeOf(spireCall(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'federated.test' }))).toBe(status.NOT_FOUND);
+      expect(await codeOf(spireCall(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: TD }))).toBe(status.INVALID_ARGUMENT);
+      expect(await codeOf(spireCall(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'Not A Domain' }))).toBe(status.INVALID_ARGUMENT);
       const fed = makeTestCa({ trustDomain: 'federated.test' });
       const set = await unaryCall<{ results: { status: { code: number; message: string } }[] }>(admin.Bundle, 'BatchSetFederatedBundle', {
         bundles: [{ trust_domain: 'federated.test', x509_authorities: [fed.certificate], jwt_authorities: [], refresh_hint: 0, sequence_number: 1 }],
       });
       expect(set.results[0]?.status).toMatchObject({ code: 0 });
-      const got = await unary<{ trust_domain: string; x509_authorities: { asn1: Buffer }[] }>(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'spiffe://federated.test' });
+      const got = await spireCall<{ trust_domain: string; x509_authorities: { asn1: Buffer }[] }>(agentClients.Bundle, 'GetFederatedBundle', { trust_domain: 'spiffe://federated.test' });
       expect(got.trust_domain).toBe('federated.test');
       expect(got.x509_authorities.map((a) => a.asn1.toString('base64'))).toEqual([fed.certificate.toString('base64')]);
       // JWT-SVIDs likewise only for the caller's entries.
-      const jwt = await unary<{ svid: { token: string; id: { path: string }; expires_at: number; issued_at: number } }>(agentClients.SVID, 'NewJWTSVID', { entry_id: mine, audience: ['spire-test'] });
+      const jwt = await spireCall<{ svid: { token: string; id: { path: string }; expires_at: number; issued_at: number } }>(agentClients.SVID, 'NewJWTSVID', { entry_id: mine, audience: ['spire-test'] });
       expect(jwt.svid.id.path).toBe('/workload/raw-agent');
       expect(jwt.svid.issued_at).toBeGreaterThan(0);
       expect(jwt.svid.expires_at).toBeGreaterThan(jwt.svid.issued_at);
-      expect(await codeOf(unary(agentClients.SVID, 'NewJWTSVID', { entry_id: notMine, audience: ['spire-test'] }))).toBe(status.NOT_FOUND);
-      expect(await codeOf(unary(agentClients.SVID, 'NewJWTSVID', { entry_id: 'no-such-entry', audience: ['spire-test'] }))).toBe(status.NOT_FOUND);
+      expect(await codeOf(spireCall(agentClients.SVID, 'NewJWTSVID', { entry_id: notMine, audience: ['spire-test'] }))).toBe(status.NOT_FOUND);
+      expect(await codeOf(spireCall(agentClients.SVID, 'NewJWTSVID', { entry_id: 'no-such-entry', audience: ['spire-test'] }))).toBe(status.NOT_FOUND);
       // Without an agent SVID nothing is issued.
-      expect(await codeOf(unary(c.SVID, 'BatchNewX509SVID', { params: [{ entry_id: mine, csr: createCsr({ privateKey: generateKeyPair().privateKey }) }] }))).toBe(status.UNAUTHENTICATED);
+      expect(await codeOf(spireCall(c.SVID, 'BatchNewX509SVID', { params: [{ entry_id: mine, csr: createCsr({ privateKey: generateKeyPair().privateKey }) }] }))).toBe(status.UNAUTHENTICATED);
       // A CSR signed by another key is refused at renewal too.
-      expect(await codeOf(unary(agentClients.Agent, 'RenewAgent', { params: { csr: csrSignedByAnotherKey() } }))).toBe(status.INVALID_ARGUMENT);
+      expect(await codeOf(spireCall(agentClients.Agent, 'RenewAgent', { params: { csr: csrSignedByAnotherKey() } }))).toBe(status.INVALID_ARGUMENT);
     } finally {
       agentClients?.close();
       c.close();
@@ -312,7 +312,7 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
         });
         expect(res.results.every((r) => r.status.code === 0)).toBe(true);
       }
-      const all = await unary<{ entries: { id: string; spiffe_id: { path: string } | null; parent_id: unknown }[] }>(ac.Entry, 'GetAuthorizedEntries', { output_mask: { spiffe_id: true, revision_number: true } });
+      const all = await spireCall<{ entries: { id: string; spiffe_id: { path: string } | null; parent_id: unknown }[] }>(ac.Entry, 'GetAuthorizedEntries', { output_mask: { spiffe_id: true, revision_number: true } });
       expect(all.entries).toHaveLength(501);
       expect(all.entries[0]?.parent_id).toBeNull();
 
@@ -369,14 +369,14 @@ describe("SPIRE's agent API refuses what SPIRE refuses, with SPIRE's status code
   it('GetBundle and GetFederatedBundle as agents call them', async () => {
     const c = spireClients({ port: m.server.port, trustDomain: TD, bundle: bundle() });
     try {
-      const b = await unary<{ trust_domain: string; x509_authorities: { asn1: Buffer; tainted: boolean }[]; jwt_authorities: unknown[] }>(c.Bundle, 'GetBundle', {});
+      const b = await spireCall<{ trust_domain: string; x509_authorities: { asn1: Buffer; tainted: boolean }[]; jwt_authorities: unknown[] }>(c.Bundle, 'GetBundle', {});
       expect(b.trust_domain).toBe(TD);
       expect(b.x509_authorities.map((a) => a.asn1.toString('base64')).sort()).toEqual(bundle().map((x) => x.toString('base64')).sort());
       expect(b.x509_authorities.every((a) => a.tainted === false)).toBe(true);
-      const onlyX509 = await unary<{ trust_domain: string; jwt_authorities: unknown[]; x509_authorities: unknown[] }>(c.Bundle, 'GetBundle', { output_mask: { x509_authorities: true } });
+      const onlyX509 = await spireCall<{ trust_domain: string; jwt_authorities: unknown[]; x509_authorities: unknown[] }>(c.Bundle, 'GetBundle', { output_mask: { x509_authorities: true } });
       expect([onlyX509.trust_domain, onlyX509.jwt_authorities.length, onlyX509.x509_authorities.length > 0]).toEqual([TD, 0, true]);
       // Anonymous callers get no federated bundle; agents and admins do (NOT_FOUND here: none stored).
-      expect(await codeOf(unary(c.Bundle, 'GetFederatedBundle', { trust_domain: 'other.test' }))).toBe(status.UNAUTHENTICATED);
+      expect(await codeOf(spireCall(c.Bundle, 'GetFederatedBundle', { trust_domain: 'other.test' }))).toBe(status.UNAUTHENTICATED);
     } finally {
       c.close();
     }

@@ -15,7 +15,8 @@ import { adminSocketClients, unaryCall, type ServerApiClients } from '../../../s
 import { attestJoinTokenAgent } from '../../../src/server/testing.js';
 import { spireApiServiceDefinition } from '../../../src/wire/spire/definition.js';
 import { grpcHealthServiceDefinition } from '../../../src/server/spire-api/health.js';
-import { startAdminFixture, spireCall, spireClient, spireCode, type AdminFixture } from './admin-fixture.js';
+import { startAdminFixture, type AdminFixture } from './admin-fixture.js';
+import { spireCall, spireClient, spireCode } from './spire-raw-client.js';
 import * as grpcJs from '@grpc/grpc-js';
 
 interface Id {

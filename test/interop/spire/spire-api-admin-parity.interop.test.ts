@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SpireApiService } from '../../../src/wire/spire/definition.js';
-import { startAdminFixture, spireCall, spireClient, type AdminFixture } from './admin-fixture.js';
+import { startAdminFixture, type AdminFixture } from './admin-fixture.js';
+import { spireCall, spireClient } from './spire-raw-client.js';
 import { spireBinary } from './bin.js';
 import { startSpireServer, type SpireServer } from './peers.js';
 
