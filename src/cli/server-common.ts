@@ -13,6 +13,7 @@ import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
 import type { ServerApiService } from '../wire/server/definition-names.js';
+import type { SpireClientService } from '../wire/spire/codecs.js';
 import type { AdminClient } from './admin-client.js';
 import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
@@ -80,6 +81,11 @@ export interface CommandContext {
   socketPath: string;
   /** Calls `service.method(request)` on the admin socket. */
   call<Res>(service: ServerApiService, method: string, request: unknown): Promise<Res>;
+  /**
+   * Calls SPIRE's `service.method(request)` on the admin socket (the server serves SPIRE's API
+   * beside its own, issue 14); the answer is as SPIRE's CLI prints it (wire/spire/codecs).
+   */
+  spire<Res>(service: SpireClientService, method: string, request: unknown): Promise<Res>;
 }
 
 const UNREACHABLE = (path: string): string => `cannot reach the server's admin socket at ${path}: is \`mayfly-server run\` running?`;
@@ -127,6 +133,18 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
       }
       try {
         return await client.call<Res>(service, method, request, { deadlineMs: 30_000 });
+      } catch (err) {
+        throw describeCallError(err, socketPath);
+      }
+    },
+    spire: async <Res>(service: SpireClientService, method: string, request: unknown): Promise<Res> => {
+      if (client === undefined) {
+        const { AdminClient } = await import('./admin-client.js');
+        client = new AdminClient({ socketPath });
+      }
+      const { spireApiMethodCodec } = await import('../wire/spire/codecs.js');
+      try {
+        return await client.callMethod<Res>(spireApiMethodCodec(service, method), request, { deadlineMs: 30_000 });
       } catch (err) {
         throw describeCallError(err, socketPath);
       }

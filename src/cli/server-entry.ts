@@ -384,7 +384,7 @@ export function addEntryCommands(program: Command): void {
 
   clientCommand(entry.command('count').description('count registration entries')).action(async (_o: unknown, cmd: Command) => {
     await withServer(cmd, async (ctx) => {
-      const res = await ctx.call<{ count: number }>('Entry', 'CountEntries', {});
+      const res = await ctx.spire<{ count: number }>('Entry', 'CountEntries', {});
       emit(ctx.io, ctx.format, { json: res, text: res.count === 1 ? '1 registration entry' : `${res.count} registration entries` });
     });
   });
