@@ -39,7 +39,14 @@ export class AdminCallError extends Error {
   }
 }
 
-function methodOf(service: ServerApiService, method: string): { path: string; requestSerialize: (value: unknown) => Buffer; responseDeserialize: (bytes: Buffer) => unknown } {
+/** A unary method as the client needs it: its HTTP/2 path and its message codecs. */
+export interface UnaryMethod {
+  readonly path: string;
+  requestSerialize(value: unknown): Buffer;
+  responseDeserialize(bytes: Buffer): unknown;
+}
+
+function methodOf(service: ServerApiService, method: string): UnaryMethod {
   const m = serverApiMethodCodec(service, method);
   if (m.requestStream || m.responseStream) throw new TypeError(`no unary method ${service}.${method} in proto/server.proto`);
   return m;
@@ -77,7 +84,11 @@ export class AdminClient {
 
   /** Calls `service.method(request)`; rejects with an AdminCallError. */
   call<Res>(service: ServerApiService, method: string, request: unknown, opts: { deadlineMs?: number } = {}): Promise<Res> {
-    const m = methodOf(service, method);
+    return this.callMethod<Res>(methodOf(service, method), request, opts);
+  }
+
+  /** Calls the unary method `m` (e.g. one of SPIRE's API, wire/spire/codecs); rejects with an AdminCallError. */
+  callMethod<Res>(m: UnaryMethod, request: unknown, opts: { deadlineMs?: number } = {}): Promise<Res> {
     const body = m.requestSerialize(request);
     const frame = Buffer.alloc(5 + body.length);
     frame.writeUInt32BE(body.length, 1);

@@ -1,42 +1,24 @@
 /**
  * @module cli/server-agent
  *
- * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`. `-output json`
- * prints SPIRE's `ListAgentsResponse` / `types.Agent` / `types.JoinToken` (cli/spire-json).
- * `agent list` takes SPIRE's filters: `-banned true|false` is the server's; `-selector` (with
- * `-matchSelectorsOn`), `-attestationType`, `-canReattest true|false` and `-expiresBefore`
- * are applied here to the listed agents (the server's ListAgents filters by ban and expiry
- * only). As in SPIRE, a `-banned` or `-canReattest` value other than true or false means all.
+ * `mayfly-server agent list|show|ban|evict|purge|count` and `token generate`. `list`, `show`,
+ * `ban`, `evict`, `count` and `token generate` call SPIRE's Agent API on the admin socket
+ * (the server serves it beside Mayfly's own, issue 14), so `-output json` prints the answer
+ * as it came: SPIRE's `ListAgentsResponse` / `types.Agent` / `types.JoinToken`. `agent list`
+ * sends SPIRE's filters (`-banned`, `-selector` with `-matchSelectorsOn`,
+ * `-attestationType`, `-canReattest`, `-expiresBefore`) and the server applies them. As in
+ * SPIRE, a `-banned` or `-canReattest` value other than true or false means all. `purge` is
+ * Mayfly's (its PurgeExpiredAgents), printed as SPIRE's CLI prints its purge.
  */
 import { Option, type Command } from 'commander';
-import { formatSelector, type Selector } from '../registration/selector.js';
+import { formatSelector } from '../registration/selector.js';
 import type { WireAgent } from '../server/messages.js';
 import { CliUsageError } from './flags.js';
 import { emit } from './output.js';
 import { choiceArg, clientCommand, collect, fields, secondsArg, selectorArgs, spiffeIdArg, timeText, withServer, type CommandContext } from './server-common.js';
-import { spireAgent, spireJoinToken, spirePurgeResult, spireSerial } from './spire-json.js';
+import { spiffeIdString, spirePurgeResult, spireSpiffeId, type SpireAgent, type SpireJoinToken } from './spire-json.js';
 
 const MATCHES = ['exact', 'subset', 'superset', 'any'] as const;
-type MatchName = (typeof MATCHES)[number];
-
-/** Does the agent's selector set match `wanted` under `how` (SPIRE's SelectorMatch semantics)? */
-export function selectorsMatch(have: readonly Selector[], wanted: readonly Selector[], how: MatchName): boolean {
-  const key = (s: Selector): string => `${s.type}\u0000${s.value}`;
-  const h = new Set(have.map(key));
-  const w = new Set(wanted.map(key));
-  const hasAllWanted = [...w].every((k) => h.has(k));
-  const allHaveWanted = [...h].every((k) => w.has(k));
-  switch (how) {
-    case 'exact':
-      return hasAllWanted && allHaveWanted;
-    case 'superset':
-      return hasAllWanted;
-    case 'subset':
-      return allHaveWanted;
-    case 'any':
-      return [...w].some((k) => h.has(k));
-  }
-}
 
 /**
  * Unix seconds from SPIRE's `-expiresBefore` layout (Go `2006-01-02 15:04:05 -0700 -07`,
@@ -52,17 +34,22 @@ export function parseExpiresBefore(value: string): number {
   return Math.floor(ms / 1000);
 }
 
-/** SPIRE's tri-state flags: 'true', 'false', anything else (or absent) = no filter. */
-function triState(value: string | undefined): boolean | undefined {
-  return value === 'true' ? true : value === 'false' ? false : undefined;
+/** SPIRE's tri-state flags: 'true', 'false', anything else (or absent) = no filter (google.protobuf.BoolValue unset). */
+function triState(value: string | undefined): { value: boolean } | undefined {
+  return value === 'true' ? { value: true } : value === 'false' ? { value: false } : undefined;
 }
 
-export function agentText(a: WireAgent): string {
+/** Unix seconds in the layout SPIRE's server parses `by_expires_before` in (Go `2006-01-02 15:04:05 -0700 -07`), UTC. */
+function spireTimeText(unixSeconds: number): string {
+  return `${new Date(unixSeconds * 1000).toISOString().slice(0, 19).replace('T', ' ')} +0000 +00`;
+}
+
+export function agentText(a: SpireAgent): string {
   const rows: [string, string | number | boolean | undefined][] = [
-    ['SPIFFE ID', a.id],
+    ['SPIFFE ID', a.id ? spiffeIdString(a.id) : ''],
     ['Attestation type', a.attestation_type],
-    ['Expiration time', timeText(a.x509svid_expires_at) ?? 'none'],
-    ['Serial number', spireSerial(a.x509svid_serial_number) || 'none'],
+    ['Expiration time', timeText(Number(a.x509svid_expires_at)) ?? 'none'],
+    ['Serial number', a.x509svid_serial_number || 'none'],
     ['Can re-attest', a.can_reattest],
     ['Banned', a.banned],
   ];
@@ -70,6 +57,7 @@ export function agentText(a: WireAgent): string {
   return fields(rows, 18);
 }
 
+/** Every page of Mayfly's ListAgents (for `purge`, Mayfly's own). */
 async function listAgents(ctx: CommandContext, filter: Record<string, unknown>): Promise<WireAgent[]> {
   const out: WireAgent[] = [];
   let token = '';
@@ -82,12 +70,25 @@ async function listAgents(ctx: CommandContext, filter: Record<string, unknown>):
   return out;
 }
 
+/** Every page of SPIRE's ListAgents under `filter`. */
+async function listSpireAgents(ctx: CommandContext, filter: Record<string, unknown>): Promise<SpireAgent[]> {
+  const out: SpireAgent[] = [];
+  let token = '';
+  for (let pages = 0; pages < 100_000; pages++) {
+    const res = await ctx.spire<{ agents: SpireAgent[]; next_page_token: string }>('Agent', 'ListAgents', { filter, page_size: 1000, page_token: token });
+    out.push(...res.agents);
+    token = res.next_page_token;
+    if (token === '') break;
+  }
+  return out;
+}
+
 function plural(n: number, one: string, many: string): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-function agentIdOf(cmd: Command): string {
-  return spiffeIdArg(cmd.opts<{ spiffeId?: string }>().spiffeId, '-spiffeID', { required: true }) as string;
+function agentIdOf(cmd: Command): ReturnType<typeof spireSpiffeId> {
+  return spireSpiffeId(spiffeIdArg(cmd.opts<{ spiffeId?: string }>().spiffeId, '-spiffeID', { required: true }) as string);
 }
 
 export function addAgentCommands(program: Command): void {
@@ -105,18 +106,18 @@ export function addAgentCommands(program: Command): void {
     const selectors = selectorArgs(o.selector);
     const how = choiceArg(o.matchSelectorsOn, '-matchSelectorsOn', MATCHES, 'superset');
     const before = o.expiresBefore === undefined || o.expiresBefore === '' ? undefined : parseExpiresBefore(o.expiresBefore);
+    const filter: Record<string, unknown> = {};
     const banned = triState(o.banned);
     const canReattest = triState(o.canReattest);
+    if (banned !== undefined) filter.by_banned = banned;
+    if (canReattest !== undefined) filter.by_can_reattest = canReattest;
+    if (o.attestationType !== undefined && o.attestationType !== '') filter.by_attestation_type = o.attestationType;
+    if (selectors.length > 0) filter.by_selector_match = { selectors, match: `MATCH_${how.toUpperCase()}` };
+    if (before !== undefined) filter.by_expires_before = spireTimeText(before);
     await withServer(cmd, async (ctx) => {
-      const filter: Record<string, unknown> = {};
-      if (banned !== undefined) filter.by_banned = banned ? 'BAN_FILTER_BANNED' : 'BAN_FILTER_NOT_BANNED';
-      let agents = await listAgents(ctx, filter);
-      if (selectors.length > 0) agents = agents.filter((a) => selectorsMatch(a.selectors, selectors, how));
-      if (o.attestationType !== undefined && o.attestationType !== '') agents = agents.filter((a) => a.attestation_type === o.attestationType);
-      if (canReattest !== undefined) agents = agents.filter((a) => a.can_reattest === canReattest);
-      if (before !== undefined) agents = agents.filter((a) => a.x509svid_expires_at < before);
+      const agents = await listSpireAgents(ctx, filter);
       emit(ctx.io, ctx.format, {
-        json: { agents: agents.map(spireAgent), next_page_token: '' },
+        json: { agents, next_page_token: '' },
         text: () => (agents.length === 0 ? 'No attested agents found' : [`Found ${plural(agents.length, 'attested agent', 'attested agents')}:`, ...agents.map(agentText)].join('\n\n')),
       });
     });
@@ -127,8 +128,8 @@ export function addAgentCommands(program: Command): void {
     .action(async (_o: unknown, cmd: Command) => {
       const id = agentIdOf(cmd);
       await withServer(cmd, async (ctx) => {
-        const a = await ctx.call<WireAgent>('Agent', 'GetAgent', { id });
-        emit(ctx.io, ctx.format, { json: spireAgent(a), text: `Found an attested agent given its SPIFFE ID\n\n${agentText(a)}` });
+        const a = await ctx.spire<SpireAgent>('Agent', 'GetAgent', { id });
+        emit(ctx.io, ctx.format, { json: a, text: `Found an attested agent given its SPIFFE ID\n\n${agentText(a)}` });
       });
     });
 
@@ -141,7 +142,7 @@ export function addAgentCommands(program: Command): void {
       .action(async (_o: unknown, cmd: Command) => {
         const id = agentIdOf(cmd);
         await withServer(cmd, async (ctx) => {
-          await ctx.call('Agent', method, { id });
+          await ctx.spire('Agent', method, { id });
           emit(ctx.io, ctx.format, { json: {}, text: done }); // SPIRE prints the Empty response: {}
         });
       });
@@ -176,7 +177,7 @@ export function addAgentCommands(program: Command): void {
 
   clientCommand(agent.command('count').description('count attested agents')).action(async (_o: unknown, cmd: Command) => {
     await withServer(cmd, async (ctx) => {
-      const res = await ctx.call<{ count: number }>('Agent', 'CountAgents', {});
+      const res = await ctx.spire<{ count: number }>('Agent', 'CountAgents', {});
       emit(ctx.io, ctx.format, { json: res, text: plural(res.count, 'attested agent', 'attested agents') });
     });
   });
@@ -187,12 +188,12 @@ export function addAgentCommands(program: Command): void {
     .addOption(new Option('--ttl <seconds>', 'how long the token is valid').default('600'))
     .action(async (_o: unknown, cmd: Command) => {
       const o = cmd.opts<{ spiffeId?: string; ttl: string }>();
-      const agentId = spiffeIdArg(o.spiffeId, '-spiffeID') ?? '';
+      const agentId = spiffeIdArg(o.spiffeId, '-spiffeID');
       const ttl = secondsArg(o.ttl, '-ttl');
       if (ttl === undefined) throw new CliUsageError('-ttl is required');
       await withServer(cmd, async (ctx) => {
-        const res = await ctx.call<{ value: string; expires_at: number }>('Agent', 'CreateJoinToken', { ttl, agent_id: agentId });
-        emit(ctx.io, ctx.format, { json: spireJoinToken(res), text: `Token: ${res.value}` });
+        const res = await ctx.spire<SpireJoinToken>('Agent', 'CreateJoinToken', agentId === undefined ? { ttl } : { ttl, agent_id: spireSpiffeId(agentId) });
+        emit(ctx.io, ctx.format, { json: res, text: `Token: ${res.value}` });
       });
     });
 }

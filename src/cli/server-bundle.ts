@@ -6,6 +6,8 @@
  * `spiffe_refresh_hint`), read back the same ways, and checked locally before upload.
  *
  * `-output json` prints SPIRE's `types.Bundle` / `ListFederatedBundlesResponse` (cli/spire-json).
+ * `count` calls SPIRE's Bundle API (issue 14); `show`, `list`, `set` and `delete` stay on
+ * Mayfly's, whose bundles carry the DER and keys the PEM and SPIFFE-format printers read.
  *
  * `delete -mode`: `restrict` (default) refuses while entries federate with the trust
  * domain; `dissociate` removes it from those entries first; `delete` deletes those entries
@@ -145,7 +147,7 @@ export function addBundleCommands(program: Command): void {
 
   clientCommand(bundle.command('count').description('count bundles (own and federated)')).action(async (_o: unknown, cmd: Command) => {
     await withServer(cmd, async (ctx) => {
-      const res = await ctx.call<{ count: number }>('Bundle', 'CountBundles', {});
+      const res = await ctx.spire<{ count: number }>('Bundle', 'CountBundles', {});
       emit(ctx.io, ctx.format, { json: res, text: res.count === 1 ? '1 bundle' : `${res.count} bundles` });
     });
   });

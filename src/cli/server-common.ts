@@ -14,7 +14,8 @@ import { SpiffeId, TrustDomain } from '../spiffe/id.js';
 import { parseDurationSeconds } from '../config/duration.js';
 import { defaultSocketCandidates, locateDefaultSocket } from '../securefs/index.js';
 import type { ServerApiService } from '../wire/server/definition-names.js';
-import type { AdminClient } from './admin-client.js';
+import type { SpireClientService } from '../wire/spire/codecs.js';
+import type { AdminClient, UnaryMethod } from './admin-client.js';
 import { grpcCodeName } from '../observability/grpc-code-name.js';
 import { CliCallError, cliCodeOfGrpc } from './cli-error.js';
 import { CliUsageError, ioOf, type CliIo } from './flags.js';
@@ -81,6 +82,13 @@ export interface CommandContext {
   socketPath: string;
   /** Calls `service.method(request)` on the admin socket. */
   call<Res>(service: ServerApiService, method: string, request: unknown): Promise<Res>;
+  /**
+   * Calls SPIRE's `service.method(request)` on the admin socket (the server serves SPIRE's API
+   * beside its own, issue 14); the answer is as SPIRE's CLI prints it (wire/spire/codecs).
+   */
+  spire<Res>(service: SpireClientService, method: string, request: unknown): Promise<Res>;
+  /** Calls the unary method `m` on the admin socket (e.g. `grpc.health.v1.Health/Check`, wire/spire/health). */
+  unary<Res>(m: UnaryMethod, request: unknown): Promise<Res>;
 }
 
 const UNREACHABLE = (path: string): string => `cannot reach the server's admin socket at ${path}: is \`mayfly-server run\` running?`;
@@ -128,6 +136,21 @@ export async function withServer<T>(cmd: Command, fn: (ctx: CommandContext) => P
       }
       try {
         return await client.call<Res>(service, method, request, { deadlineMs: 30_000 });
+      } catch (err) {
+        throw describeCallError(err, socketPath);
+      }
+    },
+    spire: async <Res>(service: SpireClientService, method: string, request: unknown): Promise<Res> => {
+      const { spireApiMethodCodec } = await import('../wire/spire/codecs.js');
+      return ctx.unary<Res>(spireApiMethodCodec(service, method), request);
+    },
+    unary: async <Res>(m: UnaryMethod, request: unknown): Promise<Res> => {
+      if (client === undefined) {
+        const { AdminClient } = await import('./admin-client.js');
+        client = new AdminClient({ socketPath });
+      }
+      try {
+        return await client.callMethod<Res>(m, request, { deadlineMs: 30_000 });
       } catch (err) {
         throw describeCallError(err, socketPath);
       }

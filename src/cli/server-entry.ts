@@ -11,6 +11,11 @@
  * `update` replaces the whole entry (as SPIRE's does). The server checks revisions: with
  * `-revision N` the update fails if the entry changed since revision N; without it the CLI
  * reads the entry's current revision first (last writer wins, as in SPIRE).
+ *
+ * `delete` and `count` call SPIRE's Entry API (the server serves it beside Mayfly's own,
+ * issue 14) and print its answer as it came. `create`, `update` and `show` stay on Mayfly's
+ * Entry service: they carry Mayfly's owner, labels, purpose and revision checks, which
+ * SPIRE's messages do not, and they print them.
  */
 import { Option, type Command } from 'commander';
 import { labelKeyProblem } from '../registration/entry.js';
@@ -309,14 +314,15 @@ export function addEntryCommands(program: Command): void {
       await withServer(cmd, async (ctx) => {
         const results = await runBatched<string, { status: WireStatus; id: string }>({
           items: ids,
-          call: async (chunk) => (await ctx.call<{ results: { status: WireStatus; id: string }[] }>('Entry', 'BatchDeleteEntry', { ids: chunk })).results,
+          // SPIRE's BatchDeleteEntry: its answer (types.Status per ID) is what SPIRE's CLI prints.
+          call: async (chunk) => (await ctx.spire<{ results: { status: WireStatus; id: string }[] }>('Entry', 'BatchDeleteEntry', { ids: chunk })).results,
           io: ctx.io,
           verb: 'deleted',
           noun: 'entries',
         });
         const failed = results.filter((r) => r.status.code !== 0);
         const okIds = results.filter((r) => r.status.code === 0).map((r) => `Deleted entry with ID: ${r.id}`);
-        emit(ctx.io, ctx.format, { json: { results: results.map((r) => ({ status: spireStatus(r.status), id: r.id })) }, text: okIds.join('\n') });
+        emit(ctx.io, ctx.format, { json: { results }, text: okIds.join('\n') });
         if (failed.length === 0) return;
         if (results.length > 1) {
           for (const r of failed) ctx.io.err(`Failed to delete entry with ID ${r.id} (code: ${grpcName(r.status.code)}, msg: ${JSON.stringify(r.status.message)})\n`);
@@ -384,7 +390,7 @@ export function addEntryCommands(program: Command): void {
 
   clientCommand(entry.command('count').description('count registration entries')).action(async (_o: unknown, cmd: Command) => {
     await withServer(cmd, async (ctx) => {
-      const res = await ctx.call<{ count: number }>('Entry', 'CountEntries', {});
+      const res = await ctx.spire<{ count: number }>('Entry', 'CountEntries', {});
       emit(ctx.io, ctx.format, { json: res, text: res.count === 1 ? '1 registration entry' : `${res.count} registration entries` });
     });
   });

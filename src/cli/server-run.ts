@@ -153,10 +153,16 @@ export function addRunCommands(program: Command): void {
       const o = cmd.opts<{ shallow?: boolean; verbose?: boolean }>();
       await withServer(cmd, async (ctx) => {
         if (o.verbose && ctx.format === 'pretty') ctx.io.out('Checking server health...\n');
-        const res = await ctx.call<{ status: string }>('Health', 'Check', {});
-        const healthy = res.status === 'SERVING' || o.shallow === true;
-        if (!healthy) throw new Error(`Server is unhealthy: status ${res.status}`);
-        emit(ctx.io, ctx.format, { json: { healthy: true, status: res.status }, text: o.shallow ? 'Server is live.' : 'Server is healthy.' });
+        // grpc.health.v1, as `spire-server healthcheck` asks; the server answers with Mayfly's verdict.
+        const h = await import('../wire/spire/health.js');
+        const res = await ctx.unary<{ status: number }>(
+          { path: `/${h.GRPC_HEALTH_SERVICE}/Check`, requestSerialize: (r) => h.encodeHealthCheckRequest(r as { service: string }), responseDeserialize: h.decodeHealthCheckResponse },
+          { service: '' },
+        );
+        const status = Object.entries(h.HealthServingStatus).find(([, n]) => n === res.status)?.[0] ?? String(res.status);
+        const healthy = status === 'SERVING' || o.shallow === true;
+        if (!healthy) throw new Error(`Server is unhealthy: status ${status}`);
+        emit(ctx.io, ctx.format, { json: { healthy: true, status }, text: o.shallow ? 'Server is live.' : 'Server is healthy.' });
       });
     });
 }

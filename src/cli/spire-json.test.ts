@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { WireEntry } from '../server/messages.js';
 import { entriesFromData, idsFromDeleteFile } from './entry-data.js';
 import { spireJsonText } from './output.js';
-import { spireAgent, spireEntry, spireJoinToken, spirePurgeResult, spireSerial } from './spire-json.js';
+import { spireEntry, spirePurgeResult } from './spire-json.js';
 
 // Printed by spire-server v1.13.3 `entry create -spiffeID spiffe://example.org/web
 // -parentID spiffe://example.org/host -selector unix:uid:1000 -hint 'a<b&c' -output json`.
@@ -44,21 +44,6 @@ describe('SPIRE-shaped JSON', () => {
   });
 });
 
-describe('SPIRE-shaped agents', () => {
-  it('prints the SVID serial in decimal as SPIRE does (hex in Mayfly), empty after a ban', () => {
-    expect(spireSerial('00a7536e4816a8ee615409d7bb33c9c122')).toBe('222414272711836339651260306906635944226');
-    expect(spireSerial('0a')).toBe('10');
-    expect(spireSerial('')).toBe('');
-    const agent = spireAgent({ id: 'spiffe://example.org/spire/agent/join_token/x', attestation_type: 'join_token', x509svid_serial_number: 'ff', x509svid_expires_at: 1796308548,
-      selectors: [], banned: false, can_reattest: false, created_at: 1, updated_at: 2 });
-    expect(spireJsonText(agent)).toBe('{"attestation_type":"join_token","banned":false,"can_reattest":false,"id":{"path":"/spire/agent/join_token/x","trust_domain":"example.org"},'
-      + '"selectors":[],"x509svid_expires_at":"1796308548","x509svid_serial_number":"255"}\n');
-  });
-});
-
-it('prints a join token with expires_at as an int64 string, as SPIRE does', () => {
-  expect(spireJsonText(spireJoinToken({ value: 'tok', expires_at: 1796308548 }))).toBe('{"expires_at":"1796308548","value":"tok"}\n');
-});
 
 it('prints agent purge results as SPIRE does: a one-element list of {expired_agents: [{agent_id, deleted}]}', () => {
   expect(spireJsonText(spirePurgeResult([]))).toBe('[{"expired_agents":[]}]\n');

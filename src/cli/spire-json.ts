@@ -15,7 +15,7 @@
  * response is converted here, field for field, to the SPIRE message it corresponds to.
  */
 import { SpiffeId } from '../spiffe/id.js';
-import type { WireAgent, WireBundle, WireEntry, WireFederationRelationship, WireSelector, WireStatus } from '../server/messages.js';
+import type { WireBundle, WireEntry, WireFederationRelationship, WireSelector, WireStatus } from '../server/messages.js';
 
 /** spire.api.types.SPIFFEID */
 export interface SpireSpiffeId {
@@ -48,10 +48,11 @@ export interface SpireEntry {
 
 /**
  * spire.api.types.Agent, as SPIRE v1.13.3 prints a real attested agent (checked by
- * test/interop/spire/agent-json.interop.test.ts). Where Mayfly's data differs from SPIRE's:
+ * test/interop/spire/agent-json.interop.test.ts). The `agent` commands print it as SPIRE's
+ * Agent API answers (server/spire-api/agent-admin). Where Mayfly's data differs from SPIRE's:
  * - `x509svid_serial_number`: SPIRE stores and prints the SVID's serial in decimal (Go's
- *   `big.Int.String()`); Mayfly stores it in hex, so it is converted here ('' stays '', as
- *   after a ban in both).
+ *   `big.Int.String()`); Mayfly stores it in hex, and its SPIRE API answers in decimal ('' stays
+ *   '', as after a ban in both).
  * - `selectors`: SPIRE's join_token attestor yields no selectors (`[]`); Mayfly's yields one,
  *   `{"type":"join_token","value":"sha256:<hex of the token>"}` (src/attestors/node/join_token),
  *   so a join-token agent's list has one element of the same `{type, value}` shape.
@@ -60,7 +61,7 @@ export interface SpireEntry {
  * Every key SPIRE prints is filled; none is left at a placeholder.
  */
 export interface SpireAgent {
-  id?: SpireSpiffeId;
+  id?: SpireSpiffeId | null;
   attestation_type: string;
   x509svid_serial_number: string;
   x509svid_expires_at: string;
@@ -159,11 +160,6 @@ export interface SpireJoinToken {
   expires_at: string;
 }
 
-/** A CreateJoinToken response as SPIRE prints it (`expires_at` is an int64, so a string). */
-export function spireJoinToken(t: { value: string; expires_at: number }): SpireJoinToken {
-  return { value: t.value, expires_at: int64(t.expires_at) };
-}
-
 /**
  * `agent purge -output json` as SPIRE v1.13.3 prints it: a one-element list (its printer
  * prints the struct it is given as a list) of `{"expired_agents": [{"agent_id": "spiffe://...",
@@ -173,25 +169,6 @@ export function spireJoinToken(t: { value: string; expires_at: number }): SpireJ
  */
 export function spirePurgeResult(agents: { id: string; deleted: boolean }[]): [{ expired_agents: { agent_id: string; deleted: boolean }[] }] {
   return [{ expired_agents: agents.map((a) => ({ agent_id: a.id, deleted: a.deleted })) }];
-}
-
-/** A hex serial number as SPIRE prints serials: decimal, no leading zeros; '' stays ''. */
-export function spireSerial(hex: string): string {
-  return /^[0-9a-fA-F]+$/.test(hex) ? BigInt(`0x${hex}`).toString(10) : hex;
-}
-
-export function spireAgent(a: WireAgent): SpireAgent {
-  return withIds(
-    {
-      attestation_type: a.attestation_type,
-      x509svid_serial_number: spireSerial(a.x509svid_serial_number),
-      x509svid_expires_at: int64(a.x509svid_expires_at),
-      selectors: a.selectors.map((s) => ({ type: s.type, value: s.value })),
-      banned: a.banned,
-      can_reattest: a.can_reattest,
-    },
-    { id: spireSpiffeId(a.id) },
-  );
 }
 
 export function spireBundle(w: WireBundle): SpireBundle {
