@@ -7,6 +7,7 @@
 import { pathToFileURL } from 'node:url';
 import { benchAgent } from './agent.js';
 import { benchAudit } from './audit.js';
+import { benchInventory } from './inventory.js';
 import { benchUsage } from './usage.js';
 import { benchCertification } from './certification.js';
 import { benchBundleEndpoint } from './bundle-endpoint.js';
@@ -30,7 +31,7 @@ export interface BenchLine {
   baselineName?: string;
 }
 
-const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['spire-agent', () => benchSpireAgent()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['usage', () => benchUsage()], ['certification', () => benchCertification()], ['federation', () => benchFederation()], ['delegation', () => benchDelegation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
+const suites: Array<[string, () => Promise<Array<BenchLine | ServerBenchLine>>]> = [['jwt', benchJwt], ['x509', benchX509], ['server', () => benchServer()], ['agent', () => benchAgent()], ['revocation', () => benchRevocation()], ['spire', () => benchSpire()], ['spire-agent', () => benchSpireAgent()], ['bundle-endpoint', () => benchBundleEndpoint()], ['audit', () => benchAudit()], ['usage', () => benchUsage()], ['inventory', () => benchInventory()], ['certification', () => benchCertification()], ['federation', () => benchFederation()], ['delegation', () => benchDelegation()], ['cli', () => benchCli()], ['sdk-tls', () => benchSdkTls()]];
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
