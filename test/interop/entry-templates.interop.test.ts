@@ -143,7 +143,7 @@ describe('entry templates: one entry, many IDs, hostile values refused', () => {
     const again = new WorkloadApiClient({ address: m.endpoint });
     try {
       const second = await again.fetchX509Svid({ timeoutMs: 5_000 }).then(
-        (r) => r.svids.map((x) => x.spiffeId.toString()),
+        (r) => r.id.toString(),
         (e: unknown) => String(e),
       );
       expect(second).toEqual(expect.stringMatching(/no identity issued/));
