@@ -19,7 +19,7 @@ const WALLS = {
   ca: ['spiffe', 'securefs', 'config'],
   datastore: ['spiffe', 'registration', 'securefs', 'config'],
   attestors: ['spiffe', 'registration', 'config'],
-  workloadapi: ['spiffe', 'wire/workload', 'securefs'],
+  workloadapi: ['spiffe', 'wire/workload', 'wire/spire', 'securefs'],
   sdk: ['spiffe', 'wire/workload'],
   federation: ['spiffe', 'config', 'securefs'],
   oidc: ['spiffe', 'config'],

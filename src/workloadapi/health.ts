@@ -8,73 +8,28 @@
  * name other than `""` or the Workload API's is NOT_FOUND, as grpc-go's health server
  * answers. `Watch` is not offered (UNIMPLEMENTED).
  *
- * The two messages are encoded by hand (grpc/health/v1/health.proto: `HealthCheckRequest
- * { string service = 1; }`, `HealthCheckResponse { ServingStatus status = 1; }` with
- * UNKNOWN 0, SERVING 1, NOT_SERVING 2, SERVICE_UNKNOWN 3): loading a proto file at start-up
- * would cost more than the whole codec. The health check needs no security header and
+ * The two messages are encoded by hand in wire/spire/health (the same codec the server's
+ * admin socket uses): loading a proto file at start-up would cost more than the whole codec. The health check needs no security header and
  * attests nobody: it tells no identity, only whether the agent is serving. A NOT_SERVING
  * answer carries why in the trailing metadata `mayfly-not-serving-reason` (one line of
  * ASCII, e.g. that the server has been unreachable too long), which `checkHealthDetail`
  * returns and `mayfly-agent healthcheck` prints; other clients ignore it.
  */
 import * as grpc from '@grpc/grpc-js';
+import { decodeHealthCheckRequest, decodeHealthCheckResponse, encodeHealthCheckResponse, GRPC_HEALTH_SERVICE, HealthServingStatus } from '../wire/spire/health.js';
 
-export const HEALTH_SERVICE = 'grpc.health.v1.Health';
+export const HEALTH_SERVICE = GRPC_HEALTH_SERVICE;
 
 /** Trailing metadata key of a NOT_SERVING answer's reason. */
 export const NOT_SERVING_REASON_KEY = 'mayfly-not-serving-reason';
 
 /** `HealthCheckResponse.ServingStatus`. */
-export const ServingStatus = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
+export const ServingStatus = HealthServingStatus;
 
 /** Service names the check answers for: the server as a whole, and the Workload API. */
 const KNOWN_SERVICES = new Set(['', 'SpiffeWorkloadAPI']);
 
-/** Largest request accepted: a service name is short. */
-const MAX_REQUEST_BYTES = 1024;
-
-function readVarint(buf: Buffer, at: number): { value: number; next: number } {
-  let value = 0;
-  let shift = 0;
-  for (let i = at; i < buf.length && i < at + 10; i++) {
-    const b = buf[i] as number;
-    if (shift < 28) value |= (b & 0x7f) << shift;
-    else value += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if ((b & 0x80) === 0) return { value, next: i + 1 };
-  }
-  throw new Error('malformed varint');
-}
-
-/** Decodes `HealthCheckRequest`: the `service` field, unknown fields skipped. */
-export function decodeHealthCheckRequest(buf: Buffer): { service: string } {
-  if (buf.length > MAX_REQUEST_BYTES) throw new Error(`request of ${buf.length} bytes (at most ${MAX_REQUEST_BYTES})`);
-  let service = '';
-  let at = 0;
-  while (at < buf.length) {
-    const tag = readVarint(buf, at);
-    at = tag.next;
-    const field = Math.floor(tag.value / 8);
-    const wire = tag.value & 7;
-    if (wire === 0) at = readVarint(buf, at).next;
-    else if (wire === 1) at += 8;
-    else if (wire === 5) at += 4;
-    else if (wire === 2) {
-      const len = readVarint(buf, at);
-      const end = len.next + len.value;
-      if (end > buf.length) throw new Error('truncated field');
-      if (field === 1) service = buf.toString('utf8', len.next, end);
-      at = end;
-    } else throw new Error(`unsupported wire type ${wire}`);
-    if (at > buf.length) throw new Error('truncated field');
-  }
-  return { service };
-}
-
-/** Encodes `HealthCheckResponse` (status 0 is the proto3 default: no bytes). */
-export function encodeHealthCheckResponse(res: { status: number }): Buffer {
-  return res.status === 0 ? Buffer.alloc(0) : Buffer.from([0x08, res.status]);
-}
+export { decodeHealthCheckRequest, encodeHealthCheckResponse };
 
 export function healthServiceDefinition(): grpc.ServiceDefinition {
   return {
@@ -85,7 +40,7 @@ export function healthServiceDefinition(): grpc.ServiceDefinition {
       requestSerialize: () => Buffer.alloc(0),
       requestDeserialize: decodeHealthCheckRequest,
       responseSerialize: encodeHealthCheckResponse,
-      responseDeserialize: (b: Buffer) => ({ status: b.length >= 2 ? (b[1] as number) : 0 }),
+      responseDeserialize: decodeHealthCheckResponse,
     },
   };
 }

@@ -27,7 +27,7 @@ export const ROOMS: readonly Room[] = [
   { room: 'ca', mayImport: ['spiffe', 'securefs', 'config'], holds: 'key managers, X.509 and JWT authorities, rotation slots, the fast mint path' },
   { room: 'datastore', mayImport: ['spiffe', 'registration', 'securefs', 'config'], holds: 'entries, agents, join tokens, bundles; level and postgres' },
   { room: 'attestors', mayImport: ['spiffe', 'registration', 'config'], holds: 'node attestors (join_token, k8s_psat) and workload attestors (unix, k8s)' },
-  { room: 'workloadapi', mayImport: ['spiffe', 'wire/workload', 'securefs'], holds: 'the Workload API endpoint (agent side)' },
+  { room: 'workloadapi', mayImport: ['spiffe', 'wire/workload', 'wire/spire', 'securefs'], holds: 'the Workload API endpoint (agent side)' },
   { room: 'sdk', mayImport: ['spiffe', 'wire/workload'], holds: 'Workload API client, X509/JWT/bundle sources, mTLS helpers' },
   { room: 'federation', mayImport: ['spiffe', 'config', 'securefs'], holds: 'the bundle endpoint, federation relationships and the peer bundle fetcher (https_web, https_spiffe)' },
   { room: 'audit', mayImport: ['spiffe'], holds: 'the hash-chained audit ledger: records, group-committed appends, signed checkpoints, verification' },
